@@ -1,0 +1,126 @@
+"""The `lens` command: trace a prompt through a model's layers, list and fetch models, check a device."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from lens.errors import LensError, command
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: returns the exit status (2 for bad input, with a one-line message)."""
+    args = _parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except LensError as error:
+        print(f"lens: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lens", description=__doc__)
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    p = sub.add_parser("trace", help="the logit lens for one prompt, layer by layer")
+    p.add_argument("model", help="a name from `lens models`, a Hub repo id, a model folder or a .gguf file")
+    p.add_argument("prompt")
+    p.add_argument("--answer", help="follow this answer's first token, e.g. ' Berlin'")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    _model_options(p)
+    p.set_defaults(run=_trace)
+
+    p = sub.add_parser("models", help="the named models, and whether their weights are here")
+    p.set_defaults(run=_models)
+
+    p = sub.add_parser("download", help="fetch a model's weights (Hub models go to the HF cache)")
+    p.add_argument("names", nargs="*", help="names from `lens models`, or Hub repo ids")
+    p.add_argument("--embedded", action="store_true", help="the embedded default models")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(run=_download)
+
+    p = sub.add_parser("check", help="does the lens on this device agree with the CPU?")
+    p.add_argument("model")
+    _model_options(p)
+    p.set_defaults(run=_check)
+    return parser
+
+
+def _model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: mps > cuda > cpu)")
+    p.add_argument("--dtype", help="float32, bfloat16 or float16 (default: float32 where it fits)")
+    p.add_argument("--offload", action="store_true", help="force CPU/disk offload (big models)")
+
+
+def _load(args: argparse.Namespace):
+    from lens.loader import load
+
+    return load(args.model, device=args.device, dtype=args.dtype, offload=args.offload or None)
+
+
+def _trace(args: argparse.Namespace) -> int:
+    if args.top_k < 1:
+        raise LensError("--top-k must be at least 1")
+    if args.temperature <= 0:
+        raise LensError("--temperature must be positive, e.g. 1.0")
+    from lens.trace import trace
+
+    model = _load(args)
+    (result,) = trace(
+        model, [args.prompt], [args.answer], top_k=args.top_k, temperature=args.temperature
+    )
+    if result.answer_note:
+        print(f"lens: note: {result.answer_note}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(result.to_dict(), ensure_ascii=False))
+    else:
+        from lens.table import trace_table
+
+        print(trace_table(result))
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from lens.fetch import is_present
+    from lens.registry import registry
+
+    rows = []
+    for spec in registry().values():
+        here = is_present(spec)
+        fetch = "" if here else f"`{command('download ' + spec.name)}`"
+        rows.append([spec.name, spec.describe(), "yes" if here else "no", fetch])
+    print(tabulate(rows, headers=["name", "model", "weights here", "to fetch"]))
+    return 0
+
+
+def _download(args: argparse.Namespace) -> int:
+    from lens.fetch import download
+    from lens.registry import embedded_models, resolve
+
+    specs = [resolve(name) for name in args.names]
+    if args.embedded:
+        specs += embedded_models()
+    if not specs:
+        raise LensError("name a model to download, e.g. `lens download llama3` (see `lens models`)")
+    for spec in specs:
+        download(spec, quiet=args.quiet)
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from lens.check import check_device
+
+    result = check_device(_load(args))
+    print(result.summary())
+    return 0 if result.agrees else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

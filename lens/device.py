@@ -1,0 +1,62 @@
+"""Which device and dtype a model runs on: MPS on Apple Silicon, else CUDA, else CPU; a dtype that fits."""
+
+from __future__ import annotations
+
+import os
+
+import psutil
+import torch
+
+from lens.errors import LensError
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+FP32_MEMORY_SHARE = 0.4
+"""Run in float32 when the float32 weights take at most this share of memory, else bfloat16
+(an 8B model is 32 GB in float32: bfloat16 on a 64 GB Mac, float32 on a 96 GB one)."""
+
+
+def choose_device(override: str | None = None) -> str:
+    """The device to run on: `override`, else $LENS_DEVICE, else mps > cuda > cpu."""
+    wanted = override or os.environ.get("LENS_DEVICE")
+    if wanted:
+        kind = wanted.split(":")[0]
+        available = {
+            "cpu": True,
+            "cuda": torch.cuda.is_available(),
+            "mps": torch.backends.mps.is_available(),
+        }
+        if kind not in available:
+            raise LensError(f"unknown device {wanted!r}: use cpu, cuda, cuda:N or mps")
+        if not available[kind]:
+            raise LensError(f"device {wanted!r} is not available on this machine: use cpu")
+        device = wanted
+    elif torch.backends.mps.is_available():
+        device = "mps"
+    elif torch.cuda.is_available():
+        device = "cuda"
+    else:
+        device = "cpu"
+    if device == "mps":
+        # TransformerLens turns MPS off by default after silently wrong results (its issue 1178).
+        # We enable it deliberately; `lens check MODEL` compares MPS against the CPU, and the
+        # findings refuse a device that disagrees.
+        os.environ["TRANSFORMERLENS_ALLOW_MPS"] = "1"
+    return device
+
+
+def memory_bytes(device: str) -> int:
+    """Memory available to hold weights on `device` (unified memory on Apple Silicon)."""
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_properties(torch.device(device)).total_memory
+    return psutil.virtual_memory().total
+
+
+def choose_dtype(n_params: int, device: str, override: str | None = None) -> torch.dtype:
+    """float32 when it fits comfortably (exact lens), else bfloat16; `override` names one of DTYPES."""
+    if override:
+        if override not in DTYPES:
+            raise LensError(f"unknown dtype {override!r}: use one of {', '.join(DTYPES)}")
+        return DTYPES[override]
+    if 4 * n_params <= FP32_MEMORY_SHARE * memory_bytes(device):
+        return torch.float32
+    return torch.bfloat16

@@ -1,0 +1,12 @@
+"""The one error type users see: a single line that says what went wrong and what to do."""
+
+import os
+
+
+class LensError(Exception):
+    """A user-facing failure; the CLI prints it as one line and exits with status 2."""
+
+
+def command(args: str) -> str:
+    """How the user runs `lens ARGS` here (through ./run when set up by it)."""
+    return f"{os.environ.get('LENS_LAUNCHER', 'lens')} {args}"
