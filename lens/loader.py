@@ -23,7 +23,7 @@ import torch
 from lens.device import choose_device, choose_dtype
 from lens.errors import LensError, command
 from lens.fetch import HUB_FILES, sha256_file
-from lens.paths import dequantized_dir
+from lens.paths import cache_dir, dequantized_dir
 from lens.registry import ModelSpec, resolve
 
 OFFLOAD_MEMORY_SHARE = 0.8
@@ -104,30 +104,40 @@ def load(
         offload = weight_bytes > OFFLOAD_MEMORY_SHARE * psutil.virtual_memory().available
     kwargs: dict[str, Any] = {"dtype": torch_dtype, "local_files_only": True}
     if offload:
-        offload_folder = Path(offload_folder or dequantized_dir().parent / "offload" / spec.name)
+        offload_folder = Path(offload_folder or cache_dir() / "offload" / spec.name)
         offload_folder.mkdir(parents=True, exist_ok=True)
         kwargs |= {"device_map": "auto", "offload_folder": str(offload_folder)}
         if max_memory is not None:
             kwargs["max_memory"] = max_memory
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-    hf_model = AutoModelForCausalLM.from_pretrained(folder, **kwargs).eval()
+    hf_model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
     if not offload:
         hf_model.to(device)
-    # GGUF configs carry no `architectures`; the bridge picks its adapter from it.
-    hf_model.config.architectures = hf_model.config.architectures or [type(hf_model).__name__]
+    return wrap(spec, hf_model, tokenizer, device, weights_id, offloaded=bool(offload))
+
+
+def wrap(
+    spec: ModelSpec, hf_model: Any, tokenizer: Any, device: str, weights_id: str,
+    offloaded: bool = False,
+) -> LoadedModel:
+    """Wrap a loaded Hugging Face model (on its device) and its tokenizer in a TransformerBridge."""
     from transformer_lens.model_bridge import TransformerBridge
 
+    hf_model.eval()
+    # GGUF configs carry no `architectures`; the bridge picks its adapter from it.
+    hf_model.config.architectures = hf_model.config.architectures or [type(hf_model).__name__]
+    dtype = next(hf_model.parameters()).dtype
     bridge = TransformerBridge.boot_transformers(
-        spec.name, hf_model=hf_model, tokenizer=tokenizer, dtype=torch_dtype,
-        **({} if offload else {"device": device}),
+        spec.name, hf_model=hf_model, tokenizer=tokenizer, dtype=dtype,
+        **({} if offloaded else {"device": device}),
     )
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return LoadedModel(
         spec=spec, bridge=bridge, tokenizer=tokenizer,
-        device=str(bridge.cfg.device) if offload else device,
-        dtype=torch_dtype, weights_id=weights_id, offloaded=bool(offload),
+        device=str(bridge.cfg.device) if offloaded else device,
+        dtype=dtype, weights_id=weights_id, offloaded=offloaded,
     )
 
 

@@ -44,12 +44,13 @@ class ModelSpec:
 
     def describe(self) -> str:
         """One line naming the model's source, for reports and messages."""
-        where = {
-            "hub": f"Hugging Face {self.repo}",
-            "pypi": f"PyPI {self.packages[0]}" + (f" +{len(self.packages) - 1} parts" if len(self.packages) > 1 else ""),
-            "local": f"folder {self.path}",
-            "gguf": f"file {self.path}",
-        }[self.source]
+        if self.source == "hub":
+            where = f"Hugging Face {self.repo}"
+        elif self.source == "pypi":
+            parts = f" +{len(self.packages) - 1} parts" if len(self.packages) > 1 else ""
+            where = f"PyPI {self.packages[0]}{parts}"
+        else:
+            where = f"{'folder' if self.source == 'local' else 'file'} {self.path}"
         return f"{self.title or self.name} ({where})"
 
 

@@ -1,0 +1,42 @@
+"""An independent logit lens with plain transformers forward hooks (no TransformerLens), to check ours."""
+
+from __future__ import annotations
+
+import torch
+import transformers as hf
+
+from lens.loader import LoadedModel
+from lens.paths import dequantized_dir
+
+
+def plain_twin(model: LoadedModel, seed_builder=None) -> torch.nn.Module:
+    """A second, plain transformers copy of a model's weights (eager attention, float32)."""
+    if seed_builder is not None:
+        return seed_builder()
+    folder = dequantized_dir() / model.weights_id[:16]
+    return hf.AutoModelForCausalLM.from_pretrained(
+        folder, dtype=torch.float32, attn_implementation="eager", local_files_only=True
+    ).eval()
+
+
+@torch.inference_mode()
+def reference_lens(twin: torch.nn.Module, tokenizer, prompt: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-layer lens logits (n_layers, vocab) and output logits (vocab) at the last position, from
+    forward hooks on the decoder layers, the model's norm, lm_head and config soft-cap."""
+    captured: list[torch.Tensor] = []
+
+    def keep(_module, _inputs, output):
+        hidden = output[0] if isinstance(output, tuple) else output
+        captured.append(hidden[:, -1])
+
+    handles = [layer.register_forward_hook(keep) for layer in twin.model.layers]
+    try:
+        output = twin(**tokenizer([prompt], return_tensors="pt")).logits[0, -1]
+    finally:
+        for handle in handles:
+            handle.remove()
+    logits = twin.lm_head(twin.model.norm(torch.cat(captured)))
+    cap = getattr(twin.config, "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return logits.float(), output.float()

@@ -1,0 +1,92 @@
+"""Loading: the GGUF cache (a second load hits it, same results), bad files, absent weights, device and dtype."""
+
+import shutil
+
+import pytest
+import torch
+
+import lens.loader
+from lens.device import choose_device, choose_dtype
+from lens.errors import LensError
+from lens.loader import load
+from lens.paths import dequantized_dir
+from lens.registry import registry
+from lens.trace import trace
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf():
+    return registry()["smollm2"].gguf_path
+
+
+@pytest.fixture
+def empty_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("LENS_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_a_second_load_hits_the_cache_and_gives_identical_results(smollm2, smollm2_gguf, empty_cache, tmp_path, monkeypatch):
+    gguf = tmp_path / "copy.gguf"
+    shutil.copy(smollm2_gguf, gguf)
+    first = load(str(gguf), device="cpu")
+    entries = list(dequantized_dir().iterdir())
+    assert [e.name for e in entries] == [first.weights_id[:16]]
+
+    def no_second_dequantize(*_):
+        raise AssertionError("dequantized again instead of using the cache")
+
+    monkeypatch.setattr(lens.loader, "_dequantize", no_second_dequantize)
+    second = load(str(gguf), device="cpu")
+    prompt = ["The capital of Germany is"]
+    assert trace(first, prompt, [" Berlin"]) == trace(second, prompt, [" Berlin"])
+    # And the cached copy is the embedded model itself (same weights as the session's load).
+    assert trace(second, prompt, [" Berlin"])[0].layers == trace(smollm2, prompt, [" Berlin"])[0].layers
+
+
+def test_a_truncated_gguf_is_refused_and_leaves_no_cache_entry(smollm2_gguf, empty_cache, tmp_path):
+    gguf = tmp_path / "truncated.gguf"
+    with smollm2_gguf.open("rb") as f:
+        gguf.write_bytes(f.read(5_000_000))
+    with pytest.raises(LensError, match="not a readable GGUF"):
+        load(str(gguf), device="cpu")
+    assert not dequantized_dir().exists() or not any(dequantized_dir().iterdir())
+
+
+def test_a_corrupt_embedded_file_is_caught_by_its_published_hash(empty_cache):
+    gguf = registry()["smollm2"].gguf_path
+    gguf.parent.mkdir(parents=True)
+    gguf.write_bytes(b"GGUF" + bytes(1000))
+    with pytest.raises(LensError, match="corrupt.*download smollm2"):
+        load("smollm2", device="cpu")
+    assert not dequantized_dir().exists()
+
+
+def test_an_embedded_model_not_fetched_names_the_command(empty_cache):
+    with pytest.raises(LensError, match="lens download smollm2"):
+        load("smollm2", device="cpu")
+
+
+def test_absent_hub_weights_name_the_download_command(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(LensError, match=r"not downloaded here: run `.*download llama3` \(about 16 GB\)"):
+        load("llama3")
+
+
+def test_device_choice_refuses_what_is_not_there():
+    assert choose_device("cpu") == "cpu"
+    with pytest.raises(LensError, match="unknown device"):
+        choose_device("tpu")
+    if not torch.backends.mps.is_available():
+        with pytest.raises(LensError, match="not available"):
+            choose_device("mps")
+
+
+def test_an_8b_model_runs_in_bfloat16_on_a_64gb_mac_and_small_ones_in_float32(monkeypatch):
+    monkeypatch.setattr("lens.device.memory_bytes", lambda device: 64 * 2**30)
+    assert choose_dtype(8_030_000_000, "mps") == torch.bfloat16
+    assert choose_dtype(135_000_000, "mps") == torch.float32
+    assert choose_dtype(135_000_000, "mps", "float16") == torch.float16
+    with pytest.raises(LensError, match="unknown dtype"):
+        choose_dtype(1, "cpu", "int8")

@@ -1,0 +1,120 @@
+"""The lens is exact: the last block reproduces the model's output, and every layer matches an
+independent computation with plain transformers hooks, on every architecture the notes name."""
+
+import pytest
+import torch
+
+from lens.errors import LensError
+from lens.tokens import answer_token, encode
+from lens.trace import collect, lens_logits, trace
+from tests.conftest import random_model
+from tests.reference import plain_twin, reference_lens
+
+PROMPTS = ["The capital of Germany is", "Question: What is the capital of France? Answer:"]
+TOLERANCE = 1e-4
+
+
+@pytest.fixture(scope="module")
+def tiny_pair(tiny_model, tiny_tokenizer):
+    arch = tiny_model.name.removeprefix("tiny-")
+    twin = random_model(arch, tiny_tokenizer).hf_model  # same seed, separately built
+    return tiny_model, twin
+
+
+@pytest.fixture(scope="module")
+def real_pair(real_model):
+    return real_model, plain_twin(real_model)
+
+
+def test_every_layer_matches_plain_transformers_hooks_on_random_models(tiny_pair):
+    assert_exact(*tiny_pair)
+
+
+def test_every_layer_matches_plain_transformers_hooks_on_embedded_models(real_pair):
+    assert_exact(*real_pair)
+
+
+def assert_exact(model, twin):
+    residuals = collect(model, PROMPTS)
+    for i, prompt in enumerate(PROMPTS):
+        expected_layers, expected_output = reference_lens(twin, model.tokenizer, prompt)
+        ours = lens_logits(model, residuals.resid[i]).float()
+        assert (ours - expected_layers).abs().max() <= TOLERANCE
+        assert (ours[-1] - expected_output).abs().max() <= TOLERANCE
+        assert (residuals.output_logits[i].float() - expected_output).abs().max() <= TOLERANCE
+
+
+def test_softcap_is_what_makes_gemma2_exact(tiny_tokenizer):
+    model = random_model("gemma2", tiny_tokenizer)
+    assert model.softcap == 2.0
+    residuals = collect(model, PROMPTS[:1])
+    uncapped = model.bridge.unembed(model.bridge.ln_final(residuals.resid[0, -1]))
+    assert (uncapped - residuals.output_logits[0]).abs().max() > 100 * TOLERANCE
+    assert (lens_logits(model, residuals.resid[0, -1]) - residuals.output_logits[0]).abs().max() <= TOLERANCE
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.5, 2.0])
+def test_trace_statistics_match_a_hand_computation(real_pair, temperature):
+    model, twin = real_pair
+    prompt, answer = PROMPTS[0], " Berlin"
+    (result,) = trace(model, [prompt], [answer], top_k=3, temperature=temperature)
+    layers, output = reference_lens(twin, model.tokenizer, prompt)
+    answer_id = model.tokenizer(prompt + answer)["input_ids"][len(model.tokenizer(prompt)["input_ids"])]
+    # float64 definitions, written out: softmax, entropy, KL(output || layer).
+    log_p = torch.log_softmax(layers.double() / temperature, -1)
+    log_q = torch.log_softmax(output.double() / temperature, -1)
+    p, q = log_p.exp(), log_q.exp()
+    for layer, lay in enumerate(result.layers):
+        assert lay.depth == pytest.approx((layer + 1) / model.n_layers)
+        assert lay.p_answer == pytest.approx(float(p[layer, answer_id]), abs=TOLERANCE)
+        assert lay.rank_answer == 1 + int((p[layer] > p[layer, answer_id]).sum())
+        assert lay.entropy == pytest.approx(float(-(p[layer] * log_p[layer]).sum()), abs=1e-3)
+        kl = float((q * (log_q - log_p[layer])).sum())
+        assert lay.kl_to_output == pytest.approx(kl, abs=1e-3, rel=1e-4)
+        top = torch.topk(p[layer], 3)
+        assert [t for t, _ in lay.top] == [model.tokenizer.decode([i]) for i in top.indices.tolist()]
+    assert result.output.p_answer == pytest.approx(float(q[answer_id]), abs=TOLERANCE)
+
+
+def test_a_padded_batch_gives_what_single_prompts_give(real_model):
+    prompts = ["The capital of Germany is", "Paris is the capital of", "Question: What is 2 + 2? Answer:"]
+    batched = trace(real_model, prompts, [" Berlin", " France", " 4"])
+    for prompt, answer, together in zip(prompts, [" Berlin", " France", " 4"], batched):
+        (alone,) = trace(real_model, [prompt], [answer])
+        for a, b in zip(alone.layers, together.layers):
+            assert a.p_answer == pytest.approx(b.p_answer, abs=TOLERANCE)
+            # Deep ranks (tens of thousands) turn on near-ties within float error; the top must not.
+            if min(a.rank_answer, b.rank_answer) <= 100:
+                assert a.rank_answer == b.rank_answer
+
+
+def test_prompts_are_tokenized_as_the_model_does_not_as_transformerlens_defaults(smollm2, gemma3):
+    prompt = PROMPTS[0]
+    for model in (smollm2, gemma3):
+        ours = encode(model.tokenizer, [prompt], model.n_ctx)["input_ids"][0].tolist()
+        assert ours == model.tokenizer(prompt)["input_ids"]
+    # SmolLM2's tokenizer adds no BOS; TransformerLens's to_tokens would prepend one.
+    assert smollm2.bridge.to_tokens(prompt)[0].tolist() != encode(smollm2.tokenizer, [prompt], 8192)["input_ids"][0].tolist()
+    assert gemma3.tokenizer(prompt)["input_ids"][0] == gemma3.tokenizer.bos_token_id
+
+
+def test_answers_follow_their_first_token_in_context(smollm2):
+    tok = smollm2.tokenizer
+    berlin = answer_token(tok, "The capital of Germany is", " Berlin")
+    assert (berlin.token, berlin.n_tokens, berlin.note) == (" Berlin", 1, None)
+    long = answer_token(tok, "The capital of Burkina Faso is", " Ouagadougou")
+    assert long.n_tokens > 1 and long.token == tok.decode([tok(" Ouagadougou", add_special_tokens=False)["input_ids"][0]])
+    assert "follows its first" in long.note
+
+
+@pytest.mark.parametrize("answer", ["", "   "])
+def test_an_answer_that_tokenizes_to_nothing_is_refused(smollm2, answer):
+    with pytest.raises(LensError, match="tokenizes to nothing"):
+        trace(smollm2, ["The capital of Germany is"], [answer])
+
+
+def test_empty_and_too_long_prompts_are_refused(smollm2):
+    with pytest.raises(LensError, match="empty"):
+        trace(smollm2, [" "])
+    with pytest.raises(LensError, match="longer than the model's context"):
+        trace(smollm2, ["word " * (smollm2.n_ctx + 1)])
