@@ -90,6 +90,8 @@ class Trace:
     output: OutputLens
     final_lens_max_abs_diff: float
     """max |lens logits of the last block - output logits|: 0 up to float error for an exact lens."""
+    output_max_abs_logit: float
+    """max |output logit|: the scale the differences above are measured against."""
     watched: tuple[Watched, ...] = ()
     final_raw_max_abs_diff: float | None = None
     """max |unembed(last residual, no final norm) - output logits| (when asked for)."""
@@ -208,8 +210,11 @@ def _read_chunk(model, residuals, rows, answers, watch, top_k, temperature, raw)
     b, n_l, d = resid.shape
     logits = lens_logits(model, resid.reshape(b * n_l, d)).reshape(b, n_l, -1).float()
     exact_diff = (logits[:, -1] - out_logits).abs().amax(-1)
-    logp = torch.log_softmax(logits / temperature, dim=-1)
-    logq = torch.log_softmax(out_logits / temperature, dim=-1)
+    # Ranks come from the logits themselves: log_softmax's rounding reorders near-ties deep in the
+    # vocabulary (rank 10375 vs 10374 at another temperature), which the logits do not.
+    scaled, out_scaled = logits / temperature, out_logits / temperature
+    logp = torch.log_softmax(scaled, dim=-1)
+    logq = torch.log_softmax(out_scaled, dim=-1)
     entropy = -(logp.exp() * logp).sum(-1)
     kl = (logq.exp()[:, None] * (logq[:, None] - logp)).sum(-1)
     out_entropy = -(logq.exp() * logq).sum(-1)
@@ -236,9 +241,9 @@ def _read_chunk(model, residuals, rows, answers, watch, top_k, temperature, raw)
         out_p = out_r = None
         if ans is not None:
             p_ans = logp[j, :, ans.token_id].exp().tolist()
-            r_ans = rank_of(logp[j], ans.token_id).tolist()
+            r_ans = rank_of(scaled[j], ans.token_id).tolist()
             out_p = float(logq[j, ans.token_id].exp())
-            out_r = int(rank_of(logq[j], ans.token_id))
+            out_r = int(rank_of(out_scaled[j], ans.token_id))
             if raw:
                 r_raw = rank_of(raw_logits[j], ans.token_id).tolist()
         layers = tuple(
@@ -263,9 +268,9 @@ def _read_chunk(model, residuals, rows, answers, watch, top_k, temperature, raw)
                     text=text,
                     token=tok.token,
                     p=tuple(logp[j, :, tok.token_id].exp().tolist()),
-                    rank=tuple(rank_of(logp[j], tok.token_id).tolist()),
+                    rank=tuple(rank_of(scaled[j], tok.token_id).tolist()),
                     p_output=float(logq[j, tok.token_id].exp()),
-                    rank_output=int(rank_of(logq[j], tok.token_id)),
+                    rank_output=int(rank_of(out_scaled[j], tok.token_id)),
                 )
             )
         traces.append(
@@ -285,6 +290,7 @@ def _read_chunk(model, residuals, rows, answers, watch, top_k, temperature, raw)
                     entropy=float(out_entropy[j]),
                 ),
                 final_lens_max_abs_diff=float(exact_diff[j]),
+                output_max_abs_logit=float(out_logits[j].abs().max()),
                 watched=tuple(watched),
                 final_raw_max_abs_diff=float(raw_diff[j]) if raw else None,
                 final_raw_top1_agrees=(

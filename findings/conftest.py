@@ -1,0 +1,146 @@
+"""The findings' fixtures: which models run (one marker each), their traces (computed once per model,
+the model released before the next loads), and `judge`, which checks a verdict against the record."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+
+import lens.loader
+from findings.data import EXPECTED, FACTS, FORMS, THRESHOLDS
+from lens.check import check_device
+from lens.errors import command
+from lens.fetch import is_present
+from lens.pytest_plugin import model_names, model_sources
+from lens.registry import resolve
+from lens.tokens import variants
+from lens.trace import Trace, collect, read
+from lens.verdicts import HOLDS, ClaimNotHeld, Verdict, VerdictChanged
+
+
+@dataclass(frozen=True)
+class ModelTraces:
+    """Everything the claims read about one model, computed from one set of forward passes."""
+
+    model: str
+    source: str
+    weights_id: str
+    device: str
+    dtype: str
+    n_layers: int
+    forms: dict[str, tuple[Trace, ...]]
+    """form -> one trace per fact (in FACTS order), at temperature 1, with the raw (no-norm) lens."""
+    tempered: dict[float, dict[str, tuple[Trace, ...]]]
+    """temperature -> form -> traces, for the completion and Q&A forms."""
+
+
+_computed: dict[str, ModelTraces] = {}
+_refused: dict[str, str] = {}
+
+
+def traces_for(config: pytest.Config, name: str) -> ModelTraces:
+    """The model's traces, computed on first use and kept for the session (the model itself is not)."""
+    if name in _refused:
+        pytest.fail(_refused[name], pytrace=False)
+    if name not in _computed:
+        source = model_sources(config)[name]
+        spec = resolve(source)
+        if not is_present(spec):
+            size = f" (about {spec.size_gb:g} GB)" if spec.size_gb else ""
+            pytest.skip(f"{name} not run: its weights are not here; run `{command('download ' + name)}`{size}")
+        model = lens.loader.load(source, device=config.getoption("lens_device"))
+        try:
+            if model.device != "cpu":
+                check = check_device(model)
+                if not check.agrees:
+                    _refused[name] = f"refusing to judge on this device: {check.summary()}; run with --device cpu"
+                    pytest.fail(_refused[name], pytrace=False)
+            _computed[name] = _compute(model)
+        finally:
+            lens.loader.release(model)
+    return _computed[name]
+
+
+def _compute(model: lens.loader.LoadedModel) -> ModelTraces:
+    prompts = [fact.prompt(form) for form in FORMS for fact in FACTS]
+    answers = [fact.target(form) for form in FORMS for fact in FACTS]
+    watch = [
+        variants(fact.target(form)) + variants(fact.other(form)) for form in FORMS for fact in FACTS
+    ]
+    residuals = collect(model, prompts)
+    traces = read(model, residuals, answers, watch, raw=True)
+    n = len(FACTS)
+    forms = {form: tuple(traces[i * n : (i + 1) * n]) for i, form in enumerate(FORMS)}
+    forward = slice(0, 2 * n)  # completion and Q&A
+    forward_residuals = type(residuals)(
+        residuals.prompts[forward], residuals.resid[forward], residuals.output_logits[forward]
+    )
+    tempered = {}
+    for temperature in THRESHOLDS["temperature"]["temperatures"]:
+        warm = read(model, forward_residuals, answers[forward], watch[forward], temperature=temperature)
+        tempered[temperature] = {"completion": tuple(warm[:n]), "qa": tuple(warm[n:])}
+    return ModelTraces(
+        model=model.name,
+        source=model.spec.describe(),
+        weights_id=model.weights_id,
+        device=model.device,
+        dtype=str(model.dtype).removeprefix("torch."),
+        n_layers=model.n_layers,
+        forms=forms,
+        tempered=tempered,
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize over models with one marker each, so `-m llama3` runs (and loads) only Llama 3."""
+    names = model_names(metafunc.config)
+    if "model_name" in metafunc.fixturenames:
+        params = [pytest.param(n, marks=getattr(pytest.mark, n), id=n) for n in names]
+        metafunc.parametrize("model_name", params, scope="session")
+    if "model_set" in metafunc.fixturenames:
+        marks = [getattr(pytest.mark, n) for n in names]
+        metafunc.parametrize("model_set", [pytest.param(tuple(names), marks=marks, id="all")])
+
+
+@pytest.fixture(scope="session")
+def traces(pytestconfig: pytest.Config, model_name: str) -> ModelTraces:
+    return traces_for(pytestconfig, model_name)
+
+
+@pytest.fixture
+def claim(request: pytest.FixtureRequest) -> str:
+    """The claim's id: its module's name without `test_NN_`."""
+    return re.sub(r"^test_\d+_", "", request.module.__name__.rsplit(".", 1)[-1])
+
+
+@pytest.fixture
+def judge(request: pytest.FixtureRequest, record_verdict) -> Callable[[Verdict], None]:
+    """Record a verdict, then assert the claim, against the recorded verdict where there is one.
+
+    Recorded `holds`: the test passes while the claim holds. Recorded otherwise: a strict xfail, so a
+    flip to `holds` fails as XPASS, and a change between refuted and inconclusive fails outright.
+    """
+
+    def judge_(verdict: Verdict) -> None:
+        record_verdict(verdict)
+        recorded = EXPECTED.get(verdict.claim, {}).get(verdict.model)
+        if recorded and recorded["verdict"] != HOLDS:
+            request.applymarker(pytest.mark.xfail(
+                strict=True, raises=ClaimNotHeld,
+                reason=f"recorded {recorded['verdict']}: {recorded['figure']}",
+            ))
+            if verdict.verdict not in (HOLDS, recorded["verdict"]):
+                raise VerdictChanged(
+                    f"{verdict.claim} on {verdict.model}: recorded {recorded['verdict']} "
+                    f"({recorded['figure']}), now {verdict.verdict}: {verdict.figure}; {verdict.rule}"
+                )
+        if verdict.verdict != HOLDS:
+            was = f" (recorded holds: {recorded['figure']})" if recorded else ""
+            raise ClaimNotHeld(
+                f"{verdict.claim} on {verdict.model}: {verdict.verdict}{was}: {verdict.figure}; {verdict.rule}"
+            )
+
+    return judge_

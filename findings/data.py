@@ -1,0 +1,49 @@
+"""The findings' data files: the facts and their prompts, the thresholds, the recorded verdicts."""
+
+from __future__ import annotations
+
+import csv
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).parent
+FORMS = ("completion", "qa", "reverse")
+"""completion: "The capital of Germany is" -> Berlin; qa: "Question: ... Answer:" -> Berlin;
+reverse: "Berlin is the capital of" -> Germany."""
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One country-capital fact and its three prompts."""
+
+    id: str
+    subject: str
+    answer: str
+    origin: str
+    """`notes` for the research notes' own prompt (Germany), `added` for the rest."""
+    completion: str
+    qa: str
+    reverse: str
+
+    def prompt(self, form: str) -> str:
+        return getattr(self, form)
+
+    def target(self, form: str) -> str:
+        """The word the prompt asks for, with the leading space the model would write."""
+        return f" {self.subject if form == 'reverse' else self.answer}"
+
+    def other(self, form: str) -> str:
+        """The word the prompt names (the subject of a forward prompt, the capital of a reverse one)."""
+        return f" {self.answer if form == 'reverse' else self.subject}"
+
+
+def _load_facts() -> tuple[Fact, ...]:
+    with (HERE / "facts.csv").open(newline="") as f:
+        return tuple(Fact(**row) for row in csv.DictReader(f))
+
+
+FACTS = _load_facts()
+THRESHOLDS = tomllib.loads((HERE / "thresholds.toml").read_text())
+EXPECTED = tomllib.loads((HERE / "expected_verdicts.toml").read_text())
+"""claim -> model -> {verdict, figure}: what was measured last time a verdict was recorded."""

@@ -1,0 +1,26 @@
+"""Internal confidence: the model's peak internal probability for the answer exceeds its output probability.
+
+Claim: "Models exhibit higher internal certainty than their final output probabilities suggest"
+(readme of experiment 001, key insights).
+
+Definition: on each correctly answered completion or Q&A prompt, compare the answer's highest lens
+probability at any block before the last with its output probability. The claim holds if the 95%
+bootstrap interval of the share of prompts where the peak is higher lies above 0.5.
+"""
+
+from findings.data import FACTS, THRESHOLDS
+from findings.evidence import output_top1, share_verdict
+
+
+def test_internal_confidence(traces, judge, claim):
+    rows = []
+    for form in ("completion", "qa"):
+        for fact, trace in zip(FACTS, traces.forms[form]):
+            if output_top1(trace, fact.answer):
+                peak = max(lay.p_answer for lay in trace.layers[:-1])
+                rows.append({"prompt": f"{fact.id}/{form}", "peak_internal_p": peak,
+                             "output_p": trace.output.p_answer,
+                             "higher_inside": peak > trace.output.p_answer})
+    judge(share_verdict(claim, traces.model, rows, "higher_inside",
+                        THRESHOLDS["internal_confidence"]["majority"],
+                        "share of prompts whose peak internal p(answer) exceeds the output's"))

@@ -1,0 +1,23 @@
+"""Factual recall: the model's output puts the answer top-1 in both the completion and the Q&A form.
+
+Claim: "Llama 3: correct knowledge (Berlin) with both completion and Q&A formats"; "Mistral 7B:
+correct knowledge (Berlin) with both formats" (project notes).
+
+Definition: a fact is recalled when the output's top token is the answer (in any spelling: with or
+without a leading space, capitalised) after both "The capital of X is" and "Question: What is the
+capital of X? Answer:". The claim holds if the 95% bootstrap interval of the share of recalled facts
+lies above 0.5.
+"""
+
+from findings.data import FACTS, THRESHOLDS
+from findings.evidence import output_top1, share_verdict
+
+
+def test_factual_recall(traces, judge, claim):
+    rows = []
+    for fact, c, q in zip(FACTS, traces.forms["completion"], traces.forms["qa"]):
+        rows.append({"fact": fact.id, "completion_top1": c.output.top[0][0], "qa_top1": q.output.top[0][0],
+                     "p_completion": c.output.p_answer, "p_qa": q.output.p_answer,
+                     "recalled": output_top1(c, fact.answer) and output_top1(q, fact.answer)})
+    judge(share_verdict(claim, traces.model, rows, "recalled", THRESHOLDS["factual_recall"]["majority"],
+                        "share of facts recalled top-1 in both forms"))

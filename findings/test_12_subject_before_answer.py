@@ -1,0 +1,28 @@
+"""Subject before answer: a token naming the subject (" Germany") is top-1 at some layer before the answer first is.
+
+Claim: Qwen3-8B "shows a distinctive 'Germany -> Berlin' transition pattern"; Mistral 7B shows "early
+emergence of German-related tokens" (readme of experiment 001). Wendler et al. 2024 measure concept
+and token separately for the same reason.
+
+Definition: on each correctly answered completion or Q&A prompt, find the first block whose lens puts
+the subject (any spelling) top-1 and the first that puts the answer top-1. The pattern is present when
+the subject's comes strictly earlier. The claim holds if the 95% bootstrap interval of the share of
+prompts showing it lies above 0.5.
+"""
+
+from findings.data import FACTS, THRESHOLDS
+from findings.evidence import first_top1, output_top1, share_verdict
+
+
+def test_subject_before_answer(traces, judge, claim):
+    rows = []
+    for form in ("completion", "qa"):
+        for fact, trace in zip(FACTS, traces.forms[form]):
+            if output_top1(trace, fact.answer):
+                subject, answer = first_top1(trace, fact.subject), first_top1(trace, fact.answer)
+                rows.append({"prompt": f"{fact.id}/{form}", "subject_first_top1": subject,
+                             "answer_first_top1": answer,
+                             "subject_first": subject is not None and subject < answer})
+    judge(share_verdict(claim, traces.model, rows, "subject_first",
+                        THRESHOLDS["subject_before_answer"]["majority"],
+                        "share of prompts where the subject is top-1 before the answer"))
