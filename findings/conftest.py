@@ -5,19 +5,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import pytest
 
 import lens.loader
-from findings.data import EXPECTED, FACTS, FORMS, THRESHOLDS
+from findings.data import EXPECTED, FACTS, FORMS, NOTES_PROMPT, THRESHOLDS
 from lens.check import check_device
-from lens.errors import command
+from lens.errors import command, findings_command
 from lens.fetch import is_present
-from lens.pytest_plugin import model_names, model_sources
+from lens.pytest_plugin import MODEL_PROPERTY, model_names, model_sources
 from lens.registry import resolve
 from lens.tokens import variants
-from lens.trace import Trace, collect, read
+from lens.trace import LensGrid, Trace, collect, lens_grid, read
 from lens.verdicts import HOLDS, ClaimNotHeld, Verdict, VerdictChanged
 
 
@@ -35,9 +35,26 @@ class ModelTraces:
     """form -> one trace per fact (in FACTS order), at temperature 1, with the raw (no-norm) lens."""
     tempered: dict[float, dict[str, tuple[Trace, ...]]]
     """temperature -> form -> traces, for the completion and Q&A forms."""
+    grid: LensGrid
+    """The logit-lens picture of the notes' own prompt."""
+
+    def record(self) -> dict:
+        """What the report draws for this model (plain values, so it crosses xdist)."""
+        curves = {}
+        for form in ("completion", "qa"):
+            traces = self.forms[form]
+            curves[form] = {
+                "depth": [lay.depth for lay in traces[0].layers],
+                "p_answer": [[lay.p_answer for lay in t.layers] for t in traces],
+                "rank_answer": [[lay.rank_answer for lay in t.layers] for t in traces],
+            }
+        meta = {k: getattr(self, k) for k in ("model", "source", "weights_id", "device", "dtype", "n_layers")}
+        meta["weights"] = meta.pop("weights_id")
+        return {**meta, "curves": curves, "grid": asdict(self.grid)}
 
 
 _computed: dict[str, ModelTraces] = {}
+_records: dict[str, dict] = {}
 _refused: dict[str, str] = {}
 
 
@@ -50,7 +67,10 @@ def traces_for(config: pytest.Config, name: str) -> ModelTraces:
         spec = resolve(source)
         if not is_present(spec):
             size = f" (about {spec.size_gb:g} GB)" if spec.size_gb else ""
-            pytest.skip(f"{name} not run: its weights are not here; run `{command('download ' + name)}`{size}")
+            pytest.skip(
+                f"{name} not run: its weights are not here; fetch them with "
+                f"`{command('download ' + name)}`{size}, then run `{findings_command('-m ' + name)}`"
+            )
         model = lens.loader.load(source, device=config.getoption("lens_device"))
         try:
             if model.device != "cpu":
@@ -91,6 +111,7 @@ def _compute(model: lens.loader.LoadedModel) -> ModelTraces:
         n_layers=model.n_layers,
         forms=forms,
         tempered=tempered,
+        grid=lens_grid(model, NOTES_PROMPT),
     )
 
 
@@ -110,6 +131,16 @@ def traces(pytestconfig: pytest.Config, model_name: str) -> ModelTraces:
     return traces_for(pytestconfig, model_name)
 
 
+@pytest.fixture(autouse=True)
+def _record_model(request: pytest.FixtureRequest) -> None:
+    """Attach each model's record, once per process, to a test that reads its traces (for the figures)."""
+    if "traces" in request.fixturenames:
+        name = request.getfixturevalue("model_name")
+        if name not in _records:
+            _records[name] = request.getfixturevalue("traces").record()
+            request.node.user_properties.append((MODEL_PROPERTY, _records[name]))
+
+
 @pytest.fixture
 def claim(request: pytest.FixtureRequest) -> str:
     """The claim's id: its module's name without `test_NN_`."""
@@ -125,8 +156,8 @@ def judge(request: pytest.FixtureRequest, record_verdict) -> Callable[[Verdict],
     """
 
     def judge_(verdict: Verdict) -> None:
-        record_verdict(verdict)
         recorded = EXPECTED.get(verdict.claim, {}).get(verdict.model)
+        record_verdict(verdict, recorded)
         if recorded and recorded["verdict"] != HOLDS:
             request.applymarker(pytest.mark.xfail(
                 strict=True, raises=ClaimNotHeld,

@@ -44,6 +44,8 @@ def _load_facts() -> tuple[Fact, ...]:
 
 
 FACTS = _load_facts()
+NOTES_PROMPT = next(fact.qa for fact in FACTS if fact.origin == "notes")
+"""The research notes' own prompt: "Question: What is the capital of Germany? Answer:"."""
 THRESHOLDS = tomllib.loads((HERE / "thresholds.toml").read_text())
 EXPECTED = tomllib.loads((HERE / "expected_verdicts.toml").read_text())
 """claim -> model -> {verdict, figure}: what was measured last time a verdict was recorded."""

@@ -3,10 +3,22 @@
 from lens.errors import LensError
 from lens.loader import LoadedModel, load, release
 from lens.registry import ModelSpec, registry, resolve
-from lens.trace import LayerLens, OutputLens, Residuals, Trace, Watched, collect, read, trace
+from lens.trace import (
+    LayerLens,
+    LensGrid,
+    OutputLens,
+    Residuals,
+    Trace,
+    Watched,
+    collect,
+    lens_grid,
+    read,
+    trace,
+)
 
 __all__ = [
     "LayerLens",
+    "LensGrid",
     "LensError",
     "LoadedModel",
     "ModelSpec",
@@ -15,6 +27,7 @@ __all__ = [
     "Trace",
     "Watched",
     "collect",
+    "lens_grid",
     "load",
     "read",
     "registry",

@@ -44,6 +44,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(run=_download)
 
+    p = sub.add_parser("report", help="re-render reports/findings.md from reports/findings.json")
+    p.add_argument("--reports", default="reports", help="the reports folder (default: reports)")
+    p.set_defaults(run=_report)
+
+    p = sub.add_parser("verdicts", help="record the last run's verdicts as the expected ones")
+    p.add_argument("--record", action="store_true", required=True,
+                   help="write them to findings/expected_verdicts.toml (review the diff before committing)")
+    p.add_argument("--reports", default="reports")
+    p.add_argument("--to", default="findings/expected_verdicts.toml")
+    p.set_defaults(run=_verdicts)
+
     p = sub.add_parser("check", help="does the lens on this device agree with the CPU?")
     p.add_argument("model")
     _model_options(p)
@@ -111,6 +122,29 @@ def _download(args: argparse.Namespace) -> int:
         raise LensError("name a model to download, e.g. `lens download llama3` (see `lens models`)")
     for spec in specs:
         download(spec, quiet=args.quiet)
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from lens.report import rerender
+
+    print(rerender(Path(args.reports)))
+    return 0
+
+
+def _verdicts(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from lens.recorded import write_recorded
+    from lens.report import load_results
+
+    results = load_results(Path(args.reports))
+    if results is None:
+        raise LensError(f"no {args.reports}/findings.json yet: run the findings first (`./run findings`)")
+    write_recorded(results, Path(args.to))
+    print(f"recorded the verdicts of `{results['command']}` in {args.to}: review `git diff {args.to}`")
     return 0
 
 
