@@ -32,8 +32,8 @@ def assemble(config: Any, tests: list[dict], models: dict[str, dict], model_orde
         entry = claims.setdefault(match[2], {"number": int(match[1]), **_describe(config.rootpath / path),
                                              "results": {}})
         key = test["verdict"]["model"] if test["verdict"] else param
-        if key == "all":
-            key = "+".join(model_order)
+        if key == "all":  # a claim across models, not judged: it concerns the models that ran
+            key = "+".join(models) or "all"
         entry["results"][key] = {k: test[k] for k in ("outcome", "message", "verdict", "recorded")}
     order = list(dict.fromkeys([*model_order, *models]))
     return {

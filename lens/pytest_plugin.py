@@ -6,6 +6,7 @@ Verdicts travel in `user_properties` (plain values), so they reach the controlle
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -23,6 +24,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--model", action="append", default=[], metavar="NAME_OR_PATH",
         help="run the findings on this model instead of the registry's (repeatable): "
         "a registry name, a Hub repo id, a local model folder or a .gguf file",
+    )
+    group.addoption(
+        "--reports", dest="lens_reports", default=None, metavar="DIR",
+        help="where the findings report goes (default: reports/ beside pytest.ini)",
     )
     group.addoption(
         "--device", dest="lens_device", default=None,
@@ -101,7 +106,7 @@ class FindingsReport:
         from lens.findings_results import assemble
         from lens.report import load_results, verdict_changes, write_report
 
-        reports_dir = self.config.rootpath / "reports"
+        reports_dir = Path(self.config.getoption("lens_reports") or self.config.rootpath / "reports")
         results = assemble(self.config, self.tests, self.models, model_names(self.config))
         previous = load_results(reports_dir)
         results["changes"] = verdict_changes(previous, results) if previous else None

@@ -49,3 +49,8 @@ def test_bad_names_get_one_clear_line(name, message):
         resolve(name)
     assert str(error.value).startswith(message)
     assert "\n" not in str(error.value)
+
+
+def test_every_registered_model_has_a_marker(pytestconfig):
+    markers = {line.split(":")[0] for line in pytestconfig.getini("markers")}
+    assert set(registry()) <= markers

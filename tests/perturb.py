@@ -1,0 +1,20 @@
+"""A pytest plugin for tests only: every model the findings load gets its last block's MLP zeroed.
+
+Used with `-p tests.perturb` to show that a changed model fails the snapshots and flips verdicts."""
+
+import torch
+
+import lens.loader
+
+_load = lens.loader.load
+
+
+def _perturbed_load(*args, **kwargs):
+    model = _load(*args, **kwargs)
+    with torch.no_grad():
+        model.hf_model.model.layers[-1].mlp.down_proj.weight.zero_()
+    return model
+
+
+def pytest_configure(config):
+    lens.loader.load = _perturbed_load

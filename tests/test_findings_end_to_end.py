@@ -1,0 +1,54 @@
+"""The findings suite run for real on smollm2, in a subprocess: as it is, and with a perturbed model."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+CLAIMS = sorted(p.stem for p in (ROOT / "findings").glob("test_[0-9][0-9]_*.py"))
+
+
+def run_findings(reports: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "findings/", "-m", "smollm2", "-q", "--tb=line",
+         "-p", "no:cacheprovider", "--reports", str(reports), *extra],
+        cwd=ROOT, capture_output=True, text=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def smollm2_run(tmp_path_factory, smollm2):  # smollm2: fetched and cached before the subprocess
+    reports = tmp_path_factory.mktemp("reports")
+    return run_findings(reports), reports
+
+
+def test_the_findings_pass_on_smollm2_as_recorded(smollm2_run):
+    done, _ = smollm2_run
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert re.search(r"\d+ passed.*\d+ xfailed", done.stdout.splitlines()[-1])
+
+
+def test_the_report_shows_every_claim_and_resolves_every_figure(smollm2_run):
+    _, reports = smollm2_run
+    report = (reports / "findings.md").read_text()
+    for number in range(1, len(CLAIMS) + 1):
+        assert f"\n| {number}. [" in report
+    assert "| smollm2" in report.splitlines()[report.splitlines().index("## Verdicts") + 2]
+    links = re.findall(r"!\[[^\]]*\]\((figures/[^)]+)\)", report)
+    assert len(links) == 2
+    for link in links:
+        png = (reports / link).read_bytes()
+        assert png.startswith(b"\x89PNG") and len(png) > 10_000
+    assert "not selected in this run" in report  # the other models, said so, not mixed in
+
+
+def test_a_perturbed_model_fails_snapshots_and_verdicts(tmp_path, smollm2):
+    done = run_findings(tmp_path, "-p", "tests.perturb")
+    assert done.returncode == 1
+    failed = re.findall(r"^FAILED (\S+)", done.stdout, re.M)
+    assert any("test_layer_snapshot[" in f for f in failed), done.stdout[-3000:]
+    claims = [f for f in failed if re.search(r"test_\d\d_", f)]
+    assert claims, done.stdout[-3000:]
