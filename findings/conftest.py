@@ -17,7 +17,7 @@ from lens.fetch import is_present
 from lens.pytest_plugin import MODEL_PROPERTY, model_names, model_sources
 from lens.registry import resolve
 from lens.tokens import variants
-from lens.trace import LensGrid, Trace, collect, lens_grid, read
+from lens.trace import LensGrid, Trace, collect, lens_grid, read_at
 from lens.verdicts import HOLDS, ClaimNotHeld, Verdict, VerdictChanged
 
 
@@ -90,18 +90,11 @@ def _compute(model: lens.loader.LoadedModel) -> ModelTraces:
     watch = [
         variants(fact.target(form)) + variants(fact.other(form)) for form in FORMS for fact in FACTS
     ]
-    residuals = collect(model, prompts)
-    traces = read(model, residuals, answers, watch, raw=True)
+    temperatures = (1.0, *THRESHOLDS["temperature"]["temperatures"])
+    read = read_at(model, collect(model, prompts), temperatures, answers, watch, raw=True)
     n = len(FACTS)
-    forms = {form: tuple(traces[i * n : (i + 1) * n]) for i, form in enumerate(FORMS)}
-    forward = slice(0, 2 * n)  # completion and Q&A
-    forward_residuals = type(residuals)(
-        residuals.prompts[forward], residuals.resid[forward], residuals.output_logits[forward]
-    )
-    tempered = {}
-    for temperature in THRESHOLDS["temperature"]["temperatures"]:
-        warm = read(model, forward_residuals, answers[forward], watch[forward], temperature=temperature)
-        tempered[temperature] = {"completion": tuple(warm[:n]), "qa": tuple(warm[n:])}
+    forms = {form: tuple(read[1.0][i * n : (i + 1) * n]) for i, form in enumerate(FORMS)}
+    tempered = {t: {"completion": tuple(read[t][:n]), "qa": tuple(read[t][n : 2 * n])} for t in temperatures[1:]}
     return ModelTraces(
         model=model.name,
         source=model.spec.describe(),

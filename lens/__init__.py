@@ -13,7 +13,7 @@ from lens.trace import (
     collect,
     lens_grid,
     read,
-    trace,
+    read_at,
 )
 
 __all__ = [
@@ -32,6 +32,6 @@ __all__ = [
     "read",
     "registry",
     "release",
+    "read_at",
     "resolve",
-    "trace",
 ]

@@ -178,18 +178,45 @@ def read(
         temperature: divides every layer's logits and the output's before the softmax.
         raw: also unembed each residual without the final norm (rank of the answer, top token).
     """
-    if temperature <= 0:
-        raise ValueError("temperature must be positive")
+    return read_at(model, residuals, (temperature,), answers, watch, top_k, raw)[temperature]
+
+
+@torch.inference_mode()
+def read_at(
+    model: LoadedModel,
+    residuals: Residuals,
+    temperatures: Sequence[float],
+    answers: Sequence[str | None] | None = None,
+    watch: Sequence[Sequence[str]] | None = None,
+    top_k: int = 5,
+    raw: bool = False,
+) -> dict[float, list[Trace]]:
+    """`read` at several temperatures, unembedding each layer once for all of them."""
+    if any(t <= 0 for t in temperatures):
+        raise ValueError("temperatures must be positive")
     n = len(residuals.prompts)
     answers = list(answers) if answers is not None else [None] * n
     watch = list(watch) if watch is not None else [()] * n
+    tokens = [
+        (answer_token(model.tokenizer, prompt, a) if a is not None else None,
+         [answer_token(model.tokenizer, prompt, w) for w in ws])
+        for prompt, a, ws in zip(residuals.prompts, answers, watch)
+    ]
     rows_per_chunk = max(1, MAX_LENS_ELEMENTS // (model.n_layers * residuals.output_logits.shape[-1]))
-    traces = []
+    traces: dict[float, list[Trace]] = {t: [] for t in temperatures}
     for start in range(0, n, rows_per_chunk):
-        stop = min(n, start + rows_per_chunk)
-        traces += _read_chunk(
-            model, residuals, range(start, stop), answers, watch, top_k, temperature, raw
-        )
+        rows = range(start, min(n, start + rows_per_chunk))
+        resid = residuals.resid[rows.start : rows.stop]
+        b, n_layers, d = resid.shape
+        flat = resid.reshape(b * n_layers, d)
+        logits = lens_logits(model, flat).reshape(b, n_layers, -1).float()
+        raw_logits = lens_logits(model, flat, norm=False).reshape(b, n_layers, -1).float() if raw else None
+        output = residuals.output_logits[rows.start : rows.stop].float()
+        fixed = _ranked(logits, raw_logits, output, [tokens[i] for i in rows], top_k)
+        for temperature in temperatures:
+            traces[temperature] += _traces(
+                model, residuals.prompts, rows, tokens, logits, output, fixed, temperature
+            )
     return traces
 
 
@@ -203,80 +230,90 @@ def trace(
     return read(model, collect(model, prompts), answers, **options)
 
 
-def _read_chunk(model, residuals, rows, answers, watch, top_k, temperature, raw) -> list[Trace]:
-    tokenizer, n_layers = model.tokenizer, model.n_layers
-    resid = residuals.resid[rows.start : rows.stop]
-    out_logits = residuals.output_logits[rows.start : rows.stop].float()
-    b, n_l, d = resid.shape
-    logits = lens_logits(model, resid.reshape(b * n_l, d)).reshape(b, n_l, -1).float()
-    exact_diff = (logits[:, -1] - out_logits).abs().amax(-1)
-    # Ranks come from the logits themselves: log_softmax's rounding reorders near-ties deep in the
-    # vocabulary (rank 10375 vs 10374 at another temperature), which the logits do not.
-    scaled, out_scaled = logits / temperature, out_logits / temperature
-    logp = torch.log_softmax(scaled, dim=-1)
-    logq = torch.log_softmax(out_scaled, dim=-1)
-    entropy = -(logp.exp() * logp).sum(-1)
-    kl = (logq.exp()[:, None] * (logq[:, None] - logp)).sum(-1)
-    out_entropy = -(logq.exp() * logq).sum(-1)
-    top_p, top_i = logp.topk(top_k, dim=-1)
-    out_top_p, out_top_i = logq.topk(top_k, dim=-1)
-    if raw:
-        raw_logits = lens_logits(model, resid.reshape(b * n_l, d), norm=False).reshape(b, n_l, -1)
-        raw_logits = raw_logits.float()
-        raw_top1 = raw_logits.argmax(-1)
-        raw_diff = (raw_logits[:, -1] - out_logits).abs().amax(-1)
+def _ranked(logits, raw_logits, output, tokens, top_k) -> dict:
+    """What does not depend on temperature: top-k ids and the ranks of every followed token.
 
-    def decode(ids: list[int]) -> list[str]:
-        return [tokenizer.decode([i]) for i in ids]
+    Ranks come from the logits themselves: log_softmax's rounding reorders near-ties deep in the
+    vocabulary (rank 10375 vs 10374 at another temperature), which the logits do not.
+    """
+    fixed: dict = {
+        "top_i": logits.topk(top_k, dim=-1).indices,
+        "out_top_i": output.topk(top_k, dim=-1).indices,
+        "exact_diff": (logits[:, -1] - output).abs().amax(-1),
+        "ranks": [],
+    }
+    for j, (ans, watched) in enumerate(tokens):
+        ids = sorted({t.token_id for t in ([ans] if ans else []) + watched})
+        index = torch.tensor(ids, dtype=torch.long)
+        layer_ranks = (logits[j][:, None, :] > logits[j][:, index, None]).sum(-1) + 1  # (layers, ids)
+        out_ranks = (output[j][None, :] > output[j][index, None]).sum(-1) + 1
+        ranks = {"ids": ids, "layers": layer_ranks.T.tolist(), "output": out_ranks.tolist()}
+        if raw_logits is not None and ans is not None:
+            column = raw_logits[j][:, ans.token_id : ans.token_id + 1]
+            ranks["raw_answer"] = ((raw_logits[j] > column).sum(-1) + 1).tolist()
+        fixed["ranks"].append(ranks)
+    if raw_logits is not None:
+        fixed["raw_top1"] = raw_logits.argmax(-1)
+        fixed["raw_diff"] = (raw_logits[:, -1] - output).abs().amax(-1)
+    return fixed
 
-    def rank_of(scores: torch.Tensor, token_id: int) -> torch.Tensor:
-        """1-based rank of token_id along the last axis (ties resolve in its favour)."""
-        return (scores > scores[..., token_id : token_id + 1]).sum(-1) + 1
+
+def _traces(model, prompts, rows, tokens, logits, output, fixed, temperature) -> list[Trace]:
+    """Traces for one chunk of prompts at one temperature, from already unembedded logits."""
+    decode = model.tokenizer.decode
+    n_layers = model.n_layers
+    logp = torch.log_softmax(logits / temperature, dim=-1)
+    logq = torch.log_softmax(output / temperature, dim=-1)
+    p, q = logp.exp(), logq.exp()
+    entropy = -torch.einsum("blv,blv->bl", p, logp)
+    out_entropy = -(q * logq).sum(-1)
+    kl = -out_entropy[:, None] - torch.einsum("bv,blv->bl", q, logp)  # KL(q || p)
+    top_p = p.gather(-1, fixed["top_i"]).tolist()
+    out_top_p = q.gather(-1, fixed["out_top_i"]).tolist()
+    top_i, out_top_i = fixed["top_i"].tolist(), fixed["out_top_i"].tolist()
+    raw = "raw_top1" in fixed
+    raw_top1 = fixed["raw_top1"].tolist() if raw else None
+
+    def tops(ids: list[int], ps: list[float]) -> tuple[tuple[str, float], ...]:
+        return tuple(zip((decode([t]) for t in ids), ps))
 
     traces = []
     for j, i in enumerate(rows):
-        prompt = residuals.prompts[i]
-        ans = answer_token(tokenizer, prompt, answers[i]) if answers[i] is not None else None
-        p_ans = r_ans = r_raw = None
-        out_p = out_r = None
-        if ans is not None:
-            p_ans = logp[j, :, ans.token_id].exp().tolist()
-            r_ans = rank_of(scaled[j], ans.token_id).tolist()
-            out_p = float(logq[j, ans.token_id].exp())
-            out_r = int(rank_of(out_scaled[j], ans.token_id))
-            if raw:
-                r_raw = rank_of(raw_logits[j], ans.token_id).tolist()
+        ans, watched_tokens = tokens[i]
+        ranks = fixed["ranks"][j]
+        column = {token_id: k for k, token_id in enumerate(ranks["ids"])}
+        p_layers = p[j][:, ranks["ids"]].T.tolist() if ranks["ids"] else []
+        p_out = q[j][ranks["ids"]].tolist() if ranks["ids"] else []
+        a = column[ans.token_id] if ans else None
         layers = tuple(
             LayerLens(
                 layer=layer,
                 depth=(layer + 1) / n_layers,
-                top=tuple(zip(decode(top_i[j, layer].tolist()), top_p[j, layer].exp().tolist())),
-                p_answer=p_ans[layer] if p_ans else None,
-                rank_answer=r_ans[layer] if r_ans else None,
+                top=tops(top_i[j][layer], top_p[j][layer]),
+                p_answer=p_layers[a][layer] if ans else None,
+                rank_answer=ranks["layers"][a][layer] if ans else None,
                 entropy=float(entropy[j, layer]),
                 kl_to_output=max(0.0, float(kl[j, layer])),
-                top1_raw=tokenizer.decode([int(raw_top1[j, layer])]) if raw else None,
-                rank_answer_raw=r_raw[layer] if r_raw else None,
+                top1_raw=decode([raw_top1[j][layer]]) if raw else None,
+                rank_answer_raw=ranks["raw_answer"][layer] if raw and ans else None,
             )
             for layer in range(n_layers)
         )
-        watched = []
-        for text in watch[i]:
-            tok = answer_token(tokenizer, prompt, text)
-            watched.append(
-                Watched(
-                    text=text,
-                    token=tok.token,
-                    p=tuple(logp[j, :, tok.token_id].exp().tolist()),
-                    rank=tuple(rank_of(scaled[j], tok.token_id).tolist()),
-                    p_output=float(logq[j, tok.token_id].exp()),
-                    rank_output=int(rank_of(out_scaled[j], tok.token_id)),
-                )
+        watched = tuple(
+            Watched(
+                text=tok.text,
+                token=tok.token,
+                p=tuple(p_layers[column[tok.token_id]]),
+                rank=tuple(ranks["layers"][column[tok.token_id]]),
+                p_output=p_out[column[tok.token_id]],
+                rank_output=ranks["output"][column[tok.token_id]],
             )
+            for tok in watched_tokens
+        )
         traces.append(
             Trace(
                 model=model.name,
-                prompt=prompt,
+                prompt=prompts[i],
                 answer=ans.text if ans else None,
                 answer_token=ans.token if ans else None,
                 answer_note=ans.note if ans else None,
@@ -284,18 +321,16 @@ def _read_chunk(model, residuals, rows, answers, watch, top_k, temperature, raw)
                 temperature=temperature,
                 layers=layers,
                 output=OutputLens(
-                    top=tuple(zip(decode(out_top_i[j].tolist()), out_top_p[j].exp().tolist())),
-                    p_answer=out_p,
-                    rank_answer=out_r,
+                    top=tops(out_top_i[j], out_top_p[j]),
+                    p_answer=p_out[a] if ans else None,
+                    rank_answer=ranks["output"][a] if ans else None,
                     entropy=float(out_entropy[j]),
                 ),
-                final_lens_max_abs_diff=float(exact_diff[j]),
-                output_max_abs_logit=float(out_logits[j].abs().max()),
-                watched=tuple(watched),
-                final_raw_max_abs_diff=float(raw_diff[j]) if raw else None,
-                final_raw_top1_agrees=(
-                    bool(raw_top1[j, -1] == out_logits[j].argmax()) if raw else None
-                ),
+                final_lens_max_abs_diff=float(fixed["exact_diff"][j]),
+                output_max_abs_logit=float(output[j].abs().max()),
+                watched=watched,
+                final_raw_max_abs_diff=float(fixed["raw_diff"][j]) if raw else None,
+                final_raw_top1_agrees=bool(raw_top1[j][-1] == int(output[j].argmax())) if raw else None,
             )
         )
     return traces
