@@ -131,6 +131,10 @@ def wrap(
         spec.name, hf_model=hf_model, tokenizer=tokenizer, dtype=dtype,
         **({} if offloaded else {"device": device}),
     )
+    if offloaded and bridge.cfg.device in (None, "meta"):
+        # Disk-offloaded weights sit on the meta device until accelerate's hooks bring them to the
+        # CPU to run; inputs and the lens's own tensors belong on the CPU.
+        bridge.cfg.device = "cpu"
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
