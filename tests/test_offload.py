@@ -13,7 +13,9 @@ def test_smollm2_offloaded_mostly_to_disk_gives_the_in_memory_lens(smollm2, tmp_
                      offload_folder=tmp_path)
     placement = Counter(offloaded.hf_model.hf_device_map.values())
     assert offloaded.offloaded and placement["disk"] > placement["cpu"] > 0
-    assert any(tmp_path.iterdir())  # the offloaded weights really are on disk
+    # Disk-offloaded weights are not in memory: accelerate reads them from the checkpoint per call.
+    on_meta = sum(p.numel() for p in offloaded.hf_model.parameters() if p.device.type == "meta")
+    assert on_meta > 0.5 * sum(p.numel() for p in smollm2.hf_model.parameters())
     far, near = trace(offloaded, PROMPTS, [" Berlin", " Paris"]), trace(smollm2, PROMPTS, [" Berlin", " Paris"])
     for a, b in zip(far, near):
         for x, y in zip(a.layers, b.layers):
