@@ -93,7 +93,7 @@ def load(
     """
     spec = resolve(name_or_path)
     _quiet_libraries()
-    folder, weights_id = _weights_folder(spec)
+    folder, weights_id = weights_folder(spec)
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     device = choose_device(device)
@@ -155,8 +155,9 @@ def release(model: LoadedModel) -> None:
         torch.mps.empty_cache()
 
 
-def _weights_folder(spec: ModelSpec) -> tuple[Path, str]:
-    """A local Hugging Face folder holding the model's config, tokenizer and weights, and its id."""
+def weights_folder(spec: ModelSpec) -> tuple[Path, str]:
+    """A local Hugging Face folder holding the model's config, tokenizer and weights, and its id
+    (for a GGUF file: its dequantized copy, made on first use)."""
     if spec.gguf_path is not None:
         return _dequantized(spec)
     if spec.source == "local":

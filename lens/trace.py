@@ -15,8 +15,8 @@ import torch
 from lens.loader import LoadedModel
 from lens.tokens import answer_token, encode
 
-MAX_LENS_ELEMENTS = 1 << 25
-"""Rows x vocab unembedded at once: bounds the lens's memory (128 MiB of float32 per tensor)."""
+MAX_LENS_ELEMENTS = 1 << 23
+"""Rows x vocab unembedded at once: bounds the lens's memory (32 MiB of float32 per tensor)."""
 
 
 @dataclass(frozen=True)
@@ -153,6 +153,7 @@ def collect(model: LoadedModel, prompts: Sequence[str], batch_size: int = 16) ->
             batch["input_ids"].to(model.device),
             attention_mask=batch["attention_mask"].to(model.device),
             names_filter=names,
+            logits_to_keep=1,  # the output is read at the last position only: unembed only that
         )
         resid.append(torch.stack([cache[name][:, -1] for name in names], dim=1))
         output.append(logits[:, -1])

@@ -5,15 +5,12 @@ from __future__ import annotations
 import torch
 import transformers as hf
 
-from lens.loader import LoadedModel
-from lens.paths import dequantized_dir
+from lens.loader import LoadedModel, weights_folder
 
 
-def plain_twin(model: LoadedModel, seed_builder=None) -> torch.nn.Module:
+def plain_twin(model: LoadedModel) -> torch.nn.Module:
     """A second, plain transformers copy of a model's weights (eager attention, float32)."""
-    if seed_builder is not None:
-        return seed_builder()
-    folder = dequantized_dir() / model.weights_id[:16]
+    folder, _ = weights_folder(model.spec)
     return hf.AutoModelForCausalLM.from_pretrained(
         folder, dtype=torch.float32, attn_implementation="eager", local_files_only=True
     ).eval()

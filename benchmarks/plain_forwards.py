@@ -1,0 +1,23 @@
+"""The suite's baseline: one cached load and plain transformers forward passes over every findings prompt.
+
+Usage: python benchmarks/plain_forwards.py MODEL"""
+
+import sys
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+sys.path.insert(0, str(Path(__file__).parent.parent))
+from findings.data import FACTS, FORMS, NOTES_PROMPT  # noqa: E402
+from lens.loader import weights_folder  # noqa: E402
+from lens.registry import resolve  # noqa: E402
+
+folder, _ = weights_folder(resolve(sys.argv[1]))
+tokenizer = AutoTokenizer.from_pretrained(folder, padding_side="left")
+tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
+model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+prompts = [fact.prompt(form) for form in FORMS for fact in FACTS] + [NOTES_PROMPT]
+with torch.inference_mode():
+    for start in range(0, len(prompts), 16):
+        model(**tokenizer(prompts[start : start + 16], return_tensors="pt", padding=True))
