@@ -87,3 +87,9 @@ def test_suite(measure, model, tmp_path):
 def test_suite_baseline(measure, model):
     command = [sys.executable, "benchmarks/plain_forwards.py", model.name]
     measure("suite_baseline", lambda: subprocess.run(command, cwd=ROOT, check=True, capture_output=True), rounds=1)
+
+
+def test_patching_one(measure, model):
+    from lens.patching import patch_residuals
+
+    measure("patching_one", lambda: patch_residuals(model, PROMPTS[0], PROMPTS[1], ANSWERS[0]), rounds=3)

@@ -11,10 +11,13 @@ import pytest
 
 import lens.loader
 from findings.data import EXPECTED, FACTS, FORMS, NOTES_PROMPT, THRESHOLDS
+from findings.evidence import output_top1
+from lens.attention import AttentionFromLast, attention_from_last, token_positions
 from lens.check import check_device
 from lens.errors import command, findings_command
 from lens.fetch import is_present
 from lens.pytest_plugin import MODEL_PROPERTY, model_names, model_sources
+from lens.patching import Patching, patch_residuals
 from lens.registry import resolve
 from lens.tokens import variants
 from lens.trace import LensGrid, Trace, collect, lens_grid, read_at
@@ -37,6 +40,22 @@ class ModelTraces:
     """temperature -> form -> traces, for the completion and Q&A forms."""
     grid: LensGrid
     """The logit-lens picture of the notes' own prompt."""
+    attention: tuple[AttentionFromLast, ...]
+    """Per fact, attention from the last position of its completion prompt."""
+    subject_positions: tuple[tuple[int, ...], ...]
+    """Per fact, the positions of the subject's tokens in its completion prompt."""
+    patching: tuple[Patching | None, ...]
+    """Per fact, activation patching of its completion prompt into another fact's (None: no partner
+    of the same token length)."""
+
+    def patched(self):
+        """(fact, patching, subject positions, clean trace) for the facts patching can measure: answered
+        top-1, and the clean and corrupted probabilities at least `min_gap` apart."""
+        for fact, patching, subject, trace in zip(FACTS, self.patching, self.subject_positions,
+                                                  self.forms["completion"]):
+            if (patching is not None and output_top1(trace, fact.answer)
+                    and patching.p_clean - patching.p_corrupt >= THRESHOLDS["patching"]["min_gap"]):
+                yield fact, patching, subject, trace
 
     def record(self) -> dict:
         """What the report draws for this model (plain values, so it crosses xdist)."""
@@ -50,7 +69,11 @@ class ModelTraces:
             }
         meta = {k: getattr(self, k) for k in ("model", "source", "weights_id", "device", "dtype", "n_layers")}
         meta["weights"] = meta.pop("weights_id")
-        return {**meta, "curves": curves, "grid": asdict(self.grid)}
+        notes = next(i for i, fact in enumerate(FACTS) if fact.origin == "notes")
+        patching = self.patching[notes]
+        return {**meta, "curves": curves, "grid": asdict(self.grid),
+                "attention": asdict(self.attention[notes]),
+                "patching": asdict(patching) if patching else None}
 
 
 _computed: dict[str, ModelTraces] = {}
@@ -105,7 +128,19 @@ def _compute(model: lens.loader.LoadedModel) -> ModelTraces:
         forms=forms,
         tempered=tempered,
         grid=lens_grid(model, NOTES_PROMPT),
+        attention=tuple(attention_from_last(model, fact.completion) for fact in FACTS),
+        subject_positions=tuple(tuple(token_positions(model, f.completion, f.subject)) for f in FACTS),
+        patching=tuple(_patch(model, i) for i in range(len(FACTS))),
     )
+
+
+def _patch(model: lens.loader.LoadedModel, i: int) -> Patching | None:
+    """Patch fact i's completion prompt into the next fact's of the same token length."""
+    length = [len(model.tokenizer(f.completion)["input_ids"]) for f in FACTS]
+    for j in [*range(i + 1, len(FACTS)), *range(i)]:
+        if length[j] == length[i] and FACTS[j].answer != FACTS[i].answer:
+            return patch_residuals(model, FACTS[i].completion, FACTS[j].completion, FACTS[i].target("completion"))
+    return None
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -76,3 +76,12 @@ def _verdict(claim, model, rows, values, stat, decide, statistic, rule) -> Verdi
         n=n,
         evidence=tuple(rows),
     )
+
+
+def handover(patching, subject: tuple[int, ...]) -> tuple[int | None, list[float], list[float]]:
+    """The first block where patching the last position restores more than patching the subject
+    (its best token), with both restoration curves over blocks."""
+    subject_curve = [max(row[p] for p in subject) for row in patching.restored]
+    last_curve = [row[-1] for row in patching.restored]
+    layer = next((i for i, (s, t) in enumerate(zip(subject_curve, last_curve)) if t > s), None)
+    return layer, subject_curve, last_curve

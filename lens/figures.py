@@ -57,3 +57,17 @@ def logit_lens_grid(grid: dict, path: Path) -> None:
     fig.colorbar(image, ax=ax, label="top-1 probability")
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def position_heatmap(matrix: list[list[float]], tokens: list[str], title: str, label: str, path: Path,
+                     vmin: float = 0.0, vmax: float = 1.0) -> None:
+    """Layers x prompt positions, one value per cell (attention from the last position, restored probability)."""
+    data = np.asarray(matrix)
+    n_layers, n_pos = data.shape
+    fig, ax = plt.subplots(figsize=(0.9 * n_pos + 2.5, 0.22 * n_layers + 1.8), constrained_layout=True)
+    image = ax.imshow(data, aspect="auto", cmap="viridis", vmin=vmin, vmax=vmax, origin="lower")
+    ax.set_xticks(range(n_pos), [t.replace("\n", "\\n") for t in tokens], rotation=45, ha="right", fontsize=8)
+    ax.set(xlabel="prompt position", ylabel="layer", title=title)
+    fig.colorbar(image, ax=ax, label=label)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

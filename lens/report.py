@@ -15,7 +15,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from lens.errors import LensError, command, findings_command
-from lens.figures import depth_curves, logit_lens_grid
+from lens.figures import depth_curves, logit_lens_grid, position_heatmap
 
 REPORT, RESULTS, FIGURES = "findings.md", "findings.json", "figures"
 
@@ -90,6 +90,18 @@ def _draw_each(results: dict, folder: Path) -> dict[str, list[str]]:
         if record.get("grid"):
             logit_lens_grid(record["grid"], folder / f"{name}-logit-lens.png")
             figures[name].append(f"{name}-logit-lens.png")
+        if record.get("attention"):
+            att = record["attention"]
+            position_heatmap(att["mean"], att["tokens"], f"{name}: attention from the last position, "
+                             f"{att['prompt']!r} (heads averaged)", "attention weight",
+                             folder / f"{name}-attention.png")
+            figures[name].append(f"{name}-attention.png")
+        if record.get("patching"):
+            patch = record["patching"]
+            position_heatmap(patch["restored"], patch["tokens"], f"{name}: patching {patch['clean']!r} "
+                             f"into {patch['corrupt']!r}", f"restored share of p({patch['answer']!r})",
+                             folder / f"{name}-patching.png", vmin=-0.2, vmax=1.0)
+            figures[name].append(f"{name}-patching.png")
     return figures
 
 

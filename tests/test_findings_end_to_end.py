@@ -38,7 +38,7 @@ def test_the_report_shows_every_claim_and_resolves_every_figure(smollm2_run):
         assert f"\n| {number}. [" in report
     assert "| smollm2" in report.splitlines()[report.splitlines().index("## Verdicts") + 2]
     links = re.findall(r"!\[[^\]]*\]\((figures/[^)]+)\)", report)
-    assert len(links) == 2
+    assert len(links) == 4  # answer by depth, logit lens, attention, patching
     for link in links:
         png = (reports / link).read_bytes()
         assert png.startswith(b"\x89PNG") and len(png) > 10_000
