@@ -10,14 +10,14 @@ from dataclasses import asdict, dataclass
 import pytest
 
 import lens.loader
-from findings.data import EXPECTED, FACTS, FORMS, NOTES_PROMPT, THRESHOLDS
+from findings.data import CAPITALS, EXPECTED, FACTS, NOTES_PROMPT, SETS, THRESHOLDS, forms_of
 from findings.evidence import output_top1
 from lens.attention import AttentionFromLast, attention_from_last, token_positions
 from lens.check import check_device
 from lens.errors import command, findings_command
 from lens.fetch import is_present
-from lens.pytest_plugin import MODEL_PROPERTY, model_names, model_sources
 from lens.patching import Patching, patch_residuals
+from lens.pytest_plugin import MODEL_PROPERTY, model_names, model_sources
 from lens.registry import resolve
 from lens.tokens import variants
 from lens.trace import LensGrid, Trace, collect, lens_grid, read_at
@@ -34,10 +34,11 @@ class ModelTraces:
     device: str
     dtype: str
     n_layers: int
-    forms: dict[str, tuple[Trace, ...]]
-    """form -> one trace per fact (in FACTS order), at temperature 1, with the raw (no-norm) lens."""
-    tempered: dict[float, dict[str, tuple[Trace, ...]]]
-    """temperature -> form -> traces, for the completion and Q&A forms."""
+    sets: dict[str, dict[str, tuple[Trace, ...]]]
+    """prompt set -> form -> one trace per fact (in the set's order), at temperature 1, with the raw
+    (no-norm) lens."""
+    tempered: dict[float, dict[str, dict[str, tuple[Trace, ...]]]]
+    """temperature -> prompt set -> form -> traces."""
     grid: LensGrid
     """The logit-lens picture of the notes' own prompt."""
     attention: tuple[AttentionFromLast, ...]
@@ -47,6 +48,11 @@ class ModelTraces:
     patching: tuple[Patching | None, ...]
     """Per fact, activation patching of its completion prompt into another fact's (None: no partner
     of the same token length)."""
+
+    @property
+    def forms(self) -> dict[str, tuple[Trace, ...]]:
+        """The capitals' traces by form (the claims that only make sense for them read these)."""
+        return self.sets[CAPITALS]
 
     def patched(self):
         """(fact, patching, subject positions, clean trace) for the facts patching can measure: answered
@@ -108,16 +114,24 @@ def traces_for(config: pytest.Config, name: str) -> ModelTraces:
 
 
 def _compute(model: lens.loader.LoadedModel) -> ModelTraces:
-    prompts = [fact.prompt(form) for form in FORMS for fact in FACTS]
-    answers = [fact.target(form) for form in FORMS for fact in FACTS]
-    watch = [
-        variants(fact.target(form)) + variants(fact.other(form)) for form in FORMS for fact in FACTS
-    ]
+    cases = [(name, form, fact) for name in SETS for form in forms_of(name) for fact in SETS[name]]
     temperatures = (1.0, *THRESHOLDS["temperature"]["temperatures"])
-    read = read_at(model, collect(model, prompts), temperatures, answers, watch, raw=True)
-    n = len(FACTS)
-    forms = {form: tuple(read[1.0][i * n : (i + 1) * n]) for i, form in enumerate(FORMS)}
-    tempered = {t: {"completion": tuple(read[t][:n]), "qa": tuple(read[t][n : 2 * n])} for t in temperatures[1:]}
+    read = read_at(
+        model,
+        collect(model, [fact.prompt(form) for _, form, fact in cases]),
+        temperatures,
+        [fact.target(form) for _, form, fact in cases],
+        [variants(fact.target(form)) + variants(fact.other(form)) for _, form, fact in cases],
+        raw=True,
+    )
+    by_temperature: dict[float, dict[str, dict[str, tuple[Trace, ...]]]] = {}
+    for temperature, traces in read.items():
+        grouped: dict[str, dict[str, list[Trace]]] = {}
+        for (name, form, _), one in zip(cases, traces):
+            grouped.setdefault(name, {}).setdefault(form, []).append(one)
+        by_temperature[temperature] = {
+            name: {form: tuple(ts) for form, ts in forms.items()} for name, forms in grouped.items()
+        }
     return ModelTraces(
         model=model.name,
         source=model.spec.describe(),
@@ -125,8 +139,8 @@ def _compute(model: lens.loader.LoadedModel) -> ModelTraces:
         device=model.device,
         dtype=str(model.dtype).removeprefix("torch."),
         n_layers=model.n_layers,
-        forms=forms,
-        tempered=tempered,
+        sets=by_temperature.pop(1.0),
+        tempered=by_temperature,
         grid=lens_grid(model, NOTES_PROMPT),
         attention=tuple(attention_from_last(model, fact.completion) for fact in FACTS),
         subject_positions=tuple(tuple(token_positions(model, f.completion, f.subject)) for f in FACTS),
@@ -149,6 +163,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "model_name" in metafunc.fixturenames:
         params = [pytest.param(n, marks=getattr(pytest.mark, n), id=n) for n in names]
         metafunc.parametrize("model_name", params, scope="session")
+    if "prompt_set" in metafunc.fixturenames:
+        sets = getattr(metafunc.module, "PROMPT_SETS", [CAPITALS])
+        metafunc.parametrize("prompt_set", [pytest.param(n, id=f"@{n}") for n in sets])
     if "model_set" in metafunc.fixturenames:
         marks = [getattr(pytest.mark, n) for n in names]
         metafunc.parametrize("model_set", [pytest.param(tuple(names), marks=marks, id="all")])

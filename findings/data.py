@@ -38,12 +38,22 @@ class Fact:
         return f" {self.answer if form == 'reverse' else self.subject}"
 
 
-def _load_facts() -> tuple[Fact, ...]:
-    with (HERE / "facts.csv").open(newline="") as f:
+def _load_facts(path: Path) -> tuple[Fact, ...]:
+    with path.open(newline="") as f:
         return tuple(Fact(**row) for row in csv.DictReader(f))
 
 
-FACTS = _load_facts()
+FACTS = _load_facts(HERE / "facts.csv")
+SETS = {"capitals": FACTS} | {
+    path.stem: _load_facts(path) for path in sorted((HERE / "prompt_sets").glob("*.csv"))
+}
+"""Prompt sets by name: the capitals (the notes' own kind of question) first, then prompt_sets/*.csv."""
+CAPITALS = "capitals"
+
+
+def forms_of(prompt_set: str) -> tuple[str, ...]:
+    """The forms a set has: every set has completion and Q&A; only some have a reverse form."""
+    return FORMS if all(fact.reverse for fact in SETS[prompt_set]) else ("completion", "qa")
 NOTES_PROMPT = next(fact.qa for fact in FACTS if fact.origin == "notes")
 """The research notes' own prompt: "Question: What is the capital of Germany? Answer:"."""
 THRESHOLDS = tomllib.loads((HERE / "thresholds.toml").read_text())

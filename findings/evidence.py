@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from findings.data import THRESHOLDS
+from findings.data import CAPITALS, SETS, THRESHOLDS
 from lens.tokens import variants
 from lens.trace import Trace, Watched
 from lens.verdicts import INCONCLUSIVE, Verdict, above, bootstrap_ci
@@ -85,3 +85,17 @@ def handover(patching, subject: tuple[int, ...]) -> tuple[int | None, list[float
     last_curve = [row[-1] for row in patching.restored]
     layer = next((i for i, (s, t) in enumerate(zip(subject_curve, last_curve)) if t > s), None)
     return layer, subject_curve, last_curve
+
+
+def result_key(model: str, prompt_set: str) -> str:
+    """How a verdict is keyed: the model for the capitals, model@set for the other prompt sets."""
+    return model if prompt_set == CAPITALS else f"{model}@{prompt_set}"
+
+
+def forward_prompts(traces, prompt_set: str, answered: bool = False):
+    """(prompt id, fact, trace) for the completion and Q&A prompts of a set; with `answered`, only
+    those whose output puts the answer top-1 (in any spelling)."""
+    for form in ("completion", "qa"):
+        for fact, trace in zip(SETS[prompt_set], traces.sets[prompt_set][form]):
+            if not answered or output_top1(trace, fact.answer):
+                yield f"{fact.id}/{form}", fact, trace

@@ -10,23 +10,23 @@ within [0.75, 0.90] (the notes' band widened by 5 points each side), is refuted 
 outside, and is inconclusive otherwise.
 """
 
-from findings.data import FACTS, THRESHOLDS
-from findings.evidence import depth, first_top1, output_top1, statistic_verdict
+from findings.data import THRESHOLDS
+from findings.evidence import depth, first_top1, forward_prompts, result_key, statistic_verdict
 from lens.verdicts import within
 
 BAND = tuple(THRESHOLDS["convergence_depth"]["band"])
 
+PROMPT_SETS = ["capitals", "arithmetic", "history", "capitals_german"]
 
-def test_convergence_depth(traces, judge, claim):
+
+def test_convergence_depth(traces, prompt_set, judge, claim):
     rows = []
-    for form in ("completion", "qa"):
-        for fact, trace in zip(FACTS, traces.forms[form]):
-            if output_top1(trace, fact.answer):
-                layer = first_top1(trace, fact.answer)
-                rows.append({"prompt": f"{fact.id}/{form}", "first_top1_layer": layer,
-                             "first_top1_depth": depth(trace, layer)})
+    for prompt, fact, trace in forward_prompts(traces, prompt_set, answered=True):
+        layer = first_top1(trace, fact.answer)
+        rows.append({"prompt": prompt, "first_top1_layer": layer,
+                     "first_top1_depth": depth(trace, layer)})
     judge(statistic_verdict(
-        claim, traces.model, rows, "first_top1_depth", lambda ci: within(ci, BAND),
+        claim, result_key(traces.model, prompt_set), rows, "first_top1_depth", lambda ci: within(ci, BAND),
         f"holds if the interval lies within [{BAND[0]:g}, {BAND[1]:g}]",
         "median depth where the answer first is top-1",
     ))

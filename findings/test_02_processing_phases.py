@@ -12,33 +12,32 @@ bootstrap interval of the share of prompts showing the pattern lies above 0.5.
 
 from statistics import median
 
-from findings.data import FACTS, THRESHOLDS
-from findings.evidence import output_top1, share_verdict
+from findings.data import THRESHOLDS
+from findings.evidence import forward_prompts, result_key, share_verdict
 
 T = THRESHOLDS["processing_phases"]
 
+PROMPT_SETS = ["capitals", "arithmetic", "history", "capitals_german"]
 
-def test_processing_phases(traces, judge, claim):
+
+def test_processing_phases(traces, prompt_set, judge, claim):
     rows = []
-    for form in ("completion", "qa"):
-        for fact, trace in zip(FACTS, traces.forms[form]):
-            if not output_top1(trace, fact.answer):
-                continue
-            early = [lay for lay in trace.layers if lay.depth <= 1 / 3]
-            middle = [lay for lay in trace.layers if 1 / 3 < lay.depth <= 2 / 3]
-            final = [lay for lay in trace.layers if lay.depth > 2 / 3]
-            row = {
-                "prompt": f"{fact.id}/{form}",
-                "early_max_p": max(lay.p_answer for lay in early),
-                "early_median_rank": median(lay.rank_answer for lay in early),
-                "middle_median_rank": median(lay.rank_answer for lay in middle),
-                "final_max_p": max(lay.p_answer for lay in final),
-            }
-            row["pattern"] = (
-                row["early_max_p"] < T["early_max_p"]
-                and row["middle_median_rank"] < row["early_median_rank"]
-                and row["final_max_p"] >= T["final_min_p"]
-            )
-            rows.append(row)
-    judge(share_verdict(claim, traces.model, rows, "pattern", T["majority"],
+    for prompt, fact, trace in forward_prompts(traces, prompt_set, answered=True):
+        early = [lay for lay in trace.layers if lay.depth <= 1 / 3]
+        middle = [lay for lay in trace.layers if 1 / 3 < lay.depth <= 2 / 3]
+        final = [lay for lay in trace.layers if lay.depth > 2 / 3]
+        row = {
+            "prompt": prompt,
+            "early_max_p": max(lay.p_answer for lay in early),
+            "early_median_rank": median(lay.rank_answer for lay in early),
+            "middle_median_rank": median(lay.rank_answer for lay in middle),
+            "final_max_p": max(lay.p_answer for lay in final),
+        }
+        row["pattern"] = (
+            row["early_max_p"] < T["early_max_p"]
+            and row["middle_median_rank"] < row["early_median_rank"]
+            and row["final_max_p"] >= T["final_min_p"]
+        )
+        rows.append(row)
+    judge(share_verdict(claim, result_key(traces.model, prompt_set), rows, "pattern", T["majority"],
                         "share of prompts showing all three phases"))

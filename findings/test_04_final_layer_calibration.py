@@ -11,20 +11,20 @@ rises over the last 10% of layers lies above 0.5.
 
 import math
 
-from findings.data import FACTS, THRESHOLDS
-from findings.evidence import output_top1, share_verdict
+from findings.data import THRESHOLDS
+from findings.evidence import forward_prompts, result_key, share_verdict
 
 T = THRESHOLDS["final_layer_calibration"]
 
+PROMPT_SETS = ["capitals", "arithmetic", "history", "capitals_german"]
 
-def test_final_layer_calibration(traces, judge, claim):
+
+def test_final_layer_calibration(traces, prompt_set, judge, claim):
     rows = []
-    for form in ("completion", "qa"):
-        for fact, trace in zip(FACTS, traces.forms[form]):
-            if output_top1(trace, fact.answer):
-                at = trace.layers[math.ceil(T["from_depth"] * trace.n_layers) - 1]
-                rows.append({"prompt": f"{fact.id}/{form}", "layer": at.layer,
-                             "entropy_there": at.entropy, "output_entropy": trace.output.entropy,
-                             "confidence_lowered": trace.output.entropy > at.entropy})
-    judge(share_verdict(claim, traces.model, rows, "confidence_lowered", T["majority"],
+    for prompt, fact, trace in forward_prompts(traces, prompt_set, answered=True):
+        at = trace.layers[math.ceil(T["from_depth"] * trace.n_layers) - 1]
+        rows.append({"prompt": prompt, "layer": at.layer,
+                     "entropy_there": at.entropy, "output_entropy": trace.output.entropy,
+                     "confidence_lowered": trace.output.entropy > at.entropy})
+    judge(share_verdict(claim, result_key(traces.model, prompt_set), rows, "confidence_lowered", T["majority"],
                         "share of prompts whose entropy rises over the last 10% of layers"))

@@ -12,17 +12,19 @@ interval of the share of prompts where both are true lies above 0.95: no process
 final norm and soft-capping stands between the last residual and the output.
 """
 
-from findings.data import FACTS, FORMS, THRESHOLDS
-from findings.evidence import share_verdict
+from findings.data import SETS, THRESHOLDS, forms_of
+from findings.evidence import result_key, share_verdict
 
 T = THRESHOLDS["residual_discrepancy"]
 
+PROMPT_SETS = ["capitals", "arithmetic", "history", "capitals_german"]
 
-def test_residual_discrepancy(traces, judge, claim):
+
+def test_residual_discrepancy(traces, prompt_set, judge, claim):
     tolerance = T["exact_rel_tolerance"][traces.dtype]
     rows = []
-    for form in FORMS:
-        for fact, trace in zip(FACTS, traces.forms[form]):
+    for form in forms_of(prompt_set):
+        for fact, trace in zip(SETS[prompt_set], traces.sets[prompt_set][form]):
             exact_rel = trace.final_lens_max_abs_diff / trace.output_max_abs_logit
             rows.append({
                 "prompt": f"{fact.id}/{form}",
@@ -31,5 +33,5 @@ def test_residual_discrepancy(traces, judge, claim):
                 "exact_lens_rel_diff": exact_rel,
                 "explained": trace.final_raw_max_abs_diff >= T["raw_min_diff"] and exact_rel <= tolerance,
             })
-    judge(share_verdict(claim, traces.model, rows, "explained", T["all_prompts"],
+    judge(share_verdict(claim, result_key(traces.model, prompt_set), rows, "explained", T["all_prompts"],
                         "share of prompts where the raw residual differs and the exact lens matches"))

@@ -10,19 +10,19 @@ the subject's comes strictly earlier. The claim holds if the 95% bootstrap inter
 prompts showing it lies above 0.5.
 """
 
-from findings.data import FACTS, THRESHOLDS
-from findings.evidence import first_top1, output_top1, share_verdict
+from findings.data import THRESHOLDS
+from findings.evidence import first_top1, forward_prompts, result_key, share_verdict
+
+PROMPT_SETS = ["capitals", "capitals_german"]
 
 
-def test_subject_before_answer(traces, judge, claim):
+def test_subject_before_answer(traces, prompt_set, judge, claim):
     rows = []
-    for form in ("completion", "qa"):
-        for fact, trace in zip(FACTS, traces.forms[form]):
-            if output_top1(trace, fact.answer):
-                subject, answer = first_top1(trace, fact.subject), first_top1(trace, fact.answer)
-                rows.append({"prompt": f"{fact.id}/{form}", "subject_first_top1": subject,
-                             "answer_first_top1": answer,
-                             "subject_first": subject is not None and subject < answer})
-    judge(share_verdict(claim, traces.model, rows, "subject_first",
+    for prompt, fact, trace in forward_prompts(traces, prompt_set, answered=True):
+        subject, answer = first_top1(trace, fact.subject), first_top1(trace, fact.answer)
+        rows.append({"prompt": prompt, "subject_first_top1": subject,
+                     "answer_first_top1": answer,
+                     "subject_first": subject is not None and subject < answer})
+    judge(share_verdict(claim, result_key(traces.model, prompt_set), rows, "subject_first",
                         THRESHOLDS["subject_before_answer"]["majority"],
                         "share of prompts where the subject is top-1 before the answer"))

@@ -10,6 +10,8 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+CAPITALS = "capitals"
+"""The default prompt set: its results are keyed by model alone, the others' by model@set."""
 CLAIM_MODULE = re.compile(r"test_(\d+)_(\w+)")
 SNAPSHOT_MODULE = "test_layer_snapshots"
 
@@ -31,7 +33,9 @@ def assemble(config: Any, tests: list[dict], models: dict[str, dict], model_orde
             continue
         entry = claims.setdefault(match[2], {"number": int(match[1]), **_describe(config.rootpath / path),
                                              "results": {}})
-        key = test["verdict"]["model"] if test["verdict"] else param
+        # Ids are model-@set for claims run on several prompt sets; verdicts carry model@set already.
+        key = test["verdict"]["model"] if test["verdict"] else param.replace("-@", "@")
+        key = key.removesuffix(f"@{CAPITALS}")
         if key == "all":  # a claim across models, not judged: it concerns the models that ran
             key = "+".join(models) or "all"
         entry["results"][key] = {k: test[k] for k in ("outcome", "message", "verdict", "recorded")}

@@ -16,6 +16,7 @@ from tabulate import tabulate
 
 from lens.errors import LensError, command, findings_command
 from lens.figures import depth_curves, logit_lens_grid, position_heatmap
+from lens.findings_results import CAPITALS
 
 REPORT, RESULTS, FIGURES = "findings.md", "findings.json", "figures"
 
@@ -119,28 +120,32 @@ def render(results: dict, figures: dict[str, list[str]]) -> str:
         lines.append(f"Not run: {', '.join(not_run)} (see the notes under the matrix).")
     lines += ["", "## Verdicts", ""]
     notes: list[str] = []
-    rows = []
-    for claim, entry in results["claims"].items():
-        row = [f"{entry['number']}. [{entry['title'].split(':')[0]}](#{_anchor(entry)})"]
-        for model in models:
-            result = _result_for(entry, model)
-            if result is None:
-                row.append("not run")
-                continue
-            text = cell(result)
-            if text in ("skipped", "failed") or text.startswith("regression"):
-                reason = result.get("message") or ""
-                if reason not in notes:
-                    notes.append(reason)
-                text += f" [{notes.index(reason) + 1}]"
-            row.append(text)
-        rows.append(row)
-    lines.append(tabulate(rows, headers=["claim", *models], tablefmt="pipe"))
-    lines.append("")
+    for prompt_set in _prompt_sets(results):
+        claims = {c: e for c, e in results["claims"].items()
+                  if any(_split(key)[1] == prompt_set for key in e["results"])}
+        if prompt_set != CAPITALS:
+            lines += [f"Prompt set `{prompt_set}`:", ""]
+        rows = []
+        for entry in claims.values():
+            row = [f"{entry['number']}. [{entry['title'].split(':')[0]}](#{_anchor(entry)})"]
+            for model in models:
+                result = _result_for(entry, model, prompt_set)
+                if result is None:
+                    row.append("not run")
+                    continue
+                text = cell(result)
+                if text in ("skipped", "failed") or text.startswith("regression"):
+                    reason = result.get("message") or ""
+                    if reason not in notes:
+                        notes.append(reason)
+                    text += f" [{notes.index(reason) + 1}]"
+                row.append(text)
+            rows.append(row)
+        lines += [tabulate(rows, headers=["claim", *models], tablefmt="pipe"), ""]
     for i, note in enumerate(notes, 1):
         lines.append(f"[{i}] {note}  ")
     for model in not_run:
-        if not any(_result_for(e, model) for e in results["claims"].values()):
+        if not any(_result_for(e, model, CAPITALS) for e in results["claims"].values()):
             lines.append(f"- {model}: not selected in this run; run it with `{findings_command('-m ' + model)}`.  ")
     lines += ["", "## Changes since the previous run", ""]
     changes = results.get("changes")
@@ -161,9 +166,21 @@ def render(results: dict, figures: dict[str, list[str]]) -> str:
     return "\n".join(lines)
 
 
-def _result_for(entry: dict, model: str) -> dict | None:
+def _split(key: str) -> tuple[str, str]:
+    """A result key, "model", "model@set" or "a+b", as (models, prompt set)."""
+    models, _, prompt_set = key.partition("@")
+    return models, prompt_set or CAPITALS
+
+
+def _prompt_sets(results: dict) -> list[str]:
+    found = {_split(key)[1] for entry in results["claims"].values() for key in entry["results"]}
+    return [CAPITALS, *sorted(found - {CAPITALS})]
+
+
+def _result_for(entry: dict, model: str, prompt_set: str) -> dict | None:
     for key, result in entry["results"].items():
-        if model in key.split("+"):
+        models, key_set = _split(key)
+        if key_set == prompt_set and model in models.split("+"):
             return result
     return None
 

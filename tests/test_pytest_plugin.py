@@ -114,3 +114,28 @@ def test_lens_report_rerenders_without_models(fake_findings, monkeypatch, capsys
     assert "### 1. Fake claim" in (reports / "findings.md").read_text()
     assert main(["report", "--reports", str(fake_findings.path / "nowhere")]) == 2
     assert "run the findings first" in capsys.readouterr().err
+
+
+PER_SET = '''
+"""Set claim: judged per prompt set.\n\nClaim: none."""
+import pytest
+from lens.verdicts import Verdict
+
+@pytest.mark.parametrize("model_name", ["smollm2"])
+@pytest.mark.parametrize("prompt_set", ["capitals", "arithmetic"])
+def test_per_set(model_name, prompt_set, record_verdict):
+    key = model_name if prompt_set == "capitals" else f"{model_name}@{prompt_set}"
+    record_verdict(Verdict(claim="set_claim", model=key, verdict="holds" if prompt_set == "capitals" else "refuted",
+                           statistic="share", value=0.5, ci=(0.4, 0.6), rule="r", n=9))
+'''
+
+
+def test_each_prompt_set_gets_its_own_verdict_matrix(pytester):
+    pytester.makeini("[pytest]\nstrict_markers = true\n")
+    pytester.mkdir("findings")
+    (pytester.path / "findings" / "test_01_set_claim.py").write_text(PER_SET)
+    run(pytester, "findings").assert_outcomes(passed=2)
+    report = (pytester.path / "reports" / "findings.md").read_text()
+    capitals, arithmetic = report.split("## Verdicts")[1].split("## Changes")[0].split("Prompt set `arithmetic`:")
+    assert "| holds " in capitals and "refuted" not in capitals
+    assert "| refuted " in arithmetic and "holds" not in arithmetic
