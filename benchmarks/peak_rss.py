@@ -14,7 +14,12 @@ try:
 except SystemExit as done:
     status = done.code if isinstance(done.code, int) else 0
 finally:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    with open(out, "w") as f:  # Linux reports KiB, macOS bytes
-        f.write(str(peak if sys.platform == "darwin" else peak * 1024))
+    if sys.platform == "darwin":  # bytes
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    else:
+        # Not ru_maxrss: Linux carries it across exec, so it would include the parent's memory.
+        proc_status = open("/proc/self/status").read()
+        peak = int(next(line for line in proc_status.splitlines() if line.startswith("VmHWM:")).split()[1]) * 1024
+    with open(out, "w") as f:
+        f.write(str(peak))
 sys.exit(status)
