@@ -144,17 +144,21 @@ def _compute(model: lens.loader.LoadedModel) -> ModelTraces:
         grid=lens_grid(model, NOTES_PROMPT),
         attention=tuple(attention_from_last(model, fact.completion) for fact in FACTS),
         subject_positions=tuple(tuple(token_positions(model, f.completion, f.subject)) for f in FACTS),
-        patching=tuple(_patch(model, i) for i in range(len(FACTS))),
+        patching=_patch_all(model),
     )
 
 
-def _patch(model: lens.loader.LoadedModel, i: int) -> Patching | None:
-    """Patch fact i's completion prompt into the next fact's of the same token length."""
+def _patch_all(model: lens.loader.LoadedModel) -> tuple[Patching | None, ...]:
+    """Patch each fact's completion prompt into the next fact's of the same token length (None if none)."""
     length = [len(model.tokenizer(f.completion)["input_ids"]) for f in FACTS]
-    for j in [*range(i + 1, len(FACTS)), *range(i)]:
-        if length[j] == length[i] and FACTS[j].answer != FACTS[i].answer:
-            return patch_residuals(model, FACTS[i].completion, FACTS[j].completion, FACTS[i].target("completion"))
-    return None
+
+    def patch(i: int) -> Patching | None:
+        for j in [*range(i + 1, len(FACTS)), *range(i)]:
+            if length[j] == length[i] and FACTS[j].answer != FACTS[i].answer:
+                return patch_residuals(model, FACTS[i].completion, FACTS[j].completion, FACTS[i].target("completion"))
+        return None
+
+    return tuple(patch(i) for i in range(len(FACTS)))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
