@@ -11,10 +11,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 from findings.data import NOTES_PROMPT, SETS, forms_of  # noqa: E402
-from lens.loader import weights_folder  # noqa: E402
 from lens.registry import resolve  # noqa: E402
 
-folder, _ = weights_folder(resolve(sys.argv[1]))
+folder, _ = resolve(sys.argv[1]).weights_folder()
 tokenizer = AutoTokenizer.from_pretrained(folder, padding_side="left")
 tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
 model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()

@@ -13,7 +13,7 @@ from transformers import AutoModelForCausalLM
 
 from benchmarks.conftest import record
 from findings.data import FACTS
-from lens.loader import load, release, weights_folder
+from lens.loader import load, release
 from lens.trace import trace
 
 ROOT = Path(__file__).parent.parent
@@ -31,7 +31,7 @@ def model(request):
 @pytest.fixture(scope="module")
 def plain(model):
     """The same weights as a plain transformers model (its default attention)."""
-    folder, _ = weights_folder(model.spec)
+    folder, _ = model.spec.weights_folder()
     return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
 
 

@@ -1,28 +1,27 @@
-"""lens: the exact logit lens on open-weights LLMs (TransformerLens bridge), from GGUF, Hub or local weights."""
+"""lens: the exact logit lens on open-weights LLMs (TransformerLens bridge), from GGUF, Hub or local weights.
+
+The instrument only: it knows no claim, prompt set or report (those live in `suite/` and `findings/`).
+"""
 
 from lens.errors import LensError
+from lens.grid import LensGrid, lens_grid
+from lens.lenses import EXACT, RAW, Lens, LogitLens, RawLens
 from lens.loader import LoadedModel, load, release
 from lens.registry import ModelSpec, registry, resolve
-from lens.trace import (
-    LayerLens,
-    LensGrid,
-    OutputLens,
-    Residuals,
-    Trace,
-    Watched,
-    collect,
-    lens_grid,
-    read,
-    read_at,
-)
+from lens.trace import LayerLens, OutputLens, Residuals, Trace, Watched, collect, read, read_at, trace
 
 __all__ = [
+    "EXACT",
+    "RAW",
     "LayerLens",
-    "LensGrid",
+    "Lens",
     "LensError",
+    "LensGrid",
     "LoadedModel",
+    "LogitLens",
     "ModelSpec",
     "OutputLens",
+    "RawLens",
     "Residuals",
     "Trace",
     "Watched",
@@ -30,8 +29,9 @@ __all__ = [
     "lens_grid",
     "load",
     "read",
+    "read_at",
     "registry",
     "release",
-    "read_at",
     "resolve",
+    "trace",
 ]

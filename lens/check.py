@@ -8,8 +8,10 @@ from dataclasses import dataclass
 
 import torch
 
+from lens.errors import LensError
+from lens.lenses import EXACT
 from lens.loader import LoadedModel
-from lens.trace import collect, lens_logits
+from lens.trace import collect
 
 CHECK_PROMPTS = (
     "The capital of Germany is",
@@ -22,58 +24,78 @@ TOLERANCE = {torch.float32: 1e-3, torch.bfloat16: 3e-2, torch.float16: 1e-2}
 
 @dataclass(frozen=True)
 class DeviceCheck:
-    """How far the lens on one device is from the same lens on the CPU."""
+    """How far the lens of one model run is from the same lens in a reference run."""
 
     model: str
     device: str
     dtype: str
+    reference: str
+    """The reference run, e.g. "the CPU"."""
     max_abs_diff: float
-    """Largest |p_device - p_cpu| over prompts, layers and the whole vocabulary."""
+    """Largest |p - p_reference| over prompts, layers and the whole vocabulary."""
     top1_agreement: float
-    """Share of (prompt, layer) pairs whose top-1 token is the same on both."""
+    """Share of (prompt, layer) pairs whose top-1 token is the reference's, or ties with it there
+    (its reference probability within the tolerance of the reference's top-1)."""
     tolerance: float
 
     @property
     def agrees(self) -> bool:
+        """Within tolerance everywhere, and the same top-1 token wherever it is no near-tie."""
         return self.max_abs_diff <= self.tolerance and self.top1_agreement == 1.0
 
     def summary(self) -> str:
+        """One line: agrees or DISAGREES, with the figures."""
         verdict = "agrees with" if self.agrees else "DISAGREES with"
         return (
-            f"{self.model} on {self.device} ({self.dtype}) {verdict} the CPU: "
+            f"{self.model} on {self.device} ({self.dtype}) {verdict} {self.reference}: "
             f"max |Δp| = {self.max_abs_diff:.2e} (tolerance {self.tolerance:.0e}), "
             f"top-1 agreement {self.top1_agreement:.0%}"
         )
 
 
 def lens_probabilities(model: LoadedModel, prompts: tuple[str, ...] = CHECK_PROMPTS) -> torch.Tensor:
-    """Lens probabilities at every layer, shape (prompts, n_layers, vocab), on the CPU in float32."""
+    """Exact-lens probabilities at every layer, shape (prompts, n_layers, vocab), on the CPU in float32."""
     resid = collect(model, prompts).resid
     with torch.inference_mode():
-        return torch.softmax(lens_logits(model, resid).float(), dim=-1).cpu()
+        return torch.softmax(EXACT.logits(model, resid).float(), dim=-1).cpu()
 
 
-def compare(model: LoadedModel, on_device: torch.Tensor, on_cpu: torch.Tensor) -> DeviceCheck:
-    """Compare two sets of lens probabilities of the same prompts."""
+def compare(model: LoadedModel, probs: torch.Tensor, reference: torch.Tensor, reference_name: str) -> DeviceCheck:
+    """Compare a model's lens probabilities with a reference computation's, of the same prompts."""
+    tolerance = TOLERANCE[model.dtype]
+    chosen = probs.argmax(-1, keepdim=True)
+    best = reference.max(-1, keepdim=True).values
+    tied = reference.gather(-1, chosen) >= best - tolerance
     return DeviceCheck(
         model=model.name,
         device=model.device,
         dtype=str(model.dtype).removeprefix("torch."),
-        max_abs_diff=float((on_device - on_cpu).abs().max()),
-        top1_agreement=float((on_device.argmax(-1) == on_cpu.argmax(-1)).float().mean()),
-        tolerance=TOLERANCE[model.dtype],
+        reference=reference_name,
+        max_abs_diff=float((probs - reference).abs().max()),
+        top1_agreement=float(tied.float().mean()),
+        tolerance=tolerance,
     )
 
 
+def compare_models(model: LoadedModel, reference: LoadedModel) -> DeviceCheck:
+    """The lens of `model` against that of `reference`, the same weights loaded another way
+    (another dtype, device or loader)."""
+    return compare(model, lens_probabilities(model), lens_probabilities(reference),
+                   f"{reference.name} on {reference.device} ({str(reference.dtype).removeprefix('torch.')})")
+
+
 def check_device(model: LoadedModel) -> DeviceCheck:
-    """Run the check prompts on the model's device and on the CPU, and compare (the model ends up
-    back on its device)."""
-    on_device = lens_probabilities(model)
+    """Run the check prompts on the model's device and on the CPU, and compare (the model ends up back
+    on its device)."""
     if model.device == "cpu":
-        return compare(model, on_device, on_device)
-    model.bridge.to("cpu")
+        raise LensError(
+            f"{model.name} runs on the CPU already, the reference itself: `lens check` compares mps or cuda "
+            "with the CPU (give --device mps or --device cuda)"
+        )
+    on_device = lens_probabilities(model)
+    model.bridge.to("cpu", print_details=False)
     try:
         on_cpu = lens_probabilities(dataclasses.replace(model, device="cpu"))
     finally:
-        model.bridge.to(model.device)
-    return compare(model, on_device, on_cpu)
+        model.bridge.to(model.device, print_details=False)
+    return compare(model, on_device, on_cpu, "the CPU")

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from lens.errors import LensError, command
+from lens.errors import LensError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,17 +43,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--embedded", action="store_true", help="the embedded default models")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(run=_download)
-
-    p = sub.add_parser("report", help="re-render reports/findings.md from reports/findings.json")
-    p.add_argument("--reports", default="reports", help="the reports folder (default: reports)")
-    p.set_defaults(run=_report)
-
-    p = sub.add_parser("verdicts", help="record the last run's verdicts as the expected ones")
-    p.add_argument("--record", action="store_true", required=True,
-                   help="write them to findings/expected_verdicts.toml (review the diff before committing)")
-    p.add_argument("--reports", default="reports")
-    p.add_argument("--to", default="findings/expected_verdicts.toml")
-    p.set_defaults(run=_verdicts)
 
     p = sub.add_parser("check", help="does the lens on this device agree with the CPU?")
     p.add_argument("model")
@@ -99,20 +88,18 @@ def _trace(args: argparse.Namespace) -> int:
 def _models(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
-    from lens.fetch import is_present
     from lens.registry import registry
 
     rows = []
     for spec in registry().values():
-        here = is_present(spec)
-        fetch = "" if here else f"`{command('download ' + spec.name)}`"
+        here = spec.is_present()
+        fetch = "" if here else f"`{spec.download_command()}`"
         rows.append([spec.name, spec.describe(), "yes" if here else "no", fetch])
     print(tabulate(rows, headers=["name", "model", "weights here", "to fetch"]))
     return 0
 
 
 def _download(args: argparse.Namespace) -> int:
-    from lens.fetch import download
     from lens.registry import embedded_models, resolve
 
     specs = [resolve(name) for name in args.names]
@@ -121,30 +108,7 @@ def _download(args: argparse.Namespace) -> int:
     if not specs:
         raise LensError("name a model to download, e.g. `lens download llama3` (see `lens models`)")
     for spec in specs:
-        download(spec, quiet=args.quiet)
-    return 0
-
-
-def _report(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from lens.report import rerender
-
-    print(rerender(Path(args.reports)))
-    return 0
-
-
-def _verdicts(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from lens.recorded import write_recorded
-    from lens.report import load_results
-
-    results = load_results(Path(args.reports))
-    if results is None:
-        raise LensError(f"no {args.reports}/findings.json yet: run the findings first (`./run findings`)")
-    write_recorded(results, Path(args.to))
-    print(f"recorded the verdicts of `{results['command']}` in {args.to}: review `git diff {args.to}`")
+        spec.fetch(quiet=args.quiet)
     return 0
 
 

@@ -11,8 +11,3 @@ def command(args: str) -> str:
     """How the user runs `lens ARGS` here (through ./run when set up by it)."""
     return f"{os.environ.get('LENS_LAUNCHER', 'lens')} {args}"
 
-
-def findings_command(args: str) -> str:
-    """How the user runs the findings with ARGS here."""
-    launcher = os.environ.get("LENS_LAUNCHER")
-    return f"./run findings {args}" if launcher else f"pytest findings/ {args}"

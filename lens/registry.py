@@ -1,4 +1,8 @@
-"""The named models (from models.toml) and how any other model name or path is understood."""
+"""The named models (from models.toml) and how any other model name or path is understood.
+
+One spec type per source of weights; each knows how to describe itself, whether its weights are here,
+how to fetch them and which local folder the loader reads.
+"""
 
 from __future__ import annotations
 
@@ -8,50 +12,166 @@ from functools import cache
 from importlib.resources import files
 from pathlib import Path
 
-from lens.errors import LensError
+from lens import fetch, gguf
+from lens.errors import LensError, command
 from lens.paths import gguf_dir
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ModelSpec:
-    """Where one model's weights come from."""
+    """Where one model's weights come from (the base of the per-source types below)."""
 
     name: str
     """Short name: command-line name, pytest marker, report column."""
-    source: str
-    """`hub` (Hugging Face cache), `pypi` (GGUF inside PyPI wheels), `local` (HF folder) or `gguf` (file)."""
     title: str = ""
-    repo: str | None = None
-    """Hugging Face repo id, for `hub` models."""
-    path: Path | None = None
-    """Local folder or .gguf file, for `local` and `gguf` models."""
-    gated: bool = False
-    embedded: bool = False
-    packages: tuple[str, ...] = ()
-    members: tuple[str, ...] = ()
-    file: str | None = None
-    sha256: str | None = None
     size_gb: float | None = None
+    """Download size, said in messages before a large fetch."""
+    embedded: bool = False
+    """Fetched by setup and run by default (works offline, on any machine)."""
 
     @property
     def gguf_path(self) -> Path | None:
         """The .gguf file this model loads from, if it is a GGUF model."""
-        if self.source == "pypi":
-            return gguf_dir() / str(self.file)
-        if self.source == "gguf":
-            return self.path
         return None
 
+    def where(self) -> str:
+        """Where the weights come from, in a few words."""
+        raise NotImplementedError
+
     def describe(self) -> str:
-        """One line naming the model's source, for reports and messages."""
-        if self.source == "hub":
-            where = f"Hugging Face {self.repo}"
-        elif self.source == "pypi":
-            parts = f" +{len(self.packages) - 1} parts" if len(self.packages) > 1 else ""
-            where = f"PyPI {self.packages[0]}{parts}"
-        else:
-            where = f"{'folder' if self.source == 'local' else 'file'} {self.path}"
-        return f"{self.title or self.name} ({where})"
+        """One line naming the model and its source, for reports and messages."""
+        return f"{self.title or self.name} ({self.where()})"
+
+    def download_command(self) -> str:
+        """The command that fetches this model's weights."""
+        return command(f"download {self.name}")
+
+    def is_present(self) -> bool:
+        """Whether the model's weights are on this machine."""
+        raise NotImplementedError
+
+    def fetch(self, quiet: bool = False) -> None:
+        """Fetch the weights (with progress); a no-op where they are here already."""
+        raise NotImplementedError
+
+    def weights_folder(self) -> tuple[Path, str]:
+        """A local Hugging Face folder with config, tokenizer and weights, and an id of the weights."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, kw_only=True)
+class HubModel(ModelSpec):
+    """A Hugging Face Hub repo, loaded from the local Hugging Face cache only."""
+
+    repo: str
+    gated: bool = False
+
+    def where(self) -> str:
+        return f"Hugging Face {self.repo}"
+
+    def download_command(self) -> str:
+        # A repo id not in the registry is fetched by its id: `lens download org/name`.
+        return command(f"download {self.name if self.name in registry() else self.repo}")
+
+    def is_present(self) -> bool:
+        return fetch.hub_weights_cached(self.repo)
+
+    def fetch(self, quiet: bool = False) -> None:
+        fetch.fetch_from_hub(self.repo, quiet)
+
+    def weights_folder(self) -> tuple[Path, str]:
+        folder = fetch.hub_folder(self.repo)
+        size = f" (about {self.size_gb:g} GB)" if self.size_gb else ""
+        if folder is None:
+            raise LensError(
+                f"{self.name} ({self.repo}) is not downloaded here: run `{self.download_command()}`{size}"
+            )
+        if not any(folder.glob("*.safetensors")):
+            raise LensError(
+                f"{self.name} ({self.repo}) has no weights in the local cache: run `{self.download_command()}`"
+            )
+        return folder, f"{self.repo}@{folder.name}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PyPIModel(ModelSpec):
+    """A GGUF file shipped inside PyPI packages: members joined in order, checked against sha256."""
+
+    packages: tuple[str, ...]
+    members: tuple[str, ...]
+    """Paths inside the wheels whose bytes, concatenated, are the GGUF file."""
+    file: str
+    sha256: str
+
+    @property
+    def gguf_path(self) -> Path:
+        return gguf_dir() / self.file
+
+    def where(self) -> str:
+        parts = f" +{len(self.packages) - 1} parts" if len(self.packages) > 1 else ""
+        return f"PyPI {self.packages[0]}{parts}"
+
+    def is_present(self) -> bool:
+        return self.gguf_path.is_file()
+
+    def fetch(self, quiet: bool = False) -> None:
+        if not self.is_present():
+            fetch.fetch_from_pypi(self.name, self.packages, self.members, self.sha256, self.gguf_path, quiet)
+
+    def weights_folder(self) -> tuple[Path, str]:
+        if not self.is_present():
+            raise LensError(f"{self.name} is not fetched yet: run `{self.download_command()}`")
+        return gguf.dequantized(self.gguf_path, self.sha256, self.download_command())
+
+
+@dataclass(frozen=True, kw_only=True)
+class LocalFolder(ModelSpec):
+    """A Hugging Face model folder on disk."""
+
+    path: Path
+
+    def where(self) -> str:
+        return f"folder {self.path}"
+
+    def is_present(self) -> bool:
+        return self.path.is_dir()
+
+    def fetch(self, quiet: bool = False) -> None:
+        if not self.is_present():
+            raise LensError(f"{self.path} does not exist: check the path")
+
+    def weights_folder(self) -> tuple[Path, str]:
+        return self.path, str(self.path)
+
+
+@dataclass(frozen=True, kw_only=True)
+class GGUFFile(ModelSpec):
+    """A .gguf file on disk, dequantized once into the lens cache."""
+
+    path: Path
+
+    @property
+    def gguf_path(self) -> Path:
+        return self.path
+
+    def where(self) -> str:
+        return f"file {self.path}"
+
+    def is_present(self) -> bool:
+        return self.path.is_file()
+
+    def fetch(self, quiet: bool = False) -> None:
+        if not self.is_present():
+            raise LensError(f"{self.path} does not exist: check the path")
+
+    def weights_folder(self) -> tuple[Path, str]:
+        if not self.is_present():
+            raise LensError(f"no GGUF file at {self.path}: check the path")
+        return gguf.dequantized(self.path, None, None)
+
+
+SOURCES: dict[str, type[ModelSpec]] = {"hub": HubModel, "pypi": PyPIModel}
+"""models.toml's `source` values and the spec type each names."""
 
 
 @cache
@@ -60,8 +180,9 @@ def registry() -> dict[str, ModelSpec]:
     data = tomllib.loads(files("lens").joinpath("models.toml").read_text())
     specs = {}
     for name, entry in data.items():
-        entry = {k: tuple(v) if isinstance(v, list) else v for k, v in entry.items()}
-        specs[name] = ModelSpec(name=name, **entry)
+        kind = SOURCES[entry.pop("source")]
+        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in entry.items()}
+        specs[name] = kind(name=name, **fields)
     return specs
 
 
@@ -80,14 +201,14 @@ def resolve(name_or_path: str) -> ModelSpec:
     if name_or_path.lower().endswith(".gguf"):
         if not path.is_file():
             raise LensError(f"no GGUF file at {path}: check the path")
-        return ModelSpec(name=slug, source="gguf", path=path.resolve(), title=path.name)
+        return GGUFFile(name=slug, path=path.resolve(), title=path.name)
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise LensError(f"{path} is not a Hugging Face model folder (it has no config.json)")
-        return ModelSpec(name=slug, source="local", path=path.resolve(), title=path.name)
+        return LocalFolder(name=slug, path=path.resolve(), title=path.name)
     parts = name_or_path.split("/")
     if len(parts) == 2 and all(parts) and not path.exists():
-        return ModelSpec(name=slug, source="hub", repo=name_or_path, title=name_or_path)
+        return HubModel(name=slug, repo=name_or_path, title=name_or_path)
     raise LensError(
         f"unknown model {name_or_path!r}: use one of {', '.join(known)}, "
         "a Hugging Face repo id (org/name), a local model folder or a .gguf file"

@@ -1,8 +1,8 @@
-"""The exact logit lens: every block's output read through the model's own final norm, unembedding and
-final-logit soft-capping, so the last block's lens is the model's output.
+"""The logit lens over every block, at each prompt's last position.
 
-`collect` runs the model once over a batch and keeps what the lens reads; `read` turns that into
-`Trace`s (cheap, repeatable at other temperatures); `trace` does both.
+`collect` runs the model once over a batch and keeps what a lens reads (block outputs and output logits);
+`read` turns that into one `Trace` per prompt through a lens (the exact one by default), cheaply and at any
+temperature; `trace` does both.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 import torch
 
+from lens.lenses import EXACT, Lens
 from lens.loader import LoadedModel
-from lens.tokens import answer_token, encode
+from lens.tokens import AnswerToken, answer_token, encode
 
 MAX_LENS_ELEMENTS = 1 << 23
 """Rows x vocab unembedded at once: bounds the lens's memory (32 MiB of float32 per tensor)."""
@@ -60,9 +61,6 @@ class LayerLens:
     """Entropy of the lens distribution, nats."""
     kl_to_output: float
     """KL(output || lens), nats: how far this layer's distribution is from the model's output."""
-    top1_raw: str | None = None
-    """Top token of the raw residual unembedded without the final norm (when asked for)."""
-    rank_answer_raw: int | None = None
 
 
 @dataclass(frozen=True)
@@ -77,10 +75,12 @@ class OutputLens:
 
 @dataclass(frozen=True)
 class Trace:
-    """The logit lens over every block for one prompt."""
+    """One lens over every block for one prompt."""
 
     model: str
     prompt: str
+    lens: str
+    """Which lens read the residuals: "exact" (final norm, unembedding, soft-cap) or "raw" (no norm)."""
     answer: str | None
     answer_token: str | None
     answer_note: str | None
@@ -88,14 +88,11 @@ class Trace:
     temperature: float
     layers: tuple[LayerLens, ...]
     output: OutputLens
-    final_lens_max_abs_diff: float
-    """max |lens logits of the last block - output logits|: 0 up to float error for an exact lens."""
+    final_max_abs_diff: float
+    """max |this lens's logits at the last block - output logits|: 0 up to float error for the exact lens."""
     output_max_abs_logit: float
-    """max |output logit|: the scale the differences above are measured against."""
+    """max |output logit|: the scale the difference above is measured against."""
     watched: tuple[Watched, ...] = ()
-    final_raw_max_abs_diff: float | None = None
-    """max |unembed(last residual, no final norm) - output logits| (when asked for)."""
-    final_raw_top1_agrees: bool | None = None
 
     def to_dict(self) -> dict:
         """The `lens trace --json` schema."""
@@ -131,16 +128,6 @@ def block_hooks(model: LoadedModel) -> list[str]:
     return [f"blocks.{i}.hook_out" for i in range(model.n_layers)]
 
 
-def lens_logits(model: LoadedModel, resid: torch.Tensor, norm: bool = True) -> torch.Tensor:
-    """Residual stream (..., d_model) -> logits (..., vocab) through the model's own final norm,
-    unembedding and soft-capping; `norm=False` skips the norm (the raw residual, unembedded)."""
-    bridge = model.bridge
-    logits = bridge.unembed(bridge.ln_final(resid) if norm else resid)
-    if norm and model.softcap:
-        logits = torch.tanh(logits / model.softcap) * model.softcap
-    return logits
-
-
 @torch.inference_mode()
 def collect(model: LoadedModel, prompts: Sequence[str], batch_size: int = 16) -> Residuals:
     """Run the model once per batch of prompts, caching only the block outputs the lens reads."""
@@ -169,17 +156,17 @@ def read(
     watch: Sequence[Sequence[str]] | None = None,
     top_k: int = 5,
     temperature: float = 1.0,
-    raw: bool = False,
+    lens: Lens = EXACT,
 ) -> list[Trace]:
-    """Read the lens from collected residuals, one Trace per prompt.
+    """Read a lens from collected residuals, one Trace per prompt.
 
     Args:
         answers: per prompt, the answer string to follow (first token in context), or None.
         watch: per prompt, more strings to follow through the layers (answer variants, subjects).
         temperature: divides every layer's logits and the output's before the softmax.
-        raw: also unembed each residual without the final norm (rank of the answer, top token).
+        lens: the exact logit lens (default) or another, e.g. `lens.lenses.RAW`.
     """
-    return read_at(model, residuals, (temperature,), answers, watch, top_k, raw)[temperature]
+    return read_at(model, residuals, (temperature,), answers, watch, top_k, lens)[temperature]
 
 
 @torch.inference_mode()
@@ -190,7 +177,7 @@ def read_at(
     answers: Sequence[str | None] | None = None,
     watch: Sequence[Sequence[str]] | None = None,
     top_k: int = 5,
-    raw: bool = False,
+    lens: Lens = EXACT,
 ) -> dict[float, list[Trace]]:
     """`read` at several temperatures, unembedding each layer once for all of them."""
     if any(t <= 0 for t in temperatures):
@@ -198,26 +185,30 @@ def read_at(
     n = len(residuals.prompts)
     answers = list(answers) if answers is not None else [None] * n
     watch = list(watch) if watch is not None else [()] * n
-    tokens = [
-        (answer_token(model.tokenizer, prompt, a) if a is not None else None,
-         [answer_token(model.tokenizer, prompt, w) for w in ws])
+    followed = [
+        _Followed(
+            answer_token(model.tokenizer, prompt, a) if a is not None else None,
+            tuple(answer_token(model.tokenizer, prompt, w) for w in ws),
+        )
         for prompt, a, ws in zip(residuals.prompts, answers, watch)
     ]
     rows_per_chunk = max(1, MAX_LENS_ELEMENTS // (model.n_layers * residuals.output_logits.shape[-1]))
     traces: dict[float, list[Trace]] = {t: [] for t in temperatures}
     for start in range(0, n, rows_per_chunk):
-        rows = range(start, min(n, start + rows_per_chunk))
-        resid = residuals.resid[rows.start : rows.stop]
+        stop = min(n, start + rows_per_chunk)
+        resid = residuals.resid[start:stop]
         b, n_layers, d = resid.shape
-        flat = resid.reshape(b * n_layers, d)
-        logits = lens_logits(model, flat).reshape(b, n_layers, -1).float()
-        raw_logits = lens_logits(model, flat, norm=False).reshape(b, n_layers, -1).float() if raw else None
-        output = residuals.output_logits[rows.start : rows.stop].float()
-        fixed = _ranked(logits, raw_logits, output, [tokens[i] for i in rows], top_k)
+        chunk = _Chunk(
+            model=model,
+            lens=lens,
+            prompts=residuals.prompts[start:stop],
+            followed=followed[start:stop],
+            logits=lens.logits(model, resid.reshape(b * n_layers, d)).reshape(b, n_layers, -1).float(),
+            output=residuals.output_logits[start:stop].float(),
+            top_k=top_k,
+        )
         for temperature in temperatures:
-            traces[temperature] += _traces(
-                model, residuals.prompts, rows, tokens, logits, output, fixed, temperature
-            )
+            traces[temperature] += chunk.traces(temperature)
     return traces
 
 
@@ -231,145 +222,118 @@ def trace(
     return read(model, collect(model, prompts), answers, **options)
 
 
-def _ranked(logits, raw_logits, output, tokens, top_k) -> dict:
-    """What does not depend on temperature: top-k ids and the ranks of every followed token.
+@dataclass(frozen=True)
+class _Followed:
+    """The tokens followed for one prompt: its answer (or None) and the watched strings."""
 
-    Ranks come from the logits themselves: log_softmax's rounding reorders near-ties deep in the
-    vocabulary (rank 10375 vs 10374 at another temperature), which the logits do not.
-    """
-    fixed: dict = {
-        "top_i": logits.topk(top_k, dim=-1).indices,
-        "out_top_i": output.topk(top_k, dim=-1).indices,
-        "exact_diff": (logits[:, -1] - output).abs().amax(-1),
-        "ranks": [],
-    }
-    for j, (ans, watched) in enumerate(tokens):
-        ids = sorted({t.token_id for t in ([ans] if ans else []) + watched})
-        index = torch.tensor(ids, dtype=torch.long)
-        layer_ranks = (logits[j][:, None, :] > logits[j][:, index, None]).sum(-1) + 1  # (layers, ids)
-        out_ranks = (output[j][None, :] > output[j][index, None]).sum(-1) + 1
-        ranks = {"ids": ids, "layers": layer_ranks.T.tolist(), "output": out_ranks.tolist()}
-        if raw_logits is not None and ans is not None:
-            column = raw_logits[j][:, ans.token_id : ans.token_id + 1]
-            ranks["raw_answer"] = ((raw_logits[j] > column).sum(-1) + 1).tolist()
-        fixed["ranks"].append(ranks)
-    if raw_logits is not None:
-        fixed["raw_top1"] = raw_logits.argmax(-1)
-        fixed["raw_diff"] = (raw_logits[:, -1] - output).abs().amax(-1)
-    return fixed
+    answer: AnswerToken | None
+    watched: tuple[AnswerToken, ...]
 
-
-def _traces(model, prompts, rows, tokens, logits, output, fixed, temperature) -> list[Trace]:
-    """Traces for one chunk of prompts at one temperature, from already unembedded logits."""
-    decode = model.tokenizer.decode
-    n_layers = model.n_layers
-    logp = torch.log_softmax(logits / temperature, dim=-1)
-    logq = torch.log_softmax(output / temperature, dim=-1)
-    p, q = logp.exp(), logq.exp()
-    entropy = -torch.einsum("blv,blv->bl", p, logp)
-    out_entropy = -(q * logq).sum(-1)
-    kl = -out_entropy[:, None] - torch.einsum("bv,blv->bl", q, logp)  # KL(q || p)
-    top_p = p.gather(-1, fixed["top_i"]).tolist()
-    out_top_p = q.gather(-1, fixed["out_top_i"]).tolist()
-    top_i, out_top_i = fixed["top_i"].tolist(), fixed["out_top_i"].tolist()
-    raw = "raw_top1" in fixed
-    raw_top1 = fixed["raw_top1"].tolist() if raw else None
-
-    def tops(ids: list[int], ps: list[float]) -> tuple[tuple[str, float], ...]:
-        return tuple(zip((decode([t]) for t in ids), ps))
-
-    traces = []
-    for j, i in enumerate(rows):
-        ans, watched_tokens = tokens[i]
-        ranks = fixed["ranks"][j]
-        column = {token_id: k for k, token_id in enumerate(ranks["ids"])}
-        p_layers = p[j][:, ranks["ids"]].T.tolist() if ranks["ids"] else []
-        p_out = q[j][ranks["ids"]].tolist() if ranks["ids"] else []
-        a = column[ans.token_id] if ans else None
-        layers = tuple(
-            LayerLens(
-                layer=layer,
-                depth=(layer + 1) / n_layers,
-                top=tops(top_i[j][layer], top_p[j][layer]),
-                p_answer=p_layers[a][layer] if ans else None,
-                rank_answer=ranks["layers"][a][layer] if ans else None,
-                entropy=float(entropy[j, layer]),
-                kl_to_output=max(0.0, float(kl[j, layer])),
-                top1_raw=decode([raw_top1[j][layer]]) if raw else None,
-                rank_answer_raw=ranks["raw_answer"][layer] if raw and ans else None,
-            )
-            for layer in range(n_layers)
-        )
-        watched = tuple(
-            Watched(
-                text=tok.text,
-                token=tok.token,
-                p=tuple(p_layers[column[tok.token_id]]),
-                rank=tuple(ranks["layers"][column[tok.token_id]]),
-                p_output=p_out[column[tok.token_id]],
-                rank_output=ranks["output"][column[tok.token_id]],
-            )
-            for tok in watched_tokens
-        )
-        traces.append(
-            Trace(
-                model=model.name,
-                prompt=prompts[i],
-                answer=ans.text if ans else None,
-                answer_token=ans.token if ans else None,
-                answer_note=ans.note if ans else None,
-                n_layers=n_layers,
-                temperature=temperature,
-                layers=layers,
-                output=OutputLens(
-                    top=tops(out_top_i[j], out_top_p[j]),
-                    p_answer=p_out[a] if ans else None,
-                    rank_answer=ranks["output"][a] if ans else None,
-                    entropy=float(out_entropy[j]),
-                ),
-                final_lens_max_abs_diff=float(fixed["exact_diff"][j]),
-                output_max_abs_logit=float(output[j].abs().max()),
-                watched=watched,
-                final_raw_max_abs_diff=float(fixed["raw_diff"][j]) if raw else None,
-                final_raw_top1_agrees=bool(raw_top1[j][-1] == int(output[j].argmax())) if raw else None,
-            )
-        )
-    return traces
+    def ids(self) -> list[int]:
+        """Every followed token id, once, sorted."""
+        return sorted({t.token_id for t in ([self.answer] if self.answer else []) + list(self.watched)})
 
 
 @dataclass(frozen=True)
-class LensGrid:
-    """The classic logit-lens picture for one prompt: the top token at every (layer, position)."""
+class _Ranks:
+    """Ranks of one prompt's followed tokens, 1 = top; they do not depend on the temperature."""
 
-    model: str
-    prompt: str
-    tokens: tuple[str, ...]
-    """The prompt's tokens as the model sees them (BOS included where the model adds it)."""
-    top1: tuple[tuple[str, ...], ...]
-    """(n_layers, positions): the lens's top token predicting the *next* token at each position."""
-    p: tuple[tuple[float, ...], ...]
-    """(n_layers, positions): its probability."""
+    ids: list[int]
+    layers: list[list[int]]
+    """(followed tokens, layers)."""
+    output: list[int]
 
 
-@torch.inference_mode()
-def lens_grid(model: LoadedModel, prompt: str) -> LensGrid:
-    """The lens at every block and every prompt position (one forward pass)."""
-    batch = encode(model.tokenizer, [prompt], model.n_ctx)
-    names = block_hooks(model)
-    _, cache = model.bridge.run_with_cache(
-        batch["input_ids"].to(model.device),
-        attention_mask=batch["attention_mask"].to(model.device),
-        names_filter=names,
-    )
-    resid = torch.stack([cache[name][0] for name in names])  # (n_layers, positions, d_model)
-    probs = torch.softmax(lens_logits(model, resid).float(), dim=-1)
-    top_p, top_i = probs.max(-1)
-    ids = batch["input_ids"][0].tolist()
-    decode = model.tokenizer.decode
-    return LensGrid(
-        model=model.name,
-        prompt=prompt,
-        tokens=tuple(decode([i]) for i in ids),
-        top1=tuple(tuple(decode([i]) for i in row) for row in top_i.tolist()),
-        p=tuple(tuple(row) for row in top_p.tolist()),
-    )
+class _Chunk:
+    """A chunk of prompts already unembedded by a lens: what does not depend on the temperature is
+    computed once (top-k ids, ranks), the rest per temperature."""
+
+    def __init__(self, *, model: LoadedModel, lens: Lens, prompts: Sequence[str], followed: list[_Followed],
+                 logits: torch.Tensor, output: torch.Tensor, top_k: int) -> None:
+        self.model, self.lens, self.prompts, self.followed = model, lens, prompts, followed
+        self.logits, self.output = logits, output
+        self.top_ids = logits.topk(top_k, dim=-1).indices
+        self.output_top_ids = output.topk(top_k, dim=-1).indices
+        self.final_diff = (logits[:, -1] - output).abs().amax(-1)
+        self.ranks = [self._ranks(j, f) for j, f in enumerate(followed)]
+
+    def _ranks(self, j: int, followed: _Followed) -> _Ranks:
+        """Ranks come from the logits themselves: log_softmax's rounding reorders near-ties deep in the
+        vocabulary (rank 10375 vs 10374 at another temperature), which the logits do not."""
+        ids = followed.ids()
+        index = torch.tensor(ids, dtype=torch.long)
+        logits, output = self.logits[j], self.output[j]
+        layer_ranks = (logits[:, None, :] > logits[:, index, None]).sum(-1) + 1  # (layers, ids)
+        out_ranks = (output[None, :] > output[index, None]).sum(-1) + 1
+        return _Ranks(ids, layer_ranks.T.tolist(), out_ranks.tolist())
+
+    def traces(self, temperature: float) -> list[Trace]:
+        """One Trace per prompt of the chunk at this temperature."""
+        decode = self.model.tokenizer.decode
+        n_layers = self.model.n_layers
+        logp = torch.log_softmax(self.logits / temperature, dim=-1)
+        logq = torch.log_softmax(self.output / temperature, dim=-1)
+        p, q = logp.exp(), logq.exp()
+        entropy = -torch.einsum("blv,blv->bl", p, logp)
+        out_entropy = -(q * logq).sum(-1)
+        kl = -out_entropy[:, None] - torch.einsum("bv,blv->bl", q, logp)  # KL(q || p)
+        top_p = p.gather(-1, self.top_ids).tolist()
+        out_top_p = q.gather(-1, self.output_top_ids).tolist()
+        top_i, out_top_i = self.top_ids.tolist(), self.output_top_ids.tolist()
+
+        def tops(ids: list[int], ps: list[float]) -> tuple[tuple[str, float], ...]:
+            return tuple(zip((decode([t]) for t in ids), ps))
+
+        traces = []
+        for j, (prompt, followed, ranks) in enumerate(zip(self.prompts, self.followed, self.ranks)):
+            column = {token_id: k for k, token_id in enumerate(ranks.ids)}
+            p_layers = p[j][:, ranks.ids].T.tolist() if ranks.ids else []
+            p_out = q[j][ranks.ids].tolist() if ranks.ids else []
+            ans = followed.answer
+            a = column[ans.token_id] if ans else None
+            layers = tuple(
+                LayerLens(
+                    layer=layer,
+                    depth=(layer + 1) / n_layers,
+                    top=tops(top_i[j][layer], top_p[j][layer]),
+                    p_answer=p_layers[a][layer] if ans else None,
+                    rank_answer=ranks.layers[a][layer] if ans else None,
+                    entropy=float(entropy[j, layer]),
+                    kl_to_output=max(0.0, float(kl[j, layer])),
+                )
+                for layer in range(n_layers)
+            )
+            watched = tuple(
+                Watched(
+                    text=tok.text,
+                    token=tok.token,
+                    p=tuple(p_layers[column[tok.token_id]]),
+                    rank=tuple(ranks.layers[column[tok.token_id]]),
+                    p_output=p_out[column[tok.token_id]],
+                    rank_output=ranks.output[column[tok.token_id]],
+                )
+                for tok in followed.watched
+            )
+            traces.append(
+                Trace(
+                    model=self.model.name,
+                    prompt=prompt,
+                    lens=self.lens.name,
+                    answer=ans.text if ans else None,
+                    answer_token=ans.token if ans else None,
+                    answer_note=ans.note if ans else None,
+                    n_layers=n_layers,
+                    temperature=temperature,
+                    layers=layers,
+                    output=OutputLens(
+                        top=tops(out_top_i[j], out_top_p[j]),
+                        p_answer=p_out[a] if ans else None,
+                        rank_answer=ranks.output[a] if ans else None,
+                        entropy=float(out_entropy[j]),
+                    ),
+                    final_max_abs_diff=float(self.final_diff[j]),
+                    output_max_abs_logit=float(self.output[j].abs().max()),
+                    watched=watched,
+                )
+            )
+        return traces

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -13,7 +14,7 @@ import transformers as hf
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from lens.loader import LoadedModel, load, wrap
-from lens.registry import ModelSpec
+from lens.registry import LocalFolder
 
 CORPUS = [
     "The capital of Germany is Berlin.",
@@ -65,8 +66,18 @@ def random_model(arch: str, tokenizer_folder) -> LoadedModel:
     )
     torch.manual_seed(0)
     hf_model = hf.AutoModelForCausalLM.from_config(config, attn_implementation="eager")
-    spec = ModelSpec(name=f"tiny-{arch}", source="local", title=f"random {arch}")
+    spec = LocalFolder(name=f"tiny-{arch}", path=Path(tokenizer_folder), title=f"random {arch}")
     return wrap(spec, hf_model, tokenizer, device="cpu", weights_id="random")
+
+
+REAL_MODELS = {"smollm2", "gemma3", "real_model"}
+"""Fixtures that load an embedded model: a test using one is marked `slow`."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if REAL_MODELS & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session", params=list(ARCHITECTURES))

@@ -9,11 +9,15 @@ import lens.loader
 _load = lens.loader.load
 
 
-def _perturbed_load(*args, **kwargs):
-    model = _load(*args, **kwargs)
+def zero_last_mlp(model: lens.loader.LoadedModel) -> lens.loader.LoadedModel:
+    """Zero the last block's MLP output weights, in place: a clearly different model."""
     with torch.no_grad():
         model.hf_model.model.layers[-1].mlp.down_proj.weight.zero_()
     return model
+
+
+def _perturbed_load(*args, **kwargs):
+    return zero_last_mlp(_load(*args, **kwargs))
 
 
 def pytest_configure(config):

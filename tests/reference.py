@@ -5,21 +5,22 @@ from __future__ import annotations
 import torch
 import transformers as hf
 
-from lens.loader import LoadedModel, weights_folder
+from lens.loader import LoadedModel
 
 
 def plain_twin(model: LoadedModel) -> torch.nn.Module:
     """A second, plain transformers copy of a model's weights (eager attention, float32)."""
-    folder, _ = weights_folder(model.spec)
+    folder, _ = model.spec.weights_folder()
     return hf.AutoModelForCausalLM.from_pretrained(
         folder, dtype=torch.float32, attn_implementation="eager", local_files_only=True
     ).eval()
 
 
 @torch.inference_mode()
-def reference_lens(twin: torch.nn.Module, tokenizer, prompt: str) -> tuple[torch.Tensor, torch.Tensor]:
+def reference_lens(twin: torch.nn.Module, tokenizer, prompt: str, norm: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-layer lens logits (n_layers, vocab) and output logits (vocab) at the last position, from
-    forward hooks on the decoder layers, the model's norm, lm_head and config soft-cap."""
+    forward hooks on the decoder layers, the model's norm, lm_head and config soft-cap (`norm=False`:
+    lm_head on the block outputs as they are, no norm, no cap)."""
     captured: list[torch.Tensor] = []
 
     def keep(_module, _inputs, output):
@@ -32,6 +33,8 @@ def reference_lens(twin: torch.nn.Module, tokenizer, prompt: str) -> tuple[torch
     finally:
         for handle in handles:
             handle.remove()
+    if not norm:
+        return twin.lm_head(torch.cat(captured)).float(), output.float()
     logits = twin.lm_head(twin.model.norm(torch.cat(captured)))
     cap = getattr(twin.config, "final_logit_softcapping", None)
     if cap:

@@ -53,23 +53,27 @@ def test_a_multi_token_answer_says_so(capsys, smollm2):
     assert status == 0 and "the lens follows its first" in err
 
 
-def test_models_lists_every_registered_model(capsys):
+def test_models_lists_every_registered_model_and_whether_it_is_here(capsys):
     status, out, _ = run(capsys, "models")
     assert status == 0
-    for name in registry():
-        assert f"\n{name} " in out
-    assert "download llama3" in out or "yes" in out.split("llama3")[1].splitlines()[0]
+    rows = {line.split()[0]: line for line in out.splitlines()[2:]}
+    assert list(rows) == list(registry())
+    for name, spec in registry().items():
+        if spec.is_present():
+            assert " yes " in f"{rows[name]} " and "download" not in rows[name]
+        else:
+            assert f"download {name}`" in rows[name]
 
 
-def test_check_on_the_cpu_agrees(capsys, smollm2):
-    status, out, _ = run(capsys, "check", "smollm2", "--device", "cpu")
-    assert status == 0 and "agrees with the CPU" in out
+def test_check_on_the_cpu_says_there_is_nothing_to_compare(capsys):
+    status, out, err = run(capsys, "check", "smollm2", "--device", "cpu")
+    assert status == 2 and out == "" and "runs on the CPU already" in err
 
 
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["trace", "llama-3", GERMANY], "unknown model 'llama-3': use one of llama3,"),
+        (["trace", "llama-3", GERMANY], f"unknown model 'llama-3': use one of {', '.join(registry())},"),
         (["trace", "/nowhere/x.gguf", GERMANY], "no GGUF file at /nowhere/x.gguf"),
         (["trace", "smollm2", "", "--device", "cpu"], "the prompt is empty"),
         (["trace", "smollm2", GERMANY, "--answer", " ", "--device", "cpu"], "tokenizes to nothing"),
@@ -89,15 +93,16 @@ def test_absent_weights_name_the_command(capsys, tmp_path, monkeypatch):
     import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    spec = registry()["gemma2"]
     status, _, err = run(capsys, "trace", "gemma2", GERMANY)
-    assert status == 2 and "gemma2 (google/gemma-2-9b) is not downloaded here: run `" in err
-    assert "download gemma2` (about 37 GB)" in err and err.count("\n") == 1
+    assert status == 2 and f"gemma2 ({spec.repo}) is not downloaded here: run `" in err
+    assert f"download gemma2` (about {spec.size_gb:g} GB)" in err and err.count("\n") == 1
 
 
 def test_no_network_for_the_hub_says_so(capsys, monkeypatch):
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
     status, _, err = run(capsys, "download", "qwen3")
-    assert status == 2 and err.startswith("lens: cannot reach the Hugging Face Hub to fetch Qwen/Qwen3-8B")
+    assert status == 2 and err.startswith(f"lens: cannot reach the Hugging Face Hub to fetch {registry()['qwen3'].repo}")
 
 
 def test_no_network_for_pypi_leaves_nothing_behind(capsys, tmp_path, monkeypatch):

@@ -1,11 +1,9 @@
 """Loading: the GGUF cache (a second load hits it, same results), bad files, absent weights, device and dtype."""
 
-import shutil
-
 import pytest
 import torch
 
-import lens.loader
+import lens.gguf
 from lens.device import choose_device, choose_dtype
 from lens.errors import LensError
 from lens.loader import load
@@ -25,22 +23,18 @@ def empty_cache(tmp_path, monkeypatch):
     return tmp_path / "cache"
 
 
-def test_a_second_load_hits_the_cache_and_gives_identical_results(smollm2, smollm2_gguf, empty_cache, tmp_path, monkeypatch):
-    gguf = tmp_path / "copy.gguf"
-    shutil.copy(smollm2_gguf, gguf)
-    first = load(str(gguf), device="cpu")
-    entries = list(dequantized_dir().iterdir())
-    assert [e.name for e in entries] == [first.weights_id[:16]]
+def test_a_second_load_hits_the_cache_and_gives_identical_results(smollm2, monkeypatch):
+    # The session's smollm2 was dequantized into the cache on first use (or by an earlier run).
+    assert (dequantized_dir() / smollm2.weights_id[:16] / "config.json").is_file()
 
     def no_second_dequantize(*_):
         raise AssertionError("dequantized again instead of using the cache")
 
-    monkeypatch.setattr(lens.loader, "_dequantize", no_second_dequantize)
-    second = load(str(gguf), device="cpu")
+    monkeypatch.setattr(lens.gguf, "dequantize", no_second_dequantize)
+    again = load(str(registry()["smollm2"].gguf_path), device="cpu")  # the same file, named by its path
+    assert again.weights_id == smollm2.weights_id
     prompt = ["The capital of Germany is"]
-    assert trace(first, prompt, [" Berlin"]) == trace(second, prompt, [" Berlin"])
-    # And the cached copy is the embedded model itself (same weights as the session's load).
-    assert trace(second, prompt, [" Berlin"])[0].layers == trace(smollm2, prompt, [" Berlin"])[0].layers
+    assert trace(again, prompt, [" Berlin"])[0].layers == trace(smollm2, prompt, [" Berlin"])[0].layers
 
 
 def test_a_truncated_gguf_is_refused_and_leaves_no_cache_entry(smollm2_gguf, empty_cache, tmp_path):
@@ -70,7 +64,8 @@ def test_absent_hub_weights_name_the_download_command(tmp_path, monkeypatch):
     import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
-    with pytest.raises(LensError, match=r"not downloaded here: run `.*download llama3` \(about 16 GB\)"):
+    size = registry()["llama3"].size_gb
+    with pytest.raises(LensError, match=rf"not downloaded here: run `.*download llama3` \(about {size:g} GB\)"):
         load("llama3")
 
 

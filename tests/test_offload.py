@@ -21,4 +21,4 @@ def test_smollm2_offloaded_mostly_to_disk_gives_the_in_memory_lens(smollm2, tmp_
         for x, y in zip(a.layers, b.layers):
             assert abs(x.p_answer - y.p_answer) <= 1e-5 and x.rank_answer == y.rank_answer
             assert [t for t, _ in x.top] == [t for t, _ in y.top]
-        assert a.final_lens_max_abs_diff <= 1e-4
+        assert a.final_max_abs_diff <= 1e-4

@@ -6,7 +6,8 @@ import torch
 
 from lens.errors import LensError
 from lens.tokens import answer_token, encode
-from lens.trace import collect, lens_logits, trace
+from lens.lenses import EXACT, RAW
+from lens.trace import collect, read, trace
 from tests.conftest import random_model
 from tests.reference import plain_twin, reference_lens
 
@@ -38,7 +39,7 @@ def assert_exact(model, twin):
     residuals = collect(model, PROMPTS)
     for i, prompt in enumerate(PROMPTS):
         expected_layers, expected_output = reference_lens(twin, model.tokenizer, prompt)
-        ours = lens_logits(model, residuals.resid[i]).float()
+        ours = EXACT.logits(model, residuals.resid[i]).float()
         assert (ours - expected_layers).abs().max() <= TOLERANCE
         assert (ours[-1] - expected_output).abs().max() <= TOLERANCE
         assert (residuals.output_logits[i].float() - expected_output).abs().max() <= TOLERANCE
@@ -50,7 +51,7 @@ def test_softcap_is_what_makes_gemma2_exact(tiny_tokenizer):
     residuals = collect(model, PROMPTS[:1])
     uncapped = model.bridge.unembed(model.bridge.ln_final(residuals.resid[0, -1]))
     assert (uncapped - residuals.output_logits[0]).abs().max() > 100 * TOLERANCE
-    assert (lens_logits(model, residuals.resid[0, -1]) - residuals.output_logits[0]).abs().max() <= TOLERANCE
+    assert (EXACT.logits(model, residuals.resid[0, -1]) - residuals.output_logits[0]).abs().max() <= TOLERANCE
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.5, 2.0])
@@ -118,3 +119,16 @@ def test_empty_and_too_long_prompts_are_refused(smollm2):
         trace(smollm2, [" "])
     with pytest.raises(LensError, match="longer than the model's context"):
         trace(smollm2, ["word " * (smollm2.n_ctx + 1)])
+
+
+def test_the_raw_lens_is_the_residual_unembedded_without_the_norm(real_pair):
+    model, twin = real_pair
+    residuals = collect(model, PROMPTS[:1])
+    (exact,), (raw,) = read(model, residuals, [" Berlin"]), read(model, residuals, [" Berlin"], lens=RAW)
+    p = torch.softmax(reference_lens(twin, model.tokenizer, PROMPTS[0], norm=False)[0], -1)
+    answer_id = model.tokenizer(PROMPTS[0] + " Berlin")["input_ids"][len(model.tokenizer(PROMPTS[0])["input_ids"])]
+    for layer, lay in enumerate(raw.layers):
+        assert lay.p_answer == pytest.approx(float(p[layer, answer_id]), abs=TOLERANCE)
+    assert (raw.lens, exact.lens) == ("raw", "exact")
+    # Only the exact lens reproduces the output at the last block; the raw one is far from it.
+    assert exact.final_max_abs_diff <= TOLERANCE < 1.0 <= raw.final_max_abs_diff

@@ -1,0 +1,50 @@
+"""The classic logit-lens picture: the lens's top token at every (block, prompt position)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from lens.lenses import EXACT
+from lens.loader import LoadedModel
+from lens.tokens import encode
+from lens.trace import block_hooks
+
+
+@dataclass(frozen=True)
+class LensGrid:
+    """The top token at every (layer, position) for one prompt."""
+
+    model: str
+    prompt: str
+    tokens: tuple[str, ...]
+    """The prompt's tokens as the model sees them (BOS included where the model adds it)."""
+    top1: tuple[tuple[str, ...], ...]
+    """(n_layers, positions): the lens's top token predicting the *next* token at each position."""
+    p: tuple[tuple[float, ...], ...]
+    """(n_layers, positions): its probability."""
+
+
+@torch.inference_mode()
+def lens_grid(model: LoadedModel, prompt: str) -> LensGrid:
+    """The exact lens at every block and every prompt position (one forward pass)."""
+    batch = encode(model.tokenizer, [prompt], model.n_ctx)
+    names = block_hooks(model)
+    _, cache = model.bridge.run_with_cache(
+        batch["input_ids"].to(model.device),
+        attention_mask=batch["attention_mask"].to(model.device),
+        names_filter=names,
+    )
+    resid = torch.stack([cache[name][0] for name in names])  # (n_layers, positions, d_model)
+    probs = torch.softmax(EXACT.logits(model, resid).float(), dim=-1)
+    top_p, top_i = probs.max(-1)
+    ids = batch["input_ids"][0].tolist()
+    decode = model.tokenizer.decode
+    return LensGrid(
+        model=model.name,
+        prompt=prompt,
+        tokens=tuple(decode([i]) for i in ids),
+        top1=tuple(tuple(decode([i]) for i in row) for row in top_i.tolist()),
+        p=tuple(tuple(row) for row in top_p.tolist()),
+    )

@@ -1,0 +1,54 @@
+"""Lenses: ways to read a residual stream vector as next-token logits.
+
+`LogitLens` is the exact logit lens: the model's own final norm, unembedding and final-logit soft-capping,
+so at the last block it *is* the model's output. `RawLens` unembeds the residual as it is, without the
+norm: what you get if you forget the norm, kept to measure how much the norm matters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from lens.loader import LoadedModel
+
+
+@dataclass(frozen=True)
+class Lens:
+    """Residual stream (..., d_model) -> logits (..., vocab) for one model."""
+
+    name: str
+    """How reports name the lens: "exact" or "raw"."""
+
+    def logits(self, model: LoadedModel, resid: torch.Tensor) -> torch.Tensor:
+        """The lens's logits for residual vectors of shape (..., d_model)."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class LogitLens(Lens):
+    """The exact logit lens: final norm, unembedding, soft-capping (where the model has it)."""
+
+    name: str = "exact"
+
+    def logits(self, model: LoadedModel, resid: torch.Tensor) -> torch.Tensor:
+        bridge = model.bridge
+        logits = bridge.unembed(bridge.ln_final(resid))
+        if model.softcap:
+            logits = torch.tanh(logits / model.softcap) * model.softcap
+        return logits
+
+
+@dataclass(frozen=True)
+class RawLens(Lens):
+    """The residual unembedded without the final norm (nor soft-capping)."""
+
+    name: str = "raw"
+
+    def logits(self, model: LoadedModel, resid: torch.Tensor) -> torch.Tensor:
+        return model.bridge.unembed(resid)
+
+
+EXACT = LogitLens()
+RAW = RawLens()
