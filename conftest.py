@@ -1,3 +1,3 @@
 """Loads the project's pytest plugin for every run (findings, tests, benchmarks)."""
 
-pytest_plugins = ["lens.pytest_plugin"]
+pytest_plugins = ["suite.plugin"]

@@ -1,4 +1,4 @@
-"""The findings' data files: the facts and their prompts, the thresholds, the recorded verdicts."""
+"""The findings' data files: the facts and their prompts, the claims' settings, the recorded verdicts."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import csv
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+
+from suite.recorded import Recorded
 
 HERE = Path(__file__).parent
 FORMS = ("completion", "qa", "reverse")
@@ -43,19 +45,30 @@ def _load_facts(path: Path) -> tuple[Fact, ...]:
         return tuple(Fact(**row) for row in csv.DictReader(f))
 
 
+CAPITALS = "capitals"
 FACTS = _load_facts(HERE / "facts.csv")
-SETS = {"capitals": FACTS} | {
+SETS = {CAPITALS: FACTS} | {
     path.stem: _load_facts(path) for path in sorted((HERE / "prompt_sets").glob("*.csv"))
 }
 """Prompt sets by name: the capitals (the notes' own kind of question) first, then prompt_sets/*.csv."""
-CAPITALS = "capitals"
 
 
 def forms_of(prompt_set: str) -> tuple[str, ...]:
     """The forms a set has: every set has completion and Q&A; only some have a reverse form."""
     return FORMS if all(fact.reverse for fact in SETS[prompt_set]) else ("completion", "qa")
-NOTES_PROMPT = next(fact.qa for fact in FACTS if fact.origin == "notes")
+
+
+NOTES_FACT = next(fact for fact in FACTS if fact.origin == "notes")
+"""The research notes' own fact (Germany); its Q&A form is their prompt."""
+NOTES_PROMPT = NOTES_FACT.qa
 """The research notes' own prompt: "Question: What is the capital of Germany? Answer:"."""
-THRESHOLDS = tomllib.loads((HERE / "thresholds.toml").read_text())
-EXPECTED = tomllib.loads((HERE / "expected_verdicts.toml").read_text())
-"""claim -> model -> {verdict, figure}: what was measured last time a verdict was recorded."""
+THRESHOLDS = tomllib.loads((HERE / "claims.toml").read_text())
+"""Per claim: the prompt sets it runs on and the numbers it is judged by; `statistics` for all."""
+STATS = THRESHOLDS["statistics"]
+EXPECTED = Recorded.load(HERE / "expected_verdicts.toml")
+"""What was measured the last time verdicts were recorded."""
+
+
+def prompt_sets_of(claim: str) -> list[str]:
+    """The prompt sets a claim runs on (claims.toml; every set unless it says otherwise)."""
+    return THRESHOLDS.get(claim, {}).get("prompt_sets", list(SETS))

@@ -6,12 +6,10 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from findings.data import CAPITALS, SETS, THRESHOLDS
+from findings.data import SETS, STATS
 from lens.tokens import variants
 from lens.trace import Trace, Watched
-from lens.verdicts import INCONCLUSIVE, Verdict, above, bootstrap_ci
-
-STATS = THRESHOLDS["statistics"]
+from suite.statistics import INCONCLUSIVE, Verdict, above, bootstrap_ci
 
 
 def forms_of(word: str, trace: Trace) -> list[Watched]:
@@ -36,30 +34,31 @@ def output_top1(trace: Trace, word: str) -> bool:
 
 
 def depth(trace: Trace, layer: int | None) -> float | None:
+    """The relative depth of a layer (None stays None)."""
     return None if layer is None else trace.layers[layer].depth
 
 
 def share_verdict(
-    claim: str, model: str, rows: Sequence[dict], flag: str, threshold: float, statistic: str
+    claim: str, model: str, prompt_set: str, rows: Sequence[dict], flag: str, threshold: float, statistic: str
 ) -> Verdict:
     """A majority-style claim: the share of prompts whose `flag` is true, judged against `threshold`."""
     flags = [float(bool(row[flag])) for row in rows]
     return _verdict(
-        claim, model, rows, flags, np.mean, lambda ci: above(ci, threshold),
+        claim, model, prompt_set, rows, flags, np.mean, lambda ci: above(ci, threshold),
         statistic, f"holds if the interval lies above {threshold:g}",
     )
 
 
 def statistic_verdict(
-    claim: str, model: str, rows: Sequence[dict], key: str,
+    claim: str, model: str, prompt_set: str, rows: Sequence[dict], key: str,
     decide: Callable[[tuple[float, float]], str], rule: str, statistic: str,
 ) -> Verdict:
     """A claim about the median of one per-prompt figure."""
     values = [float(row[key]) for row in rows if row[key] is not None]
-    return _verdict(claim, model, rows, values, np.median, decide, statistic, rule)
+    return _verdict(claim, model, prompt_set, rows, values, np.median, decide, statistic, rule)
 
 
-def _verdict(claim, model, rows, values, stat, decide, statistic, rule) -> Verdict:
+def _verdict(claim, model, prompt_set, rows, values, stat, decide, statistic, rule) -> Verdict:
     n = len(values)
     ci = bootstrap_ci(
         values, stat, STATS["confidence"], STATS["resamples"], STATS["seed"]
@@ -67,7 +66,8 @@ def _verdict(claim, model, rows, values, stat, decide, statistic, rule) -> Verdi
     enough = n >= STATS["min_prompts"]
     return Verdict(
         claim=claim,
-        model=model,
+        models=(model,),
+        prompt_set=prompt_set,
         verdict=decide(ci) if enough else INCONCLUSIVE,
         statistic=statistic,
         value=float(stat(np.asarray(values))) if n else float("nan"),
@@ -87,15 +87,10 @@ def handover(patching, subject: tuple[int, ...]) -> tuple[int | None, list[float
     return layer, subject_curve, last_curve
 
 
-def result_key(model: str, prompt_set: str) -> str:
-    """How a verdict is keyed: the model for the capitals, model@set for the other prompt sets."""
-    return model if prompt_set == CAPITALS else f"{model}@{prompt_set}"
-
-
-def forward_prompts(traces, prompt_set: str, answered: bool = False):
-    """(prompt id, fact, trace) for the completion and Q&A prompts of a set; with `answered`, only
-    those whose output puts the answer top-1 (in any spelling)."""
+def forward_prompts(forms: dict[str, tuple[Trace, ...]], prompt_set: str, answered: bool = False):
+    """(prompt id, fact, trace) for the completion and Q&A prompts of a set, from its traces by form;
+    with `answered`, only those whose output puts the answer top-1 (in any spelling)."""
     for form in ("completion", "qa"):
-        for fact, trace in zip(SETS[prompt_set], traces.sets[prompt_set][form]):
+        for fact, trace in zip(SETS[prompt_set], forms[form]):
             if not answered or output_top1(trace, fact.answer):
                 yield f"{fact.id}/{form}", fact, trace

@@ -10,19 +10,21 @@ in the early third, and it reaches at least 0.30 in some final layer. The claim 
 bootstrap interval of the share of prompts showing the pattern lies above 0.5.
 """
 
+import pytest
+
 from statistics import median
 
 from findings.data import THRESHOLDS
-from findings.evidence import forward_prompts, result_key, share_verdict
+from findings.evidence import forward_prompts, share_verdict
+
+pytestmark = pytest.mark.claim("processing_phases", number=2)
 
 T = THRESHOLDS["processing_phases"]
 
-PROMPT_SETS = ["capitals", "arithmetic", "history", "capitals_german"]
 
-
-def test_processing_phases(traces, prompt_set, judge, claim):
+def test_processing_phases(findings, prompt_set, judge, claim):
     rows = []
-    for prompt, fact, trace in forward_prompts(traces, prompt_set, answered=True):
+    for prompt, fact, trace in forward_prompts(findings.lens(prompt_set), prompt_set, answered=True):
         early = [lay for lay in trace.layers if lay.depth <= 1 / 3]
         middle = [lay for lay in trace.layers if 1 / 3 < lay.depth <= 2 / 3]
         final = [lay for lay in trace.layers if lay.depth > 2 / 3]
@@ -39,5 +41,5 @@ def test_processing_phases(traces, prompt_set, judge, claim):
             and row["final_max_p"] >= T["final_min_p"]
         )
         rows.append(row)
-    judge(share_verdict(claim, result_key(traces.model, prompt_set), rows, "pattern", T["majority"],
+    judge(share_verdict(claim, findings.name, prompt_set, rows, "pattern", T["majority"],
                         "share of prompts showing all three phases"))

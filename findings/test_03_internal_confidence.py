@@ -8,19 +8,21 @@ probability at any block before the last with its output probability. The claim 
 bootstrap interval of the share of prompts where the peak is higher lies above 0.5.
 """
 
+import pytest
+
 from findings.data import THRESHOLDS
-from findings.evidence import forward_prompts, result_key, share_verdict
+from findings.evidence import forward_prompts, share_verdict
 
-PROMPT_SETS = ["capitals", "arithmetic", "history", "capitals_german"]
+pytestmark = pytest.mark.claim("internal_confidence", number=3)
 
 
-def test_internal_confidence(traces, prompt_set, judge, claim):
+def test_internal_confidence(findings, prompt_set, judge, claim):
     rows = []
-    for prompt, fact, trace in forward_prompts(traces, prompt_set, answered=True):
+    for prompt, fact, trace in forward_prompts(findings.lens(prompt_set), prompt_set, answered=True):
         peak = max(lay.p_answer for lay in trace.layers[:-1])
         rows.append({"prompt": prompt, "peak_internal_p": peak,
                      "output_p": trace.output.p_answer,
                      "higher_inside": peak > trace.output.p_answer})
-    judge(share_verdict(claim, result_key(traces.model, prompt_set), rows, "higher_inside",
+    judge(share_verdict(claim, findings.name, prompt_set, rows, "higher_inside",
                         THRESHOLDS["internal_confidence"]["majority"],
                         "share of prompts whose peak internal p(answer) exceeds the output's"))

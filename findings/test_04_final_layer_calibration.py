@@ -11,20 +11,22 @@ rises over the last 10% of layers lies above 0.5.
 
 import math
 
+import pytest
+
 from findings.data import THRESHOLDS
-from findings.evidence import forward_prompts, result_key, share_verdict
+from findings.evidence import forward_prompts, share_verdict
+
+pytestmark = pytest.mark.claim("final_layer_calibration", number=4)
 
 T = THRESHOLDS["final_layer_calibration"]
 
-PROMPT_SETS = ["capitals", "arithmetic", "history", "capitals_german"]
 
-
-def test_final_layer_calibration(traces, prompt_set, judge, claim):
+def test_final_layer_calibration(findings, prompt_set, judge, claim):
     rows = []
-    for prompt, fact, trace in forward_prompts(traces, prompt_set, answered=True):
+    for prompt, fact, trace in forward_prompts(findings.lens(prompt_set), prompt_set, answered=True):
         at = trace.layers[math.ceil(T["from_depth"] * trace.n_layers) - 1]
         rows.append({"prompt": prompt, "layer": at.layer,
                      "entropy_there": at.entropy, "output_entropy": trace.output.entropy,
                      "confidence_lowered": trace.output.entropy > at.entropy})
-    judge(share_verdict(claim, result_key(traces.model, prompt_set), rows, "confidence_lowered", T["majority"],
+    judge(share_verdict(claim, findings.name, prompt_set, rows, "confidence_lowered", T["majority"],
                         "share of prompts whose entropy rises over the last 10% of layers"))

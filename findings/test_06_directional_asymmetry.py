@@ -10,16 +10,21 @@ capital of" with that of the capital after "The capital of <country> is". The cl
 bootstrap interval of the share of facts where the reverse direction is higher lies above 0.5.
 """
 
-from findings.data import FACTS, THRESHOLDS
+import pytest
+
+from findings.data import SETS, THRESHOLDS
 from findings.evidence import share_verdict
 
+pytestmark = pytest.mark.claim("directional_asymmetry", number=6)
 
-def test_directional_asymmetry(traces, judge, claim):
+
+def test_directional_asymmetry(findings, prompt_set, judge, claim):
+    forms = findings.lens(prompt_set)
     rows = [
         {"fact": fact.id, "p_forward": f.output.p_answer, "p_reverse": r.output.p_answer,
          "reverse_higher": r.output.p_answer > f.output.p_answer}
-        for fact, f, r in zip(FACTS, traces.forms["completion"], traces.forms["reverse"])
+        for fact, f, r in zip(SETS[prompt_set], forms["completion"], forms["reverse"])
     ]
-    judge(share_verdict(claim, traces.model, rows, "reverse_higher",
+    judge(share_verdict(claim, findings.name, prompt_set, rows, "reverse_higher",
                         THRESHOLDS["directional_asymmetry"]["majority"],
                         "share of facts where the reverse direction is more confident"))

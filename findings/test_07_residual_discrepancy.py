@@ -12,26 +12,30 @@ interval of the share of prompts where both are true lies above 0.95: no process
 final norm and soft-capping stands between the last residual and the output.
 """
 
+import pytest
+
 from findings.data import SETS, THRESHOLDS, forms_of
-from findings.evidence import result_key, share_verdict
+from findings.evidence import share_verdict
+from lens.lenses import RAW
+
+pytestmark = pytest.mark.claim("residual_discrepancy", number=7)
 
 T = THRESHOLDS["residual_discrepancy"]
 
-PROMPT_SETS = ["capitals", "arithmetic", "history", "capitals_german"]
 
-
-def test_residual_discrepancy(traces, prompt_set, judge, claim):
-    tolerance = T["exact_rel_tolerance"][traces.dtype]
+def test_residual_discrepancy(findings, prompt_set, judge, claim):
+    tolerance = T["exact_rel_tolerance"][findings.record.dtype]
+    exact, raw = findings.lens(prompt_set), findings.lens(prompt_set, RAW)
     rows = []
     for form in forms_of(prompt_set):
-        for fact, trace in zip(SETS[prompt_set], traces.sets[prompt_set][form]):
-            exact_rel = trace.final_lens_max_abs_diff / trace.output_max_abs_logit
+        for fact, trace, unnormed in zip(SETS[prompt_set], exact[form], raw[form]):
+            exact_rel = trace.final_max_abs_diff / trace.output_max_abs_logit
             rows.append({
                 "prompt": f"{fact.id}/{form}",
-                "raw_max_abs_diff": trace.final_raw_max_abs_diff,
-                "raw_top1_agrees": trace.final_raw_top1_agrees,
+                "raw_max_abs_diff": unnormed.final_max_abs_diff,
+                "raw_top1_agrees": unnormed.layers[-1].top[0][0] == unnormed.output.top[0][0],
                 "exact_lens_rel_diff": exact_rel,
-                "explained": trace.final_raw_max_abs_diff >= T["raw_min_diff"] and exact_rel <= tolerance,
+                "explained": unnormed.final_max_abs_diff >= T["raw_min_diff"] and exact_rel <= tolerance,
             })
-    judge(share_verdict(claim, result_key(traces.model, prompt_set), rows, "explained", T["all_prompts"],
+    judge(share_verdict(claim, findings.name, prompt_set, rows, "explained", T["all_prompts"],
                         "share of prompts where the raw residual differs and the exact lens matches"))

@@ -12,24 +12,29 @@ over prompts is at least 1.0 (the raw lens ranks the answer at least 10 times lo
 import math
 from statistics import median
 
+import pytest
+
 from findings.data import THRESHOLDS
-from findings.evidence import forward_prompts, result_key, statistic_verdict
-from lens.verdicts import at_least
+from findings.evidence import forward_prompts, statistic_verdict
+from lens.lenses import RAW
+from suite.statistics import at_least
+
+pytestmark = pytest.mark.claim("norm_correction", number=8)
 
 MIN = THRESHOLDS["norm_correction"]["min_log10_rank_ratio"]
 
-PROMPT_SETS = ["capitals", "arithmetic", "history", "capitals_german"]
 
-
-def test_norm_correction(traces, prompt_set, judge, claim):
+def test_norm_correction(findings, prompt_set, judge, claim):
     rows = []
-    for prompt, fact, trace in forward_prompts(traces, prompt_set):
-        ratios = [math.log10(lay.rank_answer_raw / lay.rank_answer) for lay in trace.layers[:-1]]
+    raw = forward_prompts(findings.lens(prompt_set, RAW), prompt_set)
+    for (prompt, fact, trace), (_, _, unnormed) in zip(forward_prompts(findings.lens(prompt_set), prompt_set), raw):
+        pairs = list(zip(trace.layers[:-1], unnormed.layers[:-1]))
+        ratios = [math.log10(without.rank_answer / lay.rank_answer) for lay, without in pairs]
         rows.append({"prompt": prompt, "median_log10_rank_ratio": median(ratios),
-                     "median_rank_normed": median(lay.rank_answer for lay in trace.layers[:-1]),
-                     "median_rank_raw": median(lay.rank_answer_raw for lay in trace.layers[:-1])})
+                     "median_rank_normed": median(lay.rank_answer for lay, _ in pairs),
+                     "median_rank_raw": median(without.rank_answer for _, without in pairs)})
     judge(statistic_verdict(
-        claim, result_key(traces.model, prompt_set), rows, "median_log10_rank_ratio", lambda ci: at_least(ci, MIN),
+        claim, findings.name, prompt_set, rows, "median_log10_rank_ratio", lambda ci: at_least(ci, MIN),
         f"holds if the interval lies at or above {MIN:g}",
         "median log10(rank without norm / rank with norm)",
     ))

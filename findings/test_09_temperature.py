@@ -11,30 +11,33 @@ the 95% bootstrap interval of the share of prompts where all of this is true lie
 refutes the reading that a lower temperature shows a different answer.
 """
 
+import pytest
+
 from findings.data import SETS, THRESHOLDS
-from findings.evidence import result_key, share_verdict
+from findings.evidence import share_verdict
+
+pytestmark = pytest.mark.claim("temperature", number=9)
 
 T = THRESHOLDS["temperature"]
 
-PROMPT_SETS = ["capitals", "arithmetic", "history", "capitals_german"]
 
-
-def test_temperature(traces, prompt_set, judge, claim):
+def test_temperature(findings, prompt_set, judge, claim):
     cool, warm = sorted(T["temperatures"])
+    tempered = findings.tempered(prompt_set, (cool, warm))
     rows = []
     for form in ("completion", "qa"):
-        for i, (fact, base) in enumerate(zip(SETS[prompt_set], traces.sets[prompt_set][form])):
+        for i, (fact, base) in enumerate(zip(SETS[prompt_set], findings.lens(prompt_set)[form])):
             same_ranking = True
-            for other in (traces.tempered[cool][prompt_set][form][i], traces.tempered[warm][prompt_set][form][i]):
+            for other in (tempered[cool][form][i], tempered[warm][form][i]):
                 same_ranking &= [t for t, _ in other.output.top] == [t for t, _ in base.output.top]
                 for a, b in zip(base.layers, other.layers):
                     same_ranking &= [t for t, _ in a.top] == [t for t, _ in b.top]
                     same_ranking &= a.rank_answer == b.rank_answer
-            p_cool = traces.tempered[cool][prompt_set][form][i].output.top[0][1]
-            p_warm = traces.tempered[warm][prompt_set][form][i].output.top[0][1]
+            p_cool = tempered[cool][form][i].output.top[0][1]
+            p_warm = tempered[warm][form][i].output.top[0][1]
             p_base = base.output.top[0][1]
             rows.append({"prompt": f"{fact.id}/{form}", "same_ranking": same_ranking,
                          f"top1_p_T{cool:g}": p_cool, "top1_p_T1": p_base, f"top1_p_T{warm:g}": p_warm,
                          "holds": same_ranking and p_cool > p_base > p_warm})
-    judge(share_verdict(claim, result_key(traces.model, prompt_set), rows, "holds", T["all_prompts"],
+    judge(share_verdict(claim, findings.name, prompt_set, rows, "holds", T["all_prompts"],
                         "share of prompts where temperature changes confidence but not the ranking"))

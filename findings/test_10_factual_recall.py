@@ -9,17 +9,19 @@ capital of X? Answer:". The claim holds if the 95% bootstrap interval of the sha
 lies above 0.5.
 """
 
+import pytest
+
 from findings.data import SETS, THRESHOLDS
-from findings.evidence import output_top1, result_key, share_verdict
+from findings.evidence import output_top1, share_verdict
 
-PROMPT_SETS = ["capitals", "arithmetic", "history", "capitals_german"]
+pytestmark = pytest.mark.claim("factual_recall", number=10)
 
 
-def test_factual_recall(traces, prompt_set, judge, claim):
+def test_factual_recall(findings, prompt_set, judge, claim):
     rows = []
-    for fact, c, q in zip(SETS[prompt_set], traces.sets[prompt_set]["completion"], traces.sets[prompt_set]["qa"]):
+    for fact, c, q in zip(SETS[prompt_set], findings.lens(prompt_set)["completion"], findings.lens(prompt_set)["qa"]):
         rows.append({"fact": fact.id, "completion_top1": c.output.top[0][0], "qa_top1": q.output.top[0][0],
                      "p_completion": c.output.p_answer, "p_qa": q.output.p_answer,
                      "recalled": output_top1(c, fact.answer) and output_top1(q, fact.answer)})
-    judge(share_verdict(claim, result_key(traces.model, prompt_set), rows, "recalled", THRESHOLDS["factual_recall"]["majority"],
+    judge(share_verdict(claim, findings.name, prompt_set, rows, "recalled", THRESHOLDS["factual_recall"]["majority"],
                         "share of facts recalled top-1 in both forms"))

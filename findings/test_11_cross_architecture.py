@@ -16,20 +16,23 @@ import itertools
 import numpy as np
 import pytest
 
-from findings.conftest import traces_for
-from findings.data import FACTS, THRESHOLDS
-from findings.evidence import STATS, output_top1
-from lens.verdicts import INCONCLUSIVE, Verdict, at_least
+from findings.data import SETS, STATS, THRESHOLDS
+from findings.evidence import output_top1
+from findings.model_findings import ModelFindings
+from suite.statistics import INCONCLUSIVE, Verdict, at_least
+
+pytestmark = pytest.mark.claim("cross_architecture", number=11)
 
 T = THRESHOLDS["cross_architecture"]
 
 
-def curves(traces) -> np.ndarray:
+def curves(findings: ModelFindings, prompt_set: str) -> np.ndarray:
     """(prompts, grid) answer probability over relative depth, correctly answered prompts only."""
     grid = np.arange(1, T["grid"] + 1) / T["grid"]
+    forms = findings.lens(prompt_set)
     rows = []
     for form in ("completion", "qa"):
-        for fact, trace in zip(FACTS, traces.forms[form]):
+        for fact, trace in zip(SETS[prompt_set], forms[form]):
             if output_top1(trace, fact.answer):
                 depths = [lay.depth for lay in trace.layers]
                 rows.append(np.interp(grid, depths, [lay.p_answer for lay in trace.layers]))
@@ -40,17 +43,17 @@ def min_pairwise_correlation(median_curves: list[np.ndarray]) -> float:
     return min(float(np.corrcoef(a, b)[0, 1]) for a, b in itertools.combinations(median_curves, 2))
 
 
-def test_cross_architecture(request, model_set, judge, claim):
+def test_cross_architecture(request, suite_session, model_names, prompt_set, judge, claim):
     selected = {
         item.callspec.params["model_name"]
         for item in request.session.items
         if hasattr(item, "callspec") and "model_name" in item.callspec.params
     }
     per_model = {}
-    for name in model_set:
+    for name in model_names:
         if name in selected:
             try:
-                per_model[name] = curves(traces_for(request.config, name))
+                per_model[name] = curves(ModelFindings(suite_session.artefacts(name)), prompt_set)
             except pytest.skip.Exception:
                 continue
     usable = {name: c for name, c in per_model.items() if len(c) >= STATS["min_prompts"]}
@@ -72,7 +75,7 @@ def test_cross_architecture(request, model_set, judge, claim):
     ] + [{"model": n, "prompts": len(usable[n]), "median_curve": [round(float(x), 4) for x in np.median(usable[n], 0)]}
          for n in names]
     judge(Verdict(
-        claim=claim, model="+".join(names),
+        claim=claim, models=tuple(names), prompt_set=prompt_set,
         verdict=at_least(ci, T["min_correlation"]) if not np.isnan(observed) else INCONCLUSIVE,
         statistic="smallest pairwise correlation of median answer-probability curves",
         value=observed, ci=ci, rule=f"holds if the interval lies at or above {T['min_correlation']:g}",

@@ -14,16 +14,22 @@ The claim holds if the 95% bootstrap interval of the share of prompts showing it
 
 from statistics import mean
 
-from findings.data import FACTS, THRESHOLDS
+import pytest
+
+from findings.data import FACTS, NOTES_FACT, SETS, THRESHOLDS
 from findings.evidence import first_top1, output_top1, share_verdict
+from suite.figures import PositionHeatmap
+
+pytestmark = pytest.mark.claim("attention_to_subject", number=13)
 
 T = THRESHOLDS["attention_to_subject"]
 
 
-def test_attention_to_subject(traces, judge, claim):
+def test_attention_to_subject(findings, prompt_set, judge, claim, record_figure):
+    record_figure(attention_figure(findings))
     rows = []
-    for fact, trace, attention, subject in zip(FACTS, traces.forms["completion"], traces.attention,
-                                               traces.subject_positions):
+    for fact, trace, attention, subject in zip(SETS[prompt_set], findings.lens(prompt_set)["completion"],
+                                               findings.attention(), findings.subject_positions()):
         if not output_top1(trace, fact.answer):
             continue
         converged = first_top1(trace, fact.answer)
@@ -35,5 +41,15 @@ def test_attention_to_subject(traces, judge, claim):
         rows.append({"fact": fact.id, "layers": f"{layers.start}-{layers.stop - 1}",
                      "subject_share": mean(shares), "even_share": even,
                      "concentrated": mean(shares) >= T["concentration"] * even})
-    judge(share_verdict(claim, traces.model, rows, "concentrated", T["majority"],
+    judge(share_verdict(claim, findings.name, prompt_set, rows, "concentrated", T["majority"],
                         "share of prompts whose last position attends to the subject as the answer emerges"))
+
+
+def attention_figure(findings) -> PositionHeatmap:
+    """Attention from the last position of the notes' fact, heads averaged, at every layer."""
+    attention = findings.attention()[FACTS.index(NOTES_FACT)]
+    return PositionHeatmap(
+        model=findings.name, name="attention", tokens=list(attention.tokens), values=[list(r) for r in attention.mean],
+        title=f"{findings.name}: attention from the last position, {attention.prompt!r} (heads averaged)",
+        label="attention weight",
+    )

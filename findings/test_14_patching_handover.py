@@ -15,15 +15,22 @@ answers top-1 and whose clean and corrupted probabilities differ by at least 0.1
 the 95% bootstrap interval of the share of facts showing the pattern lies above 0.5.
 """
 
-from findings.data import THRESHOLDS
+import pytest
+
+from findings.data import FACTS, NOTES_FACT, THRESHOLDS
 from findings.evidence import handover, share_verdict
+from suite.figures import PositionHeatmap
+
+pytestmark = pytest.mark.claim("patching_handover", number=14)
 
 T = THRESHOLDS["patching"]
 
 
-def test_patching_handover(traces, judge, claim):
+def test_patching_handover(findings, prompt_set, judge, claim, record_figure):
+    if (figure := patching_figure(findings)) is not None:
+        record_figure(figure)
     rows = []
-    for fact, patching, subject, trace in traces.patched():
+    for fact, patching, subject, trace in findings.patched():
         layer, subject_curve, last_curve = handover(patching, subject)
         rows.append({
             "fact": fact.id, "corrupt": patching.corrupt, "handover_layer": layer,
@@ -35,5 +42,17 @@ def test_patching_handover(traces, judge, claim):
             and max(subject_curve[layer + 1:], default=0.0) < T["restored"]
             and min(last_curve[layer:]) >= T["restored"],
         })
-    judge(share_verdict(claim, traces.model, rows, "pattern", T["majority"],
+    judge(share_verdict(claim, findings.name, prompt_set, rows, "pattern", T["majority"],
                         "share of facts whose answer moves from the subject to the last position"))
+
+
+def patching_figure(findings) -> PositionHeatmap | None:
+    """The restored share at every (block, position) for the notes' fact."""
+    patch = findings.patching()[FACTS.index(NOTES_FACT)]
+    if patch is None:
+        return None
+    return PositionHeatmap(
+        model=findings.name, name="patching", tokens=list(patch.tokens), values=[list(r) for r in patch.restored],
+        title=f"{findings.name}: patching {patch.clean!r} into {patch.corrupt!r}",
+        label=f"restored share of p({patch.answer!r})", vmin=-0.2, vmax=1.0,
+    )

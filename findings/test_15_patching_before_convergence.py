@@ -9,16 +9,20 @@ the handover layer with the first block whose lens has the answer top-1 on the c
 holds if the 95% bootstrap interval of the share of facts with handover <= convergence lies above 0.5.
 """
 
+import pytest
+
 from findings.data import THRESHOLDS
 from findings.evidence import first_top1, handover, share_verdict
 
+pytestmark = pytest.mark.claim("patching_before_convergence", number=15)
 
-def test_patching_before_convergence(traces, judge, claim):
+
+def test_patching_before_convergence(findings, prompt_set, judge, claim):
     rows = []
-    for fact, patching, subject, trace in traces.patched():
+    for fact, patching, subject, trace in findings.patched():
         layer, _, _ = handover(patching, subject)
         converged = first_top1(trace, fact.answer)
         rows.append({"fact": fact.id, "handover_layer": layer, "lens_top1_layer": converged,
                      "before_or_at": layer is not None and converged is not None and layer <= converged})
-    judge(share_verdict(claim, traces.model, rows, "before_or_at", THRESHOLDS["patching"]["majority"],
+    judge(share_verdict(claim, findings.name, prompt_set, rows, "before_or_at", THRESHOLDS["patching"]["majority"],
                         "share of facts whose handover comes at or before the lens's convergence"))

@@ -7,8 +7,8 @@ within 0.01; tokens must match exactly. Accept new behaviour with `--snapshot-up
 
 import pytest
 
-from findings.data import FACTS, FORMS
-from lens.snapshot_extension import LayerSnapshotExtension, snapshot_data
+from findings.data import CAPITALS, FACTS, FORMS
+from suite.snapshots import LayerSnapshotExtension, snapshot_data
 
 CASES = [pytest.param(form, i, id=f"{fact.id}-{form}") for form in FORMS for i, fact in enumerate(FACTS)]
 
@@ -19,5 +19,5 @@ def lens_snapshot(snapshot):
 
 
 @pytest.mark.parametrize("form, index", CASES)
-def test_layer_snapshot(traces, form, index, lens_snapshot):
-    assert snapshot_data(traces.forms[form][index], traces.weights_id) == lens_snapshot
+def test_layer_snapshot(findings, form, index, lens_snapshot):
+    assert snapshot_data(findings.lens(CAPITALS)[form][index], findings.record.weights) == lens_snapshot

@@ -1,8 +1,11 @@
-"""The report's figures: answer probability and rank over relative depth, and the logit-lens picture."""
+"""The report's figures, as plain-value records a test can carry to the report (`record_figure`) and the
+report draws: curves over relative depth, a token grid, and a layers x positions heatmap."""
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import matplotlib
 
@@ -10,64 +13,134 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-FORM_COLOURS = {"completion": "tab:blue", "qa": "tab:orange"}
-FORM_LABELS = {"completion": "completion: “The capital of X is”", "qa": "Q&A: “Question: …? Answer:”"}
+COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple")
 
 
-def depth_curves(record: dict, path: Path) -> None:
-    """Two panels: p(answer) and rank(answer) over relative depth; thin lines per prompt, thick median."""
-    fig, (ax_p, ax_r) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
-    for form, curves in record["curves"].items():
-        depth = np.asarray(curves["depth"])
-        p, rank = np.asarray(curves["p_answer"]), np.asarray(curves["rank_answer"])
-        colour = FORM_COLOURS.get(form, "grey")
-        for row_p, row_r in zip(p, rank):
-            ax_p.plot(depth, row_p, color=colour, alpha=0.12, lw=0.8)
-            ax_r.plot(depth, row_r, color=colour, alpha=0.12, lw=0.8)
-        ax_p.plot(depth, np.median(p, 0), color=colour, lw=2.5, label=FORM_LABELS.get(form, form))
-        ax_r.plot(depth, np.median(rank, 0), color=colour, lw=2.5, label=FORM_LABELS.get(form, form))
-    ax_p.set(xlabel="relative depth (layer+1)/n_layers", ylabel="lens p(answer)", ylim=(0, 1),
-             title=f"{record['model']}: answer probability")
-    ax_r.set(xlabel="relative depth (layer+1)/n_layers", ylabel="lens rank of answer (1 = top)",
-             yscale="log", title=f"{record['model']}: answer rank")
-    ax_r.invert_yaxis()
-    for ax in (ax_p, ax_r):
-        ax.axvspan(0.80, 0.85, color="grey", alpha=0.15, label="notes: converges at 80-85%")
-        ax.grid(alpha=0.3)
-    ax_p.legend(loc="upper left", fontsize=8)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+@dataclass(frozen=True)
+class Figure:
+    """A figure of one model (or several), named for its file: `{model}-{name}.png`."""
+
+    kind: ClassVar[str] = ""
+    model: str
+    name: str
+    """What the figure shows, as a file-name part, e.g. "answer-by-depth"."""
+
+    def to_dict(self) -> dict:
+        """Plain values (xdist, JSON), with the kind to draw it by."""
+        return {"kind": self.kind, **asdict(self)}
+
+    @staticmethod
+    def from_dict(data: dict) -> Figure:
+        """The figure a `to_dict` came from."""
+        fields = {k: v for k, v in data.items() if k not in ("kind", "claim")}
+        return FIGURE_KINDS[data["kind"]](**fields)
+
+    @property
+    def file(self) -> str:
+        return f"{self.model}-{self.name}.png"
+
+    def draw(self, path: Path) -> None:
+        raise NotImplementedError
 
 
-def logit_lens_grid(grid: dict, path: Path) -> None:
-    """Layers x prompt positions; each cell the lens's top next-token, coloured by its probability."""
-    p = np.asarray(grid["p"])
-    n_layers, n_pos = p.shape
-    fig, ax = plt.subplots(figsize=(1.1 * n_pos + 2, 0.32 * n_layers + 1.5), constrained_layout=True)
-    image = ax.imshow(p, aspect="auto", cmap="Blues", vmin=0, vmax=1, origin="lower")
-    for layer in range(n_layers):
-        for pos in range(n_pos):
-            token = grid["top1"][layer][pos].replace("\n", "\\n")[:10]
-            ax.text(pos, layer, token, ha="center", va="center", fontsize=6.5,
-                    color="white" if p[layer, pos] > 0.6 else "black")
-    ax.set_xticks(range(n_pos), [t.replace("\n", "\\n") for t in grid["tokens"]], rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(n_layers), [str(i) for i in range(n_layers)], fontsize=7)
-    ax.set(xlabel="prompt position (input token)", ylabel="layer",
-           title=f"{grid['model']}: logit lens, {grid['prompt']!r}")
-    fig.colorbar(image, ax=ax, label="top-1 probability")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+@dataclass(frozen=True)
+class DepthCurves(Figure):
+    """Two panels: a probability and a rank over relative depth; thin lines per prompt, thick median,
+    one colour per series (e.g. per prompt form)."""
+
+    kind: ClassVar[str] = "depth_curves"
+    depth: list[float] = field(default_factory=list)
+    p: dict[str, list[list[float]]] = field(default_factory=dict)
+    """Series label -> (prompts, depths) probabilities."""
+    rank: dict[str, list[list[int]]] = field(default_factory=dict)
+    """Series label -> (prompts, depths) ranks, 1 = top."""
+    what: str = "answer"
+    band: tuple[float, float] | None = None
+    """A span of depth to shade, e.g. a claim's range."""
+    band_label: str = ""
+
+    def draw(self, path: Path) -> None:
+        fig, (ax_p, ax_r) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+        depth = np.asarray(self.depth)
+        for colour, label in zip(COLOURS, self.p):
+            p, rank = np.asarray(self.p[label]), np.asarray(self.rank[label])
+            for row_p, row_r in zip(p, rank):
+                ax_p.plot(depth, row_p, color=colour, alpha=0.12, lw=0.8)
+                ax_r.plot(depth, row_r, color=colour, alpha=0.12, lw=0.8)
+            ax_p.plot(depth, np.median(p, 0), color=colour, lw=2.5, label=label)
+            ax_r.plot(depth, np.median(rank, 0), color=colour, lw=2.5, label=label)
+        ax_p.set(xlabel="relative depth (layer+1)/n_layers", ylabel=f"lens p({self.what})", ylim=(0, 1),
+                 title=f"{self.model}: {self.what} probability")
+        ax_r.set(xlabel="relative depth (layer+1)/n_layers", ylabel=f"lens rank of {self.what} (1 = top)",
+                 yscale="log", title=f"{self.model}: {self.what} rank")
+        ax_r.invert_yaxis()
+        for ax in (ax_p, ax_r):
+            if self.band:
+                ax.axvspan(*self.band, color="grey", alpha=0.15, label=self.band_label)
+            ax.grid(alpha=0.3)
+        ax_p.legend(loc="upper left", fontsize=8)
+        _save(fig, path)
 
 
-def position_heatmap(matrix: list[list[float]], tokens: list[str], title: str, label: str, path: Path,
-                     vmin: float = 0.0, vmax: float = 1.0) -> None:
+@dataclass(frozen=True)
+class TokenGrid(Figure):
+    """Layers x prompt positions; each cell a token, coloured by its probability (the logit-lens picture)."""
+
+    kind: ClassVar[str] = "token_grid"
+    title: str = ""
+    tokens: list[str] = field(default_factory=list)
+    """The prompt's tokens (x axis)."""
+    top1: list[list[str]] = field(default_factory=list)
+    """(layers, positions) the token shown in each cell."""
+    p: list[list[float]] = field(default_factory=list)
+
+    def draw(self, path: Path) -> None:
+        p = np.asarray(self.p)
+        n_layers, n_pos = p.shape
+        fig, ax = plt.subplots(figsize=(1.1 * n_pos + 2, 0.32 * n_layers + 1.5), constrained_layout=True)
+        image = ax.imshow(p, aspect="auto", cmap="Blues", vmin=0, vmax=1, origin="lower")
+        for layer in range(n_layers):
+            for pos in range(n_pos):
+                token = _printable(self.top1[layer][pos])[:10]
+                ax.text(pos, layer, token, ha="center", va="center", fontsize=6.5,
+                        color="white" if p[layer, pos] > 0.6 else "black")
+        ax.set_xticks(range(n_pos), [_printable(t) for t in self.tokens], rotation=45, ha="right", fontsize=8)
+        ax.set_yticks(range(n_layers), [str(i) for i in range(n_layers)], fontsize=7)
+        ax.set(xlabel="prompt position (input token)", ylabel="layer", title=self.title)
+        fig.colorbar(image, ax=ax, label="top-1 probability")
+        _save(fig, path)
+
+
+@dataclass(frozen=True)
+class PositionHeatmap(Figure):
     """Layers x prompt positions, one value per cell (attention from the last position, restored probability)."""
-    data = np.asarray(matrix)
-    n_layers, n_pos = data.shape
-    fig, ax = plt.subplots(figsize=(0.9 * n_pos + 2.5, 0.22 * n_layers + 1.8), constrained_layout=True)
-    image = ax.imshow(data, aspect="auto", cmap="viridis", vmin=vmin, vmax=vmax, origin="lower")
-    ax.set_xticks(range(n_pos), [t.replace("\n", "\\n") for t in tokens], rotation=45, ha="right", fontsize=8)
-    ax.set(xlabel="prompt position", ylabel="layer", title=title)
-    fig.colorbar(image, ax=ax, label=label)
+
+    kind: ClassVar[str] = "position_heatmap"
+    title: str = ""
+    tokens: list[str] = field(default_factory=list)
+    values: list[list[float]] = field(default_factory=list)
+    label: str = ""
+    vmin: float = 0.0
+    vmax: float = 1.0
+
+    def draw(self, path: Path) -> None:
+        data = np.asarray(self.values)
+        n_layers, n_pos = data.shape
+        fig, ax = plt.subplots(figsize=(0.9 * n_pos + 2.5, 0.22 * n_layers + 1.8), constrained_layout=True)
+        image = ax.imshow(data, aspect="auto", cmap="viridis", vmin=self.vmin, vmax=self.vmax, origin="lower")
+        ax.set_xticks(range(n_pos), [_printable(t) for t in self.tokens], rotation=45, ha="right", fontsize=8)
+        ax.set(xlabel="prompt position", ylabel="layer", title=self.title)
+        fig.colorbar(image, ax=ax, label=self.label)
+        _save(fig, path)
+
+
+FIGURE_KINDS: dict[str, type[Figure]] = {f.kind: f for f in (DepthCurves, TokenGrid, PositionHeatmap)}
+
+
+def _printable(token: str) -> str:
+    return token.replace("\n", "\\n")
+
+
+def _save(fig, path: Path) -> None:
     fig.savefig(path, dpi=110)
     plt.close(fig)

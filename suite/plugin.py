@@ -1,21 +1,27 @@
-"""The project's pytest plugin: the --model option, one marker per model, and verdict recording.
+"""The suite's pytest plugin: options, one marker per model, parametrization over models, the session on
+`config.stash`, and what every test records for the report.
 
-Verdicts travel in `user_properties` (plain values), so they reach the controller under xdist too.
+Generic over claims: a test says which claim it judges with `@pytest.mark.claim(id, number=N)`; its
+module's docstring is the claim's text. Everything a test records travels in `user_properties` as plain
+values, so it reaches the controller under xdist too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
-from lens.errors import LensError
-from lens.registry import registry, resolve
-from lens.verdicts import Verdict
+from lens.registry import registry
+from suite.figures import Figure
+from suite.session import ModelArtefacts, SuiteSession
+from suite.statistics import Verdict
 
-VERDICT_PROPERTY = "lens_verdict"
-MODEL_PROPERTY = "lens_model"
+SESSION = pytest.StashKey[SuiteSession]()
+IDENTITY, VERDICT, RECORDED, FIGURE, MODEL = "suite_identity", "suite_verdict", "suite_recorded", "suite_figure", "suite_model"
+"""The user_properties a test carries to the report."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -37,95 +43,105 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    session = SuiteSession.from_values(
+        config.getoption("model", default=[]), config.getoption("lens_device", default=None)
+    )
+    config.stash[SESSION] = session
+    config.addinivalue_line("markers", "claim(id, number): the test judges this claim (for the report)")
+    config.addinivalue_line("markers", "slow: runs a real model (deselect with -m 'not slow')")
     for spec in registry().values():
         config.addinivalue_line("markers", f"{spec.name}: findings on {spec.describe()}")
-    for name in model_names(config):
+    for name in session.names:
         if name not in registry():
             config.addinivalue_line("markers", f"{name}: findings on the model given with --model")
     if not hasattr(config, "workerinput"):  # the xdist controller, or a plain run
+        from suite.collector import FindingsReport
+
         config.pluginmanager.register(FindingsReport(config), "lens-findings-report")
 
 
-def model_names(config: pytest.Config) -> list[str]:
-    """The models the findings run on: those given with --model, else every registered one."""
-    given = config.getoption("model", default=[])
-    try:
-        names = [resolve(value).name for value in given]
-    except LensError as error:
-        raise pytest.UsageError(f"--model: {error}") from None
-    return names or list(registry())
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """`model_name`: one case per model, each with its marker, so `-m llama3` runs (and loads) only Llama 3.
+    `model_names`: one case covering every model (a claim across models)."""
+    names = metafunc.config.stash[SESSION].names
+    if "model_name" in metafunc.fixturenames:
+        params = [pytest.param(n, marks=[getattr(pytest.mark, n), pytest.mark.slow], id=n) for n in names]
+        metafunc.parametrize("model_name", params, scope="session")
+    if "model_names" in metafunc.fixturenames:
+        marks = [getattr(pytest.mark, n) for n in names] + [pytest.mark.slow]
+        metafunc.parametrize("model_names", [pytest.param(tuple(names), marks=marks, id="all")])
 
 
-def model_sources(config: pytest.Config) -> dict[str, str]:
-    """Model name -> what to load for it (the --model value, or the registry name)."""
-    given = config.getoption("model", default=[])
-    return {resolve(value).name: value for value in given} or {name: name for name in registry()}
+@pytest.fixture(scope="session")
+def suite_session(pytestconfig: pytest.Config) -> SuiteSession:
+    """The run's models and their artefacts."""
+    return pytestconfig.stash[SESSION]
+
+
+@pytest.fixture(scope="session")
+def model_artefacts(suite_session: SuiteSession, model_name: str) -> Iterator[ModelArtefacts]:
+    """One model's lazily computed artefacts; the model leaves memory when its tests are done."""
+    yield suite_session.artefacts(model_name)
+    suite_session.release(model_name)
+
+
+@pytest.fixture(autouse=True)
+def _record_model(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Attach each model's record (source, weights, device, dtype), once per process, to a test that
+    loaded it, so the report can say what ran."""
+    yield
+    if "model_name" not in request.fixturenames:
+        return
+    session = request.config.stash[SESSION]
+    artefacts = session.artefacts(request.getfixturevalue("model_name"))
+    if artefacts.record is not None and not artefacts.reported:
+        artefacts.reported = True
+        request.node.user_properties.append((MODEL, asdict(artefacts.record)))
 
 
 @pytest.fixture
-def record_verdict(request: pytest.FixtureRequest) -> Callable[[Verdict], None]:
-    """Record a claim's verdict for the report."""
+def record_verdict(request: pytest.FixtureRequest) -> Callable[[Verdict, dict | None], None]:
+    """Record a claim's verdict (and the recorded expectation it was checked against) for the report."""
 
     def record(verdict: Verdict, recorded: dict | None = None) -> None:
-        request.node.user_properties.append((VERDICT_PROPERTY, verdict.to_dict()))
-        request.node.user_properties.append(("lens_recorded", recorded))
+        request.node.user_properties.append((VERDICT, verdict.to_dict()))
+        request.node.user_properties.append((RECORDED, recorded))
 
     return record
 
 
+@pytest.fixture
+def record_figure(request: pytest.FixtureRequest) -> Callable[[Figure], None]:
+    """Record a figure for the report; it is drawn beside the test's claim."""
 
-class FindingsReport:
-    """Gathers every findings test's outcome and verdict (from all xdist workers) and writes the report."""
+    def record(figure: Figure) -> None:
+        request.node.user_properties.append((FIGURE, figure.to_dict()))
 
-    def __init__(self, config: pytest.Config) -> None:
-        self.config = config
-        self.tests: list[dict] = []
-        self.models: dict[str, dict] = {}
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if not report.nodeid.startswith("findings/"):
-            return
-        if report.when != "call" and not (report.when == "setup" and not report.passed):
-            return
-        properties = dict(report.user_properties)
-        if MODEL_PROPERTY in properties:
-            record = properties[MODEL_PROPERTY]
-            self.models[record["model"]] = record
-        self.tests.append({
-            "nodeid": report.nodeid,
-            "outcome": _outcome(report),
-            "message": _message(report),
-            "verdict": properties.get(VERDICT_PROPERTY),
-            "recorded": properties.get("lens_recorded"),
-        })
-
-    @pytest.hookimpl(trylast=True)
-    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        if not self.tests or exitstatus == pytest.ExitCode.INTERRUPTED:
-            return
-        from lens.findings_results import assemble
-        from lens.report import load_results, verdict_changes, write_report
-
-        reports_dir = Path(self.config.getoption("lens_reports") or self.config.rootpath / "reports")
-        results = assemble(self.config, self.tests, self.models, model_names(self.config))
-        previous = load_results(reports_dir)
-        results["changes"] = verdict_changes(previous, results) if previous else None
-        path = write_report(results, reports_dir)
-        self.config.get_terminal_writer().line(f"findings report: {path}")
+    return record
 
 
-def _outcome(report: pytest.TestReport) -> str:
-    if hasattr(report, "wasxfail"):
-        return "xfailed" if report.skipped else "xpassed"
-    return report.outcome
-
-
-def _message(report: pytest.TestReport) -> str | None:
-    if report.passed and not hasattr(report, "wasxfail"):
-        return None
-    if report.skipped and isinstance(report.longrepr, tuple):
-        return report.longrepr[2].removeprefix("Skipped: ")
-    if hasattr(report, "wasxfail") and report.passed:
-        return f"XPASS(strict): {report.wasxfail}"
-    crash = getattr(report.longrepr, "reprcrash", None)
-    return crash.message.splitlines()[0] if crash else str(report.longrepr).splitlines()[-1]
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Say which claim, model(s) and prompt set a test is about, before anything can skip or fail it."""
+    params = getattr(item, "callspec", None)
+    params = params.params if params else {}
+    marker = item.get_closest_marker("claim")
+    if marker is None and "model_name" not in params:
+        return
+    if "model_name" in params:
+        models = [params["model_name"]]
+    else:
+        models = list(params.get("model_names", ()))
+    module = getattr(item, "module", None)
+    doc = (module.__doc__ or "").strip() if module else ""
+    title, _, text = doc.partition("\n")
+    item.user_properties.append((IDENTITY, {
+        "claim": marker.args[0] if marker else None,
+        "number": marker.kwargs.get("number") if marker else None,
+        "title": title.strip().rstrip("."),
+        "doc": text.strip(),
+        "module": Path(str(item.fspath)).name,
+        "test": getattr(item, "originalname", item.name),
+        "models": models,
+        "prompt_set": params.get("prompt_set"),
+    }))

@@ -1,16 +1,72 @@
-"""Recording measured verdicts as the expected ones (findings/expected_verdicts.toml), from a run's results."""
+"""Recorded expectations: the verdict each claim got on each model and prompt set when last recorded
+(a TOML file of the science's), checking a new verdict against it, and recording a run's verdicts.
+
+A claim recorded as refuted or inconclusive runs as a strict xfail: the suite passes while the recorded
+verdicts hold and fails when one flips, in either direction.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
+from suite.statistics import HOLDS, ClaimNotHeld, Verdict, VerdictChanged
+
 HEADER = """\
-# Recorded verdicts, per claim and model, each with the measured figure that decided it.
+# Recorded verdicts, per claim, model(s) and prompt set, each with the measured figure that decided it.
 # A claim recorded as refuted or inconclusive runs as a strict xfail: a run fails when a verdict flips.
-# Written by `lens verdicts --record` from a findings run; never edit a verdict to make a run green.
+# Written by `./run verdicts --record` from a findings run; never edit a verdict to make a run green.
 """
+
+
+class Recorded:
+    """The recorded verdicts: claim -> models ("a" or "a+b") -> prompt set -> {verdict, figure}."""
+
+    def __init__(self, data: dict) -> None:
+        self.data = data
+
+    @classmethod
+    def load(cls, path: Path) -> Recorded:
+        return cls(tomllib.loads(path.read_text()) if path.is_file() else {})
+
+    def get(self, verdict: Verdict) -> dict | None:
+        """The recorded verdict and figure for this verdict's claim, models and prompt set."""
+        return self.data.get(verdict.claim, {}).get(verdict.label, {}).get(verdict.prompt_set)
+
+
+def judge(request: pytest.FixtureRequest, recorded: Recorded,
+          record_verdict: Callable[[Verdict, dict | None], None]) -> Callable[[Verdict], None]:
+    """A function that records a verdict for the report, then asserts the claim against the record.
+
+    Recorded `holds` (or nothing recorded): the test passes while the claim holds. Recorded otherwise: a
+    strict xfail, so a flip to `holds` fails as XPASS, and a change between refuted and inconclusive
+    fails outright.
+    """
+
+    def judge_(verdict: Verdict) -> None:
+        expected = recorded.get(verdict)
+        record_verdict(verdict, expected)
+        where = f"{verdict.claim} on {verdict.label} ({verdict.prompt_set})"
+        if expected and expected["verdict"] != HOLDS:
+            request.applymarker(pytest.mark.xfail(
+                strict=True, raises=ClaimNotHeld,
+                reason=f"recorded {expected['verdict']}: {expected['figure']}",
+            ))
+            if verdict.verdict not in (HOLDS, expected["verdict"]):
+                raise VerdictChanged(
+                    f"{where}: recorded {expected['verdict']} ({expected['figure']}), "
+                    f"now {verdict.verdict}: {verdict.figure}; {verdict.rule}"
+                )
+        if verdict.verdict != HOLDS:
+            was = f" (recorded {expected['verdict']}: {expected['figure']})" if expected else ""
+            raise ClaimNotHeld(f"{where}: {verdict.verdict}{was}: {verdict.figure}; {verdict.rule}")
+
+    return judge_
 
 
 def render_recorded(results: dict) -> str:
@@ -20,14 +76,16 @@ def render_recorded(results: dict) -> str:
              f"# on {env['machine']}, torch {env['torch']}, transformers {env['transformers']}, "
              f"transformer-lens {env['transformer-lens']}.", ""]
     for claim, entry in results["claims"].items():
-        rows = [(model, res["verdict"]) for model, res in entry["results"].items() if res.get("verdict")]
-        if not rows:
-            continue
-        lines.append(f"[{claim}]")
-        for model, verdict in rows:
-            lines.append(f"{json.dumps(model)} = {{ verdict = {json.dumps(verdict['verdict'])}, "
-                         f"figure = {json.dumps(verdict['figure'], ensure_ascii=False)} }}")
-        lines.append("")
+        by_models: dict[str, list[dict]] = {}
+        for result in entry["results"]:
+            if result.get("verdict"):
+                by_models.setdefault("+".join(result["verdict"]["models"]), []).append(result["verdict"])
+        for models, verdicts in by_models.items():
+            lines.append(f"[{claim}.{json.dumps(models)}]")
+            for verdict in verdicts:
+                lines.append(f"{verdict['prompt_set']} = {{ verdict = {json.dumps(verdict['verdict'])}, "
+                             f"figure = {json.dumps(verdict['figure'], ensure_ascii=False)} }}")
+            lines.append("")
     return "\n".join(lines)
 
 

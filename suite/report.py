@@ -1,6 +1,6 @@
-"""reports/findings.md from the findings' results: a verdict matrix, each claim with its evidence, each
-model with its figures, and what changed since the previous run. Written atomically; `lens report`
-re-renders it from reports/findings.json without running any model."""
+"""reports/findings.md from the findings' results: a verdict matrix per prompt set, each claim with its
+evidence and figures, each model's record, and what changed since the previous run. Written atomically;
+`./run report` re-renders it from reports/findings.json without running any model."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from lens.errors import LensError, command, findings_command
-from lens.figures import depth_curves, logit_lens_grid, position_heatmap
-from lens.findings_results import CAPITALS
+from lens.errors import LensError
+from suite.figures import Figure
+from suite.session import findings_command
 
 REPORT, RESULTS, FIGURES = "findings.md", "findings.json", "figures"
 
@@ -33,16 +33,26 @@ def load_results(reports_dir: Path) -> dict | None:
 
 
 def verdict_changes(previous: dict | None, current: dict) -> list[str]:
-    """What differs, claim by claim and model by model, from the previous run's verdicts."""
+    """What differs, claim by claim, model by model and prompt set by prompt set, from the previous run."""
     if previous is None:
         return []
     changes = []
     for claim, entry in current["claims"].items():
-        before = previous.get("claims", {}).get(claim, {}).get("results", {})
-        for model, result in entry["results"].items():
-            if model in before and cell(before[model]) != cell(result):
-                changes.append(f"{claim} on {model}: {cell(before[model])} → {cell(result)}")
+        before = {_key(r): r for r in previous.get("claims", {}).get(claim, {}).get("results", [])}
+        for result in entry["results"]:
+            old = before.get(_key(result))
+            if old is not None and cell(old) != cell(result):
+                where = "+".join(result["models"]) + _in_set(result["prompt_set"])
+                changes.append(f"{claim} on {where}: {cell(old)} → {cell(result)}")
     return changes
+
+
+def _key(result: dict) -> tuple:
+    return tuple(result["models"]), result["prompt_set"]
+
+
+def _in_set(prompt_set: str | None) -> str:
+    return f" ({prompt_set})" if prompt_set else ""
 
 
 def cell(result: dict) -> str:
@@ -75,35 +85,16 @@ def write_report(results: dict, reports_dir: Path) -> Path:
 
 
 def _draw_figures(results: dict, folder: Path) -> dict[str, list[str]]:
+    """Draw every recorded figure; claim id -> its figures' file names."""
+    drawn: dict[str, list[str]] = {}
     with warnings.catch_warnings():
         # Tokens in scripts the default font lacks (CJK, say) draw as boxes; that is no error.
         warnings.filterwarnings("ignore", message="Glyph .* missing from font", category=UserWarning)
-        return _draw_each(results, folder)
-
-
-def _draw_each(results: dict, folder: Path) -> dict[str, list[str]]:
-    figures: dict[str, list[str]] = {}
-    for name, record in results["models"].items():
-        figures[name] = []
-        if record.get("curves"):
-            depth_curves(record, folder / f"{name}-answer-by-depth.png")
-            figures[name].append(f"{name}-answer-by-depth.png")
-        if record.get("grid"):
-            logit_lens_grid(record["grid"], folder / f"{name}-logit-lens.png")
-            figures[name].append(f"{name}-logit-lens.png")
-        if record.get("attention"):
-            att = record["attention"]
-            position_heatmap(att["mean"], att["tokens"], f"{name}: attention from the last position, "
-                             f"{att['prompt']!r} (heads averaged)", "attention weight",
-                             folder / f"{name}-attention.png")
-            figures[name].append(f"{name}-attention.png")
-        if record.get("patching"):
-            patch = record["patching"]
-            position_heatmap(patch["restored"], patch["tokens"], f"{name}: patching {patch['clean']!r} "
-                             f"into {patch['corrupt']!r}", f"restored share of p({patch['answer']!r})",
-                             folder / f"{name}-patching.png", vmin=-0.2, vmax=1.0)
-            figures[name].append(f"{name}-patching.png")
-    return figures
+        for data in results.get("figures", []):
+            figure = Figure.from_dict(data)
+            figure.draw(folder / figure.file)
+            drawn.setdefault(data["claim"], []).append(figure.file)
+    return drawn
 
 
 def render(results: dict, figures: dict[str, list[str]]) -> str:
@@ -120,13 +111,13 @@ def render(results: dict, figures: dict[str, list[str]]) -> str:
         lines.append(f"Not run: {', '.join(not_run)} (see the notes under the matrix).")
     lines += ["", "## Verdicts", ""]
     notes: list[str] = []
-    for prompt_set in _prompt_sets(results):
-        claims = {c: e for c, e in results["claims"].items()
-                  if any(_split(key)[1] == prompt_set for key in e["results"])}
-        if prompt_set != CAPITALS:
+    for i, prompt_set in enumerate(_prompt_sets(results)):
+        if i:
             lines += [f"Prompt set `{prompt_set}`:", ""]
         rows = []
-        for entry in claims.values():
+        for entry in results["claims"].values():
+            if not any(r["prompt_set"] == prompt_set for r in entry["results"]):
+                continue
             row = [f"{entry['number']}. [{entry['title'].split(':')[0]}](#{_anchor(entry)})"]
             for model in models:
                 result = _result_for(entry, model, prompt_set)
@@ -145,7 +136,7 @@ def render(results: dict, figures: dict[str, list[str]]) -> str:
     for i, note in enumerate(notes, 1):
         lines.append(f"[{i}] {note}  ")
     for model in not_run:
-        if not any(_result_for(e, model, CAPITALS) for e in results["claims"].values()):
+        if not any(model in r["models"] for e in results["claims"].values() for r in e["results"]):
             lines.append(f"- {model}: not selected in this run; run it with `{findings_command('-m ' + model)}`.  ")
     lines += ["", "## Changes since the previous run", ""]
     changes = results.get("changes")
@@ -157,32 +148,23 @@ def render(results: dict, figures: dict[str, list[str]]) -> str:
         lines.append("No verdict changed.")
     lines += ["", "## Claims", ""]
     for claim, entry in results["claims"].items():
-        lines += _claim_section(entry, models)
+        lines += _claim_section(entry, figures.get(claim, []))
     lines += ["## Models", ""]
     for model in ran:
-        lines += _model_section(model, results, figures.get(model, []))
+        lines += _model_section(model, results)
     lines += ["## Environment", "", tabulate(results["environment"].items(), tablefmt="pipe",
                                             headers=["", ""]), ""]
     return "\n".join(lines)
 
 
-def _split(key: str) -> tuple[str, str]:
-    """A result key, "model", "model@set" or "a+b", as (models, prompt set)."""
-    models, _, prompt_set = key.partition("@")
-    return models, prompt_set or CAPITALS
-
-
 def _prompt_sets(results: dict) -> list[str]:
-    found = {_split(key)[1] for entry in results["claims"].values() for key in entry["results"]}
-    return [CAPITALS, *sorted(found - {CAPITALS})]
+    """The prompt sets in the order the claims first use them."""
+    found = [r["prompt_set"] for entry in results["claims"].values() for r in entry["results"]]
+    return list(dict.fromkeys(found))
 
 
 def _result_for(entry: dict, model: str, prompt_set: str) -> dict | None:
-    for key, result in entry["results"].items():
-        models, key_set = _split(key)
-        if key_set == prompt_set and model in models.split("+"):
-            return result
-    return None
+    return next((r for r in entry["results"] if r["prompt_set"] == prompt_set and model in r["models"]), None)
 
 
 def _anchor(entry: dict) -> str:
@@ -190,47 +172,50 @@ def _anchor(entry: dict) -> str:
     return "".join(c for c in text.replace(" ", "-") if c.isalnum() or c in "-_")
 
 
-def _claim_section(entry: dict, models: list[str]) -> list[str]:
-    lines = [f"### {entry['number']}-{entry['title']}".replace("-", ". ", 1), "", entry["doc"], ""]
+def _label(result: dict) -> str:
+    return "+".join(result["models"]) + _in_set(result["prompt_set"])
+
+
+def _claim_section(entry: dict, figures: list[str]) -> list[str]:
+    lines = [f"### {entry['number']}. {entry['title']}", "", entry["doc"], ""]
     rows = []
-    for key, result in entry["results"].items():
+    for result in entry["results"]:
         verdict = result.get("verdict")
         if verdict:
             lo, hi = verdict["ci"]
-            rows.append([key, cell(result), verdict["statistic"], f"{verdict['value']:.3g}",
+            rows.append([_label(result), cell(result), verdict["statistic"], f"{verdict['value']:.3g}",
                          f"{lo:.3g} to {hi:.3g}", verdict["n"], verdict["rule"]])
         else:
-            rows.append([key, cell(result), "", "", "", "", result.get("message") or ""])
+            rows.append([_label(result), cell(result), "", "", "", "", result.get("message") or ""])
     if rows:
         lines += [tabulate(rows, headers=["model", "verdict", "statistic", "value", "95% CI", "n", "rule"],
                            tablefmt="pipe", disable_numparse=True), ""]
-    for key, result in entry["results"].items():
+    for figure in figures:
+        lines += [f"![{figure}](figures/{figure})", ""]
+    for result in entry["results"]:
         evidence = (result.get("verdict") or {}).get("evidence")
         if evidence:
             frame = pd.DataFrame(evidence)
-            lines += [f"<details><summary>Per-prompt figures: {key}</summary>", "",
+            lines += [f"<details><summary>Per-prompt figures: {_label(result)}</summary>", "",
                       frame.to_markdown(index=False, floatfmt=".3g"), "", "</details>", ""]
     return lines
 
 
-def _model_section(model: str, results: dict, figures: list[str]) -> list[str]:
+def _model_section(model: str, results: dict) -> list[str]:
     record = results["models"][model]
     lines = [f"### {model}", "", f"{record['source']}; {record['n_layers']} layers, "
              f"{record['dtype']} on {record['device']}; weights `{record['weights']}`.", ""]
-    snaps = results.get("snapshots", {}).get(model)
-    if snaps:
-        lines += [f"Per-layer snapshots: {snaps.get('passed', 0)} match, {snaps.get('failed', 0)} differ.", ""]
-    for figure in figures:
-        lines += [f"![{figure}](figures/{figure})", ""]
+    for test, counts in results.get("checks", {}).get(model, {}).items():
+        lines += [f"`{test}`: {counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped.", ""]
     return lines
 
 
 def rerender(reports_dir: Path) -> Path:
-    """`lens report`: re-render findings.md and the figures from findings.json."""
+    """`./run report`: re-render findings.md and the figures from findings.json."""
     results = load_results(reports_dir)
     if results is None:
         raise LensError(
             f"no {reports_dir / RESULTS} yet: run the findings first (`./run findings`), "
-            f"then `{command('report')}` re-renders it"
+            "then `./run report` re-renders it"
         )
     return write_report(results, reports_dir)

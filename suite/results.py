@@ -1,52 +1,65 @@
-"""Turns the findings run's test outcomes into the results document behind reports/findings.json."""
+"""The results document behind reports/findings.json: what each test recorded, grouped by claim, with
+the models that ran and the environment. Built from typed identities, never from node ids."""
 
 from __future__ import annotations
 
-import ast
 import platform
-import re
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib.metadata import version
-from pathlib import Path
 from typing import Any
 
-CAPITALS = "capitals"
-"""The default prompt set: its results are keyed by model alone, the others' by model@set."""
-CLAIM_MODULE = re.compile(r"test_(\d+)_(\w+)")
-SNAPSHOT_MODULE = "test_layer_snapshots"
+
+@dataclass
+class TestRecord:
+    """One test's outcome and what it recorded (plain values, from its report's user_properties)."""
+
+    identity: dict[str, Any]
+    """Claim id, number, title, doc, module, test name, models and prompt set (suite.plugin)."""
+    outcome: str
+    """passed, failed, skipped, xfailed or xpassed."""
+    message: str | None
+    verdict: dict | None = None
+    recorded: dict | None = None
+    figures: list[dict] = field(default_factory=list)
 
 
-def assemble(config: Any, tests: list[dict], models: dict[str, dict], model_order: list[str]) -> dict:
-    """Results of one run: per claim and model the outcome and verdict, per model its record."""
+def assemble(records: list[TestRecord], models: dict[str, dict], model_order: list[str], command: str) -> dict:
+    """Results of one run: per claim its results (models, prompt set, outcome, verdict), per model its
+    record, the per-model checks (tests that are not claims, e.g. snapshots), and the figures."""
     claims: dict[str, dict] = {}
-    snapshots: dict[str, dict] = {}
-    for test in tests:
-        path, _, name = test["nodeid"].partition("::")
-        module = Path(path).stem
-        param = name[name.index("[") + 1 : -1] if "[" in name else ""
-        if module == SNAPSHOT_MODULE:
-            counts = snapshots.setdefault(param.split("-")[0], {"passed": 0, "failed": 0, "skipped": 0})
-            counts[test["outcome"] if test["outcome"] in counts else "failed"] += 1
+    checks: dict[str, dict[str, dict[str, int]]] = {}
+    figures = []
+    for record in records:
+        who = record.identity
+        if who["claim"] is None:
+            for model in who["models"]:
+                counts = checks.setdefault(model, {}).setdefault(who["test"], {"passed": 0, "failed": 0, "skipped": 0})
+                counts[record.outcome if record.outcome in counts else "failed"] += 1
             continue
-        match = CLAIM_MODULE.fullmatch(module)
-        if not match:
-            continue
-        entry = claims.setdefault(match[2], {"number": int(match[1]), **_describe(config.rootpath / path),
-                                             "results": {}})
-        # Ids are model-@set for claims run on several prompt sets; verdicts carry model@set already.
-        key = test["verdict"]["model"] if test["verdict"] else param.replace("-@", "@")
-        key = key.removesuffix(f"@{CAPITALS}")
-        if key == "all":  # a claim across models, not judged: it concerns the models that ran
-            key = "+".join(models) or "all"
-        entry["results"][key] = {k: test[k] for k in ("outcome", "message", "verdict", "recorded")}
+        entry = claims.setdefault(who["claim"], {
+            "number": who["number"], "title": who["title"], "doc": who["doc"], "module": who["module"],
+            "results": [],
+        })
+        verdict = record.verdict
+        # A claim across models that was not judged concerns the models that ran, not every one named.
+        unjudged = [m for m in who["models"] if m in models or len(who["models"]) == 1] or who["models"]
+        entry["results"].append({
+            "models": verdict["models"] if verdict else unjudged,
+            "prompt_set": verdict["prompt_set"] if verdict else who["prompt_set"],
+            "outcome": record.outcome, "message": record.message,
+            "verdict": verdict, "recorded": record.recorded,
+        })
+        figures += [{"claim": who["claim"], **figure} for figure in record.figures]
     order = list(dict.fromkeys([*model_order, *models]))
     return {
         "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": " ".join(["pytest", *config.invocation_params.args]),
+        "command": command,
         "model_order": order,
         "models": models,
-        "claims": dict(sorted(claims.items(), key=lambda item: item[1]["number"])),
-        "snapshots": snapshots,
+        "claims": dict(sorted(claims.items(), key=lambda item: item[1]["number"] or 0)),
+        "checks": checks,
+        "figures": figures,
         "environment": environment(models),
     }
 
@@ -62,10 +75,3 @@ def environment(models: dict[str, dict]) -> dict[str, str]:
     for name, record in models.items():
         env[name] = f"{record['source']}; {record['dtype']} on {record['device']}; weights {record['weights']}"
     return env
-
-
-def _describe(module_path: Path) -> dict[str, str]:
-    """A claim module's docstring: its first line is the title, the rest the claim and its definition."""
-    doc = ast.get_docstring(ast.parse(module_path.read_text())) or module_path.stem
-    title, _, rest = doc.partition("\n")
-    return {"title": title.strip().rstrip("."), "doc": rest.strip(), "module": module_path.name}

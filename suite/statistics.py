@@ -1,4 +1,7 @@
-"""Verdicts on claims: a statistic over prompts, its bootstrap interval, and holds / refuted / inconclusive."""
+"""Verdicts on claims: a statistic over prompts, its bootstrap interval, and holds / refuted / inconclusive.
+
+Generic over claims: a verdict names its claim, models and prompt set as fields, never as a string to parse.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +27,9 @@ class Verdict:
     crosses process boundaries (xdist) and serializes to JSON as it is."""
 
     claim: str
-    model: str
+    models: tuple[str, ...]
+    """The model judged (one), or the models compared (a claim across models)."""
+    prompt_set: str
     verdict: str
     statistic: str
     """What `value` is, e.g. "median depth where the answer first is top-1"."""
@@ -38,11 +43,19 @@ class Verdict:
 
     @property
     def figure(self) -> str:
+        """The statistic, its value and interval in one line."""
         lo, hi = self.ci
         return f"{self.statistic} = {self.value:.3g} (95% CI {lo:.3g} to {hi:.3g}, n={self.n})"
 
+    @property
+    def label(self) -> str:
+        """The models, for messages: "smollm2", or "smollm2+gemma3" for a claim across models."""
+        return "+".join(self.models)
+
     def to_dict(self) -> dict:
+        """Plain values (JSON, xdist), with the one-line figure."""
         data = asdict(self)
+        data["models"] = list(self.models)
         data["ci"] = list(self.ci)
         data["evidence"] = list(self.evidence)
         data["figure"] = self.figure

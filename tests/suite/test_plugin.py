@@ -1,7 +1,9 @@
-"""The report plugin, run inside pytest on small fake findings: verdicts, a skip, a failure, xdist,
-an interrupted run, and the changes since the previous run."""
+"""The suite plugin and its report, run inside pytest on small fake claims: verdicts, a skip, a failure,
+figures, xdist, an interrupted run, the changes since the previous run, and recorded expectations."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -12,31 +14,37 @@ FAKE_CLAIM = '''
 
 Claim: "it is" (nowhere). Definition: a fake for the plugin's tests."""
 import pytest
-from lens.verdicts import Verdict
+from suite.figures import PositionHeatmap
+from suite.statistics import Verdict
 
-@pytest.mark.parametrize("model_name", ["smollm2", "gemma3"])
-def test_fake(model_name, record_verdict):
+pytestmark = pytest.mark.claim("fake_claim", number=1)
+
+def test_fake(model_name, record_verdict, record_figure):
     verdict = "{verdict}" if model_name == "smollm2" else "refuted"
-    record_verdict(Verdict(claim="fake_claim", model=model_name, verdict=verdict, statistic="share",
-                           value=0.8, ci=(0.6, 0.9), rule="holds above 0.5", n=7,
+    record_figure(PositionHeatmap(model=model_name, name="fake", tokens=["a", "b"], values=[[0.1, 0.9]]))
+    record_verdict(Verdict(claim="fake_claim", models=(model_name,), prompt_set="capitals", verdict=verdict,
+                           statistic="share", value=0.8, ci=(0.6, 0.9), rule="holds above 0.5", n=7,
                            evidence=({{"prompt": "p1", "x": 1.0}}, {{"prompt": "p2", "x": 0.0}})))
 '''
 SKIPPING = '''
 """Skipping claim: not run.\n\nClaim: none."""
 import pytest
 
-@pytest.mark.parametrize("model_name", ["llama3"])
+pytestmark = pytest.mark.claim("skipping_claim", number=2)
+
 def test_skip(model_name):
-    pytest.skip("llama3 not run: its weights are not here; fetch them with `lens download llama3`")
+    pytest.skip(f"{model_name} not run: its weights are not here; fetch them with `lens download {model_name}`")
 '''
 FAILING = '''
 """Failing claim: crashes.\n\nClaim: none."""
 import pytest
 
-@pytest.mark.parametrize("model_name", ["smollm2"])
+pytestmark = pytest.mark.claim("failing_claim", number=3)
+
 def test_crash(model_name):
     raise ValueError("boom: the finding itself is broken")
 '''
+MODELS = ["--model", "smollm2", "--model", "gemma3"]
 
 
 @pytest.fixture
@@ -50,82 +58,93 @@ def fake_findings(pytester):
 
 
 def run(pytester, *args):
-    return pytester.runpytest_subprocess("-p", "lens.pytest_plugin", "-p", "no:cacheprovider", *args)
+    return pytester.runpytest_subprocess("-p", "suite.plugin", "-p", "no:cacheprovider", *args)
 
 
 def results(pytester):
     return json.loads((pytester.path / "reports" / "findings.json").read_text())
 
 
+def by_model(data, claim):
+    return {tuple(r["models"]): r for r in data["claims"][claim]["results"]}
+
+
 @pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["plain", "xdist"])
-def test_verdicts_skips_and_failures_reach_the_report(fake_findings, xdist):
-    outcome = run(fake_findings, "findings", *xdist)
-    outcome.assert_outcomes(passed=2, skipped=1, failed=1)
+def test_verdicts_skips_failures_and_figures_reach_the_report(fake_findings, xdist):
+    outcome = run(fake_findings, "findings", *MODELS, *xdist)
+    outcome.assert_outcomes(passed=2, skipped=2, failed=2)
     data = results(fake_findings)
-    fake = data["claims"]["fake_claim"]["results"]
-    assert fake["smollm2"]["verdict"]["verdict"] == "holds"
-    assert fake["gemma3"]["verdict"]["verdict"] == "refuted"
-    assert data["claims"]["skipping_claim"]["results"]["llama3"]["outcome"] == "skipped"
-    crash = data["claims"]["failing_claim"]["results"]["smollm2"]
+    fake = by_model(data, "fake_claim")
+    assert fake[("smollm2",)]["verdict"]["verdict"] == "holds"
+    assert fake[("gemma3",)]["verdict"]["verdict"] == "refuted"
+    assert fake[("gemma3",)]["prompt_set"] == "capitals"
+    assert by_model(data, "skipping_claim")[("gemma3",)]["outcome"] == "skipped"
+    crash = by_model(data, "failing_claim")[("smollm2",)]
     assert crash["outcome"] == "failed" and "boom: the finding itself is broken" in crash["message"]
     report = (fake_findings.path / "reports" / "findings.md").read_text()
     matrix = report.split("## Verdicts")[1].split("## Changes")[0]
     assert "| holds " in matrix and "| refuted " in matrix and "skipped [" in matrix and "failed [" in matrix
-    assert "lens download llama3" in matrix and "boom" in matrix
-    assert "### 1. Fake claim: the answer is always right" in report
-    assert "| p1       |" in report  # the per-prompt evidence, via pandas
+    assert "lens download gemma3" in matrix and "boom" in matrix
+    claim_section = report.split("### 1. Fake claim: the answer is always right")[1].split("### 2.")[0]
+    assert "| p1       |" in claim_section  # the per-prompt evidence, via pandas
+    assert "![smollm2-fake.png](figures/smollm2-fake.png)" in claim_section  # the figure beside its claim
+    png = (fake_findings.path / "reports" / "figures" / "gemma3-fake.png").read_bytes()
+    assert png.startswith(b"\x89PNG")
 
 
 def test_an_interrupted_run_leaves_the_previous_report_whole(fake_findings):
-    run(fake_findings, "findings").assert_outcomes(passed=2, skipped=1, failed=1)
+    run(fake_findings, "findings", *MODELS).assert_outcomes(passed=2, skipped=2, failed=2)
     before = {p.name: p.read_bytes() for p in (fake_findings.path / "reports").iterdir() if p.is_file()}
     (fake_findings.path / "findings" / "test_04_interrupting.py").write_text(
-        "def test_interrupt():\n    raise KeyboardInterrupt\n"
+        "import pytest\npytestmark = pytest.mark.claim('x', number=4)\n"
+        "def test_interrupt(model_name):\n    raise KeyboardInterrupt\n"
     )
-    run(fake_findings, "findings")
+    run(fake_findings, "findings", *MODELS)
     after = {p.name: p.read_bytes() for p in (fake_findings.path / "reports").iterdir() if p.is_file()}
     assert after == before
     assert not [p for p in (fake_findings.path / "reports").iterdir() if p.name.startswith(".")]
 
 
 def test_the_report_says_what_changed_since_the_previous_run(fake_findings):
-    run(fake_findings, "findings")
+    run(fake_findings, "findings", *MODELS)
     (fake_findings.path / "findings" / "test_01_fake_claim.py").write_text(FAKE_CLAIM.format(verdict="refuted"))
-    run(fake_findings, "findings")
-    assert results(fake_findings)["changes"] == ["fake_claim on smollm2: holds → refuted"]
-    assert "- fake_claim on smollm2: holds → refuted" in (fake_findings.path / "reports" / "findings.md").read_text()
+    run(fake_findings, "findings", *MODELS)
+    assert results(fake_findings)["changes"] == ["fake_claim on smollm2 (capitals): holds → refuted"]
+    report = (fake_findings.path / "reports" / "findings.md").read_text()
+    assert "- fake_claim on smollm2 (capitals): holds → refuted" in report
 
 
 def test_a_run_of_one_model_says_the_others_did_not_run(fake_findings):
-    run(fake_findings, "findings", "-k", "smollm2")
+    run(fake_findings, "findings", "-m", "smollm2")
     data = results(fake_findings)
-    assert set(data["claims"]["fake_claim"]["results"]) == {"smollm2"}
+    assert {tuple(r["models"]) for r in data["claims"]["fake_claim"]["results"]} == {("smollm2",)}
     report = (fake_findings.path / "reports" / "findings.md").read_text()
     assert "gemma3: not selected in this run" in report
 
 
-def test_lens_report_rerenders_without_models(fake_findings, monkeypatch, capsys):
-    from lens.cli import main
-
-    run(fake_findings, "findings")
+def test_the_report_rerenders_without_models(fake_findings):
+    run(fake_findings, "findings", *MODELS)
     reports = fake_findings.path / "reports"
     (reports / "findings.md").unlink()
-    assert main(["report", "--reports", str(reports)]) == 0
-    assert "### 1. Fake claim" in (reports / "findings.md").read_text()
-    assert main(["report", "--reports", str(fake_findings.path / "nowhere")]) == 2
-    assert "run the findings first" in capsys.readouterr().err
+    done = subprocess.run([sys.executable, "-m", "suite", "report", "--reports", str(reports)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0 and "### 1. Fake claim" in (reports / "findings.md").read_text()
+    done = subprocess.run([sys.executable, "-m", "suite", "report", "--reports", str(fake_findings.path / "nowhere")],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "run the findings first" in done.stderr and done.stderr.count("\n") == 1
 
 
 PER_SET = '''
 """Set claim: judged per prompt set.\n\nClaim: none."""
 import pytest
-from lens.verdicts import Verdict
+from suite.statistics import Verdict
 
-@pytest.mark.parametrize("model_name", ["smollm2"])
+pytestmark = pytest.mark.claim("set_claim", number=1)
+
 @pytest.mark.parametrize("prompt_set", ["capitals", "arithmetic"])
 def test_per_set(model_name, prompt_set, record_verdict):
-    key = model_name if prompt_set == "capitals" else f"{model_name}@{prompt_set}"
-    record_verdict(Verdict(claim="set_claim", model=key, verdict="holds" if prompt_set == "capitals" else "refuted",
+    record_verdict(Verdict(claim="set_claim", models=(model_name,), prompt_set=prompt_set,
+                           verdict="holds" if prompt_set == "capitals" else "refuted",
                            statistic="share", value=0.5, ci=(0.4, 0.6), rule="r", n=9))
 '''
 
@@ -134,8 +153,46 @@ def test_each_prompt_set_gets_its_own_verdict_matrix(pytester):
     pytester.makeini("[pytest]\nstrict_markers = true\n")
     pytester.mkdir("findings")
     (pytester.path / "findings" / "test_01_set_claim.py").write_text(PER_SET)
-    run(pytester, "findings").assert_outcomes(passed=2)
+    run(pytester, "findings", "--model", "smollm2").assert_outcomes(passed=2)
     report = (pytester.path / "reports" / "findings.md").read_text()
     capitals, arithmetic = report.split("## Verdicts")[1].split("## Changes")[0].split("Prompt set `arithmetic`:")
     assert "| holds " in capitals and "refuted" not in capitals
     assert "| refuted " in arithmetic and "holds" not in arithmetic
+
+
+JUDGED = '''
+"""Judged claim.\n\nClaim: none."""
+import pytest
+from suite import recorded
+from suite.statistics import Verdict
+
+pytestmark = pytest.mark.claim("judged", number=1)
+EXPECTED = recorded.Recorded({{"judged": {{"smollm2": {{"capitals": {{"verdict": "{recorded}", "figure": "f"}}}}}}}})
+
+def test_judged(request, model_name, record_verdict):
+    judge = recorded.judge(request, EXPECTED, record_verdict)
+    judge(Verdict(claim="judged", models=(model_name,), prompt_set="capitals", verdict="{now}",
+                  statistic="share", value=0.5, ci=(0.4, 0.6), rule="r", n=9))
+'''
+
+
+@pytest.mark.parametrize(
+    "recorded, now, outcome",
+    [
+        ("holds", "holds", {"passed": 1}),
+        ("holds", "refuted", {"failed": 1}),
+        ("refuted", "refuted", {"xfailed": 1}),  # a recorded non-hold runs as a strict xfail
+        ("refuted", "holds", {"failed": 1}),  # XPASS(strict): the verdict flipped to holds
+        ("refuted", "inconclusive", {"failed": 1}),  # VerdictChanged: fails outright
+    ],
+)
+def test_a_verdict_is_checked_against_the_recorded_one(pytester, recorded, now, outcome):
+    pytester.makeini("[pytest]\nstrict_markers = true\n")
+    pytester.mkdir("findings")
+    (pytester.path / "findings" / "test_judged.py").write_text(JUDGED.format(recorded=recorded, now=now))
+    result = run(pytester, "findings", "--model", "smollm2")
+    result.assert_outcomes(**outcome)
+    if (recorded, now) == ("refuted", "inconclusive"):
+        result.stdout.fnmatch_lines(["*VerdictChanged: judged on smollm2 (capitals): recorded refuted (f), now inconclusive*"])
+    if (recorded, now) == ("holds", "refuted"):
+        result.stdout.fnmatch_lines(["*ClaimNotHeld: judged on smollm2 (capitals): refuted (recorded holds: f)*"])

@@ -1,9 +1,9 @@
-"""Verdict rules and the bootstrap interval, against hand computations."""
+"""suite.statistics: verdict rules and the bootstrap interval, against hand computations."""
 
 import numpy as np
 import pytest
 
-from lens.verdicts import HOLDS, INCONCLUSIVE, REFUTED, above, at_least, bootstrap_ci, within
+from suite.statistics import HOLDS, INCONCLUSIVE, REFUTED, above, at_least, bootstrap_ci, within
 
 
 def test_a_constant_sample_has_a_point_interval():

@@ -1,0 +1,71 @@
+"""Gathers every suite test's outcome and records (from all xdist workers) and writes the report at the
+end of the session (not on an interrupt: the previous report stays whole)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from suite.plugin import FIGURE, IDENTITY, MODEL, RECORDED, SESSION, VERDICT
+from suite.results import TestRecord
+
+
+class FindingsReport:
+    """A plugin object on the controller: one TestRecord per suite test, the report at session end."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.records: list[TestRecord] = []
+        self.models: dict[str, dict] = {}
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        properties = report.user_properties
+        for key, value in properties:
+            if key == MODEL:
+                self.models[value["model"]] = value
+        identity = next((value for key, value in properties if key == IDENTITY), None)
+        if identity is None:
+            return
+        if report.when != "call" and not (report.when == "setup" and not report.passed):
+            return
+        self.records.append(TestRecord(
+            identity=identity,
+            outcome=_outcome(report),
+            message=_message(report),
+            verdict=next((value for key, value in properties if key == VERDICT), None),
+            recorded=next((value for key, value in properties if key == RECORDED), None),
+            figures=[value for key, value in properties if key == FIGURE],
+        ))
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if not self.records or exitstatus == pytest.ExitCode.INTERRUPTED:
+            return
+        from suite.report import load_results, verdict_changes, write_report
+        from suite.results import assemble
+
+        reports_dir = Path(self.config.getoption("lens_reports") or self.config.rootpath / "reports")
+        command = " ".join(["pytest", *self.config.invocation_params.args])
+        results = assemble(self.records, self.models, self.config.stash[SESSION].names, command)
+        previous = load_results(reports_dir)
+        results["changes"] = verdict_changes(previous, results) if previous else None
+        path = write_report(results, reports_dir)
+        self.config.get_terminal_writer().line(f"findings report: {path}")
+
+
+def _outcome(report: pytest.TestReport) -> str:
+    if hasattr(report, "wasxfail"):
+        return "xfailed" if report.skipped else "xpassed"
+    return report.outcome
+
+
+def _message(report: pytest.TestReport) -> str | None:
+    if report.passed and not hasattr(report, "wasxfail"):
+        return None
+    if report.skipped and isinstance(report.longrepr, tuple):
+        return report.longrepr[2].removeprefix("Skipped: ")
+    if hasattr(report, "wasxfail") and report.passed:
+        return f"XPASS(strict): {report.wasxfail}"
+    crash = getattr(report.longrepr, "reprcrash", None)
+    return crash.message.splitlines()[0] if crash else str(report.longrepr).splitlines()[-1]

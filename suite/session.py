@@ -1,0 +1,128 @@
+"""The suite's session state, kept on `config.stash` (as syrupy's SnapshotSession is): which models run,
+and each model's artefacts, computed lazily when a selected test first asks, once per process.
+
+At most one model is in memory at a time: loading another releases it (an 8B model must fit beside
+nothing else); what was computed from it stays.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import pytest
+
+import lens.loader
+from lens.check import check_device
+from lens.errors import LensError
+from lens.registry import ModelSpec, registry, resolve
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """What a report says about a model run: plain values, so it crosses xdist."""
+
+    model: str
+    source: str
+    weights: str
+    device: str
+    dtype: str
+    n_layers: int
+
+
+def findings_command(args: str) -> str:
+    """How the user runs the findings with ARGS here (through ./run when set up by it)."""
+    return f"./run findings {args}" if os.environ.get("LENS_LAUNCHER") else f"pytest findings/ {args}"
+
+
+class ModelArtefacts:
+    """One model's artefacts: each computed on first use, with the model loaded by the session."""
+
+    def __init__(self, session: SuiteSession, name: str) -> None:
+        self.session, self.name = session, name
+        self._memo: dict[Hashable, Any] = {}
+        self.record: ModelRecord | None = None
+        """Set when the model is first loaded in this process."""
+        self.reported = False
+        """Whether a test of this process has carried the record to the report."""
+
+    def get(self, key: Hashable, compute: Callable[[lens.loader.LoadedModel], T]) -> T:
+        """The artefact under `key`, computed by `compute(model)` the first time it is asked for."""
+        if key not in self._memo:
+            self._memo[key] = compute(self.session.loaded(self.name))
+        return self._memo[key]
+
+
+class SuiteSession:
+    """Which models the run covers, where each comes from, and the one model in memory."""
+
+    def __init__(self, sources: dict[str, str], device: str | None) -> None:
+        self.sources = sources
+        """Model name -> what to load for it (a registry name, a path or a repo id)."""
+        self.device = device
+        self._artefacts: dict[str, ModelArtefacts] = {}
+        self._loaded: lens.loader.LoadedModel | None = None
+        self._refused: dict[str, str] = {}
+
+    @classmethod
+    def from_values(cls, given: list[str], device: str | None) -> SuiteSession:
+        """From the --model values (none: every registered model)."""
+        try:
+            sources = {resolve(value).name: value for value in given}
+        except LensError as error:
+            raise pytest.UsageError(f"--model: {error}") from None
+        return cls(sources or {name: name for name in registry()}, device)
+
+    @property
+    def names(self) -> list[str]:
+        """The models this run covers, in order."""
+        return list(self.sources)
+
+    def spec(self, name: str) -> ModelSpec:
+        """The spec of one of the run's models."""
+        return resolve(self.sources[name])
+
+    def artefacts(self, name: str) -> ModelArtefacts:
+        """The artefacts of one model (the model itself loads only when one is computed)."""
+        if name not in self._artefacts:
+            self._artefacts[name] = ModelArtefacts(self, name)
+        return self._artefacts[name]
+
+    def loaded(self, name: str) -> lens.loader.LoadedModel:
+        """The model in memory, loading it (and releasing any other) if needed. Skips a model whose
+        weights are absent; fails one whose device disagrees with the CPU."""
+        if name in self._refused:
+            pytest.fail(self._refused[name], pytrace=False)
+        if self._loaded is not None and self._loaded.name == name:
+            return self._loaded
+        spec = self.spec(name)
+        if not spec.is_present():
+            size = f" (about {spec.size_gb:g} GB)" if spec.size_gb else ""
+            pytest.skip(
+                f"{name} not run: its weights are not here; fetch them with `{spec.download_command()}`"
+                f"{size}, then run `{findings_command('-m ' + name)}`"
+            )
+        self.release()
+        model = lens.loader.load(self.sources[name], device=self.device)
+        if model.device != "cpu":
+            check = check_device(model)
+            if not check.agrees:
+                lens.loader.release(model)
+                self._refused[name] = f"refusing to judge on this device: {check.summary()}; run with --device cpu"
+                pytest.fail(self._refused[name], pytrace=False)
+        self._loaded = model
+        self.artefacts(name).record = ModelRecord(
+            model=name, source=spec.describe(), weights=model.weights_id, device=model.device,
+            dtype=str(model.dtype).removeprefix("torch."), n_layers=model.n_layers,
+        )
+        return model
+
+    def release(self, name: str | None = None) -> None:
+        """Free the model in memory (only if it is `name`, when given); computed artefacts stay."""
+        if self._loaded is not None and name in (None, self._loaded.name):
+            lens.loader.release(self._loaded)
+            self._loaded = None

@@ -1,0 +1,61 @@
+"""suite.session: artefacts are computed once, only when asked for, with at most one model in memory."""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+import lens.loader
+from lens.registry import registry
+from suite.session import SuiteSession
+
+EMBEDDED = [spec.name for spec in registry().values() if spec.embedded][:2]
+
+
+@pytest.fixture
+def loads(monkeypatch):
+    """Stand-in models (no weights read), and the log of what was loaded and released."""
+    log = []
+
+    def load(name, device=None):
+        log.append(("load", name))
+        return SimpleNamespace(name=name, device="cpu", weights_id="w", dtype=torch.float32, n_layers=3)
+
+    monkeypatch.setattr(lens.loader, "load", load)
+    monkeypatch.setattr(lens.loader, "release", lambda model: log.append(("release", model.name)))
+    return log
+
+
+def test_an_artefact_is_computed_once_and_only_when_asked_for(loads):
+    session = SuiteSession({name: name for name in EMBEDDED}, device=None)
+    first = session.artefacts(EMBEDDED[0])
+    assert loads == [] and first.record is None  # nothing loads until something is computed
+    calls = []
+    assert first.get("x", lambda model: calls.append(model.name) or 41) == 41
+    assert first.get("x", lambda model: calls.append(model.name) or 42) == 41
+    assert calls == [EMBEDDED[0]] and first.record.n_layers == 3
+    assert loads == [("load", EMBEDDED[0])]
+
+
+def test_loading_another_model_releases_the_first_and_keeps_its_artefacts(loads):
+    if len(EMBEDDED) < 2:
+        pytest.skip("needs two embedded models in the registry")
+    session = SuiteSession({name: name for name in EMBEDDED}, device=None)
+    a, b = (session.artefacts(name) for name in EMBEDDED)
+    a.get("x", lambda model: 1)
+    b.get("x", lambda model: 2)
+    assert a.get("x", lambda model: 3) == 1  # kept: no reload
+    assert loads == [("load", EMBEDDED[0]), ("release", EMBEDDED[0]), ("load", EMBEDDED[1])]
+    session.release(EMBEDDED[0])  # not the one in memory: nothing happens
+    session.release(EMBEDDED[1])
+    assert loads[-1] == ("release", EMBEDDED[1])
+
+
+def test_a_model_without_weights_is_skipped_with_its_download_command(loads, tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    session = SuiteSession({"llama3": "llama3"}, device=None)
+    with pytest.raises(pytest.skip.Exception, match=r"llama3 not run: .*download llama3`"):
+        session.artefacts("llama3").get("x", lambda model: 1)
+    assert loads == []
