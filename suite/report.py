@@ -16,6 +16,7 @@ from tabulate import tabulate
 
 from lens.errors import LensError
 from suite.figures import Figure
+from suite.results import SCHEMA
 from suite.session import findings_command
 
 REPORT, RESULTS, FIGURES = "findings.md", "findings.json", "figures"
@@ -33,8 +34,9 @@ def load_results(reports_dir: Path) -> dict | None:
 
 
 def verdict_changes(previous: dict | None, current: dict) -> list[str]:
-    """What differs, claim by claim, model by model and prompt set by prompt set, from the previous run."""
-    if previous is None:
+    """What differs, claim by claim, model by model and prompt set by prompt set, from the previous run
+    (nothing to compare with when it was written in another layout)."""
+    if previous is None or previous.get("schema") != SCHEMA:
         return []
     changes = []
     for claim, entry in current["claims"].items():

@@ -9,6 +9,9 @@ from datetime import datetime, timezone
 from importlib.metadata import version
 from typing import Any
 
+SCHEMA = 2
+"""The results document's layout version: a previous run written in another layout is not compared."""
+
 
 @dataclass
 class TestRecord:
@@ -53,6 +56,7 @@ def assemble(records: list[TestRecord], models: dict[str, dict], model_order: li
         figures += [{"claim": who["claim"], **figure} for figure in record.figures]
     order = list(dict.fromkeys([*model_order, *models]))
     return {
+        "schema": SCHEMA,
         "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": command,
         "model_order": order,

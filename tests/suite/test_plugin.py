@@ -114,6 +114,14 @@ def test_the_report_says_what_changed_since_the_previous_run(fake_findings):
     assert "- fake_claim on smollm2 (capitals): holds → refuted" in report
 
 
+def test_a_previous_report_in_an_older_layout_is_not_compared(fake_findings):
+    reports = fake_findings.path / "reports"
+    reports.mkdir()
+    (reports / "findings.json").write_text(json.dumps({"claims": {"fake_claim": {"results": {"smollm2": {}}}}}))
+    run(fake_findings, "findings", *MODELS).assert_outcomes(passed=2, skipped=2, failed=2)
+    assert results(fake_findings)["changes"] == []
+
+
 def test_a_run_of_one_model_says_the_others_did_not_run(fake_findings):
     run(fake_findings, "findings", "-m", "smollm2")
     data = results(fake_findings)
