@@ -17,7 +17,12 @@ BASELINE = HERE / "baseline.json"
 SLOWER = 1.2
 """A ratio this many times its baseline's is reported as slower."""
 
-_measured: dict[str, dict[str, float]] = {}
+MEASURED = pytest.StashKey[dict[str, dict[str, float]]]()
+"""model -> figure name -> value, on config.stash for the run."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[MEASURED] = {}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -35,19 +40,24 @@ def measure(benchmark, request):
             benchmark(fn)
         else:
             benchmark.pedantic(fn, rounds=rounds, iterations=1, setup=setup)
-        _measured.setdefault(model, {})[name] = benchmark.stats.stats.median
+        request.config.stash[MEASURED].setdefault(model, {})[name] = benchmark.stats.stats.median
 
     return run
 
 
-def record(model: str, name: str, value: float) -> None:
-    """Keep a figure that is not a timing (bytes)."""
-    _measured.setdefault(model, {})[name] = value
+@pytest.fixture
+def record(request):
+    """Keep a figure that is not a timing (bytes) for the model of this test."""
+
+    def keep(model: str, name: str, value: float) -> None:
+        request.config.stash[MEASURED].setdefault(model, {})[name] = value
+
+    return keep
 
 
-def ratios() -> dict[str, dict[str, float]]:
+def ratios(measured: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
-    for model, figures in _measured.items():
+    for model, figures in measured.items():
         for key, spec in TARGETS.items():
             if spec["numerator"] in figures and spec["denominator"] in figures:
                 out.setdefault(model, {})[key] = figures[spec["numerator"]] / figures[spec["denominator"]]
@@ -55,7 +65,8 @@ def ratios() -> dict[str, dict[str, float]]:
 
 
 def pytest_terminal_summary(terminalreporter, config) -> None:
-    current = ratios()
+    measured = config.stash[MEASURED]
+    current = ratios(measured)
     if not current:
         return
     baseline = json.loads(BASELINE.read_text()) if BASELINE.exists() else {"ratios": {}}
@@ -73,7 +84,7 @@ def pytest_terminal_summary(terminalreporter, config) -> None:
     terminalreporter.write_line(tabulate(rows, headers=["model", "ratio", "value", "target", "",
                                                         "baseline", "what"]))
     terminalreporter.write_line("slower than the baseline: " + ("; ".join(slower) or "nothing"))
-    result = {"machine": machine(), "ratios": current, "figures": _measured}
+    result = {"machine": machine(), "ratios": current, "figures": measured}
     (HERE / "latest.json").write_text(json.dumps(result, indent=1))
     if config.getoption("update_baseline"):
         BASELINE.write_text(json.dumps(result, indent=1))

@@ -11,7 +11,6 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from benchmarks.conftest import record
 from findings.data import FACTS
 from lens.loader import load, release
 from lens.trace import trace
@@ -75,7 +74,7 @@ def test_load_first(measure, model, tmp_path_factory, monkeypatch):
     measure("load_first", lambda: load(model.name, device="cpu"), rounds=1, setup=fresh_cache)
 
 
-def test_suite(measure, model, tmp_path):
+def test_suite(measure, record, model, tmp_path):
     peak = tmp_path / "peak"
     command = [sys.executable, "benchmarks/peak_rss.py", str(peak), "pytest", "findings/", "-m", model.name,
                "-q", "-p", "no:cacheprovider", "--reports", str(tmp_path / "reports")]
