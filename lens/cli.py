@@ -64,8 +64,6 @@ def _load(args: argparse.Namespace):
 
 
 def _trace(args: argparse.Namespace) -> int:
-    if args.top_k < 1:
-        raise LensError("--top-k must be at least 1")
     if args.temperature <= 0:
         raise LensError("--temperature must be positive, e.g. 1.0")
     from lens.trace import trace

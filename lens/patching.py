@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -25,14 +26,24 @@ class Patching:
     p_clean: float
     p_corrupt: float
     restored: tuple[tuple[float, ...], ...]
-    """(n_layers, positions): (p_patched - p_corrupt) / (p_clean - p_corrupt) for the clean answer."""
+    """(n_layers, patched positions): (p_patched - p_corrupt) / (p_clean - p_corrupt) for the clean answer."""
+    positions: tuple[int, ...] = ()
+    """The prompt positions patched, in the order of `restored`'s columns (every position by default)."""
+
+    def at(self, position: int) -> list[float]:
+        """The restored share over blocks when patching one prompt position (negative: from the end)."""
+        column = self.positions.index(position % len(self.tokens))
+        return [row[column] for row in self.restored]
 
 
 @torch.inference_mode()
-def patch_residuals(model: LoadedModel, clean: str, corrupt: str, answer: str) -> Patching:
-    """Patch every (block output, position) of `clean` into `corrupt`, all in one batched forward pass.
+def patch_residuals(
+    model: LoadedModel, clean: str, corrupt: str, answer: str, positions: Sequence[int] | None = None
+) -> Patching:
+    """Patch every block output of `clean` at each of `positions` (default: all) into `corrupt`, all in
+    one batched forward pass.
 
-    Row layer*positions + position of the batch gets the clean residual at that block and position;
+    Row layer*len(positions) + k of the batch gets the clean residual at that block and the k-th position;
     each block's hook touches only its own rows. The prompts must tokenize to the same length.
     """
     clean_batch = encode(model.tokenizer, [clean], model.n_ctx)
@@ -40,7 +51,10 @@ def patch_residuals(model: LoadedModel, clean: str, corrupt: str, answer: str) -
     n_pos = clean_batch["input_ids"].shape[1]
     if corrupt_batch["input_ids"].shape[1] != n_pos:
         raise LensError(f"{clean!r} and {corrupt!r} tokenize to different lengths: patching needs equal ones")
-    target = answer_token(model.tokenizer, clean, answer).token_id
+    followed = answer_token(model.tokenizer, clean, answer)
+    if followed.lead:
+        raise LensError(f"{answer!r} starts with a whitespace token: patching follows answers that do not")
+    target = followed.token_id
     names = block_hooks(model)
     device = model.device
 
@@ -52,15 +66,17 @@ def patch_residuals(model: LoadedModel, clean: str, corrupt: str, answer: str) -
     )
     p_clean = float(p_answer(clean_logits)[0])
     p_corrupt = float(p_answer(model.bridge(corrupt_batch["input_ids"].to(device), logits_to_keep=1))[0])
-    rows = model.n_layers * n_pos
-    positions = torch.arange(n_pos)
+    chosen = sorted({p % n_pos for p in positions}) if positions is not None else list(range(n_pos))
+    where = torch.tensor(chosen)
+    k = len(chosen)
+    rows = model.n_layers * k
 
     def hook_for(layer: int):
         clean_resid = cache[names[layer]][0]  # (positions, d_model)
-        first = layer * n_pos
+        first = layer * k
 
         def patch(resid: torch.Tensor, hook) -> torch.Tensor:
-            resid[first + positions, positions] = clean_resid[positions].to(resid.dtype)
+            resid[first + torch.arange(k), where] = clean_resid[where].to(resid.dtype)
             return resid
 
         return patch
@@ -71,11 +87,11 @@ def patch_residuals(model: LoadedModel, clean: str, corrupt: str, answer: str) -
         logits_to_keep=1,
     )
     gap = p_clean - p_corrupt
-    restored = ((p_answer(patched) - p_corrupt) / gap if gap else torch.zeros(rows)).reshape(model.n_layers, n_pos)
+    restored = ((p_answer(patched) - p_corrupt) / gap if gap else torch.zeros(rows)).reshape(model.n_layers, k)
     decode = model.tokenizer.decode
     return Patching(
         model=model.name, clean=clean, corrupt=corrupt, answer=answer,
         tokens=tuple(decode([i]) for i in clean_batch["input_ids"][0].tolist()),
         p_clean=p_clean, p_corrupt=p_corrupt,
-        restored=tuple(tuple(row) for row in restored.cpu().tolist()),
+        restored=tuple(tuple(row) for row in restored.cpu().tolist()), positions=tuple(chosen),
     )

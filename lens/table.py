@@ -28,6 +28,8 @@ def trace_table(trace: Trace) -> str:
         headers += [f"p({trace.answer_token!r})", "rank"]
     headers += ["entropy", "KL to out"]
     title = f"{trace.model}: {trace.prompt!r}"
+    if trace.read_after != trace.prompt:
+        title += f"  (read after {trace.read_after!r}: the answer's leading whitespace is a token of its own)"
     if trace.temperature != 1.0:
         title += f"  (temperature {trace.temperature:g})"
     return title + "\n" + tabulate(rows, headers=headers, disable_numparse=True)

@@ -12,22 +12,35 @@ from lens.errors import LensError
 
 @dataclass(frozen=True)
 class AnswerToken:
-    """The token the lens follows for an answer string: its first token in context after the prompt."""
+    """The token the lens follows for an answer string: the first token of it, in context after the prompt,
+    that is not whitespace. Where the answer starts with whitespace-only tokens (" 7" is " " + "7" for
+    digit-splitting tokenizers), the model writes those first; the lens then reads one position later,
+    after the prompt and that whitespace (`lead`), and follows "7", never the space."""
 
     text: str
     """The answer as given, e.g. " Berlin"."""
     token_id: int
     token: str
-    """That token decoded, e.g. " Berlin"."""
+    """The followed token decoded, e.g. " Berlin" or "7"."""
     n_tokens: int
-    """How many tokens the whole answer takes after the prompt."""
+    """How many tokens the answer takes from the followed one on."""
+    lead: str = ""
+    """Whitespace the answer starts with as tokens of their own; the lens reads after prompt + lead."""
 
     @property
     def note(self) -> str | None:
-        """Says so when the answer is longer than one token and only its first is followed."""
-        if self.n_tokens == 1:
-            return None
-        return f"answer {self.text!r} is {self.n_tokens} tokens; the lens follows its first, {self.token!r}"
+        """Says where the lens reads and what it follows when that is not simply the answer's one token."""
+        notes = []
+        if self.lead:
+            notes.append(f"the answer starts with the whitespace token {self.lead!r}: the lens reads after it")
+        if self.n_tokens > 1:
+            notes.append(f"answer {self.text!r} is {self.n_tokens} tokens; the lens follows its first, {self.token!r}")
+        return "; ".join(notes) or None
+
+
+def is_word(token: str) -> bool:
+    """Whether a decoded token carries a letter or digit (not whitespace or punctuation only)."""
+    return any(c.isalnum() for c in token)
 
 
 def encode(tokenizer: Any, prompts: list[str], n_ctx: int) -> dict[str, torch.Tensor]:
@@ -45,12 +58,13 @@ def encode(tokenizer: Any, prompts: list[str], n_ctx: int) -> dict[str, torch.Te
 
 
 def answer_token(tokenizer: Any, prompt: str, answer: str) -> AnswerToken:
-    """The first token of `answer` as it follows `prompt`.
+    """The token of `answer` the lens follows after `prompt`: its first that is not whitespace.
 
     Tokenizing prompt+answer and taking what follows the prompt's tokens keeps the leading space
     exactly as the model would produce it (" Berlin" after "is" is one token where "Berlin" alone may
     be another). Where the prompt's tokens are not a prefix of the joined text's, the answer is
-    tokenized on its own.
+    tokenized on its own. Leading whitespace-only tokens become the `lead` the lens reads after; an
+    answer whose first other token is punctuation is refused (the lens follows words).
     """
     prompt_ids = tokenizer(prompt)["input_ids"]
     joined = tokenizer(prompt + answer)["input_ids"]
@@ -60,9 +74,15 @@ def answer_token(tokenizer: Any, prompt: str, answer: str) -> AnswerToken:
         ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
     if not answer.strip() or not ids:
         raise LensError(f"the answer {answer!r} tokenizes to nothing: give a word, e.g. ' Berlin'")
-    return AnswerToken(
-        text=answer, token_id=ids[0], token=tokenizer.decode([ids[0]]), n_tokens=len(ids)
-    )
+    skip = next(i for i, t in enumerate(ids) if tokenizer.decode([t]).strip())
+    lead = tokenizer.decode(ids[:skip]) if skip else ""
+    if lead and tokenizer(prompt + lead)["input_ids"] != prompt_ids + ids[:skip]:
+        raise LensError(f"the answer {answer!r} starts with whitespace that does not tokenize on its own after "
+                        "the prompt: end the prompt with that whitespace instead")
+    token = tokenizer.decode([ids[skip]])
+    if not is_word(token):
+        raise LensError(f"the answer {answer!r} starts with the punctuation token {token!r}: give the word itself")
+    return AnswerToken(text=answer, token_id=ids[skip], token=token, n_tokens=len(ids) - skip, lead=lead)
 
 
 def variants(word: str) -> list[str]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from lens.lenses import EXACT, Lens
+from lens.errors import LensError
 from lens.loader import LoadedModel
 from lens.tokens import AnswerToken, answer_token, encode
 
@@ -25,6 +26,9 @@ class Residuals:
     """What one forward pass leaves for the lens, at each prompt's last position."""
 
     prompts: tuple[str, ...]
+    read_after: tuple[str, ...]
+    """Per prompt, the text the lens read at the end of: the prompt, plus the whitespace its answer starts
+    with where that is a token of its own (the model writes it first; the lens follows the word after)."""
     resid: torch.Tensor
     """Block outputs (the residual stream after each block), shape (batch, n_layers, d_model)."""
     output_logits: torch.Tensor
@@ -43,6 +47,8 @@ class Watched:
     """Lens rank at each layer, 1 = top."""
     p_output: float
     rank_output: int
+    whole: bool
+    """Whether the text is exactly this one token here (not a prefix of a longer spelling, no lead)."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,8 @@ class Trace:
 
     model: str
     prompt: str
+    read_after: str
+    """The text the lens read at the end of: the prompt, or the prompt and the answer's leading whitespace."""
     lens: str
     """Which lens read the residuals: "exact" (final norm, unembedding, soft-cap) or "raw" (no norm)."""
     answer: str | None
@@ -99,6 +107,7 @@ class Trace:
         return {
             "model": self.model,
             "prompt": self.prompt,
+            "read_after": self.read_after,
             "answer": self.answer,
             "answer_token": self.answer_token,
             "n_layers": self.n_layers,
@@ -129,12 +138,19 @@ def block_hooks(model: LoadedModel) -> list[str]:
 
 
 @torch.inference_mode()
-def collect(model: LoadedModel, prompts: Sequence[str], batch_size: int = 16) -> Residuals:
-    """Run the model once per batch of prompts, caching only the block outputs the lens reads."""
+def collect(
+    model: LoadedModel, prompts: Sequence[str], answers: Sequence[str | None] | None = None, batch_size: int = 16
+) -> Residuals:
+    """Run the model once per batch of prompts, caching only the block outputs the lens reads.
+
+    With `answers`, each prompt is read where its answer's followed token comes next (after the
+    whitespace the answer starts with, where that is a token of its own)."""
+    answers = list(answers) if answers is not None else [None] * len(prompts)
+    texts = [p + answer_token(model.tokenizer, p, a).lead if a is not None else p for p, a in zip(prompts, answers)]
     names = block_hooks(model)
     resid, output = [], []
-    for start in range(0, len(prompts), batch_size):
-        chunk = list(prompts[start : start + batch_size])
+    for start in range(0, len(texts), batch_size):
+        chunk = texts[start : start + batch_size]
         batch = encode(model.tokenizer, chunk, model.n_ctx)
         logits, cache = model.bridge.run_with_cache(
             batch["input_ids"].to(model.device),
@@ -145,7 +161,7 @@ def collect(model: LoadedModel, prompts: Sequence[str], batch_size: int = 16) ->
         resid.append(torch.stack([cache[name][:, -1] for name in names], dim=1))
         output.append(logits[:, -1])
         del cache, logits
-    return Residuals(tuple(prompts), torch.cat(resid), torch.cat(output))
+    return Residuals(tuple(prompts), tuple(texts), torch.cat(resid), torch.cat(output))
 
 
 @torch.inference_mode()
@@ -162,7 +178,8 @@ def read(
 
     Args:
         answers: per prompt, the answer string to follow (first token in context), or None.
-        watch: per prompt, more strings to follow through the layers (answer variants, subjects).
+        watch: per prompt, more strings to follow through the layers (answer variants, subjects); those
+            that cannot be followed there (punctuation, nothing) are left out.
         temperature: divides every layer's logits and the output's before the softmax.
         lens: the exact logit lens (default) or another, e.g. `lens.lenses.RAW`.
     """
@@ -182,16 +199,18 @@ def read_at(
     """`read` at several temperatures, unembedding each layer once for all of them."""
     if any(t <= 0 for t in temperatures):
         raise ValueError("temperatures must be positive")
+    vocab = residuals.output_logits.shape[-1]
+    if not 1 <= top_k <= vocab:
+        raise LensError(f"--top-k must be between 1 and the vocabulary size, {vocab}")
     n = len(residuals.prompts)
     answers = list(answers) if answers is not None else [None] * n
     watch = list(watch) if watch is not None else [()] * n
-    followed = [
-        _Followed(
-            answer_token(model.tokenizer, prompt, a) if a is not None else None,
-            tuple(answer_token(model.tokenizer, prompt, w) for w in ws),
-        )
-        for prompt, a, ws in zip(residuals.prompts, answers, watch)
-    ]
+    followed = []
+    for prompt, text, a, ws in zip(residuals.prompts, residuals.read_after, answers, watch):
+        ans = answer_token(model.tokenizer, prompt, a) if a is not None else None
+        if prompt + (ans.lead if ans else "") != text:
+            raise ValueError(f"{prompt!r} was collected to be read after {text!r}: collect it with its answer")
+        followed.append(_Followed(ans, tuple(_followable(model.tokenizer, text, ws))))
     rows_per_chunk = max(1, MAX_LENS_ELEMENTS // (model.n_layers * residuals.output_logits.shape[-1]))
     traces: dict[float, list[Trace]] = {t: [] for t in temperatures}
     for start in range(0, n, rows_per_chunk):
@@ -202,6 +221,7 @@ def read_at(
             model=model,
             lens=lens,
             prompts=residuals.prompts[start:stop],
+            read_after=residuals.read_after[start:stop],
             followed=followed[start:stop],
             logits=lens.logits(model, resid.reshape(b * n_layers, d)).reshape(b, n_layers, -1).float(),
             output=residuals.output_logits[start:stop].float(),
@@ -219,7 +239,19 @@ def trace(
     **options,
 ) -> list[Trace]:
     """The lens for a batch of prompts: one forward pass per batch, then `read` (same options)."""
-    return read(model, collect(model, prompts), answers, **options)
+    return read(model, collect(model, prompts, answers), answers, **options)
+
+
+def _followable(tokenizer, text: str, words: Sequence[str]) -> list[AnswerToken]:
+    """The watched words that can be followed after `text` (a word that tokenizes to nothing, or to
+    punctuation, is left out: it cannot be a whole token there)."""
+    out = []
+    for word in words:
+        try:
+            out.append(answer_token(tokenizer, text, word))
+        except LensError:
+            continue
+    return out
 
 
 @dataclass(frozen=True)
@@ -244,13 +276,29 @@ class _Ranks:
     output: list[int]
 
 
+def _ranks_of(logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """1 + how many logits exceed each of `index`'s, per row: logits (rows, vocab) -> (rows, len(index)).
+
+    One pass over the vocabulary per row: each logit finds how many of the followed values lie below it
+    (searchsorted), and counting those per slot gives how many logits exceed each followed value. Three
+    times faster than comparing every followed value with the whole vocabulary (Gemma 3: 262,144 logits).
+    """
+    values, order = logits[:, index].sort(dim=-1)
+    below = torch.searchsorted(values, logits)  # per logit: how many followed values are strictly below it
+    counts = torch.zeros(logits.shape[0], len(index) + 1, dtype=torch.long).scatter_add_(
+        1, below, torch.ones_like(below))
+    exceed = counts.flip(1).cumsum(1).flip(1)[:, 1:]  # exceed[k]: logits above the k-th smallest value
+    return torch.empty_like(exceed).scatter_(1, order, exceed + 1)
+
+
 class _Chunk:
     """A chunk of prompts already unembedded by a lens: what does not depend on the temperature is
     computed once (top-k ids, ranks), the rest per temperature."""
 
-    def __init__(self, *, model: LoadedModel, lens: Lens, prompts: Sequence[str], followed: list[_Followed],
-                 logits: torch.Tensor, output: torch.Tensor, top_k: int) -> None:
-        self.model, self.lens, self.prompts, self.followed = model, lens, prompts, followed
+    def __init__(self, *, model: LoadedModel, lens: Lens, prompts: Sequence[str], read_after: Sequence[str],
+                 followed: list[_Followed], logits: torch.Tensor, output: torch.Tensor, top_k: int) -> None:
+        self.model, self.lens, self.prompts, self.read_after = model, lens, prompts, read_after
+        self.followed = followed
         self.logits, self.output = logits, output
         self.top_ids = logits.topk(top_k, dim=-1).indices
         self.output_top_ids = output.topk(top_k, dim=-1).indices
@@ -262,9 +310,8 @@ class _Chunk:
         vocabulary (rank 10375 vs 10374 at another temperature), which the logits do not."""
         ids = followed.ids()
         index = torch.tensor(ids, dtype=torch.long)
-        logits, output = self.logits[j], self.output[j]
-        layer_ranks = (logits[:, None, :] > logits[:, index, None]).sum(-1) + 1  # (layers, ids)
-        out_ranks = (output[None, :] > output[index, None]).sum(-1) + 1
+        layer_ranks = _ranks_of(self.logits[j], index)  # (layers, ids)
+        out_ranks = _ranks_of(self.output[j][None], index)[0]
         return _Ranks(ids, layer_ranks.T.tolist(), out_ranks.tolist())
 
     def traces(self, temperature: float) -> list[Trace]:
@@ -285,7 +332,7 @@ class _Chunk:
             return tuple(zip((decode([t]) for t in ids), ps))
 
         traces = []
-        for j, (prompt, followed, ranks) in enumerate(zip(self.prompts, self.followed, self.ranks)):
+        for j, (prompt, text, followed, ranks) in enumerate(zip(self.prompts, self.read_after, self.followed, self.ranks)):
             column = {token_id: k for k, token_id in enumerate(ranks.ids)}
             p_layers = p[j][:, ranks.ids].T.tolist() if ranks.ids else []
             p_out = q[j][ranks.ids].tolist() if ranks.ids else []
@@ -311,6 +358,7 @@ class _Chunk:
                     rank=tuple(ranks.layers[column[tok.token_id]]),
                     p_output=p_out[column[tok.token_id]],
                     rank_output=ranks.output[column[tok.token_id]],
+                    whole=tok.n_tokens == 1 and not tok.lead,
                 )
                 for tok in followed.watched
             )
@@ -318,6 +366,7 @@ class _Chunk:
                 Trace(
                     model=self.model.name,
                     prompt=prompt,
+                    read_after=text,
                     lens=self.lens.name,
                     answer=ans.text if ans else None,
                     answer_token=ans.token if ans else None,

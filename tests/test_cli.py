@@ -24,7 +24,7 @@ def test_trace_json_has_the_documented_schema(capsys, smollm2):
     status, out, _ = run(capsys, "trace", "smollm2", GERMANY, "--answer", " Berlin", "--json", "--device", "cpu")
     assert status == 0
     data = json.loads(out)
-    assert list(data) == ["model", "prompt", "answer", "answer_token", "n_layers", "layers", "output"]
+    assert list(data) == ["model", "prompt", "read_after", "answer", "answer_token", "n_layers", "layers", "output"]
     assert (data["model"], data["answer"], data["answer_token"]) == ("smollm2", " Berlin", " Berlin")
     assert data["n_layers"] == len(data["layers"]) == smollm2.n_layers
     for i, layer in enumerate(data["layers"]):

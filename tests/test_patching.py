@@ -57,3 +57,11 @@ def test_patching_the_last_block_at_the_last_position_restores_everything(patche
 def test_prompts_of_different_lengths_are_refused(smollm2):
     with pytest.raises(LensError, match="different lengths"):
         patch_residuals(smollm2, CLEAN, "The capital of the United Kingdom is", ANSWER)
+
+
+def test_patching_chosen_positions_equals_those_columns_of_patching_all(smollm2, patched):
+    chosen = patch_residuals(smollm2, CLEAN, CORRUPT, ANSWER, positions=[3, -1])
+    n_pos = len(patched.tokens)
+    assert chosen.positions == (3, n_pos - 1)
+    for position in (3, -1):
+        assert chosen.at(position) == pytest.approx(patched.at(position), abs=1e-4)

@@ -7,7 +7,7 @@ import torch
 from lens.errors import LensError
 from lens.tokens import answer_token, encode
 from lens.lenses import EXACT, RAW
-from lens.trace import collect, read, trace
+from lens.trace import collect, read, read_at, trace
 from tests.conftest import random_model
 from tests.reference import plain_twin, reference_lens
 
@@ -108,6 +108,29 @@ def test_answers_follow_their_first_token_in_context(smollm2):
     assert "follows its first" in long.note
 
 
+def test_a_digit_answer_is_followed_after_its_leading_space_never_the_space(real_model):
+    tok = real_model.tokenizer
+    seven = answer_token(tok, "3 + 4 =", " 7")  # both embedded tokenizers split " 7" into " " + "7"
+    assert (seven.lead, seven.token, seven.n_tokens) == (" ", "7", 1)
+    (result,) = trace(real_model, ["3 + 4 ="], [" 7"])
+    assert result.read_after == "3 + 4 = " and result.answer_token == "7"
+    # Read one position later, the lens is the model's own output there: p("7" | "3 + 4 = ").
+    (after_space,) = trace(real_model, ["3 + 4 = "], ["7"])
+    assert result.output.p_answer == pytest.approx(after_space.output.p_answer, abs=TOLERANCE)
+    assert "reads after it" in seven.note
+
+
+def test_punctuation_is_never_followed(smollm2):
+    with pytest.raises(LensError, match="punctuation token"):
+        answer_token(smollm2.tokenizer, "The capital of Germany is", ", Berlin")
+
+
+def test_a_spelling_that_starts_with_a_bare_space_is_not_a_whole_token(smollm2):
+    (result,) = trace(smollm2, ["The capital of Italy is"], [" Rome"], watch=[[" Rome", " rome"]])
+    whole = {w.text: w.whole for w in result.watched}
+    assert whole[" Rome"] and not whole[" rome"]  # " rome" is " " + "rome" in SmolLM2
+
+
 @pytest.mark.parametrize("answer", ["", "   "])
 def test_an_answer_that_tokenizes_to_nothing_is_refused(smollm2, answer):
     with pytest.raises(LensError, match="tokenizes to nothing"):
@@ -132,3 +155,26 @@ def test_the_raw_lens_is_the_residual_unembedded_without_the_norm(real_pair):
     assert (raw.lens, exact.lens) == ("raw", "exact")
     # Only the exact lens reproduces the output at the last block; the raw one is far from it.
     assert exact.final_max_abs_diff <= TOLERANCE < 1.0 <= raw.final_max_abs_diff
+
+
+def test_temperature_never_reorders_only_sharpens_or_flattens(real_model):
+    # The notes: "Lower temperature shows what the model 'really thinks'". By construction it cannot.
+    prompts, answers = ["The capital of Germany is", "Question: What is 3 + 4? Answer:"], [" Berlin", " 7"]
+    residuals = collect(real_model, prompts, answers)
+    at = read_at(real_model, residuals, (0.5, 1.0, 2.0), answers, top_k=10)
+    for cool, base, warm in zip(at[0.5], at[1.0], at[2.0]):
+        for layers in zip(cool.layers, base.layers, warm.layers):
+            assert len({tuple(t for t, _ in lay.top) for lay in layers}) == 1
+            assert len({lay.rank_answer for lay in layers}) == 1
+        assert cool.output.top[0][1] > base.output.top[0][1] > warm.output.top[0][1]
+
+
+def test_ranks_by_one_pass_equal_ranks_by_comparison():
+    from lens.trace import _ranks_of
+
+    torch.manual_seed(0)
+    logits = torch.randn(4, 5000)
+    logits[0, 7] = logits[0, 9]  # a tie: neither counts as above the other
+    index = torch.tensor([7, 9, 100, 4999, 0])
+    expected = (logits[:, None, :] > logits[:, index, None]).sum(-1) + 1
+    assert torch.equal(_ranks_of(logits, index), expected)
