@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from suite.plugin import FIGURE, IDENTITY, MODEL, RECORDED, SESSION, VERDICT
+from suite.plugin import FIGURE, IDENTITY, MODEL, RECORDED, SESSION, VERDICT, WARNING
 from suite.results import TestRecord
 
 
@@ -18,12 +18,15 @@ class FindingsReport:
         self.config = config
         self.records: list[TestRecord] = []
         self.models: dict[str, dict] = {}
+        self.warnings: list[str] = []
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         properties = report.user_properties
         for key, value in properties:
             if key == MODEL:
                 self.models[value["model"]] = value
+            elif key == WARNING and value not in self.warnings:
+                self.warnings.append(value)
         identity = next((value for key, value in properties if key == IDENTITY), None)
         if identity is None:
             return
@@ -33,7 +36,8 @@ class FindingsReport:
             identity=identity,
             outcome=_outcome(report),
             message=_message(report),
-            verdict=next((value for key, value in properties if key == VERDICT), None),
+            verdict=next((value for key, value in properties if key == VERDICT and not value["control"]), None),
+            controls=[value for key, value in properties if key == VERDICT and value["control"]],
             recorded=next((value for key, value in properties if key == RECORDED), None),
             figures=[value for key, value in properties if key == FIGURE],
         ))
@@ -48,6 +52,9 @@ class FindingsReport:
         reports_dir = Path(self.config.getoption("lens_reports") or self.config.rootpath / "reports")
         command = " ".join(["pytest", *self.config.invocation_params.args])
         results = assemble(self.records, self.models, self.config.stash[SESSION].names, command)
+        results["warnings"] = sorted(self.warnings)
+        notes = self.config.getini("lens_report_notes")
+        results["by_construction"] = (self.config.rootpath / notes).read_text() if notes else ""
         previous = load_results(reports_dir)
         results["changes"] = verdict_changes(previous, results) if previous else None
         path = write_report(results, reports_dir)

@@ -20,11 +20,14 @@ from suite.session import ModelArtefacts, SuiteSession
 from suite.statistics import Verdict
 
 SESSION = pytest.StashKey[SuiteSession]()
-IDENTITY, VERDICT, RECORDED, FIGURE, MODEL = "suite_identity", "suite_verdict", "suite_recorded", "suite_figure", "suite_model"
+IDENTITY, VERDICT, RECORDED, FIGURE, MODEL, WARNING = (
+    "suite_identity", "suite_verdict", "suite_recorded", "suite_figure", "suite_model", "suite_warning")
 """The user_properties a test carries to the report."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini("lens_report_notes", "a Markdown file (from the rootdir) the report shows under "
+                  "'Settled by construction'", default="")
     group = parser.getgroup("lens", "layer-by-layer findings")
     group.addoption(
         "--model", action="append", default=[], metavar="NAME_OR_PATH",
@@ -111,11 +114,36 @@ def record_verdict(request: pytest.FixtureRequest) -> Callable[[Verdict, dict | 
 
 
 @pytest.fixture
+def record_control(request: pytest.FixtureRequest) -> Callable[[Verdict], None]:
+    """Record a claim's control verdict beside it, and fail if the control holds: then base rates, not
+    the claim, explain the effect."""
+
+    def record(verdict: Verdict) -> None:
+        request.node.user_properties.append((VERDICT, verdict.to_dict()))
+        assert verdict.verdict != "holds", (
+            f"the control of {verdict.claim} on {verdict.label} ({verdict.prompt_set}) holds: {verdict.figure}; "
+            "the claim's definition does not tell the answer from any other token"
+        )
+
+    return record
+
+
+@pytest.fixture
 def record_figure(request: pytest.FixtureRequest) -> Callable[[Figure], None]:
     """Record a figure for the report; it is drawn beside the test's claim."""
 
     def record(figure: Figure) -> None:
         request.node.user_properties.append((FIGURE, figure.to_dict()))
+
+    return record
+
+
+@pytest.fixture
+def record_warning(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """Record a data warning for the report (e.g. a fact left out, and why); repeats are shown once."""
+
+    def record(text: str) -> None:
+        request.node.user_properties.append((WARNING, text))
 
     return record
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from suite.statistics import HOLDS, ClaimNotHeld, Verdict, VerdictChanged
+from suite.statistics import HOLDS, NO_DATA, ClaimNotHeld, Verdict, VerdictChanged
 
 HEADER = """\
 # Recorded verdicts, per claim, model(s) and prompt set, each with the measured figure that decided it.
@@ -45,13 +45,21 @@ def judge(request: pytest.FixtureRequest, recorded: Recorded,
 
     Recorded `holds` (or nothing recorded): the test passes while the claim holds. Recorded otherwise: a
     strict xfail, so a flip to `holds` fails as XPASS, and a change between refuted and inconclusive
-    fails outright.
+    fails outright. Whatever the label, a figure that leaves its recorded interval or an n that changes
+    fails too. `no data` skips: it is neither a pass nor an expected failure.
     """
 
     def judge_(verdict: Verdict) -> None:
         expected = recorded.get(verdict)
         record_verdict(verdict, expected)
         where = f"{verdict.claim} on {verdict.label} ({verdict.prompt_set})"
+        if expected:
+            drift = figure_drift(verdict, expected)
+            if drift:
+                raise VerdictChanged(f"{where}: {drift}; recorded {expected['verdict']} ({expected['figure']}), "
+                                     f"now {verdict.verdict}: {verdict.figure}")
+        if verdict.verdict == NO_DATA:
+            pytest.skip(f"{where}: no data: {verdict.figure}; {verdict.rule}")
         if expected and expected["verdict"] != HOLDS:
             request.applymarker(pytest.mark.xfail(
                 strict=True, raises=ClaimNotHeld,
@@ -69,6 +77,24 @@ def judge(request: pytest.FixtureRequest, recorded: Recorded,
     return judge_
 
 
+def figure_drift(verdict: Verdict, expected: dict) -> str | None:
+    """How a verdict's figure moved from the recorded one, if it did beyond the recorded interval:
+    n changed, data appeared or vanished, or the value left the recorded interval. None: no real drift
+    (a value within the recorded interval is a near-tie, not a change)."""
+    if (verdict.verdict == NO_DATA) != (expected["verdict"] == NO_DATA):
+        return "the data changed (no data on one side only)"
+    if "n" not in expected:
+        return None  # recorded before figures were: the label is all there is to compare
+    if verdict.n != expected["n"]:
+        return f"n changed from {expected['n']} to {verdict.n}"
+    lo, hi = expected["ci"]
+    slack = 1e-9 + 1e-6 * max(abs(lo), abs(hi))
+    value = verdict.value
+    if value == value and lo == lo and not lo - slack <= value <= hi + slack:
+        return f"the figure {value:.4g} left the recorded interval [{lo:.4g}, {hi:.4g}]"
+    return None
+
+
 def render_recorded(results: dict) -> str:
     """The TOML text recording every verdict of a run, with its figure and the run's environment."""
     env = results["environment"]
@@ -83,10 +109,19 @@ def render_recorded(results: dict) -> str:
         for models, verdicts in by_models.items():
             lines.append(f"[{claim}.{json.dumps(models)}]")
             for verdict in verdicts:
-                lines.append(f"{verdict['prompt_set']} = {{ verdict = {json.dumps(verdict['verdict'])}, "
-                             f"figure = {json.dumps(verdict['figure'], ensure_ascii=False)} }}")
+                lines.append(
+                    f"{verdict['prompt_set']} = {{ verdict = {json.dumps(verdict['verdict'])}, "
+                    f"value = {_number(verdict['value'])}, ci = [{_number(verdict['ci'][0])}, "
+                    f"{_number(verdict['ci'][1])}], n = {verdict['n']}, "
+                    f"figure = {json.dumps(verdict['figure'], ensure_ascii=False)} }}"
+                )
             lines.append("")
     return "\n".join(lines)
+
+
+def _number(x: float) -> str:
+    """A float as TOML writes it (nan included)."""
+    return "nan" if x != x else repr(float(x))
 
 
 def write_recorded(results: dict, path: Path) -> None:

@@ -63,7 +63,9 @@ def cell(result: dict) -> str:
     if verdict:
         if recorded and recorded["verdict"] != verdict["verdict"]:
             return f"regression: {recorded['verdict']} → {verdict['verdict']}"
-        return verdict["verdict"]
+        if result["outcome"] == "failed":
+            return f"failed: {verdict.get('cell', verdict['verdict'])}"
+        return verdict.get("cell", verdict["verdict"])
     return "skipped" if result["outcome"] == "skipped" else "failed"
 
 
@@ -148,6 +150,10 @@ def render(results: dict, figures: dict[str, list[str]]) -> str:
         lines += [f"- {change}" for change in changes]
     else:
         lines.append("No verdict changed.")
+    if results.get("by_construction"):
+        lines += ["", "## Settled by construction", "", results["by_construction"].strip()]
+    lines += ["", "## Data warnings", ""]
+    lines += [f"- {warning}" for warning in results.get("warnings", [])] or ["None."]
     lines += ["", "## Claims", ""]
     for claim, entry in results["claims"].items():
         lines += _claim_section(entry, figures.get(claim, []))
@@ -189,6 +195,10 @@ def _claim_section(entry: dict, figures: list[str]) -> list[str]:
                          f"{lo:.3g} to {hi:.3g}", verdict["n"], verdict["rule"]])
         else:
             rows.append([_label(result), cell(result), "", "", "", "", result.get("message") or ""])
+        for control in result.get("controls", []):
+            lo, hi = control["ci"]
+            rows.append([f"{_label(result)}, control", control["cell"], control["statistic"],
+                         f"{control['value']:.3g}", f"{lo:.3g} to {hi:.3g}", control["n"], "must not hold"])
     if rows:
         lines += [tabulate(rows, headers=["model", "verdict", "statistic", "value", "95% CI", "n", "rule"],
                            tablefmt="pipe", disable_numparse=True), ""]

@@ -23,6 +23,8 @@ class TestRecord:
     """passed, failed, skipped, xfailed or xpassed."""
     message: str | None
     verdict: dict | None = None
+    controls: list[dict] = field(default_factory=list)
+    """The claim's control verdicts (e.g. shuffled answers), shown beside it."""
     recorded: dict | None = None
     figures: list[dict] = field(default_factory=list)
 
@@ -51,7 +53,7 @@ def assemble(records: list[TestRecord], models: dict[str, dict], model_order: li
             "models": verdict["models"] if verdict else unjudged,
             "prompt_set": verdict["prompt_set"] if verdict else who["prompt_set"],
             "outcome": record.outcome, "message": record.message,
-            "verdict": verdict, "recorded": record.recorded,
+            "verdict": verdict, "controls": record.controls, "recorded": record.recorded,
         })
         figures += [{"claim": who["claim"], **figure} for figure in record.figures]
     order = list(dict.fromkeys([*model_order, *models]))

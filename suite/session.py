@@ -50,6 +50,10 @@ class ModelArtefacts:
         self.reported = False
         """Whether a test of this process has carried the record to the report."""
 
+    def peek(self, key: Hashable) -> Any:
+        """The artefact under `key` if it was computed, else None (never computes)."""
+        return self._memo.get(key)
+
     def get(self, key: Hashable, compute: Callable[[lens.loader.LoadedModel], T]) -> T:
         """The artefact under `key`, computed by `compute(model)` the first time it is asked for."""
         if key not in self._memo:

@@ -1,16 +1,20 @@
-"""Verdicts on claims: a statistic over prompts, its bootstrap interval, and holds / refuted / inconclusive.
+"""Verdicts on claims: a statistic with an interval of honest coverage, and holds / refuted / inconclusive /
+no data.
 
-Generic over claims: a verdict names its claim, models and prompt set as fields, never as a string to parse.
+Shares get exact (Clopper-Pearson) intervals; other statistics a bootstrap that resamples facts, not
+prompts (the forms of one fact are not independent). Generic over claims: a verdict names its claim,
+models and prompt set as fields, never as a string to parse.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+from scipy.stats import beta, binom
 
-HOLDS, REFUTED, INCONCLUSIVE = "holds", "refuted", "inconclusive"
+HOLDS, REFUTED, INCONCLUSIVE, NO_DATA = "holds", "refuted", "inconclusive", "no data"
 
 
 class ClaimNotHeld(AssertionError):
@@ -40,12 +44,28 @@ class Verdict:
     n: int
     evidence: tuple[dict, ...] = field(default=())
     """Per-prompt figures behind the statistic."""
+    confidence: float = 0.95
+    """The interval's confidence level (above 0.95 where several secondary tests share the error rate)."""
+    minimum_n: int = 1
+    """Below this n the verdict is `no data` (from a power calculation at the claim's threshold)."""
+    primary: bool = True
+    """The claim's one primary test (the others are secondary, with their confidence adjusted)."""
+    control: bool = False
+    """The claim's control (e.g. another fact's answer followed instead), not the claim: it must not hold."""
 
     @property
     def figure(self) -> str:
         """The statistic, its value and interval in one line."""
         lo, hi = self.ci
-        return f"{self.statistic} = {self.value:.3g} (95% CI {lo:.3g} to {hi:.3g}, n={self.n})"
+        return f"{self.statistic} = {self.value:.3g} ({self.confidence:.1%} CI {lo:.3g} to {hi:.3g}, n={self.n})"
+
+    @property
+    def cell(self) -> str:
+        """The verdict with its effect size and interval, for a verdict matrix."""
+        if self.verdict == NO_DATA:
+            return f"no data (n={self.n} < {self.minimum_n})"
+        lo, hi = self.ci
+        return f"{self.verdict} {self.value:.2f} [{lo:.2f}, {hi:.2f}] n={self.n}"
 
     @property
     def label(self) -> str:
@@ -59,23 +79,50 @@ class Verdict:
         data["ci"] = list(self.ci)
         data["evidence"] = list(self.evidence)
         data["figure"] = self.figure
+        data["cell"] = self.cell
         return data
 
 
-def bootstrap_ci(
+def share_ci(k: float, n: float, confidence: float = 0.95) -> tuple[float, float]:
+    """Exact (Clopper-Pearson) interval of a share k/n; k and n may be fractional (an effective sample
+    size, e.g. facts rather than prompts), where the beta quantiles still apply."""
+    if n <= 0:
+        return (float("nan"), float("nan"))
+    tail = (1 - confidence) / 2
+    lo = float(beta.ppf(tail, k, n - k + 1)) if k > 0 else 0.0
+    hi = float(beta.ppf(1 - tail, k + 1, n - k)) if k < n else 1.0
+    return (lo, hi)
+
+
+def min_n_for_share(threshold: float, alternative: float, power: float = 0.8, confidence: float = 0.95) -> int:
+    """The fewest observations at which a true share of `alternative` gives an exact interval wholly
+    above `threshold` with probability `power` (the claim's minimum n: fewer is no data)."""
+    for n in range(1, 10_000):
+        k = next((k for k in range(n + 1) if share_ci(k, n, confidence)[0] > threshold), None)
+        if k is not None and binom.sf(k - 1, n, alternative) >= power:
+            return n
+    raise ValueError(f"no n up to 10000 tells {alternative} from {threshold}")
+
+
+def cluster_bootstrap_ci(
     values: Sequence[float],
+    clusters: Sequence[Hashable],
     statistic: Callable[[np.ndarray], float] = np.median,
     confidence: float = 0.95,
     resamples: int = 2000,
     seed: int = 0,
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of `statistic` over `values` (fixed seed: reproducible)."""
+    """Percentile bootstrap interval of `statistic`, resampling whole clusters (facts) with replacement,
+    so values of one fact (its completion and Q&A prompts) move together (fixed seed: reproducible)."""
     data = np.asarray(values, dtype=float)
     if data.size == 0:
         return (float("nan"), float("nan"))
+    groups = [np.flatnonzero(np.asarray([c == key for c in clusters])) for key in dict.fromkeys(clusters)]
     rng = np.random.default_rng(seed)
-    samples = data[rng.integers(0, data.size, size=(resamples, data.size))]
-    stats = np.apply_along_axis(statistic, 1, samples)
+    stats = np.empty(resamples)
+    for i in range(resamples):
+        picked = rng.integers(0, len(groups), size=len(groups))
+        stats[i] = statistic(data[np.concatenate([groups[g] for g in picked])])
     tail = (1 - confidence) / 2
     return (float(np.quantile(stats, tail)), float(np.quantile(stats, 1 - tail)))
 
