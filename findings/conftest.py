@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -17,10 +17,8 @@ from suite.statistics import Verdict
 @pytest.hookimpl(trylast=True)  # after the models: ids read model-set
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Parametrize a claim over the prompt sets it runs on, declared once in claims.toml."""
-    if "prompt_set" in metafunc.fixturenames:
-        marker = metafunc.definition.get_closest_marker("claim")
-        if marker is None:
-            raise pytest.UsageError(f"{metafunc.definition.nodeid}: a test over prompt sets must name its claim")
+    marker = metafunc.definition.get_closest_marker("claim")
+    if marker is not None and "prompt_set" in metafunc.fixturenames:
         metafunc.parametrize("prompt_set", prompt_sets_of(marker.args[0]))
 
 
@@ -39,10 +37,17 @@ def findings(model_artefacts: ModelArtefacts) -> ModelFindings:
     return ModelFindings(model_artefacts)
 
 
-@pytest.fixture
-def claim(request: pytest.FixtureRequest) -> str:
-    """The claim's id, from the module's `claim` marker."""
-    return request.node.get_closest_marker("claim").args[0]
+@pytest.fixture(autouse=True)
+def _warn_of_exclusions(request: pytest.FixtureRequest, record_warning) -> Iterator[None]:
+    """After a test over a prompt set, report the facts the model's tokenizer made us leave out."""
+    if not {"model_artefacts", "prompt_set"} <= set(request.fixturenames):
+        yield
+        return
+    artefacts = request.getfixturevalue("model_artefacts")
+    prompt_set = request.getfixturevalue("prompt_set")
+    yield
+    for fact, reason in (artefacts.peek(("exclusions", prompt_set)) or {}).items():
+        record_warning(f"{artefacts.name}, {prompt_set}: {fact} left out ({reason})")
 
 
 @pytest.fixture

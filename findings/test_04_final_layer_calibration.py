@@ -1,12 +1,14 @@
-"""Final-layer calibration: the last layers lower the confidence reached earlier.
+"""Final-layer calibration: over the last 10% of blocks the model grows less confident, in the answer too.
 
 Claim: "final layers calibrate confidence"; "Last few layers seem to moderate the confidence for more
-natural responses" (readme of experiment 001).
+natural responses" (readme of experiment 001). Lad et al. 2024 and Stolfo et al. 2024 describe final
+layers that sharpen or flatten the distribution while the top token stays.
 
-Definition: confidence is measured by entropy (higher entropy, lower confidence). On each correctly
-answered completion or Q&A prompt, compare the lens's entropy at the block at 90% depth with the
-output's entropy. The claim holds if the 95% bootstrap interval of the share of prompts whose entropy
-rises over the last 10% of layers lies above 0.5.
+Definition: on each correctly answered completion or Q&A prompt, compare the lens at the block at 90% of
+depth with the output: confidence is moderated when the entropy rises (the distribution flattens) and
+the answer's probability falls while the answer stays top-1 in both. The claim holds if the exact 95%
+interval of the share of prompts showing this (effective sample size: the facts) lies above 0.5.
+Control: another fact's answer in place of the answer (it must not hold).
 """
 
 import math
@@ -14,19 +16,37 @@ import math
 import pytest
 
 from findings.data import THRESHOLDS
-from findings.evidence import forward_prompts, share_verdict
+from findings.evidence import as_control, forward_prompts, partners, series, share_verdict
+from suite.statistics import Verdict
 
-pytestmark = pytest.mark.claim("final_layer_calibration", number=4)
+CLAIM = "final_layer_calibration"
+pytestmark = pytest.mark.claim(CLAIM, number=4)
 
-T = THRESHOLDS["final_layer_calibration"]
+T = THRESHOLDS[CLAIM]
 
 
-def test_final_layer_calibration(findings, prompt_set, judge, claim):
+def evaluate(findings, prompt_set: str, control: bool = False) -> Verdict:
+    """The claim's verdict on one model and prompt set (with `control`, on shuffled answers)."""
+    other = partners(findings.facts(prompt_set))
     rows = []
-    for prompt, fact, trace in forward_prompts(findings.lens(prompt_set), prompt_set, answered=True):
-        at = trace.layers[math.ceil(T["from_depth"] * trace.n_layers) - 1]
-        rows.append({"prompt": prompt, "layer": at.layer,
-                     "entropy_there": at.entropy, "output_entropy": trace.output.entropy,
-                     "confidence_lowered": trace.output.entropy > at.entropy})
-    judge(share_verdict(claim, findings.name, prompt_set, rows, "confidence_lowered", T["majority"],
-                        "share of prompts whose entropy rises over the last 10% of layers"))
+    for prompt, fact, trace in forward_prompts(findings, prompt_set, answered=True):
+        word = series(trace, other[fact.id].answer if control else fact.answer)
+        if word is None:
+            continue
+        at = math.ceil(T["from_depth"] * trace.n_layers) - 1
+        lens = trace.layers[at]
+        row = {"fact": fact.id, "prompt": prompt, "followed": word.text, "layer": at,
+               "entropy_there": lens.entropy, "output_entropy": trace.output.entropy,
+               "p_there": word.p[at], "output_p": word.p_output,
+               "top1_both": word.rank[at] == 1 and word.rank_output == 1}
+        row["moderated"] = (row["top1_both"] and trace.output.entropy > lens.entropy
+                            and word.p_output < word.p[at])
+        rows.append(row)
+    verdict = share_verdict(CLAIM, findings.name, prompt_set, rows, "moderated", T["majority"],
+                            "share of prompts whose last 10% of blocks lower the confidence in the answer")
+    return as_control(verdict) if control else verdict
+
+
+def test_final_layer_calibration(findings, prompt_set, judge, record_control):
+    record_control(evaluate(findings, prompt_set, control=True))
+    judge(evaluate(findings, prompt_set))

@@ -1,27 +1,35 @@
-"""Prompt format: the Q&A form gives the answer a higher output probability than the completion form.
+"""Prompt format: the Q&A form gives the answer more probability than the completion form does.
 
 Claim: "Q&A format ('Question: What is the capital of Germany? Answer:') works better than completion
 format for many models" (project notes, recent progress).
 
-Definition: for each fact, compare the output probability of the answer's first token after
-"Question: What is the capital of X? Answer:" with that after "The capital of X is". The claim holds
-if the 95% bootstrap interval of the share of facts where the Q&A form is higher lies above 0.5.
+Definition: compare like with like. For each fact, the answer's output probability normalised over the
+set's candidate answers (each candidate's followed token counted once), after "Question: What is the
+capital of X? Answer:" and after "The capital of X is": a frame that spends its mass on " the" lowers
+every candidate alike. A fact counts only if the model answers at all in at least one form (the
+candidates together get at least 5% of the output probability). The effect is the log-ratio ln(p_qa / p_completion);
+the claim holds if the 95% interval of its median over facts (bootstrap) lies above 0, is refuted if it
+lies at or below 0.
 """
 
 import pytest
 
-from findings.data import SETS, THRESHOLDS
-from findings.evidence import share_verdict
+from findings.data import THRESHOLDS
+from findings.evidence import paired_forms_verdict
 
-pytestmark = pytest.mark.claim("prompt_format", number=5)
+CLAIM = "prompt_format"
+pytestmark = pytest.mark.claim(CLAIM, number=5)
+
+T = THRESHOLDS[CLAIM]
 
 
-def test_prompt_format(findings, prompt_set, judge, claim):
-    rows = [
-        {"fact": fact.id, "p_completion": c.output.p_answer, "p_qa": q.output.p_answer,
-         "qa_higher": q.output.p_answer > c.output.p_answer}
-        for fact, c, q in zip(SETS[prompt_set], findings.lens(prompt_set)["completion"], findings.lens(prompt_set)["qa"])
-    ]
-    judge(share_verdict(claim, findings.name, prompt_set, rows, "qa_higher",
-                        THRESHOLDS["prompt_format"]["majority"],
-                        "share of facts where Q&A beats completion"))
+def evaluate(findings, prompt_set: str):
+    """The claim's verdict on one model and prompt set."""
+    return paired_forms_verdict(CLAIM, findings, prompt_set, better="qa", worse="completion",
+                                floor=T["floor"], statistic="median ln(p_qa / p_completion), normalised over candidates")
+
+
+def test_prompt_format(findings, prompt_set, judge):
+    judge(evaluate(findings, prompt_set))
+
+

@@ -1,28 +1,41 @@
-"""Patching before the lens: the handover layer lies before or at the layer where the lens converges on the answer.
+"""Patching before the lens: the answer reaches the last position (patching) no later than the lens settles on it.
 
 Claim: the causal counterpart of the lens (issue 6): the layer at which the answer moves from the subject
-to the last position (activation patching) is at or before the first layer whose logit lens puts the
+to the last position (activation patching) is at or before the layer from which the logit lens keeps the
 answer top-1.
 
-Definition: for each fact counted by the handover claim (same patching, same handover layer), compare
-the handover layer with the first block whose lens has the answer top-1 on the clean prompt. The claim
-holds if the 95% bootstrap interval of the share of facts with handover <= convergence lies above 0.5.
+Definition: for each fact counted by the handover claim (same patching, same handover layer) whose lens
+settles on the answer before the last block (where it settles only at the last block, "at or before" holds
+whatever patching shows, so those facts tell nothing), compare the handover layer with the first block from
+which the lens keeps the answer top-1 on the clean prompt. The lag (settling minus handover, in blocks) is
+reported for every fact. The claim holds if the exact 95% interval of the share of facts with handover <=
+settling lies above 0.5.
 """
 
 import pytest
 
 from findings.data import THRESHOLDS
-from findings.evidence import first_top1, handover, share_verdict
+from findings.evidence import handover, settled_top1, share_verdict
+from suite.statistics import Verdict
 
-pytestmark = pytest.mark.claim("patching_before_convergence", number=15)
+CLAIM = "patching_before_convergence"
+pytestmark = pytest.mark.claim(CLAIM, number=15)
 
 
-def test_patching_before_convergence(findings, prompt_set, judge, claim):
+def evaluate(findings, prompt_set: str) -> Verdict:
+    """The claim's verdict on one model (the capitals' completion prompts)."""
     rows = []
     for fact, patching, subject, trace in findings.patched():
         layer, _, _ = handover(patching, subject)
-        converged = first_top1(trace, fact.answer)
-        rows.append({"fact": fact.id, "handover_layer": layer, "lens_top1_layer": converged,
-                     "before_or_at": layer is not None and converged is not None and layer <= converged})
-    judge(share_verdict(claim, findings.name, prompt_set, rows, "before_or_at", THRESHOLDS["patching"]["majority"],
-                        "share of facts whose handover comes at or before the lens's convergence"))
+        settled = settled_top1(trace, fact.answer)
+        if layer is None or settled is None or settled == trace.n_layers - 1:
+            continue
+        rows.append({"fact": fact.id, "handover_layer": layer, "lens_settled_layer": settled,
+                     "lag": settled - layer, "before_or_at": layer <= settled})
+    return share_verdict(CLAIM, findings.name, prompt_set, rows, "before_or_at",
+                         THRESHOLDS["patching"]["majority"],
+                         "share of facts whose handover comes at or before the lens settles")
+
+
+def test_patching_before_convergence(findings, prompt_set, judge):
+    judge(evaluate(findings, prompt_set))
