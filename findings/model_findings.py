@@ -126,10 +126,13 @@ class ModelFindings:
         })
 
     def patching(self) -> dict[str, Patching | None]:
-        """Per usable capital fact (by id), activation patching of its completion prompt into another
-        fact's (None: no partner of the same token length)."""
+        """Per usable capital fact (by id) the model answers top-1 after its completion prompt, activation
+        patching of that prompt into another fact's (None: no partner of the same token length). The facts
+        the model does not answer are not patched: no claim reads them."""
         facts, subjects = self.facts(CAPITALS), self.subject_positions()
-        return self.artefacts.get("patching", lambda model: _patch_all(model, facts, subjects))
+        clean = self.lens(CAPITALS)["completion"]
+        answered = {fact.id for fact, trace in zip(facts, clean) if output_top1(trace, fact.answer)}
+        return self.artefacts.get("patching", lambda model: _patch_all(model, facts, subjects, answered))
 
     def notes_patching(self) -> Patching | None:
         """Patching of the notes' fact at every position (the figure), or None where it is left out."""
@@ -144,7 +147,7 @@ class ModelFindings:
         clean = self.lens(CAPITALS)["completion"]
         patchings, subjects = self.patching(), self.subject_positions()
         for fact, trace in zip(self.facts(CAPITALS), clean):
-            patching, subject = patchings[fact.id], subjects[fact.id]
+            patching, subject = patchings.get(fact.id), subjects[fact.id]
             if (patching is not None and output_top1(trace, fact.answer)
                     and patching.p_clean - patching.p_corrupt >= THRESHOLDS["patching"]["min_gap"]):
                 yield fact, patching, subject, trace
@@ -177,10 +180,11 @@ def _by_form(cases: list[tuple[str, Fact]], traces: list[Trace]) -> Forms:
     return {form: tuple(ts) for form, ts in grouped.items()}
 
 
-def _patch_all(model: LoadedModel, facts: tuple[Fact, ...], subjects: dict[str, tuple[int, ...]]
-               ) -> dict[str, Patching | None]:
-    """Each fact patched at its subject's positions and the last one."""
-    return {fact.id: _patch(model, facts, i, [*subjects[fact.id], -1]) for i, fact in enumerate(facts)}
+def _patch_all(model: LoadedModel, facts: tuple[Fact, ...], subjects: dict[str, tuple[int, ...]],
+               only: set[str]) -> dict[str, Patching | None]:
+    """Each fact of `only` patched at its subject's positions and the last one."""
+    return {fact.id: _patch(model, facts, i, [*subjects[fact.id], -1])
+            for i, fact in enumerate(facts) if fact.id in only}
 
 
 def _patch(model: LoadedModel, facts: tuple[Fact, ...], i: int, positions: list[int] | None) -> Patching | None:

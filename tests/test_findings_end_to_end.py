@@ -23,7 +23,8 @@ def run_findings(reports: Path, *extra: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def smollm2_run(tmp_path_factory, smollm2):  # smollm2: fetched and cached before the subprocess
     reports = tmp_path_factory.mktemp("reports")
-    return run_findings(reports, "-k", "capitals and not capitals_german"), reports
+    # The capitals without patching (the in-process findings run it): the report and three kinds of figure.
+    return run_findings(reports, "-k", "capitals and not capitals_german and not patching"), reports
 
 
 def test_the_findings_pass_on_smollm2_as_recorded(smollm2_run):
@@ -36,11 +37,11 @@ def test_the_report_shows_every_claim_and_resolves_every_figure(smollm2_run):
     _, reports = smollm2_run
     report = (reports / "findings.md").read_text()
     for number in NUMBERS:
-        assert f"\n| {number}. [" in report
+        assert f"\n| {number}. [" in report or number in (14, 15)  # patching: not selected here
     assert "| smollm2" in report.splitlines()[report.splitlines().index("## Verdicts") + 2]
     links = re.findall(r"!\[[^\]]*\]\((figures/[^)]+)\)", report)
     assert sorted(Path(link).stem for link in links) == [
-        "smollm2-answer-by-depth", "smollm2-attention", "smollm2-logit-lens", "smollm2-patching"]
+        "smollm2-answer-by-depth", "smollm2-attention", "smollm2-logit-lens"]
     for link in links:
         png = (reports / link).read_bytes()
         assert png.startswith(b"\x89PNG") and len(png) > 10_000

@@ -109,9 +109,9 @@ def test_the_report_says_what_changed_since_the_previous_run(fake_findings):
     run(fake_findings, "findings", *MODELS)
     (fake_findings.path / "findings" / "test_01_fake_claim.py").write_text(FAKE_CLAIM.format(verdict="refuted"))
     run(fake_findings, "findings", *MODELS)
-    assert results(fake_findings)["changes"] == ["fake_claim on smollm2 (capitals): holds → refuted"]
-    report = (fake_findings.path / "reports" / "findings.md").read_text()
-    assert "- fake_claim on smollm2 (capitals): holds → refuted" in report
+    change = "fake_claim on smollm2 (capitals): holds 0.80 [0.60, 0.90] n=7 → refuted 0.80 [0.60, 0.90] n=7"
+    assert results(fake_findings)["changes"] == [change]
+    assert f"- {change}" in (fake_findings.path / "reports" / "findings.md").read_text()
 
 
 def test_a_previous_report_in_an_older_layout_is_not_compared(fake_findings):
