@@ -53,6 +53,7 @@ class FindingsReport:
         command = " ".join(["pytest", *self.config.invocation_params.args])
         results = assemble(self.records, self.models, self.config.stash[SESSION].names, command)
         results["warnings"] = sorted(self.warnings)
+        results["absent"] = self.config.stash[SESSION].absent
         notes = self.config.getini("lens_report_notes")
         results["by_construction"] = (self.config.rootpath / notes).read_text() if notes else ""
         previous = load_results(reports_dir)

@@ -47,7 +47,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     session = SuiteSession.from_values(
-        config.getoption("model", default=[]), config.getoption("lens_device", default=None)
+        config.getoption("model", default=[]), config.getoption("lens_device", default=None),
+        config.getoption("markexpr", default="") or "",
     )
     config.stash[SESSION] = session
     config.addinivalue_line("markers", "claim(id, number): the test judges this claim (for the report)")
@@ -61,6 +62,16 @@ def pytest_configure(config: pytest.Config) -> None:
         from suite.collector import FindingsReport
 
         config.pluginmanager.register(FindingsReport(config), "lens-findings-report")
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Once, at the start: which models run, and which do not because their weights are absent."""
+    session = config.stash[SESSION]
+    lines = [f"lens models: {', '.join(session.names) or 'none'}"]
+    if session.absent:
+        fetch = "; ".join(f"{name}: `{command}`" for name, command in session.absent.items())
+        lines.append(f"not run, weights not here (fetch them to include them): {fetch}")
+    return lines
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

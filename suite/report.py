@@ -113,6 +113,10 @@ def render(results: dict, figures: dict[str, list[str]]) -> str:
     not_run = [m for m in models if m not in ran]
     if not_run:
         lines.append(f"Not run: {', '.join(not_run)} (see the notes under the matrix).")
+    absent = results.get("absent") or {}
+    if absent:
+        lines.append("Weights not here, so not run: " + "; ".join(
+            f"{name} (fetch with `{command}`)" for name, command in absent.items()) + ".")
     lines += ["", "## Verdicts", ""]
     notes: list[str] = []
     for i, prompt_set in enumerate(_prompt_sets(results)):

@@ -8,6 +8,7 @@ nothing else); what was computed from it stays.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -64,22 +65,37 @@ class ModelArtefacts:
 class SuiteSession:
     """Which models the run covers, where each comes from, and the one model in memory."""
 
-    def __init__(self, sources: dict[str, str], device: str | None) -> None:
+    def __init__(self, sources: dict[str, str], device: str | None, absent: dict[str, str] | None = None) -> None:
         self.sources = sources
         """Model name -> what to load for it (a registry name, a path or a repo id)."""
         self.device = device
+        self.absent = absent or {}
+        """Registry models left out because their weights are not here -> the command that fetches them."""
         self._artefacts: dict[str, ModelArtefacts] = {}
         self._loaded: lens.loader.LoadedModel | None = None
         self._refused: dict[str, str] = {}
 
     @classmethod
-    def from_values(cls, given: list[str], device: str | None) -> SuiteSession:
-        """From the --model values (none: every registered model)."""
+    def from_values(cls, given: list[str], device: str | None, markexpr: str = "") -> SuiteSession:
+        """From the --model values; none: every registered model whose weights are here. A model asked for
+        (with --model, or by name in -m) whose weights are absent ends the run with the command that
+        fetches them (exit status 2), rather than a run of skips."""
         try:
-            sources = {resolve(value).name: value for value in given}
+            specs = {resolve(value).name: (value, resolve(value)) for value in given}
         except LensError as error:
             raise pytest.UsageError(f"--model: {error}") from None
-        return cls(sources or {name: name for name in registry()}, device)
+        if not specs:
+            specs = {name: (name, spec) for name, spec in registry().items()}
+        named = set(re.findall(r"[\w.-]+", markexpr)) | {name for name in specs if given}
+        present = {name: spec.is_present() for name, (_, spec) in specs.items()}
+        for name in sorted(named & set(specs)):
+            if not present[name]:
+                spec = specs[name][1]
+                size = f" (about {spec.size_gb:g} GB)" if spec.size_gb else ""
+                pytest.exit(f"{name}'s weights are not here: fetch them with `{spec.download_command()}`{size}, "
+                            f"then run `{findings_command('-m ' + name)}`", returncode=2)
+        return cls({name: value for name, (value, _) in specs.items() if present[name]}, device,
+                   {name: spec.download_command() for name, (_, spec) in specs.items() if not present[name]})
 
     @property
     def names(self) -> list[str]:

@@ -7,7 +7,16 @@ import sys
 
 import pytest
 
+from lens.paths import cache_dir
+
 pytest_plugins = ["pytester"]
+CACHE = cache_dir()
+"""The lens cache as this run sees it; pytester moves HOME, and the plugin looks for the models' weights."""
+
+
+@pytest.fixture(autouse=True)
+def _same_model_cache(monkeypatch):
+    monkeypatch.setenv("LENS_CACHE_DIR", str(CACHE))
 
 FAKE_CLAIM = '''
 """Fake claim: the answer is always right.

@@ -59,3 +59,28 @@ def test_a_model_without_weights_is_skipped_with_its_download_command(loads, tmp
     with pytest.raises(pytest.skip.Exception, match=r"llama3 not run: .*download llama3`"):
         session.artefacts("llama3").get("x", lambda model: 1)
     assert loads == []
+
+
+@pytest.fixture
+def hub_absent(monkeypatch):
+    """The Hub models' weights absent and the embedded ones present, whatever this machine holds."""
+    from lens.registry import HubModel, PyPIModel
+
+    monkeypatch.setattr(HubModel, "is_present", lambda self: False)
+    monkeypatch.setattr(PyPIModel, "is_present", lambda self: True)
+    return [spec.name for spec in registry().values() if isinstance(spec, HubModel)]
+
+
+def test_models_without_weights_are_not_collected_but_named_with_their_fetch_command(hub_absent):
+    session = SuiteSession.from_values([], device=None)
+    assert session.names == [name for name in registry() if name not in hub_absent]
+    assert set(session.absent) == set(hub_absent)
+    assert all(command.endswith(f"download {name}") for name, command in session.absent.items())
+
+
+def test_asking_for_a_model_without_weights_ends_the_run_with_the_command(hub_absent):
+    with pytest.raises(pytest.exit.Exception, match=rf"{hub_absent[0]}'s weights are not here: fetch them with `.*download {hub_absent[0]}`") as stop:
+        SuiteSession.from_values([], device=None, markexpr=f"{hub_absent[0]} and not slow")
+    assert stop.value.returncode == 2
+    with pytest.raises(pytest.exit.Exception):
+        SuiteSession.from_values([hub_absent[0]], device=None)
