@@ -53,6 +53,33 @@ class DeviceCheck:
         )
 
 
+EXACT_TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 3e-2, torch.float16: 1e-2}
+"""Largest max |lens logit - output logit| / max |output logit| at the last block, by dtype."""
+
+
+def exactness(model: LoadedModel, prompt: str = CHECK_PROMPTS[0]) -> float:
+    """How far the exact lens at the last block is from the model's own output logits, relative to their
+    scale: 0 up to float error when the lens is exact on this model, device and dtype."""
+    residuals = collect(model, [prompt])
+    with torch.inference_mode():
+        lens = EXACT.logits(model, residuals.resid[0, -1]).float()
+    output = residuals.output_logits[0].float()
+    return float((lens - output).abs().max() / output.abs().max().clamp_min(1e-12))
+
+
+def require_exact(model: LoadedModel) -> None:
+    """Refuse a model whose last block, read through the lens, is not its output (one line, what to do)."""
+    relative = exactness(model)
+    tolerance = EXACT_TOLERANCE[model.dtype]
+    if not relative <= tolerance:
+        dtype = str(model.dtype).removeprefix("torch.")
+        raise LensError(
+            f"the lens is not exact on {model.name} ({model.device}, {dtype}): its last block differs from the "
+            f"output by {relative:.1e} of the logits' scale (tolerance {tolerance:.0e}); try --device cpu or "
+            "--dtype float32"
+        )
+
+
 def lens_probabilities(model: LoadedModel, prompts: tuple[str, ...] = CHECK_PROMPTS) -> torch.Tensor:
     """Exact-lens probabilities at every layer, shape (prompts, n_layers, vocab), on the CPU in float32."""
     resid = collect(model, prompts).resid

@@ -109,7 +109,11 @@ def load(
     hf_model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
     if not offload:
         hf_model.to(device)
-    return wrap(spec, hf_model, tokenizer, device, weights_id, offloaded=bool(offload))
+    model = wrap(spec, hf_model, tokenizer, device, weights_id, offloaded=bool(offload))
+    from lens.check import require_exact  # check reads traces, which need this module
+
+    require_exact(model)
+    return model
 
 
 def wrap(

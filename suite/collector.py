@@ -19,6 +19,8 @@ class FindingsReport:
         self.records: list[TestRecord] = []
         self.models: dict[str, dict] = {}
         self.warnings: list[str] = []
+        self.written: tuple[Path, dict] | None = None
+        """The report written at session end and its results, for the terminal summary."""
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         properties = report.user_properties
@@ -58,8 +60,32 @@ class FindingsReport:
         results["by_construction"] = (self.config.rootpath / notes).read_text() if notes else ""
         previous = load_results(reports_dir)
         results["changes"] = verdict_changes(previous, results) if previous else None
-        path = write_report(results, reports_dir)
-        self.config.get_terminal_writer().line(f"findings report: {path}")
+        self.written = (write_report(results, reports_dir), results)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        """The run's last lines: each model's verdicts on each prompt set in brief, and where the report is."""
+        if self.written is None:
+            return
+        path, results = self.written
+        terminalreporter.write_sep("=", "findings")
+        for line in brief(results):
+            terminalreporter.write_line(line)
+        terminalreporter.write_line(f"report: {path}")
+
+
+def brief(results: dict) -> list[str]:
+    """Per model and prompt set, how many claims came out each way: "smollm2  capitals  2 holds, 3 refuted"."""
+    counts: dict[tuple[str, str], dict[str, int]] = {}
+    for entry in results["claims"].values():
+        for result in entry["results"]:
+            label = (result.get("verdict") or {}).get("verdict") or result["outcome"]
+            for model in result["models"]:
+                tally = counts.setdefault((model, result["prompt_set"]), {})
+                tally[label] = tally.get(label, 0) + 1
+    order = ("holds", "refuted", "inconclusive", "no data", "failed", "skipped")
+    return [f"{model:<10} {prompt_set:<16} " + ", ".join(f"{tally[k]} {k}" for k in order if k in tally)
+            for (model, prompt_set), tally in counts.items()]
 
 
 def _outcome(report: pytest.TestReport) -> str:

@@ -42,3 +42,13 @@ def test_lens_probabilities_are_distributions(smollm2):
     probs = lens_probabilities(smollm2)
     assert probs.shape[:2] == (3, smollm2.n_layers)
     assert torch.allclose(probs.sum(-1), torch.ones(probs.shape[:2]), atol=1e-4)
+
+
+def test_every_load_checks_the_lens_is_exact_and_refuses_a_model_where_it_is_not(smollm2, monkeypatch):
+    from lens.check import exactness, require_exact
+
+    assert exactness(smollm2) < 1e-5  # measured: ~1e-6 of the logits' scale in float32
+    wrong = load("smollm2", device="cpu")
+    wrong.bridge.cfg.output_logits_soft_cap = 1.0  # the lens would cap logits the model does not
+    with pytest.raises(LensError, match=r"the lens is not exact on smollm2 \(cpu, float32\).*--device cpu"):
+        require_exact(wrong)

@@ -78,9 +78,11 @@ def test_device_choice_refuses_what_is_not_there():
             choose_device("mps")
 
 
-def test_an_8b_model_runs_in_bfloat16_on_a_64gb_mac_and_small_ones_in_float32(monkeypatch):
+def test_the_notes_models_run_in_float32_on_a_64gb_mac_and_a_70b_one_in_bfloat16(monkeypatch):
     monkeypatch.setattr("lens.device.memory_bytes", lambda device: 64 * 2**30)
-    assert choose_dtype(8_030_000_000, "mps") == torch.bfloat16
+    assert choose_dtype(8_030_000_000, "mps") == torch.float32  # Llama 3 8B: 32 GB of 64
+    assert choose_dtype(9_240_000_000, "mps") == torch.float32  # Gemma 2 9B: 37 GB
+    assert choose_dtype(70_600_000_000, "mps") == torch.bfloat16
     assert choose_dtype(135_000_000, "mps") == torch.float32
     assert choose_dtype(135_000_000, "mps", "float16") == torch.float16
     with pytest.raises(LensError, match="unknown dtype"):
