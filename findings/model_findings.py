@@ -12,11 +12,11 @@ import torch
 from findings.data import CAPITALS, NOTES_FACT, NOTES_PROMPT, SETS, THRESHOLDS, Fact, forms_of
 from findings.evidence import output_top1, partners
 from lens.attention import AttentionFromLast, attention_from_last, token_positions
+from lens.errors import LensError
 from lens.grid import LensGrid, lens_grid
 from lens.lenses import EXACT, Lens
 from lens.loader import LoadedModel
 from lens.patching import Patching, patch_residuals
-from lens.errors import LensError
 from lens.tokens import answer_token, variants
 from lens.trace import Residuals, Trace, collect, read
 from suite.session import ModelArtefacts, ModelRecord

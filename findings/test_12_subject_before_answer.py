@@ -15,8 +15,8 @@ import pytest
 
 from findings.data import CAPITALS, THRESHOLDS
 from findings.evidence import as_control, first_top1, forward_prompts, partners, share_verdict
-from suite.statistics import Verdict
 from suite.figures import TokenGrid
+from suite.statistics import Verdict
 
 CLAIM = "subject_before_answer"
 pytestmark = pytest.mark.claim(CLAIM, number=12)

@@ -8,7 +8,17 @@ from lens.grid import LensGrid, lens_grid
 from lens.lenses import EXACT, RAW, Lens, LogitLens, RawLens
 from lens.loader import LoadedModel, load, release
 from lens.registry import ModelSpec, registry, resolve
-from lens.trace import LayerLens, OutputLens, Residuals, Trace, Watched, collect, read, read_at, trace
+from lens.trace import (
+    LayerLens,
+    OutputLens,
+    Residuals,
+    Trace,
+    Watched,
+    collect,
+    read,
+    read_at,
+    trace,
+)
 
 __all__ = [
     "EXACT",

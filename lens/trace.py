@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
-from lens.lenses import EXACT, Lens
 from lens.errors import LensError
+from lens.lenses import EXACT, Lens
 from lens.loader import LoadedModel
 from lens.tokens import AnswerToken, answer_token, encode
 

@@ -9,7 +9,15 @@ from importlib.resources import files
 import pytest
 
 from lens.errors import LensError
-from lens.registry import GGUFFile, HubModel, LocalFolder, PyPIModel, embedded_models, registry, resolve
+from lens.registry import (
+    GGUFFile,
+    HubModel,
+    LocalFolder,
+    PyPIModel,
+    embedded_models,
+    registry,
+    resolve,
+)
 
 TOML = tomllib.loads(files("lens").joinpath("models.toml").read_text())
 

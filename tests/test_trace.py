@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from lens.errors import LensError
-from lens.tokens import answer_token, encode
 from lens.lenses import EXACT, RAW
+from lens.tokens import answer_token, encode
 from lens.trace import collect, read, read_at, trace
 from tests.conftest import random_model
 from tests.reference import plain_twin, reference_lens
