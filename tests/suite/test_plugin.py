@@ -94,6 +94,9 @@ def test_verdicts_skips_failures_and_figures_reach_the_report(fake_findings, xdi
     matrix = report.split("## Verdicts")[1].split("## Changes")[0]
     assert "| holds " in matrix and "| refuted " in matrix and "skipped [" in matrix and "failed [" in matrix
     assert "lens download gemma3" in matrix and "boom" in matrix
+    outcome.stdout.fnmatch_lines(["*= findings =*", "smollm2 *capitals *1 holds", "gemma3 *capitals *1 refuted",
+                                  "smollm2 * 1 failed, 1 skipped",
+                                  f"report: {fake_findings.path / 'reports' / 'findings.md'}"])
     claim_section = report.split("### 1. Fake claim: the answer is always right")[1].split("### 2.")[0]
     assert "| p1       |" in claim_section  # the per-prompt evidence, via pandas
     assert "![smollm2-fake.png](figures/smollm2-fake.png)" in claim_section  # the figure beside its claim
