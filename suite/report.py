@@ -1,6 +1,6 @@
 """reports/findings.md from the findings' results: a verdict matrix per prompt set, each claim with its
-evidence and figures, each model's record, and what changed since the previous run. Written atomically;
-`./run report` re-renders it from reports/findings.json without running any model."""
+figures (per-prompt evidence stays in findings.json), each model's record, and what changed since the
+previous run. Written atomically; `./run report` re-renders it from findings.json without running a model."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import tempfile
 import warnings
 from pathlib import Path
 
-import pandas as pd
 from tabulate import tabulate
 
 from lens.errors import LensError
@@ -196,7 +195,8 @@ def _claim_section(entry: dict, figures: list[str]) -> list[str]:
         if verdict:
             lo, hi = verdict["ci"]
             rows.append([_label(result), cell(result), verdict["statistic"], f"{verdict['value']:.3g}",
-                         f"{lo:.3g} to {hi:.3g}", verdict["n"], verdict["rule"]])
+                         f"{lo:.3g} to {hi:.3g} ({verdict.get('confidence', 0.95):.1%})", verdict["n"],
+                         verdict["rule"]])
         else:
             rows.append([_label(result), cell(result), "", "", "", "", result.get("message") or ""])
         for control in result.get("controls", []):
@@ -204,17 +204,17 @@ def _claim_section(entry: dict, figures: list[str]) -> list[str]:
             rows.append([f"{_label(result)}, control", control["cell"], control["statistic"],
                          f"{control['value']:.3g}", f"{lo:.3g} to {hi:.3g}", control["n"], "must not hold"])
     if rows:
-        lines += [tabulate(rows, headers=["model", "verdict", "statistic", "value", "95% CI", "n", "rule"],
+        lines += [tabulate(rows, headers=["model", "verdict", "statistic", "value", "interval", "n", "rule"],
                            tablefmt="pipe", disable_numparse=True), ""]
     for figure in figures:
         lines += [f"![{figure}](figures/{figure})", ""]
-    for result in entry["results"]:
-        evidence = (result.get("verdict") or {}).get("evidence")
-        if evidence:
-            frame = pd.DataFrame(evidence)
-            lines += [f"<details><summary>Per-prompt figures: {_label(result)}</summary>", "",
-                      frame.to_markdown(index=False, floatfmt=".3g"), "", "</details>", ""]
+    if any((result.get("verdict") or {}).get("evidence") for result in entry["results"]):
+        lines += [f"Per-prompt figures: `{RESULTS}`, under `claims.{_claim_id(entry)}`.", ""]
     return lines
+
+
+def _claim_id(entry: dict) -> str:
+    return next(r["verdict"]["claim"] for r in entry["results"] if r.get("verdict"))
 
 
 def _model_section(model: str, results: dict) -> list[str]:

@@ -98,7 +98,8 @@ def test_verdicts_skips_failures_and_figures_reach_the_report(fake_findings, xdi
                                   "smollm2 * 1 failed, 1 skipped",
                                   f"report: {fake_findings.path / 'reports' / 'findings.md'}"])
     claim_section = report.split("### 1. Fake claim: the answer is always right")[1].split("### 2.")[0]
-    assert "| p1       |" in claim_section  # the per-prompt evidence, via pandas
+    assert "Per-prompt figures: `findings.json`, under `claims.fake_claim`." in claim_section
+    assert by_model(data, "fake_claim")[("smollm2",)]["verdict"]["evidence"][0] == {"prompt": "p1", "x": 1.0}
     assert "![smollm2-fake.png](figures/smollm2-fake.png)" in claim_section  # the figure beside its claim
     png = (fake_findings.path / "reports" / "figures" / "gemma3-fake.png").read_bytes()
     assert png.startswith(b"\x89PNG")
