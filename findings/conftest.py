@@ -47,7 +47,7 @@ def _warn_of_exclusions(request: pytest.FixtureRequest, record_warning) -> Itera
     prompt_set = request.getfixturevalue("prompt_set")
     yield
     for fact, reason in (artefacts.peek(("exclusions", prompt_set)) or {}).items():
-        record_warning(f"{artefacts.name}, {prompt_set}: {fact} left out ({reason})")
+        record_warning(f"{fact} left out ({reason})")
 
 
 @pytest.fixture

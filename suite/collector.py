@@ -18,9 +18,9 @@ class FindingsReport:
         self.config = config
         self.records: list[TestRecord] = []
         self.models: dict[str, dict] = {}
-        self.warnings: list[str] = []
-        self.written: tuple[Path, dict] | None = None
-        """The report written at session end and its results, for the terminal summary."""
+        self.warnings: list[dict] = []
+        self.written: tuple[Path, dict, dict] | None = None
+        """The report written at session end, this run's results and all results, for the terminal summary."""
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         properties = report.user_properties
@@ -48,29 +48,35 @@ class FindingsReport:
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if not self.records or exitstatus == pytest.ExitCode.INTERRUPTED:
             return
+        from suite.merge import merge
         from suite.report import load_results, verdict_changes, write_report
         from suite.results import assemble
 
         reports_dir = Path(self.config.getoption("lens_reports") or self.config.rootpath / "reports")
         command = " ".join(["pytest", *self.config.invocation_params.args])
         results = assemble(self.records, self.models, self.config.stash[SESSION].names, command)
-        results["warnings"] = sorted(self.warnings)
+        results["warnings"] = self.warnings
         results["absent"] = self.config.stash[SESSION].absent
         notes = self.config.getini("lens_report_notes")
         results["by_construction"] = (self.config.rootpath / notes).read_text() if notes else ""
         previous = load_results(reports_dir)
-        results["changes"] = verdict_changes(previous, results) if previous else None
-        self.written = (write_report(results, reports_dir), results)
+        results["changes"] = verdict_changes(previous, results)
+        # The report holds every model's latest results: this run's, and the previous ones it did not redo.
+        merged = merge(previous, results)
+        self.written = (write_report(merged, reports_dir), results, merged)
 
     @pytest.hookimpl(trylast=True)
     def pytest_terminal_summary(self, terminalreporter) -> None:
         """The run's last lines: each model's verdicts on each prompt set in brief, and where the report is."""
         if self.written is None:
             return
-        path, results = self.written
+        path, results, merged = self.written
         terminalreporter.write_sep("=", "findings")
         for line in brief(results):
             terminalreporter.write_line(line)
+        kept = [f"{model} ({run['date']})" for model, run in merged["runs"].items() if model not in results["runs"]]
+        if kept:
+            terminalreporter.write_line(f"kept from earlier runs: {', '.join(kept)}")
         terminalreporter.write_line(f"report: {path}")
 
 

@@ -134,7 +134,55 @@ class PositionHeatmap(Figure):
         _save(fig, path)
 
 
-FIGURE_KINDS: dict[str, type[Figure]] = {f.kind: f for f in (DepthCurves, TokenGrid, PositionHeatmap)}
+@dataclass(frozen=True)
+class DepthOverlay(Figure):
+    """Every model's median curve over relative depth in one panel, one colour per model, one line style
+    per series: the notes' headline picture, drawn from the models' own DepthCurves."""
+
+    kind: ClassVar[str] = "depth_overlay"
+    depth: dict[str, list[float]] = field(default_factory=dict)
+    """Model -> its relative depths."""
+    median: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    """Model -> series label -> median probability at each depth."""
+    what: str = "answer"
+    band: tuple[float, float] | None = None
+    band_label: str = ""
+
+    @staticmethod
+    def of(curves: list[DepthCurves]) -> DepthOverlay:
+        """The overlay of several models' DepthCurves of one name."""
+        first = curves[0]
+        return DepthOverlay(
+            model="all-models", name=first.name, what=first.what, band=first.band, band_label=first.band_label,
+            depth={c.model: c.depth for c in curves},
+            median={c.model: {label: np.median(np.asarray(p), 0).tolist() for label, p in c.p.items()}
+                    for c in curves},
+        )
+
+    def draw(self, path: Path) -> None:
+        fig, ax = plt.subplots(figsize=(7, 4.2), constrained_layout=True)
+        for colour, model in zip(COLOURS * 4, self.median):
+            for style, (label, p) in zip(("-", "--", ":", "-."), self.median[model].items()):
+                ax.plot(self.depth[model], p, color=colour, ls=style, lw=2, label=f"{model}, {label}")
+        if self.band:
+            ax.axvspan(*self.band, color="grey", alpha=0.15, label=self.band_label)
+        ax.set(xlabel="relative depth (layer+1)/n_layers", ylabel=f"median lens p({self.what})", ylim=(0, 1),
+               title=f"{self.what} probability by relative depth, every model")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper left", fontsize=7)
+        _save(fig, path)
+
+
+FIGURE_KINDS: dict[str, type[Figure]] = {f.kind: f for f in (DepthCurves, TokenGrid, PositionHeatmap, DepthOverlay)}
+
+
+def overlays(figures: list[Figure]) -> list[Figure]:
+    """One DepthOverlay per figure name that several models' DepthCurves share."""
+    named: dict[str, list[DepthCurves]] = {}
+    for figure in figures:
+        if isinstance(figure, DepthCurves):
+            named.setdefault(figure.name, []).append(figure)
+    return [DepthOverlay.of(curves) for curves in named.values() if len(curves) > 1]
 
 
 def _printable(token: str) -> str:

@@ -151,10 +151,14 @@ def record_figure(request: pytest.FixtureRequest) -> Callable[[Figure], None]:
 
 @pytest.fixture
 def record_warning(request: pytest.FixtureRequest) -> Callable[[str], None]:
-    """Record a data warning for the report (e.g. a fact left out, and why); repeats are shown once."""
+    """Record a data warning about the test's model and prompt set for the report (e.g. a fact left out,
+    and why); repeats are shown once."""
+    params = getattr(request.node, "callspec", None)
+    params = params.params if params else {}
 
     def record(text: str) -> None:
-        request.node.user_properties.append((WARNING, text))
+        request.node.user_properties.append(
+            (WARNING, {"model": params.get("model_name"), "prompt_set": params.get("prompt_set"), "text": text}))
 
     return record
 

@@ -96,11 +96,14 @@ def figure_drift(verdict: Verdict, expected: dict) -> str | None:
 
 
 def render_recorded(results: dict) -> str:
-    """The TOML text recording every verdict of a run, with its figure and the run's environment."""
-    env = results["environment"]
-    lines = [HEADER.rstrip(), f"# Measured {results['generated']} by `{results['command']}`",
-             f"# on {env['machine']}, torch {env['torch']}, transformers {env['transformers']}, "
-             f"transformer-lens {env['transformer-lens']}.", ""]
+    """The TOML text recording every verdict of the results, with its figure and each model's run."""
+    lines = [HEADER.rstrip()]
+    for name, run in results["runs"].items():
+        record = results["models"].get(name, {"dtype": "?", "device": "?"})
+        lines.append(f"# {name}: measured {run['date']} by `{run['command']}` on {run['machine']}, "
+                     f"{record['dtype']} on {record['device']}, torch {run['torch']}, "
+                     f"transformers {run['transformers']}, transformer-lens {run['transformer-lens']}.")
+    lines.append("")
     for claim, entry in results["claims"].items():
         by_models: dict[str, list[dict]] = {}
         for result in entry["results"]:

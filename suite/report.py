@@ -14,9 +14,8 @@ from pathlib import Path
 from tabulate import tabulate
 
 from lens.errors import LensError
-from suite.figures import Figure
+from suite.figures import Figure, overlays
 from suite.results import SCHEMA
-from suite.session import findings_command
 
 REPORT, RESULTS, FIGURES = "findings.md", "findings.json", "figures"
 
@@ -32,19 +31,20 @@ def load_results(reports_dir: Path) -> dict | None:
         raise LensError(f"{path} is not valid JSON: rerun the findings to rewrite it") from None
 
 
-def verdict_changes(previous: dict | None, current: dict) -> list[str]:
-    """What differs, claim by claim, model by model and prompt set by prompt set, from the previous run
-    (nothing to compare with when it was written in another layout)."""
+def verdict_changes(previous: dict | None, current: dict) -> dict[str, list[str]] | None:
+    """Per model this run ran, what differs from that model's previous results, claim by claim and prompt
+    set by prompt set (None: no previous results to compare with, or in another layout)."""
     if previous is None or previous.get("schema") != SCHEMA:
-        return []
-    changes = []
+        return None
+    changes: dict[str, list[str]] = {model: [] for model in current["runs"] if model in previous.get("runs", {})}
     for claim, entry in current["claims"].items():
         before = {_key(r): r for r in previous.get("claims", {}).get(claim, {}).get("results", [])}
         for result in entry["results"]:
             old = before.get(_key(result))
             if old is not None and cell(old) != cell(result):
-                where = "+".join(result["models"]) + _in_set(result["prompt_set"])
-                changes.append(f"{claim} on {where}: {cell(old)} → {cell(result)}")
+                for model in result["models"]:
+                    changes.setdefault(model, []).append(
+                        f"{claim}{_in_set(result['prompt_set'])}: {cell(old)} → {cell(result)}")
     return changes
 
 
@@ -93,40 +93,40 @@ def _draw_figures(results: dict, folder: Path) -> dict[str, list[str]]:
     with warnings.catch_warnings():
         # Tokens in scripts the default font lacks (CJK, say) draw as boxes; that is no error.
         warnings.filterwarnings("ignore", message="Glyph .* missing from font", category=UserWarning)
-        for data in results.get("figures", []):
-            figure = Figure.from_dict(data)
-            figure.draw(folder / figure.file)
-            drawn.setdefault(data["claim"], []).append(figure.file)
+        figures = [(data["claim"], Figure.from_dict(data)) for data in results.get("figures", [])]
+        for claim in dict.fromkeys(claim for claim, _ in figures):
+            # A picture several models share is drawn once more with every model overlaid, first.
+            own = [figure for c, figure in figures if c == claim]
+            for figure in [*overlays(own), *own]:
+                figure.draw(folder / figure.file)
+                drawn.setdefault(claim, []).append(figure.file)
     return drawn
 
 
 def render(results: dict, figures: dict[str, list[str]]) -> str:
     """The Markdown report."""
     models = results["model_order"]
-    ran = [m for m in models if m in results["models"]]
+    ran = [m for m in models if m in results["runs"]]
     lines = ["# Findings", ""]
     lines.append(
-        f"Generated {results['generated']} by `{results['command']}`. "
-        f"Models run: {', '.join(ran) or 'none'}."
+        f"Last run {results['generated']}: `{results['command']}`. Each model's results are its latest run's "
+        f"(dated in each column): {', '.join(f'{m} {_run_date(results, m)}' for m in ran) or 'none'}."
     )
-    not_run = [m for m in models if m not in ran]
-    if not_run:
-        lines.append(f"Not run: {', '.join(not_run)} (see the notes under the matrix).")
     absent = results.get("absent") or {}
     if absent:
         lines.append("Weights not here, so not run: " + "; ".join(
             f"{name} (fetch with `{command}`)" for name, command in absent.items()) + ".")
     lines += ["", "## Verdicts", ""]
+    headers = ["claim", *(f"{m} ({_run_date(results, m)[:10]})" for m in ran)]
     notes: list[str] = []
-    for i, prompt_set in enumerate(_prompt_sets(results)):
-        if i:
-            lines += [f"Prompt set `{prompt_set}`:", ""]
+    for prompt_set in _prompt_sets(results):
+        lines += [f"Prompt set `{prompt_set}`:", ""]
         rows = []
         for entry in results["claims"].values():
             if not any(r["prompt_set"] == prompt_set for r in entry["results"]):
                 continue
             row = [f"{entry['number']}. [{entry['title'].split(':')[0]}](#{_anchor(entry)})"]
-            for model in models:
+            for model in ran:
                 result = _result_for(entry, model, prompt_set)
                 if result is None:
                     row.append("not run")
@@ -139,33 +139,37 @@ def render(results: dict, figures: dict[str, list[str]]) -> str:
                     text += f" [{notes.index(reason) + 1}]"
                 row.append(text)
             rows.append(row)
-        lines += [tabulate(rows, headers=["claim", *models], tablefmt="pipe"), ""]
+        lines += [tabulate(rows, headers=headers, tablefmt="pipe"), ""]
     for i, note in enumerate(notes, 1):
         lines.append(f"[{i}] {note}  ")
-    for model in not_run:
-        if not any(model in r["models"] for e in results["claims"].values() for r in e["results"]):
-            lines.append(f"- {model}: not selected in this run; run it with `{findings_command('-m ' + model)}`.  ")
-    lines += ["", "## Changes since the previous run", ""]
-    changes = results.get("changes")
-    if changes is None:
-        lines.append("No previous run to compare with.")
-    elif changes:
-        lines += [f"- {change}" for change in changes]
-    else:
-        lines.append("No verdict changed.")
+    lines += ["", "## Changes since each model's previous run", ""]
+    changes = results.get("changes") or {}
+    for model in ran:
+        found = changes.get(model)
+        lines.append(f"- {model}: " + ("no previous run to compare with" if found is None else
+                                       "no verdict changed" if not found else "; ".join(found)) + ".")
     if results.get("by_construction"):
         lines += ["", "## Settled by construction", "", results["by_construction"].strip()]
     lines += ["", "## Data warnings", ""]
-    lines += [f"- {warning}" for warning in results.get("warnings", [])] or ["None."]
+    lines += [f"- {w['model']}, {w['prompt_set']}: {w['text']}" for w in _warnings(results, ran)] or ["None."]
     lines += ["", "## Claims", ""]
     for claim, entry in results["claims"].items():
         lines += _claim_section(entry, figures.get(claim, []))
     lines += ["## Models", ""]
     for model in ran:
         lines += _model_section(model, results)
-    lines += ["## Environment", "", tabulate(results["environment"].items(), tablefmt="pipe",
-                                            headers=["", ""]), ""]
     return "\n".join(lines)
+
+
+def _run_date(results: dict, model: str) -> str:
+    return results["runs"][model]["date"]
+
+
+def _warnings(results: dict, models: list[str]) -> list[dict]:
+    """The data warnings, once each, model by model."""
+    unique = {(w["model"], w["prompt_set"], w["text"]): w for w in results.get("warnings", [])}
+    return sorted(unique.values(), key=lambda w: (models.index(w["model"]) if w["model"] in models else len(models),
+                                                   w["prompt_set"] or "", w["text"]))
 
 
 def _prompt_sets(results: dict) -> list[str]:
@@ -218,9 +222,13 @@ def _claim_id(entry: dict) -> str:
 
 
 def _model_section(model: str, results: dict) -> list[str]:
-    record = results["models"][model]
-    lines = [f"### {model}", "", f"{record['source']}; {record['n_layers']} layers, "
-             f"{record['dtype']} on {record['device']}; weights `{record['weights']}`.", ""]
+    record, run = results["models"].get(model), results["runs"][model]
+    lines = [f"### {model}", ""]
+    if record:
+        lines.append(f"{record['source']}; {record['n_layers']} layers, {record['dtype']} on {record['device']}; "
+                     f"weights `{record['weights']}`.  ")
+    lines += [(f"Run {run['date']} by `{run['command']}` on {run['machine']}: Python {run['python']}, torch "
+               f"{run['torch']}, transformers {run['transformers']}, transformer-lens {run['transformer-lens']}."), ""]
     for test, counts in results.get("checks", {}).get(model, {}).items():
         lines += [f"`{test}`: {counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped.", ""]
     return lines

@@ -9,8 +9,9 @@ from datetime import datetime, timezone
 from importlib.metadata import version
 from typing import Any
 
-SCHEMA = 2
-"""The results document's layout version: a previous run written in another layout is not compared."""
+SCHEMA = 3
+"""The results document's layout version: a previous run in another layout is neither merged nor compared.
+3: `runs` stamps each model with its run (date, command, versions); warnings name their model and set."""
 
 
 @dataclass
@@ -57,27 +58,26 @@ def assemble(records: list[TestRecord], models: dict[str, dict], model_order: li
         })
         figures += [{"claim": who["claim"], **figure} for figure in record.figures]
     order = list(dict.fromkeys([*model_order, *models]))
+    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    run = {"date": generated, "command": command, **environment()}
     return {
         "schema": SCHEMA,
-        "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "generated": generated,
         "command": command,
         "model_order": order,
         "models": models,
+        # Only the models this run produced results for: `-m smollm2` deselects the others' tests.
+        "runs": {name: run for name in order if name in models or any(name in r.identity["models"] for r in records)},
         "claims": dict(sorted(claims.items(), key=lambda item: item[1]["number"] or 0)),
         "checks": checks,
         "figures": figures,
-        "environment": environment(models),
     }
 
 
-def environment(models: dict[str, dict]) -> dict[str, str]:
-    """Date, machine, devices, dtypes, library versions and each model's source and hash."""
-    env = {
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+def environment() -> dict[str, str]:
+    """The machine, Python and the library versions a run used (each model's record carries its run's)."""
+    return {
         "machine": f"{platform.system()} {platform.machine()}",
         "python": platform.python_version(),
         **{lib: version(lib) for lib in ("torch", "transformers", "transformer-lens")},
     }
-    for name, record in models.items():
-        env[name] = f"{record['source']}; {record['dtype']} on {record['device']}; weights {record['weights']}"
-    return env

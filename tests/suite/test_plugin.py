@@ -1,5 +1,6 @@
 """The suite plugin and its report, run inside pytest on small fake claims: verdicts, a skip, a failure,
-figures, xdist, an interrupted run, the changes since the previous run, and recorded expectations."""
+figures, xdist, an interrupted run, results accumulating over runs, the changes since each model's previous
+run, and recorded expectations."""
 
 import json
 import subprocess
@@ -118,13 +119,14 @@ def test_an_interrupted_run_leaves_the_previous_report_whole(fake_findings):
     assert not [p for p in (fake_findings.path / "reports").iterdir() if p.name.startswith(".")]
 
 
-def test_the_report_says_what_changed_since_the_previous_run(fake_findings):
+def test_the_report_says_what_changed_since_each_models_previous_run(fake_findings):
     run(fake_findings, "findings", *MODELS)
     (fake_findings.path / "findings" / "test_01_fake_claim.py").write_text(FAKE_CLAIM.format(verdict="refuted"))
     run(fake_findings, "findings", *MODELS)
-    change = "fake_claim on smollm2 (capitals): holds 0.80 [0.60, 0.90] n=7 → refuted 0.80 [0.60, 0.90] n=7"
-    assert results(fake_findings)["changes"] == [change]
-    assert f"- {change}" in (fake_findings.path / "reports" / "findings.md").read_text()
+    change = "fake_claim (capitals): holds 0.80 [0.60, 0.90] n=7 → refuted 0.80 [0.60, 0.90] n=7"
+    assert results(fake_findings)["changes"] == {"smollm2": [change], "gemma3": []}
+    report = (fake_findings.path / "reports" / "findings.md").read_text()
+    assert f"- smollm2: {change}." in report and "- gemma3: no verdict changed." in report
 
 
 def test_a_previous_report_in_an_older_layout_is_not_compared(fake_findings):
@@ -132,15 +134,28 @@ def test_a_previous_report_in_an_older_layout_is_not_compared(fake_findings):
     reports.mkdir()
     (reports / "findings.json").write_text(json.dumps({"claims": {"fake_claim": {"results": {"smollm2": {}}}}}))
     run(fake_findings, "findings", *MODELS).assert_outcomes(passed=2, skipped=2, failed=2)
-    assert results(fake_findings)["changes"] == []
+    assert results(fake_findings)["changes"] is None
+    assert "- smollm2: no previous run to compare with." in (reports / "findings.md").read_text()
 
 
-def test_a_run_of_one_model_says_the_others_did_not_run(fake_findings):
-    run(fake_findings, "findings", "-m", "smollm2")
+def test_results_accumulate_a_run_replaces_only_what_it_ran(fake_findings):
+    run(fake_findings, "findings", *MODELS)
+    first = results(fake_findings)
+    (fake_findings.path / "findings" / "test_01_fake_claim.py").write_text(FAKE_CLAIM.format(verdict="refuted"))
+    outcome = run(fake_findings, "findings", "-m", "smollm2", "-k", "fake")
+    outcome.assert_outcomes(passed=1)
     data = results(fake_findings)
-    assert {tuple(r["models"]) for r in data["claims"]["fake_claim"]["results"]} == {("smollm2",)}
+    fake = by_model(data, "fake_claim")
+    assert fake[("smollm2",)]["verdict"]["verdict"] == "refuted"  # this run's
+    assert fake[("gemma3",)] == by_model(first, "fake_claim")[("gemma3",)]  # kept from the first run
+    assert by_model(data, "failing_claim")[("smollm2",)]["outcome"] == "failed"  # not selected: kept
+    assert data["runs"]["gemma3"] == first["runs"]["gemma3"]
+    assert data["runs"]["smollm2"]["command"].endswith("-m smollm2 -k fake")
     report = (fake_findings.path / "reports" / "findings.md").read_text()
-    assert "gemma3: not selected in this run" in report
+    matrix = report.split("## Verdicts")[1].split("## Changes")[0]
+    assert f"gemma3 ({first['runs']['gemma3']['date'][:10]})" in matrix and "| refuted " in matrix
+    assert {f["model"] for f in data["figures"]} == {"smollm2", "gemma3"}
+    assert f"kept from earlier runs: gemma3 ({first['runs']['gemma3']['date']})" in outcome.stdout.str()
 
 
 def test_the_report_rerenders_without_models(fake_findings):
