@@ -17,6 +17,7 @@ from lens.grid import LensGrid, lens_grid
 from lens.lenses import EXACT, Lens
 from lens.loader import LoadedModel
 from lens.patching import Patching, patch_residuals
+from lens.progress import bar
 from lens.tokens import answer_token, variants
 from lens.trace import Residuals, Trace, collect, read
 from suite.session import ModelArtefacts, ModelRecord
@@ -114,9 +115,10 @@ class ModelFindings:
     def attention(self) -> dict[str, AttentionFromLast]:
         """Per usable capital fact (by id), attention from the last position of its completion prompt."""
         facts = self.facts(CAPITALS)
-        return self.artefacts.get(
-            "attention", lambda model: {fact.id: attention_from_last(model, fact.completion) for fact in facts}
-        )
+        return self.artefacts.get("attention", lambda model: {
+            fact.id: attention_from_last(model, fact.completion)
+            for fact in bar(facts, desc=f"{self.name}: attention over {len(facts)} facts", unit="fact")
+        })
 
     def subject_positions(self) -> dict[str, tuple[int, ...]]:
         """Per usable capital fact (by id), the positions of the subject's tokens in its completion prompt."""
@@ -183,8 +185,9 @@ def _by_form(cases: list[tuple[str, Fact]], traces: list[Trace]) -> Forms:
 def _patch_all(model: LoadedModel, facts: tuple[Fact, ...], subjects: dict[str, tuple[int, ...]],
                only: set[str]) -> dict[str, Patching | None]:
     """Each fact of `only` patched at its subject's positions and the last one."""
+    chosen = [(i, fact) for i, fact in enumerate(facts) if fact.id in only]
     return {fact.id: _patch(model, facts, i, [*subjects[fact.id], -1])
-            for i, fact in enumerate(facts) if fact.id in only}
+            for i, fact in bar(chosen, desc=f"{model.name}: patching {len(chosen)} facts", unit="fact")}
 
 
 def _patch(model: LoadedModel, facts: tuple[Fact, ...], i: int, positions: list[int] | None) -> Patching | None:

@@ -87,17 +87,12 @@ def load(
         max_memory: per-device budget for offloading, e.g. {"cpu": "200MB"}.
         offload_folder: where offloaded weights go (default: a folder in the lens cache).
     """
-    spec = resolve(name_or_path)
-    _quiet_libraries()
-    folder, weights_id = spec.weights_folder()
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    chosen = plan(name_or_path, device, dtype)
+    spec, folder, device, torch_dtype = chosen.spec, chosen.folder, chosen.device, chosen.dtype
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    device = choose_device(device)
-    n_params = _count_params(AutoConfig.from_pretrained(folder, local_files_only=True))
-    torch_dtype = choose_dtype(n_params, device, dtype)
-    weight_bytes = n_params * torch.finfo(torch_dtype).bits // 8
     if offload is None:
-        offload = weight_bytes > OFFLOAD_MEMORY_SHARE * psutil.virtual_memory().available
+        offload = chosen.weight_bytes > OFFLOAD_MEMORY_SHARE * psutil.virtual_memory().available
     kwargs: dict[str, Any] = {"dtype": torch_dtype, "local_files_only": True}
     if offload:
         offload_folder = Path(offload_folder or cache_dir() / "offload" / spec.name)
@@ -109,11 +104,39 @@ def load(
     hf_model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
     if not offload:
         hf_model.to(device)
-    model = wrap(spec, hf_model, tokenizer, device, weights_id, offloaded=bool(offload))
+    model = wrap(spec, hf_model, tokenizer, device, chosen.weights_id, offloaded=bool(offload))
     from lens.check import require_exact  # check reads traces, which need this module
 
     require_exact(model)
     return model
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How a model will load, decided from its config alone (no weight read): for the estimate and `load`."""
+
+    spec: ModelSpec
+    folder: Path
+    weights_id: str
+    device: str
+    dtype: torch.dtype
+    parameters: int
+
+    @property
+    def weight_bytes(self) -> int:
+        return self.parameters * torch.finfo(self.dtype).bits // 8
+
+
+def plan(name_or_path: str, device: str | None = None, dtype: str | None = None) -> Plan:
+    """Where a model's weights are, and the device and dtype it will run in (see `load`)."""
+    spec = resolve(name_or_path)
+    _quiet_libraries()
+    folder, weights_id = spec.weights_folder()
+    from transformers import AutoConfig
+
+    device = choose_device(device)
+    n_params = _count_params(AutoConfig.from_pretrained(folder, local_files_only=True))
+    return Plan(spec, Path(folder), weights_id, device, choose_dtype(n_params, device, dtype), n_params)
 
 
 def wrap(
@@ -162,7 +185,12 @@ def _count_params(config: Any) -> int:
 
     with init_empty_weights():
         model = AutoModelForCausalLM.from_config(config)
-    return sum(p.numel() for p in model.parameters())
+    n = sum(p.numel() for p in model.parameters())
+    head, embedding = model.get_output_embeddings(), model.get_input_embeddings()
+    if (getattr(config.get_text_config(), "tie_word_embeddings", False) and head is not None
+            and head.weight is not embedding.weight):
+        n -= head.weight.numel()  # tied (SmolLM2, Gemma): one tensor once loaded, not two
+    return n
 
 
 def _quiet_libraries() -> None:

@@ -51,6 +51,9 @@ def pytest_configure(config: pytest.Config) -> None:
         config.getoption("markexpr", default="") or "",
     )
     config.stash[SESSION] = session
+    capture = config.pluginmanager.getplugin("capturemanager")
+    if capture is not None:
+        session.terminal = capture.global_and_fixture_disabled
     config.addinivalue_line("markers", "claim(id, number): the test judges this claim (for the report)")
     config.addinivalue_line("markers", "slow: runs a real model (deselect with -m 'not slow')")
     for spec in registry().values():

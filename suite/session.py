@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Callable, Hashable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -18,6 +20,7 @@ import pytest
 import lens.loader
 from lens.check import check_device
 from lens.errors import LensError
+from lens.estimate import estimate
 from lens.registry import ModelSpec, registry, resolve
 
 T = TypeVar("T")
@@ -58,7 +61,8 @@ class ModelArtefacts:
     def get(self, key: Hashable, compute: Callable[[lens.loader.LoadedModel], T]) -> T:
         """The artefact under `key`, computed by `compute(model)` the first time it is asked for."""
         if key not in self._memo:
-            self._memo[key] = compute(self.session.loaded(self.name))
+            with self.session.terminal():  # progress bars and the estimate reach the user's terminal
+                self._memo[key] = compute(self.session.loaded(self.name))
         return self._memo[key]
 
 
@@ -66,6 +70,10 @@ class SuiteSession:
     """Which models the run covers, where each comes from, and the one model in memory."""
 
     def __init__(self, sources: dict[str, str], device: str | None, absent: dict[str, str] | None = None) -> None:
+        self.terminal: Callable[[], AbstractContextManager] = nullcontext
+        """Lets output through to the terminal while an artefact is computed (the plugin suspends capture)."""
+        self.prompts = 0
+        """How many prompts the lens will read per model at most (set by the claims), for the estimate."""
         self.sources = sources
         """Model name -> what to load for it (a registry name, a path or a repo id)."""
         self.device = device
@@ -127,6 +135,9 @@ class SuiteSession:
                 f"{size}, then run `{findings_command('-m ' + name)}`"
             )
         self.release()
+        plan = lens.loader.plan(self.sources[name], device=self.device)
+        dtype = str(plan.dtype).removeprefix("torch.")
+        print(f"\n{estimate(name, plan.parameters, dtype, plan.device, self.prompts).line()}", file=sys.stderr)
         model = lens.loader.load(self.sources[name], device=self.device)
         if model.device != "cpu":
             check = check_device(model)
