@@ -13,6 +13,9 @@ HERE = Path(__file__).parent
 FORMS = ("completion", "qa", "reverse")
 """completion: "The capital of Germany is" -> Berlin; qa: "Question: ... Answer:" -> Berlin;
 reverse: "Berlin is the capital of" -> Germany."""
+CHAT = "chat"
+"""An instruct model's own form: the Q&A prompt as the user's turn of its chat template, the answer read where
+the assistant's reply begins (no leading space there). Built per model (lens.tokens.chat_prompt)."""
 
 
 @dataclass(frozen=True)
@@ -32,7 +35,10 @@ class Fact:
         return getattr(self, form)
 
     def target(self, form: str) -> str:
-        """The word the prompt asks for, with the leading space the model would write."""
+        """The word the prompt asks for, with the leading space the model would write (none at the start of
+        a chat reply)."""
+        if form == CHAT:
+            return self.answer
         return f" {self.subject if form == 'reverse' else self.answer}"
 
     def other(self, form: str) -> str:

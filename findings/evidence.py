@@ -140,6 +140,8 @@ def paired_forms_verdict(claim: str, findings, prompt_set: str, better: str, wor
     high, low = findings.candidates(prompt_set, better), findings.candidates(prompt_set, worse)
     rows = []
     for fact in findings.facts(prompt_set):
+        if fact.id not in high or fact.id not in low:
+            continue  # not followable in one of the forms (the chat form's reply start)
         (p_high, mass_high), (p_low, mass_low) = high[fact.id], low[fact.id]
         answers = max(mass_high, mass_low) >= floor and p_high > 0 and p_low > 0
         rows.append({"fact": fact.id, f"p_{better}": p_high, f"p_{worse}": p_low,

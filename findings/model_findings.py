@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import torch
 
-from findings.data import CAPITALS, NOTES_FACT, NOTES_PROMPT, SETS, THRESHOLDS, Fact, forms_of
+from findings.data import CAPITALS, CHAT, NOTES_FACT, NOTES_PROMPT, SETS, THRESHOLDS, Fact, forms_of
 from findings.evidence import output_top1, partners
 from lens.attention import AttentionFromLast, attention_from_last, token_positions
 from lens.errors import LensError
@@ -18,7 +18,7 @@ from lens.lenses import EXACT, Lens
 from lens.loader import LoadedModel
 from lens.patching import Patching, patch_residuals
 from lens.progress import bar
-from lens.tokens import answer_token, variants
+from lens.tokens import answer_token, chat_prompt, variants
 from lens.trace import Residuals, Trace, collect, read
 from suite.session import ModelArtefacts, ModelRecord
 
@@ -74,24 +74,37 @@ class ModelFindings:
 
         return self.artefacts.get(("lens", prompt_set, lens.name), compute)
 
+    @property
+    def chat(self) -> bool:
+        """Whether the model is an instruct model, asked in its chat template too (models.toml `chat`)."""
+        return self.artefacts.session.spec(self.name).chat
+
     def candidates(self, prompt_set: str, form: str) -> dict[str, tuple[float, float]]:
         """Per fact (by id): the output probability of its answer normalised over the set's candidate
         answers (each candidate's followed token once), and the candidates' total probability mass (how
         much the model answers at all). Compares like with like across forms: a frame that spends its
-        mass on " the" lowers every candidate, not the answer against the others."""
+        mass on " the" lowers every candidate, not the answer against the others. The chat form leaves
+        out a fact whose answer cannot be followed at the start of a reply."""
         facts = self.facts(prompt_set)
 
         def compute(model: LoadedModel) -> dict[str, tuple[float, float]]:
-            residuals = self.artefacts.get(("residuals", prompt_set), lambda m: self._collect(m, prompt_set))
-            start = forms_of(prompt_set).index(form) * len(facts)
-            probs = torch.softmax(residuals.output_logits[start : start + len(facts)].float(), dim=-1)
+            prompts = [_prompt(model, fact, form) for fact in facts]
+            if form == CHAT:
+                followable = [i for i, fact in enumerate(facts) if _followable(model, prompts[i], fact.target(form))]
+                facts_, prompts_ = [facts[i] for i in followable], [prompts[i] for i in followable]
+                logits = collect(model, prompts_, [fact.target(form) for fact in facts_]).output_logits
+            else:
+                residuals = self.artefacts.get(("residuals", prompt_set), lambda m: self._collect(m, prompt_set))
+                start = forms_of(prompt_set).index(form) * len(facts)
+                facts_, prompts_, logits = facts, prompts, residuals.output_logits[start : start + len(facts)]
+            probs = torch.softmax(logits.float(), dim=-1)
             out = {}
-            for fact, p in zip(facts, probs):
-                own = answer_token(model.tokenizer, fact.prompt(form), fact.target(form))
+            for fact, prompt, p in zip(facts_, prompts_, probs):
+                own = answer_token(model.tokenizer, prompt, fact.target(form))
                 ids = {own.token_id}
                 for other in facts:
                     try:
-                        token = answer_token(model.tokenizer, fact.prompt(form), other.target(form))
+                        token = answer_token(model.tokenizer, prompt, other.target(form))
                     except LensError:
                         continue
                     if token.lead == own.lead:
@@ -153,6 +166,19 @@ class ModelFindings:
             if (patching is not None and output_top1(trace, fact.answer)
                     and patching.p_clean - patching.p_corrupt >= THRESHOLDS["patching"]["min_gap"]):
                 yield fact, patching, subject, trace
+
+
+def _prompt(model: LoadedModel, fact: Fact, form: str) -> str:
+    """The fact's prompt in `form`; the chat form in the model's own template."""
+    return chat_prompt(model.tokenizer, fact.qa) if form == CHAT else fact.prompt(form)
+
+
+def _followable(model: LoadedModel, prompt: str, answer: str) -> bool:
+    try:
+        answer_token(model.tokenizer, prompt, answer)
+    except LensError:
+        return False
+    return True
 
 
 def _exclusions(model: LoadedModel, prompt_set: str) -> dict[str, str]:

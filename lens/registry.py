@@ -28,6 +28,9 @@ class ModelSpec:
     """Download size, said in messages before a large fetch."""
     embedded: bool = False
     """Fetched by setup and run by default (works offline, on any machine)."""
+    chat: bool = False
+    """An instruct model: asked in its own chat template too (a base model's tokenizer may carry one it was
+    never trained on, so this is declared, not detected)."""
 
     @property
     def gguf_path(self) -> Path | None:

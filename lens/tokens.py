@@ -85,6 +85,15 @@ def answer_token(tokenizer: Any, prompt: str, answer: str) -> AnswerToken:
     return AnswerToken(text=answer, token_id=ids[skip], token=token, n_tokens=len(ids) - skip, lead=lead)
 
 
+def chat_prompt(tokenizer: Any, message: str) -> str:
+    """`message` as the user's turn in the model's own chat template, ending where the assistant's reply
+    begins (Qwen3: with thinking off, so the reply starts with the answer, not a <think> block)."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise LensError("this model's tokenizer has no chat template: ask it without one")
+    return tokenizer.apply_chat_template([{"role": "user", "content": message}], tokenize=False,
+                                         add_generation_prompt=True, enable_thinking=False)
+
+
 def variants(word: str) -> list[str]:
     """Spellings under which a model may mean the same answer: with/without leading space, capitalised."""
     bare = word.strip()

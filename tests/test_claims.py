@@ -169,6 +169,7 @@ def test_final_layer_calibration_needs_flatter_output_and_less_answer_probabilit
 
 @pytest.mark.parametrize("number_and_name, better, worse", [
     ("05_prompt_format", "qa", "completion"),
+    ("05_chat_format", "chat", "completion"),
     ("06_directional_asymmetry", "reverse", "completion"),
 ])
 def test_paired_forms_compare_normalised_probabilities(number_and_name, better, worse):
