@@ -1,5 +1,6 @@
 """`lens check`: does the lens on the chosen device agree with the CPU? (MPS has given silently wrong
-results before: TransformerLens issue 1178.)"""
+results before: TransformerLens issue 1178.) With `--backend nnsight`: does the nnsight backend give the
+bridge backend's lens?"""
 
 from __future__ import annotations
 
@@ -20,6 +21,9 @@ CHECK_PROMPTS = (
 )
 TOLERANCE = {torch.float32: 1e-3, torch.bfloat16: 3e-2, torch.float16: 1e-2}
 """Largest allowed |p_device - p_cpu| of any token at any layer, by dtype."""
+BACKEND_TOLERANCE = 1e-4
+"""Largest allowed |p_nnsight - p_bridge| of any token at any layer: one model, device and dtype, two ways of
+running it (measured: 0 on the CPU in float32, the same kernels run)."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,8 @@ class DeviceCheck:
     """Share of (prompt, layer) pairs whose top-1 token is the reference's, or ties with it there
     (its reference probability within the tolerance of the reference's top-1)."""
     tolerance: float
+    backend: str = "bridge"
+    """The execution backend of the run checked (the reference's is the bridge)."""
 
     @property
     def agrees(self) -> bool:
@@ -46,8 +52,9 @@ class DeviceCheck:
     def summary(self) -> str:
         """One line: agrees or DISAGREES, with the figures."""
         verdict = "agrees with" if self.agrees else "DISAGREES with"
+        through = f" through {self.backend}" if self.backend != "bridge" else ""
         return (
-            f"{self.model} on {self.device} ({self.dtype}) {verdict} {self.reference}: "
+            f"{self.model}{through} on {self.device} ({self.dtype}) {verdict} {self.reference}: "
             f"max |Δp| = {self.max_abs_diff:.2e} (tolerance {self.tolerance:.0e}), "
             f"top-1 agreement {self.top1_agreement:.0%}"
         )
@@ -80,16 +87,20 @@ def require_exact(model: LoadedModel) -> None:
         )
 
 
-def lens_probabilities(model: LoadedModel, prompts: tuple[str, ...] = CHECK_PROMPTS) -> torch.Tensor:
+def lens_probabilities(
+    model: LoadedModel, prompts: tuple[str, ...] = CHECK_PROMPTS, backend: str = "bridge"
+) -> torch.Tensor:
     """Exact-lens probabilities at every layer, shape (prompts, n_layers, vocab), on the CPU in float32."""
-    resid = collect(model, prompts).resid
+    resid = collect(model, prompts, backend=backend).resid
     with torch.inference_mode():
         return torch.softmax(EXACT.logits(model, resid).float(), dim=-1).cpu()
 
 
-def compare(model: LoadedModel, probs: torch.Tensor, reference: torch.Tensor, reference_name: str) -> DeviceCheck:
-    """Compare a model's lens probabilities with a reference computation's, of the same prompts."""
-    tolerance = TOLERANCE[model.dtype]
+def compare(model: LoadedModel, probs: torch.Tensor, reference: torch.Tensor, reference_name: str,
+            tolerance: float | None = None, backend: str = "bridge") -> DeviceCheck:
+    """Compare a model's lens probabilities with a reference computation's, of the same prompts (tolerance:
+    by the model's dtype unless given)."""
+    tolerance = TOLERANCE[model.dtype] if tolerance is None else tolerance
     chosen = probs.argmax(-1, keepdim=True)
     best = reference.max(-1, keepdim=True).values
     tied = reference.gather(-1, chosen) >= best - tolerance
@@ -101,6 +112,7 @@ def compare(model: LoadedModel, probs: torch.Tensor, reference: torch.Tensor, re
         max_abs_diff=float((probs - reference).abs().max()),
         top1_agreement=float(tied.float().mean()),
         tolerance=tolerance,
+        backend=backend,
     )
 
 
@@ -126,3 +138,14 @@ def check_device(model: LoadedModel) -> DeviceCheck:
     finally:
         model.bridge.to(model.device, print_details=False)
     return compare(model, on_device, on_cpu, "the CPU")
+
+
+def compare_backends(
+    model: LoadedModel, backend: str = "nnsight", prompts: tuple[str, ...] = CHECK_PROMPTS
+) -> DeviceCheck:
+    """The lens of one model run through `backend` against the same model run through the bridge (same device
+    and dtype), within `BACKEND_TOLERANCE` at every layer."""
+    if backend == "bridge":
+        raise LensError("the bridge backend is the reference: `lens check --backend nnsight` compares nnsight with it")
+    return compare(model, lens_probabilities(model, prompts, backend), lens_probabilities(model, prompts),
+                   "the bridge backend", tolerance=BACKEND_TOLERANCE, backend=backend)

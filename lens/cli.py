@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from lens.backends import BACKENDS
 from lens.errors import LensError
 
 
@@ -44,7 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(run=_download)
 
-    p = sub.add_parser("check", help="does the lens on this device agree with the CPU?")
+    p = sub.add_parser("check", help="does the lens on this device agree with the CPU? (--backend nnsight: "
+                                     "does nnsight's lens agree with the bridge's?)")
     p.add_argument("model")
     _model_options(p)
     p.set_defaults(run=_check)
@@ -55,6 +57,8 @@ def _model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: mps > cuda > cpu)")
     p.add_argument("--dtype", help="float32, bfloat16 or float16 (default: float32 where it fits)")
     p.add_argument("--offload", action="store_true", help="force CPU/disk offload (big models)")
+    p.add_argument("--backend", choices=BACKENDS, default=None,
+                   help="what runs the forward pass: TransformerLens's bridge (default) or nnsight")
 
 
 def _load(args: argparse.Namespace):
@@ -68,9 +72,9 @@ def _trace(args: argparse.Namespace) -> int:
         raise LensError("--temperature must be positive, e.g. 1.0")
     from lens.trace import trace
 
-    model = _load(args)
+    model, backend = _load(args), args.backend or "bridge"
     (result,) = trace(
-        model, [args.prompt], [args.answer], top_k=args.top_k, temperature=args.temperature
+        model, [args.prompt], [args.answer], backend=backend, top_k=args.top_k, temperature=args.temperature
     )
     if result.answer_note:
         print(f"lens: note: {result.answer_note}", file=sys.stderr)
@@ -111,9 +115,12 @@ def _download(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from lens.check import check_device
+    from lens.check import check_device, compare_backends
 
-    result = check_device(_load(args))
+    if args.backend not in (None, "bridge"):
+        result = compare_backends(_load(args), args.backend)
+    else:
+        result = check_device(_load(args))
     print(result.summary())
     return 0 if result.agrees else 1
 

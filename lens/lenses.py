@@ -7,11 +7,21 @@ norm: what you get if you forget the norm, kept to measure how much the norm mat
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from lens.loader import LoadedModel
+
+
+def exact_logits(norm: Callable, unembed: Callable, resid: torch.Tensor, softcap: float | None) -> torch.Tensor:
+    """The exact lens's arithmetic, given the model's final norm and unembedding: used on the bridge's modules
+    here, and inside an nnsight trace on the model's own modules (on NDIF too, where the model is)."""
+    logits = unembed(norm(resid))
+    if softcap:
+        logits = torch.tanh(logits / softcap) * softcap
+    return logits
 
 
 @dataclass(frozen=True)
@@ -33,11 +43,7 @@ class LogitLens(Lens):
     name: str = "exact"
 
     def logits(self, model: LoadedModel, resid: torch.Tensor) -> torch.Tensor:
-        bridge = model.bridge
-        logits = bridge.unembed(bridge.ln_final(resid))
-        if model.softcap:
-            logits = torch.tanh(logits / model.softcap) * model.softcap
-        return logits
+        return exact_logits(model.bridge.ln_final, model.bridge.unembed, resid, model.softcap)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """The logit lens over every block, at each prompt's last position.
 
-`collect` runs the model once over a batch and keeps what a lens reads (block outputs and output logits);
-`read` turns that into one `Trace` per prompt through a lens (the exact one by default), cheaply and at any
-temperature; `trace` does both.
+`collect` runs the model once over a batch and keeps what a lens reads (block outputs and output logits),
+through an execution backend (`lens.backends`: TransformerLens's bridge by default, or nnsight); `read` turns
+that into one `Trace` per prompt through a lens (the exact one by default), cheaply and at any temperature;
+`trace` does both.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from lens.backends import block_hooks, forward  # noqa: F401 (block_hooks: grid, patching)
 from lens.errors import LensError
 from lens.lenses import EXACT, Lens
 from lens.loader import LoadedModel
@@ -29,10 +31,16 @@ class Residuals:
     read_after: tuple[str, ...]
     """Per prompt, the text the lens read at the end of: the prompt, plus the whitespace its answer starts
     with where that is a token of its own (the model writes it first; the lens follows the word after)."""
-    resid: torch.Tensor
-    """Block outputs (the residual stream after each block), shape (batch, n_layers, d_model)."""
+    resid: torch.Tensor | None
+    """Block outputs (the residual stream after each block), shape (batch, n_layers, d_model); None where
+    the exact lens was applied where the model ran (on NDIF: `lens_logits`)."""
     output_logits: torch.Tensor
     """The model's own output logits, shape (batch, vocab)."""
+    lens_logits: torch.Tensor | None = None
+    """The exact lens's logits at every block, shape (batch, n_layers, vocab), where it was applied where
+    the model ran (a remote model); None otherwise (the lens reads `resid` here)."""
+    backend: str = "bridge"
+    """The execution backend that ran the forward pass (`lens.backends.BACKENDS`)."""
 
 
 @dataclass(frozen=True)
@@ -132,36 +140,32 @@ class Trace:
         }
 
 
-def block_hooks(model: LoadedModel) -> list[str]:
-    """The hook names of every block's output, in order."""
-    return [f"blocks.{i}.hook_out" for i in range(model.n_layers)]
-
-
 @torch.inference_mode()
 def collect(
-    model: LoadedModel, prompts: Sequence[str], answers: Sequence[str | None] | None = None, batch_size: int = 16
+    model: LoadedModel,
+    prompts: Sequence[str],
+    answers: Sequence[str | None] | None = None,
+    batch_size: int = 16,
+    backend: str = "bridge",
 ) -> Residuals:
-    """Run the model once per batch of prompts, caching only the block outputs the lens reads.
+    """Run the model once per batch of prompts, keeping only what the lens reads at the last position.
 
     With `answers`, each prompt is read where its answer's followed token comes next (after the
-    whitespace the answer starts with, where that is a token of its own)."""
+    whitespace the answer starts with, where that is a token of its own). `backend`: "bridge"
+    (TransformerLens, the default) or "nnsight" (`lens.backends`); a remote model runs through nnsight."""
     answers = list(answers) if answers is not None else [None] * len(prompts)
     texts = [p + answer_token(model.tokenizer, p, a).lead if a is not None else p for p, a in zip(prompts, answers)]
-    names = block_hooks(model)
-    resid, output = [], []
+    reads = []
     for start in range(0, len(texts), batch_size):
         chunk = texts[start : start + batch_size]
-        batch = encode(model.tokenizer, chunk, model.n_ctx)
-        logits, cache = model.bridge.run_with_cache(
-            batch["input_ids"].to(model.device),
-            attention_mask=batch["attention_mask"].to(model.device),
-            names_filter=names,
-            logits_to_keep=1,  # the output is read at the last position only: unembed only that
-        )
-        resid.append(torch.stack([cache[name][:, -1] for name in names], dim=1))
-        output.append(logits[:, -1])
-        del cache, logits
-    return Residuals(tuple(prompts), tuple(texts), torch.cat(resid), torch.cat(output))
+        reads.append(forward(model, encode(model.tokenizer, chunk, model.n_ctx), backend))
+
+    def joined(field: str) -> torch.Tensor | None:
+        parts = [getattr(r, field) for r in reads]
+        return None if parts[0] is None else torch.cat(parts)
+
+    return Residuals(tuple(prompts), tuple(texts), joined("resid"), joined("output_logits"),
+                     joined("lens_logits"), backend)
 
 
 @torch.inference_mode()
@@ -211,19 +215,20 @@ def read_at(
         if prompt + (ans.lead if ans else "") != text:
             raise ValueError(f"{prompt!r} was collected to be read after {text!r}: collect it with its answer")
         followed.append(_Followed(ans, tuple(_followable(model.tokenizer, text, ws))))
+    if residuals.lens_logits is not None and lens != EXACT:
+        raise LensError(f"{model.name} was read remotely through the exact lens only: the {lens.name} lens needs "
+                        "the block outputs, which stay where the model ran")
     rows_per_chunk = max(1, MAX_LENS_ELEMENTS // (model.n_layers * residuals.output_logits.shape[-1]))
     traces: dict[float, list[Trace]] = {t: [] for t in temperatures}
     for start in range(0, n, rows_per_chunk):
         stop = min(n, start + rows_per_chunk)
-        resid = residuals.resid[start:stop]
-        b, n_layers, d = resid.shape
         chunk = _Chunk(
             model=model,
             lens=lens,
             prompts=residuals.prompts[start:stop],
             read_after=residuals.read_after[start:stop],
             followed=followed[start:stop],
-            logits=lens.logits(model, resid.reshape(b * n_layers, d)).reshape(b, n_layers, -1).float(),
+            logits=_lens_logits(model, residuals, lens, start, stop),
             output=residuals.output_logits[start:stop].float(),
             top_k=top_k,
         )
@@ -236,10 +241,21 @@ def trace(
     model: LoadedModel,
     prompts: Sequence[str],
     answers: Sequence[str | None] | None = None,
+    backend: str = "bridge",
     **options,
 ) -> list[Trace]:
-    """The lens for a batch of prompts: one forward pass per batch, then `read` (same options)."""
-    return read(model, collect(model, prompts, answers), answers, **options)
+    """The lens for a batch of prompts: one forward pass per batch through `backend` (see `collect`), then
+    `read` (same options)."""
+    return read(model, collect(model, prompts, answers, backend=backend), answers, **options)
+
+
+def _lens_logits(model: LoadedModel, residuals: Residuals, lens: Lens, start: int, stop: int) -> torch.Tensor:
+    """The lens's logits for prompts start:stop, (prompts, n_layers, vocab) in float32."""
+    if residuals.lens_logits is not None:
+        return residuals.lens_logits[start:stop].float()
+    resid = residuals.resid[start:stop]
+    b, n_layers, d = resid.shape
+    return lens.logits(model, resid.reshape(b * n_layers, d)).reshape(b, n_layers, -1).float()
 
 
 def _followable(tokenizer, text: str, words: Sequence[str]) -> list[AnswerToken]:
