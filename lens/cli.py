@@ -34,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     _model_options(p)
+    p.add_argument("--remote", action="store_true",
+                   help="run a Hub model on NDIF through nnsight (no weights here; needs NDIF_API_KEY)")
     p.set_defaults(run=_trace)
 
     p = sub.add_parser("models", help="the named models, and whether their weights are here")
@@ -72,7 +74,10 @@ def _trace(args: argparse.Namespace) -> int:
         raise LensError("--temperature must be positive, e.g. 1.0")
     from lens.trace import trace
 
-    model, backend = _load(args), args.backend or "bridge"
+    if args.remote:
+        model, backend = _connect(args), "nnsight"
+    else:
+        model, backend = _load(args), args.backend or "bridge"
     (result,) = trace(
         model, [args.prompt], [args.answer], backend=backend, top_k=args.top_k, temperature=args.temperature
     )
@@ -85,6 +90,18 @@ def _trace(args: argparse.Namespace) -> int:
 
         print(trace_table(result))
     return 0
+
+
+def _connect(args: argparse.Namespace):
+    """The model on NDIF (`--remote`): only nnsight runs there, and nothing is loaded here."""
+    given = [f"--{name}" for name in ("device", "dtype") if getattr(args, name)] + ["--offload"] * args.offload
+    if args.backend == "bridge":
+        given.append("--backend bridge")
+    if given:
+        raise LensError(f"--remote runs the model on NDIF through nnsight: drop {' '.join(given)}")
+    from lens.remote import connect
+
+    return connect(args.model)
 
 
 def _models(args: argparse.Namespace) -> int:

@@ -1,16 +1,28 @@
-"""The nnsight backend gives the bridge backend's lens, on every architecture and on both embedded models."""
+"""The nnsight backend gives the bridge backend's lens, on every architecture and on both embedded models; the
+remote path (NDIF) runs where no `lens` package is, and fails in one line when it cannot run (no key, no
+network, a model NDIF does not host)."""
 
 from __future__ import annotations
 
+import importlib
+import importlib.abc
 import json
+import os
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from lens.backends import plain_view
+from lens.backends import nnsight_model, plain_view
 from lens.check import compare_backends, lens_probabilities
 from lens.cli import main
 from lens.errors import LensError
-from lens.trace import collect, trace
+from lens.lenses import RAW
+from lens.registry import HubModel
+from lens.remote import RemoteModel
+from lens.trace import collect, read, trace
 
 TOLERANCE = 1e-4
 HELD_OUT = [  # not the prompts the exactness tests use: padded together, one with a leading-space answer
@@ -20,6 +32,7 @@ HELD_OUT = [  # not the prompts the exactness tests use: padded together, one wi
 ]
 HELD_OUT_ANSWERS = [" Italy", " Rome", " France"]
 ARITHMETIC, SEVEN = "Question: What is 3 + 4? Answer:", " 7"  # the lens reads after " ", follows "7"
+BIG = "meta-llama/Llama-3.1-70B"
 
 
 def max_probability_difference(model, prompts) -> float:
@@ -82,6 +95,105 @@ def test_a_backend_not_known_is_refused(tiny_model):
         collect(tiny_model, HELD_OUT[:1], backend="pytorch")
 
 
+# ---- the remote path, run here by nnsight's own dry run of a remote request ------------------------------------
+
+
+class _NoLensHere(importlib.abc.MetaPathFinder):
+    """NDIF has no `lens` package: importing it fails while the request is unpacked."""
+
+    def find_spec(self, name, path, target=None):
+        if name == "lens" or name.startswith("lens."):
+            raise ModuleNotFoundError(f"No module named {name!r} (not on the NDIF server)")
+        return None
+
+
+def as_on_ndif(model, tiny_tokenizer, monkeypatch) -> RemoteModel:
+    """`model` as a RemoteModel whose requests go through nnsight's dry run of a remote request: serialized,
+    unpacked with the modules NDIF lacks hidden (here also `lens`, which an editable install would otherwise
+    still find), then run against the model here."""
+    from nnsight.intervention.backends.local import LocalSimulationBackend
+
+    class WithoutLens(LocalSimulationBackend):
+        def _hide_local_modules(self):
+            hidden = super()._hide_local_modules()  # pops lens.* from sys.modules
+            sys.meta_path.insert(0, finder := _NoLensHere())
+            hidden["finder"] = finder
+            return hidden
+
+        def _restore(self, hidden):
+            sys.meta_path.remove(hidden.pop("finder"))
+            super()._restore(hidden)
+
+    spec = HubModel(name=model.name, repo=f"test/{model.name}")
+    # nnsight names the model to NDIF by its repo id, canonicalized once by the Hub (here: by itself).
+    model.hf_model.name_or_path = spec.repo
+    monkeypatch.setitem(importlib.import_module("nnsight.modeling.huggingface")._ID_CACHE, spec.repo, spec.repo)
+    nn = nnsight_model(model)
+    monkeypatch.setattr(nn, "_remote_backend", lambda *args: WithoutLens(nn))
+    return RemoteModel(spec=spec, repo=spec.repo, nn=nn, tokenizer=model.tokenizer, n_layers=model.n_layers,
+                       n_ctx=model.n_ctx, softcap=model.softcap, host="local", via="local")
+
+
+@pytest.mark.parametrize("arch", ["gemma2", "llama"])  # gemma2: soft-capped (the cap is applied remotely)
+def test_the_remote_request_runs_where_no_lens_package_is_and_gives_the_local_lens(arch, tiny_tokenizer, monkeypatch):
+    from tests.conftest import random_model
+
+    model = random_model(arch, tiny_tokenizer)
+    remote = as_on_ndif(model, tiny_tokenizer, monkeypatch)
+    residuals = collect(remote, HELD_OUT, backend="nnsight")
+    assert residuals.resid is None and residuals.lens_logits.shape[:2] == (len(HELD_OUT), model.n_layers)
+    assert_same_traces(read(remote, residuals, HELD_OUT_ANSWERS), trace(model, HELD_OUT, HELD_OUT_ANSWERS))
+    # Only the exact lens came back: another lens needs the block outputs, which stayed where the model ran.
+    with pytest.raises(LensError, match="read remotely through the exact lens only"):
+        read(remote, residuals, HELD_OUT_ANSWERS, lens=RAW)
+    with pytest.raises(LensError, match="runs remotely, through nnsight: use backend 'nnsight'"):
+        collect(remote, HELD_OUT)
+
+
+def test_a_remote_read_whose_last_block_is_not_the_output_is_refused(tiny_tokenizer, monkeypatch):
+    from tests.conftest import random_model
+
+    remote = as_on_ndif(random_model("llama", tiny_tokenizer), tiny_tokenizer, monkeypatch)
+    remote.softcap = 1.0  # a cap the model does not have: the lens at the last block is not its output
+    with pytest.raises(LensError, match=r"the lens is not exact on test/tiny-llama as NDIF runs it"):
+        collect(remote, HELD_OUT[:1], backend="nnsight")
+
+
+@pytest.mark.parametrize(
+    "error, message",
+    [
+        ("Model nnsight.modeling.language.LanguageModel:{...} is not dedicated and hotswapping is not supported "
+         "for this API key.", "NDIF does not run test/m for this API key now (Model"),
+        ("Failed to send request: Invalid API key", "NDIF refused the API key (Failed to send request: Invalid API"),
+        ("CUDA out of memory\nmore", "NDIF could not run test/m: CUDA out of memory"),
+    ],
+)
+def test_what_ndif_answers_becomes_one_line(error, message):
+    from nnsight.intervention.backends.remote import RemoteError
+
+    remote = RemoteModel(spec=HubModel(name="m", repo="test/m"), repo="test/m", nn=None, tokenizer=None,
+                         n_layers=1, n_ctx=1, softcap=None, host="https://api.ndif.us")
+    line = str(remote._explain(RemoteError(error)))
+    assert line.startswith(message) and "\n" not in line
+
+
+def test_a_remote_run_that_cannot_reach_ndif_is_one_line(tiny_tokenizer, monkeypatch):
+    from nnsight import CONFIG
+
+    from tests.conftest import random_model
+
+    model = random_model("llama", tiny_tokenizer)
+    remote = as_on_ndif(model, tiny_tokenizer, monkeypatch)
+    monkeypatch.setattr(remote.nn, "_remote_backend", type(remote.nn)._remote_backend.__get__(remote.nn))
+    # The real remote backend, to a port nothing listens on.
+    host = f"http://127.0.0.1:{_closed_port()}"
+    monkeypatch.setattr(CONFIG.API, "HOST", host)
+    monkeypatch.setattr(CONFIG.API, "APIKEY", "dummy")
+    remote.via, remote.host = True, host
+    with pytest.raises(LensError, match=rf"^cannot reach NDIF at {host} \(.*\): check the network connection$"):
+        trace(remote, HELD_OUT[:1], backend="nnsight")
+
+
 # ---- the command line ------------------------------------------------------------------------------------------
 
 
@@ -104,3 +216,103 @@ def test_check_compares_the_backends(capsys, smollm2):
     assert main(["check", "smollm2", "--backend", "nnsight", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("smollm2 through nnsight on cpu (float32) agrees with the bridge backend: max |Δp| = ")
+
+
+def lens_command(*argv: str, **env: str) -> subprocess.CompletedProcess:
+    """`lens ARGV` in a fresh process (nnsight reads its key and host when imported), nnsight's own
+    configuration file out of the way."""
+    base = {k: v for k, v in os.environ.items() if k not in ("NDIF_API_KEY", "NDIF_HOST")}
+    return subprocess.run([sys.executable, "-m", "lens.cli", *argv], capture_output=True, text=True, timeout=300,
+                          env=base | {"NNSIGHT_CONFIG": os.devnull} | env)
+
+
+def assert_one_line(done: subprocess.CompletedProcess, message: str) -> None:
+    assert done.returncode == 2 and done.stdout == "", done.stderr
+    assert done.stderr.startswith("lens: ") and done.stderr.count("\n") == 1, done.stderr
+    assert message in done.stderr, done.stderr
+
+
+def test_remote_without_an_api_key_says_where_to_get_one():
+    done = lens_command("trace", BIG, "x", "--remote")
+    assert_one_line(done, "--remote needs an NDIF API key: set NDIF_API_KEY=... (get one at https://login.ndif.us)")
+
+
+@pytest.mark.parametrize("host", ["https://api.ndif.invalid", "closed port"])
+def test_remote_without_network_says_ndif_cannot_be_reached(host):
+    host = f"http://127.0.0.1:{_closed_port()}" if host == "closed port" else host
+    done = lens_command("trace", BIG, "x", "--remote", NDIF_API_KEY="dummy", NDIF_HOST=host)
+    assert_one_line(done, f"lens: cannot reach NDIF at {host} (")
+
+
+def test_remote_here_is_one_line_naming_the_cause():
+    # The issue's command as it is: with no network here, NDIF cannot be reached; with one, the next cause.
+    done = lens_command("trace", BIG, "x", "--remote", NDIF_API_KEY="dummy")
+    assert_one_line(done, "lens: ")
+
+
+@pytest.fixture
+def fake_ndif():
+    """A local server answering NDIF's /status with the models it hosts (set `hosted`)."""
+
+    class Status(BaseHTTPRequestHandler):
+        hosted: list[str] = []
+
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            deployments = {f"{repo}:main": {"repo_id": repo, "deployment_level": "HOT",
+                                            "application_state": "RUNNING"} for repo in Status.hosted}
+            body = json.dumps({"deployments": deployments}).encode() if self.path == "/status" else b"{}"
+            self.send_response(200 if self.path == "/status" else 404)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Status)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield Status, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_remote_for_a_model_ndif_does_not_host_says_so(fake_ndif):
+    status, host = fake_ndif
+    status.hosted = ["openai-community/gpt2", "meta-llama/Llama-3.1-8B"]
+    done = lens_command("trace", BIG, "x", "--remote", NDIF_API_KEY="dummy", NDIF_HOST=host)
+    assert_one_line(done, f"NDIF does not host {BIG}: --remote runs only the models NDIF hosts (now: "
+                          "meta-llama/Llama-3.1-8B, openai-community/gpt2)")
+
+
+def test_remote_reads_only_config_and_tokenizer_from_the_hub_never_weights(fake_ndif, tmp_path):
+    status, host = fake_ndif
+    status.hosted = [BIG]
+    done = lens_command("trace", BIG, "x", "--remote", NDIF_API_KEY="dummy", NDIF_HOST=host,
+                        HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1")
+    assert_one_line(done, f"cannot read {BIG}'s config and tokenizer from the Hugging Face Hub")
+    assert "never the weights" in done.stderr
+    assert not list((tmp_path / "hf").rglob("*.safetensors"))
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["trace", "smollm2", "x", "--remote"], "--remote runs Hugging Face Hub models on NDIF by repo id"),
+        (["trace", BIG, "x", "--remote", "--device", "cpu"],
+         "--remote runs the model on NDIF through nnsight: drop --device"),
+        (["trace", BIG, "x", "--remote", "--backend", "bridge"], "drop --backend bridge"),
+    ],
+)
+def test_remote_refuses_what_does_not_apply(capsys, argv, message):
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("lens: ") and message in err and err.count("\n") == 1
+
+
+def _closed_port() -> int:
+    """A local port nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
