@@ -8,6 +8,7 @@ that into one `Trace` per prompt through a lens (the exact one by default), chea
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -15,8 +16,10 @@ import torch
 
 from lens.backends import block_hooks, forward  # noqa: F401 (block_hooks: grid, patching)
 from lens.errors import LensError
+from lens.estimate import record_timing
 from lens.lenses import EXACT, Lens
 from lens.loader import LoadedModel
+from lens.progress import bar
 from lens.tokens import AnswerToken, answer_token, encode
 
 MAX_LENS_ELEMENTS = 1 << 23
@@ -156,9 +159,13 @@ def collect(
     answers = list(answers) if answers is not None else [None] * len(prompts)
     texts = [p + answer_token(model.tokenizer, p, a).lead if a is not None else p for p, a in zip(prompts, answers)]
     reads = []
-    for start in range(0, len(texts), batch_size):
+    starts, started = range(0, len(texts), batch_size), time.perf_counter()
+    for start in bar(starts, desc=f"{model.name}: the lens over {len(texts)} prompts", unit="batch"):
         chunk = texts[start : start + batch_size]
         reads.append(forward(model, encode(model.tokenizer, chunk, model.n_ctx), backend))
+    if len(texts) >= batch_size and backend == "bridge":  # a figure for the next run's estimate
+        record_timing(model.name, model.device, str(model.dtype).removeprefix("torch."), len(texts),
+                      time.perf_counter() - started)
 
     def joined(field: str) -> torch.Tensor | None:
         parts = [getattr(r, field) for r in reads]
