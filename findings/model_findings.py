@@ -92,7 +92,8 @@ class ModelFindings:
             if form == CHAT:
                 followable = [i for i, fact in enumerate(facts) if _followable(model, prompts[i], fact.target(form))]
                 facts_, prompts_ = [facts[i] for i in followable], [prompts[i] for i in followable]
-                logits = collect(model, prompts_, [fact.target(form) for fact in facts_]).output_logits
+                logits = collect(model, prompts_, [fact.target(form) for fact in facts_],
+                                 backend=self.artefacts.session.backend).output_logits
             else:
                 residuals = self.artefacts.get(("residuals", prompt_set), lambda m: self._collect(m, prompt_set))
                 start = forms_of(prompt_set).index(form) * len(facts)
@@ -119,7 +120,8 @@ class ModelFindings:
         """One forward pass over every prompt of the set's usable facts, form by form, each read where its
         answer comes next."""
         cases = [(form, fact) for form in forms_of(prompt_set) for fact in self.facts(prompt_set)]
-        return collect(model, [fact.prompt(form) for form, fact in cases], [fact.target(form) for form, fact in cases])
+        return collect(model, [fact.prompt(form) for form, fact in cases], [fact.target(form) for form, fact in cases],
+                       backend=self.artefacts.session.backend)
 
     def grid(self) -> LensGrid:
         """The logit-lens picture of the notes' own prompt."""

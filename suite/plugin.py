@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from lens.backends import BACKENDS
 from lens.registry import registry
 from suite.figures import Figure
 from suite.session import ModelArtefacts, SuiteSession
@@ -39,6 +40,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="where the findings report goes (default: reports/ beside pytest.ini)",
     )
     group.addoption(
+        "--backend", dest="lens_backend", default="bridge", choices=BACKENDS,
+        help="what runs the forward pass the lens reads: TransformerLens's bridge (default) or nnsight; "
+        "attention and patching run on the bridge either way",
+    )
+    group.addoption(
         "--device", dest="lens_device", default=None,
         help="cpu, cuda, cuda:N or mps (default: mps > cuda > cpu); non-CPU devices are checked "
         "against the CPU first",
@@ -50,6 +56,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.getoption("model", default=[]), config.getoption("lens_device", default=None),
         config.getoption("markexpr", default="") or "",
     )
+    session.backend = config.getoption("lens_backend", default="bridge")
     config.stash[SESSION] = session
     capture = config.pluginmanager.getplugin("capturemanager")
     if capture is not None:

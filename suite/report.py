@@ -41,11 +41,17 @@ def verdict_changes(previous: dict | None, current: dict) -> dict[str, list[str]
         before = {_key(r): r for r in previous.get("claims", {}).get(claim, {}).get("results", [])}
         for result in entry["results"]:
             old = before.get(_key(result))
-            if old is not None and cell(old) != cell(result):
+            if old is not None and _measured(old) != _measured(result):
                 for model in result["models"]:
                     changes.setdefault(model, []).append(
-                        f"{claim}{_in_set(result['prompt_set'])}: {cell(old)} → {cell(result)}")
+                        f"{claim}{_in_set(result['prompt_set'])}: {_measured(old)} → {_measured(result)}")
     return changes
+
+
+def _measured(result: dict) -> str:
+    """What a run measured: the verdict with its figure (not whether it matched the record), or the outcome."""
+    verdict = result.get("verdict")
+    return verdict.get("cell", verdict["verdict"]) if verdict else cell(result)
 
 
 def _key(result: dict) -> tuple:
@@ -225,7 +231,8 @@ def _model_section(model: str, results: dict) -> list[str]:
     record, run = results["models"].get(model), results["runs"][model]
     lines = [f"### {model}", ""]
     if record:
-        lines.append(f"{record['source']}; {record['n_layers']} layers, {record['dtype']} on {record['device']}; "
+        lines.append(f"{record['source']}; {record['n_layers']} layers, {record['dtype']} on {record['device']}, "
+                     f"forward passes by the {record.get('backend', 'bridge')} backend; "
                      f"weights `{record['weights']}`.  ")
     lines += [(f"Run {run['date']} by `{run['command']}` on {run['machine']}: Python {run['python']}, torch "
                f"{run['torch']}, transformers {run['transformers']}, transformer-lens {run['transformer-lens']}."), ""]

@@ -36,6 +36,7 @@ class ModelRecord:
     device: str
     dtype: str
     n_layers: int
+    backend: str = "bridge"
 
 
 def findings_command(args: str) -> str:
@@ -72,6 +73,8 @@ class SuiteSession:
     def __init__(self, sources: dict[str, str], device: str | None, absent: dict[str, str] | None = None) -> None:
         self.terminal: Callable[[], AbstractContextManager] = nullcontext
         """Lets output through to the terminal while an artefact is computed (the plugin suspends capture)."""
+        self.backend = "bridge"
+        """What runs the lens's forward passes (lens.backends: bridge or nnsight)."""
         self.prompts = 0
         """How many prompts the lens will read per model at most (set by the claims), for the estimate."""
         self.sources = sources
@@ -148,7 +151,7 @@ class SuiteSession:
         self._loaded = model
         self.artefacts(name).record = ModelRecord(
             model=name, source=spec.describe(), weights=model.weights_id, device=model.device,
-            dtype=str(model.dtype).removeprefix("torch."), n_layers=model.n_layers,
+            dtype=str(model.dtype).removeprefix("torch."), n_layers=model.n_layers, backend=self.backend,
         )
         return model
 
