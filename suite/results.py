@@ -66,8 +66,10 @@ def assemble(records: list[TestRecord], models: dict[str, dict], model_order: li
         "command": command,
         "model_order": order,
         "models": models,
-        # Only the models this run produced results for: `-m smollm2` deselects the others' tests.
-        "runs": {name: run for name in order if name in models or any(name in r.identity["models"] for r in records)},
+        # Only the models this run produced results for: `-m smollm2` deselects the others' tests (a claim
+        # across models it did not judge concerns the models that ran).
+        "runs": {name: run for name in order if name in models or name in checks
+                 or any(name in r["models"] for e in claims.values() for r in e["results"])},
         "claims": dict(sorted(claims.items(), key=lambda item: item[1]["number"] or 0)),
         "checks": checks,
         "figures": figures,

@@ -4,6 +4,7 @@ import numpy as np
 
 from suite.figures import DepthCurves, overlays
 from suite.merge import merge
+from suite import results as run_results
 from suite.results import SCHEMA
 
 
@@ -57,3 +58,15 @@ def test_the_overlay_draws_each_models_median_curve():
     assert overlay.median["a"]["completion"] == [0.2, 0.4]  # the medians of each depth's three prompts
     assert overlay.median["b"]["completion"] == [0.0, 1.0]
     assert overlay.depth == {"a": [0.5, 1.0], "b": [0.5, 1.0]} and np.isfinite(overlay.median["a"]["completion"]).all()
+
+
+def test_a_run_stamps_only_the_models_it_produced_results_for():
+    def record(models, claim="c", outcome="skipped"):
+        return run_results.TestRecord(identity={"claim": claim, "number": 1, "title": "t", "doc": "", "module": "m",
+                                    "test": "t", "models": models, "prompt_set": "capitals"},
+                          outcome=outcome, message=None)
+    # `-m llama3`: llama3's own claim ran; the claim across models was selected too but judged nothing.
+    results = run_results.assemble([record(["llama3"], outcome="passed"), record(["llama3", "mistral"], claim="across")],
+                       {"llama3": {"model": "llama3"}}, ["llama3", "mistral"], "pytest findings/ -m llama3")
+    assert list(results["runs"]) == ["llama3"]
+    assert results["claims"]["across"]["results"][0]["models"] == ["llama3"]
