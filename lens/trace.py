@@ -22,6 +22,8 @@ from lens.loader import LoadedModel
 from lens.progress import bar
 from lens.tokens import AnswerToken, answer_token, encode
 
+TIMED_PROMPTS = 64
+"""A collect of at least this many prompts (a prompt set, not a test's handful) is timed for the estimate."""
 MAX_LENS_ELEMENTS = 1 << 23
 """Rows x vocab unembedded at once: bounds the lens's memory (32 MiB of float32 per tensor)."""
 
@@ -163,7 +165,7 @@ def collect(
     for start in bar(starts, desc=f"{model.name}: the lens over {len(texts)} prompts", unit="batch"):
         chunk = texts[start : start + batch_size]
         reads.append(forward(model, encode(model.tokenizer, chunk, model.n_ctx), backend))
-    if len(texts) >= batch_size and backend == "bridge":  # a figure for the next run's estimate
+    if len(texts) >= TIMED_PROMPTS and backend == "bridge":  # a figure for the next run's estimate
         record_timing(model.name, model.device, str(model.dtype).removeprefix("torch."), len(texts),
                       time.perf_counter() - started)
 

@@ -16,6 +16,7 @@ from tabulate import tabulate
 from lens.errors import LensError
 from suite.figures import Figure, overlays
 from suite.results import SCHEMA
+from suite.session import findings_command
 
 REPORT, RESULTS, FIGURES = "findings.md", "findings.json", "figures"
 
@@ -119,6 +120,9 @@ def render(results: dict, figures: dict[str, list[str]]) -> str:
         f"(dated in each column): {', '.join(f'{m} {_run_date(results, m)}' for m in ran) or 'none'}."
     )
     absent = results.get("absent") or {}
+    never = [m for m in models if m not in ran and m not in absent]
+    if never:
+        lines.append("Not run yet: " + "; ".join(f"{m} (`{findings_command('-m ' + m)}`)" for m in never) + ".")
     if absent:
         lines.append("Weights not here, so not run: " + "; ".join(
             f"{name} (fetch with `{command}`)" for name, command in absent.items()) + ".")

@@ -6,7 +6,7 @@ import pytest
 
 import lens.loader
 from lens.estimate import TIMINGS, estimate, record_timing
-from lens.trace import collect
+from lens.trace import TIMED_PROMPTS, collect
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def test_without_an_earlier_run_the_estimate_gives_work_not_time(own_cache):
 
 
 def test_a_collect_records_the_time_the_next_estimate_uses(smollm2, own_cache):
-    prompts = [f"The number {i} is" for i in range(20)]
+    prompts = [f"The number {i} is" for i in range(TIMED_PROMPTS)]
     collect(smollm2, prompts)
     per_prompt = json.loads((own_cache / TIMINGS).read_text())["smollm2 cpu float32"]
     assert 0 < per_prompt < 10
@@ -36,6 +36,8 @@ def test_a_collect_records_the_time_the_next_estimate_uses(smollm2, own_cache):
     assert later.seconds == pytest.approx(200 * per_prompt)
     assert "as measured here before" in later.line()
     assert estimate("smollm2", 134_515_008, "bfloat16", "cpu", prompts=200).seconds is None  # another dtype
+    collect(smollm2, prompts[:10])  # a test's handful is not timed: it would misstate a prompt set's pace
+    assert json.loads((own_cache / TIMINGS).read_text())["smollm2 cpu float32"] == per_prompt
 
 
 def test_an_unwritable_cache_loses_the_timing_and_nothing_else(tmp_path, monkeypatch):

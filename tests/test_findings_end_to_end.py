@@ -38,14 +38,17 @@ def test_the_report_shows_every_claim_and_resolves_every_figure(smollm2_run):
     report = (reports / "findings.md").read_text()
     for number in NUMBERS:
         assert f"\n| {number}. [" in report or number in (14, 15)  # patching: not selected here
-    assert "| smollm2" in report.splitlines()[report.splitlines().index("## Verdicts") + 2]
+    verdicts = report.split("## Verdicts")[1].split("## Changes")[0]
+    assert verdicts.lstrip().startswith("Prompt set `capitals`:")
+    header = next(line for line in verdicts.splitlines() if line.startswith("| claim"))
+    assert "| smollm2 (" in header and "gemma3" not in header
     links = re.findall(r"!\[[^\]]*\]\((figures/[^)]+)\)", report)
     assert sorted(Path(link).stem for link in links) == [
         "smollm2-answer-by-depth", "smollm2-attention", "smollm2-logit-lens"]
     for link in links:
         png = (reports / link).read_bytes()
         assert png.startswith(b"\x89PNG") and len(png) > 10_000
-    assert "not selected in this run" in report  # the other models, said so, not mixed in
+    assert re.search(r"Not run yet: gemma3 \(`(\./run findings|pytest findings/) -m gemma3`\)", report)  # not mixed in
 
 
 def test_a_perturbed_model_fails_snapshots_and_verdicts(tmp_path, smollm2):
