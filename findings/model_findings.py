@@ -18,7 +18,7 @@ from lens.lenses import EXACT, Lens
 from lens.loader import LoadedModel
 from lens.patching import Patching, patch_residuals
 from lens.progress import bar
-from lens.tokens import answer_token, chat_prompt, variants
+from lens.tokens import answer_token, chat_prompt, followed_token, variants
 from lens.trace import Residuals, Trace, collect, read
 from suite.session import ModelArtefacts, ModelRecord
 
@@ -90,7 +90,8 @@ class ModelFindings:
         def compute(model: LoadedModel) -> dict[str, tuple[float, float]]:
             prompts = [_prompt(model, fact, form) for fact in facts]
             if form == CHAT:
-                followable = [i for i, fact in enumerate(facts) if _followable(model, prompts[i], fact.target(form))]
+                followable = [i for i, fact in enumerate(facts)
+                              if followed_token(model.tokenizer, prompts[i], fact.target(form)) is not None]
                 facts_, prompts_ = [facts[i] for i in followable], [prompts[i] for i in followable]
                 logits = collect(model, prompts_, [fact.target(form) for fact in facts_],
                                  backend=self.artefacts.session.backend).output_logits
@@ -102,14 +103,8 @@ class ModelFindings:
             out = {}
             for fact, prompt, p in zip(facts_, prompts_, probs):
                 own = answer_token(model.tokenizer, prompt, fact.target(form))
-                ids = {own.token_id}
-                for other in facts:
-                    try:
-                        token = answer_token(model.tokenizer, prompt, other.target(form))
-                    except LensError:
-                        continue
-                    if token.lead == own.lead:
-                        ids.add(token.token_id)
+                others = (followed_token(model.tokenizer, prompt, other.target(form)) for other in facts)
+                ids = {own.token_id} | {t.token_id for t in others if t is not None and t.lead == own.lead}
                 mass = float(p[sorted(ids)].sum())
                 out[fact.id] = (float(p[own.token_id]) / mass if mass > 0 else 0.0, mass)
             return out
@@ -173,14 +168,6 @@ class ModelFindings:
 def _prompt(model: LoadedModel, fact: Fact, form: str) -> str:
     """The fact's prompt in `form`; the chat form in the model's own template."""
     return chat_prompt(model.tokenizer, fact.qa) if form == CHAT else fact.prompt(form)
-
-
-def _followable(model: LoadedModel, prompt: str, answer: str) -> bool:
-    try:
-        answer_token(model.tokenizer, prompt, answer)
-    except LensError:
-        return False
-    return True
 
 
 def _exclusions(model: LoadedModel, prompt_set: str) -> dict[str, str]:

@@ -85,6 +85,14 @@ def answer_token(tokenizer: Any, prompt: str, answer: str) -> AnswerToken:
     return AnswerToken(text=answer, token_id=ids[skip], token=token, n_tokens=len(ids) - skip, lead=lead)
 
 
+def followed_token(tokenizer: Any, prompt: str, answer: str) -> AnswerToken | None:
+    """`answer_token`, or None where the answer cannot be followed after `prompt` (punctuation, nothing)."""
+    try:
+        return answer_token(tokenizer, prompt, answer)
+    except LensError:
+        return None
+
+
 def chat_prompt(tokenizer: Any, message: str) -> str:
     """`message` as the user's turn in the model's own chat template, ending where the assistant's reply
     begins (Qwen3: with thinking off, so the reply starts with the answer, not a <think> block)."""

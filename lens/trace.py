@@ -20,7 +20,7 @@ from lens.estimate import record_timing
 from lens.lenses import EXACT, Lens
 from lens.loader import LoadedModel
 from lens.progress import bar
-from lens.tokens import AnswerToken, answer_token, encode
+from lens.tokens import AnswerToken, answer_token, encode, followed_token
 
 TIMED_PROMPTS = 64
 """A collect of at least this many prompts (a prompt set, not a test's handful) is timed for the estimate."""
@@ -270,13 +270,7 @@ def _lens_logits(model: LoadedModel, residuals: Residuals, lens: Lens, start: in
 def _followable(tokenizer, text: str, words: Sequence[str]) -> list[AnswerToken]:
     """The watched words that can be followed after `text` (a word that tokenizes to nothing, or to
     punctuation, is left out: it cannot be a whole token there)."""
-    out = []
-    for word in words:
-        try:
-            out.append(answer_token(tokenizer, text, word))
-        except LensError:
-            continue
-    return out
+    return [token for word in words if (token := followed_token(tokenizer, text, word)) is not None]
 
 
 @dataclass(frozen=True)
