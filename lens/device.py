@@ -53,12 +53,17 @@ def memory_bytes(device: str) -> int:
     return psutil.virtual_memory().total
 
 
+def weight_bytes(n_params: int, dtype: torch.dtype) -> int:
+    """Bytes `n_params` weights take in `dtype`."""
+    return n_params * torch.finfo(dtype).bits // 8
+
+
 def choose_dtype(n_params: int, device: str, override: str | None = None) -> torch.dtype:
     """float32 when it fits comfortably (exact lens), else bfloat16; `override` names one of DTYPES."""
     if override:
         if override not in DTYPES:
             raise LensError(f"unknown dtype {override!r}: use one of {', '.join(DTYPES)}")
         return DTYPES[override]
-    if 4 * n_params <= FP32_MEMORY_SHARE * memory_bytes(device):
+    if weight_bytes(n_params, torch.float32) <= FP32_MEMORY_SHARE * memory_bytes(device):
         return torch.float32
     return torch.bfloat16

@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from lens.device import DTYPES, weight_bytes
 from lens.paths import cache_dir
 
 TIMINGS = "timings.json"
@@ -30,7 +31,7 @@ class Estimate:
 
     @property
     def weight_bytes(self) -> int:
-        return self.parameters * {"float32": 4, "bfloat16": 2, "float16": 2}.get(self.dtype, 4)
+        return weight_bytes(self.parameters, DTYPES[self.dtype])
 
     @property
     def forward_passes(self) -> int:

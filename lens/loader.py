@@ -16,7 +16,7 @@ from typing import Any
 import psutil
 import torch
 
-from lens.device import choose_device, choose_dtype
+from lens.device import choose_device, choose_dtype, weight_bytes
 from lens.paths import cache_dir
 from lens.registry import ModelSpec, resolve
 
@@ -75,6 +75,7 @@ def load(
     offload: bool | None = None,
     max_memory: dict[str | int, str | int] | None = None,
     offload_folder: str | Path | None = None,
+    planned: Plan | None = None,
 ) -> LoadedModel:
     """Load a model for the lens.
 
@@ -86,8 +87,9 @@ def load(
             the weights do not fit in free memory.
         max_memory: per-device budget for offloading, e.g. {"cpu": "200MB"}.
         offload_folder: where offloaded weights go (default: a folder in the lens cache).
+        planned: the `plan` of this model already made (e.g. for an estimate), so it is not made twice.
     """
-    chosen = plan(name_or_path, device, dtype)
+    chosen = planned or plan(name_or_path, device, dtype)
     spec, folder, device, torch_dtype = chosen.spec, chosen.folder, chosen.device, chosen.dtype
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -124,7 +126,7 @@ class Plan:
 
     @property
     def weight_bytes(self) -> int:
-        return self.parameters * torch.finfo(self.dtype).bits // 8
+        return weight_bytes(self.parameters, self.dtype)
 
 
 def plan(name_or_path: str, device: str | None = None, dtype: str | None = None) -> Plan:

@@ -141,7 +141,7 @@ class SuiteSession:
         plan = lens.loader.plan(self.sources[name], device=self.device)
         dtype = str(plan.dtype).removeprefix("torch.")
         print(f"\n{estimate(name, plan.parameters, dtype, plan.device, self.prompts).line()}", file=sys.stderr)
-        model = lens.loader.load(self.sources[name], device=self.device)
+        model = lens.loader.load(self.sources[name], planned=plan)
         if model.device != "cpu":
             check = check_device(model)
             if not check.agrees:

@@ -17,7 +17,7 @@ def loads(monkeypatch):
     """Stand-in models (no weights read), and the log of what was loaded and released."""
     log = []
 
-    def load(name, device=None):
+    def load(name, device=None, planned=None):
         log.append(("load", name))
         return SimpleNamespace(name=name, device="cpu", weights_id="w", dtype=torch.float32, n_layers=3)
 
