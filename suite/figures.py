@@ -97,17 +97,14 @@ class TokenGrid(Figure):
     def draw(self, path: Path) -> None:
         p = np.asarray(self.p)
         n_layers, n_pos = p.shape
-        fig, ax = plt.subplots(figsize=(1.1 * n_pos + 2, 0.32 * n_layers + 1.5), constrained_layout=True)
-        image = ax.imshow(p, aspect="auto", cmap="Blues", vmin=0, vmax=1, origin="lower")
+        fig, ax = _layers_by_positions(p, self.tokens, (1.1 * n_pos + 2, 0.32 * n_layers + 1.5), "Blues", 0, 1,
+                                       "prompt position (input token)", self.title, "top-1 probability")
         for layer in range(n_layers):
             for pos in range(n_pos):
                 token = _printable(self.top1[layer][pos])[:10]
                 ax.text(pos, layer, token, ha="center", va="center", fontsize=6.5,
                         color="white" if p[layer, pos] > 0.6 else "black")
-        ax.set_xticks(range(n_pos), [_printable(t) for t in self.tokens], rotation=45, ha="right", fontsize=8)
         ax.set_yticks(range(n_layers), [str(i) for i in range(n_layers)], fontsize=7)
-        ax.set(xlabel="prompt position (input token)", ylabel="layer", title=self.title)
-        fig.colorbar(image, ax=ax, label="top-1 probability")
         _save(fig, path)
 
 
@@ -126,11 +123,8 @@ class PositionHeatmap(Figure):
     def draw(self, path: Path) -> None:
         data = np.asarray(self.values)
         n_layers, n_pos = data.shape
-        fig, ax = plt.subplots(figsize=(0.9 * n_pos + 2.5, 0.22 * n_layers + 1.8), constrained_layout=True)
-        image = ax.imshow(data, aspect="auto", cmap="viridis", vmin=self.vmin, vmax=self.vmax, origin="lower")
-        ax.set_xticks(range(n_pos), [_printable(t) for t in self.tokens], rotation=45, ha="right", fontsize=8)
-        ax.set(xlabel="prompt position", ylabel="layer", title=self.title)
-        fig.colorbar(image, ax=ax, label=self.label)
+        fig, _ = _layers_by_positions(data, self.tokens, (0.9 * n_pos + 2.5, 0.22 * n_layers + 1.8), "viridis",
+                                      self.vmin, self.vmax, "prompt position", self.title, self.label)
         _save(fig, path)
 
 
@@ -183,6 +177,17 @@ def overlays(figures: list[Figure]) -> list[Figure]:
         if isinstance(figure, DepthCurves):
             named.setdefault(figure.name, []).append(figure)
     return [DepthOverlay.of(curves) for curves in named.values() if len(curves) > 1]
+
+
+def _layers_by_positions(data: np.ndarray, tokens: list[str], size: tuple[float, float], cmap: str, vmin: float,
+                         vmax: float, xlabel: str, title: str, label: str):
+    """A (layers, positions) image with the prompt's tokens under it and a colour bar: (figure, axes)."""
+    fig, ax = plt.subplots(figsize=size, constrained_layout=True)
+    image = ax.imshow(data, aspect="auto", cmap=cmap, vmin=vmin, vmax=vmax, origin="lower")
+    ax.set_xticks(range(data.shape[1]), [_printable(t) for t in tokens], rotation=45, ha="right", fontsize=8)
+    ax.set(xlabel=xlabel, ylabel="layer", title=title)
+    fig.colorbar(image, ax=ax, label=label)
+    return fig, ax
 
 
 def _printable(token: str) -> str:
