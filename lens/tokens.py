@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,16 +46,31 @@ def is_word(token: str) -> bool:
 
 def encode(tokenizer: Any, prompts: list[str], n_ctx: int) -> dict[str, torch.Tensor]:
     """Left-padded input ids and attention mask, tokenized exactly as the model's own forward pass is."""
-    for prompt in prompts:
-        if not prompt.strip():
-            raise LensError("the prompt is empty: give the text the model should continue")
-    encoded = tokenizer(prompts, return_tensors="pt", padding=True)
-    longest = int(encoded["attention_mask"].sum(-1).max())
+    return encode_ids(tokenizer, [prompt_ids(tokenizer, prompt) for prompt in prompts], n_ctx)
+
+
+def prompt_ids(tokenizer: Any, prompt: str) -> list[int]:
+    """A prompt's token ids as the model's own forward pass sees them (BOS as the tokenizer decides)."""
+    if not prompt.strip():
+        raise LensError("the prompt is empty: give the text the model should continue")
+    return tokenizer(prompt)["input_ids"]
+
+
+def encode_ids(tokenizer: Any, sequences: list[list[int]], n_ctx: int) -> dict[str, torch.Tensor]:
+    """Token id sequences left-padded into one batch (a prompt's ids and what the model wrote after them)."""
+    longest = max(len(ids) for ids in sequences)
     if longest > n_ctx:
         raise LensError(
             f"the prompt is {longest} tokens, longer than the model's context of {n_ctx}: shorten it"
         )
-    return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    input_ids = torch.full((len(sequences), longest), pad, dtype=torch.long)
+    attention_mask = torch.zeros((len(sequences), longest), dtype=torch.long)
+    for row, ids in enumerate(sequences):
+        if ids:
+            input_ids[row, longest - len(ids):] = torch.tensor(ids, dtype=torch.long)
+            attention_mask[row, longest - len(ids):] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask}
 
 
 def answer_token(tokenizer: Any, prompt: str, answer: str) -> AnswerToken:
@@ -91,6 +107,28 @@ def followed_token(tokenizer: Any, prompt: str, answer: str) -> AnswerToken | No
         return answer_token(tokenizer, prompt, answer)
     except LensError:
         return None
+
+
+def is_space(token: str) -> bool:
+    """Whether a decoded token is whitespace only (a space, a line break): what a model may write before its answer."""
+    return not token.strip()
+
+
+def after_lead(answer: str, lead: str) -> str:
+    """The answer as the model would write it after `lead`: without its own leading space where the lead
+    already ends in whitespace (after a line break the model writes "Berlin", not " Berlin")."""
+    return answer.lstrip() if lead and lead[-1].isspace() else answer
+
+
+def spells(text: str, words: Sequence[str]) -> str | None:
+    """The first of `words` that `text` starts with after its leading whitespace, case-insensitively and
+    as a whole word (" Berlin." spells "Berlin"; " Berliner" does not), or None."""
+    start = text.lstrip().casefold()
+    for word in words:
+        bare = word.strip().casefold()
+        if bare and start.startswith(bare) and not start[len(bare):len(bare) + 1].isalnum():
+            return word
+    return None
 
 
 def chat_prompt(tokenizer: Any, message: str) -> str:

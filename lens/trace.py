@@ -20,7 +20,7 @@ from lens.estimate import record_timing
 from lens.lenses import EXACT, Lens
 from lens.loader import LoadedModel
 from lens.progress import bar
-from lens.tokens import AnswerToken, answer_token, encode, followed_token
+from lens.tokens import AnswerToken, answer_token, encode_ids, followed_token, prompt_ids
 
 TIMED_PROMPTS = 64
 """A collect of at least this many prompts (a prompt set, not a test's handful) is timed for the estimate."""
@@ -62,6 +62,7 @@ class Watched:
     rank_output: int
     whole: bool
     """Whether the text is exactly this one token here (not a prefix of a longer spelling, no lead)."""
+    token_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -152,19 +153,28 @@ def collect(
     answers: Sequence[str | None] | None = None,
     batch_size: int = 16,
     backend: str = "bridge",
+    leads: Sequence[Sequence[int]] | None = None,
 ) -> Residuals:
     """Run the model once per batch of prompts, keeping only what the lens reads at the last position.
 
     With `answers`, each prompt is read where its answer's followed token comes next (after the
-    whitespace the answer starts with, where that is a token of its own). `backend`: "bridge"
-    (TransformerLens, the default) or "nnsight" (`lens.backends`); a remote model runs through nnsight."""
-    answers = list(answers) if answers is not None else [None] * len(prompts)
-    texts = [p + answer_token(model.tokenizer, p, a).lead if a is not None else p for p, a in zip(prompts, answers)]
+    whitespace the answer starts with, where that is a token of its own). With `leads`, each prompt is
+    read after those token ids instead (the whitespace or line break the model itself writes first,
+    `lens.generate.Continuation.lead_ids`). `backend`: "bridge" (TransformerLens, the default) or
+    "nnsight" (`lens.backends`); a remote model runs through nnsight."""
+    tokenizer = model.tokenizer
+    if leads is not None:
+        sequences = [prompt_ids(tokenizer, p) + list(lead) for p, lead in zip(prompts, leads)]
+        texts = [p + tokenizer.decode(list(lead)) for p, lead in zip(prompts, leads)]
+    else:
+        answers = list(answers) if answers is not None else [None] * len(prompts)
+        texts = [p + answer_token(tokenizer, p, a).lead if a is not None else p for p, a in zip(prompts, answers)]
+        sequences = [prompt_ids(tokenizer, text) for text in texts]
     reads = []
     starts, started = range(0, len(texts), batch_size), time.perf_counter()
     for start in bar(starts, desc=f"{model.name}: the lens over {len(texts)} prompts", unit="batch"):
-        chunk = texts[start : start + batch_size]
-        reads.append(forward(model, encode(model.tokenizer, chunk, model.n_ctx), backend))
+        chunk = sequences[start : start + batch_size]
+        reads.append(forward(model, encode_ids(tokenizer, chunk, model.n_ctx), backend))
     if len(texts) >= TIMED_PROMPTS and backend == "bridge":  # a figure for the next run's estimate
         record_timing(model.name, model.device, str(model.dtype).removeprefix("torch."), len(texts),
                       time.perf_counter() - started)
@@ -181,8 +191,8 @@ def collect(
 def read(
     model: LoadedModel,
     residuals: Residuals,
-    answers: Sequence[str | None] | None = None,
-    watch: Sequence[Sequence[str]] | None = None,
+    answers: Sequence[str | AnswerToken | None] | None = None,
+    watch: Sequence[Sequence[str | AnswerToken]] | None = None,
     top_k: int = 5,
     temperature: float = 1.0,
     lens: Lens = EXACT,
@@ -190,7 +200,8 @@ def read(
     """Read a lens from collected residuals, one Trace per prompt.
 
     Args:
-        answers: per prompt, the answer string to follow (first token in context), or None.
+        answers: per prompt, the answer string to follow (first token in context), the token to follow at
+            the read position (an `AnswerToken`, e.g. the model's own first token), or None.
         watch: per prompt, more strings to follow through the layers (answer variants, subjects); those
             that cannot be followed there (punctuation, nothing) are left out.
         temperature: divides every layer's logits and the output's before the softmax.
@@ -204,8 +215,8 @@ def read_at(
     model: LoadedModel,
     residuals: Residuals,
     temperatures: Sequence[float],
-    answers: Sequence[str | None] | None = None,
-    watch: Sequence[Sequence[str]] | None = None,
+    answers: Sequence[str | AnswerToken | None] | None = None,
+    watch: Sequence[Sequence[str | AnswerToken]] | None = None,
     top_k: int = 5,
     lens: Lens = EXACT,
 ) -> dict[float, list[Trace]]:
@@ -220,8 +231,8 @@ def read_at(
     watch = list(watch) if watch is not None else [()] * n
     followed = []
     for prompt, text, a, ws in zip(residuals.prompts, residuals.read_after, answers, watch):
-        ans = answer_token(model.tokenizer, prompt, a) if a is not None else None
-        if prompt + (ans.lead if ans else "") != text:
+        ans = answer_token(model.tokenizer, prompt, a) if isinstance(a, str) else a
+        if isinstance(a, str) and prompt + ans.lead != text:
             raise ValueError(f"{prompt!r} was collected to be read after {text!r}: collect it with its answer")
         followed.append(_Followed(ans, tuple(_followable(model.tokenizer, text, ws))))
     if residuals.lens_logits is not None and lens != EXACT:
@@ -267,10 +278,11 @@ def _lens_logits(model: LoadedModel, residuals: Residuals, lens: Lens, start: in
     return lens.logits(model, resid.reshape(b * n_layers, d)).reshape(b, n_layers, -1).float()
 
 
-def _followable(tokenizer, text: str, words: Sequence[str]) -> list[AnswerToken]:
+def _followable(tokenizer, text: str, words: Sequence[str | AnswerToken]) -> list[AnswerToken]:
     """The watched words that can be followed after `text` (a word that tokenizes to nothing, or to
-    punctuation, is left out: it cannot be a whole token there)."""
-    return [token for word in words if (token := followed_token(tokenizer, text, word)) is not None]
+    punctuation, is left out: it cannot be a whole token there); a token given as such is followed as it is."""
+    tokens = (word if isinstance(word, AnswerToken) else followed_token(tokenizer, text, word) for word in words)
+    return [token for token in tokens if token is not None]
 
 
 @dataclass(frozen=True)
@@ -378,6 +390,7 @@ class _Chunk:
                     p_output=p_out[column[tok.token_id]],
                     rank_output=ranks.output[column[tok.token_id]],
                     whole=tok.n_tokens == 1 and not tok.lead,
+                    token_id=tok.token_id,
                 )
                 for tok in followed.watched
             )
