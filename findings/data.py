@@ -30,9 +30,18 @@ class Fact:
     completion: str
     qa: str
     reverse: str
+    aliases: str = ""
+    """Other names the answer goes by, `;`-separated (Kiev for Kyiv): a reply that starts with one answers."""
 
     def prompt(self, form: str) -> str:
         return getattr(self, form)
+
+    def spellings(self, form: str) -> tuple[str, ...]:
+        """What a reply in `form` must start with to answer: the answer and its aliases (the subject, for
+        the reverse form)."""
+        if form == "reverse":
+            return (self.subject,)
+        return (self.answer, *(alias for alias in self.aliases.split(";") if alias))
 
     def target(self, form: str) -> str:
         """The word the prompt asks for, with the leading space the model would write (none at the start of
@@ -71,7 +80,7 @@ NOTES_PROMPT = NOTES_FACT.qa
 THRESHOLDS = tomllib.loads((HERE / "claims.toml").read_text())
 """Per claim: the prompt sets it runs on and the numbers it is judged by; `statistics` for all."""
 STATS = THRESHOLDS["statistics"]
-EXPECTED = Recorded.load(HERE / "expected_verdicts.toml")
+EXPECTED = Recorded.load(HERE / "expected_verdicts.toml", tolerance=THRESHOLDS["tolerance"])
 """What was measured the last time verdicts were recorded."""
 
 
