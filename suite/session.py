@@ -8,7 +8,6 @@ nothing else); what was computed from it stays.
 from __future__ import annotations
 
 import os
-import re
 import sys
 from collections.abc import Callable, Hashable
 from contextlib import AbstractContextManager, nullcontext
@@ -44,6 +43,23 @@ def findings_command(args: str) -> str:
     return f"./run findings {args}" if os.environ.get("LENS_LAUNCHER") else f"pytest findings/ {args}"
 
 
+def _asks_for(markexpr: str, name: str) -> bool:
+    """Whether a `-m` expression selects this model's tests and would select none without its marker
+    (`-m llama3`, `-m "llama3 or mistral"`; not `-m "not llama3"`, nor `-m "not slow"`)."""
+    if not markexpr.strip():
+        return False
+    from _pytest.mark.expression import Expression
+
+    try:
+        expression = Expression.compile(markexpr)
+    except Exception:  # pytest itself reports a malformed expression
+        return False
+    def selects(*markers: str) -> bool:
+        return expression.evaluate(lambda marker, **_: marker in markers)
+
+    return (selects(name) or selects(name, "slow")) and not (selects() or selects("slow"))
+
+
 class ModelArtefacts:
     """One model's artefacts: each computed on first use, with the model loaded by the session."""
 
@@ -75,6 +91,8 @@ class SuiteSession:
         """Lets output through to the terminal while an artefact is computed (the plugin suspends capture)."""
         self.backend = "bridge"
         """What runs the lens's forward passes (lens.backends: bridge or nnsight)."""
+        self.dtype: str | None = None
+        """float32, bfloat16 or float16; None: the loader's choice (float32 where it fits)."""
         self.prompts = 0
         """How many prompts the lens will read per model at most (set by the claims), for the estimate."""
         self.sources = sources
@@ -97,7 +115,7 @@ class SuiteSession:
             raise pytest.UsageError(f"--model: {error}") from None
         if not specs:
             specs = {name: (name, spec) for name, spec in registry().items()}
-        named = set(re.findall(r"[\w.-]+", markexpr)) | {name for name in specs if given}
+        named = {name for name in specs if given or _asks_for(markexpr, name)}
         present = {name: spec.is_present() for name, (_, spec) in specs.items()}
         for name in sorted(named & set(specs)):
             if not present[name]:
@@ -138,7 +156,7 @@ class SuiteSession:
                 f"{size}, then run `{findings_command('-m ' + name)}`"
             )
         self.release()
-        plan = lens.loader.plan(self.sources[name], device=self.device)
+        plan = lens.loader.plan(self.sources[name], device=self.device, dtype=self.dtype)
         dtype = str(plan.dtype).removeprefix("torch.")
         print(f"\n{estimate(name, plan.parameters, dtype, plan.device, self.prompts).line()}", file=sys.stderr)
         model = lens.loader.load(self.sources[name], planned=plan)

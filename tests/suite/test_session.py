@@ -84,3 +84,17 @@ def test_asking_for_a_model_without_weights_ends_the_run_with_the_command(hub_ab
     assert stop.value.returncode == 2
     with pytest.raises(pytest.exit.Exception):
         SuiteSession.from_values([hub_absent[0]], device=None)
+
+
+@pytest.mark.parametrize("markexpr, asked", [
+    ("{absent}", True), ("{absent} or smollm2", True), ("{absent} and not slow", True),
+    ("not {absent}", False), ("not slow", False), ("smollm2", False), ("", False),
+])
+def test_a_marker_expression_asks_for_the_models_it_selects_by_name(hub_absent, markexpr, asked):
+    expression = markexpr.format(absent=hub_absent[0])
+    if asked:
+        with pytest.raises(pytest.exit.Exception, match="weights are not here"):
+            SuiteSession.from_values([], device=None, markexpr=expression)
+    else:
+        session = SuiteSession.from_values([], device=None, markexpr=expression)
+        assert hub_absent[0] in session.absent
