@@ -89,7 +89,7 @@ def brief(results: dict) -> list[str]:
             for model in result["models"]:
                 tally = counts.setdefault((model, result["prompt_set"]), {})
                 tally[label] = tally.get(label, 0) + 1
-    order = ("holds", "refuted", "inconclusive", "no data", "failed", "skipped")
+    order = ("holds", "refuted", "inconclusive", "too few", "no data", "failed", "skipped")
     return [f"{model:<10} {prompt_set or '':<16} " + ", ".join(f"{tally[k]} {k}" for k in order if k in tally)
             for (model, prompt_set), tally in counts.items()]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from suite.statistics import HOLDS, NO_DATA, ClaimNotHeld, Verdict, VerdictChanged
+from suite.statistics import HOLDS, NO_DATA, TOO_FEW, ClaimNotHeld, Verdict, VerdictChanged
 
 HEADER = """\
 # Recorded verdicts, per claim, model(s) and prompt set, each with the measured figure that decided it.
@@ -25,14 +25,16 @@ HEADER = """\
 
 
 class Recorded:
-    """The recorded verdicts: claim -> models ("a" or "a+b") -> prompt set -> {verdict, figure}."""
+    """The recorded verdicts: claim -> models ("a" or "a+b") -> prompt set -> {verdict, figure}, and how far
+    each kind of figure may move before it is drift (`tolerance`: kind -> largest change; `n` for facts)."""
 
-    def __init__(self, data: dict) -> None:
+    def __init__(self, data: dict, tolerance: dict[str, float] | None = None) -> None:
         self.data = data
+        self.tolerance = tolerance or {}
 
     @classmethod
-    def load(cls, path: Path) -> Recorded:
-        return cls(tomllib.loads(path.read_text()) if path.is_file() else {})
+    def load(cls, path: Path, tolerance: dict[str, float] | None = None) -> Recorded:
+        return cls(tomllib.loads(path.read_text()) if path.is_file() else {}, tolerance)
 
     def get(self, verdict: Verdict) -> dict | None:
         """The recorded verdict and figure for this verdict's claim, models and prompt set."""
@@ -45,8 +47,8 @@ def judge(request: pytest.FixtureRequest, recorded: Recorded,
 
     Recorded `holds` (or nothing recorded): the test passes while the claim holds. Recorded otherwise: a
     strict xfail, so a flip to `holds` fails as XPASS, and a change between refuted and inconclusive
-    fails outright. Whatever the label, a figure that leaves its recorded interval or an n that changes
-    fails too. `no data` skips: it is neither a pass nor an expected failure.
+    fails outright. Whatever the label, a figure (or a figure beside it, or n) that moves further than its
+    kind's tolerance fails too. `no data` and `too few` skip: neither a pass nor an expected failure.
     """
 
     def judge_(verdict: Verdict) -> None:
@@ -54,12 +56,12 @@ def judge(request: pytest.FixtureRequest, recorded: Recorded,
         record_verdict(verdict, expected)
         where = f"{verdict.claim} on {verdict.label} ({verdict.prompt_set})"
         if expected:
-            drift = figure_drift(verdict, expected)
+            drift = figure_drift(verdict, expected, recorded.tolerance)
             if drift:
                 raise VerdictChanged(f"{where}: {drift}; recorded {expected['verdict']} ({expected['figure']}), "
                                      f"now {verdict.verdict}: {verdict.figure}")
-        if verdict.verdict == NO_DATA:
-            pytest.skip(f"{where}: no data: {verdict.figure}; {verdict.rule}")
+        if verdict.verdict in (NO_DATA, TOO_FEW):
+            pytest.skip(f"{where}: {verdict.verdict}: {verdict.figure}; {verdict.rule}")
         if expected and expected["verdict"] != HOLDS:
             request.applymarker(pytest.mark.xfail(
                 strict=True, raises=ClaimNotHeld,
@@ -77,21 +79,34 @@ def judge(request: pytest.FixtureRequest, recorded: Recorded,
     return judge_
 
 
-def figure_drift(verdict: Verdict, expected: dict) -> str | None:
-    """How a verdict's figure moved from the recorded one, if it did beyond the recorded interval:
-    n changed, data appeared or vanished, or the value left the recorded interval. None: no real drift
-    (a value within the recorded interval is a near-tie, not a change)."""
+def figure_drift(verdict: Verdict, expected: dict, tolerance: dict[str, float]) -> str | None:
+    """How a verdict's figures moved from the recorded ones, where they moved further than the tolerance
+    of their kind (claims.toml [tolerance], measured): n, the value, each figure beside it. None: no real
+    drift (a change within tolerance is float error or a near-tie, not a change)."""
     if (verdict.verdict == NO_DATA) != (expected["verdict"] == NO_DATA):
         return "the data changed (no data on one side only)"
     if "n" not in expected:
         return None  # recorded before figures were: the label is all there is to compare
-    if verdict.n != expected["n"]:
-        return f"n changed from {expected['n']} to {verdict.n}"
-    lo, hi = expected["ci"]
-    slack = 1e-9 + 1e-6 * max(abs(lo), abs(hi))
-    value = verdict.value
-    if value == value and lo == lo and not lo - slack <= value <= hi + slack:
-        return f"the figure {value:.4g} left the recorded interval [{lo:.4g}, {hi:.4g}]"
+    if abs(verdict.n - expected["n"]) > tolerance.get("n", 0):
+        return f"n changed from {expected['n']} to {verdict.n} (tolerance {tolerance.get('n', 0):g})"
+    moved = _moved(verdict.value, expected["value"], tolerance.get(expected.get("kind", verdict.kind)))
+    if moved:
+        return f"the figure {moved}"
+    now = {figure["label"]: figure for figure in verdict.beside}
+    for figure in expected.get("beside", []):
+        if figure["label"] in now:
+            moved = _moved(now[figure["label"]]["value"], figure["value"], tolerance.get(figure["kind"]))
+            if moved:
+                return f"{figure['label']!r} {moved}"
+    return None
+
+
+def _moved(new: float, old: float, tolerance: float | None) -> str | None:
+    """How `new` differs from `old` where it is further than `tolerance` (nan on one side only, too)."""
+    if tolerance is None or (new != new and old != old):
+        return None
+    if (new != new) != (old != old) or abs(new - old) > tolerance + 1e-9:
+        return f"moved from {old:.4g} to {new:.4g} (tolerance {tolerance:g})"
     return None
 
 
@@ -112,11 +127,14 @@ def render_recorded(results: dict) -> str:
         for models, verdicts in by_models.items():
             lines.append(f"[{claim}.{json.dumps(models)}]")
             for verdict in verdicts:
+                figures = ", ".join(
+                    f"{{ label = {json.dumps(f['label'], ensure_ascii=False)}, value = {_number(f['value'])}, "
+                    f"kind = {json.dumps(f['kind'])} }}" for f in verdict.get("beside", []))
                 lines.append(
                     f"{verdict['prompt_set']} = {{ verdict = {json.dumps(verdict['verdict'])}, "
                     f"value = {_number(verdict['value'])}, ci = [{_number(verdict['ci'][0])}, "
-                    f"{_number(verdict['ci'][1])}], n = {verdict['n']}, "
-                    f"figure = {json.dumps(verdict['figure'], ensure_ascii=False)} }}"
+                    f"{_number(verdict['ci'][1])}], n = {verdict['n']}, kind = {json.dumps(verdict['kind'])}, "
+                    f"figure = {json.dumps(verdict['figure'], ensure_ascii=False)}, beside = [{figures}] }}"
                 )
             lines.append("")
     return "\n".join(lines)

@@ -17,6 +17,7 @@ from lens.errors import LensError
 from suite.figures import Figure, overlays
 from suite.results import SCHEMA
 from suite.session import findings_command
+from suite.statistics import family_error
 
 REPORT, RESULTS, FIGURES = "findings.md", "findings.json", "figures"
 
@@ -149,7 +150,12 @@ def render(results: dict, figures: dict[str, list[str]]) -> str:
                     text += f" [{notes.index(reason) + 1}]"
                 row.append(text)
             rows.append(row)
-        lines += [tabulate(rows, headers=headers, tablefmt="pipe"), ""]
+        lines += [tabulate(rows, headers=headers, tablefmt="pipe"), "", _family_error(results, prompt_set), ""]
+    lines += ["Each cell: the verdict, its figure [interval] and n (facts). † the verdict flips under another "
+              "reasonable threshold (the claim's sensitivity); ‡ a caveat applies (under the claim). `too few`: no "
+              "outcome at that n could have decided; `no data`: n = 0. Under each claim, \"could detect\" is the smallest "
+              "true share (of prompts, or of facts beyond the threshold for a median) its n decides with 80% power.",
+              ""]
     for i, note in enumerate(notes, 1):
         lines.append(f"[{i}] {note}  ")
     lines += ["", "## Changes since each model's previous run", ""]
@@ -201,30 +207,56 @@ def _label(result: dict) -> str:
     return "+".join(result["models"]) + _in_set(result["prompt_set"])
 
 
+def _family_error(results: dict, prompt_set: str) -> str:
+    """How many of a set's decided verdicts chance alone may have got wrong (claims x models)."""
+    decided = [r["verdict"] for entry in results["claims"].values() for r in entry["results"]
+               if r["prompt_set"] == prompt_set and r.get("verdict")
+               and r["verdict"]["verdict"] in ("holds", "refuted", "inconclusive")]
+    if not decided:
+        return "No verdict decided on this set."
+    levels = sorted({v.get("confidence", 0.95) for v in decided})
+    expected, any_wrong = family_error(len(decided), min(levels))
+    return (f"{len(decided)} verdicts decided on this set, each at {' or '.join(f'{c:.1%}' for c in levels)}: "
+            f"by chance alone about {expected:.1f} may be wrong (were they independent, the chance that at least "
+            f"one is: {any_wrong:.0%}).")
+
+
 def _claim_section(entry: dict, figures: list[str]) -> list[str]:
     lines = [f"### {entry['number']}. {entry['title']}", "", entry["doc"], ""]
     rows = []
     for result in entry["results"]:
         verdict = result.get("verdict")
         if verdict:
-            lo, hi = verdict["ci"]
-            rows.append([_label(result), cell(result), verdict["statistic"], f"{verdict['value']:.3g}",
-                         f"{lo:.3g} to {hi:.3g} ({verdict.get('confidence', 0.95):.1%})", verdict["n"],
-                         verdict["rule"]])
+            rows.append(_verdict_row(_label(result), cell(result), verdict))
         else:
-            rows.append([_label(result), cell(result), "", "", "", "", result.get("message") or ""])
+            rows.append([_label(result), cell(result), result.get("message") or "", "", "", "", "", "", "", ""])
         for control in result.get("controls", []):
-            lo, hi = control["ci"]
-            rows.append([f"{_label(result)}, control", control["cell"], control["statistic"],
-                         f"{control['value']:.3g}", f"{lo:.3g} to {hi:.3g}", control["n"], "must not hold"])
+            rows.append(_verdict_row(f"{_label(result)}, control", control["cell"], control))
     if rows:
-        lines += [tabulate(rows, headers=["model", "verdict", "statistic", "value", "interval", "n", "rule"],
+        lines += [tabulate(rows, headers=["model", "verdict", "statistic", "value", "interval", "n", "could detect",
+                                          "beside", "sensitivity", "caveats"],
                            tablefmt="pipe", disable_numparse=True), ""]
     for figure in figures:
         lines += [f"![{figure}](figures/{figure})", ""]
     if any((result.get("verdict") or {}).get("evidence") for result in entry["results"]):
         lines += [f"Per-prompt figures: `{RESULTS}`, under `claims.{_claim_id(entry)}`.", ""]
     return lines
+
+
+def _verdict_row(label: str, text: str, verdict: dict) -> list:
+    """One verdict in a claim's table: its figure, what its n could detect, what stands beside it, how it
+    fares under other thresholds, and its caveats."""
+    lo, hi = verdict["ci"]
+    detect = verdict.get("detectable")
+    flips = [f"{row['threshold']} {row['value']}: {row['verdict']}" for row in verdict.get("sensitivity", [])
+             if row["verdict"] != verdict["verdict"]]
+    tried = len(verdict.get("sensitivity", []))
+    sensitivity = ("flips at " + "; ".join(flips)) if flips else f"same under all {tried} others" if tried else ""
+    return [label, text, verdict["statistic"], f"{verdict['value']:.3g}",
+            f"{lo:.3g} to {hi:.3g} ({verdict.get('confidence', 0.95):.1%})", verdict["n"],
+            f"{detect:.2f}" if detect is not None else "",
+            "; ".join(f"{f['label']}: {f['value']:.3g}" for f in verdict.get("beside", [])),
+            sensitivity, "; ".join(verdict.get("caveats", []))]
 
 
 def _claim_id(entry: dict) -> str:

@@ -14,7 +14,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy.stats import beta, binom
 
-HOLDS, REFUTED, INCONCLUSIVE, NO_DATA = "holds", "refuted", "inconclusive", "no data"
+HOLDS, REFUTED, INCONCLUSIVE, TOO_FEW, NO_DATA = "holds", "refuted", "inconclusive", "too few", "no data"
+"""The verdicts. `too few`: no outcome at that n could have decided (the interval can exclude nothing);
+`no data`: n = 0. Every other verdict is decided by its interval against the claim's threshold."""
 
 
 class ClaimNotHeld(AssertionError):
@@ -42,16 +44,28 @@ class Verdict:
     rule: str
     """The threshold it was judged by, e.g. "holds if the interval lies within [0.75, 0.90]"."""
     n: int
+    """Facts (the effective sample size: a fact's prompts are not independent)."""
+    kind: str = "share"
+    """What sort of figure `value` is (share, depth, log_ratio, ...): its regression tolerance's key."""
     evidence: tuple[dict, ...] = field(default=())
     """Per-prompt figures behind the statistic."""
     confidence: float = 0.95
     """The interval's confidence level (above 0.95 where several secondary tests share the error rate)."""
-    minimum_n: int = 1
-    """Below this n the verdict is `no data` (from a power calculation at the claim's threshold)."""
     primary: bool = True
     """The claim's one primary test (the others are secondary, with their confidence adjusted)."""
     control: bool = False
-    """The claim's control (e.g. another fact's answer followed instead), not the claim: it must not hold."""
+    """The claim's control (what the figure is where the claim's mechanism is absent), not the claim."""
+    beside: tuple[dict, ...] = field(default=())
+    """Figures reported beside the verdict, never deciding it: {"label", "value", "kind"} (a condition the
+    notes do not state, a robustness view, the control's figure)."""
+    caveats: tuple[str, ...] = field(default=())
+    """What a reader must know to take the verdict as stated (a followed token that starts two answers;
+    a control that shows the same effect)."""
+    sensitivity: tuple[dict, ...] = field(default=())
+    """The verdict under other reasonable thresholds: {"threshold", "value", "verdict", "figure"}."""
+    detectable: float | None = None
+    """The smallest true share (of prompts, or of facts beyond the threshold for a median) this n detects
+    with the configured power: what the cell could have seen."""
 
     @property
     def figure(self) -> str:
@@ -60,12 +74,19 @@ class Verdict:
         return f"{self.statistic} = {self.value:.3g} ({self.confidence:.1%} CI {lo:.3g} to {hi:.3g}, n={self.n})"
 
     @property
+    def sensitive(self) -> bool:
+        """Whether the verdict flips somewhere inside the thresholds' reasonable range."""
+        return any(row["verdict"] != self.verdict for row in self.sensitivity)
+
+    @property
     def cell(self) -> str:
-        """The verdict with its effect size and interval, for a verdict matrix."""
+        """The verdict with its effect size and interval, for a verdict matrix; † where a reasonable other
+        threshold flips it, ‡ where a caveat applies."""
+        marks = ("†" if self.sensitive else "") + ("‡" if self.caveats else "")
         if self.verdict == NO_DATA:
-            return f"no data (n={self.n} < {self.minimum_n})"
+            return f"no data (n=0){marks}"
         lo, hi = self.ci
-        return f"{self.verdict} {self.value:.2f} [{lo:.2f}, {hi:.2f}] n={self.n}"
+        return f"{self.verdict} {self.value:.2f} [{lo:.2f}, {hi:.2f}] n={self.n}{marks}"
 
     @property
     def label(self) -> str:
@@ -75,9 +96,8 @@ class Verdict:
     def to_dict(self) -> dict:
         """Plain values (JSON, xdist), with the one-line figure."""
         data = asdict(self)
-        data["models"] = list(self.models)
-        data["ci"] = list(self.ci)
-        data["evidence"] = list(self.evidence)
+        for name in ("models", "ci", "evidence", "beside", "caveats", "sensitivity"):
+            data[name] = list(data[name])
         data["figure"] = self.figure
         data["cell"] = self.cell
         return data
@@ -94,14 +114,40 @@ def share_ci(k: float, n: float, confidence: float = 0.95) -> tuple[float, float
     return (lo, hi)
 
 
+def decidable(n: int, confidence: float, threshold: float = 0.5) -> bool:
+    """Whether some outcome at n could give an exact interval that excludes `threshold`: all n on one side
+    (a share against its threshold; a median against its threshold is a share of 0.5 of the facts)."""
+    return n > 0 and (share_ci(n, n, confidence)[0] > threshold or share_ci(0, n, confidence)[1] < threshold)
+
+
+def detectable_share(threshold: float, n: int, confidence: float = 0.95, power: float = 0.8) -> float | None:
+    """The smallest true share at which n observations give an exact interval wholly above `threshold`
+    with probability `power` (None: no share at this n can). Power is for planning, never a gate."""
+    k = next((k for k in range(n + 1) if share_ci(k, n, confidence)[0] > threshold), None)
+    if k is None:
+        return None
+    lo, hi = threshold, 1.0
+    for _ in range(50):  # bisection: P(at least k of n) rises with the true share
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if binom.sf(k - 1, n, mid) >= power else (mid, hi)
+    return hi
+
+
 def min_n_for_share(threshold: float, alternative: float, power: float = 0.8, confidence: float = 0.95) -> int:
     """The fewest observations at which a true share of `alternative` gives an exact interval wholly
-    above `threshold` with probability `power` (the claim's minimum n: fewer is no data)."""
+    above `threshold` with probability `power`: how many facts a prompt set needs (planning only)."""
     for n in range(1, 10_000):
-        k = next((k for k in range(n + 1) if share_ci(k, n, confidence)[0] > threshold), None)
-        if k is not None and binom.sf(k - 1, n, alternative) >= power:
+        found = detectable_share(threshold, n, confidence, power)
+        if found is not None and found <= alternative:
             return n
     raise ValueError(f"no n up to 10000 tells {alternative} from {threshold}")
+
+
+def family_error(verdicts: int, confidence: float = 0.95) -> tuple[float, float]:
+    """For `verdicts` decided at `confidence` each: how many are expected to be decided wrongly by chance
+    alone (whatever their dependence), and the chance that at least one is, were they independent."""
+    alpha = 1 - confidence
+    return verdicts * alpha, 1 - (1 - alpha) ** verdicts
 
 
 def cluster_bootstrap_ci(

@@ -1,0 +1,164 @@
+"""Verdict builders: per-prompt rows in, a `Verdict` out, decided by its interval alone.
+
+Generic over claims. A claim gives its rows, the flag or figure it judges, its `Rule` and its `Scope`
+(claim, models, prompt set, confidence); the builders do the statistics (suite.statistics) the same way for
+every claim: exact intervals for shares at the number of facts, a bootstrap resampling facts for medians,
+`no data` only at n = 0, `too few` only where no outcome at that n could decide. `with_sensitivity` judges a
+claim again under each reasonable other threshold.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from suite.statistics import (
+    NO_DATA,
+    TOO_FEW,
+    Verdict,
+    above,
+    at_least,
+    cluster_bootstrap_ci,
+    decidable,
+    detectable_share,
+    share_ci,
+    within,
+)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How an interval decides: `above` a threshold (strictly), `at_least` it, or `within` a band."""
+
+    kind: str
+    threshold: float | tuple[float, float]
+
+    def decide(self, ci: tuple[float, float]) -> str:
+        if self.kind == "within":
+            return within(ci, tuple(self.threshold))
+        return (above if self.kind == "above" else at_least)(ci, float(self.threshold))
+
+    @property
+    def text(self) -> str:
+        if self.kind == "within":
+            lo, hi = self.threshold
+            return f"holds if the interval lies within [{lo:g}, {hi:g}], refuted if wholly outside"
+        word = "above" if self.kind == "above" else "at or above"
+        return f"holds if the interval lies {word} {self.threshold:g}, refuted if wholly on the other side"
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a verdict is about and at which confidence: the claim, the model(s), the prompt set."""
+
+    claim: str
+    models: tuple[str, ...]
+    prompt_set: str
+    confidence: float = 0.95
+    primary: bool = True
+    control: bool = False
+
+
+@dataclass(frozen=True)
+class Resampling:
+    """The bootstrap's settings and the power used to say what a cell could detect (claims.toml [statistics])."""
+
+    resamples: int = 2000
+    seed: int = 0
+    power: float = 0.8
+
+
+def beside(label: str, value: float | None, kind: str = "share") -> dict:
+    """A figure reported beside a verdict (never deciding it)."""
+    return {"label": label, "value": float("nan") if value is None else float(value), "kind": kind}
+
+
+def share_of(rows: Sequence[dict], flag: str) -> float | None:
+    """The share of rows whose `flag` is true (None without rows)."""
+    return sum(bool(row[flag]) for row in rows) / len(rows) if rows else None
+
+
+def share_verdict(rows: Sequence[dict], *, flag: str, threshold: float, statistic: str, scope: Scope,
+                  resampling: Resampling, figures: Sequence[dict] = ()) -> Verdict:
+    """A majority-style claim: the share of rows whose `flag` is true, with an exact interval at the
+    effective sample size, the number of facts (a fact's prompts are not independent)."""
+    n = len({row["fact"] for row in rows})
+    share = share_of(rows, flag)
+    ci = share_ci(share * n, n, scope.confidence) if rows else (math.nan, math.nan)
+    rule = Rule("above", threshold)
+    return decided_verdict(rows, value=math.nan if share is None else share, ci=ci, n=n, rule=rule, statistic=statistic,
+                    scope=scope, kind="share", figures=figures,
+                    detectable=detectable_share(threshold, n, scope.confidence, resampling.power) if n else None,
+                    decided_at=threshold)
+
+
+def median_verdict(rows: Sequence[dict], *, key: str, rule: Rule, kind: str, statistic: str, scope: Scope,
+                   resampling: Resampling, figures: Sequence[dict] = ()) -> Verdict:
+    """A claim about the median of one per-prompt figure, with a bootstrap interval that resamples facts.
+    A median lies beyond a threshold when more than half the facts do: it is decidable where a share of
+    0.5 is, and what it could detect is said as that share."""
+    used = [row for row in rows if row[key] is not None and not (isinstance(row[key], float) and math.isnan(row[key]))]
+    values, clusters = [float(row[key]) for row in used], [row["fact"] for row in used]
+    ci = cluster_bootstrap_ci(values, clusters, np.median, scope.confidence, resampling.resamples, resampling.seed)
+    n = len(set(clusters))
+    return decided_verdict(rows, value=float(np.median(values)) if values else math.nan, ci=ci, n=n, rule=rule,
+                    statistic=statistic, scope=scope, kind=kind, figures=figures,
+                    detectable=detectable_share(0.5, n, scope.confidence, resampling.power) if n else None,
+                    decided_at=0.5, counted=used)
+
+
+def decided_verdict(rows: Sequence[dict], *, value: float, ci: tuple[float, float], n: int, rule: Rule,
+                    statistic: str, scope: Scope, kind: str, figures: Sequence[dict] = (),
+                    detectable: float | None = None, decided_at: float = 0.5,
+                    counted: Sequence[dict] | None = None) -> Verdict:
+    """A verdict from a statistic's value and interval over n facts: `no data` at n = 0, `too few` where no
+    outcome at n could exclude `decided_at` (a share's threshold; 0.5 for a median), else the rule's word.
+    `counted`: the rows behind the figure where not all `rows` are (their caveats are the verdict's)."""
+    if n == 0:
+        decided = NO_DATA
+    elif not decidable(n, scope.confidence, decided_at):
+        decided = TOO_FEW
+    else:
+        decided = rule.decide(ci)
+    counted = rows if counted is None else counted
+    caveats = sorted({row["caveat"] for row in counted if row.get("caveat")})
+    return Verdict(
+        claim=scope.claim, models=scope.models, prompt_set=scope.prompt_set, verdict=decided,
+        statistic=statistic, value=value, ci=tuple(ci),
+        rule=f"{rule.text}; n counts facts ({len(counted)} rows)",
+        n=n, kind=kind, evidence=tuple(rows), confidence=scope.confidence, primary=scope.primary,
+        control=scope.control, beside=tuple(figures),
+        caveats=(f"{len(caveats)} followed token(s) start another fact's answer too: " + "; ".join(caveats),)
+        if caveats else (),
+        detectable=detectable,
+    )
+
+
+def with_sensitivity(evaluate: Callable[[Mapping[str, Any]], Verdict], thresholds: Mapping[str, Any],
+                     alternatives: Mapping[str, Sequence[Any]]) -> Verdict:
+    """The claim judged under `thresholds`, carrying its verdict under each reasonable other value of each
+    threshold (one changed at a time): where it flips inside that range, the cell says so."""
+    verdict = evaluate(thresholds)
+    rows = []
+    for name, values in alternatives.items():
+        for value in values:
+            if value == thresholds.get(name):
+                continue
+            other = evaluate({**thresholds, name: value})
+            rows.append({"threshold": name, "value": value, "verdict": other.verdict, "figure": other.value})
+    return replace(verdict, sensitivity=tuple(rows))
+
+
+def with_control(verdict: Verdict, control: Verdict) -> Verdict:
+    """The claim's verdict with its control's figure beside it, and a caveat where the control holds too
+    (then what the claim sees is there without its mechanism as well)."""
+    figures = (*verdict.beside, beside(f"control: {control.statistic}", control.value, control.kind))
+    caveats = verdict.caveats
+    if control.verdict == verdict.verdict == "holds":
+        caveats = (*caveats, f"the control holds too ({control.figure}): not specific to the claim's mechanism")
+    return replace(verdict, beside=figures, caveats=caveats)
+

@@ -1,0 +1,57 @@
+"""suite.recorded: a figure that drifts beyond its kind's tolerance fails, a near-tie within it passes;
+every branch of the comparison, and the recorded file's round trip (nan included)."""
+
+import math
+import tomllib
+from dataclasses import replace
+
+import pytest
+
+from suite.recorded import figure_drift, render_recorded
+from suite.statistics import Verdict
+
+TOLERANCE = {"share": 0.05, "log_ratio": 0.3, "n": 2}
+BASE = Verdict(claim="c", models=("m",), prompt_set="s", verdict="holds", statistic="share", value=0.8,
+               ci=(0.7, 0.9), rule="r", n=60, kind="share",
+               beside=({"label": "answered in Q&A", "value": 0.4, "kind": "share"},))
+
+
+def recorded(verdict: Verdict) -> dict:
+    data = verdict.to_dict()
+    return {k: data[k] for k in ("verdict", "value", "ci", "n", "kind", "figure", "beside")}
+
+
+@pytest.mark.parametrize("change, drifts", [
+    ({}, False),
+    ({"value": 0.84}, False),                 # a near-tie: within 0.05
+    ({"value": 0.86}, True),                  # a share that moved 0.06: drift, though inside the old interval
+    ({"n": 62}, False),                       # two facts at a reply's near-tie
+    ({"n": 63}, True),
+    ({"value": math.nan}, True),              # the figure vanished
+    ({"verdict": "no data", "n": 0, "value": math.nan}, True),
+])
+def test_figure_drift(change, drifts):
+    assert (figure_drift(replace(BASE, **change), recorded(BASE), TOLERANCE) is not None) == drifts
+
+
+def test_a_figure_beside_the_verdict_is_guarded_too():
+    moved = replace(BASE, beside=({"label": "answered in Q&A", "value": 0.5, "kind": "share"},))
+    assert "answered in Q&A" in figure_drift(moved, recorded(BASE), TOLERANCE)
+    steady = replace(BASE, beside=({"label": "answered in Q&A", "value": 0.42, "kind": "share"},))
+    assert figure_drift(steady, recorded(BASE), TOLERANCE) is None
+
+
+def test_each_kind_has_its_own_tolerance():
+    ratio = replace(BASE, kind="log_ratio", value=1.0, beside=())
+    assert figure_drift(replace(ratio, value=1.25), recorded(ratio), TOLERANCE) is None
+    assert figure_drift(replace(ratio, value=1.35), recorded(ratio), TOLERANCE) is not None
+
+
+def test_the_recorded_file_round_trips_with_nan():
+    empty = replace(BASE, verdict="no data", value=math.nan, ci=(math.nan, math.nan), n=0)
+    results = {"runs": {}, "models": {}, "claims": {"c": {"results": [{"verdict": BASE.to_dict()},
+                                                                         {"verdict": {**empty.to_dict(), "prompt_set": "t"}}]}}}
+    data = tomllib.loads(render_recorded(results))["c"]["m"]
+    assert data["s"]["value"] == 0.8 and data["s"]["beside"][0]["value"] == 0.4 and data["s"]["kind"] == "share"
+    assert math.isnan(data["t"]["value"]) and data["t"]["n"] == 0
+    assert figure_drift(empty, data["t"], TOLERANCE) is None and figure_drift(BASE, data["s"], TOLERANCE) is None
