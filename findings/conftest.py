@@ -8,11 +8,13 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from findings.data import EXPECTED, SETS, forms_of, prompt_sets_of
+from findings.evidence import judged
 from findings.model_findings import ModelFindings
 from suite import recorded
 from suite.plugin import SESSION
 from suite.session import ModelArtefacts
 from suite.statistics import Verdict
+from suite.verdicts import with_control
 
 
 @pytest.hookimpl(trylast=True)  # after the suite plugin has made the session
@@ -61,3 +63,22 @@ def _warn_of_exclusions(request: pytest.FixtureRequest, record_warning) -> Itera
 def judge(request: pytest.FixtureRequest, record_verdict) -> Callable[[Verdict], None]:
     """Record a verdict, then assert the claim, against the recorded verdict where there is one."""
     return recorded.judge(request, EXPECTED, record_verdict)
+
+
+@pytest.fixture
+def judge_claim(request: pytest.FixtureRequest, judge, record_control) -> Callable[..., Verdict]:
+    """The one skeleton of a claim's test: `judge_claim(evaluate, *args, control=..., section=...)` judges
+    `evaluate(*args, thresholds)` under the claim's thresholds (claims.toml; `section` where claims share
+    one) with its sensitivity, and with `control` also `evaluate(..., control=True)`, recorded beside it."""
+    claim = request.node.get_closest_marker("claim").args[0]
+
+    def run(evaluate: Callable[..., Verdict], *args, control: bool = False, section: str | None = None) -> Verdict:
+        verdict = judged(evaluate, claim, *args, section=section)
+        if control:
+            found = judged(evaluate, claim, *args, section=section, control=True)
+            record_control(found)
+            verdict = with_control(verdict, found)
+        judge(verdict)
+        return verdict
+
+    return run

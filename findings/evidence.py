@@ -1,30 +1,47 @@
-"""Reading traces for the claims: which token is on top where, and turning per-prompt figures into verdicts."""
+"""Reading traces for the claims: which token is on top where, which prompts the model answers, and each
+claim's thresholds, scope and sensitivity from claims.toml (the verdicts themselves: suite.verdicts)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import replace
-from functools import cache
+import statistics
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
-import numpy as np
-
-from findings.data import CAPITALS, STATS, Fact, prompt_sets_of
+from findings.data import CAPITALS, STATS, THRESHOLDS, Fact, prompt_sets_of
 from lens.lenses import EXACT, Lens
 from lens.tokens import variants
 from lens.trace import Trace, Watched
-from suite.statistics import (
-    INCONCLUSIVE,
-    NO_DATA,
-    Verdict,
-    above,
-    cluster_bootstrap_ci,
-    min_n_for_share,
-    share_ci,
-)
+from suite.statistics import Verdict
+from suite.verdicts import Resampling, Rule, Scope, beside, median_verdict, share_of, with_sensitivity
+
+RESAMPLING = Resampling(resamples=STATS["resamples"], seed=STATS["seed"], power=STATS["power"])
 
 
-def forms_of(word: str, trace: Trace) -> list[Watched]:
+@dataclass(frozen=True)
+class Prompt:
+    """One prompt of a fact as the claims read it: its trace and where (and what) the lens followed."""
+
+    id: str
+    fact: Fact
+    form: str
+    trace: Trace
+    reading: Any
+    """findings.model_findings.Reading: the model's own continuation, whether it answers, the followed token."""
+
+    @property
+    def answered(self) -> bool:
+        return self.reading.answered is not None
+
+    def row(self, **figures) -> dict:
+        """A per-prompt evidence row: the fact (the resampling unit), the prompt, what was followed, and
+        the caveat of a followed token that starts another answer too."""
+        return {"fact": self.fact.id, "prompt": self.id, "followed": self.trace.answer_token,
+                "reply": self.reading.reply.text, "caveat": self.reading.caveat, **figures}
+
+
+def forms_of_word(word: str, trace: Trace) -> list[Watched]:
     """The watched tokens that spell `word` (with/without leading space, capitalised), each counted only
     where it is a whole token in context: " rome" that starts with a bare " " never stands for Rome."""
     spellings = set(variants(word))
@@ -33,7 +50,7 @@ def forms_of(word: str, trace: Trace) -> list[Watched]:
 
 def top1_at(trace: Trace, word: str, layer: int) -> bool:
     """Whether any spelling of `word` is the lens's top token at `layer`."""
-    return any(w.rank[layer] == 1 for w in forms_of(word, trace))
+    return any(w.rank[layer] == 1 for w in forms_of_word(word, trace))
 
 
 def first_top1(trace: Trace, word: str) -> int | None:
@@ -41,42 +58,70 @@ def first_top1(trace: Trace, word: str) -> int | None:
     return next((i for i in range(trace.n_layers) if top1_at(trace, word, i)), None)
 
 
-def settled_top1(trace: Trace, word: str) -> int | None:
-    """The first layer from which some spelling of `word` stays top-1 to the last layer, or None (a
-    blip on top that is lost again does not count)."""
+def settled(ranks: Sequence[int]) -> int | None:
+    """The first layer from which the token stays top-1 to the last layer, or None (a blip on top that is
+    lost again does not count)."""
     layer = None
-    for i in reversed(range(trace.n_layers)):
-        if not top1_at(trace, word, i):
+    for i in reversed(range(len(ranks))):
+        if ranks[i] != 1:
             break
         layer = i
     return layer
 
 
-def series(trace: Trace, word: str) -> Watched | None:
-    """`word` followed through the layers: its first spelling (in `variants` order) that is a whole token
-    here, e.g. " Berlin" after "is", "7" after "3 + 4 = "."""
-    whole = {w.text: w for w in forms_of(word, trace)}
-    return next((whole[v] for v in variants(word) if v in whole), None)
+def first_top1_of(ranks: Sequence[int]) -> int | None:
+    """The first layer where the token is top-1, or None."""
+    return next((i for i, rank in enumerate(ranks) if rank == 1), None)
 
 
-def as_control(verdict: Verdict) -> Verdict:
-    """A verdict computed on shuffled answers, marked as the claim's control."""
-    return replace(verdict, control=True, statistic=f"control, another fact's answer: {verdict.statistic}")
+@dataclass(frozen=True)
+class Series:
+    """One followed token through the layers: lens probability and rank per block, and at the output."""
+
+    token: str
+    p: tuple[float, ...]
+    rank: tuple[int, ...]
+    p_output: float
+    rank_output: int
+
+
+def answer_series(trace: Trace) -> Series:
+    """The followed answer token (the model's own first token where it answers)."""
+    return Series(trace.answer_token, tuple(lay.p_answer for lay in trace.layers),
+                  tuple(lay.rank_answer for lay in trace.layers), trace.output.p_answer, trace.output.rank_answer)
+
+
+def own_series(prompt: Prompt) -> Series | None:
+    """The model's own first token (what it writes instead, where it does not answer), or None."""
+    own = prompt.reading.own
+    found = next((w for w in prompt.trace.watched if own is not None and w.token_id == own.token_id), None)
+    return None if found is None else Series(found.token, found.p, found.rank, found.p_output, found.rank_output)
+
+
+def claim_series(prompt: Prompt, control: bool) -> Series | None:
+    """What claims 1-4 follow: the answer on prompts the model answers; their control, the model's own
+    token on prompts it answers wrongly (does the same pattern show where the model does not know?)."""
+    return own_series(prompt) if control else answer_series(prompt.trace)
+
+
+def forward_prompts(findings, prompt_set: str, lens: Lens = EXACT, answered: bool | None = None) -> Iterator[Prompt]:
+    """The completion and Q&A prompts of a set's usable facts, through `lens`; with `answered` True (False),
+    only those whose own continuation gives (does not give) the answer or an alias."""
+    for form in ("completion", "qa"):
+        for reading, trace in zip(findings.readings(prompt_set, form), findings.form_lens(prompt_set, form, lens)):
+            prompt = Prompt(f"{reading.fact.id}/{form}", reading.fact, form, trace, reading)
+            if answered is None or prompt.answered == answered:
+                yield prompt
 
 
 def partners(facts: Sequence[Fact]) -> dict[str, Fact]:
-    """The shuffled-answer control: for each fact, the next fact in the set with another answer (the
-    answer followed on this fact's prompts instead of its own)."""
+    """For each fact, the next fact in the set with another answer (the control of claim 12 follows its
+    subject on this fact's prompts)."""
     out = {}
     for i, fact in enumerate(facts):
         out[fact.id] = next((facts[(i + k) % len(facts)] for k in range(1, len(facts))
                              if facts[(i + k) % len(facts)].answer != fact.answer), fact)
     return out
-
-
-def output_top1(trace: Trace, word: str) -> bool:
-    """Whether the model's own output puts any spelling of `word` on top."""
-    return any(w.rank_output == 1 for w in forms_of(word, trace))
 
 
 def depth(trace: Trace, layer: int | None) -> float | None:
@@ -93,73 +138,69 @@ def level(claim: str, prompt_set: str) -> tuple[float, bool]:
     return 1 - (1 - STATS["confidence"]) / len(secondary), False
 
 
-@cache
-def minimum_n(threshold: float, confidence: float) -> int:
-    """Fewest facts that tell a share `detect` above the threshold from the threshold itself with the
-    configured power (claims.toml [statistics]): below it a verdict is `no data`."""
-    alternative = min(threshold + STATS["detect"], (1 + threshold) / 2)
-    return min_n_for_share(threshold, alternative, STATS["power"], confidence)
+def thresholds(claim: str, prompt_set: str, section: str | None = None) -> dict[str, Any]:
+    """The numbers a claim is judged by (claims.toml; `section` where claims share one), with the
+    interval's confidence for this prompt set."""
+    found = {k: v for k, v in THRESHOLDS.get(section or claim, {}).items() if k not in ("sensitivity", "prompt_sets")}
+    return {**found, "confidence": level(claim, prompt_set)[0]}
 
 
-def share_verdict(
-    claim: str, model: str, prompt_set: str, rows: Sequence[dict], flag: str, threshold: float, statistic: str
-) -> Verdict:
-    """A majority-style claim: the share of rows whose `flag` is true, judged against `threshold` with an
-    exact interval at the effective sample size, the number of facts (a fact's prompts are not independent)."""
-    flags = [bool(row[flag]) for row in rows]
-    n, facts = len(flags), len({row["fact"] for row in rows})
-    confidence, primary = level(claim, prompt_set)
-    share = sum(flags) / n if n else float("nan")
-    ci = share_ci(share * facts, facts, confidence) if n else (float("nan"), float("nan"))
-    return _verdict(claim, model, prompt_set, rows, share, ci, facts, minimum_n(threshold, confidence),
-                    above(ci, threshold), statistic, f"holds if the interval lies above {threshold:g}",
-                    confidence, primary)
+def alternatives(claim: str, section: str | None = None) -> dict[str, list]:
+    """The reasonable other values of each threshold (claims.toml `[claim.sensitivity]`), and of the
+    confidence ([statistics] `sensitivity_confidence`)."""
+    found = dict(THRESHOLDS.get(section or claim, {}).get("sensitivity", {}))
+    return {**found, "confidence": STATS["sensitivity_confidence"]}
 
 
-def statistic_verdict(
-    claim: str, model: str, prompt_set: str, rows: Sequence[dict], key: str,
-    decide: Callable[[tuple[float, float]], str], rule: str, statistic: str,
-) -> Verdict:
-    """A claim about the median of one per-prompt figure, with a bootstrap interval that resamples facts.
-    A median lies beyond a threshold when more than half the facts do: its minimum n is a share's at 0.5."""
-    used = [row for row in rows if row[key] is not None]
-    values, clusters = [float(row[key]) for row in used], [row["fact"] for row in used]
-    confidence, primary = level(claim, prompt_set)
-    ci = cluster_bootstrap_ci(values, clusters, np.median, confidence, STATS["resamples"], STATS["seed"])
-    value = float(np.median(values)) if values else float("nan")
-    return _verdict(claim, model, prompt_set, rows, value, ci, len(set(clusters)), minimum_n(0.5, confidence),
-                    decide(ci) if values else INCONCLUSIVE, statistic, rule, confidence, primary)
+def scope(claim: str, models: str | tuple[str, ...], prompt_set: str, t: Mapping[str, Any],
+          control: bool = False) -> Scope:
+    """What a verdict is about, at the confidence `t` carries."""
+    return Scope(claim=claim, models=(models,) if isinstance(models, str) else tuple(models), prompt_set=prompt_set,
+                 confidence=t["confidence"], primary=level(claim, prompt_set)[1], control=control)
 
 
-def paired_forms_verdict(claim: str, findings, prompt_set: str, better: str, worse: str, floor: float,
-                         statistic: str) -> Verdict:
-    """Whether form `better` gives the answer more probability than form `worse`, like with like: per fact
-    the log-ratio of candidate-normalised output probabilities, where the model answers at all in at least
-    one of the forms (a fact never answered tells nothing; one answered in one form only is evidence);
-    the median log-ratio against 0."""
-    high, low = findings.candidates(prompt_set, better), findings.candidates(prompt_set, worse)
+def judged(evaluate: Callable[..., Verdict], claim: str, *args, section: str | None = None, **kwargs) -> Verdict:
+    """`evaluate(*args, t, **kwargs)` under the claim's thresholds, with its verdict under each reasonable
+    other threshold (`sensitivity`). `args` end with the prompt set."""
+    prompt_set = args[-1]
+    return with_sensitivity(lambda t: evaluate(*args, t, **kwargs), thresholds(claim, prompt_set, section),
+                            alternatives(claim, section))
+
+
+def paired_forms(findings, prompt_set: str, t: Mapping[str, Any], *, claim: str, better: str, worse: str) -> Verdict:
+    """Whether form `better` gives the answer more probability than form `worse`: per fact the log-ratio of
+    the answer's own output probabilities where the lens reads each (after the whitespace the model writes
+    first), over the facts the model answers in at least one of the two forms (a fact it answers in neither
+    tells nothing); the median log-ratio against 0. Beside it: the same ratio normalised over the set's
+    candidate answers (a robustness view), and how often each form is answered."""
+    def by_fact(form):
+        return {r.fact.id: (r, trace) for r, trace in zip(findings.readings(prompt_set, form),
+                                                          findings.form_lens(prompt_set, form))}
+
+    high, low = by_fact(better), by_fact(worse)
+    norm_high, norm_low = findings.candidates(prompt_set, better), findings.candidates(prompt_set, worse)
     rows = []
     for fact in findings.facts(prompt_set):
-        if fact.id not in high or fact.id not in low:
-            continue  # not followable in one of the forms (the chat form's reply start)
-        (p_high, mass_high), (p_low, mass_low) = high[fact.id], low[fact.id]
-        answers = max(mass_high, mass_low) >= floor and p_high > 0 and p_low > 0
-        rows.append({"fact": fact.id, f"p_{better}": p_high, f"p_{worse}": p_low,
-                     f"mass_{better}": mass_high, f"mass_{worse}": mass_low, "answers": answers,
-                     "log_ratio": math.log(p_high / p_low) if answers else None})
-    return statistic_verdict(claim, findings.name, prompt_set, rows, "log_ratio", lambda ci: above(ci, 0.0),
-                             "holds if the interval lies above 0", statistic)
-
-
-def _verdict(claim, model, prompt_set, rows, value, ci, n, minimum, decided, statistic, rule, confidence,
-             primary) -> Verdict:
-    return Verdict(
-        claim=claim, models=(model,), prompt_set=prompt_set,
-        verdict=decided if n >= minimum else NO_DATA,
-        statistic=statistic, value=value, ci=ci,
-        rule=f"{rule}; n counts facts; no data below {minimum} facts",
-        n=n, evidence=tuple(rows), confidence=confidence, minimum_n=minimum, primary=primary,
-    )
+        if fact.id not in high or fact.id not in low or high[fact.id][0].followed is None:
+            continue  # the chat form: an answer that cannot be followed at the start of a reply
+        (r_high, t_high), (r_low, t_low) = high[fact.id], low[fact.id]
+        p_high, p_low = t_high.output.p_answer, t_low.output.p_answer
+        counted = (r_high.answered is not None or r_low.answered is not None) and p_high > 0 and p_low > 0
+        n_high, n_low = norm_high[fact.id][0], norm_low[fact.id][0]
+        rows.append({"fact": fact.id, f"reply_{better}": r_high.reply.text, f"reply_{worse}": r_low.reply.text,
+                     f"answers_{better}": r_high.answered is not None, f"answers_{worse}": r_low.answered is not None,
+                     f"p_{better}": p_high, f"p_{worse}": p_low,
+                     "log_ratio": math.log(p_high / p_low) if counted else None,
+                     "normalised_log_ratio": math.log(n_high / n_low) if counted and n_high > 0 and n_low > 0 else None,
+                     "caveat": r_high.caveat or r_low.caveat})
+    normalised = [row["normalised_log_ratio"] for row in rows if row["normalised_log_ratio"] is not None]
+    figures = [beside("median ln-ratio normalised over the set's candidate answers (robustness)",
+                      statistics.median(normalised) if normalised else None, "log_ratio"),
+               beside(f"share of facts answered in the {better} form", share_of(rows, f"answers_{better}")),
+               beside(f"share of facts answered in the {worse} form", share_of(rows, f"answers_{worse}"))]
+    return median_verdict(rows, key="log_ratio", rule=Rule("above", 0.0), kind="log_ratio",
+                          statistic=f"median ln(p_{better} / p_{worse}) of the answer, facts answered in either",
+                          scope=scope(claim, findings.name, prompt_set, t), resampling=RESAMPLING, figures=figures)
 
 
 def handover(patching, subject: tuple[int, ...]) -> tuple[int | None, list[float], list[float]]:
@@ -171,11 +212,6 @@ def handover(patching, subject: tuple[int, ...]) -> tuple[int | None, list[float
     return layer, subject_curve, last_curve
 
 
-def forward_prompts(findings, prompt_set: str, answered: bool = False, lens: Lens = EXACT):
-    """(prompt id, fact, trace) for the completion and Q&A prompts of a set's usable facts, through `lens`;
-    with `answered`, only those whose output puts the answer top-1 (in any whole-token spelling)."""
-    forms = findings.lens(prompt_set, lens)
-    for form in ("completion", "qa"):
-        for fact, trace in zip(findings.facts(prompt_set), forms[form]):
-            if not answered or output_top1(trace, fact.answer):
-                yield f"{fact.id}/{form}", fact, trace
+def phase(depth_: float) -> str:
+    """The notes' phase a relative depth falls in: early (<= 1/3), middle (<= 2/3) or final."""
+    return "early" if depth_ <= 1 / 3 else "middle" if depth_ <= 2 / 3 else "final"

@@ -6,24 +6,57 @@ pays for patching."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass, replace
 
 import torch
 
 from findings.data import CAPITALS, CHAT, NOTES_FACT, NOTES_PROMPT, SETS, THRESHOLDS, Fact, forms_of
-from findings.evidence import output_top1, partners
+from findings.evidence import partners
 from lens.attention import AttentionFromLast, attention_from_last, token_positions
-from lens.errors import LensError
 from lens.grid import LensGrid, lens_grid
 from lens.lenses import EXACT, Lens
 from lens.loader import LoadedModel
 from lens.patching import Patching, patch_residuals
 from lens.progress import bar
-from lens.tokens import answer_token, chat_prompt, followed_token, variants
+from lens.generate import Continuation, continue_greedy
+from lens.tokens import AnswerToken, after_lead, chat_prompt, followed_token, variants
 from lens.trace import Residuals, Trace, collect, read
 from suite.session import ModelArtefacts, ModelRecord
 
 Forms = dict[str, tuple[Trace, ...]]
 """form -> one trace per fact of the prompt set, in the set's order."""
+
+
+@dataclass(frozen=True)
+class Reading:
+    """Where the lens reads one prompt and what it follows there, from the model's own continuation."""
+
+    fact: Fact
+    form: str
+    prompt: str
+    reply: Continuation
+    answered: str | None
+    """The spelling the model's reply starts with (the answer or an alias), None where it gives another."""
+    lead_ids: tuple[int, ...]
+    """What the lens reads after: the whitespace the model writes first, or, where it writes none and does
+    not answer, the whitespace the answer itself starts with (" " before a split digit)."""
+    followed: AnswerToken | None
+    """The token followed at the read position: the model's own first token where it answers (a piece like
+    " Bang" included), else the answer's first token there; None where the answer cannot be followed."""
+    shared_with: tuple[str, ...] = ()
+    """Other facts of the set whose answer starts with the followed token too (" K": Kairo, Kopenhagen)."""
+
+    @property
+    def own(self) -> AnswerToken | None:
+        """The model's own first token that is not whitespace (None where it ends first)."""
+        return self.reply.first
+
+    @property
+    def caveat(self) -> str | None:
+        """Said beside a verdict that counts this prompt: its followed token starts other answers too."""
+        if not self.shared_with:
+            return None
+        return f"{self.fact.id}: {self.followed.token!r} also starts {', '.join(self.shared_with)}"
 
 
 class ModelFindings:
@@ -44,79 +77,100 @@ class ModelFindings:
         return self.artefacts.record
 
     def exclusions(self, prompt_set: str) -> dict[str, str]:
-        """Facts of the set this model's tokenizer cannot follow cleanly, with the reason: an answer that
-        cannot be followed by a word token, or whose followed token is another fact's answer too."""
-        return self.artefacts.get(("exclusions", prompt_set), lambda model: _exclusions(model, prompt_set))
+        """Facts of the set this model's tokenizer cannot follow in some form, with the reason (an answer
+        that is no word token where the lens reads). Listed in the report's data warnings."""
+        def compute(model: LoadedModel) -> dict[str, str]:
+            reasons: dict[str, str] = {}
+            for form in self._forms(prompt_set):
+                for reading in self.readings(prompt_set, form, every=True):
+                    if reading.followed is None:
+                        reasons.setdefault(reading.fact.id, f"{form}: the answer {reading.fact.target(form)!r} "
+                                           f"cannot be followed after {reading.prompt + reading.reply.lead!r}")
+            return reasons
+
+        return self.artefacts.get(("exclusions", prompt_set), compute)
 
     def facts(self, prompt_set: str) -> tuple[Fact, ...]:
         """The set's facts this model's claims are judged on (all but the excluded ones), in order."""
         excluded = self.exclusions(prompt_set)
         return tuple(fact for fact in SETS[prompt_set] if fact.id not in excluded)
 
-    def lens(self, prompt_set: str, lens: Lens = EXACT) -> Forms:
-        """Every prompt of the set's usable facts through `lens`: the answer followed, and (exact lens) its
-        spellings, the subject and the control's answer."""
-        cases = [(form, fact) for form in forms_of(prompt_set) for fact in self.facts(prompt_set)]
-        control = partners(self.facts(prompt_set))
-
-        def compute(model: LoadedModel) -> Forms:
-            residuals = self.artefacts.get(("residuals", prompt_set), lambda m: self._collect(m, prompt_set))
-            traces = read(
-                model, residuals,
-                [fact.target(form) for form, fact in cases],
-                # Spellings, subject and control are followed through the exact lens only: ranking every
-                # watched token costs (layers x watched x vocabulary) per prompt, and no claim reads them raw.
-                [variants(fact.target(form)) + variants(fact.other(form)) + variants(control[fact.id].target(form))
-                 if lens is EXACT else () for form, fact in cases],
-                lens=lens,
-            )
-            return _by_form(cases, traces)
-
-        return self.artefacts.get(("lens", prompt_set, lens.name), compute)
-
     @property
     def chat(self) -> bool:
         """Whether the model is an instruct model, asked in its chat template too (models.toml `chat`)."""
         return self.artefacts.session.spec(self.name).chat
 
+    def _forms(self, prompt_set: str) -> tuple[str, ...]:
+        return forms_of(prompt_set) + ((CHAT,) if self.chat else ())
+
+    def readings(self, prompt_set: str, form: str, every: bool = False) -> tuple[Reading, ...]:
+        """Per usable fact of the set (with `every`, per fact), where the lens reads its prompt in `form`
+        and what it follows there, from the model's own greedy continuation."""
+        def compute(model: LoadedModel) -> tuple[Reading, ...]:
+            facts = SETS[prompt_set]
+            prompts = [_prompt(model, fact, form) for fact in facts]
+            replies = continue_greedy(model, prompts)
+            readings = [_reading(model.tokenizer, fact, form, prompt, reply)
+                        for fact, prompt, reply in zip(facts, prompts, replies)]
+            return tuple(_with_shared_starts(model.tokenizer, readings))
+
+        every_fact = self.artefacts.get(("readings", prompt_set, form), compute)
+        if every:
+            return every_fact
+        usable = {fact.id for fact in self.facts(prompt_set)}
+        return tuple(reading for reading in every_fact if reading.fact.id in usable)
+
+    def form_lens(self, prompt_set: str, form: str, lens: Lens = EXACT) -> tuple[Trace, ...]:
+        """Every usable fact's prompt in `form` through `lens`, read where the model's answer starts: the
+        followed token, and (exact lens) the answer's spellings, the subject, another fact's subject (the
+        control of claim 12) and the model's own first token."""
+        readings = self.readings(prompt_set, form)
+        control = partners(self.facts(prompt_set))
+
+        def compute(model: LoadedModel) -> tuple[Trace, ...]:
+            residuals = self._residuals(prompt_set, form)
+            # Spellings, subjects and the model's own token are followed through the exact lens only: ranking
+            # every watched token costs (layers x watched x vocabulary) per prompt, and no claim reads them raw.
+            watch = [[*variants(r.fact.target(form)), *variants(r.fact.other(form)),
+                      *variants(control[r.fact.id].other(form)), *([r.own] if r.own else [])]
+                     if lens is EXACT else [] for r in readings]
+            return tuple(read(model, residuals, [r.followed for r in readings], watch, lens=lens))
+
+        return self.artefacts.get(("lens", prompt_set, form, lens.name), compute)
+
+    def lens(self, prompt_set: str, lens: Lens = EXACT) -> Forms:
+        """`form_lens` for every form of the set (not the chat form)."""
+        return {form: self.form_lens(prompt_set, form, lens) for form in forms_of(prompt_set)}
+
     def candidates(self, prompt_set: str, form: str) -> dict[str, tuple[float, float]]:
-        """Per fact (by id): the output probability of its answer normalised over the set's candidate
-        answers (each candidate's followed token once), and the candidates' total probability mass (how
-        much the model answers at all). Compares like with like across forms: a frame that spends its
-        mass on " the" lowers every candidate, not the answer against the others. The chat form leaves
-        out a fact whose answer cannot be followed at the start of a reply."""
-        facts = self.facts(prompt_set)
+        """Per fact (by id): the output probability of its followed token normalised over the set's candidate
+        answers (every fact's followed token in this form, among those read after the same lead), and the
+        candidates' total probability mass. A robustness view beside the answer's own probability: a frame
+        that spends its mass on " the" lowers every candidate, not the answer against the others."""
+        readings = self.readings(prompt_set, form)
 
         def compute(model: LoadedModel) -> dict[str, tuple[float, float]]:
-            prompts = [_prompt(model, fact, form) for fact in facts]
-            if form == CHAT:
-                followable = [i for i, fact in enumerate(facts)
-                              if followed_token(model.tokenizer, prompts[i], fact.target(form)) is not None]
-                facts_, prompts_ = [facts[i] for i in followable], [prompts[i] for i in followable]
-                logits = collect(model, prompts_, [fact.target(form) for fact in facts_],
-                                 backend=self.artefacts.session.backend).output_logits
-            else:
-                residuals = self.artefacts.get(("residuals", prompt_set), lambda m: self._collect(m, prompt_set))
-                start = forms_of(prompt_set).index(form) * len(facts)
-                facts_, prompts_, logits = facts, prompts, residuals.output_logits[start : start + len(facts)]
-            probs = torch.softmax(logits.float(), dim=-1)
+            probs = torch.softmax(self._residuals(prompt_set, form).output_logits.float(), dim=-1)
+            by_lead: dict[tuple[int, ...], set[int]] = {}
+            for r in readings:
+                if r.followed is not None:
+                    by_lead.setdefault(r.lead_ids, set()).add(r.followed.token_id)
             out = {}
-            for fact, prompt, p in zip(facts_, prompts_, probs):
-                own = answer_token(model.tokenizer, prompt, fact.target(form))
-                others = (followed_token(model.tokenizer, prompt, other.target(form)) for other in facts)
-                ids = {own.token_id} | {t.token_id for t in others if t is not None and t.lead == own.lead}
-                mass = float(p[sorted(ids)].sum())
-                out[fact.id] = (float(p[own.token_id]) / mass if mass > 0 else 0.0, mass)
+            for r, p in zip(readings, probs):
+                if r.followed is None:
+                    continue  # the chat form: an answer that cannot be followed at the start of a reply
+                mass = float(p[sorted(by_lead[r.lead_ids])].sum())
+                out[r.fact.id] = (float(p[r.followed.token_id]) / mass if mass > 0 else 0.0, mass)
             return out
 
         return self.artefacts.get(("candidates", prompt_set, form), compute)
 
-    def _collect(self, model: LoadedModel, prompt_set: str) -> Residuals:
-        """One forward pass over every prompt of the set's usable facts, form by form, each read where its
-        answer comes next."""
-        cases = [(form, fact) for form in forms_of(prompt_set) for fact in self.facts(prompt_set)]
-        return collect(model, [fact.prompt(form) for form, fact in cases], [fact.target(form) for form, fact in cases],
-                       backend=self.artefacts.session.backend)
+    def _residuals(self, prompt_set: str, form: str) -> Residuals:
+        """One forward pass over the set's usable prompts in `form`, each read where the model's answer starts."""
+        readings = self.readings(prompt_set, form)
+        return self.artefacts.get(("residuals", prompt_set, form), lambda model: collect(
+            model, [r.prompt for r in readings], leads=[r.lead_ids for r in readings],
+            backend=self.artefacts.session.backend))
 
     def grid(self) -> LensGrid:
         """The logit-lens picture of the notes' own prompt."""
@@ -138,12 +192,12 @@ class ModelFindings:
         })
 
     def patching(self) -> dict[str, Patching | None]:
-        """Per usable capital fact (by id) the model answers top-1 after its completion prompt, activation
-        patching of that prompt into another fact's (None: no partner of the same token length). The facts
-        the model does not answer are not patched: no claim reads them."""
+        """Per usable capital fact (by id) the model answers after its completion prompt, activation patching
+        of that prompt into another fact's (None: no partner of the same token length), following the model's
+        own first token. The facts the model does not answer are not patched: no claim reads them."""
         facts, subjects = self.facts(CAPITALS), self.subject_positions()
-        clean = self.lens(CAPITALS)["completion"]
-        answered = {fact.id for fact, trace in zip(facts, clean) if output_top1(trace, fact.answer)}
+        answered = {r.fact.id: r.followed.token for r in self.readings(CAPITALS, "completion")
+                    if r.answered and not r.lead_ids}
         return self.artefacts.get("patching", lambda model: _patch_all(model, facts, subjects, answered))
 
     def notes_patching(self) -> Patching | None:
@@ -151,18 +205,18 @@ class ModelFindings:
         facts = self.facts(CAPITALS)
         if NOTES_FACT not in facts:
             return None
-        return self.artefacts.get("notes_patching", lambda model: _patch(model, facts, facts.index(NOTES_FACT), None))
+        return self.artefacts.get("notes_patching", lambda model: _patch(
+            model, facts, facts.index(NOTES_FACT), NOTES_FACT.target("completion"), None))
 
     def patched(self) -> Iterator[tuple[Fact, Patching, tuple[int, ...], Trace]]:
-        """(fact, patching, subject positions, clean trace) for the facts patching can measure: answered
-        top-1, and the clean and corrupted probabilities at least `min_gap` apart."""
-        clean = self.lens(CAPITALS)["completion"]
+        """(fact, patching, subject positions, clean trace) for the facts patching can measure: answered,
+        and the clean and corrupted probabilities at least `min_gap` apart."""
+        clean = self.form_lens(CAPITALS, "completion")
         patchings, subjects = self.patching(), self.subject_positions()
         for fact, trace in zip(self.facts(CAPITALS), clean):
-            patching, subject = patchings.get(fact.id), subjects[fact.id]
-            if (patching is not None and output_top1(trace, fact.answer)
-                    and patching.p_clean - patching.p_corrupt >= THRESHOLDS["patching"]["min_gap"]):
-                yield fact, patching, subject, trace
+            patching = patchings.get(fact.id)
+            if patching is not None and patching.p_clean - patching.p_corrupt >= THRESHOLDS["patching"]["min_gap"]:
+                yield fact, patching, subjects[fact.id], trace
 
 
 def _prompt(model: LoadedModel, fact: Fact, form: str) -> str:
@@ -170,46 +224,53 @@ def _prompt(model: LoadedModel, fact: Fact, form: str) -> str:
     return chat_prompt(model.tokenizer, fact.qa) if form == CHAT else fact.prompt(form)
 
 
-def _exclusions(model: LoadedModel, prompt_set: str) -> dict[str, str]:
-    reasons: dict[str, str] = {}
-    for form in forms_of(prompt_set):
-        followed: dict[int, list[Fact]] = {}
-        for fact in SETS[prompt_set]:
-            try:
-                token = answer_token(model.tokenizer, fact.prompt(form), fact.target(form))
-            except LensError as error:
-                reasons.setdefault(fact.id, f"{form}: {error}")
-                continue
-            followed.setdefault(token.token_id, []).append(fact)
-        for token_id, facts in followed.items():
-            if len({fact.target(form) for fact in facts}) > 1:
-                names = ", ".join(fact.target(form).strip() for fact in facts)
-                for fact in facts:
-                    reasons.setdefault(fact.id, f"{form}: the followed token {model.tokenizer.decode([token_id])!r} "
-                                                f"starts several answers ({names})")
-    return reasons
+def _reading(tokenizer, fact: Fact, form: str, prompt: str, reply: Continuation) -> Reading:
+    """Where the lens reads the prompt and what it follows: see `Reading`."""
+    answered = reply.spells(fact.spellings(form))
+    if answered is not None:
+        return Reading(fact, form, prompt, reply, answered, reply.lead_ids, reply.first)
+    lead_ids, target = reply.lead_ids, after_lead(fact.target(form), reply.lead)
+    followed = followed_token(tokenizer, prompt + reply.lead, target)
+    if followed is not None and followed.lead:
+        if lead_ids:  # whitespace after the model's own: not a token the model would write next
+            followed = None
+        else:  # the model writes no whitespace first; the answer would (" " before a split digit)
+            lead_ids = tuple(tokenizer(prompt + followed.lead)["input_ids"][len(tokenizer(prompt)["input_ids"]):])
+            followed = replace(followed, lead="")
+    return Reading(fact, form, prompt, reply, None, lead_ids, followed)
 
 
-def _by_form(cases: list[tuple[str, Fact]], traces: list[Trace]) -> Forms:
-    grouped: dict[str, list[Trace]] = {}
-    for (form, _), one in zip(cases, traces):
-        grouped.setdefault(form, []).append(one)
-    return {form: tuple(ts) for form, ts in grouped.items()}
+def _with_shared_starts(tokenizer, readings: list[Reading]) -> list[Reading]:
+    """Each reading with the other facts whose answer starts with its followed token (read after the same
+    lead): a caveat beside the verdicts that count it, never a silent exclusion."""
+    starts: dict[tuple[tuple[int, ...], int], set[str]] = {}
+    for r in readings:
+        if r.followed is not None:
+            answer = followed_token(tokenizer, r.prompt + tokenizer.decode(list(r.lead_ids)),
+                                    after_lead(r.fact.target(r.form), tokenizer.decode(list(r.lead_ids))))
+            if answer is not None and not answer.lead:
+                starts.setdefault((r.lead_ids, answer.token_id), set()).add(r.fact.target(r.form).strip())
+    out = []
+    for r in readings:
+        shared = () if r.followed is None else tuple(sorted(
+            starts.get((r.lead_ids, r.followed.token_id), set()) - {r.fact.target(r.form).strip()}))
+        out.append(replace(r, shared_with=shared))
+    return out
 
 
 def _patch_all(model: LoadedModel, facts: tuple[Fact, ...], subjects: dict[str, tuple[int, ...]],
-               only: set[str]) -> dict[str, Patching | None]:
-    """Each fact of `only` patched at its subject's positions and the last one."""
-    chosen = [(i, fact) for i, fact in enumerate(facts) if fact.id in only]
-    return {fact.id: _patch(model, facts, i, [*subjects[fact.id], -1])
+               answers: dict[str, str]) -> dict[str, Patching | None]:
+    """Each fact of `answers` patched at its subject's positions and the last one, following its answer."""
+    chosen = [(i, fact) for i, fact in enumerate(facts) if fact.id in answers]
+    return {fact.id: _patch(model, facts, i, answers[fact.id], [*subjects[fact.id], -1])
             for i, fact in bar(chosen, desc=f"{model.name}: patching {len(chosen)} facts", unit="fact")}
 
 
-def _patch(model: LoadedModel, facts: tuple[Fact, ...], i: int, positions: list[int] | None) -> Patching | None:
+def _patch(model: LoadedModel, facts: tuple[Fact, ...], i: int, answer: str,
+           positions: list[int] | None) -> Patching | None:
     """Fact i's completion prompt patched into the next fact's of the same token length (None if none)."""
     length = [len(model.tokenizer(f.completion)["input_ids"]) for f in facts]
     for j in [*range(i + 1, len(facts)), *range(i)]:
         if length[j] == length[i] and facts[j].answer != facts[i].answer:
-            return patch_residuals(model, facts[i].completion, facts[j].completion, facts[i].target("completion"),
-                                   positions)
+            return patch_residuals(model, facts[i].completion, facts[j].completion, answer, positions)
     return None

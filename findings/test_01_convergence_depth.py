@@ -3,69 +3,69 @@
 Claim: "All models converge on the correct answer around 80-85% through their layers" (readme of
 experiment 001, from one prompt, "What is the capital of Germany?", on four models).
 
-Definition: over the completion and Q&A prompts the model answers correctly (its output puts the answer,
-in a whole-token spelling, top-1), take the relative depth (layer+1)/n_layers of the first block from
-which the lens keeps the answer top-1 to the last block (a blip on top that is lost again does not
-count; the first top-1 is reported beside it). Depth comes in steps of 1/n_layers. The claim holds if
-the 95% interval of the median depth (a bootstrap resampling facts) lies within [0.75, 0.90] (the
-notes' band widened by 5 points each side), is refuted if it lies wholly outside, and is inconclusive
-otherwise. Control: the same depth for another fact's answer on the same prompts (it must not hold).
+Definition: over the completion and Q&A prompts the model answers (its own greedy continuation starts with
+the answer or an alias), follow the first token it writes, and take the relative depth (layer+1)/n_layers of
+the first block from which the lens keeps that token top-1 to the last block (a blip on top that is lost
+again does not count; the first top-1 is reported beside it). Depth comes in steps of 1/n_layers. The
+claim holds if the 95% interval of the median depth (a bootstrap resampling facts) lies within [0.75, 0.90]
+(the notes' band widened by 5 points each side), is refuted if it lies wholly outside, and is inconclusive
+otherwise. Control: the same depth for the token the model writes on the prompts it answers wrongly (if
+wrong answers settle at the same depth, the depth is a property of prediction, not of knowing the answer).
 """
 
 import pytest
 
-from findings.data import CAPITALS, THRESHOLDS
+from findings.data import CAPITALS
 from findings.evidence import (
-    as_control,
+    RESAMPLING,
+    claim_series,
     depth,
-    first_top1,
+    first_top1_of,
     forward_prompts,
-    partners,
-    settled_top1,
-    statistic_verdict,
+    scope,
+    settled,
+    thresholds,
 )
 from suite.figures import DepthCurves
-from suite.statistics import Verdict, within
+from suite.statistics import Verdict
+from suite.verdicts import Rule, median_verdict
 
 CLAIM = "convergence_depth"
 pytestmark = pytest.mark.claim(CLAIM, number=1)
 
-BAND = tuple(THRESHOLDS[CLAIM]["band"])
-NOTES_BAND = tuple(THRESHOLDS[CLAIM]["notes_band"])
 FORM_LABELS = {"completion": "completion: “The capital of X is”", "qa": "Q&A: “Question: …? Answer:”"}
 
 
-def evaluate(findings, prompt_set: str, control: bool = False) -> Verdict:
-    """The claim's verdict on one model and prompt set (with `control`, on shuffled answers)."""
-    other = partners(findings.facts(prompt_set))
+def evaluate(findings, prompt_set: str, t, control: bool = False) -> Verdict:
+    """The claim's verdict on one model and prompt set (with `control`, on the prompts it answers wrongly)."""
     rows = []
-    for prompt, fact, trace in forward_prompts(findings, prompt_set, answered=True):
-        word = other[fact.id].answer if control else fact.answer
-        settled = settled_top1(trace, word)
-        rows.append({"fact": fact.id, "prompt": prompt, "followed": word, "first_top1_layer": first_top1(trace, word),
-                     "settled_layer": settled, "settled_depth": depth(trace, settled),
-                     "resolution": 1 / trace.n_layers})
-    verdict = statistic_verdict(CLAIM, findings.name, prompt_set, rows, "settled_depth", lambda ci: within(ci, BAND),
-        f"holds if the interval lies within [{BAND[0]:g}, {BAND[1]:g}]",
-        "median depth from which the answer stays top-1",
-    )
-    return as_control(verdict) if control else verdict
+    for prompt in forward_prompts(findings, prompt_set, answered=not control):
+        series = claim_series(prompt, control)
+        if series is None:
+            continue
+        layer = settled(series.rank)
+        rows.append(prompt.row(token=series.token, first_top1_layer=first_top1_of(series.rank),
+                               settled_layer=layer, settled_depth=depth(prompt.trace, layer),
+                               resolution=1 / prompt.trace.n_layers))
+    band = tuple(t["band"])
+    return median_verdict(rows, key="settled_depth", rule=Rule("within", band), kind="depth",
+                          statistic="median depth from which the followed token stays top-1",
+                          scope=scope(CLAIM, findings.name, prompt_set, t, control), resampling=RESAMPLING)
 
 
-def test_convergence_depth(findings, prompt_set, judge, record_control, record_figure):
+def test_convergence_depth(findings, prompt_set, judge_claim, record_figure):
     if prompt_set == CAPITALS:
         record_figure(answer_by_depth(findings))
-    record_control(evaluate(findings, prompt_set, control=True))
-    judge(evaluate(findings, prompt_set))
+    judge_claim(evaluate, findings, prompt_set, control=True)
 
 
 def answer_by_depth(findings) -> DepthCurves:
     """Every capital prompt's answer probability and rank over depth, completion and Q&A."""
-    forms = findings.lens(CAPITALS)
+    forms, notes_band = findings.lens(CAPITALS), tuple(thresholds(CLAIM, CAPITALS)["notes_band"])
     return DepthCurves(
         model=findings.name, name="answer-by-depth",
         depth=[lay.depth for lay in forms["completion"][0].layers],
         p={FORM_LABELS[f]: [[lay.p_answer for lay in t.layers] for t in forms[f]] for f in FORM_LABELS},
         rank={FORM_LABELS[f]: [[lay.rank_answer for lay in t.layers] for t in forms[f]] for f in FORM_LABELS},
-        band=NOTES_BAND, band_label=f"notes: converges at {NOTES_BAND[0] * 100:g}-{NOTES_BAND[1] * 100:g}%",
+        band=notes_band, band_label=f"notes: converges at {notes_band[0] * 100:g}-{notes_band[1] * 100:g}%",
     )

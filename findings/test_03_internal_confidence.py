@@ -4,45 +4,41 @@ Claim: "Models exhibit higher internal certainty than their final output probabi
 experiment 001, key insights), beside "converge ... around 80-85% through their layers, followed by
 confidence calibration in the final layers".
 
-Definition: on each correctly answered completion or Q&A prompt, compare the answer's lens probability at
-the block at 80% of depth (the first block at or past it) with its output probability: a stated depth,
-not the maximum over all blocks against one value (a maximum over many noisy values beats one value by
-chance). The claim holds if the exact 95% interval of the share of prompts where the internal
-probability is higher (effective sample size: the facts) lies above 0.5. Control: another fact's answer
-followed on the same prompts (it must not hold, or any token's probability falls late, not the answer's).
+Definition: on each completion or Q&A prompt the model answers, following the first token it writes,
+compare that token's lens probability at the block at 80% of depth (the first block at or past it) with
+its output probability: a stated depth, not the maximum over all blocks against one value (a maximum over
+many noisy values beats one value by chance). The claim holds if the exact 95% interval of the share of
+prompts where the internal probability is higher (effective sample size: the facts) lies above 0.5.
+Control: the token the model writes on the prompts it answers wrongly (if its probability falls late just
+as much, the fall is not about the answer).
 """
 
 import math
 
 import pytest
 
-from findings.data import THRESHOLDS
-from findings.evidence import as_control, forward_prompts, partners, series, share_verdict
+from findings.evidence import RESAMPLING, claim_series, forward_prompts, scope
 from suite.statistics import Verdict
+from suite.verdicts import share_verdict
 
 CLAIM = "internal_confidence"
 pytestmark = pytest.mark.claim(CLAIM, number=3)
 
-T = THRESHOLDS[CLAIM]
 
-
-def evaluate(findings, prompt_set: str, control: bool = False) -> Verdict:
-    """The claim's verdict on one model and prompt set (with `control`, on shuffled answers)."""
-    other = partners(findings.facts(prompt_set))
+def evaluate(findings, prompt_set: str, t, control: bool = False) -> Verdict:
+    """The claim's verdict on one model and prompt set (with `control`, on the prompts it answers wrongly)."""
     rows = []
-    for prompt, fact, trace in forward_prompts(findings, prompt_set, answered=True):
-        word = series(trace, other[fact.id].answer if control else fact.answer)
-        if word is None:
+    for prompt in forward_prompts(findings, prompt_set, answered=not control):
+        series = claim_series(prompt, control)
+        if series is None:
             continue
-        at = math.ceil(T["at_depth"] * trace.n_layers) - 1
-        rows.append({"fact": fact.id, "prompt": prompt, "followed": word.text, "layer": at,
-                     "internal_p": word.p[at], "output_p": word.p_output,
-                     "higher_inside": word.p[at] > word.p_output})
-    verdict = share_verdict(CLAIM, findings.name, prompt_set, rows, "higher_inside", T["majority"],
-                            f"share of prompts whose p(answer) at {T['at_depth']:.0%} depth exceeds the output's")
-    return as_control(verdict) if control else verdict
+        at = math.ceil(t["at_depth"] * prompt.trace.n_layers) - 1
+        rows.append(prompt.row(token=series.token, layer=at, internal_p=series.p[at], output_p=series.p_output,
+                               higher_inside=series.p[at] > series.p_output))
+    return share_verdict(rows, flag="higher_inside", threshold=t["majority"],
+                         statistic=f"share of prompts whose p(answer) at {t['at_depth']:.0%} depth exceeds the output's",
+                         scope=scope(CLAIM, findings.name, prompt_set, t, control), resampling=RESAMPLING)
 
 
-def test_internal_confidence(findings, prompt_set, judge, record_control):
-    record_control(evaluate(findings, prompt_set, control=True))
-    judge(evaluate(findings, prompt_set))
+def test_internal_confidence(findings, prompt_set, judge_claim):
+    judge_claim(evaluate, findings, prompt_set, control=True)

@@ -1,52 +1,50 @@
-"""Final-layer calibration: over the last 10% of blocks the model grows less confident, in the answer too.
+"""Final-layer calibration: over the last 10% of blocks the model grows less confident in its answer.
 
 Claim: "final layers calibrate confidence"; "Last few layers seem to moderate the confidence for more
 natural responses" (readme of experiment 001). Lad et al. 2024 and Stolfo et al. 2024 describe final
 layers that sharpen or flatten the distribution while the top token stays.
 
-Definition: on each correctly answered completion or Q&A prompt, compare the lens at the block at 90% of
-depth with the output: confidence is moderated when the entropy rises (the distribution flattens) and
-the answer's probability falls while the answer stays top-1 in both. The claim holds if the exact 95%
-interval of the share of prompts showing this (effective sample size: the facts) lies above 0.5.
-Control: another fact's answer in place of the answer (it must not hold).
+Definition: on each completion or Q&A prompt the model answers, following the first token it writes,
+compare the lens at the block at 90% of depth with the output: the confidence is moderated when the
+answer's probability falls. The claim holds if the exact 95% interval of the share of prompts showing
+this (effective sample size: the facts) lies above 0.5. Reported beside, not deciding (the notes do not
+state them): the share whose entropy rises too (the whole distribution flattens), and the share with the
+answer top-1 at 90% of depth already. Control: the token the model writes on the prompts it answers
+wrongly.
 """
 
 import math
 
 import pytest
 
-from findings.data import THRESHOLDS
-from findings.evidence import as_control, forward_prompts, partners, series, share_verdict
+from findings.evidence import RESAMPLING, claim_series, forward_prompts, scope
 from suite.statistics import Verdict
+from suite.verdicts import beside, share_of, share_verdict
 
 CLAIM = "final_layer_calibration"
 pytestmark = pytest.mark.claim(CLAIM, number=4)
 
-T = THRESHOLDS[CLAIM]
 
-
-def evaluate(findings, prompt_set: str, control: bool = False) -> Verdict:
-    """The claim's verdict on one model and prompt set (with `control`, on shuffled answers)."""
-    other = partners(findings.facts(prompt_set))
+def evaluate(findings, prompt_set: str, t, control: bool = False) -> Verdict:
+    """The claim's verdict on one model and prompt set (with `control`, on the prompts it answers wrongly)."""
     rows = []
-    for prompt, fact, trace in forward_prompts(findings, prompt_set, answered=True):
-        word = series(trace, other[fact.id].answer if control else fact.answer)
-        if word is None:
+    for prompt in forward_prompts(findings, prompt_set, answered=not control):
+        series = claim_series(prompt, control)
+        if series is None:
             continue
-        at = math.ceil(T["from_depth"] * trace.n_layers) - 1
-        lens = trace.layers[at]
-        row = {"fact": fact.id, "prompt": prompt, "followed": word.text, "layer": at,
-               "entropy_there": lens.entropy, "output_entropy": trace.output.entropy,
-               "p_there": word.p[at], "output_p": word.p_output,
-               "top1_both": word.rank[at] == 1 and word.rank_output == 1}
-        row["moderated"] = (row["top1_both"] and trace.output.entropy > lens.entropy
-                            and word.p_output < word.p[at])
-        rows.append(row)
-    verdict = share_verdict(CLAIM, findings.name, prompt_set, rows, "moderated", T["majority"],
-                            "share of prompts whose last 10% of blocks lower the confidence in the answer")
-    return as_control(verdict) if control else verdict
+        at = math.ceil(t["from_depth"] * prompt.trace.n_layers) - 1
+        lens, output = prompt.trace.layers[at], prompt.trace.output
+        rows.append(prompt.row(token=series.token, layer=at, entropy_there=lens.entropy,
+                               output_entropy=output.entropy, p_there=series.p[at], output_p=series.p_output,
+                               moderated=series.p_output < series.p[at], flattens=output.entropy > lens.entropy,
+                               top1_there=series.rank[at] == 1))
+    figures = [beside("share whose entropy rises too", share_of(rows, "flattens")),
+               beside(f"share with the answer top-1 at {t['from_depth']:.0%} depth", share_of(rows, "top1_there"))]
+    return share_verdict(rows, flag="moderated", threshold=t["majority"],
+                         statistic=f"share of prompts whose p(answer) falls from {t['from_depth']:.0%} depth to the output",
+                         scope=scope(CLAIM, findings.name, prompt_set, t, control), resampling=RESAMPLING,
+                         figures=figures)
 
 
-def test_final_layer_calibration(findings, prompt_set, judge, record_control):
-    record_control(evaluate(findings, prompt_set, control=True))
-    judge(evaluate(findings, prompt_set))
+def test_final_layer_calibration(findings, prompt_set, judge_claim):
+    judge_claim(evaluate, findings, prompt_set, control=True)

@@ -3,12 +3,13 @@
 Claim: "Pattern holds across architectures: Layer evolution consistent across Llama 3, Mistral, and
 Gemma" (project notes, key findings).
 
-Definition: for each model run in the session, take every correctly answered completion or Q&A prompt,
-interpolate the answer's lens probability on 20 evenly spaced relative depths (1/20 ... 1), and take
-the median curve over prompts. Alike is measured by the Pearson correlation between two models' median
-curves; the statistic is the smallest correlation over all pairs of models. The interval comes from
-resampling each model's prompts (bootstrap, 95%). The claim holds if the interval lies at or above
-0.7, is refuted if wholly below, and needs at least two models with enough prompts.
+Definition: like with like. The facts every model of the session answers in a common form (completion or
+Q&A: its own continuation starts with the answer or an alias); per model and fact, the followed answer's
+lens probability interpolated on 20 evenly spaced relative depths (1/20 ... 1), averaged over those common
+forms, so each model contributes the same facts in the same forms. Alike is the Pearson correlation between
+two models' median curves over the facts; the statistic is the smallest correlation over all pairs of
+models. The interval resamples facts (the same facts for every model; bootstrap, 95%); n counts facts. The
+claim holds if the interval lies at or above 0.7, is refuted if wholly below, and needs two models.
 """
 
 import itertools
@@ -16,77 +17,72 @@ import itertools
 import numpy as np
 import pytest
 
-from findings.data import STATS, THRESHOLDS
-from findings.evidence import output_top1
+from findings.evidence import RESAMPLING, scope, thresholds
 from findings.model_findings import ModelFindings
-from suite.statistics import INCONCLUSIVE, Verdict, at_least
+from suite.statistics import Verdict, cluster_bootstrap_ci
+from suite.verdicts import Rule, decided_verdict
 
 CLAIM = "cross_architecture"
 pytestmark = pytest.mark.claim(CLAIM, number=11)
 
-T = THRESHOLDS[CLAIM]
+FORMS = ("completion", "qa")
 
 
-def curves(findings: ModelFindings, prompt_set: str) -> np.ndarray:
-    """(prompts, grid) answer probability over relative depth, correctly answered prompts only."""
-    grid = np.arange(1, T["grid"] + 1) / T["grid"]
-    forms = findings.lens(prompt_set)
-    rows = []
-    for form in ("completion", "qa"):
-        for fact, trace in zip(findings.facts(prompt_set), forms[form]):
-            if output_top1(trace, fact.answer):
+def answered_curves(findings: ModelFindings, prompt_set: str, grid: int) -> dict[tuple[str, str], np.ndarray]:
+    """(fact id, form) -> the followed answer's probability over relative depth, for the prompts answered."""
+    points = np.arange(1, grid + 1) / grid
+    out = {}
+    for form in FORMS:
+        for reading, trace in zip(findings.readings(prompt_set, form), findings.form_lens(prompt_set, form)):
+            if reading.answered is not None:
                 depths = [lay.depth for lay in trace.layers]
-                rows.append(np.interp(grid, depths, [lay.p_answer for lay in trace.layers]))
-    return np.array(rows).reshape(-1, T["grid"])
+                out[reading.fact.id, form] = np.interp(points, depths, [lay.p_answer for lay in trace.layers])
+    return out
 
 
 def min_pairwise_correlation(median_curves: list[np.ndarray]) -> float:
     return min(float(np.corrcoef(a, b)[0, 1]) for a, b in itertools.combinations(median_curves, 2))
 
 
-def evaluate(per_model: dict, prompt_set: str) -> Verdict | None:
-    """The claim's verdict from each model's answer curves (None: fewer than two models with enough)."""
-    usable = {name: c for name, c in per_model.items() if len(c) >= T["min_prompts"]}
-    if len(usable) < 2:
+def evaluate(per_model: dict[str, dict[tuple[str, str], np.ndarray]], prompt_set: str, t) -> Verdict | None:
+    """The claim's verdict from each model's answered curves (None: fewer than two models)."""
+    if len(per_model) < 2:
         return None
-    names = sorted(usable)
-    observed = min_pairwise_correlation([np.median(usable[n], axis=0) for n in names])
-    rng = np.random.default_rng(STATS["seed"])
-    resampled = []
-    for _ in range(STATS["resamples"]):
-        medians = [np.median(c[rng.integers(0, len(c), len(c))], axis=0) for c in (usable[n] for n in names)]
-        resampled.append(min_pairwise_correlation(medians))
-    tail = (1 - STATS["confidence"]) / 2
-    ci = (float(np.nanquantile(resampled, tail)), float(np.nanquantile(resampled, 1 - tail)))
-    evidence = [
-        {"pair": f"{a}~{b}", "correlation": float(np.corrcoef(np.median(usable[a], 0), np.median(usable[b], 0))[0, 1])}
-        for a, b in itertools.combinations(names, 2)
-    ] + [{"model": n, "prompts": len(usable[n]), "median_curve": [round(float(x), 4) for x in np.median(usable[n], 0)]}
-         for n in names]
-    return Verdict(
-        claim=CLAIM, models=tuple(names), prompt_set=prompt_set,
-        verdict=at_least(ci, T["min_correlation"]) if not np.isnan(observed) else INCONCLUSIVE,
-        statistic="smallest pairwise correlation of median answer-probability curves",
-        value=observed, ci=ci, rule=f"holds if the interval lies at or above {T['min_correlation']:g}",
-        n=sum(len(usable[n]) for n in names), evidence=tuple(evidence),
+    names = sorted(per_model)
+    facts = sorted({fact for fact, _ in set.intersection(*(set(c) for c in per_model.values()))})
+    common = {fact: [form for form in FORMS if all((fact, form) in per_model[n] for n in names)] for fact in facts}
+    curves = {n: np.array([np.mean([per_model[n][fact, form] for form in common[fact]], axis=0) for fact in facts])
+              for n in names}
+
+    def statistic(index: np.ndarray) -> float:
+        return min_pairwise_correlation([np.median(curves[n][index.astype(int)], axis=0) for n in names])
+
+    index = np.arange(len(facts), dtype=float)
+    observed = statistic(index) if facts else float("nan")
+    ci = cluster_bootstrap_ci(index, facts, statistic, t["confidence"], RESAMPLING.resamples, RESAMPLING.seed)
+    rows = [{"fact": fact, "forms": common[fact]} for fact in facts] + [
+        {"model": n, "median_curve": [round(float(x), 4) for x in np.median(curves[n], 0)]} for n in names if facts]
+    return decided_verdict(
+        rows, value=observed, ci=ci, n=len(facts), rule=Rule("at_least", t["min_correlation"]), kind="correlation",
+        statistic="smallest pairwise correlation of median answer-probability curves, facts every model answers",
+        scope=scope(CLAIM, tuple(names), prompt_set, t), counted=rows[:len(facts)],
     )
 
 
-def test_cross_architecture(request, suite_session, model_names, prompt_set, judge):
+def test_cross_architecture(request, suite_session, model_names, prompt_set, judge_claim):
     selected = {
         item.callspec.params["model_name"]
         for item in request.session.items
         if hasattr(item, "callspec") and "model_name" in item.callspec.params
     }
+    grid = thresholds(CLAIM, prompt_set)["grid"]
     per_model = {}
     for name in model_names:
         if name in selected:
             try:
-                per_model[name] = curves(ModelFindings(suite_session.artefacts(name)), prompt_set)
+                per_model[name] = answered_curves(ModelFindings(suite_session.artefacts(name)), prompt_set, grid)
             except pytest.skip.Exception:
                 continue
-    verdict = evaluate(per_model, prompt_set)
-    if verdict is None:
-        pytest.skip(f"needs at least two models with {T['min_prompts']}+ correctly answered prompts; "
-                    f"this session has {sorted(per_model) or 'none'}")
-    judge(verdict)
+    if len(per_model) < 2:
+        pytest.skip(f"needs at least two models; this session has {sorted(per_model) or 'none'}")
+    judge_claim(evaluate, per_model, prompt_set)

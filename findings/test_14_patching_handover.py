@@ -1,36 +1,35 @@
-"""Patching handover: the answer moves from the subject position to the last position, before the last third of the blocks.
+"""Patching handover: the answer moves from the subject position to the last position.
 
 Claim: the notes' next step, "Intervention experiments: try changing intermediate layers to see what
 happens", as activation patching: restoring the subject position's residual stream works only up to
 some layer, and restoring the last position's works only from about that layer on.
 
-Definition: for each fact, the clean prompt "The capital of X is" and a corrupted one naming another
-country of the same token length; for every block and position, the clean block output is patched into
-the corrupted run and the restored share of the clean answer's probability is measured,
+Definition: for each fact the model answers, the clean prompt "The capital of X is" and a corrupted one
+naming another country of the same token length; for every block and position, the clean block output is
+patched into the corrupted run and the restored share of the clean answer's probability is measured,
 (p_patched - p_corrupt) / (p_clean - p_corrupt). With the subject's restoration taken as its best token's,
-the handover layer is the first block where the last position restores more than the subject. A crossing
-is forced somewhere (at block 0 the subject restores about everything, at the last block the last position
-restores exactly everything), so the pattern asks for what is not: the subject restores at least half
-somewhere before the handover and less than half at every block after it, the last position at least half
-from the handover on, and the handover comes within the first two thirds of the blocks. Only facts the model
-answers top-1 and whose clean and corrupted probabilities differ by at least 0.1 count. The claim holds if
-the exact 95% interval of the share of facts showing the pattern lies above 0.5.
+the handover block is the first where the last position restores more than the subject. A clean handover:
+the subject restores at least half somewhere before it and less than half at every block after it, and the
+last position at least half from it on. At the last block the last position restores everything by
+construction, so a handover there is forced and does not count. Only facts whose clean and corrupted
+probabilities differ by at least 0.1 count. The claim holds if the exact 95% interval of the share of
+facts with a clean handover lies above 0.5. Reported beside: the median handover depth with its interval
+and the notes' phase it falls in (early, middle, final third); a cut-off in depth is a sensitivity row.
 """
 
+import numpy as np
 import pytest
 
-from findings.data import THRESHOLDS
-from findings.evidence import handover, share_verdict
+from findings.evidence import RESAMPLING, handover, phase, scope
 from suite.figures import PositionHeatmap
-from suite.statistics import Verdict
+from suite.statistics import Verdict, cluster_bootstrap_ci
+from suite.verdicts import beside, share_verdict
 
 CLAIM = "patching_handover"
 pytestmark = pytest.mark.claim(CLAIM, number=14)
 
-T = THRESHOLDS["patching"]
 
-
-def evaluate(findings, prompt_set: str) -> Verdict:
+def evaluate(findings, prompt_set: str, t) -> Verdict:
     """The claim's verdict on one model (the capitals' completion prompts)."""
     rows = []
     for fact, patching, subject, trace in findings.patched():
@@ -41,18 +40,28 @@ def evaluate(findings, prompt_set: str) -> Verdict:
             row |= {"subject_best_before": max(subject_curve[:layer], default=0.0),
                     "subject_best_after": max(subject_curve[layer + 1:], default=0.0),
                     "last_worst_from": min(last_curve[layer:])}
-        row["pattern"] = (layer is not None and row["subject_best_before"] >= T["restored"]
-                          and row["subject_best_after"] < T["restored"] and row["last_worst_from"] >= T["restored"]
-                          and row["handover_depth"] <= T["handover_by_depth"])
+        row["pattern"] = (layer is not None and layer < trace.n_layers - 1
+                          and row["subject_best_before"] >= t["restored"] and row["subject_best_after"] < t["restored"]
+                          and row["last_worst_from"] >= t["restored"] and row["handover_depth"] <= t["handover_by_depth"])
         rows.append(row)
-    return share_verdict(CLAIM, findings.name, prompt_set, rows, "pattern", T["majority"],
-                         "share of facts whose answer moves from the subject to the last position early")
+    clean = [row for row in rows if row["pattern"]]
+    depths = [row["handover_depth"] for row in clean]
+    figures = []
+    if depths:
+        lo, hi = cluster_bootstrap_ci(depths, [row["fact"] for row in clean], np.median, t["confidence"],
+                                      RESAMPLING.resamples, RESAMPLING.seed)
+        middle = float(np.median(depths))
+        figures.append(beside(f"median depth of a clean handover ({t['confidence']:.0%} CI {lo:.2f} to {hi:.2f}; "
+                              f"the notes' {phase(middle)} third)", middle, "depth"))
+    return share_verdict(rows, flag="pattern", threshold=t["majority"],
+                         statistic="share of facts whose answer moves cleanly from the subject to the last position",
+                         scope=scope(CLAIM, findings.name, prompt_set, t), resampling=RESAMPLING, figures=figures)
 
 
-def test_patching_handover(findings, prompt_set, judge, record_figure):
+def test_patching_handover(findings, prompt_set, judge_claim, record_figure):
     if (figure := patching_figure(findings)) is not None:
         record_figure(figure)
-    judge(evaluate(findings, prompt_set))
+    judge_claim(evaluate, findings, prompt_set, section="patching")
 
 
 def patching_figure(findings) -> PositionHeatmap | None:

@@ -1,6 +1,6 @@
 """Every claim can fail and can hold: each claim's `evaluate` on hand-built traces where it is false must
-come out refuted, and where it is true must come out holds; where a claim has a shuffled-answer control,
-the control must not hold on the true case."""
+come out refuted, and where it is true must come out holds; every control can come out either way (a
+synthetic case where it holds and one where it does not)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,11 @@ import numpy as np
 import pytest
 
 from findings.data import Fact
+from findings.evidence import thresholds
+from lens.generate import Continuation
 from lens.lenses import RAW
 from lens.patching import Patching
+from lens.tokens import AnswerToken
 from lens.trace import LayerLens, OutputLens, Trace, Watched
 from suite.statistics import HOLDS, REFUTED
 
@@ -22,22 +25,29 @@ FACTS = tuple(
          qa=f"Question: What is the capital of Land{i}? Answer:", reverse=f"City{i} is the capital of")
     for i in range(N_FACTS)
 )
+OWN_ID = 999
+"""The token the model writes where it does not answer (the controls of claims 1-4 follow it)."""
 
 
 def claim(number_and_name: str):
     return importlib.import_module(f"findings.test_{number_and_name}")
 
 
-def watched(text: str, ranks: list[int], ps: list[float], rank_out: int = 1, p_out: float = 0.6) -> Watched:
+def judged(module, findings, control: bool = False, prompt_set: str = "capitals", section: str | None = None) -> str:
+    t = thresholds(module.CLAIM, prompt_set, section)
+    kwargs = {"control": True} if control else {}
+    return module.evaluate(findings, prompt_set, t, **kwargs).verdict
+
+
+def watched(text: str, ranks, ps, rank_out: int = 1, p_out: float = 0.6, token_id: int | None = None) -> Watched:
     return Watched(text=text, token=text, p=tuple(ps), rank=tuple(ranks), p_output=p_out, rank_output=rank_out,
-                   whole=True)
+                   whole=True, token_id=token_id)
 
 
-def make_trace(fact: Fact, answer_ranks: list[int], answer_ps: list[float], *, entropy: list[float] | None = None,
-               p_out: float = 0.6, rank_out: int = 1, out_entropy: float = 1.0, subject_ranks: list[int] | None = None,
-               kl: list[float] | None = None, partner: Fact | None = None) -> Trace:
-    """A trace whose answer follows the given ranks and probabilities; the control partner's answer and
-    the subject far down unless told otherwise."""
+def make_trace(fact: Fact, answer_ranks, answer_ps, *, entropy=None, p_out: float = 0.6, rank_out: int = 1,
+               out_entropy: float = 1.0, subject_ranks=None, other_subject_ranks=None, kl=None) -> Trace:
+    """A trace whose followed token has the given ranks and probabilities (it is also the model's own token,
+    OWN_ID, for the controls); the subject and another fact's subject far down unless told otherwise."""
     entropy = entropy or [4.0] * N_LAYERS
     kl = kl or [1.0] * N_LAYERS
     layers = tuple(
@@ -45,28 +55,46 @@ def make_trace(fact: Fact, answer_ranks: list[int], answer_ps: list[float], *, e
                   rank_answer=answer_ranks[i], entropy=entropy[i], kl_to_output=kl[i])
         for i in range(N_LAYERS)
     )
-    partner = partner or FACTS[(FACTS.index(fact) + 1) % N_FACTS]
-    subject_ranks = subject_ranks or [5000] * N_LAYERS
+    partner = FACTS[(FACTS.index(fact) + 1) % N_FACTS]
     return Trace(
         model="fake", prompt=fact.completion, read_after=fact.completion, lens="exact", answer=f" {fact.answer}",
         answer_token=f" {fact.answer}", answer_note=None, n_layers=N_LAYERS, temperature=1.0, layers=layers,
         output=OutputLens(top=(("x", 0.1),), p_answer=p_out, rank_answer=rank_out, entropy=out_entropy),
         final_max_abs_diff=0.0, output_max_abs_logit=10.0,
         watched=(
-            watched(f" {fact.answer}", answer_ranks, answer_ps, rank_out, p_out),
-            watched(f" {fact.subject}", subject_ranks, [0.001] * N_LAYERS, 900, 0.0),
-            watched(f" {partner.answer}", [3000] * N_LAYERS, [1e-5] * N_LAYERS, 3000, 1e-5),
+            watched(" own", answer_ranks, answer_ps, rank_out, p_out, token_id=OWN_ID),
+            watched(f" {fact.subject}", subject_ranks or [5000] * N_LAYERS, [0.001] * N_LAYERS, 900, 0.0),
+            watched(f" {partner.subject}", other_subject_ranks or [5000] * N_LAYERS, [0.001] * N_LAYERS, 900, 0.0),
         ),
     )
 
 
+@dataclass(frozen=True)
+class FakeReading:
+    fact: Fact
+    answered: str | None
+    caveat: str | None = None
+
+    @property
+    def reply(self) -> Continuation:
+        return Continuation(prompt="", ids=(OWN_ID,), text=" own", lead_ids=(), lead="", first=self.own)
+
+    @property
+    def own(self) -> AnswerToken:
+        return AnswerToken(text=" own", token_id=OWN_ID, token=" own", n_tokens=1)
+
+    @property
+    def followed(self) -> AnswerToken:
+        return self.own
+
+
 @dataclass
 class FakeFindings:
-    """What a claim reads about a model, built by hand."""
+    """What a claim reads about a model, built by hand: per form, the traces and whether each is answered."""
 
     forms: dict[str, tuple[Trace, ...]]
+    answered: dict[str, bool] | None = None
     raw: dict[str, tuple[Trace, ...]] | None = None
-    candidate_p: dict[str, float] | None = None
     patchings: list | None = None
     attention_rows: dict | None = None
     name: str = "fake"
@@ -74,11 +102,18 @@ class FakeFindings:
     def facts(self, prompt_set: str) -> tuple[Fact, ...]:
         return FACTS
 
+    def readings(self, prompt_set: str, form: str):
+        answered = (self.answered or {}).get(form, True)
+        return tuple(FakeReading(fact, fact.answer if answered else None) for fact in FACTS)
+
+    def form_lens(self, prompt_set: str, form: str, lens=None) -> tuple[Trace, ...]:
+        return (self.raw if lens is RAW else self.forms)[form]
+
     def lens(self, prompt_set: str, lens=None) -> dict[str, tuple[Trace, ...]]:
         return self.raw if lens is RAW else self.forms
 
     def candidates(self, prompt_set: str, form: str) -> dict[str, tuple[float, float]]:
-        return {fact.id: (self.candidate_p[form], 0.5) for fact in FACTS}
+        return {fact.id: (trace.output.p_answer, 0.5) for fact, trace in zip(FACTS, self.forms[form])}
 
     def patched(self):
         return iter(self.patchings)
@@ -86,154 +121,148 @@ class FakeFindings:
     def attention(self):
         return self.attention_rows
 
-    def subject_positions(self):
-        return {fact.id: (3,) for fact in FACTS}
 
-
-def uniform(make) -> FakeFindings:
-    """The same hand-built trace shape for every fact, in the completion and Q&A forms."""
-    return FakeFindings({form: tuple(make(fact) for fact in FACTS) for form in ("completion", "qa")})
+def uniform(make, answered: bool = True, forms=("completion", "qa")) -> FakeFindings:
+    """The same hand-built trace shape for every fact and form; answered (or not) in every form."""
+    return FakeFindings({form: tuple(make(fact) for fact in FACTS) for form in forms},
+                        answered={form: answered for form in forms})
 
 
 def settling_at(layer: int, p_top: float = 0.6):
-    """The answer far down until `layer`, then top-1 to the end."""
+    """The followed token far down until `layer`, then top-1 to the end."""
     def make(fact):
-        ranks = [1000] * layer + [1] * (N_LAYERS - layer)
-        ps = [1e-4] * layer + [p_top] * (N_LAYERS - layer)
-        return make_trace(fact, ranks, ps)
+        return make_trace(fact, [1000] * layer + [1] * (N_LAYERS - layer), [1e-4] * layer + [p_top] * (N_LAYERS - layer))
     return make
-
-
-def judged(verdict) -> str:
-    return verdict.verdict
 
 
 def test_convergence_depth_holds_at_80_percent_and_is_refuted_at_the_last_block():
     module = claim("01_convergence_depth")
-    assert judged(module.evaluate(uniform(settling_at(15)), "capitals")) == HOLDS  # depth 16/20 = 0.8
-    assert judged(module.evaluate(uniform(settling_at(19)), "capitals")) == REFUTED  # depth 1.0
-    assert judged(module.evaluate(uniform(settling_at(15)), "capitals", control=True)) != HOLDS
+    assert judged(module, uniform(settling_at(15))) == HOLDS  # depth 16/20 = 0.8
+    assert judged(module, uniform(settling_at(19))) == REFUTED  # depth 1.0
+    # The control: the token written on wrongly answered prompts settles at 80% too (holds) or not.
+    assert judged(module, uniform(settling_at(15), answered=False), control=True) == HOLDS
+    assert judged(module, uniform(settling_at(19), answered=False), control=True) == REFUTED
 
 
 def test_a_blip_on_top_does_not_count_as_convergence():
     module = claim("01_convergence_depth")
 
     def blip(fact):
-        ranks = [1000] * 5 + [1] + [5] * 13 + [1]  # top-1 at block 5, lost, back only at the last
-        return make_trace(fact, ranks, [0.1] * N_LAYERS)
+        return make_trace(fact, [1000] * 5 + [1] + [5] * 13 + [1], [0.1] * N_LAYERS)  # top-1 at 5, back at 19
 
-    verdict = module.evaluate(uniform(blip), "capitals")
-    assert verdict.value == 1.0 and judged(verdict) == REFUTED
+    t = thresholds(module.CLAIM, "capitals")
+    verdict = module.evaluate(uniform(blip), "capitals", t)
+    assert verdict.value == 1.0 and verdict.verdict == REFUTED
+
+
+def phases(early_rank: int, entropy: float = 5.0):
+    def make(fact):
+        ranks = [early_rank] * 7 + [50] * 6 + [1] * 7
+        return make_trace(fact, ranks, [1e-4] * 7 + [0.01] * 6 + [0.6] * 7, entropy=[entropy] * N_LAYERS)
+    return make
 
 
 def test_processing_phases_hold_with_noise_development_confidence_and_fail_without_noise():
     module = claim("02_processing_phases")
+    assert judged(module, uniform(phases(2000))) == HOLDS
+    assert judged(module, uniform(phases(1))) == REFUTED  # the answer on top early: no noise
+    # A confident early lens (low entropy) is reported beside, never a gate.
+    assert judged(module, uniform(phases(2000, entropy=0.5))) == HOLDS
+    assert judged(module, uniform(phases(2000), answered=False), control=True) == HOLDS
+    assert judged(module, uniform(phases(1), answered=False), control=True) == REFUTED
 
-    def phases(early_rank):
-        def make(fact):
-            ranks = [early_rank] * 7 + [50] * 6 + [1] * 7
-            return make_trace(fact, ranks, [1e-4] * 7 + [0.01] * 6 + [0.6] * 7, entropy=[5.0] * N_LAYERS)
-        return make
 
-    assert judged(module.evaluate(uniform(phases(2000)), "capitals")) == HOLDS
-    assert judged(module.evaluate(uniform(phases(1)), "capitals")) == REFUTED  # a confident early guess
-    assert judged(module.evaluate(uniform(phases(2000)), "capitals", control=True)) != HOLDS
+def inside(p_inside: float):
+    def make(fact):
+        return make_trace(fact, [1] * N_LAYERS, [p_inside] * N_LAYERS, p_out=0.6)
+    return make
 
 
 def test_internal_confidence_compares_the_80_percent_block_with_the_output():
     module = claim("03_internal_confidence")
-
-    def at_80(p_inside):
-        def make(fact):
-            return make_trace(fact, [1] * N_LAYERS, [p_inside] * N_LAYERS, p_out=0.6)
-        return make
-
-    assert judged(module.evaluate(uniform(at_80(0.9)), "capitals")) == HOLDS
-    assert judged(module.evaluate(uniform(at_80(0.3)), "capitals")) == REFUTED
-    assert judged(module.evaluate(uniform(at_80(0.9)), "capitals", control=True)) != HOLDS
+    assert judged(module, uniform(inside(0.9))) == HOLDS
+    assert judged(module, uniform(inside(0.3))) == REFUTED
+    assert judged(module, uniform(inside(0.9), answered=False), control=True) == HOLDS
+    assert judged(module, uniform(inside(0.3), answered=False), control=True) == REFUTED
 
 
-def test_final_layer_calibration_needs_flatter_output_and_less_answer_probability():
+def test_final_layer_calibration_needs_less_answer_probability_at_the_output():
     module = claim("04_final_layer_calibration")
-
-    def ending(p_out, out_entropy):
-        def make(fact):
-            return make_trace(fact, [1] * N_LAYERS, [0.9] * N_LAYERS, p_out=p_out, entropy=[0.5] * N_LAYERS,
-                              out_entropy=out_entropy)
-        return make
-
-    assert judged(module.evaluate(uniform(ending(0.7, 1.0)), "capitals")) == HOLDS
-    assert judged(module.evaluate(uniform(ending(0.95, 0.2)), "capitals")) == REFUTED
-    assert judged(module.evaluate(uniform(ending(0.7, 1.0)), "capitals", control=True)) != HOLDS
+    assert judged(module, uniform(inside(0.9))) == HOLDS
+    assert judged(module, uniform(inside(0.3))) == REFUTED
+    assert judged(module, uniform(inside(0.9), answered=False), control=True) == HOLDS
+    assert judged(module, uniform(inside(0.3), answered=False), control=True) == REFUTED
 
 
-@pytest.mark.parametrize("number_and_name, better, worse", [
-    ("05_prompt_format", "qa", "completion"),
-    ("05_chat_format", "chat", "completion"),
-    ("06_directional_asymmetry", "reverse", "completion"),
+@pytest.mark.parametrize("number_and_name, better", [
+    ("05_prompt_format", "qa"), ("05_chat_format", "chat"), ("06_directional_asymmetry", "reverse"),
 ])
-def test_paired_forms_compare_normalised_probabilities(number_and_name, better, worse):
+def test_paired_forms_compare_the_answers_own_probability(number_and_name, better):
     module = claim(number_and_name)
-    holds = FakeFindings({}, candidate_p={better: 0.8, worse: 0.4})
-    refuted = FakeFindings({}, candidate_p={better: 0.2, worse: 0.4})
-    assert judged(module.evaluate(holds, "capitals")) == HOLDS
-    assert judged(module.evaluate(refuted, "capitals")) == REFUTED
+
+    def forms(p_better, answered_better=True):
+        made = {better: tuple(make_trace(f, [1] * N_LAYERS, [0.5] * N_LAYERS, p_out=p_better) for f in FACTS),
+                "completion": tuple(make_trace(f, [1] * N_LAYERS, [0.5] * N_LAYERS, p_out=0.4) for f in FACTS)}
+        return FakeFindings(made, answered={better: answered_better, "completion": False})
+
+    assert judged(module, forms(0.8)) == HOLDS
+    assert judged(module, forms(0.2)) == REFUTED
+    # A fact the model answers in neither form tells nothing: no data, not a verdict.
+    assert judged(module, forms(0.8, answered_better=False)) == "no data"
 
 
 def test_norm_correction_measures_kl_to_the_output():
     module = claim("08_norm_correction")
     exact = uniform(lambda fact: make_trace(fact, [5] * N_LAYERS, [0.1] * N_LAYERS, kl=[0.5] * N_LAYERS))
-    far = {f: tuple(make_trace(fact, [5] * N_LAYERS, [0.1] * N_LAYERS, kl=[50.0] * N_LAYERS) for fact in FACTS)
+    far = {f: tuple(make_trace(fact, [5] * N_LAYERS, [0.1] * N_LAYERS, kl=[2.0] * N_LAYERS) for fact in FACTS)
            for f in ("completion", "qa")}
-    assert judged(module.evaluate(FakeFindings(exact.forms, raw=far), "capitals")) == HOLDS
-    assert judged(module.evaluate(FakeFindings(exact.forms, raw=exact.forms), "capitals")) == REFUTED
+    closer_without = {f: tuple(make_trace(fact, [5] * N_LAYERS, [0.1] * N_LAYERS, kl=[0.2] * N_LAYERS)
+                             for fact in FACTS) for f in ("completion", "qa")}
+    holds = FakeFindings(exact.forms, exact.answered, raw=far)  # 4x closer: holds (the notes give no size)
+    assert judged(module, holds) == HOLDS
+    assert judged(module, FakeFindings(exact.forms, exact.answered, raw=closer_without)) == REFUTED
 
 
-def test_factual_recall_needs_the_answer_on_top_in_both_forms():
+def test_factual_recall_needs_the_answer_in_both_forms():
     module = claim("10_factual_recall")
-    top = uniform(lambda fact: make_trace(fact, [1] * N_LAYERS, [0.6] * N_LAYERS, rank_out=1))
-    second = uniform(lambda fact: make_trace(fact, [2] * N_LAYERS, [0.2] * N_LAYERS, rank_out=2))
-    assert judged(module.evaluate(top, "capitals")) == HOLDS
-    assert judged(module.evaluate(second, "capitals")) == REFUTED
+    traces = uniform(lambda fact: make_trace(fact, [1] * N_LAYERS, [0.6] * N_LAYERS))
+    assert judged(module, FakeFindings(traces.forms, {"completion": True, "qa": True})) == HOLDS
+    assert judged(module, FakeFindings(traces.forms, {"completion": True, "qa": False})) == REFUTED
 
 
-def test_cross_architecture_compares_median_curves():
+def test_cross_architecture_compares_median_curves_of_the_same_facts():
     module = claim("11_cross_architecture")
-    rising = np.tile(np.linspace(0, 1, 20), (30, 1)) + np.random.default_rng(0).normal(0, 0.01, (30, 20))
-    assert judged(module.evaluate({"a": rising, "b": rising + 0.05}, "capitals")) == HOLDS
-    assert judged(module.evaluate({"a": rising, "b": rising[:, ::-1]}, "capitals")) == REFUTED
-    assert module.evaluate({"a": rising}, "capitals") is None  # one model: nothing to compare
+    rising = np.linspace(0, 1, 20)
+    noise = np.random.default_rng(0)
+
+    def curves(shape):
+        return {(f.id, "completion"): shape + noise.normal(0, 0.01, 20) for f in FACTS[:30]}
+
+    t = thresholds(module.CLAIM, "capitals")
+    assert module.evaluate({"a": curves(rising), "b": curves(rising + 0.05)}, "capitals", t).verdict == HOLDS
+    assert module.evaluate({"a": curves(rising), "b": curves(rising[::-1])}, "capitals", t).verdict == REFUTED
+    assert module.evaluate({"a": curves(rising)}, "capitals", t) is None  # one model: nothing to compare
+    # Facts are counted, and only those every model answers in a common form.
+    apart = module.evaluate({"a": curves(rising), "b": {(f.id, "qa"): rising for f in FACTS[:30]}}, "capitals", t)
+    assert apart.n == 0 and apart.verdict == "no data"
+
+
+def subject_at(layer, other_layer=None):
+    def make(fact):
+        def at(i):
+            return [5000] * N_LAYERS if i is None else [5000] * i + [1] + [5000] * (N_LAYERS - i - 1)
+        return make_trace(fact, [1000] * 15 + [1] * 5, [1e-4] * 15 + [0.6] * 5, subject_ranks=at(layer),
+                          other_subject_ranks=at(other_layer))
+    return make
 
 
 def test_subject_before_answer():
     module = claim("12_subject_before_answer")
-
-    def subject_at(layer):
-        def make(fact):
-            ranks = [1000] * 15 + [1] * 5
-            subject = [5000] * N_LAYERS if layer is None else [5000] * layer + [1] + [5000] * (N_LAYERS - layer - 1)
-            return make_trace(fact, ranks, [1e-4] * 15 + [0.6] * 5, subject_ranks=subject)
-        return make
-
-    assert judged(module.evaluate(uniform(subject_at(8)), "capitals")) == HOLDS
-    assert judged(module.evaluate(uniform(subject_at(None)), "capitals")) == REFUTED
-    assert judged(module.evaluate(uniform(subject_at(8)), "capitals", control=True)) != HOLDS
-
-
-def test_attention_to_the_subject_as_the_answer_emerges():
-    module = claim("13_attention_to_subject")
-    traces = uniform(settling_at(15))
-
-    class Attention:
-        def __init__(self, on_subject):
-            spread = [0.5] + [0.1] * 5
-            spread[3] = on_subject
-            self.tokens, self.mean = ("<s>", "The", " capital", " X", " of", " is"), [spread] * N_LAYERS
-
-    focused = FakeFindings(traces.forms, attention_rows={f.id: Attention(0.6) for f in FACTS})
-    even = FakeFindings(traces.forms, attention_rows={f.id: Attention(0.1) for f in FACTS})
-    assert judged(module.evaluate(focused, "capitals")) == HOLDS
-    assert judged(module.evaluate(even, "capitals")) == REFUTED
+    assert judged(module, uniform(subject_at(8))) == HOLDS
+    assert judged(module, uniform(subject_at(None))) == REFUTED
+    # The control: another country surfaces before the answer just as often (holds), or not.
+    assert judged(module, uniform(subject_at(8, other_layer=6)), control=True) == HOLDS
+    assert judged(module, uniform(subject_at(8)), control=True) == REFUTED
 
 
 def patching(handover: int) -> Patching:
@@ -248,16 +277,36 @@ def patched(handover: int, settle: int):
     return [(fact, patching(handover), (3,), settling_at(settle)(fact)) for fact in FACTS]
 
 
-def test_a_handover_must_come_before_the_last_third_not_just_somewhere():
+def test_attention_to_the_subject_where_patching_moves_the_answer():
+    module = claim("13_attention_to_subject")
+
+    class Attention:
+        def __init__(self, on_subject, at):
+            spread = [0.5] + [0.1] * 5
+            focused = list(spread)
+            focused[3] = on_subject
+            self.tokens = ("<s>", "The", " capital", " X", " of", " is")
+            self.mean = [focused if layer == at else spread for layer in range(N_LAYERS)]
+
+    def findings(at):
+        return FakeFindings({}, patchings=patched(9, 15), attention_rows={f.id: Attention(0.6, at) for f in FACTS})
+
+    assert judged(module, findings(9)) == HOLDS  # attends to the subject at the handover block
+    assert judged(module, findings(3)) == REFUTED  # only elsewhere
+
+
+def test_a_handover_before_the_last_block_holds_and_the_forced_one_at_it_does_not():
     module = claim("14_patching_handover")
-    assert judged(module.evaluate(FakeFindings({}, patchings=patched(9, 15)), "capitals")) == HOLDS
-    # The crossing forced at the last block is no finding.
-    assert judged(module.evaluate(FakeFindings({}, patchings=patched(19, 19)), "capitals")) == REFUTED
+    assert judged(module, FakeFindings({}, patchings=patched(9, 15)), section="patching") == HOLDS
+    assert judged(module, FakeFindings({}, patchings=patched(19, 19)), section="patching") == REFUTED
+    verdict = module.evaluate(FakeFindings({}, patchings=patched(9, 15)), "capitals",
+                              thresholds(module.CLAIM, "capitals", "patching"))
+    assert verdict.beside[0]["value"] == pytest.approx(0.5) and "middle third" in verdict.beside[0]["label"]
 
 
 def test_the_handover_comes_before_the_lens_settles_only_where_that_is_not_forced():
     module = claim("15_patching_before_convergence")
-    assert judged(module.evaluate(FakeFindings({}, patchings=patched(9, 15)), "capitals")) == HOLDS
-    assert judged(module.evaluate(FakeFindings({}, patchings=patched(17, 12)), "capitals")) == REFUTED
+    assert judged(module, FakeFindings({}, patchings=patched(9, 15)), section="patching") == HOLDS
+    assert judged(module, FakeFindings({}, patchings=patched(17, 12)), section="patching") == REFUTED
     # Where the lens settles only at the last block, "at or before" holds whatever patching does: no data.
-    assert module.evaluate(FakeFindings({}, patchings=patched(17, 19)), "capitals").n == 0
+    assert judged(module, FakeFindings({}, patchings=patched(17, 19)), section="patching") == "no data"
