@@ -3,11 +3,13 @@ end of the session (not on an interrupt: the previous report stays whole)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
 from suite.plugin import FIGURE, IDENTITY, MODEL, RECORDED, SESSION, VERDICT, WARNING
+from suite.report import set_aside_if_unreadable
 from suite.results import TestRecord
 
 
@@ -16,6 +18,11 @@ class FindingsReport:
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
+        self.reports_dir = Path(config.getoption("lens_reports") or config.rootpath / "reports")
+        kept = set_aside_if_unreadable(self.reports_dir)
+        if kept is not None:
+            print(f"run: {self.reports_dir / 'findings.json'} could not be read: set aside as {kept}; "
+                  "this run writes a new one", file=sys.stderr)
         self.records: list[TestRecord] = []
         self.models: dict[str, dict] = {}
         self.warnings: list[dict] = []
@@ -52,7 +59,7 @@ class FindingsReport:
         from suite.report import load_results, verdict_changes, write_report
         from suite.results import assemble
 
-        reports_dir = Path(self.config.getoption("lens_reports") or self.config.rootpath / "reports")
+        reports_dir = self.reports_dir
         command = " ".join(["pytest", *self.config.invocation_params.args])
         results = assemble(self.records, self.models, self.config.stash[SESSION].names, command)
         results["warnings"] = self.warnings

@@ -9,6 +9,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from datetime import datetime
 from pathlib import Path
 
 from tabulate import tabulate
@@ -29,8 +30,21 @@ def load_results(reports_dir: Path) -> dict | None:
         return None
     try:
         return json.loads(path.read_text())
-    except json.JSONDecodeError:
-        raise LensError(f"{path} is not valid JSON: rerun the findings to rewrite it") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise LensError(f"{path} is not valid JSON: rerun the findings, which set it aside and write a new one") from None
+
+
+def set_aside_if_unreadable(reports_dir: Path) -> Path | None:
+    """Move an unreadable results file out of the way under a dated name (before any model loads, so a run
+    never computes for minutes and then cannot write its results); the new name, or None if all is well."""
+    try:
+        load_results(reports_dir)
+    except LensError:
+        path = reports_dir / RESULTS
+        kept = path.with_name(f"findings.unreadable-{datetime.now():%Y%m%d-%H%M%S}.json")
+        path.replace(kept)
+        return kept
+    return None
 
 
 def verdict_changes(previous: dict | None, current: dict) -> dict[str, list[str]] | None:
@@ -153,8 +167,9 @@ def render(results: dict, figures: dict[str, list[str]]) -> str:
         lines += [tabulate(rows, headers=headers, tablefmt="pipe"), "", _family_error(results, prompt_set), ""]
     lines += ["Each cell: the verdict, its figure [interval] and n (facts). † the verdict flips under another "
               "reasonable threshold (the claim's sensitivity); ‡ a caveat applies (under the claim). `too few`: no "
-              "outcome at that n could have decided; `no data`: n = 0. Under each claim, \"could detect\" is the smallest "
-              "true share (of prompts, or of facts beyond the threshold for a median) its n decides with 80% power.",
+              "outcome at that n could have decided; `no data`: n = 0. Under each claim, \"could detect\" is the "
+              "smallest true share (of prompts, or of facts beyond the threshold for a median) its n decides with "
+              "80% power.",
               ""]
     for i, note in enumerate(notes, 1):
         lines.append(f"[{i}] {note}  ")
