@@ -14,7 +14,15 @@ from lens.lenses import EXACT, Lens
 from lens.tokens import variants
 from lens.trace import Trace, Watched
 from suite.statistics import Verdict
-from suite.verdicts import Resampling, Rule, Scope, beside, median_verdict, share_of, with_sensitivity
+from suite.verdicts import (
+    Resampling,
+    Rule,
+    Scope,
+    beside,
+    median_verdict,
+    share_of,
+    with_sensitivity,
+)
 
 RESAMPLING = Resampling(resamples=STATS["resamples"], seed=STATS["seed"], power=STATS["power"])
 
@@ -34,11 +42,12 @@ class Prompt:
     def answered(self) -> bool:
         return self.reading.answered is not None
 
-    def row(self, **figures) -> dict:
-        """A per-prompt evidence row: the fact (the resampling unit), the prompt, what was followed, and
-        the caveat of a followed token that starts another answer too."""
+    def row(self, control: bool = False, **figures) -> dict:
+        """A per-prompt evidence row: the fact (the resampling unit), the prompt, what was followed, and the
+        caveat of a followed answer token that starts another answer too (none for a control, which follows
+        the token the model wrote)."""
         return {"fact": self.fact.id, "prompt": self.id, "followed": self.trace.answer_token,
-                "reply": self.reading.reply.text, "caveat": self.reading.caveat, **figures}
+                "reply": self.reading.reply.text, "caveat": None if control else self.reading.caveat, **figures}
 
 
 def forms_of_word(word: str, trace: Trace) -> list[Watched]:
@@ -195,9 +204,12 @@ def paired_forms(findings, prompt_set: str, t: Mapping[str, Any], *, claim: str,
                      "caveat": r_high.caveat or r_low.caveat})
     normalised = [row["normalised_log_ratio"] for row in rows if row["normalised_log_ratio"] is not None]
     figures = [beside("median ln-ratio normalised over the set's candidate answers (robustness)",
-                      statistics.median(normalised) if normalised else None, "log_ratio"),
-               beside(f"share of facts answered in the {better} form", share_of(rows, f"answers_{better}")),
-               beside(f"share of facts answered in the {worse} form", share_of(rows, f"answers_{worse}"))]
+                      statistics.median(normalised) if normalised else None, "log_ratio")]
+    for form, norm in ((better, norm_high), (worse, norm_low)):
+        masses = [norm[row["fact"]][1] for row in rows]
+        figures += [beside(f"share of facts answered in the {form} form", share_of(rows, f"answers_{form}")),
+                    beside(f"median output share of the candidate answers ({form})",
+                           statistics.median(masses) if masses else None)]
     return median_verdict(rows, key="log_ratio", rule=Rule("above", 0.0), kind="log_ratio",
                           statistic=f"median ln(p_{better} / p_{worse}) of the answer, facts answered in either",
                           scope=scope(claim, findings.name, prompt_set, t), resampling=RESAMPLING, figures=figures)

@@ -13,12 +13,12 @@ import torch
 from findings.data import CAPITALS, CHAT, NOTES_FACT, NOTES_PROMPT, SETS, THRESHOLDS, Fact, forms_of
 from findings.evidence import partners
 from lens.attention import AttentionFromLast, attention_from_last, token_positions
+from lens.generate import Continuation, continue_greedy
 from lens.grid import LensGrid, lens_grid
 from lens.lenses import EXACT, Lens
 from lens.loader import LoadedModel
 from lens.patching import Patching, patch_residuals
 from lens.progress import bar
-from lens.generate import Continuation, continue_greedy
 from lens.tokens import AnswerToken, after_lead, chat_prompt, followed_token, variants
 from lens.trace import Residuals, Trace, collect, read
 from suite.session import ModelArtefacts, ModelRecord
@@ -81,7 +81,7 @@ class ModelFindings:
         that is no word token where the lens reads). Listed in the report's data warnings."""
         def compute(model: LoadedModel) -> dict[str, str]:
             reasons: dict[str, str] = {}
-            for form in self._forms(prompt_set):
+            for form in forms_of(prompt_set):  # the chat form leaves out its own unfollowable facts only
                 for reading in self.readings(prompt_set, form, every=True):
                     if reading.followed is None:
                         reasons.setdefault(reading.fact.id, f"{form}: the answer {reading.fact.target(form)!r} "
@@ -99,9 +99,6 @@ class ModelFindings:
     def chat(self) -> bool:
         """Whether the model is an instruct model, asked in its chat template too (models.toml `chat`)."""
         return self.artefacts.session.spec(self.name).chat
-
-    def _forms(self, prompt_set: str) -> tuple[str, ...]:
-        return forms_of(prompt_set) + ((CHAT,) if self.chat else ())
 
     def readings(self, prompt_set: str, form: str, every: bool = False) -> tuple[Reading, ...]:
         """Per usable fact of the set (with `every`, per fact), where the lens reads its prompt in `form`

@@ -44,7 +44,7 @@ def evaluate(findings, prompt_set: str, t, control: bool = False) -> Verdict:
         if series is None:
             continue
         layer = settled(series.rank)
-        rows.append(prompt.row(token=series.token, first_top1_layer=first_top1_of(series.rank),
+        rows.append(prompt.row(control, token=series.token, first_top1_layer=first_top1_of(series.rank),
                                settled_layer=layer, settled_depth=depth(prompt.trace, layer),
                                resolution=1 / prompt.trace.n_layers))
     band = tuple(t["band"])

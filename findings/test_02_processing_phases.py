@@ -44,7 +44,7 @@ def evaluate(findings, prompt_set: str, t, control: bool = False) -> Verdict:
         early_rank = median(rank for _, _, rank in thirds["early"])
         middle_rank = median(rank for _, _, rank in thirds["middle"])
         row = prompt.row(
-            token=series.token,
+            control, token=series.token,
             noise=all(rank > t["early_top_k"] for _, _, rank in thirds["early"]),
             early_unconfident=all(lay.entropy >= EARLY_MIN_ENTROPY for lay, _, _ in thirds["early"]),
             early_median_rank=early_rank, middle_median_rank=middle_rank,
@@ -56,8 +56,10 @@ def evaluate(findings, prompt_set: str, t, control: bool = False) -> Verdict:
         rows.append(row)
     figures = [beside(f"share whose early lens has entropy >= {EARLY_MIN_ENTROPY:g} nats at every early block",
                       share_of(rows, "early_unconfident")),
-               *(beside(f"share meeting '{flag}'", share_of(rows, flag)) for flag in ("noise", "develops", "confident"))]
-    return share_verdict(rows, flag="pattern", threshold=t["majority"], statistic="share of prompts showing all three phases",
+               *(beside(f"share meeting '{flag}'", share_of(rows, flag))
+                 for flag in ("noise", "develops", "confident"))]
+    return share_verdict(rows, flag="pattern", threshold=t["majority"],
+                         statistic="share of prompts showing all three phases",
                          scope=scope(CLAIM, findings.name, prompt_set, t, control), resampling=RESAMPLING,
                          figures=figures)
 

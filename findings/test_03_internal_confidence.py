@@ -33,8 +33,8 @@ def evaluate(findings, prompt_set: str, t, control: bool = False) -> Verdict:
         if series is None:
             continue
         at = math.ceil(t["at_depth"] * prompt.trace.n_layers) - 1
-        rows.append(prompt.row(token=series.token, layer=at, internal_p=series.p[at], output_p=series.p_output,
-                               higher_inside=series.p[at] > series.p_output))
+        rows.append(prompt.row(control, token=series.token, layer=at, internal_p=series.p[at],
+                               output_p=series.p_output, higher_inside=series.p[at] > series.p_output))
     return share_verdict(rows, flag="higher_inside", threshold=t["majority"],
                          statistic=f"share of prompts whose p(answer) at {t['at_depth']:.0%} depth exceeds the output's",
                          scope=scope(CLAIM, findings.name, prompt_set, t, control), resampling=RESAMPLING)

@@ -43,8 +43,10 @@ def evaluate(findings, prompt_set: str, t) -> Verdict:
     verdict = median_verdict(rows, key="median_log10_kl_ratio", rule=Rule("above", t["min_log10_kl_ratio"]),
                              kind="log10_ratio", statistic="median log10(KL without norm / KL with norm)",
                              scope=scope(CLAIM, findings.name, prompt_set, t), resampling=RESAMPLING)
-    factor = beside("times closer to the output with the norm (10^median)", 10 ** verdict.value, "factor")
-    return replace(verdict, beside=(factor,))
+    return replace(verdict, beside=(
+        beside("times closer to the output with the norm (10^median)", 10 ** verdict.value, "factor"),
+        *(beside(f"median KL to the output {label} (nats)", median(row[key] for row in rows), "kl")
+          for label, key in (("with the norm", "median_kl_with_norm"), ("without it", "median_kl_without")))))
 
 
 def test_norm_correction(findings, prompt_set, judge_claim):

@@ -27,7 +27,8 @@ def evaluate(findings, prompt_set: str, t) -> Verdict:
                      "completion": c.answered is not None, "qa": q.answered is not None,
                      "recalled": c.answered is not None and q.answered is not None})
     figures = [beside(f"share answered in the {form} form", share_of(rows, form)) for form in ("completion", "qa")]
-    return share_verdict(rows, flag="recalled", threshold=t["majority"], statistic="share of facts answered in both forms",
+    return share_verdict(rows, flag="recalled", threshold=t["majority"],
+                         statistic="share of facts answered in both forms",
                          scope=scope(CLAIM, findings.name, prompt_set, t), resampling=RESAMPLING, figures=figures)
 
 

@@ -16,7 +16,15 @@ pattern is not about this prompt's subject.
 import pytest
 
 from findings.data import CAPITALS
-from findings.evidence import RESAMPLING, answer_series, first_top1, first_top1_of, forward_prompts, partners, scope
+from findings.evidence import (
+    RESAMPLING,
+    answer_series,
+    first_top1,
+    first_top1_of,
+    forward_prompts,
+    partners,
+    scope,
+)
 from suite.figures import TokenGrid
 from suite.statistics import Verdict
 from suite.verdicts import share_verdict

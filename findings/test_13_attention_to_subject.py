@@ -14,7 +14,7 @@ of facts showing it lies above 0.5. Sensitivity: the blocks before the handover 
 concentration factor.
 """
 
-from statistics import mean
+from statistics import mean, median
 
 import pytest
 
@@ -22,7 +22,7 @@ from findings.data import NOTES_FACT
 from findings.evidence import RESAMPLING, handover, scope
 from suite.figures import PositionHeatmap
 from suite.statistics import Verdict
-from suite.verdicts import share_verdict
+from suite.verdicts import beside, share_verdict
 
 CLAIM = "attention_to_subject"
 pytestmark = pytest.mark.claim(CLAIM, number=13)
@@ -42,9 +42,12 @@ def evaluate(findings, prompt_set: str, t) -> Verdict:
         even = len(subject) / (len(attention.tokens) - 1)
         rows.append({"fact": fact.id, "layers": f"{layers.start}-{layers.stop - 1}", "subject_share": mean(shares),
                      "even_share": even, "concentrated": mean(shares) >= t["concentration"] * even})
+    shares = [row["subject_share"] for row in rows]
     return share_verdict(rows, flag="concentrated", threshold=t["majority"],
                          statistic="share of facts whose last position attends to the subject where the answer moves",
-                         scope=scope(CLAIM, findings.name, prompt_set, t), resampling=RESAMPLING)
+                         scope=scope(CLAIM, findings.name, prompt_set, t), resampling=RESAMPLING,
+                         figures=[beside("median subject share of the last position's attention there",
+                                         median(shares) if shares else None)])
 
 
 def test_attention_to_subject(findings, prompt_set, judge_claim, record_figure):

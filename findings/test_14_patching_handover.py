@@ -41,7 +41,8 @@ def evaluate(findings, prompt_set: str, t) -> Verdict:
                     "subject_best_after": max(subject_curve[layer + 1:], default=0.0),
                     "last_worst_from": min(last_curve[layer:])}
         row["pattern"] = (layer is not None and layer < trace.n_layers - 1
-                          and row["subject_best_before"] >= t["restored"] and row["subject_best_after"] < t["restored"]
+                          and row["subject_best_before"] >= t["restored"]
+                          and row["subject_best_after"] < t["restored"]
                           and row["last_worst_from"] >= t["restored"] and row["handover_depth"] <= t["handover_by_depth"])
         rows.append(row)
     clean = [row for row in rows if row["pattern"]]

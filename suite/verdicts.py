@@ -132,10 +132,17 @@ def decided_verdict(rows: Sequence[dict], *, value: float, ci: tuple[float, floa
         rule=f"{rule.text}; n counts facts ({len(counted)} rows)",
         n=n, kind=kind, evidence=tuple(rows), confidence=scope.confidence, primary=scope.primary,
         control=scope.control, beside=tuple(figures),
-        caveats=(f"{len(caveats)} followed token(s) start another fact's answer too: " + "; ".join(caveats),)
-        if caveats else (),
+        caveats=(_shared_starts(caveats),) if caveats else (),
         detectable=detectable,
     )
+
+
+def _shared_starts(caveats: Sequence[str], shown: int = 3) -> str:
+    """One caveat for the rows whose followed token starts another fact's answer too (a few named; every
+    row says its own in the evidence)."""
+    more = f"; {len(caveats) - shown} more in the evidence rows" if len(caveats) > shown else ""
+    return (f"{len(caveats)} followed token(s) start another fact's answer too: " + "; ".join(caveats[:shown])
+            + more)
 
 
 def with_sensitivity(evaluate: Callable[[Mapping[str, Any]], Verdict], thresholds: Mapping[str, Any],

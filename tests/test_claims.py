@@ -131,7 +131,8 @@ def uniform(make, answered: bool = True, forms=("completion", "qa")) -> FakeFind
 def settling_at(layer: int, p_top: float = 0.6):
     """The followed token far down until `layer`, then top-1 to the end."""
     def make(fact):
-        return make_trace(fact, [1000] * layer + [1] * (N_LAYERS - layer), [1e-4] * layer + [p_top] * (N_LAYERS - layer))
+        ranks, ps = [1000] * layer + [1] * (N_LAYERS - layer), [1e-4] * layer + [p_top] * (N_LAYERS - layer)
+        return make_trace(fact, ranks, ps)
     return make
 
 

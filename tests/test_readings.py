@@ -43,8 +43,8 @@ def test_a_reply_that_gives_another_word_does_not_answer_and_the_answer_is_follo
 
 
 def test_a_first_token_that_starts_two_answers_is_a_caveat(tokenizer):
-    twins = [Fact(id=f"t{i}", subject=f"Land{i}", answer=answer, origin="added", completion=f"The capital of Land{i} is",
-                  qa="", reverse="") for i, answer in enumerate(["Berlin", "Berlinx", "Paris"])]
+    twins = [Fact(id=f"t{i}", subject=f"Land{i}", answer=answer, origin="added", qa="", reverse="",
+                  completion=f"The capital of Land{i} is") for i, answer in enumerate(["Berlin", "Berlinx", "Paris"])]
     readings = [_reading(tokenizer, fact, "completion", fact.completion,
                          _continuation(tokenizer, fact.completion, ids(tokenizer, f" {fact.answer}.")))
                 for fact in twins]

@@ -2,9 +2,9 @@
 
 import numpy as np
 
+from suite import results as run_results
 from suite.figures import DepthCurves, overlays
 from suite.merge import merge
-from suite import results as run_results
 from suite.results import SCHEMA
 
 

@@ -49,8 +49,8 @@ def test_each_kind_has_its_own_tolerance():
 
 def test_the_recorded_file_round_trips_with_nan():
     empty = replace(BASE, verdict="no data", value=math.nan, ci=(math.nan, math.nan), n=0)
-    results = {"runs": {}, "models": {}, "claims": {"c": {"results": [{"verdict": BASE.to_dict()},
-                                                                         {"verdict": {**empty.to_dict(), "prompt_set": "t"}}]}}}
+    rows = [{"verdict": BASE.to_dict()}, {"verdict": {**empty.to_dict(), "prompt_set": "t"}}]
+    results = {"runs": {}, "models": {}, "claims": {"c": {"results": rows}}}
     data = tomllib.loads(render_recorded(results))["c"]["m"]
     assert data["s"]["value"] == 0.8 and data["s"]["beside"][0]["value"] == 0.4 and data["s"]["kind"] == "share"
     assert math.isnan(data["t"]["value"]) and data["t"]["n"] == 0

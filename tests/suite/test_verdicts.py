@@ -7,8 +7,25 @@ import numpy as np
 import pytest
 from scipy.stats import binom, binomtest
 
-from suite.statistics import HOLDS, INCONCLUSIVE, NO_DATA, REFUTED, TOO_FEW, decidable, detectable_share, family_error
-from suite.verdicts import Resampling, Rule, Scope, median_verdict, share_verdict, with_control, with_sensitivity
+from suite.statistics import (
+    HOLDS,
+    INCONCLUSIVE,
+    NO_DATA,
+    REFUTED,
+    TOO_FEW,
+    decidable,
+    detectable_share,
+    family_error,
+)
+from suite.verdicts import (
+    Resampling,
+    Rule,
+    Scope,
+    median_verdict,
+    share_verdict,
+    with_control,
+    with_sensitivity,
+)
 
 SCOPE = Scope(claim="c", models=("m",), prompt_set="s")
 FAST = Resampling(resamples=400, seed=0)
