@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 
 import torch
 
+from lens.device import mps_matmul_hazard
 from lens.errors import LensError
 
 BACKENDS = ("bridge", "nnsight")
@@ -48,6 +49,10 @@ def forward(model: Any, batch: dict[str, torch.Tensor], backend: str = "bridge")
     backend. A remote model (`lens.remote.RemoteModel`) runs through nnsight on NDIF."""
     if backend not in BACKENDS:
         raise LensError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
+    if str(getattr(model, "device", "")).startswith("mps"):
+        hazard = mps_matmul_hazard({"prompt length": int(batch["input_ids"].shape[1])})
+        if hazard:
+            raise LensError(hazard)
     if getattr(model, "remote", False):
         if backend != "nnsight":
             raise LensError(f"{model.name} runs remotely, through nnsight: use backend 'nnsight', not {backend!r}")

@@ -6,6 +6,7 @@ import os
 
 import psutil
 import torch
+from packaging.version import Version
 
 from lens.errors import LensError
 
@@ -67,3 +68,27 @@ def choose_dtype(n_params: int, device: str, override: str | None = None) -> tor
     if weight_bytes(n_params, torch.float32) <= FP32_MEMORY_SHARE * memory_bytes(device):
         return torch.float32
     return torch.bfloat16
+
+
+MPS_SAFE_MATMUL_TORCH = "2.14.0"
+"""torch 2.7-2.13 compute 2-D matmuls with a reduction over 32768 wrongly on M1/M2 GPUs, silently, 10-30% of
+scale, depending on allocator state (PyTorch issue 193487); 2.14.0 routes mm/addmm/linear around it (pull
+request 183535). Batched matmuls (bmm/baddbmm: 3-D matmul, einsum, attention over the sequence) stay wrong
+for a reduction of 32767 or more on 2.14 and 2.15 (issue 195163)."""
+
+
+def mps_matmul_hazard(reductions: dict[str, int], torch_version: str = torch.__version__) -> str | None:
+    """On MPS: the known silent matmul error that a model's reductions fall in on this torch, as a one-line
+    refusal (None: none known). `reductions`: what is summed over in its matmuls, e.g. {"hidden size": 4096,
+    "MLP width": 14336, "prompt length": 12}; the prompt length is the reduction of attention's batched
+    matmul."""
+    version = Version(torch_version.split("+")[0])
+    for what, size in reductions.items():
+        if version < Version(MPS_SAFE_MATMUL_TORCH) and size > 32768:
+            return (f"torch {version} computes matmuls over more than 32768 values wrongly on Apple GPUs, without an "
+                    f"error (PyTorch issue 193487), and this model's {what} is {size}: install torch 2.14.1 or newer "
+                    "(`./run` does on macOS) or run with --device cpu")
+        if what == "prompt length" and size >= 32767:
+            return (f"batched matmuls over 32767 or more values are wrong on Apple GPUs on every torch so far (PyTorch "
+                    f"issue 195163), and this {what} is {size} tokens: shorten it or run with --device cpu")
+    return None

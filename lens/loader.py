@@ -16,7 +16,8 @@ from typing import Any
 import psutil
 import torch
 
-from lens.device import choose_device, choose_dtype, weight_bytes
+from lens.device import choose_device, choose_dtype, mps_matmul_hazard, weight_bytes
+from lens.errors import LensError
 from lens.paths import cache_dir
 from lens.registry import ModelSpec, resolve
 
@@ -38,6 +39,8 @@ class LoadedModel:
     weights_id: str
     """SHA-256 of the GGUF file, or the Hub snapshot's commit, or the local folder's path."""
     offloaded: bool = False
+    spot_checks: bool | None = None
+    """Whether its forward passes are spot-checked against the CPU (lens.spot); None: on MPS and CUDA."""
 
     @property
     def name(self) -> str:
@@ -137,7 +140,14 @@ def plan(name_or_path: str, device: str | None = None, dtype: str | None = None)
     from transformers import AutoConfig
 
     device = choose_device(device)
-    n_params = _count_params(AutoConfig.from_pretrained(folder, local_files_only=True))
+    config = AutoConfig.from_pretrained(folder, local_files_only=True)
+    if device.startswith("mps"):
+        text = config.get_text_config()
+        hazard = mps_matmul_hazard({"hidden size": getattr(text, "hidden_size", 0),
+                                    "MLP width": getattr(text, "intermediate_size", 0) or 0})
+        if hazard:
+            raise LensError(f"refusing {spec.name} on mps: {hazard}")
+    n_params = _count_params(config)
     return Plan(spec, Path(folder), weights_id, device, choose_dtype(n_params, device, dtype), n_params)
 
 

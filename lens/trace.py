@@ -20,6 +20,7 @@ from lens.estimate import record_timing
 from lens.lenses import EXACT, Lens
 from lens.loader import LoadedModel
 from lens.progress import bar
+from lens.spot import require_agreement, spot_checks
 from lens.tokens import AnswerToken, answer_token, encode_ids, followed_token, prompt_ids
 
 TIMED_PROMPTS = 64
@@ -175,6 +176,8 @@ def collect(
     for start in bar(starts, desc=f"{model.name}: the lens over {len(texts)} prompts", unit="batch"):
         chunk = sequences[start : start + batch_size]
         reads.append(forward(model, encode_ids(tokenizer, chunk, model.n_ctx), backend))
+    if spot_checks(model):  # a wrong kernel can turn up long after the load check (lens.spot)
+        require_agreement(model, sequences[0])
     if len(texts) >= TIMED_PROMPTS and backend == "bridge":  # a figure for the next run's estimate
         record_timing(model.name, model.device, str(model.dtype).removeprefix("torch."), len(texts),
                       time.perf_counter() - started)

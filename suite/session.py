@@ -79,7 +79,11 @@ class ModelArtefacts:
         """The artefact under `key`, computed by `compute(model)` the first time it is asked for."""
         if key not in self._memo:
             with self.session.terminal():  # progress bars and the estimate reach the user's terminal
-                self._memo[key] = compute(self.session.loaded(self.name))
+                model = self.session.loaded(self.name)
+                try:
+                    self._memo[key] = compute(model)
+                except LensError as error:  # e.g. a spot check that disagrees with the CPU: refuse the run
+                    self.session.refuse(self.name, str(error))
         return self._memo[key]
 
 
@@ -164,14 +168,18 @@ class SuiteSession:
             check = check_device(model)
             if not check.agrees:
                 lens.loader.release(model)
-                self._refused[name] = f"refusing to judge on this device: {check.summary()}; run with --device cpu"
-                pytest.fail(self._refused[name], pytrace=False)
+                self.refuse(name, f"refusing to judge on this device: {check.summary()}; run with --device cpu")
         self._loaded = model
         self.artefacts(name).record = ModelRecord(
             model=name, source=spec.describe(), weights=model.weights_id, device=model.device,
             dtype=str(model.dtype).removeprefix("torch."), n_layers=model.n_layers, backend=self.backend,
         )
         return model
+
+    def refuse(self, name: str, reason: str) -> None:
+        """Fail this test and every later one of the model, with one line: its results are not to be trusted."""
+        self._refused[name] = reason
+        pytest.fail(reason, pytrace=False)
 
     def release(self, name: str | None = None) -> None:
         """Free the model in memory (only if it is `name`, when given); computed artefacts stay."""

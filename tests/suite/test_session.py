@@ -98,3 +98,23 @@ def test_a_marker_expression_asks_for_the_models_it_selects_by_name(hub_absent, 
     else:
         session = SuiteSession.from_values([], device=None, markexpr=expression)
         assert hub_absent[0] in session.absent
+
+
+def test_a_spot_check_that_disagrees_refuses_the_models_results_in_one_line(loads, monkeypatch, tiny_tokenizer):
+    """A wrong block after the load check (a hook standing in for a wrong kernel): the artefact that ran the
+    forward pass fails with one line, and so does every later one of the model."""
+    from lens.trace import collect
+    from tests.conftest import random_model
+    from tests.test_spot import wrong_kernel
+
+    model = random_model("llama", tiny_tokenizer)
+    model.spot_checks = True  # on the CPU, where a run would not spot-check itself
+    monkeypatch.setattr(lens.loader, "load", lambda name, device=None, planned=None: model)
+    session = SuiteSession({EMBEDDED[0]: EMBEDDED[0]}, device=None)
+    artefacts = session.artefacts(EMBEDDED[0])
+    assert artefacts.get("clean", lambda m: collect(m, ["The capital of Germany is"]).output_logits.shape[0]) == 1
+    wrong_kernel(model, 1)
+    with pytest.raises(pytest.fail.Exception, match=r"^refusing the results: .* block 1 .*--device cpu$"):
+        artefacts.get("lens", lambda m: collect(m, ["The capital of Germany is"]))
+    with pytest.raises(pytest.fail.Exception, match="refusing the results"):
+        artefacts.get("other", lambda m: 1)
