@@ -31,15 +31,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("prompt_set", prompt_sets_of(marker.args[0]))
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Claims across models run last, after each model's own tests have computed what they read."""
-    def across(item: pytest.Item) -> bool:
-        return "model_names" in getattr(item, "fixturenames", ())
-
-    items[:] = [item for item in items if not across(item)] + [item for item in items if across(item)]
-
-
 @pytest.fixture
 def findings(model_artefacts: ModelArtefacts) -> ModelFindings:
     """The model's evidence for the claims, each part computed when first read."""

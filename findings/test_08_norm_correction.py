@@ -45,7 +45,8 @@ def evaluate(findings, prompt_set: str, t) -> Verdict:
                              scope=scope(CLAIM, findings.name, prompt_set, t), resampling=RESAMPLING)
     return replace(verdict, beside=(
         beside("times closer to the output with the norm (10^median)", 10 ** verdict.value, "factor"),
-        *(beside(f"median KL to the output {label} (nats)", median(row[key] for row in rows), "kl")
+        *(beside(f"log10 of the median KL to the output {label} (nats)",
+                 math.log10(max(median(row[key] for row in rows), 1e-12)), "log10_ratio")
           for label, key in (("with the norm", "median_kl_with_norm"), ("without it", "median_kl_without")))))
 
 

@@ -101,6 +101,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("model_names", [pytest.param(tuple(names), marks=marks, id="all")])
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Claims across models run last, after each model's own tests have computed what they read."""
+    def across(item: pytest.Item) -> bool:
+        return "model_names" in getattr(item, "fixturenames", ())
+
+    items[:] = [item for item in items if not across(item)] + [item for item in items if across(item)]
+
+
 @pytest.fixture(scope="session")
 def suite_session(pytestconfig: pytest.Config) -> SuiteSession:
     """The run's models and their artefacts."""

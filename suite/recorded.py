@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from suite.plugin import SESSION
 from suite.statistics import HOLDS, NO_DATA, TOO_FEW, ClaimNotHeld, Verdict, VerdictChanged
 
 HEADER = """\
@@ -26,11 +27,17 @@ HEADER = """\
 
 class Recorded:
     """The recorded verdicts: claim -> models ("a" or "a+b") -> prompt set -> {verdict, figure}, and how far
-    each kind of figure may move before it is drift (`tolerance`: kind -> largest change; `n` for facts)."""
+    each kind of figure may move before it is drift (`tolerance`: kind -> largest change, `n` for facts; a
+    sub-table per other dtype overrides them for a run in that dtype)."""
 
-    def __init__(self, data: dict, tolerance: dict[str, float] | None = None) -> None:
+    def __init__(self, data: dict, tolerance: dict | None = None) -> None:
         self.data = data
         self.tolerance = tolerance or {}
+
+    def tolerance_for(self, dtype: str = "float32") -> dict[str, float]:
+        """The tolerances for a run in `dtype` (the recorded run's own, float32, where none is declared)."""
+        base = {kind: value for kind, value in self.tolerance.items() if not isinstance(value, dict)}
+        return base | self.tolerance.get(dtype, {})
 
     @classmethod
     def load(cls, path: Path, tolerance: dict[str, float] | None = None) -> Recorded:
@@ -56,7 +63,7 @@ def judge(request: pytest.FixtureRequest, recorded: Recorded,
         record_verdict(verdict, expected)
         where = f"{verdict.claim} on {verdict.label} ({verdict.prompt_set})"
         if expected:
-            drift = figure_drift(verdict, expected, recorded.tolerance)
+            drift = figure_drift(verdict, expected, recorded.tolerance_for(_dtype(request, verdict)))
             if drift:
                 raise VerdictChanged(f"{where}: {drift}; recorded {expected['verdict']} ({expected['figure']}), "
                                      f"now {verdict.verdict}: {verdict.figure}")
@@ -77,6 +84,14 @@ def judge(request: pytest.FixtureRequest, recorded: Recorded,
             raise ClaimNotHeld(f"{where}: {verdict.verdict}{was}: {verdict.figure}; {verdict.rule}")
 
     return judge_
+
+
+def _dtype(request: pytest.FixtureRequest, verdict: Verdict) -> str:
+    """The dtype the verdict's model(s) ran in (the least precise, for a claim across models)."""
+    session = request.config.stash.get(SESSION, None)
+    records = [session.artefacts(m).record for m in verdict.models] if session is not None else []
+    dtypes = {record.dtype for record in records if record is not None}
+    return next((dtype for dtype in ("float16", "bfloat16") if dtype in dtypes), "float32")
 
 
 def figure_drift(verdict: Verdict, expected: dict, tolerance: dict[str, float]) -> str | None:

@@ -16,7 +16,7 @@ BASE = Verdict(claim="c", models=("m",), prompt_set="s", verdict="holds", statis
                beside=({"label": "answered in Q&A", "value": 0.4, "kind": "share"},))
 
 
-def recorded(verdict: Verdict) -> dict:
+def _recorded(verdict: Verdict) -> dict:
     data = verdict.to_dict()
     return {k: data[k] for k in ("verdict", "value", "ci", "n", "kind", "figure", "beside")}
 
@@ -31,20 +31,20 @@ def recorded(verdict: Verdict) -> dict:
     ({"verdict": "no data", "n": 0, "value": math.nan}, True),
 ])
 def test_figure_drift(change, drifts):
-    assert (figure_drift(replace(BASE, **change), recorded(BASE), TOLERANCE) is not None) == drifts
+    assert (figure_drift(replace(BASE, **change), _recorded(BASE), TOLERANCE) is not None) == drifts
 
 
 def test_a_figure_beside_the_verdict_is_guarded_too():
     moved = replace(BASE, beside=({"label": "answered in Q&A", "value": 0.5, "kind": "share"},))
-    assert "answered in Q&A" in figure_drift(moved, recorded(BASE), TOLERANCE)
+    assert "answered in Q&A" in figure_drift(moved, _recorded(BASE), TOLERANCE)
     steady = replace(BASE, beside=({"label": "answered in Q&A", "value": 0.42, "kind": "share"},))
-    assert figure_drift(steady, recorded(BASE), TOLERANCE) is None
+    assert figure_drift(steady, _recorded(BASE), TOLERANCE) is None
 
 
 def test_each_kind_has_its_own_tolerance():
     ratio = replace(BASE, kind="log_ratio", value=1.0, beside=())
-    assert figure_drift(replace(ratio, value=1.25), recorded(ratio), TOLERANCE) is None
-    assert figure_drift(replace(ratio, value=1.35), recorded(ratio), TOLERANCE) is not None
+    assert figure_drift(replace(ratio, value=1.25), _recorded(ratio), TOLERANCE) is None
+    assert figure_drift(replace(ratio, value=1.35), _recorded(ratio), TOLERANCE) is not None
 
 
 def test_the_recorded_file_round_trips_with_nan():
@@ -55,3 +55,14 @@ def test_the_recorded_file_round_trips_with_nan():
     assert data["s"]["value"] == 0.8 and data["s"]["beside"][0]["value"] == 0.4 and data["s"]["kind"] == "share"
     assert math.isnan(data["t"]["value"]) and data["t"]["n"] == 0
     assert figure_drift(empty, data["t"], TOLERANCE) is None and figure_drift(BASE, data["s"], TOLERANCE) is None
+
+
+def test_a_run_in_another_dtype_is_held_to_that_dtypes_tolerances():
+    from suite.recorded import Recorded
+
+    recorded = Recorded({}, {"share": 0.03, "n": 1, "bfloat16": {"share": 0.12}})
+    assert recorded.tolerance_for("float32") == {"share": 0.03, "n": 1}
+    assert recorded.tolerance_for("bfloat16") == {"share": 0.12, "n": 1}
+    moved = replace(BASE, value=0.9)  # 0.1 from the record: drift in float32, bfloat16 noise
+    assert figure_drift(moved, _recorded(BASE), recorded.tolerance_for("float32"))
+    assert figure_drift(moved, _recorded(BASE), recorded.tolerance_for("bfloat16")) is None
