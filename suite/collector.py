@@ -4,6 +4,7 @@ end of the session (not on an interrupt: the previous report stays whole)."""
 from __future__ import annotations
 
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,7 @@ class FindingsReport:
         from suite.merge import merge
         from suite.report import load_results, verdict_changes, write_report
         from suite.results import assemble
+        from suite.versions import LIBRARIES, update_versions
 
         reports_dir = self.reports_dir
         command = " ".join(["pytest", *self.config.invocation_params.args])
@@ -70,6 +72,7 @@ class FindingsReport:
         results["changes"] = verdict_changes(previous, results)
         # The report holds every model's latest results: this run's, and the previous ones it did not redo.
         merged = merge(previous, results)
+        merged["versions"] = update_versions(results, reports_dir, {lib: version(lib) for lib in LIBRARIES})
         self.written = (write_report(merged, reports_dir), results, merged)
 
     @pytest.hookimpl(trylast=True)

@@ -189,6 +189,7 @@ def render(results: dict, figures: dict[str, list[str]]) -> str:
     lines += ["## Models", ""]
     for model in ran:
         lines += _model_section(model, results)
+    lines += _versions_section(results.get("versions") or [])
     return "\n".join(lines)
 
 
@@ -290,6 +291,19 @@ def _model_section(model: str, results: dict) -> list[str]:
     for test, counts in results.get("checks", {}).get(model, {}).items():
         lines += [f"`{test}`: {counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped.", ""]
     return lines
+
+
+def _versions_section(entries: list[dict]) -> list[str]:
+    """The library versions the findings ran with (reports/versions.json), and whether everything held."""
+    if not entries:
+        return []
+    rows = [[", ".join(f"{lib} {v}" for lib, v in entry["libraries"].items()), entry["device"], entry["dtype"],
+             "; ".join(f"{model} {'held' if run['held'] else 'FAILED'} ({run['date'][:10]})"
+                       for model, run in entry["models"].items())] for entry in entries]
+    return ["## Library versions tried", "",
+            "Every library set the findings ran with here (`versions.json`), and per model whether every figure "
+            "and snapshot held against the record.", "",
+            tabulate(rows, headers=["libraries", "device", "dtype", "models"], tablefmt="pipe"), ""]
 
 
 def rerender(reports_dir: Path) -> Path:
