@@ -19,7 +19,7 @@ from statistics import median
 
 import pytest
 
-from findings.evidence import RESAMPLING, claim_series, forward_prompts, scope
+from findings.evidence import RESAMPLING, claim_series, forward_prompts, phase, scope
 from suite.statistics import Verdict
 from suite.verdicts import beside, share_of, share_verdict
 
@@ -39,8 +39,7 @@ def evaluate(findings, prompt_set: str, t, control: bool = False) -> Verdict:
             continue
         thirds = {"early": [], "middle": [], "final": []}
         for lay, p, rank in zip(prompt.trace.layers, series.p, series.rank):
-            third = "early" if lay.depth <= 1 / 3 else "middle" if lay.depth <= 2 / 3 else "final"
-            thirds[third].append((lay, p, rank))
+            thirds[phase(lay.depth)].append((lay, p, rank))
         early_rank = median(rank for _, _, rank in thirds["early"])
         middle_rank = median(rank for _, _, rank in thirds["middle"])
         row = prompt.row(
