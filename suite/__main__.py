@@ -1,5 +1,6 @@
 """`python -m suite report` re-renders the report from findings.json; `python -m suite verdicts --record`
-records a run's verdicts as the expected ones. Both run no model."""
+records a run's verdicts as the expected ones (both run no model); `python -m suite upgrade-check` runs the
+findings under candidate library versions in a second environment (suite.upgrade)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reports", default="reports")
     p.add_argument("--to", default="findings/expected_verdicts.toml")
     p.set_defaults(run=_verdicts)
-    args = parser.parse_args(argv)
+    p = sub.add_parser("upgrade-check", help="the findings under candidate library versions, in .venv-upgrade")
+    p.add_argument("candidates", nargs="*", metavar="PACKAGE==VERSION",
+                   help="the versions to try (default: the newest torch, transformers, transformer-lens, nnsight)")
+    p.add_argument("--take", action="store_true", help="move requirements.lock to the last candidate checked")
+    # e.g. ./run upgrade-check torch==2.14.1 -- -m smollm2 (pytest arguments for the candidate's findings run)
+    p.set_defaults(run=_upgrade_check)
+    argv = sys.argv[1:] if argv is None else argv
+    cut = argv.index("--") if "--" in argv else len(argv)  # after "--": pytest arguments for the candidate run
+    args = parser.parse_args(argv[:cut])
+    args.extra = argv[cut + 1:]
     try:
         return args.run(args)
     except LensError as error:
@@ -48,6 +58,16 @@ def _verdicts(args: argparse.Namespace) -> int:
     write_recorded(results, Path(args.to))
     print(f"recorded the verdicts of `{results['command']}` in {args.to}: review `git diff {args.to}`")
     return 0
+
+
+def _upgrade_check(args: argparse.Namespace) -> int:
+    from suite import upgrade
+
+    root = Path.cwd()
+    if args.take:
+        print(f"run: {upgrade.take(root)}")
+        return 0
+    return upgrade.check(root, args.candidates, args.extra, say=lambda line: print(f"run: {line}", flush=True))
 
 
 if __name__ == "__main__":

@@ -65,6 +65,18 @@ def rows_match(new: list[dict], old: list[dict]) -> bool:
     return len(new) == len(old) and all(_row_matches(a, b) for a, b in zip(new, old))
 
 
+def drifted_layers(new: list[dict], old: list[dict]) -> dict[int, int]:
+    """Per layer, how many prompts' rows moved beyond the tolerances (every old row, where the rows no
+    longer line up: another prompt or token followed)."""
+    if len(new) != len(old):
+        return {row["layer"]: 1 for row in old}
+    found: dict[int, int] = {}
+    for a, b in zip(new, old):
+        if not _row_matches(a, b):
+            found[b["layer"]] = found.get(b["layer"], 0) + 1
+    return found
+
+
 def _row_matches(new: dict, old: dict) -> bool:
     if (new["prompt"], new["layer"], new["followed"]) != (old["prompt"], old["layer"], old["followed"]):
         return False
