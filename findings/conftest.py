@@ -11,7 +11,7 @@ from findings.data import EXPECTED, SETS, forms_of, prompt_sets_of
 from findings.evidence import judged
 from findings.model_findings import ModelFindings
 from suite import recorded
-from suite.plugin import SESSION
+from suite.keys import SESSION
 from suite.session import ModelArtefacts
 from suite.statistics import Verdict
 from suite.verdicts import with_control

@@ -16,7 +16,7 @@ from lens.attention import AttentionFromLast, attention_from_last, token_positio
 from lens.generate import Continuation, continue_greedy
 from lens.grid import LensGrid, lens_grid
 from lens.lenses import EXACT, Lens
-from lens.loader import LoadedModel
+from lens.model import LoadedModel
 from lens.patching import Patching, patch_residuals
 from lens.progress import bar
 from lens.tokens import AnswerToken, after_lead, chat_prompt, followed_token, variants

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from lens.loader import LoadedModel
+from lens.model import LoadedModel
 from lens.tokens import encode
 
 

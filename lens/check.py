@@ -11,7 +11,7 @@ import torch
 
 from lens.errors import LensError
 from lens.lenses import EXACT
-from lens.loader import LoadedModel
+from lens.model import LoadedModel
 from lens.trace import collect
 
 CHECK_PROMPTS = (

@@ -14,7 +14,7 @@ import torch
 
 from lens.backends import plain_view
 from lens.errors import LensError
-from lens.loader import LoadedModel
+from lens.model import LoadedModel
 from lens.progress import bar
 from lens.tokens import AnswerToken, encode, is_space, spells
 

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import torch
 
+from lens.backends import block_hooks
 from lens.lenses import EXACT
-from lens.loader import LoadedModel
+from lens.model import LoadedModel
 from lens.tokens import encode
-from lens.trace import block_hooks
 
 
 @dataclass(frozen=True)

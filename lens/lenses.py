@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from lens.loader import LoadedModel
+from lens.model import LoadedModel
 
 
 def exact_logits(norm: Callable, unembed: Callable, resid: torch.Tensor, softcap: float | None) -> torch.Tensor:

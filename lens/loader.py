@@ -16,59 +16,15 @@ from typing import Any
 import psutil
 import torch
 
+from lens.check import require_exact
 from lens.device import choose_device, choose_dtype, mps_matmul_hazard, weight_bytes
 from lens.errors import LensError
+from lens.model import LoadedModel
 from lens.paths import cache_dir
 from lens.registry import ModelSpec, resolve
 
 OFFLOAD_MEMORY_SHARE = 0.8
 """Offload to CPU/disk (accelerate's big-model dispatch) when the weights exceed this share of free memory."""
-
-
-@dataclass
-class LoadedModel:
-    """A model ready for the lens: the bridge, the model's own tokenizer, and where it came from."""
-
-    spec: ModelSpec
-    bridge: Any
-    """transformer_lens.model_bridge.TransformerBridge wrapping the Hugging Face model."""
-    tokenizer: Any
-    """The model's own tokenizer (left padding): every prompt is tokenized by it, BOS as it decides."""
-    device: str
-    dtype: torch.dtype
-    weights_id: str
-    """SHA-256 of the GGUF file, or the Hub snapshot's commit, or the local folder's path."""
-    offloaded: bool = False
-    spot_checks: bool | None = None
-    """Whether its forward passes are spot-checked against the CPU (lens.spot); None: on MPS and CUDA."""
-
-    @property
-    def name(self) -> str:
-        """The model's short name (registry name, or a slug of its path or repo id)."""
-        return self.spec.name
-
-    @property
-    def n_layers(self) -> int:
-        return int(self.bridge.cfg.n_layers)
-
-    @property
-    def n_ctx(self) -> int:
-        return int(self.bridge.cfg.n_ctx)
-
-    @property
-    def softcap(self) -> float | None:
-        """Final-logit soft-capping (Gemma 2: 30.0), None where the model has none."""
-        cap = getattr(self.bridge.cfg, "output_logits_soft_cap", None)
-        return float(cap) if cap is not None and cap > 0 else None
-
-    @property
-    def hf_model(self) -> Any:
-        """The wrapped Hugging Face model."""
-        return self.bridge.original_model
-
-    def weight_bytes(self) -> int:
-        """Bytes the weights take in memory."""
-        return sum(p.numel() * p.element_size() for p in self.hf_model.parameters())
 
 
 def load(
@@ -110,8 +66,6 @@ def load(
     if not offload:
         hf_model.to(device)
     model = wrap(spec, hf_model, tokenizer, device, chosen.weights_id, offloaded=bool(offload))
-    from lens.check import require_exact  # check reads traces, which need this module
-
     require_exact(model)
     return model
 

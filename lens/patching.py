@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 import torch
 
+from lens.backends import block_hooks
 from lens.errors import LensError
-from lens.loader import LoadedModel
+from lens.model import LoadedModel
 from lens.tokens import answer_token, encode
-from lens.trace import block_hooks
 
 
 @dataclass(frozen=True)

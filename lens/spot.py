@@ -17,7 +17,7 @@ import torch
 
 from lens.backends import plain_view
 from lens.errors import LensError
-from lens.loader import LoadedModel
+from lens.model import LoadedModel
 from lens.tokens import encode_ids
 
 TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 3e-2, torch.float16: 1e-2}

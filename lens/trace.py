@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import torch
 
-from lens.backends import block_hooks, forward  # noqa: F401 (block_hooks: grid, patching)
+from lens.backends import forward
 from lens.errors import LensError
 from lens.estimate import record_timing
 from lens.lenses import EXACT, Lens
-from lens.loader import LoadedModel
+from lens.model import LoadedModel
 from lens.progress import bar
 from lens.spot import require_agreement, spot_checks
 from lens.tokens import AnswerToken, answer_token, encode_ids, followed_token, prompt_ids

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from suite.plugin import FIGURE, IDENTITY, MODEL, RECORDED, SESSION, VERDICT, WARNING
+from suite.keys import FIGURE, IDENTITY, MODEL, RECORDED, SESSION, VERDICT, WARNING
 from suite.report import set_aside_if_unreadable
 from suite.results import TestRecord
 

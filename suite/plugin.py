@@ -16,14 +16,11 @@ import pytest
 
 from lens.backends import BACKENDS
 from lens.registry import registry
+from suite.collector import FindingsReport
 from suite.figures import Figure
+from suite.keys import FIGURE, IDENTITY, MODEL, RECORDED, SESSION, VERDICT, WARNING
 from suite.session import ModelArtefacts, SuiteSession
 from suite.statistics import Verdict
-
-SESSION = pytest.StashKey[SuiteSession]()
-IDENTITY, VERDICT, RECORDED, FIGURE, MODEL, WARNING = (
-    "suite_identity", "suite_verdict", "suite_recorded", "suite_figure", "suite_model", "suite_warning")
-"""The user_properties a test carries to the report."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -74,8 +71,6 @@ def pytest_configure(config: pytest.Config) -> None:
         if name not in registry():
             config.addinivalue_line("markers", f"{name}: findings on the model given with --model")
     if not hasattr(config, "workerinput"):  # the xdist controller, or a plain run
-        from suite.collector import FindingsReport
-
         config.pluginmanager.register(FindingsReport(config), "lens-findings-report")
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from suite.plugin import SESSION
+from suite.keys import SESSION
 from suite.statistics import HOLDS, NO_DATA, TOO_FEW, ClaimNotHeld, Verdict, VerdictChanged
 
 HEADER = """\

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import transformers as hf
 
-from lens.loader import LoadedModel
+from lens.model import LoadedModel
 
 
 def plain_twin(model: LoadedModel) -> torch.nn.Module:

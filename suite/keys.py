@@ -1,0 +1,12 @@
+"""The names under which the suite's tests hand what they record to the report: the session's stash key and
+the user_properties keys. Their own module, so the plugin and the collector both read them without
+importing each other."""
+
+import pytest
+
+from suite.session import SuiteSession
+
+SESSION = pytest.StashKey[SuiteSession]()
+IDENTITY, VERDICT, RECORDED, FIGURE, MODEL, WARNING = (
+    "suite_identity", "suite_verdict", "suite_recorded", "suite_figure", "suite_model", "suite_warning")
+"""The user_properties a test carries to the report."""
