@@ -3,6 +3,7 @@
 Expectations come from models.toml itself (read here with tomllib, not through the code under test), so
 adding a model as the README says keeps these tests true."""
 
+import re
 import tomllib
 from importlib.resources import files
 
@@ -42,7 +43,7 @@ def test_embedded_models_are_gguf_files_from_pypi_with_a_hash():
     assert [s.name for s in embedded_models()] == [n for n, e in TOML.items() if e.get("embedded")]
     for spec in embedded_models():
         assert isinstance(spec, PyPIModel) and spec.gguf_path.name == spec.file
-        assert len(spec.sha256) == 64 and int(spec.sha256, 16) >= 0
+        assert re.fullmatch(r"[0-9a-f]{64}", spec.sha256), spec.sha256  # a SHA-256, lower-case hex
         assert len(spec.members) == len(spec.packages)
 
 

@@ -2,7 +2,7 @@
 
 import copy
 
-from suite.snapshots import rows_match
+from suite.snapshots import drifted_layers, rows_match
 
 ROW = {"prompt": "p", "layer": 3, "followed": " Berlin", "logp": -2.30, "rank": 4,
        "top": [["a", 0.30], ["b", 0.20], [" Berlin", 0.10], ["c", 0.0105], ["d", 0.0100]]}
@@ -14,8 +14,11 @@ def changed(**updates):
     return [row]
 
 
-def test_the_same_rows_match():
-    assert rows_match([ROW], [copy.deepcopy(ROW)])
+def test_drift_is_counted_per_layer():
+    moved = changed(logp=ROW["logp"] - 0.2)
+    assert drifted_layers(moved + [ROW], [ROW, ROW]) == {ROW["layer"]: 1}
+    assert drifted_layers(changed(logp=ROW["logp"] - 0.01), [ROW]) == {}  # within 0.05 nats
+    assert drifted_layers([], [ROW]) == {ROW["layer"]: 1}  # the rows no longer line up
 
 
 def test_near_ties_pass():
