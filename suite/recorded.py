@@ -54,8 +54,9 @@ def judge(request: pytest.FixtureRequest, recorded: Recorded,
 
     Recorded `holds` (or nothing recorded): the test passes while the claim holds. Recorded otherwise: a
     strict xfail, so a flip to `holds` fails as XPASS, and a change between refuted and inconclusive
-    fails outright. Whatever the label, a figure (or a figure beside it, or n) that moves further than its
-    kind's tolerance fails too. `no data` and `too few` skip: neither a pass nor an expected failure.
+    fails outright, except at a near-tie (both ends of the interval within the tolerance of the recorded
+    ones: skipped, with what moved). Whatever the label, a figure (or a figure beside it, or n) that moves
+    further than its kind's tolerance fails. `no data` and `too few` skip: neither a pass nor a failure.
     """
 
     def judge_(verdict: Verdict) -> None:
@@ -63,10 +64,14 @@ def judge(request: pytest.FixtureRequest, recorded: Recorded,
         record_verdict(verdict, expected)
         where = f"{verdict.claim} on {verdict.label} ({verdict.prompt_set})"
         if expected:
-            drift = figure_drift(verdict, expected, recorded.tolerance_for(_dtype(request, verdict)))
+            tolerance = recorded.tolerance_for(_dtype(request, verdict))
+            drift = figure_drift(verdict, expected, tolerance)
             if drift:
                 raise VerdictChanged(f"{where}: {drift}; recorded {expected['verdict']} ({expected['figure']}), "
                                      f"now {verdict.verdict}: {verdict.figure}")
+            if verdict.verdict != expected["verdict"] and near_tie(verdict, expected, tolerance):
+                pytest.skip(f"{where}: recorded {expected['verdict']}, now {verdict.verdict} at a near-tie: the "
+                            f"interval ends moved within the tolerance ({verdict.figure}); not a change")
         if verdict.verdict in (NO_DATA, TOO_FEW):
             pytest.skip(f"{where}: {verdict.verdict}: {verdict.figure}; {verdict.rule}")
         if expected and expected["verdict"] != HOLDS:
@@ -114,6 +119,15 @@ def figure_drift(verdict: Verdict, expected: dict, tolerance: dict[str, float]) 
             if moved:
                 return f"{figure['label']!r} {moved}"
     return None
+
+
+def near_tie(verdict: Verdict, expected: dict, tolerance: dict[str, float]) -> bool:
+    """Whether a verdict that flipped did so at its threshold within noise: both ends of its interval within
+    the tolerance of its kind of the recorded ones (and n within its own: `figure_drift` has checked it)."""
+    if "ci" not in expected or expected["verdict"] == NO_DATA or verdict.verdict == NO_DATA:
+        return False
+    limit = tolerance.get(expected.get("kind", verdict.kind))
+    return limit is not None and all(_moved(new, old, limit) is None for new, old in zip(verdict.ci, expected["ci"]))
 
 
 def _moved(new: float, old: float, tolerance: float | None) -> str | None:

@@ -66,3 +66,13 @@ def test_a_run_in_another_dtype_is_held_to_that_dtypes_tolerances():
     moved = replace(BASE, value=0.9)  # 0.1 from the record: drift in float32, bfloat16 noise
     assert figure_drift(moved, _recorded(BASE), recorded.tolerance_for("float32"))
     assert figure_drift(moved, _recorded(BASE), recorded.tolerance_for("bfloat16")) is None
+
+
+def test_a_flip_is_a_near_tie_only_where_the_interval_moved_within_tolerance():
+    from suite.recorded import near_tie
+
+    refuted = replace(BASE, verdict="refuted", value=0.09, ci=(0.0, 0.48), n=11)
+    edge = replace(refuted, verdict="inconclusive", value=0.12, ci=(0.0, 0.52), n=10)  # the upper end crossed .5
+    assert near_tie(edge, _recorded(refuted), {"share": 0.05}) and not near_tie(edge, _recorded(refuted), {"share": 0.03})
+    real = replace(refuted, verdict="inconclusive", value=0.3, ci=(0.1, 0.6))
+    assert not near_tie(real, _recorded(refuted), {"share": 0.05})
