@@ -36,7 +36,8 @@ def evaluate(findings, prompt_set: str, t, control: bool = False) -> Verdict:
         rows.append(prompt.row(control, token=series.token, layer=at, internal_p=series.p[at],
                                output_p=series.p_output, higher_inside=series.p[at] > series.p_output))
     return share_verdict(rows, flag="higher_inside", threshold=t["majority"],
-                         statistic=f"share of prompts whose p(answer) at {t['at_depth']:.0%} depth exceeds the output's",
+                         statistic=f"share of prompts whose p(answer) at {t['at_depth']:.0%} depth exceeds "
+                                   "the output's",
                          scope=scope(CLAIM, findings.name, prompt_set, t, control), resampling=RESAMPLING)
 
 

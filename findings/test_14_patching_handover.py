@@ -43,7 +43,8 @@ def evaluate(findings, prompt_set: str, t) -> Verdict:
         row["pattern"] = (layer is not None and layer < trace.n_layers - 1
                           and row["subject_best_before"] >= t["restored"]
                           and row["subject_best_after"] < t["restored"]
-                          and row["last_worst_from"] >= t["restored"] and row["handover_depth"] <= t["handover_by_depth"])
+                          and row["last_worst_from"] >= t["restored"]
+                          and row["handover_depth"] <= t["handover_by_depth"])
         rows.append(row)
     clean = [row for row in rows if row["pattern"]]
     depths = [row["handover_depth"] for row in clean]

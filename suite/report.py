@@ -31,7 +31,8 @@ def load_results(reports_dir: Path) -> dict | None:
     try:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise LensError(f"{path} is not valid JSON: rerun the findings, which set it aside and write a new one") from None
+        raise LensError(f"{path} is not valid JSON: rerun the findings, which set it aside and write a new one"
+                        ) from None
 
 
 def set_aside_if_unreadable(reports_dir: Path) -> Path | None:

@@ -14,7 +14,8 @@ def test_a_truncated_results_file_is_set_aside_under_a_dated_name(tmp_path):
     with pytest.raises(LensError, match="not valid JSON"):
         load_results(tmp_path)
     kept = set_aside_if_unreadable(tmp_path)
-    assert kept is not None and kept.name.startswith("findings.unreadable-") and kept.read_text() == whole[: len(whole) // 2]
+    assert kept is not None and kept.name.startswith("findings.unreadable-")
+    assert kept.read_text() == whole[: len(whole) // 2]
     assert load_results(tmp_path) is None  # the run writes a new one
 
 

@@ -20,7 +20,8 @@ def test_the_candidate_lock_changes_this_platforms_line_only():
 
 
 def test_candidates_are_package_equals_version_of_a_locked_package():
-    assert parse_wanted(["transformer_lens==4.4.0", "Torch==2.14.1"]) == {"transformer-lens": "4.4.0", "torch": "2.14.1"}
+    wanted = parse_wanted(["transformer_lens==4.4.0", "Torch==2.14.1"])
+    assert wanted == {"transformer-lens": "4.4.0", "torch": "2.14.1"}
     with pytest.raises(LensError, match="is not package==version"):
         parse_wanted(["torch>=2"])
     with pytest.raises(LensError, match="not in requirements.lock"):
