@@ -26,6 +26,10 @@ kernels differ by about 1e-6 of the scale; bfloat16 and float16 round each block
 (2^-7 = 0.8% and 2^-10 = 0.1%), and a block adds a few such roundings. The known MPS errors are 10-30%."""
 
 
+class DeviceDisagrees(LensError):
+    """A spot check found the device's result off the CPU's: the run's results are not to be trusted."""
+
+
 @dataclass(frozen=True)
 class SpotCheck:
     """How far each block's output on the model's device is from the same block recomputed on the CPU."""
@@ -101,7 +105,7 @@ def require_agreement(model: LoadedModel, sequence: list[int]) -> None:
     """Refuse, in one line, a run whose spot check disagrees with the CPU."""
     check = spot_check(model, sequence)
     if not check.agrees:
-        raise LensError(f"refusing the results: {check.summary()}; run with --device cpu")
+        raise DeviceDisagrees(f"refusing the results: {check.summary()}; run with --device cpu")
 
 
 def _to_cpu(value):

@@ -21,6 +21,7 @@ from lens.check import check_device
 from lens.errors import LensError
 from lens.estimate import estimate
 from lens.registry import ModelSpec, registry, resolve
+from lens.spot import DeviceDisagrees
 
 T = TypeVar("T")
 
@@ -82,7 +83,7 @@ class ModelArtefacts:
                 model = self.session.loaded(self.name)
                 try:
                     self._memo[key] = compute(model)
-                except LensError as error:  # e.g. a spot check that disagrees with the CPU: refuse the run
+                except DeviceDisagrees as error:  # a spot check off the CPU: none of the model's results stand
                     self.session.refuse(self.name, str(error))
         return self._memo[key]
 
