@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
+from lens.device import RELATIVE_TOLERANCE
 from lens.errors import LensError
 from lens.lenses import EXACT
 from lens.model import LoadedModel
@@ -60,8 +61,6 @@ class DeviceCheck:
         )
 
 
-EXACT_TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 3e-2, torch.float16: 1e-2}
-"""Largest max |lens logit - output logit| / max |output logit| at the last block, by dtype."""
 
 
 def exactness(model: LoadedModel, prompt: str = CHECK_PROMPTS[0]) -> float:
@@ -77,7 +76,7 @@ def exactness(model: LoadedModel, prompt: str = CHECK_PROMPTS[0]) -> float:
 def require_exact(model: LoadedModel) -> None:
     """Refuse a model whose last block, read through the lens, is not its output (one line, what to do)."""
     relative = exactness(model)
-    tolerance = EXACT_TOLERANCE[model.dtype]
+    tolerance = RELATIVE_TOLERANCE[model.dtype]  # of max |output logit|, at the last block
     if not relative <= tolerance:
         dtype = str(model.dtype).removeprefix("torch.")
         raise LensError(

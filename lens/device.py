@@ -70,6 +70,12 @@ def choose_dtype(n_params: int, device: str, override: str | None = None) -> tor
     return torch.bfloat16
 
 
+RELATIVE_TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 3e-2, torch.float16: 1e-2}
+"""Largest difference, relative to the scale of what is compared, that a dtype's own rounding explains: the
+last block's lens against the output (lens.check), a block on the device against the CPU (lens.spot). float32
+kernels differ by about 1e-6 of the scale; bfloat16 and float16 round to 8 and 11 bits (0.8% and 0.1%), a
+few roundings a block. The known MPS matmul errors are 10-30%."""
+
 MPS_SAFE_MATMUL_TORCH = "2.14.0"
 """torch 2.7-2.13 compute 2-D matmuls with a reduction over 32768 wrongly on M1/M2 GPUs, silently, 10-30% of
 scale, depending on allocator state (PyTorch issue 193487); 2.14.0 routes mm/addmm/linear around it (pull

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from lens.backends import Reads, nnsight_reads
-from lens.check import EXACT_TOLERANCE
+from lens.device import RELATIVE_TOLERANCE
 from lens.errors import LensError
 from lens.registry import HubModel, ModelSpec, resolve
 
@@ -90,7 +90,7 @@ class RemoteModel:
         """The check every local load makes: the lens at the last block is the model's output (as NDIF ran it)."""
         lens, output = reads.lens_logits[:, -1].float(), reads.output_logits.float()
         relative = float((lens - output).abs().max() / output.abs().max().clamp_min(1e-12))
-        tolerance = EXACT_TOLERANCE.get(reads.output_logits.dtype, EXACT_TOLERANCE[torch.bfloat16])
+        tolerance = RELATIVE_TOLERANCE.get(reads.output_logits.dtype, RELATIVE_TOLERANCE[torch.bfloat16])
         if not relative <= tolerance:
             raise LensError(f"the lens is not exact on {self.repo} as NDIF runs it: its last block differs from the "
                             f"output by {relative:.1e} of the logits' scale (tolerance {tolerance:.0e})")

@@ -16,14 +16,10 @@ from dataclasses import dataclass
 import torch
 
 from lens.backends import plain_view
+from lens.device import RELATIVE_TOLERANCE
 from lens.errors import LensError
 from lens.model import LoadedModel
 from lens.tokens import encode_ids
-
-TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 3e-2, torch.float16: 1e-2}
-"""Largest max |block output on the device - on the CPU| / max |on the CPU|, by the model's dtype: float32
-kernels differ by about 1e-6 of the scale; bfloat16 and float16 round each block's output to 8 and 11 bits
-(2^-7 = 0.8% and 2^-10 = 0.1%), and a block adds a few such roundings. The known MPS errors are 10-30%."""
 
 
 class DeviceDisagrees(LensError):
@@ -89,7 +85,7 @@ def spot_check(model: LoadedModel, sequence: list[int]) -> SpotCheck:
         if relative > worst:
             worst, worst_block = relative, i
         del on_cpu
-    return SpotCheck(model.name, model.device, worst_block, worst, TOLERANCE[model.dtype])
+    return SpotCheck(model.name, model.device, worst_block, worst, RELATIVE_TOLERANCE[model.dtype])
 
 
 def spot_checks(model) -> bool:
