@@ -11,16 +11,9 @@ from findings.data import EXPECTED, SETS, forms_of, prompt_sets_of
 from findings.evidence import judged
 from findings.model_findings import ModelFindings
 from suite import recorded
-from suite.keys import SESSION
 from suite.session import ModelArtefacts
 from suite.statistics import Verdict
 from suite.verdicts import with_control
-
-
-@pytest.hookimpl(trylast=True)  # after the suite plugin has made the session
-def pytest_configure(config: pytest.Config) -> None:
-    """Tell the session how many prompts the lens reads per model at most (for the pre-load estimate)."""
-    config.stash[SESSION].prompts = sum(len(SETS[s]) * len(forms_of(s)) for s in SETS)
 
 
 @pytest.hookimpl(trylast=True)  # after the models: ids read model-set

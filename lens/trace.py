@@ -8,7 +8,6 @@ that into one `Trace` per prompt through a lens (the exact one by default), chea
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,15 +15,12 @@ import torch
 
 from lens.backends import forward
 from lens.errors import LensError
-from lens.estimate import record_timing
 from lens.lenses import EXACT, Lens
 from lens.model import LoadedModel
 from lens.progress import bar
 from lens.spot import require_agreement, spot_checks
 from lens.tokens import AnswerToken, answer_token, encode_ids, followed_token, prompt_ids
 
-TIMED_PROMPTS = 64
-"""A collect of at least this many prompts (a prompt set, not a test's handful) is timed for the estimate."""
 MAX_LENS_ELEMENTS = 1 << 23
 """Rows x vocab unembedded at once: bounds the lens's memory (32 MiB of float32 per tensor)."""
 
@@ -172,15 +168,12 @@ def collect(
         texts = [p + answer_token(tokenizer, p, a).lead if a is not None else p for p, a in zip(prompts, answers)]
         sequences = [prompt_ids(tokenizer, text) for text in texts]
     reads = []
-    starts, started = range(0, len(texts), batch_size), time.perf_counter()
+    starts = range(0, len(texts), batch_size)
     for start in bar(starts, desc=f"{model.name}: the lens over {len(texts)} prompts", unit="batch"):
         chunk = sequences[start : start + batch_size]
         reads.append(forward(model, encode_ids(tokenizer, chunk, model.n_ctx), backend))
     if spot_checks(model):  # a wrong kernel can turn up long after the load check (lens.spot)
         require_agreement(model, sequences[0])
-    if len(texts) >= TIMED_PROMPTS and backend == "bridge":  # a figure for the next run's estimate
-        record_timing(model.name, model.device, str(model.dtype).removeprefix("torch."), len(texts),
-                      time.perf_counter() - started)
 
     def joined(field: str) -> torch.Tensor | None:
         parts = [getattr(r, field) for r in reads]

@@ -103,6 +103,28 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return "model_names" in getattr(item, "fixturenames", ())
 
     items[:] = [item for item in items if not across(item)] + [item for item in items if across(item)]
+    if items:  # which selected tests read each model's artefacts, for the estimate before it loads
+        session = items[0].config.stash[SESSION]
+        for item in items:
+            params = item.callspec.params if hasattr(item, "callspec") else {}
+            for name in [params["model_name"]] if "model_name" in params else params.get("model_names", ()):
+                session.selected.setdefault(name, []).append(item.nodeid)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
+    """Say which test runs, so the artefacts it reads are noted for the next run's estimate."""
+    session = item.config.stash[SESSION]
+    session.test = item.nodeid
+    try:
+        return (yield)
+    finally:
+        session.test = None
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Keep what this run's artefacts took, for the next run's estimate."""
+    session.config.stash[SESSION].timings.save()
 
 
 @pytest.fixture(scope="session")

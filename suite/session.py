@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable, Hashable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -19,9 +20,9 @@ import pytest
 import lens.loader
 from lens.check import check_device
 from lens.errors import LensError
-from lens.estimate import estimate
 from lens.registry import ModelSpec, registry, resolve
 from lens.spot import DeviceDisagrees
+from suite.estimate import LOAD, Timings, estimate, run_key
 
 T = TypeVar("T")
 
@@ -71,6 +72,8 @@ class ModelArtefacts:
         """Set when the model is first loaded in this process."""
         self.reported = False
         """Whether a test of this process has carried the record to the report."""
+        self.computing: list[float] = []
+        """Per artefact being computed (nested: one reads another), the seconds its inner ones took."""
 
     def peek(self, key: Hashable) -> Any:
         """The artefact under `key` if it was computed, else None (never computes)."""
@@ -81,11 +84,30 @@ class ModelArtefacts:
         if key not in self._memo:
             with self.session.terminal():  # progress bars and the estimate reach the user's terminal
                 model = self.session.loaded(self.name)
+                start = time.perf_counter()
+                self.computing.append(0.0)
                 try:
                     self._memo[key] = compute(model)
                 except DeviceDisagrees as error:  # a spot check off the CPU: none of the model's results stand
                     self.session.refuse(self.name, str(error))
+                finally:
+                    took, inner = time.perf_counter() - start, self.computing.pop()
+                    if self.computing:
+                        self.computing[-1] += took
+                self.note(key, took - inner)
+        self.note(key)
         return self._memo[key]
+
+    def note(self, key: Hashable, seconds: float | None = None) -> None:
+        """Keep for the next run's estimate that the running test read `key` (and what computing it took)."""
+        record, session = self.record, self.session
+        if record is None:
+            return
+        run = run_key(self.name, record.device, record.dtype)
+        if seconds is not None:
+            session.timings.seconds(run, key, seconds)
+        if session.test is not None:
+            session.timings.used(run, session.test, key)
 
 
 class SuiteSession:
@@ -98,8 +120,6 @@ class SuiteSession:
         """What runs the lens's forward passes (lens.backends: bridge or nnsight)."""
         self.dtype: str | None = None
         """float32, bfloat16 or float16; None: the loader's choice (float32 where it fits)."""
-        self.prompts = 0
-        """How many prompts the lens will read per model at most (set by the claims), for the estimate."""
         self.sources = sources
         """Model name -> what to load for it (a registry name, a path or a repo id)."""
         self.device = device
@@ -108,6 +128,12 @@ class SuiteSession:
         self._artefacts: dict[str, ModelArtefacts] = {}
         self._loaded: lens.loader.LoadedModel | None = None
         self._refused: dict[str, str] = {}
+        self.timings = Timings.load()
+        """What the artefacts took on earlier runs here, for the estimate; this run's are added at its end."""
+        self.test: str | None = None
+        """The test running now (its node id), whose artefacts are noted for the estimate."""
+        self.selected: dict[str, list[str]] = {}
+        """Model name -> the selected tests that read its artefacts (node ids), for the estimate."""
 
     @classmethod
     def from_values(cls, given: list[str], device: str | None, markexpr: str = "") -> SuiteSession:
@@ -163,7 +189,10 @@ class SuiteSession:
         self.release()
         plan = lens.loader.plan(self.sources[name], device=self.device, dtype=self.dtype)
         dtype = str(plan.dtype).removeprefix("torch.")
-        print(f"\n{estimate(name, plan.parameters, dtype, plan.device, self.prompts).line()}", file=sys.stderr)
+        tests = self.selected.get(name, [])
+        print(f"\n{estimate(self.timings, name, plan.parameters, dtype, plan.device, tests).line()}",
+              file=sys.stderr)
+        start = time.perf_counter()
         model = lens.loader.load(self.sources[name], planned=plan)
         if model.device != "cpu":
             check = check_device(model)
@@ -175,6 +204,11 @@ class SuiteSession:
             model=name, source=spec.describe(), weights=model.weights_id, device=model.device,
             dtype=str(model.dtype).removeprefix("torch."), n_layers=model.n_layers, backend=self.backend,
         )
+        took = time.perf_counter() - start
+        self.timings.seconds(run_key(name, model.device, self.artefacts(name).record.dtype), LOAD, took)
+        timing = self.artefacts(name).computing
+        if timing:  # a load inside an artefact's computation is not that artefact's work
+            timing[-1] += took
         return model
 
     def refuse(self, name: str, reason: str) -> None:

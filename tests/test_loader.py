@@ -6,7 +6,7 @@ import torch
 import lens.gguf
 from lens.device import choose_device, choose_dtype
 from lens.errors import LensError
-from lens.loader import load
+from lens.loader import load, plan
 from lens.paths import dequantized_dir
 from lens.registry import registry
 from lens.trace import trace
@@ -87,3 +87,10 @@ def test_the_notes_models_run_in_float32_on_a_64gb_mac_and_a_70b_one_in_bfloat16
     assert choose_dtype(135_000_000, "mps", "float16") == torch.float16
     with pytest.raises(LensError, match="unknown dtype"):
         choose_dtype(1, "cpu", "int8")
+
+
+def test_the_plan_counts_the_parameters_the_loaded_model_has(real_model):
+    """What the estimate before a load says, from the config alone, against the weights once loaded."""
+    planned = plan(real_model.name, device="cpu")
+    assert planned.parameters == sum(p.numel() for p in real_model.hf_model.parameters())  # tied embeddings once
+    assert planned.weight_bytes == real_model.weight_bytes()

@@ -118,3 +118,31 @@ def test_a_spot_check_that_disagrees_refuses_the_models_results_in_one_line(load
         artefacts.get("lens", lambda m: collect(m, ["The capital of Germany is"]))
     with pytest.raises(pytest.fail.Exception, match="refusing the results"):
         artefacts.get("other", lambda m: 1)
+
+
+def test_each_artefact_is_timed_for_its_own_work_and_noted_for_the_test_that_read_it(loads, monkeypatch, tmp_path):
+    import suite.session
+
+    monkeypatch.setenv("LENS_CACHE_DIR", str(tmp_path))
+    clock = [0.0]
+    monkeypatch.setattr(suite.session.time, "perf_counter", lambda: clock[0])
+
+    def work(seconds, then=None):
+        def compute(model):
+            clock[0] += seconds
+            if then:
+                then()
+            return seconds
+        return compute
+
+    session = SuiteSession({EMBEDDED[0]: EMBEDDED[0]}, device=None)
+    artefacts = session.artefacts(EMBEDDED[0])
+    session.test = "t1"
+    artefacts.get("outer", work(2.0, then=lambda: artefacts.get("inner", work(5.0))))
+    session.test = "t2"
+    artefacts.get("inner", work(99.0))  # kept: not computed again, but t2 needs it
+    run = f"{EMBEDDED[0]} cpu float32"
+    kept = session.timings.runs[run]
+    assert kept["seconds"]["outer"] == 2.0 and kept["seconds"]["inner"] == 5.0  # not 7 for the outer
+    assert kept["tests"] == {"t1": ["inner", "outer"], "t2": ["inner"]}
+    assert session.timings.expected(run, ["t2"])[0] == pytest.approx(5.0 + kept["seconds"]["load"])
