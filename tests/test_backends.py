@@ -90,6 +90,40 @@ def test_nnsight_runs_the_model_as_transformers_built_it_not_the_bridge(tiny_tok
     assert calls  # the bridge backend runs through its components
 
 
+def test_blocks_on_several_devices_are_read_as_ndif_places_them(tiny_tokenizer, monkeypatch):
+    # NDIF loads a model with device_map="auto": blocks on several GPUs, accelerate's hooks moving the residual
+    # stream from one to the next. Here the same hooks put the last block, the final norm and the unembedding on
+    # the meta device (shapes, no values), the rest on the CPU.
+    import nnsight
+    import torch
+    import transformers as hf
+    from accelerate.hooks import AlignDevicesHook, add_hook_to_module
+    from nnsight import TransformersModel
+
+    from lens.backends import nnsight_reads
+    from lens.tokens import encode
+    from tests.conftest import ARCHITECTURES, SIZES
+
+    tokenizer = hf.AutoTokenizer.from_pretrained(tiny_tokenizer)
+    config = ARCHITECTURES["llama"][0](vocab_size=len(tokenizer), pad_token_id=2, tie_word_embeddings=False, **SIZES)
+    hf_model = hf.AutoModelForCausalLM.from_config(config, attn_implementation="eager")
+    hf_model.name_or_path = "test/split"
+    for module in (hf_model.model.layers[-1], hf_model.model.norm, hf_model.lm_head):
+        module.to("meta")
+        add_hook_to_module(module, AlignDevicesHook(execution_device=torch.device("meta")))
+    monkeypatch.setitem(importlib.import_module("nnsight.modeling.huggingface")._ID_CACHE, "test/split", "test/split")
+    nn = TransformersModel(hf_model, tokenizer=tokenizer, task="text-generation")
+    batch = encode(tokenizer, HELD_OUT[:2], n_ctx=SIZES["max_position_embeddings"])
+    with nn.trace(dict(batch)):
+        first, last = nnsight.save(nn.model.layers[0].output), nnsight.save(nn.model.layers[-1].output)
+    hidden = [out[0] if isinstance(out, tuple) else out for out in (first, last)]
+    assert [h.device.type for h in hidden] == ["cpu", "meta"]  # the blocks' outputs are on two devices
+    here = nnsight_reads(nn, batch)
+    assert here.resid.device.type == "meta" and here.resid.shape == (2, SIZES["num_hidden_layers"], 64)
+    remote = nnsight_reads(nn, batch, lens=True, remote="local")  # the request NDIF runs, serialized
+    assert remote.lens_logits.shape == (2, SIZES["num_hidden_layers"], len(tokenizer))
+
+
 def test_a_backend_not_known_is_refused(tiny_model):
     with pytest.raises(LensError, match="unknown backend 'pytorch': use one of bridge, nnsight"):
         collect(tiny_model, HELD_OUT[:1], backend="pytorch")
