@@ -1,6 +1,6 @@
 """The nnsight backend gives the bridge backend's lens, on every architecture and on both embedded models; the
 remote path (NDIF) runs where no `lens` package is, and fails in one line when it cannot run (no key, no
-network, a model NDIF does not host)."""
+network; a model NDIF does not run now and its other refusals: tests/test_remote.py)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from lens.lenses import RAW
 from lens.registry import HubModel
 from lens.remote import RemoteModel
 from lens.trace import collect, read, trace
+from tests import ndif
 
 TOLERANCE = 1e-4
 HELD_OUT = [  # not the prompts the exactness tests use: padded together, one with a leading-space answer
@@ -286,15 +287,13 @@ def test_remote_here_is_one_line_naming_the_cause():
 
 @pytest.fixture
 def fake_ndif():
-    """A local server answering NDIF's /status with the models it hosts (set `hosted`)."""
+    """A local server answering NDIF's /status with `payload` (set it; `tests.ndif` writes the real format)."""
 
     class Status(BaseHTTPRequestHandler):
-        hosted: list[str] = []
+        payload: dict = ndif.status()
 
         def do_GET(self):  # noqa: N802 (http.server's name)
-            deployments = {f"{repo}:main": {"repo_id": repo, "deployment_level": "HOT",
-                                            "application_state": "RUNNING"} for repo in Status.hosted}
-            body = json.dumps({"deployments": deployments}).encode() if self.path == "/status" else b"{}"
+            body = json.dumps(Status.payload).encode() if self.path == "/status" else b"{}"
             self.send_response(200 if self.path == "/status" else 404)
             self.send_header("Content-Type", "application/json")
             self.end_headers()
@@ -310,17 +309,9 @@ def fake_ndif():
     server.server_close()
 
 
-def test_remote_for_a_model_ndif_does_not_host_says_so(fake_ndif):
-    status, host = fake_ndif
-    status.hosted = ["openai-community/gpt2", "meta-llama/Llama-3.1-8B"]
-    done = lens_command("trace", BIG, "x", "--remote", NDIF_API_KEY="dummy", NDIF_HOST=host)
-    assert_one_line(done, f"NDIF does not host {BIG}: --remote runs only the models NDIF hosts (now: "
-                          "meta-llama/Llama-3.1-8B, openai-community/gpt2)")
-
-
 def test_remote_reads_only_config_and_tokenizer_from_the_hub_never_weights(fake_ndif, tmp_path):
     status, host = fake_ndif
-    status.hosted = [BIG]
+    status.payload = ndif.status(ndif.hot(BIG))
     done = lens_command("trace", BIG, "x", "--remote", NDIF_API_KEY="dummy", NDIF_HOST=host,
                         HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1")
     assert_one_line(done, f"cannot read {BIG}'s config and tokenizer from the Hugging Face Hub")
