@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,9 @@ SCHEDULE_URL = "https://nnsight.net/status/"
 """Where NDIF's refusals point for the models it runs and when (its scheduled models)."""
 NOT_DEDICATED = "Model is not dedicated and hotswapping is not supported for this API key"
 """NDIF's words for a request an ordinary key makes of a model that is not dedicated."""
+TOO_OLD = re.compile(r"Client nnsight version (\S+) is incompatible with the server nnsight version\. "
+                     r"The minimum supported version is (\S+)\. ")
+"""NDIF's refusal of a client older than its own nnsight (its `validate_nnsight_version`)."""
 
 
 @dataclass
@@ -76,14 +80,20 @@ class RemoteModel:
     def _explain(self, error: Exception) -> LensError:
         """One line for a failed remote run: unreachable, refused key, model not running, or the server's words."""
         import websocket
-        from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
         from nnsight.intervention.backends.remote import RemoteError
 
         text, lowered = _first_line(error), _first_line(error).lower()
-        if isinstance(error, (HfHubHTTPError, OfflineModeIsEnabled)):  # nnsight names the model by its Hub id
-            return LensError(f"cannot reach the Hugging Face Hub to name {self.repo} to NDIF ({text})")
+        if _raised_by_the_hub(error):  # nnsight names the model by its Hub id when the trace starts
+            return _hub_error(self.repo, error)
+        version = TOO_OLD.search(str(error))
+        if version:
+            client, minimum = version.groups()
+            return LensError(f"NDIF needs nnsight >= {minimum} (this environment has {client}): try it with "
+                             f"`./run upgrade-check nnsight=={minimum}`, then keep it with "
+                             "`./run upgrade-check --take`")
         if "not dedicated" in lowered or "hotswap" in lowered:  # NDIF's words for a model it does not run now
-            return LensError(f"NDIF does not run {self.repo} for this API key now ({text})")
+            return LensError(f"NDIF does not run {self.repo} for this API key now ({text}): see {SCHEDULE_URL} "
+                             "for when it is scheduled")
         if any(word in lowered for word in ("api key", "api-key", "unauthorized", "forbidden", " 401", " 403")):
             return LensError(f"NDIF refused the API key ({text}): check NDIF_API_KEY (get one at {KEY_URL})")
         if isinstance(error, websocket.WebSocketBadStatusException):
@@ -286,6 +296,20 @@ def _hub_error(repo: str, error: BaseException) -> LensError:
                      "connection")
 
 
+def _raised_by_the_hub(error: BaseException) -> bool:
+    """Whether an error was raised inside huggingface_hub (nnsight asks the Hub for the model's name)."""
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+    if isinstance(error, (HfHubHTTPError, OfflineModeIsEnabled)):
+        return True
+    frame = error.__traceback__
+    while frame is not None:
+        if str(frame.tb_frame.f_globals.get("__name__", "")).split(".")[0] == "huggingface_hub":
+            return True
+        frame = frame.tb_next
+    return False
+
+
 def _is_network_error(error: BaseException) -> bool:
     import httpx
     import websocket
@@ -295,5 +319,18 @@ def _is_network_error(error: BaseException) -> bool:
 
 
 def _first_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0][:300]
+    """The line that names an error: its first, or where it is a Python traceback (an NDIF ERROR's description
+    starts with one), the exception line that ends the last traceback in it."""
+    lines = (str(error).strip() or type(error).__name__).splitlines()
+    return (_exception_line(lines) or lines[0]).strip()[:300]
+
+
+def _exception_line(lines: list[str]) -> str | None:
+    """The exception line of the last traceback in `lines` (the first unindented line after its frames)."""
+    found, in_frames = None, False
+    for line in lines:
+        if line.startswith("Traceback (most recent call last):"):
+            in_frames = True
+        elif in_frames and line.strip() and not line[0].isspace():
+            found, in_frames = line, False
+    return found

@@ -1,10 +1,11 @@
 """Stand-ins for NDIF's answers, in the formats its server writes them (github.com/ndif-team/ndif, commit
 028db44): the /status payload of `ControllerActor.status` (src/services/ray/src/ray/deployments/controller/
-controller.py)."""
+controller.py) and the error texts of the API service (src/services/api/src/app.py, dependencies.py)."""
 
 from __future__ import annotations
 
 import json
+import traceback
 
 KEY_CLASS = "nnsight.modeling.transformers.TransformersModel"
 """The class path nnsight 0.8 puts in the key of a Hub model (LanguageModel is keyed as TransformersModel)."""
@@ -49,3 +50,20 @@ def status(*entries: Entry) -> dict:
         "resources": {"total_gpus": 8, "gpu_memory_bytes": 85_899_345_920, "available_gpus": 2},
         "deployments": {},
     }}}}
+
+
+def error_description(error: Exception) -> str:
+    """An ERROR response's description as NDIF writes it for an exception (`ModelActor.exception`): the
+    traceback, then the exception's text."""
+    try:
+        raise error
+    except Exception as raised:  # noqa: BLE001 - formatted as the server formats it
+        return f"{traceback.format_exc()}\n{str(raised)}"
+
+
+def too_old(client: str, minimum: str) -> str:
+    """NDIF's refusal of an nnsight older than its own (`validate_nnsight_version`), as nnsight raises it."""
+    detail = (f"Client nnsight version {client} is incompatible with the server nnsight version. The minimum "
+              f"supported version is {minimum}. Please update nnsight to the latest version: "
+              "`pip install --upgrade nnsight`")
+    return f"Failed to send request: {detail}"  # nnsight's RemoteBackend._post, from the 400's "detail"
