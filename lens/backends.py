@@ -106,7 +106,9 @@ def nnsight_reads(nn: Any, batch: dict[str, torch.Tensor], *, lens: bool = False
             out = layer.output
             hidden = out[0] if isinstance(out, tuple) else out  # some blocks return (hidden, ...)
             last.append(hidden[:, -1])
-        resid = torch.stack(last, dim=1)
+        # NDIF loads a model with device_map="auto": its blocks can sit on several GPUs. The block outputs meet
+        # where the last one is, which is where the final norm receives the residual stream.
+        resid = torch.stack([hidden.to(last[-1].device) for hidden in last], dim=1)
         if lens:
             lens_logits = nnsight.save(exact_logits(norm, head, resid, softcap))
         else:

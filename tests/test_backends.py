@@ -1,6 +1,6 @@
 """The nnsight backend gives the bridge backend's lens, on every architecture and on both embedded models; the
 remote path (NDIF) runs where no `lens` package is, and fails in one line when it cannot run (no key, no
-network, a model NDIF does not host)."""
+network; a model NDIF does not run now and its other refusals: tests/test_remote.py)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from lens.lenses import RAW
 from lens.registry import HubModel
 from lens.remote import RemoteModel
 from lens.trace import collect, read, trace
+from tests import ndif
 
 TOLERANCE = 1e-4
 HELD_OUT = [  # not the prompts the exactness tests use: padded together, one with a leading-space answer
@@ -88,6 +89,40 @@ def test_nnsight_runs_the_model_as_transformers_built_it_not_the_bridge(tiny_tok
     assert calls == []
     collect(model, HELD_OUT[:1])
     assert calls  # the bridge backend runs through its components
+
+
+def test_blocks_on_several_devices_are_read_as_ndif_places_them(tiny_tokenizer, monkeypatch):
+    # NDIF loads a model with device_map="auto": blocks on several GPUs, accelerate's hooks moving the residual
+    # stream from one to the next. Here the same hooks put the last block, the final norm and the unembedding on
+    # the meta device (shapes, no values), the rest on the CPU.
+    import nnsight
+    import torch
+    import transformers as hf
+    from accelerate.hooks import AlignDevicesHook, add_hook_to_module
+    from nnsight import TransformersModel
+
+    from lens.backends import nnsight_reads
+    from lens.tokens import encode
+    from tests.conftest import ARCHITECTURES, SIZES
+
+    tokenizer = hf.AutoTokenizer.from_pretrained(tiny_tokenizer)
+    config = ARCHITECTURES["llama"][0](vocab_size=len(tokenizer), pad_token_id=2, tie_word_embeddings=False, **SIZES)
+    hf_model = hf.AutoModelForCausalLM.from_config(config, attn_implementation="eager")
+    hf_model.name_or_path = "test/split"
+    for module in (hf_model.model.layers[-1], hf_model.model.norm, hf_model.lm_head):
+        module.to("meta")
+        add_hook_to_module(module, AlignDevicesHook(execution_device=torch.device("meta")))
+    monkeypatch.setitem(importlib.import_module("nnsight.modeling.huggingface")._ID_CACHE, "test/split", "test/split")
+    nn = TransformersModel(hf_model, tokenizer=tokenizer, task="text-generation")
+    batch = encode(tokenizer, HELD_OUT[:2], n_ctx=SIZES["max_position_embeddings"])
+    with nn.trace(dict(batch)):
+        first, last = nnsight.save(nn.model.layers[0].output), nnsight.save(nn.model.layers[-1].output)
+    hidden = [out[0] if isinstance(out, tuple) else out for out in (first, last)]
+    assert [h.device.type for h in hidden] == ["cpu", "meta"]  # the blocks' outputs are on two devices
+    here = nnsight_reads(nn, batch)
+    assert here.resid.device.type == "meta" and here.resid.shape == (2, SIZES["num_hidden_layers"], 64)
+    remote = nnsight_reads(nn, batch, lens=True, remote="local")  # the request NDIF runs, serialized
+    assert remote.lens_logits.shape == (2, SIZES["num_hidden_layers"], len(tokenizer))
 
 
 def test_a_backend_not_known_is_refused(tiny_model):
@@ -252,15 +287,13 @@ def test_remote_here_is_one_line_naming_the_cause():
 
 @pytest.fixture
 def fake_ndif():
-    """A local server answering NDIF's /status with the models it hosts (set `hosted`)."""
+    """A local server answering NDIF's /status with `payload` (set it; `tests.ndif` writes the real format)."""
 
     class Status(BaseHTTPRequestHandler):
-        hosted: list[str] = []
+        payload: dict = ndif.status()
 
         def do_GET(self):  # noqa: N802 (http.server's name)
-            deployments = {f"{repo}:main": {"repo_id": repo, "deployment_level": "HOT",
-                                            "application_state": "RUNNING"} for repo in Status.hosted}
-            body = json.dumps({"deployments": deployments}).encode() if self.path == "/status" else b"{}"
+            body = json.dumps(Status.payload).encode() if self.path == "/status" else b"{}"
             self.send_response(200 if self.path == "/status" else 404)
             self.send_header("Content-Type", "application/json")
             self.end_headers()
@@ -276,17 +309,9 @@ def fake_ndif():
     server.server_close()
 
 
-def test_remote_for_a_model_ndif_does_not_host_says_so(fake_ndif):
-    status, host = fake_ndif
-    status.hosted = ["openai-community/gpt2", "meta-llama/Llama-3.1-8B"]
-    done = lens_command("trace", BIG, "x", "--remote", NDIF_API_KEY="dummy", NDIF_HOST=host)
-    assert_one_line(done, f"NDIF does not host {BIG}: --remote runs only the models NDIF hosts (now: "
-                          "meta-llama/Llama-3.1-8B, openai-community/gpt2)")
-
-
 def test_remote_reads_only_config_and_tokenizer_from_the_hub_never_weights(fake_ndif, tmp_path):
     status, host = fake_ndif
-    status.hosted = [BIG]
+    status.payload = ndif.status(ndif.hot(BIG))
     done = lens_command("trace", BIG, "x", "--remote", NDIF_API_KEY="dummy", NDIF_HOST=host,
                         HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1")
     assert_one_line(done, f"cannot read {BIG}'s config and tokenizer from the Hugging Face Hub")
