@@ -118,3 +118,22 @@ def test_a_spot_check_that_disagrees_refuses_the_models_results_in_one_line(load
         artefacts.get("lens", lambda m: collect(m, ["The capital of Germany is"]))
     with pytest.raises(pytest.fail.Exception, match="refusing the results"):
         artefacts.get("other", lambda m: 1)
+
+
+@pytest.mark.parametrize("markexpr, asked", [
+    ("llama3", {"llama3"}),
+    ("smollm2 or gemma3", {"smollm2", "gemma3"}),
+    ("(smollm2 or gemma3) and not slow", {"smollm2", "gemma3"}),
+    ("llama3 and slow", {"llama3"}),
+    ("not llama3", set()),  # every other model's tests: llama3's weights are not demanded
+    ("not slow", set()),
+    ("slow", set()),  # every model's tests, none by name
+    ("not smollm2 and not gemma3", set()),
+    ("smollm2 or not gemma3", set()),  # selects tests without any model marker too
+    ("", set()),
+    ("llama3 or", set()),  # malformed: pytest itself says so
+])
+def test_a_marker_expression_names_a_model_only_where_it_selects_that_models_tests_alone(markexpr, asked):
+    from suite.session import _asks_for
+
+    assert {name for name in ("llama3", "mistral", "smollm2", "gemma3") if _asks_for(markexpr, name)} == asked
