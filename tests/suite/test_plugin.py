@@ -8,16 +8,19 @@ import sys
 
 import pytest
 
-from lens.paths import cache_dir
+from lens.registry import embedded_models
 
 pytest_plugins = ["pytester"]
-CACHE = cache_dir()
-"""The lens cache as this run sees it; pytester moves HOME, and the plugin looks for the models' weights."""
 
 
 @pytest.fixture(autouse=True)
-def _same_model_cache(monkeypatch):
-    monkeypatch.setenv("LENS_CACHE_DIR", str(CACHE))
+def _embedded_models_present(tmp_path_factory, monkeypatch):
+    """A lens cache where the embedded models' files are present (empty: the fake claims never load a model),
+    so `--model smollm2` runs whether or not this machine has fetched the real ones (pytester moves HOME)."""
+    monkeypatch.setenv("LENS_CACHE_DIR", str(tmp_path_factory.mktemp("lens-cache")))
+    for spec in embedded_models():
+        spec.gguf_path.parent.mkdir(parents=True, exist_ok=True)
+        spec.gguf_path.write_bytes(b"")
 
 FAKE_CLAIM = '''
 """Fake claim: the answer is always right.
