@@ -1,6 +1,7 @@
 """The pre-load estimate (lens.estimate): work figures from the plan, time from an earlier measured run."""
 
 import json
+import sys
 
 import pytest
 
@@ -27,17 +28,24 @@ def test_without_an_earlier_run_the_estimate_gives_work_not_time(own_cache):
                     "40 forward passes; time unknown: first run of this model on this device")
 
 
-def test_a_collect_records_the_time_the_next_estimate_uses(smollm2, own_cache):
+def test_a_collect_records_the_time_the_next_estimate_uses(tiny_tokenizer, own_cache, monkeypatch):
+    from types import SimpleNamespace
+
+    from tests.conftest import random_model
+
+    model = random_model("llama", tiny_tokenizer)
+    clock = iter([100.0, 106.4])  # the collect's start and end: 6.4 s for 64 prompts
+    monkeypatch.setattr(sys.modules["lens.trace"], "time", SimpleNamespace(perf_counter=lambda: next(clock)))
     prompts = [f"The number {i} is" for i in range(TIMED_PROMPTS)]
-    collect(smollm2, prompts)
-    per_prompt = json.loads((own_cache / TIMINGS).read_text())["smollm2 cpu float32"]
-    assert 0 < per_prompt < 10
-    later = estimate("smollm2", 134_515_008, "float32", "cpu", prompts=200)
-    assert later.seconds == pytest.approx(200 * per_prompt)
-    assert "as measured here before" in later.line()
-    assert estimate("smollm2", 134_515_008, "bfloat16", "cpu", prompts=200).seconds is None  # another dtype
-    collect(smollm2, prompts[:10])  # a test's handful is not timed: it would misstate a prompt set's pace
-    assert json.loads((own_cache / TIMINGS).read_text())["smollm2 cpu float32"] == per_prompt
+    assert TIMED_PROMPTS == 64
+    collect(model, prompts)
+    assert json.loads((own_cache / TIMINGS).read_text()) == {"tiny-llama cpu float32": pytest.approx(0.1)}
+    later = estimate("tiny-llama", 1_000, "float32", "cpu", prompts=200)
+    assert later.seconds == pytest.approx(20.0) and "as measured here before" in later.line()
+    assert estimate("tiny-llama", 1_000, "bfloat16", "cpu", prompts=200).seconds is None  # another dtype
+    clock = iter([0.0, 1000.0])
+    collect(model, prompts[:10])  # a test's handful is not timed: it would misstate a prompt set's pace
+    assert json.loads((own_cache / TIMINGS).read_text()) == {"tiny-llama cpu float32": pytest.approx(0.1)}
 
 
 def test_an_unwritable_cache_loses_the_timing_and_nothing_else(tmp_path, monkeypatch):
