@@ -14,7 +14,13 @@ EMBEDDED = [spec.name for spec in registry().values() if spec.embedded][:2]
 
 @pytest.fixture
 def loads(monkeypatch):
-    """Stand-in models (no weights read), and the log of what was loaded and released."""
+    """Stand-in models: no weights planned or read, so the embedded models count as present whether or not
+    this machine has fetched them; and the log of what was loaded and released."""
+    from lens.registry import PyPIModel
+
+    monkeypatch.setattr(PyPIModel, "is_present", lambda self: True)
+    monkeypatch.setattr(lens.loader, "plan", lambda name, device=None, dtype=None: SimpleNamespace(
+        dtype=torch.float32, parameters=1_000, device="cpu"))
     log = []
 
     def load(name, device=None, planned=None):
