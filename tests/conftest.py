@@ -57,17 +57,33 @@ def tiny_tokenizer(tmp_path_factory):
     return folder
 
 
-def random_model(arch: str, tokenizer_folder) -> LoadedModel:
-    """A random-weight model of one architecture, wrapped exactly as `lens.load` wraps real ones."""
+def random_hf_model(arch: str, tokenizer) -> hf.PreTrainedModel:
+    """A random-weight transformers model of one architecture (seed 0), sized to the tokenizer."""
     config_class, extra = ARCHITECTURES[arch]
-    tokenizer = hf.AutoTokenizer.from_pretrained(tokenizer_folder)
     config = config_class(
         vocab_size=len(tokenizer), bos_token_id=0, eos_token_id=1, pad_token_id=2, **SIZES, **extra
     )
     torch.manual_seed(0)
-    hf_model = hf.AutoModelForCausalLM.from_config(config, attn_implementation="eager")
+    return hf.AutoModelForCausalLM.from_config(config, attn_implementation="eager")
+
+
+def random_model(arch: str, tokenizer_folder) -> LoadedModel:
+    """A random-weight model of one architecture, wrapped exactly as `lens.load` wraps real ones."""
+    tokenizer = hf.AutoTokenizer.from_pretrained(tokenizer_folder)
+    hf_model = random_hf_model(arch, tokenizer)
     spec = LocalFolder(name=f"tiny-{arch}", path=Path(tokenizer_folder), title=f"random {arch}")
     return wrap(spec, hf_model, tokenizer, device="cpu", weights_id="random")
+
+
+@pytest.fixture(scope="session")
+def tiny_folder(tmp_path_factory, tiny_tokenizer) -> Path:
+    """A random-weight Llama saved as a model folder (config, weights, tokenizer): what `lens` loads by path,
+    through the whole loader, with nothing downloaded (context: SIZES' 256 positions)."""
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tokenizer = hf.AutoTokenizer.from_pretrained(tiny_tokenizer)
+    random_hf_model("llama", tokenizer).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
 
 
 REAL_MODELS = {"smollm2", "gemma3", "real_model"}

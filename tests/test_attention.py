@@ -9,9 +9,8 @@ from tests.reference import plain_twin
 PROMPT = "The capital of Germany is"
 
 
-@pytest.mark.parametrize("name", ["smollm2", "gemma3"])
-def test_attention_from_last_matches_transformers_output_attentions(request, name):
-    model = request.getfixturevalue(name)
+def test_attention_from_last_matches_transformers_output_attentions(real_model):
+    model = real_model  # a fixture of an embedded model: the test is marked slow (tests/conftest.py)
     ours = attention_from_last(model, PROMPT)
     twin = plain_twin(model)
     with torch.inference_mode():

@@ -194,13 +194,17 @@ def test_a_remote_read_whose_last_block_is_not_the_output_is_refused(tiny_tokeni
         collect(remote, HELD_OUT[:1], backend="nnsight")
 
 
+NOT_DEDICATED = ("Model nnsight.modeling.language.LanguageModel:{...} is not dedicated and hotswapping is not "
+                 "supported for this API key.")
+
+
 @pytest.mark.parametrize(
     "error, message",
     [
-        ("Model nnsight.modeling.language.LanguageModel:{...} is not dedicated and hotswapping is not supported "
-         "for this API key.", "NDIF does not run test/m for this API key now (Model"),
-        ("Failed to send request: Invalid API key", "NDIF refused the API key (Failed to send request: Invalid API"),
-        ("CUDA out of memory\nmore", "NDIF could not run test/m: CUDA out of memory"),
+        (NOT_DEDICATED, f"NDIF does not run test/m for this API key now ({NOT_DEDICATED})"),
+        ("Failed to send request: Invalid API key", "NDIF refused the API key (Failed to send request: Invalid API "
+         "key): check NDIF_API_KEY (get one at https://login.ndif.us)"),
+        ("CUDA out of memory\nmore", "NDIF could not run test/m: CUDA out of memory"),  # the first line only
     ],
 )
 def test_what_ndif_answers_becomes_one_line(error, message):
@@ -208,8 +212,7 @@ def test_what_ndif_answers_becomes_one_line(error, message):
 
     remote = RemoteModel(spec=HubModel(name="m", repo="test/m"), repo="test/m", nn=None, tokenizer=None,
                          n_layers=1, n_ctx=1, softcap=None, host="https://api.ndif.us")
-    line = str(remote._explain(RemoteError(error)))
-    assert line.startswith(message) and "\n" not in line
+    assert str(remote._explain(RemoteError(error))) == message
 
 
 def test_a_remote_run_that_cannot_reach_ndif_is_one_line(tiny_tokenizer, monkeypatch):
@@ -272,17 +275,26 @@ def test_remote_without_an_api_key_says_where_to_get_one():
     assert_one_line(done, "--remote needs an NDIF API key: set NDIF_API_KEY=... (get one at https://login.ndif.us)")
 
 
+def assert_unreachable(done: subprocess.CompletedProcess, host: str) -> None:
+    """One line naming the host, the network's own words, and what to do."""
+    assert_one_line(done, f"lens: cannot reach NDIF at {host} (")
+    assert done.stderr.endswith("): check the network connection\n"), done.stderr
+
+
 @pytest.mark.parametrize("host", ["https://api.ndif.invalid", "closed port"])
 def test_remote_without_network_says_ndif_cannot_be_reached(host):
     host = f"http://127.0.0.1:{_closed_port()}" if host == "closed port" else host
     done = lens_command("trace", BIG, "x", "--remote", NDIF_API_KEY="dummy", NDIF_HOST=host)
-    assert_one_line(done, f"lens: cannot reach NDIF at {host} (")
+    assert_unreachable(done, host)
 
 
-def test_remote_here_is_one_line_naming_the_cause():
-    # The issue's command as it is: with no network here, NDIF cannot be reached; with one, the next cause.
-    done = lens_command("trace", BIG, "x", "--remote", NDIF_API_KEY="dummy")
-    assert_one_line(done, "lens: ")
+def test_remote_with_no_host_given_names_nnsights_default_host_when_it_cannot_be_reached():
+    # The issue's command as it is (no NDIF_HOST), with every HTTPS request sent to a proxy nothing listens on:
+    # NDIF cannot be reached whatever this machine's network, and the line names the host nnsight would use.
+    proxy = f"http://127.0.0.1:{_closed_port()}"
+    done = lens_command("trace", BIG, "x", "--remote", NDIF_API_KEY="dummy", HTTPS_PROXY=proxy, https_proxy=proxy,
+                        NO_PROXY="", no_proxy="")
+    assert_unreachable(done, "https://api.ndif.us")
 
 
 @pytest.fixture

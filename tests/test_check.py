@@ -44,11 +44,19 @@ def test_lens_probabilities_are_distributions(smollm2):
     assert torch.allclose(probs.sum(-1), torch.ones(probs.shape[:2]), atol=1e-4)
 
 
-def test_every_load_checks_the_lens_is_exact_and_refuses_a_model_where_it_is_not(smollm2, monkeypatch):
-    from lens.check import exactness, require_exact
+def test_the_lens_is_exact_on_an_embedded_model(smollm2):
+    from lens.check import exactness
 
     assert exactness(smollm2) < 1e-5  # measured: ~1e-6 of the logits' scale in float32
-    wrong = load("smollm2", device="cpu")
+
+
+def test_every_load_checks_the_lens_is_exact_and_refuses_a_model_where_it_is_not(tiny_tokenizer):
+    from lens.check import exactness, require_exact
+    from tests.conftest import random_model
+
+    wrong = random_model("llama", tiny_tokenizer)
+    require_exact(wrong)  # as built: exact
     wrong.bridge.cfg.output_logits_soft_cap = 1.0  # the lens would cap logits the model does not
-    with pytest.raises(LensError, match=r"the lens is not exact on smollm2 \(cpu, float32\).*--device cpu"):
+    assert exactness(wrong) > 1e-2
+    with pytest.raises(LensError, match=r"^the lens is not exact on tiny-llama \(cpu, float32\).*--device cpu"):
         require_exact(wrong)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -311,3 +312,33 @@ def test_the_handover_comes_before_the_lens_settles_only_where_that_is_not_force
     assert judged(module, FakeFindings({}, patchings=patched(17, 12)), section="patching") == REFUTED
     # Where the lens settles only at the last block, "at or before" holds whatever patching does: no data.
     assert judged(module, FakeFindings({}, patchings=patched(17, 19)), section="patching") == "no data"
+
+
+def test_the_prompt_sets_besides_the_capitals_share_the_error_rate(monkeypatch):
+    """Bonferroni: the capitals are each claim's primary test at 95%; the other sets it runs on share the 5%
+    between them. By hand: with 3 others each is at 1 - 0.05/3; with 1 other, at 95% but secondary."""
+    import findings.evidence as evidence
+
+    runs_on = {"four": ["capitals", "a", "b", "c"], "two": ["capitals", "a"], "no capitals": ["a", "b"]}
+    monkeypatch.setattr(evidence, "prompt_sets_of", runs_on.__getitem__)
+    assert evidence.level("four", "capitals") == (0.95, True)
+    assert evidence.level("four", "b") == (pytest.approx(0.983333333), False)
+    assert evidence.level("two", "a") == (pytest.approx(0.95), False)
+    assert evidence.level("no capitals", "a") == (pytest.approx(0.975), False)
+    monkeypatch.setitem(evidence.STATS, "confidence", 0.9)
+    assert evidence.level("four", "c") == (pytest.approx(0.966666667), False)
+    assert evidence.thresholds("four", "c")["confidence"] == pytest.approx(0.966666667)
+
+
+def test_a_secondary_prompt_sets_interval_is_at_its_share_of_the_error_rate():
+    # Claim 3 runs on every prompt set: the capitals and the files of findings/prompt_sets.
+    others = len(list((Path(__file__).parents[1] / "findings" / "prompt_sets").glob("*.csv")))
+    module = claim("03_internal_confidence")
+    every = uniform(inside(0.9))  # 60 of 60 facts show it
+    primary = module.evaluate(every, "capitals", thresholds(module.CLAIM, "capitals"))
+    secondary = module.evaluate(every, "arithmetic", thresholds(module.CLAIM, "arithmetic"))
+    assert (primary.confidence, primary.primary, secondary.primary) == (0.95, True, False)
+    assert secondary.confidence == pytest.approx(1 - 0.05 / others)
+    # Clopper-Pearson's lower end for n of n is (alpha / 2) ** (1 / n).
+    assert primary.ci[0] == pytest.approx((0.05 / 2) ** (1 / N_FACTS), abs=1e-9)  # 0.940
+    assert secondary.ci[0] == pytest.approx((0.05 / others / 2) ** (1 / N_FACTS), abs=1e-9)  # 0.923 for 3 others

@@ -65,8 +65,8 @@ def test_models_lists_every_registered_model_and_whether_it_is_here(capsys):
             assert f"download {name}`" in rows[name]
 
 
-def test_check_on_the_cpu_says_there_is_nothing_to_compare(capsys):
-    status, out, err = run(capsys, "check", "smollm2", "--device", "cpu")
+def test_check_on_the_cpu_says_there_is_nothing_to_compare(capsys, tiny_folder):
+    status, out, err = run(capsys, "check", str(tiny_folder), "--device", "cpu")
     assert status == 2 and out == "" and "runs on the CPU already" in err
 
 
@@ -75,15 +75,18 @@ def test_check_on_the_cpu_says_there_is_nothing_to_compare(capsys):
     [
         (["trace", "llama-3", GERMANY], f"unknown model 'llama-3': use one of {', '.join(registry())},"),
         (["trace", "/nowhere/x.gguf", GERMANY], "no GGUF file at /nowhere/x.gguf"),
-        (["trace", "smollm2", "", "--device", "cpu"], "the prompt is empty"),
-        (["trace", "smollm2", GERMANY, "--answer", " ", "--device", "cpu"], "tokenizes to nothing"),
-        (["trace", "smollm2", "word " * 9000, "--device", "cpu"], "longer than the model's context of 8192"),
-        (["trace", "smollm2", GERMANY, "--temperature", "0"], "--temperature must be positive"),
-        (["trace", "smollm2", GERMANY, "--device", "tpu"], "unknown device 'tpu'"),
+        # A random-weight model folder (tests/conftest.py), loaded by the command as any folder is.
+        (["trace", "TINY", "", "--device", "cpu"], "the prompt is empty"),
+        (["trace", "TINY", GERMANY, "--answer", " ", "--device", "cpu"], "tokenizes to nothing"),
+        (["trace", "TINY", "word " * 300, "--device", "cpu"], "longer than the model's context of 256"),
+        (["trace", "TINY", GERMANY, "--temperature", "0"], "--temperature must be positive"),
+        (["trace", "TINY", GERMANY, "--device", "tpu"], "unknown device 'tpu'"),
         (["download"], "name a model to download"),
     ],
 )
-def test_bad_input_gets_one_line_and_exit_2(capsys, argv, message):
+def test_bad_input_gets_one_line_and_exit_2(capsys, request, argv, message):
+    if "TINY" in argv:
+        argv = [str(request.getfixturevalue("tiny_folder")) if a == "TINY" else a for a in argv]
     status, out, err = run(capsys, *argv)
     assert status == 2 and out == ""
     assert err.startswith("lens: ") and message in err and err.count("\n") == 1

@@ -37,6 +37,7 @@ def test_a_second_load_hits_the_cache_and_gives_identical_results(smollm2, monke
     assert trace(again, prompt, [" Berlin"])[0].layers == trace(smollm2, prompt, [" Berlin"])[0].layers
 
 
+@pytest.mark.slow  # reads the embedded smollm2 file (cut at 5 MB): needs it fetched, as the real models do
 def test_a_truncated_gguf_is_refused_and_leaves_no_cache_entry(smollm2_gguf, empty_cache, tmp_path):
     gguf = tmp_path / "truncated.gguf"
     with smollm2_gguf.open("rb") as f:

@@ -3,6 +3,7 @@
 Expectations come from models.toml itself (read here with tomllib, not through the code under test), so
 adding a model as the README says keeps these tests true."""
 
+import hashlib
 import re
 import tomllib
 from importlib.resources import files
@@ -74,6 +75,17 @@ def test_bad_names_get_one_clear_line(name, message):
     assert "\n" not in str(error.value)
 
 
-def test_every_registered_model_has_a_marker(pytestconfig):
-    markers = {line.split(":")[0] for line in pytestconfig.getini("markers")}
-    assert set(registry()) <= markers
+@pytest.mark.slow  # hashes the embedded models' files: needs them fetched, as the real models do
+@pytest.mark.parametrize("name", [name for name, entry in TOML.items() if entry.get("embedded")])
+def test_an_embedded_models_file_on_disk_has_the_sha256_models_toml_publishes(name):
+    digest = hashlib.sha256()
+    with registry()[name].gguf_path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    assert digest.hexdigest() == TOML[name]["sha256"]
+
+
+def test_every_model_in_models_toml_has_a_registered_marker(pytestconfig):
+    # The plugin registers the markers from the registry; the names here come from models.toml itself.
+    markers = {re.split(r"[:(]", line)[0] for line in pytestconfig.getini("markers")}
+    assert set(TOML) | {"slow", "claim"} <= markers

@@ -89,14 +89,47 @@ def test_a_padded_batch_gives_what_single_prompts_give(real_model):
                 assert a.rank_answer == b.rank_answer
 
 
-def test_prompts_are_tokenized_as_the_model_does_not_as_transformerlens_defaults(smollm2, gemma3):
-    prompt = PROMPTS[0]
-    for model in (smollm2, gemma3):
-        ours = encode(model.tokenizer, [prompt], model.n_ctx)["input_ids"][0].tolist()
-        assert ours == model.tokenizer(prompt)["input_ids"]
-    # SmolLM2's tokenizer adds no BOS; TransformerLens's to_tokens would prepend one.
-    assert smollm2.bridge.to_tokens(prompt)[0].tolist() != encode(smollm2.tokenizer, [prompt], 8192)["input_ids"][0].tolist()
-    assert gemma3.tokenizer(prompt)["input_ids"][0] == gemma3.tokenizer.bos_token_id
+# Read off each embedded tokenizer once and checked by decoding: SmolLM2 adds no BOS, Gemma 3 prepends <bos> (2).
+EMBEDDED_IDS = {
+    "smollm2": {PROMPTS[0]: [504, 3575, 282, 4521, 314], "Paris is": [38634, 314], "pad": 2},
+    "gemma3": {PROMPTS[0]: [2, 818, 5279, 529, 9405, 563], "Paris is": [2, 50429, 563], "pad": 0},
+}
+
+
+def test_prompts_are_tokenized_as_the_model_does_not_as_transformerlens_defaults(real_model):
+    known, tok = EMBEDDED_IDS[real_model.name], real_model.tokenizer
+    germany, paris = known[PROMPTS[0]], known["Paris is"]
+    pieces = [tok.decode([i]) for i in germany]
+    assert pieces[-5:] == ["The", " capital", " of", " Germany", " is"]
+    assert pieces[:-5] == ([] if real_model.name == "smollm2" else ["<bos>"])
+    batch = encode(tok, [PROMPTS[0], "Paris is"], real_model.n_ctx)  # the shorter one padded on the left
+    gap = len(germany) - len(paris)
+    assert batch["input_ids"].tolist() == [germany, [known["pad"]] * gap + paris]
+    assert batch["attention_mask"].tolist() == [[1] * len(germany), [0] * gap + [1] * len(paris)]
+    if real_model.name == "smollm2":  # TransformerLens's to_tokens would prepend a BOS the model never sees
+        assert real_model.bridge.to_tokens(PROMPTS[0])[0].tolist() == [tok.bos_token_id, *germany]
+
+
+def word_tokenizer():
+    """A tokenizer whose ids are known by hand: one id per word, no BOS."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<pad>": 0, "<unk>": 1, "The": 2, "capital": 3, "of": 4, "Germany": 5, "is": 6}
+    words = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    words.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(tokenizer_object=words, pad_token="<pad>", unk_token="<unk>")
+
+
+def test_a_batch_is_left_padded_with_the_pad_token_and_masked_there():
+    tok = word_tokenizer()
+    batch = encode(tok, ["The capital of Germany is", "Germany is", "capital"], n_ctx=5)
+    assert batch["input_ids"].tolist() == [[2, 3, 4, 5, 6], [0, 0, 0, 5, 6], [0, 0, 0, 0, 3]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 1, 1], [0, 0, 0, 1, 1], [0, 0, 0, 0, 1]]
+    with pytest.raises(LensError, match=r"^the prompt is 5 tokens, longer than the model's context of 4: shorten it$"):
+        encode(tok, ["The capital of Germany is"], n_ctx=4)
+    with pytest.raises(LensError, match="the prompt is empty"):
+        encode(tok, ["Germany is", " "], n_ctx=5)
 
 
 def test_answers_follow_their_first_token_in_context(smollm2):

@@ -3,21 +3,25 @@ figures, xdist, an interrupted run, results accumulating over runs, the changes 
 run, and recorded expectations."""
 
 import json
+import re
 import subprocess
 import sys
 
 import pytest
 
-from lens.paths import cache_dir
+from lens.registry import embedded_models
 
 pytest_plugins = ["pytester"]
-CACHE = cache_dir()
-"""The lens cache as this run sees it; pytester moves HOME, and the plugin looks for the models' weights."""
 
 
 @pytest.fixture(autouse=True)
-def _same_model_cache(monkeypatch):
-    monkeypatch.setenv("LENS_CACHE_DIR", str(CACHE))
+def _embedded_models_present(tmp_path_factory, monkeypatch):
+    """A lens cache where the embedded models' files are present (empty: the fake claims never load a model),
+    so `--model smollm2` runs whether or not this machine has fetched the real ones (pytester moves HOME)."""
+    monkeypatch.setenv("LENS_CACHE_DIR", str(tmp_path_factory.mktemp("lens-cache")))
+    for spec in embedded_models():
+        spec.gguf_path.parent.mkdir(parents=True, exist_ok=True)
+        spec.gguf_path.write_bytes(b"")
 
 FAKE_CLAIM = '''
 """Fake claim: the answer is always right.
@@ -232,3 +236,50 @@ def test_a_verdict_is_checked_against_the_recorded_one(pytester, recorded, now, 
         result.stdout.fnmatch_lines(["*VerdictChanged: judged on smollm2 (capitals): recorded refuted (f), now inconclusive*"])
     if (recorded, now) == ("holds", "refuted"):
         result.stdout.fnmatch_lines(["*ClaimNotHeld: judged on smollm2 (capitals): refuted (recorded holds: f)*"])
+
+
+CONTROLLED = '''
+"""Controlled claim: judged with its control.\n\nClaim: none."""
+import pytest
+from suite.statistics import Verdict
+
+pytestmark = pytest.mark.claim("controlled", number=1)
+
+def evaluate(model, prompt_set, t, control=False):
+    return Verdict(claim="controlled", models=(model,), prompt_set=prompt_set,
+                   verdict="{control}" if control else "{claim}", statistic="share", value=0.2 if control else 0.8,
+                   ci=(0.1, 0.3) if control else (0.7, 0.9), rule="r", n=60, control=control)
+
+def test_controlled(model_name, judge_claim):
+    judge_claim(evaluate, model_name, "capitals", control=True)
+'''
+
+
+@pytest.mark.parametrize("claim, control, outcome, caveat", [
+    ("holds", "refuted", {"passed": 1}, False),  # the control fails: the effect is the claim's own
+    ("holds", "holds", {"passed": 1}, True),  # the effect is there without the claim's mechanism too
+    ("refuted", "holds", {"failed": 1}, False),  # the claim is judged alone: a control never rescues it
+])
+def test_the_findings_judge_records_a_control_beside_its_claim_and_never_fails_on_it(
+        fake_findings, claim, control, outcome, caveat):
+    """findings/conftest.py's `judge_claim`, the skeleton of every claim's test, on a fake claim."""
+    path = fake_findings.path
+    for test in (path / "findings").iterdir():
+        test.unlink()
+    (path / "findings").rmdir()  # not a package named `findings`, which would hide the project's own
+    (path / "conftest.py").write_text("from findings.conftest import judge, judge_claim  # noqa: F401\n")
+    (path / "claims").mkdir()
+    (path / "claims" / "test_01_controlled.py").write_text(CONTROLLED.format(claim=claim, control=control))
+    done = run(fake_findings, "claims", "--model", "smollm2")
+    done.assert_outcomes(**outcome)
+    if claim == "refuted":
+        done.stdout.fnmatch_lines(["*ClaimNotHeld: controlled on smollm2 (capitals): refuted: share = 0.8 *"])
+    (result,) = results(fake_findings)["claims"]["controlled"]["results"]
+    assert [c["verdict"] for c in result["controls"]] == [control] and result["controls"][0]["control"]
+    assert result["verdict"]["verdict"] == claim and not result["verdict"]["control"]
+    assert result["verdict"]["beside"][-1] == {"label": "control: share", "value": 0.2, "kind": "share"}
+    caveats = result["verdict"]["caveats"]
+    assert caveats == ([f"the control holds too ({result['controls'][0]['figure']}): not specific to the "
+                        "claim's mechanism"] if caveat else [])
+    report = (path / "reports" / "findings.md").read_text()
+    assert re.search(rf"\n\| smollm2 \(capitals\), control +\| {control} 0\.20 \[0\.10, 0\.30\] n=60 ", report)

@@ -14,7 +14,13 @@ EMBEDDED = [spec.name for spec in registry().values() if spec.embedded][:2]
 
 @pytest.fixture
 def loads(monkeypatch):
-    """Stand-in models (no weights read), and the log of what was loaded and released."""
+    """Stand-in models: no weights planned or read, so the embedded models count as present whether or not
+    this machine has fetched them; and the log of what was loaded and released."""
+    from lens.registry import PyPIModel
+
+    monkeypatch.setattr(PyPIModel, "is_present", lambda self: True)
+    monkeypatch.setattr(lens.loader, "plan", lambda name, device=None, dtype=None: SimpleNamespace(
+        dtype=torch.float32, parameters=1_000, device="cpu"))
     log = []
 
     def load(name, device=None, planned=None):
@@ -146,3 +152,22 @@ def test_each_artefact_is_timed_for_its_own_work_and_noted_for_the_test_that_rea
     assert kept["seconds"]["outer"] == 2.0 and kept["seconds"]["inner"] == 5.0  # not 7 for the outer
     assert kept["tests"] == {"t1": ["inner", "outer"], "t2": ["inner"]}
     assert session.timings.expected(run, ["t2"])[0] == pytest.approx(5.0 + kept["seconds"]["load"])
+
+
+@pytest.mark.parametrize("markexpr, asked", [
+    ("llama3", {"llama3"}),
+    ("smollm2 or gemma3", {"smollm2", "gemma3"}),
+    ("(smollm2 or gemma3) and not slow", {"smollm2", "gemma3"}),
+    ("llama3 and slow", {"llama3"}),
+    ("not llama3", set()),  # every other model's tests: llama3's weights are not demanded
+    ("not slow", set()),
+    ("slow", set()),  # every model's tests, none by name
+    ("not smollm2 and not gemma3", set()),
+    ("smollm2 or not gemma3", set()),  # selects tests without any model marker too
+    ("", set()),
+    ("llama3 or", set()),  # malformed: pytest itself says so
+])
+def test_a_marker_expression_names_a_model_only_where_it_selects_that_models_tests_alone(markexpr, asked):
+    from suite.session import _asks_for
+
+    assert {name for name in ("llama3", "mistral", "smollm2", "gemma3") if _asks_for(markexpr, name)} == asked
