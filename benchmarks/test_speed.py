@@ -34,6 +34,15 @@ def plain(model):
     return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
 
 
+@pytest.fixture
+def one_thread():
+    """The lens against its floor on one thread each: the ratio is then the work done, not the cores found."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def forward(plain, tokenizer, prompts):
     batch = tokenizer(prompts, return_tensors="pt", padding=True)
     with torch.inference_mode():
@@ -46,6 +55,26 @@ def test_forward_batch(measure, model, plain):
 
 def test_trace_batch(measure, model):
     measure("trace_batch", lambda: trace(model, PROMPTS, ANSWERS))
+
+
+def floor(model, plain, prompts):
+    """What the lens cannot do without: one forward pass, then the final norm and unembedding (and soft-cap)
+    of every block's output at the read position."""
+    batch = model.tokenizer(prompts, return_tensors="pt", padding=True)
+    with torch.inference_mode():
+        hidden = plain(**batch, output_hidden_states=True, logits_to_keep=1).hidden_states[1:]
+        resid = torch.stack([h[:, -1] for h in hidden], dim=1)
+        logits = plain.lm_head(plain.model.norm(resid))
+        if model.softcap:
+            torch.tanh(logits / model.softcap) * model.softcap
+
+
+def test_floor_batch(measure, model, plain, one_thread):
+    measure("floor_batch", lambda: floor(model, plain, PROMPTS))
+
+
+def test_trace_batch_one_thread(measure, model, one_thread):
+    measure("trace_batch_one_thread", lambda: trace(model, PROMPTS, ANSWERS))
 
 
 def test_forward_one(measure, model, plain):
