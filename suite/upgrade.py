@@ -15,16 +15,19 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from datetime import date
 from pathlib import Path
 
 from lens.errors import LensError
-from suite.snapshots import drifted_layers
+from suite.snapshots import SnapshotTolerance, changed_replies, drifted_layers
 
 DEFAULT = ("torch", "transformers", "transformer-lens", "nnsight")
 """What a plain `./run upgrade-check` tries at their newest available versions."""
 HOME = ".venv-upgrade"
 LOCK = "requirements.lock"
+TOLERANCES = Path("findings") / "claims.toml"
+"""Where the snapshots' tolerance lives ([snapshot]); the candidate runs in the recorded dtype, float32."""
 IGNORED = (".git", ".venv", HOME, "__pycache__", ".pytest_cache", "reports", "*.egg-info", ".benchmarks")
 
 
@@ -103,13 +106,19 @@ def report(root: Path, home: Path, changed: dict[str, str], returncode: int) -> 
     moved = [f"- {claim}, {'+'.join(r['models'])} ({r['prompt_set']}): {r['outcome']}: {r.get('message') or ''}"
              for claim, entry in results["claims"].items() for r in entry["results"]
              if r["outcome"] in ("failed", "xpassed")]
+    tolerance = SnapshotTolerance.from_table(tomllib.loads((root / TOLERANCES).read_text())["snapshot"])
     drift = []
     for old in sorted((root / "findings" / "__snapshots__").rglob("*.json")):
-        new = home / "src" / old.relative_to(root)
-        layers = drifted_layers(json.loads(new.read_text())["rows"], json.loads(old.read_text())["rows"])
+        new_rows = json.loads((home / "src" / old.relative_to(root)).read_text())["rows"]
+        old_rows = json.loads(old.read_text())["rows"]
+        layers, replies = drifted_layers(new_rows, old_rows, tolerance), changed_replies(new_rows, old_rows)
+        where = old.stem.split("[")[-1].rstrip("]")
         if layers:
-            where = ", ".join(f"{layer} ({count})" for layer, count in sorted(layers.items()))
-            drift.append(f"- {old.stem.split('[')[-1].rstrip(']')}: layers {where} (layer (prompts that moved))")
+            at = ", ".join(f"{layer} ({count})" for layer, count in sorted(layers.items()))
+            drift.append(f"- {where}: layers {at} (layer (prompts that moved))")
+        if len(replies) > tolerance.replies:
+            drift.append(f"- {where}: the model's reply changed on {len(replies)} prompts: "
+                         + "; ".join(replies[:5]) + ("; ..." if len(replies) > 5 else ""))
     quiet = not moved and not drift and returncode == 0
     lines = [f"# Upgrade check, {date.today()}", "",
              "Versions changed: " + ("; ".join(f"{k} {v}" for k, v in changed.items()) or "none") + ".", "",

@@ -28,16 +28,28 @@ def test_candidates_are_package_equals_version_of_a_locked_package():
         candidate_lock(LOCK, {"jax": "0.1"})
 
 
-def rows(logp):
-    return [{"prompt": "p", "layer": layer, "followed": " B", "logp": value, "rank": 3, "top": [["a", 0.5]]}
+TOLERANCE = """[snapshot]
+logp = 0.05
+deep = -30.0
+rank = 0.25
+near_rank = 0
+tie = 0.002
+top = 0.05
+replies = 0
+"""
+
+
+def rows(logp, followed=" B"):
+    return [{"prompt": "p", "layer": layer, "followed": followed, "logp": value, "rank": 3, "top": [["a", 0.5]]}
             for layer, value in enumerate(logp)]
 
 
-def lay_out(root, old_logp, new_logp, outcome="passed", message=None):
+def lay_out(root, old_logp, new_logp, outcome="passed", message=None, followed=" B"):
     name = "findings/__snapshots__/test_layer_snapshots/test_layer_snapshot[m-capitals].json"
-    for base, logp in ((root, old_logp), (root / HOME / "src", new_logp)):
+    for base, logp, token in ((root, old_logp, " B"), (root / HOME / "src", new_logp, followed)):
         (base / name).parent.mkdir(parents=True, exist_ok=True)
-        (base / name).write_text(json.dumps({"meta": {}, "rows": rows(logp)}))
+        (base / name).write_text(json.dumps({"meta": {}, "rows": rows(logp, token)}))
+    (root / "findings" / "claims.toml").write_text(TOLERANCE)
     (root / HOME / "reports").mkdir(parents=True)
     results = {"claims": {"c": {"results": [{"models": ["m"], "prompt_set": "capitals", "outcome": outcome,
                                               "message": message}]}}}
@@ -56,6 +68,12 @@ def test_drift_is_named_by_model_set_and_layer_and_a_moved_figure_by_claim(tmp_p
     text, quiet = report(tmp_path, tmp_path / HOME, {}, 1)
     assert not quiet and "Review these" in text
     assert "m-capitals: layers 1 (1)" in text and "the figure moved from 0.8 to 0.9" in text
+
+
+def test_a_changed_reply_is_named(tmp_path):
+    lay_out(tmp_path, [-1.0, -0.5], [-1.0, -0.5], followed=" C")  # the layers' top-k still agree
+    text, quiet = report(tmp_path, tmp_path / HOME, {}, 0)
+    assert not quiet and "m-capitals: the model's reply changed on 1 prompts: p" in text
 
 
 def test_take_moves_the_lock_to_the_candidate(tmp_path):
