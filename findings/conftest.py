@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from findings.data import EXPECTED, SETS, forms_of, prompt_sets_of
+from findings.data import CHAT, EXPECTED, SETS, forms_of, prompt_sets_of
 from findings.evidence import judged
 from findings.model_findings import ModelFindings
 from suite import recorded
@@ -31,8 +31,10 @@ def findings(model_artefacts: ModelArtefacts) -> ModelFindings:
 
 
 @pytest.fixture(autouse=True)
-def _warn_of_exclusions(request: pytest.FixtureRequest, record_warning) -> Iterator[None]:
-    """After a test over a prompt set, report the facts the model's tokenizer made us leave out."""
+def _warn_of_data(request: pytest.FixtureRequest, record_warning) -> Iterator[None]:
+    """After a test over a prompt set, report the facts the model's tokenizer made us leave out, and the
+    facts at an edge: where the model's reply was decided by a margin a run in another dtype may overturn
+    (so their answered/not answered, and the n counting them, may change: the recorded n tolerates it)."""
     if not {"model_artefacts", "prompt_set"} <= set(request.fixturenames):
         yield
         return
@@ -41,6 +43,14 @@ def _warn_of_exclusions(request: pytest.FixtureRequest, record_warning) -> Itera
     yield
     for fact, reason in (artefacts.peek(("exclusions", prompt_set)) or {}).items():
         record_warning(f"{fact} left out ({reason})")
+    edge = EXPECTED.tolerance_for("bfloat16").get("reply_edge", 0.0)
+    for form in (*forms_of(prompt_set), CHAT):
+        near = [f"{r.fact.id} ({r.reply.margin:.3f})" for r in artefacts.peek(("readings", prompt_set, form)) or ()
+                if r.reply.margin < edge]
+        if near:
+            record_warning(f"{form}: {len(near)} replies at an edge, won by less than {edge:g} of probability "
+                           "over the runner-up (the largest margin a bfloat16 run overturned), so what they count "
+                           f"may move in another dtype: {', '.join(near)}")
 
 
 @pytest.fixture

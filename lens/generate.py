@@ -36,6 +36,17 @@ class Continuation:
     lead: str
     first: AnswerToken | None
     """Its first token that is not whitespace, None where it ends (or stays whitespace) before one."""
+    margins: tuple[float, ...] = ()
+    """Per token written (and the end-of-sequence token that ended it, if one did), by how much the output
+    probability of the token chosen beats the runner-up's."""
+    deciding: int = 0
+    """How many tokens decided its first word: the lead, the word's tokens and the one that ended it."""
+
+    @property
+    def margin(self) -> float:
+        """The smallest margin over the tokens that decided its first word: how near a tie decided where the
+        lens reads, what it follows and what the reply answers (1.0 where no margin was kept)."""
+        return min(self.margins[: self.deciding], default=1.0)
 
     def spells(self, words: Sequence[str]) -> str | None:
         """The first of `words` the continuation starts with (after its lead), as a whole word, or None."""
@@ -58,22 +69,28 @@ def continue_greedy(model: LoadedModel, prompts: Sequence[str], max_new_tokens: 
         chunk = list(prompts[start : start + batch_size])
         batch = {k: v.to(model.device) for k, v in encode(tokenizer, chunk, model.n_ctx).items()}
         generated = hf.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, top_p=None, top_k=None,
-                                temperature=None, pad_token_id=tokenizer.pad_token_id)
-        for prompt, row in zip(chunk, generated[:, batch["input_ids"].shape[1]:].tolist()):
+                                temperature=None, pad_token_id=tokenizer.pad_token_id,
+                                return_dict_in_generate=True, output_logits=True)
+        top2 = torch.stack(generated.logits, dim=1).float().softmax(dim=-1).topk(2, dim=-1).values
+        margins = (top2[..., 0] - top2[..., 1]).tolist()
+        rows = generated.sequences[:, batch["input_ids"].shape[1]:].tolist()
+        for prompt, row, margin in zip(chunk, rows, margins):
             ids = tuple(row[: next((i for i, t in enumerate(row) if t in stop), len(row))])
-            out.append(_continuation(tokenizer, prompt, ids))
+            written = margin[: len(ids) + 1]  # the end-of-sequence token, where it came, was a choice too
+            out.append(_continuation(tokenizer, prompt, ids, tuple(round(m, 6) for m in written)))
     return out
 
 
-def _continuation(tokenizer, prompt: str, ids: tuple[int, ...]) -> Continuation:
+def _continuation(tokenizer, prompt: str, ids: tuple[int, ...], margins: tuple[float, ...] = ()) -> Continuation:
     skip = next((i for i, t in enumerate(ids) if not is_space(tokenizer.decode([t]))), len(ids))
     lead_ids = ids[:skip]
     first = None
     if skip < len(ids):
         token = tokenizer.decode([ids[skip]])
         first = AnswerToken(text=token, token_id=ids[skip], token=token, n_tokens=1)
+    end = next((j for j in range(skip + 1, len(ids)) if not tokenizer.decode([ids[j]])[:1].isalnum()), len(ids))
     return Continuation(prompt=prompt, ids=ids, text=tokenizer.decode(list(ids)), lead_ids=lead_ids,
-                        lead=tokenizer.decode(list(lead_ids)), first=first)
+                        lead=tokenizer.decode(list(lead_ids)), first=first, margins=margins, deciding=end + 1)
 
 
 def _end_ids(hf, tokenizer) -> list[int]:

@@ -40,18 +40,36 @@ def test_a_continuation_is_read_after_the_whitespace_it_starts_with(tokenizer):
 
 def test_the_greedy_continuation_is_the_argmax_of_the_models_own_logits(tiny_model):
     """Against a hand-written greedy loop over the Hugging Face model's forward pass, one prompt at a time
-    (no padding, no cache)."""
+    (no padding, no cache): the tokens, and by how much each beat the runner-up."""
     prompts = ["The capital of Germany is", "Question: What is the capital of France? Answer:"]
     tokenizer, hf_model = tiny_model.tokenizer, tiny_model.hf_model
     got = continue_greedy(tiny_model, prompts, max_new_tokens=4)
     for prompt, reply in zip(prompts, got):
         ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
-        written = []
+        written, margins = [], []
         with torch.inference_mode():
             for _ in range(4):
-                nxt = int(hf_model(ids).logits[0, -1].argmax())
+                p = hf_model(ids).logits[0, -1].softmax(-1).sort(descending=True)
+                nxt = int(p.indices[0])
+                margins.append(float(p.values[0] - p.values[1]))
                 if nxt == tokenizer.eos_token_id:
                     break
                 written.append(nxt)
                 ids = torch.cat([ids, torch.tensor([[nxt]])], dim=1)
         assert list(reply.ids) == written
+        assert reply.margins == pytest.approx(margins, abs=1e-5)
+
+
+def test_the_margin_is_the_narrowest_choice_among_the_tokens_that_decided_the_first_word(tokenizer):
+    """The tiny tokenizer writes "\n", " ", "1", "1", ",", " ", "w", ...: the lead (two tokens), both digits
+    and the comma that ends the word decided it (5 tokens); later ones did not."""
+    ids = tuple(tokenizer("\n 11, which is the sum")["input_ids"])
+    assert [tokenizer.decode([i]) for i in ids[:5]] == ["\n", " ", "1", "1", ","]
+    deciding = 5
+    margins = tuple(0.9 - 0.01 * j for j in range(len(ids) + 1))
+    reply = _continuation(tokenizer, "10 + 1 =", ids, margins)
+    assert reply.margin == margins[deciding - 1]  # the comma's: narrower than the digits', wider than later ones
+    narrow = tuple(0.05 if j == 1 else 0.9 for j in range(len(ids) + 1))
+    assert _continuation(tokenizer, "10 + 1 =", ids, narrow).margin == 0.05
+    late = tuple(0.01 if j == len(ids) - 1 else 0.9 for j in range(len(ids) + 1))
+    assert _continuation(tokenizer, "10 + 1 =", ids, late).margin == 0.9  # after the word: not deciding
