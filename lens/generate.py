@@ -40,7 +40,7 @@ class Continuation:
     """Per token written (and the end-of-sequence token that ended it, if one did), by how much the output
     probability of the token chosen beats the runner-up's."""
     deciding: int = 0
-    """How many tokens decided its first word: the lead, the word's tokens and the one that ended it."""
+    """How many tokens decided its first word: the lead and the word's tokens."""
 
     @property
     def margin(self) -> float:
@@ -88,9 +88,12 @@ def _continuation(tokenizer, prompt: str, ids: tuple[int, ...], margins: tuple[f
     if skip < len(ids):
         token = tokenizer.decode([ids[skip]])
         first = AnswerToken(text=token, token_id=ids[skip], token=token, n_tokens=1)
+    # The first word's tokens end where a token starts with anything but a letter or digit ("." or " and": which
+    # one ends it changes no answer); a reply of whitespace or nothing was decided by the token that ended it.
     end = next((j for j in range(skip + 1, len(ids)) if not tokenizer.decode([ids[j]])[:1].isalnum()), len(ids))
+    deciding = end if first is not None else len(ids) + 1
     return Continuation(prompt=prompt, ids=ids, text=tokenizer.decode(list(ids)), lead_ids=lead_ids,
-                        lead=tokenizer.decode(list(lead_ids)), first=first, margins=margins, deciding=end + 1)
+                        lead=tokenizer.decode(list(lead_ids)), first=first, margins=margins, deciding=deciding)
 
 
 def _end_ids(hf, tokenizer) -> list[int]:

@@ -61,15 +61,14 @@ def test_the_greedy_continuation_is_the_argmax_of_the_models_own_logits(tiny_mod
 
 
 def test_the_margin_is_the_narrowest_choice_among_the_tokens_that_decided_the_first_word(tokenizer):
-    """The tiny tokenizer writes "\n", " ", "1", "1", ",", " ", "w", ...: the lead (two tokens), both digits
-    and the comma that ends the word decided it (5 tokens); later ones did not."""
+    """The tiny tokenizer writes "\n", " ", "1", "1", ",", " ", "w", ...: the lead (two tokens) and both digits
+    decided the word " 11" (4 tokens); the comma that ended it, and later tokens, did not."""
     ids = tuple(tokenizer("\n 11, which is the sum")["input_ids"])
     assert [tokenizer.decode([i]) for i in ids[:5]] == ["\n", " ", "1", "1", ","]
-    deciding = 5
     margins = tuple(0.9 - 0.01 * j for j in range(len(ids) + 1))
-    reply = _continuation(tokenizer, "10 + 1 =", ids, margins)
-    assert reply.margin == margins[deciding - 1]  # the comma's: narrower than the digits', wider than later ones
+    assert _continuation(tokenizer, "10 + 1 =", ids, margins).margin == margins[3]  # the second digit's
     narrow = tuple(0.05 if j == 1 else 0.9 for j in range(len(ids) + 1))
-    assert _continuation(tokenizer, "10 + 1 =", ids, narrow).margin == 0.05
-    late = tuple(0.01 if j == len(ids) - 1 else 0.9 for j in range(len(ids) + 1))
-    assert _continuation(tokenizer, "10 + 1 =", ids, late).margin == 0.9  # after the word: not deciding
+    assert _continuation(tokenizer, "10 + 1 =", ids, narrow).margin == 0.05  # the lead's
+    comma = tuple(0.01 if j == 4 else 0.9 for j in range(len(ids) + 1))
+    assert _continuation(tokenizer, "10 + 1 =", ids, comma).margin == 0.9  # "," or ".": the same answer
+    assert _continuation(tokenizer, "x", (), (0.2,)).margin == 0.2  # ended at once: the end token's choice
