@@ -264,14 +264,38 @@ def lens_command(*argv: str, **env: str) -> subprocess.CompletedProcess:
                           env=base | {"NNSIGHT_CONFIG": os.devnull} | env)
 
 
+@pytest.fixture
+def lens_fresh(capsys, monkeypatch):
+    """`lens ARGV` in this process as a fresh one would run it (a process costs 6-16 s of imports): the
+    environment `env` and nnsight's configuration reread from it as nnsight reads it when imported (its file
+    out of the way), restored afterwards."""
+    from nnsight import CONFIG
+    from nnsight.schema.config import Config
+
+    def run(*argv: str, **env: str) -> subprocess.CompletedProcess:
+        monkeypatch.delenv("NDIF_API_KEY", raising=False)
+        monkeypatch.delenv("NDIF_HOST", raising=False)
+        for var, value in {"NNSIGHT_CONFIG": os.devnull, **env}.items():
+            monkeypatch.setenv(var, value)
+        fresh = Config.load()
+        monkeypatch.setattr(CONFIG.API, "APIKEY", fresh.API.APIKEY)
+        monkeypatch.setattr(CONFIG.API, "HOST", fresh.API.HOST)
+        capsys.readouterr()
+        status = main(list(argv))
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(argv, status, out, err)
+
+    return run
+
+
 def assert_one_line(done: subprocess.CompletedProcess, message: str) -> None:
     assert done.returncode == 2 and done.stdout == "", done.stderr
     assert done.stderr.startswith("lens: ") and done.stderr.count("\n") == 1, done.stderr
     assert message in done.stderr, done.stderr
 
 
-def test_remote_without_an_api_key_says_where_to_get_one():
-    done = lens_command("trace", BIG, "x", "--remote")
+def test_remote_without_an_api_key_says_where_to_get_one(lens_fresh):
+    done = lens_fresh("trace", BIG, "x", "--remote")
     assert_one_line(done, "--remote needs an NDIF API key: set NDIF_API_KEY=... (get one at https://login.ndif.us)")
 
 
@@ -282,18 +306,18 @@ def assert_unreachable(done: subprocess.CompletedProcess, host: str) -> None:
 
 
 @pytest.mark.parametrize("host", ["https://api.ndif.invalid", "closed port"])
-def test_remote_without_network_says_ndif_cannot_be_reached(host):
+def test_remote_without_network_says_ndif_cannot_be_reached(lens_fresh, host):
     host = f"http://127.0.0.1:{_closed_port()}" if host == "closed port" else host
-    done = lens_command("trace", BIG, "x", "--remote", NDIF_API_KEY="dummy", NDIF_HOST=host)
+    done = lens_fresh("trace", BIG, "x", "--remote", NDIF_API_KEY="dummy", NDIF_HOST=host)
     assert_unreachable(done, host)
 
 
-def test_remote_with_no_host_given_names_nnsights_default_host_when_it_cannot_be_reached():
+def test_remote_with_no_host_given_names_nnsights_default_host_when_it_cannot_be_reached(lens_fresh):
     # The issue's command as it is (no NDIF_HOST), with every HTTPS request sent to a proxy nothing listens on:
     # NDIF cannot be reached whatever this machine's network, and the line names the host nnsight would use.
     proxy = f"http://127.0.0.1:{_closed_port()}"
-    done = lens_command("trace", BIG, "x", "--remote", NDIF_API_KEY="dummy", HTTPS_PROXY=proxy, https_proxy=proxy,
-                        NO_PROXY="", no_proxy="")
+    done = lens_fresh("trace", BIG, "x", "--remote", NDIF_API_KEY="dummy", HTTPS_PROXY=proxy, https_proxy=proxy,
+                      NO_PROXY="", no_proxy="")
     assert_unreachable(done, "https://api.ndif.us")
 
 
@@ -322,6 +346,7 @@ def fake_ndif():
 
 
 def test_remote_reads_only_config_and_tokenizer_from_the_hub_never_weights(fake_ndif, tmp_path):
+    # In a process of its own: the Hub's cache folder and offline mode are read when huggingface_hub is imported.
     status, host = fake_ndif
     status.payload = ndif.status(ndif.hot(BIG))
     done = lens_command("trace", BIG, "x", "--remote", NDIF_API_KEY="dummy", NDIF_HOST=host,

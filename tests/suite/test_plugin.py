@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from lens.registry import embedded_models
+from suite.__main__ import main as suite_main
 
 pytest_plugins = ["pytester"]
 
@@ -71,8 +72,10 @@ def fake_findings(pytester):
     return pytester
 
 
-def run(pytester, *args):
-    return pytester.runpytest_subprocess("-p", "suite.plugin", "-p", "no:cacheprovider", *args)
+def run(pytester, *args, **kwargs):
+    """The suite's plugin inside pytest, in this process: what a subprocess would show (outcomes, output, the
+    report), without paying the imports again (a subprocess run cost 6-16 s, this one well under one)."""
+    return pytester.runpytest_inprocess("-p", "suite.plugin", "-p", "no:cacheprovider", *args, **kwargs)
 
 
 def results(pytester):
@@ -117,7 +120,7 @@ def test_an_interrupted_run_leaves_the_previous_report_whole(fake_findings):
         "import pytest\npytestmark = pytest.mark.claim('x', number=4)\n"
         "def test_interrupt(model_name):\n    raise KeyboardInterrupt\n"
     )
-    run(fake_findings, "findings", *MODELS)
+    run(fake_findings, "findings", *MODELS, no_reraise_ctrlc=True)  # the interrupt stays in the inner run
     after = {p.name: p.read_bytes() for p in (fake_findings.path / "reports").iterdir() if p.is_file()}
     assert after == before
     assert not [p for p in (fake_findings.path / "reports").iterdir() if p.name.startswith(".")]
@@ -162,13 +165,15 @@ def test_results_accumulate_a_run_replaces_only_what_it_ran(fake_findings):
     assert f"kept from earlier runs: gemma3 ({first['runs']['gemma3']['date']})" in outcome.stdout.str()
 
 
-def test_the_report_rerenders_without_models(fake_findings):
+def test_the_report_rerenders_without_models(fake_findings, capsys):
     run(fake_findings, "findings", *MODELS)
     reports = fake_findings.path / "reports"
     (reports / "findings.md").unlink()
-    done = subprocess.run([sys.executable, "-m", "suite", "report", "--reports", str(reports)],
-                          capture_output=True, text=True)
-    assert done.returncode == 0 and "### 1. Fake claim" in (reports / "findings.md").read_text()
+    capsys.readouterr()
+    assert suite_main(["report", "--reports", str(reports)]) == 0  # `./run report`, in this process
+    assert capsys.readouterr().out == f"{reports / 'findings.md'}\n"
+    assert "### 1. Fake claim" in (reports / "findings.md").read_text()
+    # `python -m suite` itself, its exit status and its one line, in a process of its own:
     done = subprocess.run([sys.executable, "-m", "suite", "report", "--reports", str(fake_findings.path / "nowhere")],
                           capture_output=True, text=True)
     assert done.returncode == 2 and "run the findings first" in done.stderr and done.stderr.count("\n") == 1
