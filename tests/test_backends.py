@@ -21,7 +21,7 @@ from lens.cli import main
 from lens.errors import LensError
 from lens.lenses import RAW
 from lens.registry import HubModel
-from lens.remote import RemoteModel
+from lens.remote import SCHEDULE_URL, RemoteModel
 from lens.trace import collect, read, trace
 from tests import ndif
 
@@ -201,7 +201,8 @@ NOT_DEDICATED = ("Model nnsight.modeling.language.LanguageModel:{...} is not ded
 @pytest.mark.parametrize(
     "error, message",
     [
-        (NOT_DEDICATED, f"NDIF does not run test/m for this API key now ({NOT_DEDICATED})"),
+        (NOT_DEDICATED, f"NDIF does not run test/m for this API key now ({NOT_DEDICATED}): see {SCHEDULE_URL} "
+                        "for when it is scheduled"),
         ("Failed to send request: Invalid API key", "NDIF refused the API key (Failed to send request: Invalid API "
          "key): check NDIF_API_KEY (get one at https://login.ndif.us)"),
         ("CUDA out of memory\nmore", "NDIF could not run test/m: CUDA out of memory"),  # the first line only
