@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -15,6 +16,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from lens.loader import LoadedModel, load, wrap
 from lens.registry import LocalFolder
+from tests.reference import plain_twin
 
 CORPUS = [
     "The capital of Germany is Berlin.",
@@ -114,3 +116,35 @@ def gemma3() -> LoadedModel:
 @pytest.fixture(scope="session", params=["smollm2", "gemma3"])
 def real_model(request) -> LoadedModel:
     return request.getfixturevalue(request.param)
+
+
+@pytest.fixture(scope="session")
+def twin_of() -> Callable[[LoadedModel], torch.nn.Module]:
+    """`twin_of(model)`: the plain transformers copy of an embedded model's weights (tests/reference.py), built
+    once per model for the session (each costs a load). Read only: hooks are removed after each use."""
+    twins: dict[str, torch.nn.Module] = {}
+
+    def twin(model: LoadedModel) -> torch.nn.Module:
+        if model.weights_id not in twins:
+            twins[model.weights_id] = plain_twin(model)
+        return twins[model.weights_id]
+
+    return twin
+
+
+@pytest.fixture
+def cli_smollm2(smollm2, monkeypatch) -> LoadedModel:
+    """The `lens` command's load of smollm2 on the CPU (default dtype, no offload) answered with the session's
+    smollm2, what that load gives (the same file, device and dtype; tests/test_loader.py checks a second load
+    equals the first): the command's own tests then do not load it again. Any other load goes through."""
+    import lens.loader
+
+    real_load = lens.loader.load
+
+    def load(name_or_path, device=None, dtype=None, offload=None, **kwargs):
+        if (name_or_path, device, dtype, offload, kwargs) == ("smollm2", "cpu", None, None, {}):
+            return smollm2
+        return real_load(name_or_path, device=device, dtype=dtype, offload=offload, **kwargs)
+
+    monkeypatch.setattr(lens.loader, "load", load)
+    return smollm2

@@ -4,15 +4,14 @@ import pytest
 import torch
 
 from lens.attention import attention_from_last, token_positions
-from tests.reference import plain_twin
 
 PROMPT = "The capital of Germany is"
 
 
-def test_attention_from_last_matches_transformers_output_attentions(real_model):
+def test_attention_from_last_matches_transformers_output_attentions(real_model, twin_of):
     model = real_model  # a fixture of an embedded model: the test is marked slow (tests/conftest.py)
     ours = attention_from_last(model, PROMPT)
-    twin = plain_twin(model)
+    twin = twin_of(model)
     with torch.inference_mode():
         attentions = twin(**model.tokenizer([PROMPT], return_tensors="pt"), output_attentions=True).attentions
     expected = torch.stack([a[0, :, -1, :].mean(0) for a in attentions])

@@ -237,7 +237,7 @@ def test_a_remote_run_that_cannot_reach_ndif_is_one_line(tiny_tokenizer, monkeyp
 
 
 @pytest.mark.parametrize("prompt, answer", [(HELD_OUT[1], " Rome"), (ARITHMETIC, SEVEN)])
-def test_trace_json_through_nnsight_equals_the_default(capsys, smollm2, prompt, answer):
+def test_trace_json_through_nnsight_equals_the_default(capsys, cli_smollm2, prompt, answer):
     outputs = []
     for backend in ([], ["--backend", "nnsight"]):
         assert main(["trace", "smollm2", prompt, "--answer", answer, "--json", "--device", "cpu", *backend]) == 0
@@ -251,7 +251,7 @@ def test_trace_json_through_nnsight_equals_the_default(capsys, smollm2, prompt, 
     assert abs(nn["output"]["p_answer"] - default["output"]["p_answer"]) <= TOLERANCE
 
 
-def test_check_compares_the_backends(capsys, smollm2):
+def test_check_compares_the_backends(capsys, cli_smollm2):
     assert main(["check", "smollm2", "--backend", "nnsight", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("smollm2 through nnsight on cpu (float32) agrees with the bridge backend: max |Δp| = ")

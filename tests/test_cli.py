@@ -20,13 +20,13 @@ def run(capsys, *argv):
     return status, out, err
 
 
-def test_trace_json_has_the_documented_schema(capsys, smollm2):
+def test_trace_json_has_the_documented_schema(capsys, cli_smollm2):
     status, out, _ = run(capsys, "trace", "smollm2", GERMANY, "--answer", " Berlin", "--json", "--device", "cpu")
     assert status == 0
     data = json.loads(out)
     assert list(data) == ["model", "prompt", "read_after", "answer", "answer_token", "n_layers", "layers", "output"]
     assert (data["model"], data["answer"], data["answer_token"]) == ("smollm2", " Berlin", " Berlin")
-    assert data["n_layers"] == len(data["layers"]) == smollm2.n_layers
+    assert data["n_layers"] == len(data["layers"]) == cli_smollm2.n_layers
     for i, layer in enumerate(data["layers"]):
         assert list(layer) == ["layer", "depth", "top", "p_answer", "rank_answer", "entropy", "kl_to_output"]
         assert layer["layer"] == i and layer["depth"] == pytest.approx((i + 1) / data["n_layers"])
@@ -38,17 +38,17 @@ def test_trace_json_has_the_documented_schema(capsys, smollm2):
     assert data["layers"][-1]["p_answer"] == pytest.approx(data["output"]["p_answer"], abs=1e-4)
 
 
-def test_trace_table_is_readable(capsys, smollm2):
+def test_trace_table_is_readable(capsys, cli_smollm2):
     status, out, _ = run(capsys, "trace", "smollm2", GERMANY, "--answer", " Berlin", "--device", "cpu", "--top-k", "2")
     assert status == 0
     lines = out.splitlines()
     assert lines[0] == "smollm2: 'The capital of Germany is'"
     assert "p(' Berlin')" in lines[1]
-    assert len(lines) == 3 + smollm2.n_layers + 1
+    assert len(lines) == 3 + cli_smollm2.n_layers + 1
     assert lines[-1].startswith("out") and "' Berlin'" in lines[-1]
 
 
-def test_a_multi_token_answer_says_so(capsys, smollm2):
+def test_a_multi_token_answer_says_so(capsys, cli_smollm2):
     status, _, err = run(capsys, "trace", "smollm2", "The capital of Burkina Faso is", "--answer", " Ouagadougou", "--json", "--device", "cpu")
     assert status == 0 and "the lens follows its first" in err
 

@@ -6,7 +6,6 @@ import torch
 
 from lens.errors import LensError
 from lens.patching import patch_residuals
-from tests.reference import plain_twin
 
 CLEAN, CORRUPT, ANSWER = "The capital of Germany is", "The capital of France is", " Berlin"
 
@@ -40,8 +39,8 @@ def one_patch(twin, tokenizer, layer, position, answer_id):
     return float((p_patched - p_corrupt) / (p_clean - p_corrupt))
 
 
-def test_batched_patching_matches_single_patches_with_plain_hooks(smollm2, patched):
-    twin = plain_twin(smollm2)
+def test_batched_patching_matches_single_patches_with_plain_hooks(smollm2, patched, twin_of):
+    twin = twin_of(smollm2)
     answer_id = smollm2.tokenizer(CLEAN + ANSWER)["input_ids"][len(smollm2.tokenizer(CLEAN)["input_ids"])]
     n_pos = len(patched.tokens)
     for layer, position in [(0, n_pos - 2), (10, n_pos - 2), (20, n_pos - 1), (29, n_pos - 1), (15, 0)]:

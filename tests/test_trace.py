@@ -9,7 +9,7 @@ from lens.lenses import EXACT, RAW
 from lens.tokens import answer_token, encode
 from lens.trace import collect, read, read_at, trace
 from tests.conftest import random_model
-from tests.reference import plain_twin, reference_lens
+from tests.reference import reference_lens
 
 PROMPTS = ["The capital of Germany is", "Question: What is the capital of France? Answer:"]
 TOLERANCE = 1e-4
@@ -23,8 +23,8 @@ def tiny_pair(tiny_model, tiny_tokenizer):
 
 
 @pytest.fixture(scope="module")
-def real_pair(real_model):
-    return real_model, plain_twin(real_model)
+def real_pair(real_model, twin_of):
+    return real_model, twin_of(real_model)
 
 
 def test_every_layer_matches_plain_transformers_hooks_on_random_models(tiny_pair):
