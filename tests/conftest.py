@@ -70,6 +70,12 @@ def random_model(arch: str, tokenizer_folder) -> LoadedModel:
     return wrap(spec, hf_model, tokenizer, device="cpu", weights_id="random")
 
 
+@pytest.fixture(autouse=True)
+def _jobs_of_this_test_only(tmp_path, monkeypatch):
+    """Remote jobs' results are kept per test: one test's kept results never answer another's."""
+    monkeypatch.setenv("LENS_JOBS_DIR", str(tmp_path / "ndif-jobs"))
+
+
 REAL_MODELS = {"smollm2", "gemma3", "real_model"}
 """Fixtures that load an embedded model: a test using one is marked `slow`."""
 

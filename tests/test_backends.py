@@ -121,8 +121,19 @@ def test_blocks_on_several_devices_are_read_as_ndif_places_them(tiny_tokenizer, 
     assert [h.device.type for h in hidden] == ["cpu", "meta"]  # the blocks' outputs are on two devices
     here = nnsight_reads(nn, batch)
     assert here.resid.device.type == "meta" and here.resid.shape == (2, SIZES["num_hidden_layers"], 64)
-    remote = nnsight_reads(nn, batch, lens=True, remote="local")  # the request NDIF runs, serialized
-    assert remote.lens_logits.shape == (2, SIZES["num_hidden_layers"], len(tokenizer))
+    # The request NDIF runs, serialized: the lens reduced where the last block is.
+    from lens.backends import parts
+    from lens.intrace import lens_figures
+    from lens.remote import SimulatedNDIF, ship_code
+
+    ship_code()
+    layers, norm, head = parts(nn)
+    ids = {"exact": torch.tensor([[5, 7], [9, 9]])}
+    with nn.trace(dict(batch), backend=SimulatedNDIF(nn), logits_to_keep=1):
+        reduced = nnsight.save(lens_figures(nn, layers, norm, head, None, ("exact",), ids, torch.zeros(2, 0), 3,
+                                            (1.0,), 1 << 20))
+    assert reduced["exact"]["ids_ranks"].shape == (2, SIZES["num_hidden_layers"], 2)
+    assert reduced["exact"]["top_ids"].device.type == "meta"
 
 
 def test_a_backend_not_known_is_refused(tiny_model):
@@ -133,40 +144,13 @@ def test_a_backend_not_known_is_refused(tiny_model):
 # ---- the remote path, run here by nnsight's own dry run of a remote request ------------------------------------
 
 
-class _NoLensHere(importlib.abc.MetaPathFinder):
-    """NDIF has no `lens` package: importing it fails while the request is unpacked."""
-
-    def find_spec(self, name, path, target=None):
-        if name == "lens" or name.startswith("lens."):
-            raise ModuleNotFoundError(f"No module named {name!r} (not on the NDIF server)")
-        return None
-
-
 def as_on_ndif(model, tiny_tokenizer, monkeypatch) -> RemoteModel:
     """`model` as a RemoteModel whose requests go through nnsight's dry run of a remote request: serialized,
-    unpacked with the modules NDIF lacks hidden (here also `lens`, which an editable install would otherwise
-    still find), then run against the model here."""
-    from nnsight.intervention.backends.local import LocalSimulationBackend
+    unpacked with the modules NDIF lacks hidden (`lens` too, which an editable install would otherwise still
+    find), then run against the model here (`lens.remote.simulated`)."""
+    from lens.remote import simulated
 
-    class WithoutLens(LocalSimulationBackend):
-        def _hide_local_modules(self):
-            hidden = super()._hide_local_modules()  # pops lens.* from sys.modules
-            sys.meta_path.insert(0, finder := _NoLensHere())
-            hidden["finder"] = finder
-            return hidden
-
-        def _restore(self, hidden):
-            sys.meta_path.remove(hidden.pop("finder"))
-            super()._restore(hidden)
-
-    spec = HubModel(name=model.name, repo=f"test/{model.name}")
-    # nnsight names the model to NDIF by its repo id, canonicalized once by the Hub (here: by itself).
-    model.hf_model.name_or_path = spec.repo
-    monkeypatch.setitem(importlib.import_module("nnsight.modeling.huggingface")._ID_CACHE, spec.repo, spec.repo)
-    nn = nnsight_model(model)
-    monkeypatch.setattr(nn, "_remote_backend", lambda *args: WithoutLens(nn))
-    return RemoteModel(spec=spec, repo=spec.repo, nn=nn, tokenizer=model.tokenizer, n_layers=model.n_layers,
-                       n_ctx=model.n_ctx, softcap=model.softcap, host="local", via="local")
+    return simulated(model)
 
 
 @pytest.mark.parametrize("arch", ["gemma2", "llama"])  # gemma2: soft-capped (the cap is applied remotely)
@@ -175,12 +159,15 @@ def test_the_remote_request_runs_where_no_lens_package_is_and_gives_the_local_le
 
     model = random_model(arch, tiny_tokenizer)
     remote = as_on_ndif(model, tiny_tokenizer, monkeypatch)
-    residuals = collect(remote, HELD_OUT, backend="nnsight")
-    assert residuals.resid is None and residuals.lens_logits.shape[:2] == (len(HELD_OUT), model.n_layers)
+    residuals = collect(remote, HELD_OUT, HELD_OUT_ANSWERS, backend="nnsight")
+    assert residuals.resid is None and residuals.output_logits is None  # figures came back, never tensors of logits
+    assert residuals.reduced.lenses["exact"]["ids_ranks"].shape[:2] == (len(HELD_OUT), model.n_layers)
     assert_same_traces(read(remote, residuals, HELD_OUT_ANSWERS), trace(model, HELD_OUT, HELD_OUT_ANSWERS))
-    # Only the exact lens came back: another lens needs the block outputs, which stayed where the model ran.
-    with pytest.raises(LensError, match="read remotely through the exact lens only"):
+    # Only what was asked for came back: another lens, or another token, needs another job.
+    with pytest.raises(LensError, match="reduced remotely for the exact lens only: collect it with the raw lens"):
         read(remote, residuals, HELD_OUT_ANSWERS, lens=RAW)
+    with pytest.raises(LensError, match="reduced remotely without following token ids"):
+        read(remote, residuals, HELD_OUT_ANSWERS, watch=[[" Paris"]] * len(HELD_OUT))
     with pytest.raises(LensError, match="runs remotely, through nnsight: use backend 'nnsight'"):
         collect(remote, HELD_OUT)
 
@@ -190,7 +177,7 @@ def test_a_remote_read_whose_last_block_is_not_the_output_is_refused(tiny_tokeni
 
     remote = as_on_ndif(random_model("llama", tiny_tokenizer), tiny_tokenizer, monkeypatch)
     remote.softcap = 1.0  # a cap the model does not have: the lens at the last block is not its output
-    with pytest.raises(LensError, match=r"the lens is not exact on test/tiny-llama as NDIF runs it"):
+    with pytest.raises(LensError, match=r"the lens is not exact on tiny-llama as NDIF runs it"):
         collect(remote, HELD_OUT[:1], backend="nnsight")
 
 
@@ -224,7 +211,7 @@ def test_a_remote_run_that_cannot_reach_ndif_is_one_line(tiny_tokenizer, monkeyp
     host = f"http://127.0.0.1:{_closed_port()}"
     monkeypatch.setattr(CONFIG.API, "HOST", host)
     monkeypatch.setattr(CONFIG.API, "APIKEY", "dummy")
-    remote.via, remote.host = True, host
+    remote.via, remote.host, remote.model_key = True, host, ndif.model_key("test/tiny-llama")  # as `connect` sets
     with pytest.raises(LensError, match=rf"^cannot reach NDIF at {host} \(.*\): check the network connection$"):
         trace(remote, HELD_OUT[:1], backend="nnsight")
 
@@ -269,7 +256,7 @@ def assert_one_line(done: subprocess.CompletedProcess, message: str) -> None:
 
 def test_remote_without_an_api_key_says_where_to_get_one():
     done = lens_command("trace", BIG, "x", "--remote")
-    assert_one_line(done, "--remote needs an NDIF API key: set NDIF_API_KEY=... (get one at https://login.ndif.us)")
+    assert_one_line(done, "a run on NDIF needs an API key: set NDIF_API_KEY=... (get one at https://login.ndif.us)")
 
 
 @pytest.mark.parametrize("host", ["https://api.ndif.invalid", "closed port"])

@@ -1,0 +1,40 @@
+"""Code that runs inside an nnsight trace: on the model here, and on NDIF inside a job (`lens.remote`).
+
+It travels with a remote request by value, as `lens.reduce` and `lens.lenses` do (NDIF has no `lens` package,
+and its sandbox imports torch but little else), so it holds plain functions over envoys and tensors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from lens.lenses import exact_logits
+from lens.reduce import reduce_lenses
+
+
+def last_block_outputs(layers: Any, position: int | None = -1) -> torch.Tensor:
+    """Every decoder layer's output at one position, (batch, n_layers, d_model), or at every position
+    (`position` None: (batch, n_layers, positions, d_model)). NDIF loads a model with device_map="auto", its
+    blocks on several GPUs: the outputs meet where the last block is, which is where the final norm receives
+    the residual stream."""
+    kept = []
+    for layer in layers:
+        out = layer.output
+        hidden = out[0] if isinstance(out, tuple) else out  # some blocks return (hidden, ...)
+        kept.append(hidden if position is None else hidden[:, position])
+    return torch.stack([hidden.to(kept[-1].device) for hidden in kept], dim=1)
+
+
+def lens_figures(nn: Any, layers: Any, norm: Any, head: Any, softcap: float | None, lenses: Sequence[str],
+                 ids: dict[str, torch.Tensor], output_ids: torch.Tensor, top_k: int, temperatures: Sequence[float],
+                 max_elements: int) -> dict[str, dict[str, torch.Tensor]]:
+    """Inside a trace over a batch: each lens ("exact": final norm, unembedding, soft-cap; "raw": the unembedding
+    alone) reduced at the last position (`lens.reduce.reduce_lenses`)."""
+    resid = last_block_outputs(layers)
+    output = nn.output.logits[:, -1]
+    makers = {"exact": lambda rows: exact_logits(norm, head, rows, softcap), "raw": lambda rows: head(rows)}
+    chosen = {name: makers[name] for name in lenses}
+    return reduce_lenses(chosen, resid, output.to(resid.device), ids, top_k, temperatures, output_ids, max_elements)
