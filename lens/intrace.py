@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from lens.lenses import exact_logits
-from lens.reduce import reduce_lenses
+from lens.reduce import reduce_lenses, top1
 
 
 def last_block_outputs(layers: Any, position: int | None = -1) -> torch.Tensor:
@@ -38,3 +38,23 @@ def lens_figures(nn: Any, layers: Any, norm: Any, head: Any, softcap: float | No
     makers = {"exact": lambda rows: exact_logits(norm, head, rows, softcap), "raw": lambda rows: head(rows)}
     chosen = {name: makers[name] for name in lenses}
     return reduce_lenses(chosen, resid, output.to(resid.device), ids, top_k, temperatures, output_ids, max_elements)
+
+
+def grid_figures(layers: Any, norm: Any, head: Any, softcap: float | None) -> dict[str, torch.Tensor]:
+    """Inside a trace over one prompt: the exact lens's top token and its probability at every (block, position)."""
+    resid = last_block_outputs(layers, position=None)[0]  # (n_layers, positions, d_model)
+    p, ids = top1(exact_logits(norm, head, resid, softcap))
+    return {"p": p, "ids": ids}
+
+
+def patched_p(nn: Any, layers: Any, k: int, where: torch.Tensor, target: int) -> torch.Tensor:
+    """Inside a trace over [clean, corrupted, corrupted x (n_layers * k)] rows of one length: at each block, the
+    clean row's output at the `k` positions `where` goes into that block's k rows (block-major after the first
+    two), one position each, before the next block reads them; then p(target) at the last position, per row."""
+    for i, layer in enumerate(layers):
+        out = layer.output
+        hidden = out[0] if isinstance(out, tuple) else out
+        at = where.to(hidden.device)
+        hidden[2 + i * k + torch.arange(k, device=hidden.device), at] = hidden[0, at]
+    logits = nn.output.logits[:, -1]
+    return torch.softmax(logits.float(), dim=-1)[:, target].clone()  # not a view: only these values travel

@@ -4,9 +4,10 @@ The weights never come here. nnsight builds the model on the meta device from it
 tokenizer) from the Hub, and ships each job's trace to NDIF, which runs it on the model it hosts. What a job
 computes runs there (`lens.intrace`): the lens at the last position, reduced to what the claims read
 (`lens.reduce`: followed tokens' logits and ranks, top-k, entropy and KL per temperature, the last block's
-difference from the output); so what comes back is figures, a few kilobytes a prompt, never activations.
-Jobs are queued without waiting, polled and kept on disk (`lens.jobs`). A model here can take the same path,
-NDIF's requests simulated by nnsight (`simulated`).
+difference from the output), the model's own greedy continuation, the logit-lens grid, activation patching
+(p(answer) per patched row); so what comes back is figures, a few kilobytes a prompt, never activations
+(attention patterns are not read there: `lens.attention`). Jobs are queued without waiting, polled and kept on
+disk (`lens.jobs`). A model here can take the same path, NDIF's requests simulated by nnsight (`simulated`).
 
 The API key comes from the environment (`NDIF_API_KEY`) or from nnsight's configuration file, written once by
 `nnsight login` (nnsight's `CONFIG.set_default_api_key`). No key, no network, a model NDIF does not run now for
@@ -37,7 +38,7 @@ from lens.backends import nnsight_model, parts
 from lens.device import RELATIVE_TOLERANCE
 from lens.errors import LensError
 from lens.registry import HubModel, ModelSpec, resolve
-from lens.tokens import encode_ids
+from lens.tokens import encode, encode_ids
 
 KEY_URL = "https://login.ndif.us"
 """Where an NDIF API key comes from."""
@@ -52,6 +53,8 @@ TOO_OLD = re.compile(r"Client nnsight version (\S+) is incompatible with the ser
 
 MAX_LENS_ELEMENTS = 1 << 25
 """Rows x vocab of one lens's logits at once inside a job (128 MiB of float32): bounds a job's memory on NDIF."""
+PATCHES_PER_JOB = 8
+"""Patchings per session job: each is one forward of (1 + 1 + blocks x positions) rows."""
 NDIF_DTYPE = torch.bfloat16
 """The dtype NDIF runs its models in (its ModelActor's default, under autocast)."""
 
@@ -127,6 +130,47 @@ class RemoteModel:
             self._require_exact(joined["exact"])
         return joined
 
+    def continuations(self, prompts: Sequence[str], max_new_tokens: int, batch_size: int = 16) -> list[list[int]]:
+        """Each prompt's greedy continuation by the model on NDIF (`max_new_tokens` token ids), one job per batch."""
+        jobs_ = []
+        for start in range(0, len(prompts), batch_size):
+            batch = encode(self.tokenizer, list(prompts[start:start + batch_size]), self.n_ctx)
+            n = batch["input_ids"].shape[0]
+            pad = self.tokenizer.pad_token_id
+            args = {"max_new_tokens": max_new_tokens, "pad": self.tokenizer.eos_token_id if pad is None else pad}
+            jobs_.append(jobs.Job("continuation", dict(batch), args, n,
+                                  jobs.saved_bytes(n * max_new_tokens * 8, 1)))
+        results = jobs.run(self, jobs_, f"its own continuation of {jobs.count(len(prompts), 'prompt')}")
+        return [row for result in results for row in result.tolist()]
+
+    def grid(self, prompt: str) -> dict[str, torch.Tensor]:
+        """The exact lens's top token and its probability at every (block, position) of one prompt, on NDIF."""
+        batch = encode(self.tokenizer, [prompt], self.n_ctx)
+        cells = self.n_layers * batch["input_ids"].shape[1]
+        (result,) = jobs.run(self, [jobs.Job("grid", dict(batch), {"softcap": self.softcap}, 1,
+                                             jobs.saved_bytes(cells * 8, 2))],
+                             "the logit-lens grid")
+        return result
+
+    def patch(self, cases: Sequence[Any]) -> list[torch.Tensor]:
+        """Activation patching of each case (`lens.patching.Case`) on NDIF: one forward per case whose batch holds
+        the clean prompt, the corrupted one and a corrupted row per (block, position) patched from the clean row
+        in the same pass; `PATCHES_PER_JOB` cases per session job; p(answer) per row comes back."""
+        jobs_ = []
+        for start in range(0, len(cases), PATCHES_PER_JOB):
+            chunk = cases[start:start + PATCHES_PER_JOB]
+            inputs, rows = [], 0
+            for case in chunk:
+                k = len(case.positions)
+                ids = torch.cat([case.clean_ids, case.corrupt_ids, case.corrupt_ids.expand(self.n_layers * k, -1)])
+                inputs.append({"input_ids": ids, "attention_mask": torch.ones_like(ids)})
+                rows += ids.shape[0]
+            args = {"inputs": inputs, "k": [len(c.positions) for c in chunk],
+                    "where": [torch.tensor(c.positions) for c in chunk], "target": [c.target for c in chunk]}
+            jobs_.append(jobs.Job("patching", {}, args, len(chunk), jobs.saved_bytes(4 * rows, len(chunk))))
+        results = jobs.run(self, jobs_, f"patching {jobs.count(len(cases), 'prompt')}")
+        return [p for result in results for p in result]
+
     def submit(self, job: jobs.Job) -> str | jobs.Done:
         """Send a job to NDIF without waiting (its id); a simulated one runs here at once (`jobs.Done`)."""
         if self.via == "local":
@@ -169,7 +213,7 @@ class RemoteModel:
         `lens.intrace` by value."""
         import nnsight
 
-        from lens.intrace import lens_figures
+        from lens.intrace import grid_figures, lens_figures, patched_p
 
         ship_code()
         nn, args = self.nn, job.args
@@ -182,6 +226,22 @@ class RemoteModel:
                         out = nnsight.save(lens_figures(
                             nn, layers, norm, head, args["softcap"], args["lenses"], args["ids"], args["output_ids"],
                             args["top_k"], args["temperatures"], MAX_LENS_ELEMENTS))
+                elif job.kind == "continuation":
+                    width = job.inputs["input_ids"].shape[1]
+                    with nn.generate(dict(job.inputs), backend=backend, max_new_tokens=args["max_new_tokens"],
+                                     do_sample=False, top_p=None, top_k=None, temperature=None,
+                                     pad_token_id=args["pad"]) as tracer:
+                        out = nnsight.save(tracer.result[:, width:].clone())  # not a view: only these travel
+                elif job.kind == "grid":
+                    with nn.trace(dict(job.inputs), backend=backend):
+                        out = nnsight.save(grid_figures(layers, norm, head, args["softcap"]))
+                elif job.kind == "patching":
+                    with nn.session(backend=backend):
+                        rows = []
+                        for inputs, k, where, target in zip(args["inputs"], args["k"], args["where"], args["target"]):
+                            with nn.trace(dict(inputs), logits_to_keep=1):
+                                rows.append(patched_p(nn, layers, k, where, target))
+                        out = nnsight.save(rows)
                 else:
                     raise ValueError(f"unknown job kind {job.kind!r}")
             except LensError:

@@ -172,6 +172,42 @@ def test_the_remote_request_runs_where_no_lens_package_is_and_gives_the_local_le
         collect(remote, HELD_OUT)
 
 
+@pytest.mark.parametrize("arch", ["gemma2", "llama"])
+def test_the_models_own_continuation_the_grid_and_patching_run_remotely_as_here(arch, tiny_tokenizer, monkeypatch):
+    from lens.generate import continue_greedy
+    from lens.grid import lens_grid
+    from lens.patching import patch_many, patch_residuals
+    from tests.conftest import random_model
+
+    model = random_model(arch, tiny_tokenizer)
+    remote = as_on_ndif(model, tiny_tokenizer, monkeypatch)
+    assert continue_greedy(remote, HELD_OUT) == continue_greedy(model, HELD_OUT)  # generated there, 8 tokens
+    far, here = lens_grid(remote, HELD_OUT[0]), lens_grid(model, HELD_OUT[0])
+    assert far.top1 == here.top1 and far.tokens == here.tokens
+    assert max(abs(a - b) for x, y in zip(far.p, here.p) for a, b in zip(x, y)) <= TOLERANCE
+    # One forward per case: the clean prompt, the corrupted one and each patched row in one batch.
+    cases = [("The capital of Germany is", "The capital of France is", " Berlin", [1, -1]),
+             ("The capital of France is", "The capital of Germany is", " Paris", None)]
+    for ours, case in zip(patch_many(remote, cases), cases, strict=True):
+        theirs = patch_residuals(model, *case)
+        assert (ours.positions, ours.tokens) == (theirs.positions, theirs.tokens)
+        for a, b in ((ours.p_clean, theirs.p_clean), (ours.p_corrupt, theirs.p_corrupt)):
+            assert abs(a - b) <= TOLERANCE * 1e-2
+        gap = theirs.p_clean - theirs.p_corrupt  # restored shares are differences over the gap: compare p
+        assert max(abs(a - b) * abs(gap) for x, y in zip(ours.restored, theirs.restored)
+                   for a, b in zip(x, y)) <= TOLERANCE * 1e-2
+
+
+def test_attention_is_refused_remotely_with_its_reason(tiny_tokenizer, monkeypatch):
+    from lens.attention import attention_from_last
+    from lens.errors import NotRemote
+    from tests.conftest import random_model
+
+    remote = as_on_ndif(random_model("llama", tiny_tokenizer), tiny_tokenizer, monkeypatch)
+    with pytest.raises(NotRemote, match=r"^attention patterns are not read on NDIF: it runs models with fused "):
+        attention_from_last(remote, HELD_OUT[0])
+
+
 def test_a_remote_read_whose_last_block_is_not_the_output_is_refused(tiny_tokenizer, monkeypatch):
     from tests.conftest import random_model
 
