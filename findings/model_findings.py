@@ -7,17 +7,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from typing import Any
 
 
-from findings.data import CAPITALS, CHAT, NOTES_FACT, NOTES_PROMPT, SETS, THRESHOLDS, Fact, forms_of
+from findings.data import CAPITALS, CHAT, FACTS, NOTES_FACT, NOTES_PROMPT, SETS, THRESHOLDS, Fact, forms_of
 from findings.evidence import partners
 from lens.attention import AttentionFromLast, attention_from_last, token_positions
-from lens.generate import Continuation, continue_greedy
+from lens.generate import MAX_NEW_TOKENS, Continuation, continue_greedy
 from lens.grid import LensGrid, lens_grid
 from lens.lenses import EXACT, RAW, Lens
 from lens.model import LoadedModel
 from lens.patching import Patching, patch_many, patch_residuals
+from lens.jobs import saved_bytes
 from lens.progress import bar
+from lens.remote import PATCHES_PER_JOB, lens_bytes
 from lens.tokens import AnswerToken, after_lead, chat_prompt, followed_token, variants
 from lens.trace import Residuals, Trace, Wanted, collect, output_probabilities, read
 from suite.session import ModelArtefacts, ModelRecord
@@ -220,6 +223,28 @@ class ModelFindings:
             patching = patchings.get(fact.id)
             if patching is not None and patching.p_clean - patching.p_corrupt >= THRESHOLDS["patching"]["min_gap"]:
                 yield fact, patching, subjects[fact.id], trace
+
+
+def ndif_plan(chat: bool, model: Any, tests: list[str]) -> str:
+    """What the selected tests (node ids) will ask of a model on NDIF, before anything is sent: the prompts of the
+    prompt sets they run on in every form (the chat form for an instruct model), one job per 16 for its own
+    continuation and one for the lens, the grid and patching where selected, and about what comes back (the
+    lens at most: 17 tokens followed through the exact lens, the answer through the raw one, the candidates)."""
+    sets = [name for name in SETS if any(test.endswith(f"-{name}]") for test in tests)]
+    prompts = jobs = back = 0
+    for name in sets:
+        n = len(SETS[name])
+        for _ in (*forms_of(name), *([CHAT] if chat else [])):
+            batches = -(-n // 16)
+            prompts, jobs = prompts + n, jobs + 2 * batches
+            back += batches * lens_bytes(model.n_layers, 16, {EXACT.name: 17, RAW.name: 1}, candidates=n)
+            back += batches * saved_bytes(16 * MAX_NEW_TOKENS * 8, 1)
+    if CAPITALS in sets:
+        jobs += 1  # the grid
+    if any("patching" in test for test in tests):
+        jobs += -(-len(FACTS) // PATCHES_PER_JOB) + 1  # the capitals answered, then the notes' fact everywhere
+    return (f"the selected tests send {prompts} prompts in about {jobs} jobs, and at most about {back / 2**20:.1f} MB "
+            "comes back; each phase says more before it sends, and every finished job is kept in the lens cache")
 
 
 def _candidate_ids(readings: tuple[Reading, ...]) -> list[list[int]]:

@@ -364,12 +364,20 @@ def simulated(model: Any) -> RemoteModel:
 
 
 def _lens_bytes(n_layers: int, args: dict[str, Any]) -> int:
-    """The size of a lens job's result (`lens.reduce.reduce` per lens), from the shapes it will have."""
-    b, k, t = args["output_ids"].shape[0], args["top_k"], len(args["temperatures"])
-    total, tensors = 4 * args["output_ids"].numel(), 1
-    for follow in args["ids"].values():
-        f = follow.shape[1]
-        total += 4 * b * (n_layers * (2 * f + 2 * k + 3 * t) + 2 * f + 2 * k + 2 * t + 2)
+    """The size of a lens job's result, from the shapes it will have."""
+    b, candidates = args["output_ids"].shape
+    followed = {name: follow.shape[1] for name, follow in args["ids"].items()}
+    return lens_bytes(n_layers, b, followed, args["top_k"], len(args["temperatures"]), candidates)
+
+
+def lens_bytes(n_layers: int, prompts: int, followed: dict[str, int], top_k: int = 5, temperatures: int = 1,
+               candidates: int = 0) -> int:
+    """The size of a lens job's result (`lens.reduce.reduce` per lens, as saved): `prompts` prompts, each lens
+    following `followed[lens]` tokens, with the output logits of `candidates` more ids."""
+    total, tensors = 4 * prompts * candidates, 1
+    for f in followed.values():
+        total += 4 * prompts * (n_layers * (2 * f + 2 * top_k + 3 * temperatures) + 2 * f + 2 * top_k
+                                + 2 * temperatures + 2)
         tensors += 15
     return jobs.saved_bytes(total, tensors)
 

@@ -144,6 +144,9 @@ class SuiteSession:
         """Models of the run that run on NDIF, connected to when the run began."""
         self.on_ndif = on_ndif or {}
         """Models that run on NDIF, left out because the run did not ask for them -> the command that does."""
+        self.remote_plan: Callable[[str, Any, list[str]], str] | None = None
+        """What the selected tests (node ids) will send a model on NDIF and bring back, in one line: set by the
+        package of claims, which knows what they read."""
         self.simulate = os.environ.get(SIMULATE) == "simulate"
         self._simulated: lens.remote.RemoteModel | None = None
         self._artefacts: dict[str, ModelArtefacts] = {}
@@ -254,8 +257,9 @@ class SuiteSession:
         model = self.connected[name]
         artefacts = self.artefacts(name)
         if artefacts.record is None:
-            print(f"\n{name} runs on NDIF ({model.host}): nothing loads here; each phase says its prompts, jobs and "
-                  "bytes before it sends them, and keeps each finished job in the lens cache", file=sys.stderr)
+            plan = self.remote_plan(name, model, self.selected.get(name, [])) if self.remote_plan else None
+            print(f"\n{name} runs on NDIF ({model.host}): nothing loads here; "
+                  f"{plan or 'each phase says its prompts, jobs and bytes before it sends them'}", file=sys.stderr)
             artefacts.record = ModelRecord(
                 model=name, source=self.spec(name).describe(), weights=model.weights_id, device=model.device,
                 dtype=str(model.dtype).removeprefix("torch."), n_layers=model.n_layers, backend="nnsight")

@@ -131,3 +131,20 @@ def test_findings_on_ndif_without_a_network_stop_at_once_with_one_line():
     done, took = findings("-m", BIG, NDIF_API_KEY="dummy", NDIF_HOST=host)
     assert_stops_in_one_line(done, f"cannot reach NDIF at {host} (")
     assert took < 60
+
+
+def test_the_run_says_what_it_will_send_a_model_on_ndif_before_it_sends_anything(monkeypatch, capsys):
+    from findings.data import SETS
+    from findings.model_findings import ndif_plan
+
+    monkeypatch.setattr(lens.remote, "connect", lambda name: far_model())
+    session = SuiteSession.from_values([], device=None, markexpr=BIG)
+    session.selected[BIG] = [f"findings/test_01_convergence_depth.py::test_convergence_depth[{BIG}-{name}]"
+                             for name in SETS] + [f"findings/test_14_patching_handover.py::test_x[{BIG}-capitals]"]
+    session.remote_plan = lambda name, model, tests: ndif_plan(False, model, tests)
+    session.artefacts(BIG).get("x", lambda model: 1)
+    said = capsys.readouterr().err
+    # The four sets in every form (753 prompts), a job per 16 for the continuation and one for the lens, the grid,
+    # patching 65 capitals 8 a job and the notes' fact at every position.
+    assert f"{BIG} runs on NDIF (https://api.ndif.us): nothing loads here; the selected tests send 753 prompts in " \
+           "about 117 jobs, and at most about 17.2 MB comes back;" in said
