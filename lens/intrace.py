@@ -29,15 +29,15 @@ def last_block_outputs(layers: Any, position: int | None = -1) -> torch.Tensor:
 
 
 def lens_figures(nn: Any, layers: Any, norm: Any, head: Any, softcap: float | None, lenses: Sequence[str],
-                 ids: dict[str, torch.Tensor], output_ids: torch.Tensor, top_k: int, temperatures: Sequence[float],
-                 max_elements: int) -> dict[str, dict[str, torch.Tensor]]:
+                 ids: dict[str, torch.Tensor], output_ids: torch.Tensor, top_k: int,
+                 temperatures: Sequence[float]) -> dict[str, dict[str, torch.Tensor]]:
     """Inside a trace over a batch: each lens ("exact": final norm, unembedding, soft-cap; "raw": the unembedding
     alone) reduced at the last position (`lens.reduce.reduce_lenses`)."""
     resid = last_block_outputs(layers)
     output = nn.output.logits[:, -1]
     makers = {"exact": lambda rows: exact_logits(norm, head, rows, softcap), "raw": lambda rows: head(rows)}
     chosen = {name: makers[name] for name in lenses}
-    return reduce_lenses(chosen, resid, output.to(resid.device), ids, top_k, temperatures, output_ids, max_elements)
+    return reduce_lenses(chosen, resid, output.to(resid.device), ids, top_k, temperatures, output_ids)
 
 
 def grid_figures(layers: Any, norm: Any, head: Any, softcap: float | None) -> dict[str, torch.Tensor]:

@@ -17,6 +17,12 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+MAX_LENS_ELEMENTS = 1 << 23
+"""Rows x vocab of one lens's logits reduced at once (32 MiB of float32), here and in a job: bounds the memory,
+and the same chunks on both paths make their figures the same bit for bit (a float32 sum over the vocabulary
+rounds by how its batch is laid out)."""
+BATCH = 16
+"""Prompts per forward pass (`lens.trace.collect`) and per remote job: chunks never cross a batch."""
 RANK_DTYPE = torch.int32
 """Ranks and token ids as they travel: any vocabulary in use fits (Gemma 3: 262,144 tokens)."""
 RANK_ROWS = 32
@@ -115,19 +121,26 @@ def ranks_of(logits: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     return ranks
 
 
+def chunks(n: int, n_layers: int, vocab: int, max_elements: int = MAX_LENS_ELEMENTS,
+           batch: int = BATCH) -> list[tuple[int, int]]:
+    """(start, stop) of the prompts reduced together: as many as keep one lens's logits within `max_elements`,
+    never across a batch of `batch` prompts (so a job of one batch is chunked as the same prompts are here)."""
+    step = max(1, min(batch, max_elements // (n_layers * vocab)))
+    return [(start, min(first + batch, n, start + step)) for first in range(0, n, batch)
+            for start in range(first, min(first + batch, n), step)]
+
+
 def reduce_lenses(lenses: dict[str, Callable[[torch.Tensor], torch.Tensor]], resid: torch.Tensor,
                   output: torch.Tensor, ids: dict[str, torch.Tensor], top_k: int, temperatures: Sequence[float],
-                  output_ids: torch.Tensor | None, max_elements: int) -> dict[str, dict[str, torch.Tensor]]:
+                  output_ids: torch.Tensor | None) -> dict[str, dict[str, torch.Tensor]]:
     """`reduce` for each lens (name -> residual stream (rows, d_model) to logits) over a batch's block outputs
-    (prompts, n_layers, d_model), a few prompts at a time so that one lens's logits stay within `max_elements`.
-    What a remote job runs where the model is; the output ids go with the first lens."""
+    (prompts, n_layers, d_model), in the chunks `lens.trace.read` takes (`chunks`). What a remote job runs where
+    the model is; the output ids go with the first lens."""
     b, n_layers, d = resid.shape
     vocab = output.shape[-1]
-    step = max(1, max_elements // (n_layers * vocab))
     parts: dict[str, list[dict[str, torch.Tensor]]] = {name: [] for name in lenses}
     first = next(iter(lenses), None)
-    for start in range(0, b, step):
-        stop = min(b, start + step)
+    for start, stop in chunks(b, n_layers, vocab):
         rows = resid[start:stop].reshape((stop - start) * n_layers, d)
         for name, logits_of in lenses.items():
             logits = logits_of(rows).reshape(stop - start, n_layers, vocab)

@@ -37,6 +37,7 @@ from lens import jobs
 from lens.backends import nnsight_model, parts
 from lens.device import RELATIVE_TOLERANCE
 from lens.errors import LensError
+from lens.reduce import BATCH
 from lens.registry import HubModel, ModelSpec, resolve
 from lens.tokens import encode, encode_ids
 
@@ -51,8 +52,6 @@ TOO_OLD = re.compile(r"Client nnsight version (\S+) is incompatible with the ser
 """NDIF's refusal of a client older than its own nnsight (its `validate_nnsight_version`)."""
 
 
-MAX_LENS_ELEMENTS = 1 << 25
-"""Rows x vocab of one lens's logits at once inside a job (128 MiB of float32): bounds a job's memory on NDIF."""
 PATCHES_PER_JOB = 8
 """Patchings per session job: each is one forward of (1 + 1 + blocks x positions) rows."""
 NDIF_DTYPE = torch.bfloat16
@@ -110,7 +109,7 @@ class RemoteModel:
 
     def reduce_lens(self, sequences: Sequence[Sequence[int]], ids: dict[str, tuple[tuple[int, ...], ...]],
                     output_ids: tuple[tuple[int, ...], ...], top_k: int, temperatures: tuple[float, ...],
-                    batch_size: int = 16) -> dict[str, dict[str, torch.Tensor]]:
+                    batch_size: int = BATCH) -> dict[str, dict[str, torch.Tensor]]:
         """The lens of each token sequence, read after its last token, reduced on NDIF (`lens.reduce`) for each
         lens named in `ids` (per prompt the token ids it follows), one job per batch."""
         from lens.trace import _padded
@@ -130,7 +129,7 @@ class RemoteModel:
             self._require_exact(joined["exact"])
         return joined
 
-    def continuations(self, prompts: Sequence[str], max_new_tokens: int, batch_size: int = 16) -> list[list[int]]:
+    def continuations(self, prompts: Sequence[str], max_new_tokens: int, batch_size: int = BATCH) -> list[list[int]]:
         """Each prompt's greedy continuation by the model on NDIF (`max_new_tokens` token ids), one job per batch."""
         jobs_ = []
         for start in range(0, len(prompts), batch_size):
@@ -225,7 +224,7 @@ class RemoteModel:
                     with nn.trace(dict(job.inputs), backend=backend, logits_to_keep=1):
                         out = nnsight.save(lens_figures(
                             nn, layers, norm, head, args["softcap"], args["lenses"], args["ids"], args["output_ids"],
-                            args["top_k"], args["temperatures"], MAX_LENS_ELEMENTS))
+                            args["top_k"], args["temperatures"]))
                 elif job.kind == "continuation":
                     width = job.inputs["input_ids"].shape[1]
                     with nn.generate(dict(job.inputs), backend=backend, max_new_tokens=args["max_new_tokens"],

@@ -20,12 +20,10 @@ from lens.errors import LensError
 from lens.lenses import EXACT, Lens
 from lens.model import LoadedModel
 from lens.progress import bar
-from lens.reduce import reduce
+from lens.reduce import BATCH, chunks, reduce
 from lens.spot import require_agreement, spot_checks
 from lens.tokens import AnswerToken, answer_token, encode_ids, followed_token, prompt_ids
 
-MAX_LENS_ELEMENTS = 1 << 23
-"""Rows x vocab unembedded at once: bounds the lens's memory (32 MiB of float32 per tensor)."""
 
 
 @dataclass(frozen=True)
@@ -180,7 +178,7 @@ def collect(
     model: LoadedModel,
     prompts: Sequence[str],
     answers: Sequence[str | None] | None = None,
-    batch_size: int = 16,
+    batch_size: int = BATCH,
     backend: str = "bridge",
     leads: Sequence[Sequence[int]] | None = None,
     wanted: Wanted | None = None,
@@ -281,10 +279,8 @@ def read_at(
     vocab = residuals.output_logits.shape[-1]
     if not 1 <= top_k <= vocab:
         raise LensError(f"--top-k must be between 1 and the vocabulary size, {vocab}")
-    rows_per_chunk = max(1, MAX_LENS_ELEMENTS // (model.n_layers * vocab))
     traces: dict[float, list[Trace]] = {t: [] for t in temperatures}
-    for start in range(0, n, rows_per_chunk):
-        stop = min(n, start + rows_per_chunk)
+    for start, stop in chunks(n, model.n_layers, vocab):  # as a remote job chunks the same prompts
         ids = [f.ids() for f in followed[start:stop]]
         reduced = reduce(_lens_logits(model, residuals, lens, start, stop), residuals.output_logits[start:stop],
                          _padded(ids), top_k, tuple(temperatures))

@@ -19,7 +19,7 @@ from lens.backends import nnsight_model, plain_view
 from lens.check import compare_backends, lens_probabilities
 from lens.cli import main
 from lens.errors import LensError
-from lens.lenses import RAW
+from lens.lenses import EXACT, RAW
 from lens.registry import HubModel
 from lens.remote import RemoteModel
 from lens.trace import collect, read, trace
@@ -131,7 +131,7 @@ def test_blocks_on_several_devices_are_read_as_ndif_places_them(tiny_tokenizer, 
     ids = {"exact": torch.tensor([[5, 7], [9, 9]])}
     with nn.trace(dict(batch), backend=SimulatedNDIF(nn), logits_to_keep=1):
         reduced = nnsight.save(lens_figures(nn, layers, norm, head, None, ("exact",), ids, torch.zeros(2, 0), 3,
-                                            (1.0,), 1 << 20))
+                                            (1.0,)))
     assert reduced["exact"]["ids_ranks"].shape == (2, SIZES["num_hidden_layers"], 2)
     assert reduced["exact"]["top_ids"].device.type == "meta"
 
@@ -170,6 +170,33 @@ def test_the_remote_request_runs_where_no_lens_package_is_and_gives_the_local_le
         read(remote, residuals, HELD_OUT_ANSWERS, watch=[[" Paris"]] * len(HELD_OUT))
     with pytest.raises(LensError, match="runs remotely, through nnsight: use backend 'nnsight'"):
         collect(remote, HELD_OUT)
+
+
+def test_the_remote_path_gives_the_local_figures_on_embedded_models(real_model, tiny_tokenizer, monkeypatch):
+    """Both lenses, watched tokens and candidates' output probabilities, reduced inside the simulated job: the
+    same figures as read here (measured: equal bit for bit; the same chunks of prompts are reduced together)."""
+    from lens.tokens import variants
+    from lens.trace import Wanted, output_probabilities
+
+    prompts, answers = HELD_OUT + [ARITHMETIC], HELD_OUT_ANSWERS + [SEVEN]
+    watch = [[*variants(a), " Rome", " Germany"] for a in answers]
+    remote = as_on_ndif(real_model, tiny_tokenizer, monkeypatch)
+    candidates = [[real_model.tokenizer.encode(w, add_special_tokens=False)[-1] for w in (" Paris", " Rome")]] * 4
+    far = collect(remote, prompts, answers, backend="nnsight",
+                  wanted=Wanted(answers=answers, lenses={"exact": watch, "raw": None}, output_ids=candidates))
+    here = collect(real_model, prompts, answers)
+    for lens, words in ((EXACT, watch), (RAW, None)):
+        ours, theirs = read(remote, far, answers, words, lens=lens), read(real_model, here, answers, words, lens=lens)
+        for a, b in zip(ours, theirs, strict=True):
+            assert (a.read_after, a.answer_token) == (b.read_after, b.answer_token)
+            for x, y in zip(a.layers, b.layers, strict=True):
+                assert x.rank_answer == y.rank_answer and [t for t, _ in x.top] == [t for t, _ in y.top]
+                for u, v in ((x.p_answer, y.p_answer), (x.entropy, y.entropy), (x.kl_to_output, y.kl_to_output)):
+                    assert abs(u - v) <= TOLERANCE
+            for w, v in zip(a.watched, b.watched, strict=True):
+                assert w.rank == v.rank and max(abs(s - t) for s, t in zip(w.p, v.p)) <= TOLERANCE
+    for ours, theirs in zip(output_probabilities(far, candidates), output_probabilities(here, candidates)):
+        assert max(abs(a - b) for a, b in zip(ours, theirs)) <= TOLERANCE
 
 
 @pytest.mark.parametrize("arch", ["gemma2", "llama"])
