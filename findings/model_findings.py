@@ -9,17 +9,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-
 from findings.data import CAPITALS, CHAT, FACTS, NOTES_FACT, NOTES_PROMPT, SETS, THRESHOLDS, Fact, forms_of
 from findings.evidence import partners
 from lens.attention import AttentionFromLast, attention_from_last, token_positions
 from lens.generate import MAX_NEW_TOKENS, Continuation, continue_greedy
 from lens.grid import LensGrid, lens_grid
+from lens.jobs import saved_bytes
 from lens.lenses import EXACT, RAW, Lens
 from lens.model import LoadedModel
 from lens.patching import Patching, patch_many, patch_residuals
-from lens.jobs import saved_bytes
 from lens.progress import bar
+from lens.reduce import BATCH
 from lens.remote import PATCHES_PER_JOB, lens_bytes
 from lens.tokens import AnswerToken, after_lead, chat_prompt, followed_token, variants
 from lens.trace import Residuals, Trace, Wanted, collect, output_probabilities, read
@@ -227,7 +227,7 @@ class ModelFindings:
 
 def ndif_plan(chat: bool, model: Any, tests: list[str]) -> str:
     """What the selected tests (node ids) will ask of a model on NDIF, before anything is sent: the prompts of the
-    prompt sets they run on in every form (the chat form for an instruct model), one job per 16 for its own
+    prompt sets they run on in every form (the chat form for an instruct model), one job per batch for its own
     continuation and one for the lens, the grid and patching where selected, and about what comes back (the
     lens at most: 17 tokens followed through the exact lens, the answer through the raw one, the candidates)."""
     sets = [name for name in SETS if any(test.endswith(f"-{name}]") for test in tests)]
@@ -235,10 +235,10 @@ def ndif_plan(chat: bool, model: Any, tests: list[str]) -> str:
     for name in sets:
         n = len(SETS[name])
         for _ in (*forms_of(name), *([CHAT] if chat else [])):
-            batches = -(-n // 16)
+            batches = -(-n // BATCH)
             prompts, jobs = prompts + n, jobs + 2 * batches
-            back += batches * lens_bytes(model.n_layers, 16, {EXACT.name: 17, RAW.name: 1}, candidates=n)
-            back += batches * saved_bytes(16 * MAX_NEW_TOKENS * 8, 1)
+            back += batches * lens_bytes(model.n_layers, BATCH, {EXACT.name: 17, RAW.name: 1}, candidates=n)
+            back += batches * saved_bytes(BATCH * MAX_NEW_TOKENS * 8, 1)
     if CAPITALS in sets:
         jobs += 1  # the grid
     if any("patching" in test for test in tests):
@@ -300,11 +300,11 @@ def _patch_all(model: LoadedModel, facts: tuple[Fact, ...], subjects: dict[str, 
                answers: dict[str, str]) -> dict[str, Patching | None]:
     """Each fact of `answers` patched at its subject's positions and the last one, following its answer."""
     chosen = [(i, fact) for i, fact in enumerate(facts) if fact.id in answers]
-    partners = {fact.id: _partner(model, facts, i) for i, fact in chosen}
-    cases = [(fact.completion, partners[fact.id].completion, answers[fact.id], [*subjects[fact.id], -1])
-             for _, fact in chosen if partners[fact.id] is not None]
+    partner_of = {fact.id: _partner(model, facts, i) for i, fact in chosen}
+    cases = [(fact.completion, partner_of[fact.id].completion, answers[fact.id], [*subjects[fact.id], -1])
+             for _, fact in chosen if partner_of[fact.id] is not None]
     done = iter(patch_many(model, cases, desc=f"{model.name}: patching {len(cases)} facts"))
-    return {fact.id: next(done) if partners[fact.id] is not None else None for _, fact in chosen}
+    return {fact.id: next(done) if partner_of[fact.id] is not None else None for _, fact in chosen}
 
 
 def _patch(model: LoadedModel, facts: tuple[Fact, ...], i: int, answer: str,

@@ -570,8 +570,8 @@ def _hub_error(repo: str, error: BaseException) -> LensError:
 
     text = _first_line(error)
     if isinstance(error, OfflineModeIsEnabled):
-        return LensError(f"a run on NDIF asks the Hugging Face Hub how it spells {repo} (NDIF knows models by that name), "
-                         "but HF_HUB_OFFLINE is set: unset it")
+        return LensError(f"a run on NDIF asks the Hugging Face Hub how it spells {repo} (NDIF knows models by that "
+                         "name), but HF_HUB_OFFLINE is set: unset it")
     if isinstance(error, HfHubHTTPError):
         return LensError(f"the Hugging Face Hub refused to name {repo} to NDIF ({text}): check the repo id, and for "
                          "a gated model accept its licence and log in with `hf auth login`")
