@@ -9,11 +9,19 @@ import pytest
 
 from findings.data import CHAT, EXPECTED, SETS, forms_of, prompt_sets_of
 from findings.evidence import judged
-from findings.model_findings import ModelFindings
+from findings.model_findings import ModelFindings, ndif_plan
 from suite import recorded
+from suite.keys import SESSION
 from suite.session import ModelArtefacts
 from suite.statistics import Verdict
 from suite.verdicts import with_control
+
+
+@pytest.hookimpl(trylast=True)  # after the suite's plugin made the session
+def pytest_configure(config: pytest.Config) -> None:
+    """Tell the session what the claims will send a model on NDIF, before it sends anything."""
+    session = config.stash[SESSION]
+    session.remote_plan = lambda name, model, tests: ndif_plan(session.spec(name).chat, model, tests)
 
 
 @pytest.hookimpl(trylast=True)  # after the models: ids read model-set

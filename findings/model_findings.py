@@ -7,20 +7,22 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from typing import Any
 
-import torch
-
-from findings.data import CAPITALS, CHAT, NOTES_FACT, NOTES_PROMPT, SETS, THRESHOLDS, Fact, forms_of
+from findings.data import CAPITALS, CHAT, FACTS, NOTES_FACT, NOTES_PROMPT, SETS, THRESHOLDS, Fact, forms_of
 from findings.evidence import partners
 from lens.attention import AttentionFromLast, attention_from_last, token_positions
-from lens.generate import Continuation, continue_greedy
+from lens.generate import MAX_NEW_TOKENS, Continuation, continue_greedy
 from lens.grid import LensGrid, lens_grid
-from lens.lenses import EXACT, Lens
+from lens.jobs import saved_bytes
+from lens.lenses import EXACT, RAW, Lens
 from lens.model import LoadedModel
-from lens.patching import Patching, patch_residuals
+from lens.patching import Patching, patch_many, patch_residuals
 from lens.progress import bar
+from lens.reduce import BATCH
+from lens.remote import PATCHES_PER_JOB, lens_bytes
 from lens.tokens import AnswerToken, after_lead, chat_prompt, followed_token, variants
-from lens.trace import Residuals, Trace, collect, read
+from lens.trace import Residuals, Trace, Wanted, collect, output_probabilities, read
 from suite.session import ModelArtefacts, ModelRecord
 
 Forms = dict[str, tuple[Trace, ...]]
@@ -122,18 +124,22 @@ class ModelFindings:
         followed token, and (exact lens) the answer's spellings, the subject, another fact's subject (the
         control of claim 12) and the model's own first token."""
         readings = self.readings(prompt_set, form)
-        control = partners(self.facts(prompt_set))
 
         def compute(model: LoadedModel) -> tuple[Trace, ...]:
             residuals = self._residuals(prompt_set, form)
-            # Spellings, subjects and the model's own token are followed through the exact lens only: ranking
-            # every watched token costs (layers x watched x vocabulary) per prompt, and no claim reads them raw.
-            watch = [[*variants(r.fact.target(form)), *variants(r.fact.other(form)),
-                      *variants(control[r.fact.id].other(form)), *([r.own] if r.own else [])]
-                     if lens is EXACT else [] for r in readings]
+            watch = self._watch(prompt_set, form) if lens is EXACT else None
             return tuple(read(model, residuals, [r.followed for r in readings], watch, lens=lens))
 
         return self.artefacts.get(("lens", prompt_set, form, lens.name), compute)
+
+    def _watch(self, prompt_set: str, form: str) -> list[list[str | AnswerToken]]:
+        """Per usable fact, what the exact lens watches besides the followed token. Spellings, subjects and the
+        model's own token are followed through the exact lens only: ranking every watched token costs (layers x
+        watched x vocabulary) per prompt, and no claim reads them raw."""
+        control = partners(self.facts(prompt_set))
+        return [[*variants(r.fact.target(form)), *variants(r.fact.other(form)),
+                 *variants(control[r.fact.id].other(form)), *([r.own] if r.own else [])]
+                for r in self.readings(prompt_set, form)]
 
     def lens(self, prompt_set: str, lens: Lens = EXACT) -> Forms:
         """`form_lens` for every form of the set (not the chat form)."""
@@ -147,27 +153,30 @@ class ModelFindings:
         readings = self.readings(prompt_set, form)
 
         def compute(model: LoadedModel) -> dict[str, tuple[float, float]]:
-            probs = torch.softmax(self._residuals(prompt_set, form).output_logits.float(), dim=-1)
-            by_lead: dict[tuple[int, ...], set[int]] = {}
-            for r in readings:
-                if r.followed is not None:
-                    by_lead.setdefault(r.lead_ids, set()).add(r.followed.token_id)
+            ids = _candidate_ids(readings)
+            probs = output_probabilities(self._residuals(prompt_set, form), ids)
             out = {}
-            for r, p in zip(readings, probs):
+            for r, row, p in zip(readings, ids, probs):
                 if r.followed is None:
                     continue  # the chat form: an answer that cannot be followed at the start of a reply
-                mass = float(p[sorted(by_lead[r.lead_ids])].sum())
-                out[r.fact.id] = (float(p[r.followed.token_id]) / mass if mass > 0 else 0.0, mass)
+                by_id = dict(zip(row, p))
+                mass = sum(p)
+                out[r.fact.id] = (by_id[r.followed.token_id] / mass if mass > 0 else 0.0, mass)
             return out
 
         return self.artefacts.get(("candidates", prompt_set, form), compute)
 
     def _residuals(self, prompt_set: str, form: str) -> Residuals:
-        """One forward pass over the set's usable prompts in `form`, each read where the model's answer starts."""
+        """One forward pass over the set's usable prompts in `form`, each read where the model's answer starts;
+        on NDIF the lens reduced there for every read the claims make (both lenses, the candidates)."""
         readings = self.readings(prompt_set, form)
+        wanted = Wanted(answers=[r.followed for r in readings],
+                        lenses={EXACT.name: self._watch(prompt_set, form), RAW.name: None},
+                        output_ids=_candidate_ids(readings))
         return self.artefacts.get(("residuals", prompt_set, form), lambda model: collect(
             model, [r.prompt for r in readings], leads=[r.lead_ids for r in readings],
-            backend=self.artefacts.session.backend))
+            backend="nnsight" if getattr(model, "remote", False) else self.artefacts.session.backend,
+            wanted=wanted))
 
     def grid(self) -> LensGrid:
         """The logit-lens picture of the notes' own prompt."""
@@ -216,6 +225,38 @@ class ModelFindings:
                 yield fact, patching, subjects[fact.id], trace
 
 
+def ndif_plan(chat: bool, model: Any, tests: list[str]) -> str:
+    """What the selected tests (node ids) will ask of a model on NDIF, before anything is sent: the prompts of the
+    prompt sets they run on in every form (the chat form for an instruct model), one job per batch for its own
+    continuation and one for the lens, the grid and patching where selected, and about what comes back (the
+    lens at most: 17 tokens followed through the exact lens, the answer through the raw one, the candidates)."""
+    sets = [name for name in SETS if any(test.endswith(f"-{name}]") for test in tests)]
+    prompts = jobs = back = 0
+    for name in sets:
+        n = len(SETS[name])
+        for _ in (*forms_of(name), *([CHAT] if chat else [])):
+            batches = -(-n // BATCH)
+            prompts, jobs = prompts + n, jobs + 2 * batches
+            back += batches * lens_bytes(model.n_layers, BATCH, {EXACT.name: 17, RAW.name: 1}, candidates=n)
+            back += batches * saved_bytes(BATCH * MAX_NEW_TOKENS * 8, 1)
+    if CAPITALS in sets:
+        jobs += 1  # the grid
+    if any("patching" in test for test in tests):
+        jobs += -(-len(FACTS) // PATCHES_PER_JOB) + 1  # the capitals answered, then the notes' fact everywhere
+    return (f"the selected tests send {prompts} prompts in about {jobs} jobs, and at most about {back / 2**20:.1f} MB "
+            "comes back; each phase says more before it sends, and every finished job is kept in the lens cache")
+
+
+def _candidate_ids(readings: tuple[Reading, ...]) -> list[list[int]]:
+    """Per reading, the set's candidate answers where it is read: every followed token read after the same lead
+    (sorted; none where its own answer cannot be followed)."""
+    by_lead: dict[tuple[int, ...], set[int]] = {}
+    for r in readings:
+        if r.followed is not None:
+            by_lead.setdefault(r.lead_ids, set()).add(r.followed.token_id)
+    return [sorted(by_lead[r.lead_ids]) if r.followed is not None else [] for r in readings]
+
+
 def _prompt(model: LoadedModel, fact: Fact, form: str) -> str:
     """The fact's prompt in `form`; the chat form in the model's own template."""
     return chat_prompt(model.tokenizer, fact.qa) if form == CHAT else fact.prompt(form)
@@ -259,15 +300,25 @@ def _patch_all(model: LoadedModel, facts: tuple[Fact, ...], subjects: dict[str, 
                answers: dict[str, str]) -> dict[str, Patching | None]:
     """Each fact of `answers` patched at its subject's positions and the last one, following its answer."""
     chosen = [(i, fact) for i, fact in enumerate(facts) if fact.id in answers]
-    return {fact.id: _patch(model, facts, i, answers[fact.id], [*subjects[fact.id], -1])
-            for i, fact in bar(chosen, desc=f"{model.name}: patching {len(chosen)} facts", unit="fact")}
+    partner_of = {fact.id: _partner(model, facts, i) for i, fact in chosen}
+    cases = [(fact.completion, partner_of[fact.id].completion, answers[fact.id], [*subjects[fact.id], -1])
+             for _, fact in chosen if partner_of[fact.id] is not None]
+    done = iter(patch_many(model, cases, desc=f"{model.name}: patching {len(cases)} facts"))
+    return {fact.id: next(done) if partner_of[fact.id] is not None else None for _, fact in chosen}
 
 
 def _patch(model: LoadedModel, facts: tuple[Fact, ...], i: int, answer: str,
            positions: list[int] | None) -> Patching | None:
     """Fact i's completion prompt patched into the next fact's of the same token length (None if none)."""
+    partner = _partner(model, facts, i)
+    return None if partner is None else patch_residuals(model, facts[i].completion, partner.completion, answer,
+                                                        positions)
+
+
+def _partner(model: LoadedModel, facts: tuple[Fact, ...], i: int) -> Fact | None:
+    """The next fact after fact i whose completion prompt has as many tokens and another answer (None if none)."""
     length = [len(model.tokenizer(f.completion)["input_ids"]) for f in facts]
     for j in [*range(i + 1, len(facts)), *range(i)]:
         if length[j] == length[i] and facts[j].answer != facts[i].answer:
-            return patch_residuals(model, facts[i].completion, facts[j].completion, answer, positions)
+            return facts[j]
     return None

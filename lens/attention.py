@@ -6,8 +6,14 @@ from dataclasses import dataclass
 
 import torch
 
+from lens.errors import NotRemote
 from lens.model import LoadedModel
 from lens.tokens import encode
+
+
+NOT_ON_NDIF = ("attention patterns are not read on NDIF: it runs models with fused attention (sdpa), which never "
+               "forms them, and recomputing them from queries and keys needs each architecture's rotary embedding")
+"""Why a remote model's attention is refused."""
 
 
 @dataclass(frozen=True)
@@ -25,7 +31,9 @@ class AttentionFromLast:
 
 @torch.inference_mode()
 def attention_from_last(model: LoadedModel, prompt: str) -> AttentionFromLast:
-    """One forward pass caching only the attention patterns."""
+    """One forward pass caching only the attention patterns (a model here only: `NOT_ON_NDIF`)."""
+    if getattr(model, "remote", False):
+        raise NotRemote(NOT_ON_NDIF)
     batch = encode(model.tokenizer, [prompt], model.n_ctx)
     names = [f"blocks.{i}.attn.hook_pattern" for i in range(model.n_layers)]
     _, cache = model.bridge.run_with_cache(

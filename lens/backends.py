@@ -7,8 +7,8 @@ block's output (the residual stream after the block) and the model's output logi
 - `bridge`: `TransformerBridge.run_with_cache`, caching only the blocks' `hook_out`.
 - `nnsight`: nnsight's `TransformersModel` around the Hugging Face model as transformers built it, reading
   each decoder layer's `.output` and the model's `.output.logits`. The same trace runs on NDIF for a model
-  that is not here (`lens.remote`); there the lens is applied inside the trace (`nnsight_reads(lens=True)`),
-  so only per-layer logits at the last position come back, not activations.
+  that is not here (`lens.remote`), where the lens is reduced inside the job (`lens.reduce`), so only figures
+  come back, never activations.
 
 TransformerBridge replaces the Hugging Face model's submodules in place with wrappers (each keeps the module it
 wraps as `original_component`). nnsight must see the model as transformers built it, the tree NDIF runs, so it
@@ -36,17 +36,15 @@ BACKENDS = ("bridge", "nnsight")
 class Reads(NamedTuple):
     """What one forward pass over a batch leaves for the lens, at each prompt's last position."""
 
-    resid: torch.Tensor | None
-    """Block outputs, (batch, n_layers, d_model); None where the lens was applied in the pass itself."""
+    resid: torch.Tensor
+    """Block outputs, (batch, n_layers, d_model)."""
     output_logits: torch.Tensor
     """The model's output logits, (batch, vocab)."""
-    lens_logits: torch.Tensor | None = None
-    """The exact lens's logits per block, (batch, n_layers, vocab), where the pass applied it (remote)."""
 
 
 def forward(model: Any, batch: dict[str, torch.Tensor], backend: str = "bridge") -> Reads:
     """Run one batch (left-padded `input_ids` and `attention_mask`, from `lens.tokens.encode`) through a
-    backend. A remote model (`lens.remote.RemoteModel`) runs through nnsight on NDIF."""
+    backend, on the model here (a remote model's batches go to NDIF as jobs: `lens.remote`)."""
     if backend not in BACKENDS:
         raise LensError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
     if str(getattr(model, "device", "")).startswith("mps"):
@@ -54,9 +52,7 @@ def forward(model: Any, batch: dict[str, torch.Tensor], backend: str = "bridge")
         if hazard:
             raise LensError(hazard)
     if getattr(model, "remote", False):
-        if backend != "nnsight":
-            raise LensError(f"{model.name} runs remotely, through nnsight: use backend 'nnsight', not {backend!r}")
-        return model.reads(batch)
+        raise LensError(f"{model.name} runs remotely: its batches go to NDIF as jobs (lens.trace.collect)")
     return bridge_forward(model, batch) if backend == "bridge" else nnsight_forward(model, batch)
 
 
@@ -83,43 +79,22 @@ def nnsight_forward(model: Any, batch: dict[str, torch.Tensor]) -> Reads:
     return nnsight_reads(nnsight_model(model), batch)
 
 
-def nnsight_reads(nn: Any, batch: dict[str, torch.Tensor], *, lens: bool = False, softcap: float | None = None,
-                  remote: bool | str = False) -> Reads:
+def nnsight_reads(nn: Any, batch: dict[str, torch.Tensor]) -> Reads:
     """One nnsight trace over a batch, saving only the last position of each decoder layer's output and of the
-    output logits. With `lens`, the exact lens (the model's own final norm, unembedding and `softcap`) is applied
-    inside the trace and only its logits come back (what a remote run returns); `remote=True` runs the trace on
-    NDIF, `remote="local"` is nnsight's dry run of that here (the request serialized and run back).
-    Left padding puts every prompt's last token at position -1 (nnsight then derives position ids from the
-    mask, as transformers' generation does)."""
+    output logits. Left padding puts every prompt's last token at position -1 (nnsight then derives position
+    ids from the mask, as transformers' generation does)."""
     import nnsight
 
-    from lens import lenses
-    from lens.lenses import exact_logits
+    from lens.intrace import last_block_outputs
 
-    if remote:
-        # NDIF has no `lens` package: the lens arithmetic goes with the request, by value.
-        nnsight.register(lenses)
-    layers, norm, head = _parts(nn)
-    with nn.trace(dict(batch), remote=remote, logits_to_keep=1):
-        last = []
-        for layer in layers:
-            out = layer.output
-            hidden = out[0] if isinstance(out, tuple) else out  # some blocks return (hidden, ...)
-            last.append(hidden[:, -1])
-        # NDIF loads a model with device_map="auto": its blocks can sit on several GPUs. The block outputs meet
-        # where the last one is, which is where the final norm receives the residual stream.
-        resid = torch.stack([hidden.to(last[-1].device) for hidden in last], dim=1)
-        if lens:
-            lens_logits = nnsight.save(exact_logits(norm, head, resid, softcap))
-        else:
-            resid = nnsight.save(resid)
+    layers, _, _ = parts(nn)
+    with nn.trace(dict(batch), logits_to_keep=1):
+        resid = nnsight.save(last_block_outputs(layers))
         output = nnsight.save(nn.output.logits[:, -1])
-    if lens:
-        return Reads(None, output, lens_logits)
     return Reads(resid, output)
 
 
-def _parts(nn: Any) -> tuple[Any, Any, Any]:
+def parts(nn: Any) -> tuple[Any, Any, Any]:
     """The envoys of the decoder layers, the final norm and the unembedding of a causal LM."""
     hf = nn._module
     decoder, head = hf.get_decoder(), hf.get_output_embeddings()

@@ -7,7 +7,7 @@ import json
 import sys
 
 from lens.backends import BACKENDS
-from lens.errors import LensError
+from lens.errors import LensError, command
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,7 +74,7 @@ def _trace(args: argparse.Namespace) -> int:
         raise LensError("--temperature must be positive, e.g. 1.0")
     from lens.trace import trace
 
-    if args.remote:
+    if args.remote or _runs_remotely(args.model):
         model, backend = _connect(args), "nnsight"
     else:
         model, backend = _load(args), args.backend or "bridge"
@@ -90,6 +90,13 @@ def _trace(args: argparse.Namespace) -> int:
 
         print(trace_table(result))
     return 0
+
+
+def _runs_remotely(name: str) -> bool:
+    """Whether models.toml says this model runs on NDIF (`remote = true`)."""
+    from lens.registry import registry
+
+    return bool(getattr(registry().get(name), "remote", False))
 
 
 def _connect(args: argparse.Namespace):
@@ -111,6 +118,9 @@ def _models(args: argparse.Namespace) -> int:
 
     rows = []
     for spec in registry().values():
+        if getattr(spec, "remote", False):
+            rows.append([spec.name, spec.describe(), "no (on NDIF)", f"nothing: `{command(f'trace {spec.name} ...')}`"])
+            continue
         here = spec.is_present()
         fetch = "" if here else f"`{spec.download_command()}`"
         rows.append([spec.name, spec.describe(), "yes" if here else "no", fetch])

@@ -11,3 +11,8 @@ def command(args: str) -> str:
     """How the user runs `lens ARGS` here (through ./run when set up by it)."""
     return f"{os.environ.get('LENS_LAUNCHER', 'lens')} {args}"
 
+
+
+class NotRemote(LensError):
+    """What a remote model cannot give (where it runs, the pattern does not hold): one line saying why; the
+    findings skip with it."""

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import torch
 
 from lens.backends import plain_view
-from lens.errors import LensError
 from lens.model import LoadedModel
 from lens.progress import bar
 from lens.tokens import AnswerToken, encode, is_space, spells
@@ -57,12 +56,15 @@ class Continuation:
 def continue_greedy(model: LoadedModel, prompts: Sequence[str], max_new_tokens: int = MAX_NEW_TOKENS,
                     batch_size: int = 16) -> list[Continuation]:
     """Each prompt's greedy continuation by the model (the Hugging Face model as transformers built it, so
-    the bridge's hooks play no part), in batches of left-padded prompts."""
-    if getattr(model, "remote", False):
-        raise LensError(f"{model.name} runs remotely: its own continuation is not read there yet")
+    the bridge's hooks play no part), in batches of left-padded prompts; a remote model's on NDIF, one job
+    per batch (`lens.remote`)."""
     tokenizer = model.tokenizer
+    if getattr(model, "remote", False):
+        stop = set(_end_ids(model.generation_config, tokenizer))
+        rows = model.continuations(prompts, max_new_tokens, batch_size)
+        return [_continuation(tokenizer, prompt, _until(row, stop)) for prompt, row in zip(prompts, rows)]
     hf = plain_view(model.hf_model)
-    stop = set(_end_ids(hf, tokenizer))
+    stop = set(_end_ids(hf.generation_config, tokenizer))
     out: list[Continuation] = []
     starts = range(0, len(prompts), batch_size)
     for start in bar(starts, desc=f"{model.name}: its own continuation of {len(prompts)} prompts", unit="batch"):
@@ -75,10 +77,15 @@ def continue_greedy(model: LoadedModel, prompts: Sequence[str], max_new_tokens: 
         margins = (top2[..., 0] - top2[..., 1]).tolist()
         rows = generated.sequences[:, batch["input_ids"].shape[1]:].tolist()
         for prompt, row, margin in zip(chunk, rows, margins):
-            ids = tuple(row[: next((i for i, t in enumerate(row) if t in stop), len(row))])
+            ids = _until(row, stop)
             written = margin[: len(ids) + 1]  # the end-of-sequence token, where it came, was a choice too
             out.append(_continuation(tokenizer, prompt, ids, tuple(round(m, 6) for m in written)))
     return out
+
+
+def _until(row: list[int], stop: set[int]) -> tuple[int, ...]:
+    """A generated row up to its first end-of-sequence token (not included)."""
+    return tuple(row[: next((i for i, t in enumerate(row) if t in stop), len(row))])
 
 
 def _continuation(tokenizer, prompt: str, ids: tuple[int, ...], margins: tuple[float, ...] = ()) -> Continuation:
@@ -96,9 +103,9 @@ def _continuation(tokenizer, prompt: str, ids: tuple[int, ...], margins: tuple[f
                         lead=tokenizer.decode(list(lead_ids)), first=first, margins=margins, deciding=deciding)
 
 
-def _end_ids(hf, tokenizer) -> list[int]:
+def _end_ids(generation_config, tokenizer) -> list[int]:
     """The tokens that end a continuation: the generation config's and the tokenizer's end-of-sequence."""
-    ends = getattr(hf.generation_config, "eos_token_id", None)
+    ends = getattr(generation_config, "eos_token_id", None)
     ends = [ends] if isinstance(ends, int) else list(ends or [])
     if tokenizer.eos_token_id is not None:
         ends.append(tokenizer.eos_token_id)

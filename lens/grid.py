@@ -9,6 +9,7 @@ import torch
 from lens.backends import block_hooks
 from lens.lenses import EXACT
 from lens.model import LoadedModel
+from lens.reduce import top1
 from lens.tokens import encode
 
 
@@ -28,8 +29,14 @@ class LensGrid:
 
 @torch.inference_mode()
 def lens_grid(model: LoadedModel, prompt: str) -> LensGrid:
-    """The exact lens at every block and every prompt position (one forward pass)."""
+    """The exact lens at every block and every prompt position (one forward pass; a remote model's on NDIF,
+    where only each cell's top token and its probability are computed and sent back)."""
     batch = encode(model.tokenizer, [prompt], model.n_ctx)
+    ids = batch["input_ids"][0].tolist()
+    decode = model.tokenizer.decode
+    if getattr(model, "remote", False):
+        cells = model.grid(prompt)
+        return _grid(model.name, prompt, [decode([i]) for i in ids], cells["ids"], cells["p"], decode)
     names = block_hooks(model)
     _, cache = model.bridge.run_with_cache(
         batch["input_ids"].to(model.device),
@@ -37,14 +44,16 @@ def lens_grid(model: LoadedModel, prompt: str) -> LensGrid:
         names_filter=names,
     )
     resid = torch.stack([cache[name][0] for name in names])  # (n_layers, positions, d_model)
-    probs = torch.softmax(EXACT.logits(model, resid).float(), dim=-1)
-    top_p, top_i = probs.max(-1)
-    ids = batch["input_ids"][0].tolist()
-    decode = model.tokenizer.decode
+    top_p, top_i = top1(EXACT.logits(model, resid))
+    return _grid(model.name, prompt, [decode([i]) for i in ids], top_i, top_p, decode)
+
+
+def _grid(model: str, prompt: str, tokens: list[str], top_i: torch.Tensor, top_p: torch.Tensor, decode) -> LensGrid:
+    """The grid from each cell's top token id and probability, (n_layers, positions) each."""
     return LensGrid(
-        model=model.name,
+        model=model,
         prompt=prompt,
-        tokens=tuple(decode([i]) for i in ids),
+        tokens=tuple(tokens),
         top1=tuple(tuple(decode([i]) for i in row) for row in top_i.tolist()),
         p=tuple(tuple(row) for row in top_p.tolist()),
     )

@@ -11,6 +11,7 @@ import torch
 from lens.backends import block_hooks
 from lens.errors import LensError
 from lens.model import LoadedModel
+from lens.progress import bar
 from lens.tokens import answer_token, encode
 
 
@@ -36,6 +37,22 @@ class Patching:
         return [row[column] for row in self.restored]
 
 
+@dataclass(frozen=True)
+class Case:
+    """One patching to run: the prompts as token ids, the answer's token, and the positions patched."""
+
+    clean: str
+    corrupt: str
+    answer: str
+    clean_ids: torch.Tensor
+    """(1, positions)."""
+    corrupt_ids: torch.Tensor
+    target: int
+    """The followed token of the clean answer."""
+    positions: tuple[int, ...]
+    """The prompt positions patched, ascending (every one by default)."""
+
+
 @torch.inference_mode()
 def patch_residuals(
     model: LoadedModel, clean: str, corrupt: str, answer: str, positions: Sequence[int] | None = None
@@ -46,6 +63,25 @@ def patch_residuals(
     Row layer*len(positions) + k of the batch gets the clean residual at that block and the k-th position;
     each block's hook touches only its own rows. The prompts must tokenize to the same length.
     """
+    return patch_many(model, [(clean, corrupt, answer, positions)])[0]
+
+
+@torch.inference_mode()
+def patch_many(model: LoadedModel, cases: Sequence[tuple[str, str, str, Sequence[int] | None]],
+               desc: str = "") -> list[Patching]:
+    """`patch_residuals` for each (clean, corrupt, answer, positions); a remote model's on NDIF, one forward per
+    case where the clean prompt rides in the same batch as its corrupted rows, a few cases per session job
+    (`lens.remote`), only p(answer) per row coming back."""
+    prepared = [case_of(model, *case) for case in cases]
+    if getattr(model, "remote", False):
+        rows = model.patch(prepared)
+    else:
+        rows = [_patched_rows(model, case) for case in bar(prepared, desc=desc, unit="fact", total=len(prepared))]
+    return [_patching(model, case, p) for case, p in zip(prepared, rows)]
+
+
+def case_of(model: LoadedModel, clean: str, corrupt: str, answer: str, positions: Sequence[int] | None) -> Case:
+    """A patching's prompts tokenized, its answer's token and positions, checked."""
     clean_batch = encode(model.tokenizer, [clean], model.n_ctx)
     corrupt_batch = encode(model.tokenizer, [corrupt], model.n_ctx)
     n_pos = clean_batch["input_ids"].shape[1]
@@ -54,21 +90,23 @@ def patch_residuals(
     followed = answer_token(model.tokenizer, clean, answer)
     if followed.lead:
         raise LensError(f"{answer!r} starts with a whitespace token: patching follows answers that do not")
-    target = followed.token_id
+    chosen = sorted({p % n_pos for p in positions}) if positions is not None else list(range(n_pos))
+    return Case(clean, corrupt, answer, clean_batch["input_ids"], corrupt_batch["input_ids"], followed.token_id,
+                tuple(chosen))
+
+
+def _patched_rows(model: LoadedModel, case: Case) -> torch.Tensor:
+    """p(answer) of the clean run, the corrupted run, then each patched row (block-major), here on the bridge."""
     names = block_hooks(model)
     device = model.device
 
     def p_answer(logits: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(logits[:, -1].float(), dim=-1)[:, target]
+        return torch.softmax(logits[:, -1].float(), dim=-1)[:, case.target]
 
-    clean_logits, cache = model.bridge.run_with_cache(
-        clean_batch["input_ids"].to(device), names_filter=names, logits_to_keep=1
-    )
-    p_clean = float(p_answer(clean_logits)[0])
-    p_corrupt = float(p_answer(model.bridge(corrupt_batch["input_ids"].to(device), logits_to_keep=1))[0])
-    chosen = sorted({p % n_pos for p in positions}) if positions is not None else list(range(n_pos))
-    where = torch.tensor(chosen)
-    k = len(chosen)
+    clean_logits, cache = model.bridge.run_with_cache(case.clean_ids.to(device), names_filter=names, logits_to_keep=1)
+    corrupt_p = p_answer(model.bridge(case.corrupt_ids.to(device), logits_to_keep=1))
+    where = torch.tensor(case.positions)
+    k = len(case.positions)
     rows = model.n_layers * k
 
     def hook_for(layer: int):
@@ -81,17 +119,24 @@ def patch_residuals(
 
         return patch
 
-    ids = corrupt_batch["input_ids"].to(device).expand(rows, -1)
+    ids = case.corrupt_ids.to(device).expand(rows, -1)
     patched = model.bridge.run_with_hooks(
-        ids, fwd_hooks=[(names[layer], hook_for(layer)) for layer in range(model.n_layers)],
-        logits_to_keep=1,
+        ids, fwd_hooks=[(names[layer], hook_for(layer)) for layer in range(model.n_layers)], logits_to_keep=1,
     )
+    return torch.cat([p_answer(clean_logits), corrupt_p, p_answer(patched)]).cpu()
+
+
+def _patching(model: LoadedModel, case: Case, p: torch.Tensor) -> Patching:
+    """The restored shares from p(answer) of the clean run, the corrupted run and each patched row."""
+    p = p.float()
+    p_clean, p_corrupt = float(p[0]), float(p[1])
     gap = p_clean - p_corrupt
-    restored = ((p_answer(patched) - p_corrupt) / gap if gap else torch.zeros(rows)).reshape(model.n_layers, k)
+    k = len(case.positions)
+    restored = ((p[2:] - p_corrupt) / gap if gap else torch.zeros(len(p) - 2)).reshape(model.n_layers, k)
     decode = model.tokenizer.decode
     return Patching(
-        model=model.name, clean=clean, corrupt=corrupt, answer=answer,
-        tokens=tuple(decode([i]) for i in clean_batch["input_ids"][0].tolist()),
+        model=model.name, clean=case.clean, corrupt=case.corrupt, answer=case.answer,
+        tokens=tuple(decode([i]) for i in case.clean_ids[0].tolist()),
         p_clean=p_clean, p_corrupt=p_corrupt,
-        restored=tuple(tuple(row) for row in restored.cpu().tolist()), positions=tuple(chosen),
+        restored=tuple(tuple(row) for row in restored.tolist()), positions=case.positions,
     )

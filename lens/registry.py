@@ -68,9 +68,11 @@ class HubModel(ModelSpec):
 
     repo: str
     gated: bool = False
+    remote: bool = False
+    """Runs on NDIF, through nnsight (`lens.remote`): its weights never come here."""
 
     def where(self) -> str:
-        return f"Hugging Face {self.repo}"
+        return f"Hugging Face {self.repo}" + (", on NDIF" if self.remote else "")
 
     def download_command(self) -> str:
         # A repo id not in the registry is fetched by its id: `lens download org/name`.
@@ -80,6 +82,9 @@ class HubModel(ModelSpec):
         return fetch.hub_weights_cached(self.repo)
 
     def fetch(self, quiet: bool = False) -> None:
+        if self.remote:
+            raise LensError(f"{self.name} runs on NDIF: nothing to download (`{command(f'trace {self.name} ...')}` or "
+                            f"`./run findings -m {self.name}`, with NDIF_API_KEY set)")
         fetch.fetch_from_hub(self.repo, quiet)
 
     def weights_folder(self) -> tuple[Path, str]:

@@ -1,11 +1,13 @@
 """Remote use: a Hugging Face Hub model run on NDIF (the National Deep Inference Fabric) through nnsight.
 
 The weights never come here. nnsight builds the model on the meta device from its config (and loads its
-tokenizer) from the Hub, and ships the trace of `lens.backends.nnsight_reads` to NDIF, which runs it on the
-model it hosts. The exact lens (the model's own final norm, unembedding and soft-cap, `lens.lenses.exact_logits`)
-is applied there, at the last position only, so what comes back is per-layer logits at one position per prompt
-(Llama 3.1 70B: 80 x 128,256 bfloat16 values, 21 MB a prompt), never activations. The statistics (`lens.trace`)
-are computed here, by the same code as for a model run here.
+tokenizer) from the Hub, and ships each job's trace to NDIF, which runs it on the model it hosts. What a job
+computes runs there (`lens.intrace`): the lens at the last position, reduced to what the claims read
+(`lens.reduce`: followed tokens' logits and ranks, top-k, entropy and KL per temperature, the last block's
+difference from the output), the model's own greedy continuation, the logit-lens grid, activation patching
+(p(answer) per patched row); so what comes back is figures, a few kilobytes a prompt, never activations
+(attention patterns are not read there: `lens.attention`). Jobs are queued without waiting, polled and kept on
+disk (`lens.jobs`). A model here can take the same path, NDIF's requests simulated by nnsight (`simulated`).
 
 The API key comes from the environment (`NDIF_API_KEY`) or from nnsight's configuration file, written once by
 `nnsight login` (nnsight's `CONFIG.set_default_api_key`). No key, no network, a model NDIF does not run now for
@@ -16,20 +18,28 @@ key with hotswapping access): one line each (`LensError`), before anything is se
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
+import importlib.abc
+import inspect
 import json
 import os
 import re
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from lens.backends import Reads, nnsight_reads
+from lens import jobs
+from lens.backends import nnsight_model, parts
 from lens.device import RELATIVE_TOLERANCE
 from lens.errors import LensError
+from lens.reduce import BATCH
 from lens.registry import HubModel, ModelSpec, resolve
+from lens.tokens import encode, encode_ids
 
 KEY_URL = "https://login.ndif.us"
 """Where an NDIF API key comes from."""
@@ -40,6 +50,12 @@ NOT_DEDICATED = "Model is not dedicated and hotswapping is not supported for thi
 TOO_OLD = re.compile(r"Client nnsight version (\S+) is incompatible with the server nnsight version\. "
                      r"The minimum supported version is (\S+)\. ")
 """NDIF's refusal of a client older than its own nnsight (its `validate_nnsight_version`)."""
+
+
+PATCHES_PER_JOB = 8
+"""Patchings per session job: each is one forward of (1 + 1 + blocks x positions) rows."""
+NDIF_DTYPE = torch.bfloat16
+"""The dtype NDIF runs its models in (its ModelActor's default, under autocast)."""
 
 
 @dataclass
@@ -57,25 +73,181 @@ class RemoteModel:
     host: str
     via: bool | str = True
     """nnsight's `remote=`: True runs on NDIF; "local" is nnsight's dry run here of exactly that request
-    (serialized, then run back against a model that is here: tests)."""
+    (serialized, run back where no `lens` package is, against a model loaded here: `simulated`)."""
+    model_key: str | None = None
+    """nnsight's name of the model to NDIF (class, the Hub's repo id, revision, task)."""
+    dtype: torch.dtype = NDIF_DTYPE
+    weights_id: str = ""
+    """What the results are of: NDIF's model key, or the simulated model's weights."""
     remote = True
-    device = "ndif"
 
     @property
     def name(self) -> str:
         return self.spec.name
 
-    def reads(self, batch: dict[str, torch.Tensor]) -> Reads:
-        """Run one batch on NDIF: the exact lens at every block and the output logits, at the last position."""
-        with contextlib.redirect_stdout(sys.stderr):  # nnsight's job status display; stdout stays the result
+    @property
+    def device(self) -> str:
+        """Where it runs, as a report says it: "ndif (api.ndif.us)"."""
+        return f"ndif ({self.host.split('://')[-1]})" if self.via is True else "ndif, simulated here"
+
+    @property
+    def identity(self) -> str:
+        """The model its jobs run on, as the cache of finished jobs knows it."""
+        return self.model_key or f"{self.repo}@{self.weights_id}"
+
+    @property
+    def code_version(self) -> str:
+        """A digest of the code that builds and runs its jobs (`lens.remote`, `lens.intrace`, `lens.reduce`,
+        `lens.lenses`): kept results of other code are not reused."""
+        return _code_version()
+
+    @property
+    def generation_config(self) -> Any:
+        return self.nn._module.generation_config
+
+    # ---- the jobs ------------------------------------------------------------------------------------------------
+
+    def reduce_lens(self, sequences: Sequence[Sequence[int]], ids: dict[str, tuple[tuple[int, ...], ...]],
+                    output_ids: tuple[tuple[int, ...], ...], top_k: int, temperatures: tuple[float, ...],
+                    batch_size: int = BATCH) -> dict[str, dict[str, torch.Tensor]]:
+        """The lens of each token sequence, read after its last token, reduced on NDIF (`lens.reduce`) for each
+        lens named in `ids` (per prompt the token ids it follows), one job per batch."""
+        from lens.trace import _padded
+
+        jobs_ = []
+        for start in range(0, len(sequences), batch_size):
+            stop = min(len(sequences), start + batch_size)
+            batch = encode_ids(self.tokenizer, [list(s) for s in sequences[start:stop]], self.n_ctx)
+            follow = {name: _padded(rows[start:stop]) for name, rows in ids.items()}
+            extra = _padded(output_ids[start:stop])
+            args = {"lenses": tuple(ids), "ids": follow, "output_ids": extra, "top_k": top_k,
+                    "temperatures": tuple(temperatures), "softcap": self.softcap}
+            jobs_.append(jobs.Job("lens", dict(batch), args, stop - start, _lens_bytes(self.n_layers, args)))
+        results = jobs.run(self, jobs_, f"the lens over {jobs.count(len(sequences), 'prompt')}")
+        joined = {name: _join([result[name] for result in results]) for name in ids}
+        if "exact" in joined:
+            self._require_exact(joined["exact"])
+        return joined
+
+    def continuations(self, prompts: Sequence[str], max_new_tokens: int, batch_size: int = BATCH) -> list[list[int]]:
+        """Each prompt's greedy continuation by the model on NDIF (`max_new_tokens` token ids), one job per batch."""
+        jobs_ = []
+        for start in range(0, len(prompts), batch_size):
+            batch = encode(self.tokenizer, list(prompts[start:start + batch_size]), self.n_ctx)
+            n = batch["input_ids"].shape[0]
+            pad = self.tokenizer.pad_token_id
+            args = {"max_new_tokens": max_new_tokens, "pad": self.tokenizer.eos_token_id if pad is None else pad}
+            jobs_.append(jobs.Job("continuation", dict(batch), args, n,
+                                  jobs.saved_bytes(n * max_new_tokens * 8, 1)))
+        results = jobs.run(self, jobs_, f"its own continuation of {jobs.count(len(prompts), 'prompt')}")
+        return [row for result in results for row in result.tolist()]
+
+    def grid(self, prompt: str) -> dict[str, torch.Tensor]:
+        """The exact lens's top token and its probability at every (block, position) of one prompt, on NDIF."""
+        batch = encode(self.tokenizer, [prompt], self.n_ctx)
+        cells = self.n_layers * batch["input_ids"].shape[1]
+        (result,) = jobs.run(self, [jobs.Job("grid", dict(batch), {"softcap": self.softcap}, 1,
+                                             jobs.saved_bytes(cells * 8, 2))],
+                             "the logit-lens grid")
+        return result
+
+    def patch(self, cases: Sequence[Any]) -> list[torch.Tensor]:
+        """Activation patching of each case (`lens.patching.Case`) on NDIF: one forward per case whose batch holds
+        the clean prompt, the corrupted one and a corrupted row per (block, position) patched from the clean row
+        in the same pass; `PATCHES_PER_JOB` cases per session job; p(answer) per row comes back."""
+        jobs_ = []
+        for start in range(0, len(cases), PATCHES_PER_JOB):
+            chunk = cases[start:start + PATCHES_PER_JOB]
+            inputs, rows = [], 0
+            for case in chunk:
+                k = len(case.positions)
+                ids = torch.cat([case.clean_ids, case.corrupt_ids, case.corrupt_ids.expand(self.n_layers * k, -1)])
+                inputs.append({"input_ids": ids, "attention_mask": torch.ones_like(ids)})
+                rows += ids.shape[0]
+            args = {"inputs": inputs, "k": [len(c.positions) for c in chunk],
+                    "where": [torch.tensor(c.positions) for c in chunk], "target": [c.target for c in chunk]}
+            jobs_.append(jobs.Job("patching", {}, args, len(chunk), jobs.saved_bytes(4 * rows, len(chunk))))
+        results = jobs.run(self, jobs_, f"patching {jobs.count(len(cases), 'prompt')}")
+        return [p for result in results for p in result]
+
+    def submit(self, job: jobs.Job) -> str | jobs.Done:
+        """Send a job to NDIF without waiting (its id); a simulated one runs here at once (`jobs.Done`)."""
+        if self.via == "local":
+            return jobs.Done(self._run(job, SimulatedNDIF(self.nn)))
+        backend = self._backend()
+        self._run(job, backend)
+        return backend.job_id
+
+    def poll(self, job_id: str) -> Any | None:
+        """A submitted job's result, or None while it is queued or running; one line where NDIF failed it."""
+        backend = self._backend(job_id)
+        try:
+            result = backend.poll()
+        except Exception as error:  # noqa: BLE001 - every failure of the remote call becomes one line
+            raise self._explain(error) from error
+        return None if result is None else result["out"]
+
+    def _backend(self, job_id: str | None = None) -> Any:
+        """nnsight's remote backend for a job sent without waiting (or polled, by its id), its display off."""
+        from nnsight.intervention.backends.display import StatusDisplay
+        from nnsight.intervention.backends.remote import RemoteBackend
+
+        try:
+            key = self.model_key or self.nn.to_model_key()  # nnsight asks the Hub for the repo's spelling
+        except Exception as error:  # noqa: BLE001 - whatever the Hub's client raises
+            raise self._explain(error) from error
+        backend = RemoteBackend(key, host=self.host, blocking=False, job_id=job_id)
+        backend.display = StatusDisplay(enabled=False)  # a line per job instead (`lens.jobs`)
+        return backend
+
+    def request_bytes(self, job: jobs.Job) -> int:
+        """The size of the request a job sends, serialized here as nnsight would send it (nothing is sent)."""
+        measure = _MeasuringBackend()
+        self._run(job, measure)
+        return measure.size
+
+    def _run(self, job: jobs.Job, backend: Any) -> Any:
+        """Open a job's trace with `backend`; what it saved where the backend ran it here (None where it went to
+        NDIF). Only the names the block uses travel: the batch, the envoys, plain values, and the functions of
+        `lens.intrace` by value."""
+        import nnsight
+
+        from lens.intrace import grid_figures, lens_figures, patched_p
+
+        ship_code()
+        nn, args = self.nn, job.args
+        layers, norm, head = parts(nn)
+        out = None
+        with contextlib.redirect_stdout(sys.stderr):  # nnsight's messages; stdout stays the result
             try:
-                reads = nnsight_reads(self.nn, batch, lens=True, softcap=self.softcap, remote=self.via)
+                if job.kind == "lens":
+                    with nn.trace(dict(job.inputs), backend=backend, logits_to_keep=1):
+                        out = nnsight.save(lens_figures(
+                            nn, layers, norm, head, args["softcap"], args["lenses"], args["ids"], args["output_ids"],
+                            args["top_k"], args["temperatures"]))
+                elif job.kind == "continuation":
+                    width = job.inputs["input_ids"].shape[1]
+                    with nn.generate(dict(job.inputs), backend=backend, max_new_tokens=args["max_new_tokens"],
+                                     do_sample=False, top_p=None, top_k=None, temperature=None,
+                                     pad_token_id=args["pad"]) as tracer:
+                        out = nnsight.save(tracer.result[:, width:].clone())  # not a view: only these travel
+                elif job.kind == "grid":
+                    with nn.trace(dict(job.inputs), backend=backend):
+                        out = nnsight.save(grid_figures(layers, norm, head, args["softcap"]))
+                elif job.kind == "patching":
+                    with nn.session(backend=backend):
+                        rows = []
+                        for inputs, k, where, target in zip(args["inputs"], args["k"], args["where"], args["target"]):
+                            with nn.trace(dict(inputs), logits_to_keep=1):
+                                rows.append(patched_p(nn, layers, k, where, target))
+                        out = nnsight.save(rows)
+                else:
+                    raise ValueError(f"unknown job kind {job.kind!r}")
             except LensError:
                 raise
             except Exception as error:  # noqa: BLE001 - every failure of the remote call becomes one line
                 raise self._explain(error) from error
-        self._require_exact(reads)
-        return reads
+        return out
 
     def _explain(self, error: Exception) -> LensError:
         """One line for a failed remote run: unreachable, refused key, model not running, or the server's words."""
@@ -98,18 +270,128 @@ class RemoteModel:
             return LensError(f"NDIF refused the API key ({text}): check NDIF_API_KEY (get one at {KEY_URL})")
         if isinstance(error, websocket.WebSocketBadStatusException):
             return LensError(f"NDIF at {self.host} refused the connection ({text}): try again later")
-        if not isinstance(error, RemoteError) and _is_network_error(error):
-            return LensError(f"cannot reach NDIF at {self.host} ({text}): check the network connection")
+        cause = error.__cause__ if isinstance(error, RemoteError) else error  # nnsight wraps a failed send
+        if cause is not None and _is_network_error(cause):
+            return LensError(f"cannot reach NDIF at {self.host} ({_first_line(cause)}): check the network connection")
         return LensError(f"NDIF could not run {self.repo}: {text}")
 
-    def _require_exact(self, reads: Reads) -> None:
+    def _require_exact(self, reduced: dict[str, torch.Tensor]) -> None:
         """The check every local load makes: the lens at the last block is the model's output (as NDIF ran it)."""
-        lens, output = reads.lens_logits[:, -1].float(), reads.output_logits.float()
-        relative = float((lens - output).abs().max() / output.abs().max().clamp_min(1e-12))
-        tolerance = RELATIVE_TOLERANCE.get(reads.output_logits.dtype, RELATIVE_TOLERANCE[torch.bfloat16])
+        relative = float((reduced["final_diff"] / reduced["out_max_abs"].clamp_min(1e-12)).max())
+        tolerance = RELATIVE_TOLERANCE.get(self.dtype, RELATIVE_TOLERANCE[torch.bfloat16])
         if not relative <= tolerance:
             raise LensError(f"the lens is not exact on {self.repo} as NDIF runs it: its last block differs from the "
                             f"output by {relative:.1e} of the logits' scale (tolerance {tolerance:.0e})")
+
+
+@functools.cache
+def _code_version() -> str:
+    """A digest of the sources of the modules that build and run a job."""
+    from lens import intrace, lenses, reduce
+
+    source = "".join(inspect.getsource(module) for module in (sys.modules[__name__], intrace, lenses, reduce))
+    return hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
+def ship_code() -> None:
+    """Send the code a job calls (`lens.intrace`, `lens.reduce`, `lens.lenses`) with each request, by value: NDIF
+    has no `lens` package."""
+    import nnsight
+
+    from lens import intrace, lenses, reduce
+
+    for module in (intrace, lenses, reduce):
+        nnsight.register(module)
+
+
+class _NoLensHere(importlib.abc.MetaPathFinder):
+    """NDIF has no `lens` package: importing it fails while a simulated request is unpacked (an editable install
+    would otherwise still find it)."""
+
+    def find_spec(self, name: str, path: Any, target: Any = None) -> None:
+        if name == "lens" or name.startswith("lens."):
+            raise ModuleNotFoundError(f"No module named {name!r} (not on the NDIF server)")
+        return None
+
+
+def _simulation_backend() -> type:
+    """nnsight's local simulation of a remote request, with `lens` hidden as it is on NDIF."""
+    from nnsight.intervention.backends.local import LocalSimulationBackend
+
+    class Simulated(LocalSimulationBackend):
+        def _hide_local_modules(self) -> dict:
+            hidden = super()._hide_local_modules()  # pops lens.* from sys.modules
+            sys.meta_path.insert(0, finder := _NoLensHere())
+            hidden["finder"] = finder
+            return hidden
+
+        def _restore(self, hidden: dict) -> None:
+            sys.meta_path.remove(hidden.pop("finder"))
+            super()._restore(hidden)
+
+    return Simulated
+
+
+def SimulatedNDIF(nn: Any) -> Any:  # noqa: N802 - builds an instance of a class made on first use
+    """A backend that runs a remote request here as NDIF would: serialized, unpacked where no `lens` is, run."""
+    return _simulation_backend()(nn)
+
+
+class _MeasuringBackend:
+    """A backend that serializes a request as nnsight sends it and keeps its size; nothing runs, nothing is sent."""
+
+    size = 0
+
+    def __call__(self, tracer: Any) -> None:
+        from nnsight import CONFIG
+        from nnsight.ndif import pull_env
+        from nnsight.schema.request import RequestModel
+
+        pull_env()
+        self.size = len(RequestModel.serialize(tracer, CONFIG.API.COMPRESS))
+
+
+def simulated(model: Any) -> RemoteModel:
+    """A model loaded here, taken as if NDIF ran it: every job goes through the remote path (serialized, unpacked
+    where no `lens` package is, run on this model by nnsight's local simulation), so its figures are those a
+    remote run computes (tests, and `LENS_NDIF=local`)."""
+    spec = model.spec
+    nn = nnsight_model(model)
+    return RemoteModel(spec=spec, repo=getattr(spec, "repo", spec.name), nn=nn, tokenizer=model.tokenizer,
+                       n_layers=model.n_layers, n_ctx=model.n_ctx, softcap=model.softcap, host="here", via="local",
+                       dtype=model.dtype, weights_id=model.weights_id)
+
+
+def _lens_bytes(n_layers: int, args: dict[str, Any]) -> int:
+    """The size of a lens job's result, from the shapes it will have."""
+    b, candidates = args["output_ids"].shape
+    followed = {name: follow.shape[1] for name, follow in args["ids"].items()}
+    return lens_bytes(n_layers, b, followed, args["top_k"], len(args["temperatures"]), candidates)
+
+
+def lens_bytes(n_layers: int, prompts: int, followed: dict[str, int], top_k: int = 5, temperatures: int = 1,
+               candidates: int = 0) -> int:
+    """The size of a lens job's result (`lens.reduce.reduce` per lens, as saved): `prompts` prompts, each lens
+    following `followed[lens]` tokens, with the output logits of `candidates` more ids."""
+    total, tensors = 4 * prompts * candidates, 1
+    for f in followed.values():
+        total += 4 * prompts * (n_layers * (2 * f + 2 * top_k + 3 * temperatures) + 2 * f + 2 * top_k
+                                + 2 * temperatures + 2)
+        tensors += 15
+    return jobs.saved_bytes(total, tensors)
+
+
+def _join(parts_: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Batches' reductions as one: concatenated over prompts, a batch that follows fewer tokens padded (its
+    extra columns are never read: each prompt's columns are named by its own ids)."""
+    joined = {}
+    for key in parts_[0]:
+        tensors = [part[key] for part in parts_]
+        width = max(t.shape[-1] for t in tensors) if tensors[0].dim() > 1 else None
+        if width is not None:
+            tensors = [torch.cat([t, t.new_zeros(*t.shape[:-1], width - t.shape[-1])], dim=-1) for t in tensors]
+        joined[key] = torch.cat(tensors)
+    return joined
 
 
 def connect(name_or_path: str) -> RemoteModel:
@@ -123,20 +405,21 @@ def connect(name_or_path: str) -> RemoteModel:
 
     key = os.environ.get("NDIF_API_KEY") or CONFIG.API.APIKEY
     if not key:
-        raise LensError(f"--remote needs an NDIF API key: set NDIF_API_KEY=... (get one at {KEY_URL}), "
+        raise LensError(f"a run on NDIF needs an API key: set NDIF_API_KEY=... (get one at {KEY_URL}), "
                         f"or store it once with `{_nnsight_command()} login`")
     host = (os.environ.get("NDIF_HOST") or CONFIG.API.HOST).rstrip("/")
     CONFIG.API.APIKEY, CONFIG.API.HOST = key, host  # what nnsight's remote backend sends, this process only
     deployments = ndif_deployments(host)
     nn = _meta_model(spec.repo)
+    model_key = _model_key(nn, spec.repo)
     if os.environ.get("NDIF_HOTSWAPPING", "0") == "0":  # a hotswapping key: NDIF deploys what it is asked for
-        _require_hosted(_model_key(nn, spec.repo), deployments, spec.repo)
+        _require_hosted(model_key, deployments, spec.repo)
     config = nn._module.config
     cap = getattr(config, "final_logit_softcapping", None)
     return RemoteModel(
         spec=spec, repo=spec.repo, nn=nn, tokenizer=nn.tokenizer, n_layers=int(config.num_hidden_layers),
         n_ctx=int(getattr(config, "max_position_embeddings", None) or nn.tokenizer.model_max_length),
-        softcap=float(cap) if cap else None, host=host,
+        softcap=float(cap) if cap else None, host=host, model_key=model_key, weights_id=model_key,
     )
 
 
@@ -214,11 +497,11 @@ def _require_hosted(model_key: str, deployments: list[Deployment] | None, asked:
     now = ", ".join(running[:6]) + (", ..." if len(running) > 6 else "") if running else "none"
     if not listed:
         alias = "" if asked == repo else f" (the Hub's name for {asked})"
-        raise LensError(f"NDIF does not host {repo}{alias}: --remote runs only the models NDIF runs now (now: {now})")
+        raise LensError(f"NDIF does not host {repo}{alias}: only the models NDIF runs now run there (now: {now})")
     if not same and any(d.model_key for d in listed):
         theirs = sorted({_key_summary(d.model_key) for d in listed if d.model_key})
         raise LensError(f"NDIF runs {repo} only as {' and '.join(theirs)}, not as {_key_summary(model_key)} that "
-                        "--remote sends: drop --remote to run it here")
+                        "nnsight sends: run it here instead")
     best = min(same or listed, key=lambda d: (d.level != "HOT", d.state != "RUNNING"))
     if best.level == "HOT" and best.state == "RUNNING":
         raise LensError(f"NDIF runs {repo} now but not as a dedicated model, which it refuses to an ordinary API key "
@@ -264,10 +547,10 @@ def _meta_model(repo: str) -> Any:
         return TransformersModel(repo, task="text-generation")  # not dispatched: nothing but config + tokenizer
     except GatedRepoError as error:
         raise LensError(f"{repo} is gated: accept its licence on https://huggingface.co/{repo} and log in with "
-                        "`hf auth login` (--remote reads its config and tokenizer, never the weights)") from error
+                        "`hf auth login` (a run on NDIF reads its config and tokenizer, never the weights)") from error
     except (OSError, ValueError) as error:
         raise LensError(f"cannot read {repo}'s config and tokenizer from the Hugging Face Hub "
-                        f"({_first_line(error)}): --remote needs them (never the weights)") from error
+                        f"({_first_line(error)}): a run on NDIF needs them (never the weights)") from error
 
 
 def _nnsight_command() -> str:
@@ -287,8 +570,8 @@ def _hub_error(repo: str, error: BaseException) -> LensError:
 
     text = _first_line(error)
     if isinstance(error, OfflineModeIsEnabled):
-        return LensError(f"--remote asks the Hugging Face Hub how it spells {repo} (NDIF knows models by that name), "
-                         "but HF_HUB_OFFLINE is set: unset it")
+        return LensError(f"a run on NDIF asks the Hugging Face Hub how it spells {repo} (NDIF knows models by that "
+                         "name), but HF_HUB_OFFLINE is set: unset it")
     if isinstance(error, HfHubHTTPError):
         return LensError(f"the Hugging Face Hub refused to name {repo} to NDIF ({text}): check the repo id, and for "
                          "a gated model accept its licence and log in with `hf auth login`")

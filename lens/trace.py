@@ -3,13 +3,15 @@
 `collect` runs the model once over a batch and keeps what a lens reads (block outputs and output logits),
 through an execution backend (`lens.backends`: TransformerLens's bridge by default, or nnsight); `read` turns
 that into one `Trace` per prompt through a lens (the exact one by default), cheaply and at any temperature;
-`trace` does both.
+`trace` does both. Both paths reduce the lens by `lens.reduce.reduce`: here at read time, over a chunk of
+prompts; for a remote model inside its job on NDIF, where only the reduction is kept (`Wanted` says, before
+the forward pass, what the reads will ask for).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import torch
 
@@ -18,11 +20,10 @@ from lens.errors import LensError
 from lens.lenses import EXACT, Lens
 from lens.model import LoadedModel
 from lens.progress import bar
+from lens.reduce import BATCH, chunks, reduce
 from lens.spot import require_agreement, spot_checks
 from lens.tokens import AnswerToken, answer_token, encode_ids, followed_token, prompt_ids
 
-MAX_LENS_ELEMENTS = 1 << 23
-"""Rows x vocab unembedded at once: bounds the lens's memory (32 MiB of float32 per tensor)."""
 
 
 @dataclass(frozen=True)
@@ -35,14 +36,43 @@ class Residuals:
     with where that is a token of its own (the model writes it first; the lens follows the word after)."""
     resid: torch.Tensor | None
     """Block outputs (the residual stream after each block), shape (batch, n_layers, d_model); None where
-    the exact lens was applied where the model ran (on NDIF: `lens_logits`)."""
-    output_logits: torch.Tensor
-    """The model's own output logits, shape (batch, vocab)."""
-    lens_logits: torch.Tensor | None = None
-    """The exact lens's logits at every block, shape (batch, n_layers, vocab), where it was applied where
-    the model ran (a remote model); None otherwise (the lens reads `resid` here)."""
+    the lens was reduced where the model ran (a remote model: `reduced`)."""
+    output_logits: torch.Tensor | None
+    """The model's own output logits, shape (batch, vocab); None where the lens was reduced remotely."""
     backend: str = "bridge"
     """The execution backend that ran the forward pass (`lens.backends.BACKENDS`)."""
+    reduced: Reduced | None = None
+    """The lens reduced where the model ran (a remote model), for what `Wanted` asked; None here."""
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """What the reads of a batch will ask for, said before its forward pass. A remote model reduces its lens
+    where it runs (`lens.reduce`) and sends back only this; a model here keeps its block outputs and needs none.
+    """
+
+    answers: Sequence[str | AnswerToken | None] | None = None
+    """Per prompt, the answer `read` follows (as its `answers`)."""
+    lenses: Mapping[str, Sequence[Sequence[str | AnswerToken]] | None] = field(
+        default_factory=lambda: {EXACT.name: None})
+    """Lens name ("exact", "raw") -> per prompt the words `read` watches through it (None: the answers only)."""
+    top_k: int = 5
+    temperatures: tuple[float, ...] = (1.0,)
+    output_ids: Sequence[Sequence[int]] | None = None
+    """Per prompt, more token ids whose output probability is read (`output_probabilities`)."""
+
+
+@dataclass(frozen=True)
+class Reduced:
+    """A batch's lens reduced where the model ran: `lens.reduce.reduce`'s tensors per lens over every prompt."""
+
+    lenses: dict[str, dict[str, torch.Tensor]]
+    ids: dict[str, tuple[tuple[int, ...], ...]]
+    """Lens name -> per prompt the followed token ids, in the order of the reduced columns."""
+    output_ids: tuple[tuple[int, ...], ...]
+    """Per prompt, the ids of `out_extra_logits`' columns (of the first lens)."""
+    top_k: int
+    temperatures: tuple[float, ...]
 
 
 @dataclass(frozen=True)
@@ -148,9 +178,10 @@ def collect(
     model: LoadedModel,
     prompts: Sequence[str],
     answers: Sequence[str | None] | None = None,
-    batch_size: int = 16,
+    batch_size: int = BATCH,
     backend: str = "bridge",
     leads: Sequence[Sequence[int]] | None = None,
+    wanted: Wanted | None = None,
 ) -> Residuals:
     """Run the model once per batch of prompts, keeping only what the lens reads at the last position.
 
@@ -158,7 +189,8 @@ def collect(
     whitespace the answer starts with, where that is a token of its own). With `leads`, each prompt is
     read after those token ids instead (the whitespace or line break the model itself writes first,
     `lens.generate.Continuation.lead_ids`). `backend`: "bridge" (TransformerLens, the default) or
-    "nnsight" (`lens.backends`); a remote model runs through nnsight."""
+    "nnsight" (`lens.backends`). A remote model runs through nnsight on NDIF, one job per batch, and brings
+    back the lens reduced for `wanted` (default: the answers through the exact lens, top 5, temperature 1)."""
     tokenizer = model.tokenizer
     if leads is not None:
         sequences = [prompt_ids(tokenizer, p) + list(lead) for p, lead in zip(prompts, leads)]
@@ -167,6 +199,11 @@ def collect(
         answers = list(answers) if answers is not None else [None] * len(prompts)
         texts = [p + answer_token(tokenizer, p, a).lead if a is not None else p for p, a in zip(prompts, answers)]
         sequences = [prompt_ids(tokenizer, text) for text in texts]
+    if getattr(model, "remote", False):
+        if backend != "nnsight":
+            raise LensError(f"{model.name} runs remotely, through nnsight: use backend 'nnsight', not {backend!r}")
+        wanted = wanted or Wanted(answers=answers)
+        return _collect_reduced(model, tuple(prompts), tuple(texts), sequences, wanted, batch_size)
     reads = []
     starts = range(0, len(texts), batch_size)
     for start in bar(starts, desc=f"{model.name}: the lens over {len(texts)} prompts", unit="batch"):
@@ -174,13 +211,26 @@ def collect(
         reads.append(forward(model, encode_ids(tokenizer, chunk, model.n_ctx), backend))
     if spot_checks(model):  # a wrong kernel can turn up long after the load check (lens.spot)
         require_agreement(model, sequences[0])
+    return Residuals(tuple(prompts), tuple(texts), torch.cat([r.resid for r in reads]),
+                     torch.cat([r.output_logits for r in reads]), backend)
 
-    def joined(field: str) -> torch.Tensor | None:
-        parts = [getattr(r, field) for r in reads]
-        return None if parts[0] is None else torch.cat(parts)
 
-    return Residuals(tuple(prompts), tuple(texts), joined("resid"), joined("output_logits"),
-                     joined("lens_logits"), backend)
+def _collect_reduced(model, prompts: tuple[str, ...], texts: tuple[str, ...], sequences: list[list[int]],
+                     wanted: Wanted, batch_size: int) -> Residuals:
+    """A remote model's batches reduced where it runs, for what `wanted` says the reads will ask."""
+    n = len(prompts)
+    answers = list(wanted.answers) if wanted.answers is not None else [None] * n
+    ids = {}
+    for name, watch in wanted.lenses.items():
+        watch = list(watch) if watch is not None else [()] * n
+        ids[name] = tuple(tuple(_followed(model, prompt, text, a, ws).ids())
+                          for prompt, text, a, ws in zip(prompts, texts, answers, watch))
+    output_ids = tuple(tuple(row) for row in wanted.output_ids) if wanted.output_ids is not None else ((),) * n
+    if not 1 <= wanted.top_k:
+        raise LensError("--top-k must be at least 1")
+    reduced = model.reduce_lens(sequences, ids, output_ids, wanted.top_k, tuple(wanted.temperatures), batch_size)
+    return Residuals(prompts, texts, None, None, "nnsight",
+                     Reduced(reduced, ids, output_ids, wanted.top_k, tuple(wanted.temperatures)))
 
 
 @torch.inference_mode()
@@ -219,38 +269,74 @@ def read_at(
     """`read` at several temperatures, unembedding each layer once for all of them."""
     if any(t <= 0 for t in temperatures):
         raise ValueError("temperatures must be positive")
-    vocab = residuals.output_logits.shape[-1]
-    if not 1 <= top_k <= vocab:
-        raise LensError(f"--top-k must be between 1 and the vocabulary size, {vocab}")
     n = len(residuals.prompts)
     answers = list(answers) if answers is not None else [None] * n
     watch = list(watch) if watch is not None else [()] * n
-    followed = []
-    for prompt, text, a, ws in zip(residuals.prompts, residuals.read_after, answers, watch):
-        ans = answer_token(model.tokenizer, prompt, a) if isinstance(a, str) else a
-        if isinstance(a, str) and prompt + ans.lead != text:
-            raise ValueError(f"{prompt!r} was collected to be read after {text!r}: collect it with its answer")
-        followed.append(_Followed(ans, tuple(_followable(model.tokenizer, text, ws))))
-    if residuals.lens_logits is not None and lens != EXACT:
-        raise LensError(f"{model.name} was read remotely through the exact lens only: the {lens.name} lens needs "
-                        "the block outputs, which stay where the model ran")
-    rows_per_chunk = max(1, MAX_LENS_ELEMENTS // (model.n_layers * residuals.output_logits.shape[-1]))
+    followed = [_followed(model, prompt, text, a, ws)
+                for prompt, text, a, ws in zip(residuals.prompts, residuals.read_after, answers, watch)]
+    if residuals.reduced is not None:
+        return _read_reduced(model, residuals, tuple(temperatures), followed, top_k, lens)
+    vocab = residuals.output_logits.shape[-1]
+    if not 1 <= top_k <= vocab:
+        raise LensError(f"--top-k must be between 1 and the vocabulary size, {vocab}")
     traces: dict[float, list[Trace]] = {t: [] for t in temperatures}
-    for start in range(0, n, rows_per_chunk):
-        stop = min(n, start + rows_per_chunk)
-        chunk = _Chunk(
-            model=model,
-            lens=lens,
-            prompts=residuals.prompts[start:stop],
-            read_after=residuals.read_after[start:stop],
-            followed=followed[start:stop],
-            logits=_lens_logits(model, residuals, lens, start, stop),
-            output=residuals.output_logits[start:stop].float(),
-            top_k=top_k,
-        )
-        for temperature in temperatures:
-            traces[temperature] += chunk.traces(temperature)
+    for start, stop in chunks(n, model.n_layers, vocab):  # as a remote job chunks the same prompts
+        ids = [f.ids() for f in followed[start:stop]]
+        reduced = reduce(_lens_logits(model, residuals, lens, start, stop), residuals.output_logits[start:stop],
+                         _padded(ids), top_k, tuple(temperatures))
+        for k, temperature in enumerate(temperatures):
+            traces[temperature] += _traces(model, lens.name, residuals.prompts[start:stop],
+                                           residuals.read_after[start:stop], followed[start:stop], ids, reduced,
+                                           k, temperature, top_k)
     return traces
+
+
+def _read_reduced(model, residuals: Residuals, temperatures: tuple[float, ...], followed: list[_Followed],
+                  top_k: int, lens: Lens) -> dict[float, list[Trace]]:
+    """`read_at` of a lens reduced where the model ran: only what `Wanted` asked for is there to read."""
+    reduced = residuals.reduced
+    if lens.name not in reduced.lenses:
+        raise LensError(f"{model.name} was reduced remotely for the {', '.join(reduced.lenses)} lens only: collect "
+                        f"it with the {lens.name} lens in `Wanted.lenses`")
+    missing = [t for t in temperatures if t not in reduced.temperatures]
+    if missing or top_k > reduced.top_k:
+        raise LensError(f"{model.name} was reduced remotely at temperature {reduced.temperatures} with the top "
+                        f"{reduced.top_k}: collect it with temperature {missing or temperatures} and top-k {top_k} "
+                        "in `Wanted`")
+    planned = reduced.ids[lens.name]
+    for prompt, f, ids in zip(residuals.prompts, followed, planned):
+        absent = set(f.ids()) - set(ids)
+        if absent:
+            raise LensError(f"{model.name} was reduced remotely without following token ids {sorted(absent)} after "
+                            f"{prompt!r}: collect it with them in `Wanted`")
+    indices = [reduced.temperatures.index(t) for t in temperatures]
+    return {t: _traces(model, lens.name, residuals.prompts, residuals.read_after, followed, planned,
+                       reduced.lenses[lens.name], k, t, top_k)
+            for t, k in zip(temperatures, indices)}
+
+
+def output_probabilities(residuals: Residuals, ids: Sequence[Sequence[int]]) -> list[list[float]]:
+    """Per prompt, the model's output probability (temperature 1) of each of its `ids`; for a lens reduced
+    remotely, of ids `Wanted.output_ids` (or the followed tokens) asked for."""
+    if residuals.reduced is None:
+        logq = torch.log_softmax(residuals.output_logits.float(), dim=-1)
+        return [logq[j, list(row)].exp().tolist() for j, row in enumerate(ids)]
+    reduced = residuals.reduced
+    if 1.0 not in reduced.temperatures:
+        raise LensError("output probabilities are read at temperature 1: collect with 1.0 in `Wanted.temperatures`")
+    name = next(iter(reduced.lenses))
+    tensors, k = reduced.lenses[name], reduced.temperatures.index(1.0)
+    out = []
+    for j, row in enumerate(ids):
+        columns = {t: ("out_extra_logits", c) for c, t in enumerate(reduced.output_ids[j])}
+        columns |= {t: ("out_ids_logits", c) for c, t in enumerate(reduced.ids[name][j])}
+        absent = set(row) - set(columns)
+        if absent:
+            raise LensError(f"the output probability of token ids {sorted(absent)} was not reduced remotely: collect "
+                            "them in `Wanted.output_ids`")
+        lse = tensors["out_lse"][j, k]
+        out.append([float((tensors[columns[t][0]][j, columns[t][1]] - lse).exp()) for t in row])
+    return out
 
 
 def trace(
@@ -262,16 +348,33 @@ def trace(
 ) -> list[Trace]:
     """The lens for a batch of prompts: one forward pass per batch through `backend` (see `collect`), then
     `read` (same options)."""
-    return read(model, collect(model, prompts, answers, backend=backend), answers, **options)
+    lens = options.get("lens", EXACT)
+    wanted = Wanted(answers=answers, lenses={lens.name: options.get("watch")}, top_k=options.get("top_k", 5),
+                    temperatures=(options.get("temperature", 1.0),))
+    return read(model, collect(model, prompts, answers, backend=backend, wanted=wanted), answers, **options)
 
 
 def _lens_logits(model: LoadedModel, residuals: Residuals, lens: Lens, start: int, stop: int) -> torch.Tensor:
-    """The lens's logits for prompts start:stop, (prompts, n_layers, vocab) in float32."""
-    if residuals.lens_logits is not None:
-        return residuals.lens_logits[start:stop].float()
+    """The lens's logits for prompts start:stop, (prompts, n_layers, vocab)."""
     resid = residuals.resid[start:stop]
     b, n_layers, d = resid.shape
-    return lens.logits(model, resid.reshape(b * n_layers, d)).reshape(b, n_layers, -1).float()
+    return lens.logits(model, resid.reshape(b * n_layers, d)).reshape(b, n_layers, -1)
+
+
+def _padded(rows: Sequence[Sequence[int]]) -> torch.Tensor:
+    """Rows of token ids as one (rows, longest) tensor, a shorter row repeating its first id (an empty one: 0)."""
+    width = max((len(row) for row in rows), default=0)
+    return torch.tensor([list(row) + [row[0] if row else 0] * (width - len(row)) for row in rows],
+                        dtype=torch.long).reshape(len(rows), width)
+
+
+def _followed(model, prompt: str, text: str, answer: str | AnswerToken | None,
+              watch: Sequence[str | AnswerToken]) -> _Followed:
+    """What a read follows for one prompt read after `text`: its answer's token and the followable watched ones."""
+    ans = answer_token(model.tokenizer, prompt, answer) if isinstance(answer, str) else answer
+    if isinstance(answer, str) and prompt + ans.lead != text:
+        raise ValueError(f"{prompt!r} was collected to be read after {text!r}: collect it with its answer")
+    return _Followed(ans, tuple(_followable(model.tokenizer, text, watch)))
 
 
 def _followable(tokenizer, text: str, words: Sequence[str | AnswerToken]) -> list[AnswerToken]:
@@ -293,124 +396,78 @@ class _Followed:
         return sorted({t.token_id for t in ([self.answer] if self.answer else []) + list(self.watched)})
 
 
-@dataclass(frozen=True)
-class _Ranks:
-    """Ranks of one prompt's followed tokens, 1 = top; they do not depend on the temperature."""
+def _traces(model, lens: str, prompts: Sequence[str], read_after: Sequence[str], followed: Sequence[_Followed],
+            columns: Sequence[Sequence[int]], reduced: dict[str, torch.Tensor], k: int, temperature: float,
+            top_k: int) -> list[Trace]:
+    """One Trace per prompt from the reduced lens (`lens.reduce.reduce`) at its k-th temperature; `columns`: per
+    prompt, the token id of each followed column."""
+    decode = model.tokenizer.decode
+    n_layers = model.n_layers
+    lse, out_lse = reduced["lse"][..., k, None], reduced["out_lse"][:, k, None]
+    p_ids = (reduced["ids_logits"] / temperature - lse).exp().tolist()
+    q_ids = (reduced["out_ids_logits"] / temperature - out_lse).exp().tolist()
+    top_p = (reduced["top_logits"][..., :top_k] / temperature - lse).exp().tolist()
+    out_top_p = (reduced["out_top_logits"][:, :top_k] / temperature - out_lse).exp().tolist()
+    top_i, out_top_i = reduced["top_ids"][..., :top_k].tolist(), reduced["out_top_ids"][:, :top_k].tolist()
+    ranks, out_ranks = reduced["ids_ranks"].tolist(), reduced["out_ids_ranks"].tolist()
+    entropy, kl = reduced["entropy"][..., k].tolist(), reduced["kl"][..., k].tolist()
+    out_entropy = reduced["out_entropy"][:, k].tolist()
+    final_diff, out_max = reduced["final_diff"].tolist(), reduced["out_max_abs"].tolist()
 
-    ids: list[int]
-    layers: list[list[int]]
-    """(followed tokens, layers)."""
-    output: list[int]
+    def tops(ids: list[int], ps: list[float]) -> tuple[tuple[str, float], ...]:
+        return tuple(zip((decode([t]) for t in ids), ps))
 
-
-def _ranks_of(logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """1 + how many logits exceed each of `index`'s, per row: logits (rows, vocab) -> (rows, len(index)).
-
-    One pass over the vocabulary per row: each logit finds how many of the followed values lie below it
-    (searchsorted), and counting those per slot gives how many logits exceed each followed value. Three
-    times faster than comparing every followed value with the whole vocabulary (Gemma 3: 262,144 logits).
-    """
-    values, order = logits[:, index].sort(dim=-1)
-    below = torch.searchsorted(values, logits)  # per logit: how many followed values are strictly below it
-    counts = torch.zeros(logits.shape[0], len(index) + 1, dtype=torch.long).scatter_add_(
-        1, below, torch.ones_like(below))
-    exceed = counts.flip(1).cumsum(1).flip(1)[:, 1:]  # exceed[k]: logits above the k-th smallest value
-    return torch.empty_like(exceed).scatter_(1, order, exceed + 1)
-
-
-class _Chunk:
-    """A chunk of prompts already unembedded by a lens: what does not depend on the temperature is
-    computed once (top-k ids, ranks), the rest per temperature."""
-
-    def __init__(self, *, model: LoadedModel, lens: Lens, prompts: Sequence[str], read_after: Sequence[str],
-                 followed: list[_Followed], logits: torch.Tensor, output: torch.Tensor, top_k: int) -> None:
-        self.model, self.lens, self.prompts, self.read_after = model, lens, prompts, read_after
-        self.followed = followed
-        self.logits, self.output = logits, output
-        self.top_ids = logits.topk(top_k, dim=-1).indices
-        self.output_top_ids = output.topk(top_k, dim=-1).indices
-        self.final_diff = (logits[:, -1] - output).abs().amax(-1)
-        self.ranks = [self._ranks(j, f) for j, f in enumerate(followed)]
-
-    def _ranks(self, j: int, followed: _Followed) -> _Ranks:
-        """Ranks come from the logits themselves: log_softmax's rounding reorders near-ties deep in the
-        vocabulary (rank 10375 vs 10374 at another temperature), which the logits do not."""
-        ids = followed.ids()
-        index = torch.tensor(ids, dtype=torch.long)
-        layer_ranks = _ranks_of(self.logits[j], index)  # (layers, ids)
-        out_ranks = _ranks_of(self.output[j][None], index)[0]
-        return _Ranks(ids, layer_ranks.T.tolist(), out_ranks.tolist())
-
-    def traces(self, temperature: float) -> list[Trace]:
-        """One Trace per prompt of the chunk at this temperature."""
-        decode = self.model.tokenizer.decode
-        n_layers = self.model.n_layers
-        logp = torch.log_softmax(self.logits / temperature, dim=-1)
-        logq = torch.log_softmax(self.output / temperature, dim=-1)
-        p, q = logp.exp(), logq.exp()
-        entropy = -torch.einsum("blv,blv->bl", p, logp)
-        out_entropy = -(q * logq).sum(-1)
-        kl = -out_entropy[:, None] - torch.einsum("bv,blv->bl", q, logp)  # KL(q || p)
-        top_p = p.gather(-1, self.top_ids).tolist()
-        out_top_p = q.gather(-1, self.output_top_ids).tolist()
-        top_i, out_top_i = self.top_ids.tolist(), self.output_top_ids.tolist()
-
-        def tops(ids: list[int], ps: list[float]) -> tuple[tuple[str, float], ...]:
-            return tuple(zip((decode([t]) for t in ids), ps))
-
-        traces = []
-        for j, (prompt, text, followed, ranks) in enumerate(zip(self.prompts, self.read_after, self.followed, self.ranks)):
-            column = {token_id: k for k, token_id in enumerate(ranks.ids)}
-            p_layers = p[j][:, ranks.ids].T.tolist() if ranks.ids else []
-            p_out = q[j][ranks.ids].tolist() if ranks.ids else []
-            ans = followed.answer
-            a = column[ans.token_id] if ans else None
-            layers = tuple(
-                LayerLens(
-                    layer=layer,
-                    depth=(layer + 1) / n_layers,
-                    top=tops(top_i[j][layer], top_p[j][layer]),
-                    p_answer=p_layers[a][layer] if ans else None,
-                    rank_answer=ranks.layers[a][layer] if ans else None,
-                    entropy=float(entropy[j, layer]),
-                    kl_to_output=max(0.0, float(kl[j, layer])),
-                )
-                for layer in range(n_layers)
+    traces = []
+    for j, (prompt, text, follows) in enumerate(zip(prompts, read_after, followed)):
+        column = {token_id: c for c, token_id in enumerate(columns[j])}
+        ans = follows.answer
+        a = column[ans.token_id] if ans else None
+        layers = tuple(
+            LayerLens(
+                layer=layer,
+                depth=(layer + 1) / n_layers,
+                top=tops(top_i[j][layer], top_p[j][layer]),
+                p_answer=p_ids[j][layer][a] if ans else None,
+                rank_answer=ranks[j][layer][a] if ans else None,
+                entropy=entropy[j][layer],
+                kl_to_output=kl[j][layer],
             )
-            watched = tuple(
-                Watched(
-                    text=tok.text,
-                    token=tok.token,
-                    p=tuple(p_layers[column[tok.token_id]]),
-                    rank=tuple(ranks.layers[column[tok.token_id]]),
-                    p_output=p_out[column[tok.token_id]],
-                    rank_output=ranks.output[column[tok.token_id]],
-                    whole=tok.n_tokens == 1 and not tok.lead,
-                    token_id=tok.token_id,
-                )
-                for tok in followed.watched
+            for layer in range(n_layers)
+        )
+        watched = tuple(
+            Watched(
+                text=tok.text,
+                token=tok.token,
+                p=tuple(p_ids[j][layer][column[tok.token_id]] for layer in range(n_layers)),
+                rank=tuple(ranks[j][layer][column[tok.token_id]] for layer in range(n_layers)),
+                p_output=q_ids[j][column[tok.token_id]],
+                rank_output=out_ranks[j][column[tok.token_id]],
+                whole=tok.n_tokens == 1 and not tok.lead,
+                token_id=tok.token_id,
             )
-            traces.append(
-                Trace(
-                    model=self.model.name,
-                    prompt=prompt,
-                    read_after=text,
-                    lens=self.lens.name,
-                    answer=ans.text if ans else None,
-                    answer_token=ans.token if ans else None,
-                    answer_note=ans.note if ans else None,
-                    n_layers=n_layers,
-                    temperature=temperature,
-                    layers=layers,
-                    output=OutputLens(
-                        top=tops(out_top_i[j], out_top_p[j]),
-                        p_answer=p_out[a] if ans else None,
-                        rank_answer=ranks.output[a] if ans else None,
-                        entropy=float(out_entropy[j]),
-                    ),
-                    final_max_abs_diff=float(self.final_diff[j]),
-                    output_max_abs_logit=float(self.output[j].abs().max()),
-                    watched=watched,
-                )
+            for tok in follows.watched
+        )
+        traces.append(
+            Trace(
+                model=model.name,
+                prompt=prompt,
+                read_after=text,
+                lens=lens,
+                answer=ans.text if ans else None,
+                answer_token=ans.token if ans else None,
+                answer_note=ans.note if ans else None,
+                n_layers=n_layers,
+                temperature=temperature,
+                layers=layers,
+                output=OutputLens(
+                    top=tops(out_top_i[j], out_top_p[j]),
+                    p_answer=q_ids[j][a] if ans else None,
+                    rank_answer=out_ranks[j][a] if ans else None,
+                    entropy=out_entropy[j],
+                ),
+                final_max_abs_diff=final_diff[j],
+                output_max_abs_logit=out_max[j],
+                watched=watched,
             )
-        return traces
+        )
+    return traces

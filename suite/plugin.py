@@ -81,6 +81,11 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     if session.absent:
         fetch = "; ".join(f"{name}: `{command}`" for name, command in session.absent.items())
         lines.append(f"not run, weights not here (fetch them to include them): {fetch}")
+    if session.on_ndif:
+        asked = "; ".join(f"{name}: `{command}`" for name, command in session.on_ndif.items())
+        lines.append(f"not run, on NDIF only when asked for: {asked}")
+    if session.simulate:
+        lines.append("every model through the remote code path, NDIF's requests simulated here (LENS_NDIF=simulate)")
     return lines
 
 

@@ -2,7 +2,10 @@
 and each model's artefacts, computed lazily when a selected test first asks, once per process.
 
 At most one model is in memory at a time: loading another releases it (an 8B model must fit beside
-nothing else); what was computed from it stays.
+nothing else); what was computed from it stays. A model that runs on NDIF (models.toml `remote = true`) is
+connected to when the run asks for it, before anything loads or is sent, and runs only when asked for.
+`LENS_NDIF=simulate` (tests) sends every model of the run through that remote path, NDIF's requests simulated
+here by nnsight on the model loaded here.
 """
 
 from __future__ import annotations
@@ -18,13 +21,17 @@ from typing import Any, TypeVar
 import pytest
 
 import lens.loader
+import lens.remote
 from lens.check import check_device
-from lens.errors import LensError
+from lens.errors import LensError, NotRemote
 from lens.registry import ModelSpec, registry, resolve
 from lens.spot import DeviceDisagrees
 from suite.estimate import LOAD, Timings, estimate, run_key
 
 T = TypeVar("T")
+SIMULATE = "LENS_NDIF"
+"""`LENS_NDIF=simulate`: every model goes through the remote code path, NDIF simulated here (tests)."""
+SIMULATED_BACKEND = "nnsight, NDIF's requests simulated here"
 
 
 @dataclass(frozen=True)
@@ -80,7 +87,10 @@ class ModelArtefacts:
         return self._memo.get(key)
 
     def get(self, key: Hashable, compute: Callable[[lens.loader.LoadedModel], T]) -> T:
-        """The artefact under `key`, computed by `compute(model)` the first time it is asked for."""
+        """The artefact under `key`, computed by `compute(model)` the first time it is asked for. One a remote
+        model cannot give (`NotRemote`) skips the test that asks for it, with the reason, every time."""
+        if isinstance(self._memo.get(key), NotRemote):
+            pytest.skip(str(self._memo[key]))
         if key not in self._memo:
             with self.session.terminal():  # progress bars and the estimate reach the user's terminal
                 model = self.session.loaded(self.name)
@@ -90,6 +100,9 @@ class ModelArtefacts:
                     self._memo[key] = compute(model)
                 except DeviceDisagrees as error:  # a spot check off the CPU: none of the model's results stand
                     self.session.refuse(self.name, str(error))
+                except NotRemote as error:
+                    self._memo[key] = error
+                    pytest.skip(str(error))
                 finally:
                     took, inner = time.perf_counter() - start, self.computing.pop()
                     if self.computing:
@@ -113,7 +126,9 @@ class ModelArtefacts:
 class SuiteSession:
     """Which models the run covers, where each comes from, and the one model in memory."""
 
-    def __init__(self, sources: dict[str, str], device: str | None, absent: dict[str, str] | None = None) -> None:
+    def __init__(self, sources: dict[str, str], device: str | None, absent: dict[str, str] | None = None,
+                 connected: dict[str, lens.remote.RemoteModel] | None = None,
+                 on_ndif: dict[str, str] | None = None) -> None:
         self.terminal: Callable[[], AbstractContextManager] = nullcontext
         """Lets output through to the terminal while an artefact is computed (the plugin suspends capture)."""
         self.backend = "bridge"
@@ -125,6 +140,15 @@ class SuiteSession:
         self.device = device
         self.absent = absent or {}
         """Registry models left out because their weights are not here -> the command that fetches them."""
+        self.connected = connected or {}
+        """Models of the run that run on NDIF, connected to when the run began."""
+        self.on_ndif = on_ndif or {}
+        """Models that run on NDIF, left out because the run did not ask for them -> the command that does."""
+        self.remote_plan: Callable[[str, Any, list[str]], str] | None = None
+        """What the selected tests (node ids) will send a model on NDIF and bring back, in one line: set by the
+        package of claims, which knows what they read."""
+        self.simulate = os.environ.get(SIMULATE) == "simulate"
+        self._simulated: lens.remote.RemoteModel | None = None
         self._artefacts: dict[str, ModelArtefacts] = {}
         self._loaded: lens.loader.LoadedModel | None = None
         self._refused: dict[str, str] = {}
@@ -139,7 +163,9 @@ class SuiteSession:
     def from_values(cls, given: list[str], device: str | None, markexpr: str = "") -> SuiteSession:
         """From the --model values; none: every registered model whose weights are here. A model asked for
         (with --model, or by name in -m) whose weights are absent ends the run with the command that
-        fetches them (exit status 2), rather than a run of skips."""
+        fetches them (exit status 2), rather than a run of skips. A model that runs on NDIF runs only when asked
+        for, and is connected to at once: no key, no network, a model NDIF does not run now end the run with
+        one line (exit status 2) before anything loads or is sent."""
         try:
             specs = {resolve(value).name: (value, resolve(value)) for value in given}
         except LensError as error:
@@ -147,7 +173,16 @@ class SuiteSession:
         if not specs:
             specs = {name: (name, spec) for name, spec in registry().items()}
         named = {name for name in specs if given or _asks_for(markexpr, name)}
-        present = {name: spec.is_present() for name, (_, spec) in specs.items()}
+        remote = {name for name, (_, spec) in specs.items() if getattr(spec, "remote", False)}
+        connected = {}
+        for name in sorted(named & remote):
+            try:
+                connected[name] = lens.remote.connect(specs[name][0])
+            except LensError as error:
+                pytest.exit(f"{name} runs on NDIF: {error}", returncode=2)
+        on_ndif = {name: findings_command(f"-m {name}") for name in sorted(remote - named)}
+        specs = {name: entry for name, entry in specs.items() if name not in on_ndif}
+        present = {name: name in connected or spec.is_present() for name, (_, spec) in specs.items()}
         for name in sorted(named & set(specs)):
             if not present[name]:
                 spec = specs[name][1]
@@ -155,7 +190,8 @@ class SuiteSession:
                 pytest.exit(f"{name}'s weights are not here: fetch them with `{spec.download_command()}`{size}, "
                             f"then run `{findings_command('-m ' + name)}`", returncode=2)
         return cls({name: value for name, (value, _) in specs.items() if present[name]}, device,
-                   {name: spec.download_command() for name, (_, spec) in specs.items() if not present[name]})
+                   {name: spec.download_command() for name, (_, spec) in specs.items() if not present[name]},
+                   connected, on_ndif)
 
     @property
     def names(self) -> list[str]:
@@ -177,8 +213,10 @@ class SuiteSession:
         weights are absent; fails one whose device disagrees with the CPU."""
         if name in self._refused:
             pytest.fail(self._refused[name], pytrace=False)
+        if name in self.connected:
+            return self._on_ndif(name)
         if self._loaded is not None and self._loaded.name == name:
-            return self._loaded
+            return self._simulated or self._loaded
         spec = self.spec(name)
         if not spec.is_present():
             size = f" (about {spec.size_gb:g} GB)" if spec.size_gb else ""
@@ -200,15 +238,31 @@ class SuiteSession:
                 lens.loader.release(model)
                 self.refuse(name, f"refusing to judge on this device: {check.summary()}; run with --device cpu")
         self._loaded = model
+        if self.simulate:  # the remote code path, NDIF's requests run back here on this model
+            self._simulated = lens.remote.simulated(model)
         self.artefacts(name).record = ModelRecord(
             model=name, source=spec.describe(), weights=model.weights_id, device=model.device,
-            dtype=str(model.dtype).removeprefix("torch."), n_layers=model.n_layers, backend=self.backend,
+            dtype=str(model.dtype).removeprefix("torch."), n_layers=model.n_layers,
+            backend=SIMULATED_BACKEND if self.simulate else self.backend,
         )
         took = time.perf_counter() - start
         self.timings.seconds(run_key(name, model.device, self.artefacts(name).record.dtype), LOAD, took)
         timing = self.artefacts(name).computing
         if timing:  # a load inside an artefact's computation is not that artefact's work
             timing[-1] += took
+        return self._simulated or model
+
+    def _on_ndif(self, name: str) -> lens.remote.RemoteModel:
+        """A model that runs on NDIF: nothing loads here; its record says where it runs."""
+        model = self.connected[name]
+        artefacts = self.artefacts(name)
+        if artefacts.record is None:
+            plan = self.remote_plan(name, model, self.selected.get(name, [])) if self.remote_plan else None
+            print(f"\n{name} runs on NDIF ({model.host}): nothing loads here; "
+                  f"{plan or 'each phase says its prompts, jobs and bytes before it sends them'}", file=sys.stderr)
+            artefacts.record = ModelRecord(
+                model=name, source=self.spec(name).describe(), weights=model.weights_id, device=model.device,
+                dtype=str(model.dtype).removeprefix("torch."), n_layers=model.n_layers, backend="nnsight")
         return model
 
     def refuse(self, name: str, reason: str) -> None:
@@ -220,4 +274,4 @@ class SuiteSession:
         """Free the model in memory (only if it is `name`, when given); computed artefacts stay."""
         if self._loaded is not None and name in (None, self._loaded.name):
             lens.loader.release(self._loaded)
-            self._loaded = None
+            self._loaded, self._simulated = None, None

@@ -88,6 +88,12 @@ def tiny_folder(tmp_path_factory, tiny_tokenizer) -> Path:
     return folder
 
 
+@pytest.fixture(autouse=True)
+def _jobs_of_this_test_only(tmp_path, monkeypatch):
+    """Remote jobs' results are kept per test: one test's kept results never answer another's."""
+    monkeypatch.setenv("LENS_JOBS_DIR", str(tmp_path / "ndif-jobs"))
+
+
 REAL_MODELS = {"smollm2", "gemma3", "real_model"}
 """Fixtures that load an embedded model: a test using one is marked `slow`."""
 

@@ -19,7 +19,7 @@ from lens.backends import nnsight_model, plain_view
 from lens.check import compare_backends, lens_probabilities
 from lens.cli import main
 from lens.errors import LensError
-from lens.lenses import RAW
+from lens.lenses import EXACT, RAW
 from lens.registry import HubModel
 from lens.remote import SCHEDULE_URL, RemoteModel
 from lens.trace import collect, read, trace
@@ -121,8 +121,19 @@ def test_blocks_on_several_devices_are_read_as_ndif_places_them(tiny_tokenizer, 
     assert [h.device.type for h in hidden] == ["cpu", "meta"]  # the blocks' outputs are on two devices
     here = nnsight_reads(nn, batch)
     assert here.resid.device.type == "meta" and here.resid.shape == (2, SIZES["num_hidden_layers"], 64)
-    remote = nnsight_reads(nn, batch, lens=True, remote="local")  # the request NDIF runs, serialized
-    assert remote.lens_logits.shape == (2, SIZES["num_hidden_layers"], len(tokenizer))
+    # The request NDIF runs, serialized: the lens reduced where the last block is.
+    from lens.backends import parts
+    from lens.intrace import lens_figures
+    from lens.remote import SimulatedNDIF, ship_code
+
+    ship_code()
+    layers, norm, head = parts(nn)
+    ids = {"exact": torch.tensor([[5, 7], [9, 9]])}
+    with nn.trace(dict(batch), backend=SimulatedNDIF(nn), logits_to_keep=1):
+        reduced = nnsight.save(lens_figures(nn, layers, norm, head, None, ("exact",), ids, torch.zeros(2, 0), 3,
+                                            (1.0,)))
+    assert reduced["exact"]["ids_ranks"].shape == (2, SIZES["num_hidden_layers"], 2)
+    assert reduced["exact"]["top_ids"].device.type == "meta"
 
 
 def test_a_backend_not_known_is_refused(tiny_model):
@@ -133,40 +144,13 @@ def test_a_backend_not_known_is_refused(tiny_model):
 # ---- the remote path, run here by nnsight's own dry run of a remote request ------------------------------------
 
 
-class _NoLensHere(importlib.abc.MetaPathFinder):
-    """NDIF has no `lens` package: importing it fails while the request is unpacked."""
-
-    def find_spec(self, name, path, target=None):
-        if name == "lens" or name.startswith("lens."):
-            raise ModuleNotFoundError(f"No module named {name!r} (not on the NDIF server)")
-        return None
-
-
 def as_on_ndif(model, tiny_tokenizer, monkeypatch) -> RemoteModel:
     """`model` as a RemoteModel whose requests go through nnsight's dry run of a remote request: serialized,
-    unpacked with the modules NDIF lacks hidden (here also `lens`, which an editable install would otherwise
-    still find), then run against the model here."""
-    from nnsight.intervention.backends.local import LocalSimulationBackend
+    unpacked with the modules NDIF lacks hidden (`lens` too, which an editable install would otherwise still
+    find), then run against the model here (`lens.remote.simulated`)."""
+    from lens.remote import simulated
 
-    class WithoutLens(LocalSimulationBackend):
-        def _hide_local_modules(self):
-            hidden = super()._hide_local_modules()  # pops lens.* from sys.modules
-            sys.meta_path.insert(0, finder := _NoLensHere())
-            hidden["finder"] = finder
-            return hidden
-
-        def _restore(self, hidden):
-            sys.meta_path.remove(hidden.pop("finder"))
-            super()._restore(hidden)
-
-    spec = HubModel(name=model.name, repo=f"test/{model.name}")
-    # nnsight names the model to NDIF by its repo id, canonicalized once by the Hub (here: by itself).
-    model.hf_model.name_or_path = spec.repo
-    monkeypatch.setitem(importlib.import_module("nnsight.modeling.huggingface")._ID_CACHE, spec.repo, spec.repo)
-    nn = nnsight_model(model)
-    monkeypatch.setattr(nn, "_remote_backend", lambda *args: WithoutLens(nn))
-    return RemoteModel(spec=spec, repo=spec.repo, nn=nn, tokenizer=model.tokenizer, n_layers=model.n_layers,
-                       n_ctx=model.n_ctx, softcap=model.softcap, host="local", via="local")
+    return simulated(model)
 
 
 @pytest.mark.parametrize("arch", ["gemma2", "llama"])  # gemma2: soft-capped (the cap is applied remotely)
@@ -175,14 +159,80 @@ def test_the_remote_request_runs_where_no_lens_package_is_and_gives_the_local_le
 
     model = random_model(arch, tiny_tokenizer)
     remote = as_on_ndif(model, tiny_tokenizer, monkeypatch)
-    residuals = collect(remote, HELD_OUT, backend="nnsight")
-    assert residuals.resid is None and residuals.lens_logits.shape[:2] == (len(HELD_OUT), model.n_layers)
+    residuals = collect(remote, HELD_OUT, HELD_OUT_ANSWERS, backend="nnsight")
+    assert residuals.resid is None and residuals.output_logits is None  # figures came back, never tensors of logits
+    assert residuals.reduced.lenses["exact"]["ids_ranks"].shape[:2] == (len(HELD_OUT), model.n_layers)
     assert_same_traces(read(remote, residuals, HELD_OUT_ANSWERS), trace(model, HELD_OUT, HELD_OUT_ANSWERS))
-    # Only the exact lens came back: another lens needs the block outputs, which stayed where the model ran.
-    with pytest.raises(LensError, match="read remotely through the exact lens only"):
+    # Only what was asked for came back: another lens, or another token, needs another job.
+    with pytest.raises(LensError, match="reduced remotely for the exact lens only: collect it with the raw lens"):
         read(remote, residuals, HELD_OUT_ANSWERS, lens=RAW)
+    with pytest.raises(LensError, match="reduced remotely without following token ids"):
+        read(remote, residuals, HELD_OUT_ANSWERS, watch=[[" Paris"]] * len(HELD_OUT))
     with pytest.raises(LensError, match="runs remotely, through nnsight: use backend 'nnsight'"):
         collect(remote, HELD_OUT)
+
+
+def test_the_remote_path_gives_the_local_figures_on_embedded_models(real_model, tiny_tokenizer, monkeypatch):
+    """Both lenses, watched tokens and candidates' output probabilities, reduced inside the simulated job: the
+    same figures as read here (measured: equal bit for bit; the same chunks of prompts are reduced together)."""
+    from lens.tokens import variants
+    from lens.trace import Wanted, output_probabilities
+
+    prompts, answers = HELD_OUT + [ARITHMETIC], HELD_OUT_ANSWERS + [SEVEN]
+    watch = [[*variants(a), " Rome", " Germany"] for a in answers]
+    remote = as_on_ndif(real_model, tiny_tokenizer, monkeypatch)
+    candidates = [[real_model.tokenizer.encode(w, add_special_tokens=False)[-1] for w in (" Paris", " Rome")]] * 4
+    far = collect(remote, prompts, answers, backend="nnsight",
+                  wanted=Wanted(answers=answers, lenses={"exact": watch, "raw": None}, output_ids=candidates))
+    here = collect(real_model, prompts, answers)
+    for lens, words in ((EXACT, watch), (RAW, None)):
+        ours, theirs = read(remote, far, answers, words, lens=lens), read(real_model, here, answers, words, lens=lens)
+        for a, b in zip(ours, theirs, strict=True):
+            assert (a.read_after, a.answer_token) == (b.read_after, b.answer_token)
+            for x, y in zip(a.layers, b.layers, strict=True):
+                assert x.rank_answer == y.rank_answer and [t for t, _ in x.top] == [t for t, _ in y.top]
+                for u, v in ((x.p_answer, y.p_answer), (x.entropy, y.entropy), (x.kl_to_output, y.kl_to_output)):
+                    assert abs(u - v) <= TOLERANCE
+            for w, v in zip(a.watched, b.watched, strict=True):
+                assert w.rank == v.rank and max(abs(s - t) for s, t in zip(w.p, v.p)) <= TOLERANCE
+    for ours, theirs in zip(output_probabilities(far, candidates), output_probabilities(here, candidates)):
+        assert max(abs(a - b) for a, b in zip(ours, theirs)) <= TOLERANCE
+
+
+@pytest.mark.parametrize("arch", ["gemma2", "llama"])
+def test_the_models_own_continuation_the_grid_and_patching_run_remotely_as_here(arch, tiny_tokenizer, monkeypatch):
+    from lens.generate import continue_greedy
+    from lens.grid import lens_grid
+    from lens.patching import patch_many, patch_residuals
+    from tests.conftest import random_model
+
+    model = random_model(arch, tiny_tokenizer)
+    remote = as_on_ndif(model, tiny_tokenizer, monkeypatch)
+    assert continue_greedy(remote, HELD_OUT) == continue_greedy(model, HELD_OUT)  # generated there, 8 tokens
+    far, here = lens_grid(remote, HELD_OUT[0]), lens_grid(model, HELD_OUT[0])
+    assert far.top1 == here.top1 and far.tokens == here.tokens
+    assert max(abs(a - b) for x, y in zip(far.p, here.p) for a, b in zip(x, y)) <= TOLERANCE
+    # One forward per case: the clean prompt, the corrupted one and each patched row in one batch.
+    cases = [("The capital of Germany is", "The capital of France is", " Berlin", [1, -1]),
+             ("The capital of France is", "The capital of Germany is", " Paris", None)]
+    for ours, case in zip(patch_many(remote, cases), cases, strict=True):
+        theirs = patch_residuals(model, *case)
+        assert (ours.positions, ours.tokens) == (theirs.positions, theirs.tokens)
+        for a, b in ((ours.p_clean, theirs.p_clean), (ours.p_corrupt, theirs.p_corrupt)):
+            assert abs(a - b) <= TOLERANCE * 1e-2
+        gap = theirs.p_clean - theirs.p_corrupt  # restored shares are differences over the gap: compare p
+        assert max(abs(a - b) * abs(gap) for x, y in zip(ours.restored, theirs.restored)
+                   for a, b in zip(x, y)) <= TOLERANCE * 1e-2
+
+
+def test_attention_is_refused_remotely_with_its_reason(tiny_tokenizer, monkeypatch):
+    from lens.attention import attention_from_last
+    from lens.errors import NotRemote
+    from tests.conftest import random_model
+
+    remote = as_on_ndif(random_model("llama", tiny_tokenizer), tiny_tokenizer, monkeypatch)
+    with pytest.raises(NotRemote, match=r"^attention patterns are not read on NDIF: it runs models with fused "):
+        attention_from_last(remote, HELD_OUT[0])
 
 
 def test_a_remote_read_whose_last_block_is_not_the_output_is_refused(tiny_tokenizer, monkeypatch):
@@ -190,7 +240,7 @@ def test_a_remote_read_whose_last_block_is_not_the_output_is_refused(tiny_tokeni
 
     remote = as_on_ndif(random_model("llama", tiny_tokenizer), tiny_tokenizer, monkeypatch)
     remote.softcap = 1.0  # a cap the model does not have: the lens at the last block is not its output
-    with pytest.raises(LensError, match=r"the lens is not exact on test/tiny-llama as NDIF runs it"):
+    with pytest.raises(LensError, match=r"the lens is not exact on tiny-llama as NDIF runs it"):
         collect(remote, HELD_OUT[:1], backend="nnsight")
 
 
@@ -228,7 +278,7 @@ def test_a_remote_run_that_cannot_reach_ndif_is_one_line(tiny_tokenizer, monkeyp
     host = f"http://127.0.0.1:{_closed_port()}"
     monkeypatch.setattr(CONFIG.API, "HOST", host)
     monkeypatch.setattr(CONFIG.API, "APIKEY", "dummy")
-    remote.via, remote.host = True, host
+    remote.via, remote.host, remote.model_key = True, host, ndif.model_key("test/tiny-llama")  # as `connect` sets
     with pytest.raises(LensError, match=rf"^cannot reach NDIF at {host} \(.*\): check the network connection$"):
         trace(remote, HELD_OUT[:1], backend="nnsight")
 
@@ -297,7 +347,7 @@ def assert_one_line(done: subprocess.CompletedProcess, message: str) -> None:
 
 def test_remote_without_an_api_key_says_where_to_get_one(lens_fresh):
     done = lens_fresh("trace", BIG, "x", "--remote")
-    assert_one_line(done, "--remote needs an NDIF API key: set NDIF_API_KEY=... (get one at https://login.ndif.us)")
+    assert_one_line(done, "a run on NDIF needs an API key: set NDIF_API_KEY=... (get one at https://login.ndif.us)")
 
 
 def assert_unreachable(done: subprocess.CompletedProcess, host: str) -> None:

@@ -59,7 +59,9 @@ def test_models_lists_every_registered_model_and_whether_it_is_here(capsys):
     rows = {line.split()[0]: line for line in out.splitlines()[2:]}
     assert list(rows) == list(registry())
     for name, spec in registry().items():
-        if spec.is_present():
+        if getattr(spec, "remote", False):
+            assert "no (on NDIF)" in rows[name] and "download" not in rows[name]
+        elif spec.is_present():
             assert " yes " in f"{rows[name]} " and "download" not in rows[name]
         else:
             assert f"download {name}`" in rows[name]
@@ -133,3 +135,18 @@ def test_a_truncated_gguf_through_the_command_line(tmp_path):
     assert done.stderr.splitlines()[-1].startswith(f"lens: {gguf} is not a readable GGUF model")
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "cache" / "dequantized").exists() or not any((tmp_path / "cache" / "dequantized").iterdir())
+
+
+def test_a_model_that_runs_on_ndif_is_never_downloaded(capsys):
+    status, out, err = run(capsys, "download", "llama31-70b")
+    assert status == 2 and out == "" and err.count("\n") == 1
+    assert err.startswith("lens: llama31-70b runs on NDIF: nothing to download (`")
+
+
+def test_tracing_a_model_that_runs_on_ndif_goes_there_without_remote(capsys, monkeypatch):
+    monkeypatch.delenv("NDIF_API_KEY", raising=False)
+    from nnsight import CONFIG
+
+    monkeypatch.setattr(CONFIG.API, "APIKEY", None)
+    status, out, err = run(capsys, "trace", "llama31-70b", "The capital of Germany is")
+    assert status == 2 and out == "" and err.startswith("lens: a run on NDIF needs an API key: set NDIF_API_KEY=")

@@ -1,6 +1,9 @@
 """The findings suite run for real on smollm2, in a subprocess (the capitals only, so it stays cheap):
-as it is, and with a perturbed model."""
+as it is, with a perturbed model, and through the remote code path (NDIF's requests simulated here), which gives
+the same verdicts and figures."""
 
+import json
+import os
 import re
 import subprocess
 import sys
@@ -10,21 +13,43 @@ import pytest
 
 ROOT = Path(__file__).parent.parent
 NUMBERS = sorted(int(p.stem.split("_")[1]) for p in (ROOT / "findings").glob("test_[0-9][0-9]_*.py"))
+CAPITALS_WITHOUT_PATCHING = "capitals and not capitals_german and not patching"
+SAME = 1e-4
+"""How far a figure through the remote path may be from the local run's: float error, nothing more."""
 
 
-def run_findings(reports: Path, *extra: str) -> subprocess.CompletedProcess:
+def run_findings(reports: Path, *extra: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "pytest", "findings/", "-m", "smollm2", "-q", "--tb=line", "-p", "no:cacheprovider",
          "--reports", str(reports), *extra],
-        cwd=ROOT, capture_output=True, text=True,
+        cwd=ROOT, capture_output=True, text=True, env=os.environ | env,
     )
+
+
+def differences(ours, theirs, where: str = "") -> tuple[float, list[str]]:
+    """The largest difference between two runs' numbers, and where they differ otherwise (another verdict,
+    another string, another shape), over two findings.json documents or any part of them."""
+    if isinstance(ours, bool) or isinstance(theirs, bool) or not isinstance(ours, (int, float)) \
+            or not isinstance(theirs, (int, float)):
+        if isinstance(ours, dict) and isinstance(theirs, dict):
+            if ours.keys() != theirs.keys():
+                return 0.0, [f"{where}: keys {sorted(ours.keys() ^ theirs.keys())}"]
+            found = [differences(ours[k], theirs[k], f"{where}.{k}") for k in ours]
+        elif isinstance(ours, list) and isinstance(theirs, list):
+            if len(ours) != len(theirs):
+                return 0.0, [f"{where}: {len(ours)} items, {len(theirs)}"]
+            found = [differences(a, b, f"{where}[{i}]") for i, (a, b) in enumerate(zip(ours, theirs))]
+        else:
+            return 0.0, [] if ours == theirs else [f"{where}: {ours!r} != {theirs!r}"]
+        return max((d for d, _ in found), default=0.0), [m for _, ms in found for m in ms]
+    return abs(ours - theirs) / max(1.0, abs(theirs)), []
 
 
 @pytest.fixture(scope="module")
 def smollm2_run(tmp_path_factory, smollm2):  # smollm2: fetched and cached before the subprocess
     reports = tmp_path_factory.mktemp("reports")
     # The capitals without patching (the in-process findings run it): the report and three kinds of figure.
-    return run_findings(reports, "-k", "capitals and not capitals_german and not patching"), reports
+    return run_findings(reports, "-k", CAPITALS_WITHOUT_PATCHING), reports
 
 
 def test_the_findings_pass_on_smollm2_as_recorded(smollm2_run):
@@ -61,3 +86,31 @@ def test_a_perturbed_model_fails_snapshots_and_verdicts(tmp_path, smollm2):
     assert any("test_layer_snapshot[" in f for f in failed), done.stdout[-3000:]
     claims = [f for f in failed if re.search(r"test_\d\d_", f)]
     assert claims, done.stdout[-3000:]
+
+
+@pytest.fixture(scope="module")
+def smollm2_remote_run(tmp_path_factory, smollm2):
+    reports = tmp_path_factory.mktemp("remote-reports")
+    jobs = tmp_path_factory.mktemp("jobs")  # nothing kept by an earlier run answers for this one
+    done = run_findings(reports, "-k", CAPITALS_WITHOUT_PATCHING, LENS_NDIF="simulate", LENS_JOBS_DIR=str(jobs))
+    return done, reports, jobs
+
+
+def test_the_remote_path_gives_the_local_verdicts_and_figures(smollm2_run, smollm2_remote_run):
+    """Everything the claims read comes back reduced from NDIF's job (here nnsight's simulation of it): the
+    model's own continuation, both lenses, the candidates, the grid. Verdicts, every figure and every per-prompt
+    row of evidence agree with the local run within float error."""
+    (local, local_reports), (remote, remote_reports, jobs) = smollm2_run, smollm2_remote_run
+    assert remote.returncode == 0, remote.stdout[-3000:]
+    assert re.search(r"smollm2 on NDIF: the lens over 65 prompts: job 5/5 back", remote.stderr + remote.stdout)
+    assert list(jobs.rglob("lens-*.pt"))  # every finished job kept
+    ours, theirs = (json.loads((r / "findings.json").read_text()) for r in (remote_reports, local_reports))
+    refused = ours["claims"].pop("attention_to_subject")  # NDIF never forms attention patterns: skipped, and why
+    theirs["claims"].pop("attention_to_subject")
+    assert {r["outcome"] for r in refused["results"]} == {"skipped"}
+    assert refused["results"][0]["message"].startswith("attention patterns are not read on NDIF")
+    largest, other = differences(ours["claims"], theirs["claims"])
+    assert other == [] and largest <= SAME, (largest, other[:5])
+    assert ours["checks"] == theirs["checks"]  # the layer snapshots hold on the remote path too
+    record = ours["models"]["smollm2"]
+    assert (record["device"], record["backend"]) == ("cpu", "nnsight, NDIF's requests simulated here")

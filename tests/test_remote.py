@@ -81,8 +81,8 @@ def test_a_model_ndif_runs_for_every_key_is_accepted_under_the_hubs_spelling(con
          "scheduled (running now: other/served)"),
         ([ndif.hot("test/m", task="text-classification")],
          "NDIF runs test/m only as TransformersModel for text-classification, not as TransformersModel for "
-         "text-generation that --remote sends: drop --remote to run it here"),
-        ([], "NDIF does not host test/m: --remote runs only the models NDIF runs now (now: other/served)"),
+         "text-generation that nnsight sends: run it here instead"),
+        ([], "NDIF does not host test/m: only the models NDIF runs now run there (now: other/served)"),
     ],
     ids=["not-dedicated", "deploying", "unhealthy", "warm", "cold", "other-task", "absent"],
 )
@@ -96,8 +96,8 @@ def test_a_model_listed_under_another_spelling_than_the_hubs_is_refused(connect_
     # nnsight sends the Hub's spelling: a deployment under the one typed is not the one NDIF would run.
     with pytest.raises(LensError) as refused:
         connect_to("old-org/m", "test/m", ndif.hot("old-org/m"))
-    assert str(refused.value) == ("NDIF does not host test/m (the Hub's name for old-org/m): --remote runs only the "
-                                  "models NDIF runs now (now: old-org/m, other/served)")
+    assert str(refused.value) == ("NDIF does not host test/m (the Hub's name for old-org/m): only the models NDIF "
+                                  "runs now run there (now: old-org/m, other/served)")
 
 
 def test_a_key_with_hotswapping_access_is_not_held_to_what_runs_now(connect_to, monkeypatch):

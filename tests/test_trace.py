@@ -203,11 +203,12 @@ def test_temperature_never_reorders_only_sharpens_or_flattens(real_model):
 
 
 def test_ranks_by_one_pass_equal_ranks_by_comparison():
-    from lens.trace import _ranks_of
+    from lens.reduce import ranks_of
 
     torch.manual_seed(0)
     logits = torch.randn(4, 5000)
     logits[0, 7] = logits[0, 9]  # a tie: neither counts as above the other
-    index = torch.tensor([7, 9, 100, 4999, 0])
-    expected = (logits[:, None, :] > logits[:, index, None]).sum(-1) + 1
-    assert torch.equal(_ranks_of(logits, index), expected)
+    index = torch.tensor([[7, 9, 100, 4999, 0], [7, 7, 3, 2, 1], [0, 0, 0, 0, 0], [4999, 1, 2, 3, 4]])
+    values = logits.gather(1, index)  # each row its own followed tokens, one repeated (a padded row)
+    expected = (logits[:, None, :] > values[:, :, None]).sum(-1) + 1
+    assert torch.equal(ranks_of(logits, values), expected)
