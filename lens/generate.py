@@ -15,6 +15,7 @@ import torch
 from lens.backends import plain_view
 from lens.model import LoadedModel
 from lens.progress import bar
+from lens.reduce import margins as margins_of
 from lens.tokens import AnswerToken, encode, is_space, spells
 
 MAX_NEW_TOKENS = 8
@@ -61,8 +62,8 @@ def continue_greedy(model: LoadedModel, prompts: Sequence[str], max_new_tokens: 
     tokenizer = model.tokenizer
     if getattr(model, "remote", False):
         stop = set(_end_ids(model.generation_config, tokenizer))
-        rows = model.continuations(prompts, max_new_tokens, batch_size)
-        return [_continuation(tokenizer, prompt, _until(row, stop)) for prompt, row in zip(prompts, rows)]
+        rows, margins = model.continuations(prompts, max_new_tokens, batch_size)
+        return [_continued(tokenizer, prompt, row, margin, stop) for prompt, row, margin in zip(prompts, rows, margins)]
     hf = plain_view(model.hf_model)
     stop = set(_end_ids(hf.generation_config, tokenizer))
     out: list[Continuation] = []
@@ -73,19 +74,17 @@ def continue_greedy(model: LoadedModel, prompts: Sequence[str], max_new_tokens: 
         generated = hf.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, top_p=None, top_k=None,
                                 temperature=None, pad_token_id=tokenizer.pad_token_id,
                                 return_dict_in_generate=True, output_logits=True)
-        top2 = torch.stack(generated.logits, dim=1).float().softmax(dim=-1).topk(2, dim=-1).values
-        margins = (top2[..., 0] - top2[..., 1]).tolist()
         rows = generated.sequences[:, batch["input_ids"].shape[1]:].tolist()
-        for prompt, row, margin in zip(chunk, rows, margins):
-            ids = _until(row, stop)
-            written = margin[: len(ids) + 1]  # the end-of-sequence token, where it came, was a choice too
-            out.append(_continuation(tokenizer, prompt, ids, tuple(round(m, 6) for m in written)))
+        for prompt, row, margin in zip(chunk, rows, margins_of(generated.logits).tolist()):
+            out.append(_continued(tokenizer, prompt, row, margin, stop))
     return out
 
 
-def _until(row: list[int], stop: set[int]) -> tuple[int, ...]:
-    """A generated row up to its first end-of-sequence token (not included)."""
-    return tuple(row[: next((i for i, t in enumerate(row) if t in stop), len(row))])
+def _continued(tokenizer, prompt: str, row: list[int], margins: list[float], stop: set[int]) -> Continuation:
+    """A generated row up to its first end-of-sequence token (not included), with the margins of the tokens
+    written and of the end token, where one came: it was a choice too."""
+    ids = tuple(row[: next((i for i, t in enumerate(row) if t in stop), len(row))])
+    return _continuation(tokenizer, prompt, ids, tuple(round(m, 6) for m in margins[: len(ids) + 1]))
 
 
 def _continuation(tokenizer, prompt: str, ids: tuple[int, ...], margins: tuple[float, ...] = ()) -> Continuation:

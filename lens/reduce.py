@@ -156,3 +156,10 @@ def top1(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     the logit-lens grid, here and in a remote job."""
     p, i = torch.softmax(logits.float(), dim=-1).max(-1)  # softmax autocasts to float32 itself
     return p, i.to(RANK_DTYPE)
+
+
+def margins(step_logits: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Per row and generated step, by how much the output probability of the greedy token beats the runner-up's:
+    `generate`'s per-step logits, each (rows, vocab) -> (rows, steps); here and in a remote job."""
+    top2 = torch.stack(list(step_logits), dim=1).float().softmax(dim=-1).topk(2, dim=-1).values
+    return top2[..., 0] - top2[..., 1]

@@ -129,8 +129,10 @@ class RemoteModel:
             self._require_exact(joined["exact"])
         return joined
 
-    def continuations(self, prompts: Sequence[str], max_new_tokens: int, batch_size: int = BATCH) -> list[list[int]]:
-        """Each prompt's greedy continuation by the model on NDIF (`max_new_tokens` token ids), one job per batch."""
+    def continuations(self, prompts: Sequence[str], max_new_tokens: int,
+                      batch_size: int = BATCH) -> tuple[list[list[int]], list[list[float]]]:
+        """Each prompt's greedy continuation by the model on NDIF (`max_new_tokens` token ids) and its margins
+        (`lens.reduce.margins`), one job per batch."""
         jobs_ = []
         for start in range(0, len(prompts), batch_size):
             batch = encode(self.tokenizer, list(prompts[start:start + batch_size]), self.n_ctx)
@@ -138,9 +140,10 @@ class RemoteModel:
             pad = self.tokenizer.pad_token_id
             args = {"max_new_tokens": max_new_tokens, "pad": self.tokenizer.eos_token_id if pad is None else pad}
             jobs_.append(jobs.Job("continuation", dict(batch), args, n,
-                                  jobs.saved_bytes(n * max_new_tokens * 8, 1)))
+                                  jobs.saved_bytes(n * max_new_tokens * (8 + 4), 2)))
         results = jobs.run(self, jobs_, f"its own continuation of {jobs.count(len(prompts), 'prompt')}")
-        return [row for result in results for row in result.tolist()]
+        return ([row for ids, _ in results for row in ids.tolist()],
+                [row for _, margin in results for row in margin.tolist()])
 
     def grid(self, prompt: str) -> dict[str, torch.Tensor]:
         """The exact lens's top token and its probability at every (block, position) of one prompt, on NDIF."""
@@ -213,6 +216,7 @@ class RemoteModel:
         import nnsight
 
         from lens.intrace import grid_figures, lens_figures, patched_p
+        from lens.reduce import margins
 
         ship_code()
         nn, args = self.nn, job.args
@@ -229,8 +233,10 @@ class RemoteModel:
                     width = job.inputs["input_ids"].shape[1]
                     with nn.generate(dict(job.inputs), backend=backend, max_new_tokens=args["max_new_tokens"],
                                      do_sample=False, top_p=None, top_k=None, temperature=None,
-                                     pad_token_id=args["pad"]) as tracer:
-                        out = nnsight.save(tracer.result[:, width:].clone())  # not a view: only these travel
+                                     pad_token_id=args["pad"], return_dict_in_generate=True,
+                                     output_logits=True) as tracer:
+                        generated = tracer.result  # not views: only these travel
+                        out = nnsight.save((generated.sequences[:, width:].clone(), margins(generated.logits)))
                 elif job.kind == "grid":
                     with nn.trace(dict(job.inputs), backend=backend):
                         out = nnsight.save(grid_figures(layers, norm, head, args["softcap"]))
