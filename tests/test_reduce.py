@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lens.reduce import reduce
+from lens.reduce import COMPARE_UP_TO, ranks_of, reduce
 
 TEMPERATURES = (0.5, 1.0, 2.0)
 
@@ -45,6 +45,28 @@ def test_the_reduction_keeps_the_definitions_computed_over_the_whole_vocabulary(
     assert torch.equal(got["top_ids"].long(), logits.topk(4, -1).indices)
     assert torch.equal(got["out_ids_ranks"].long(), (out[:, None, :] > out.gather(-1, ids)[..., None]).sum(-1) + 1)
     assert torch.allclose(got["final_diff"], (logits[:, -1] - output).abs().amax(-1))
+
+
+@pytest.mark.parametrize("k", [1, COMPARE_UP_TO, COMPARE_UP_TO + 1, 40])  # compared one by one, or searchsorted
+def test_ranks_count_the_logits_above_each_value_either_way(k):
+    torch.manual_seed(1)
+    logits = torch.randn(7, 500).round(decimals=1)  # many ties
+    values = logits[:, torch.randint(0, 500, (k,))]
+    expected = (logits[:, None, :] > values[:, :, None]).sum(-1) + 1
+    assert torch.equal(ranks_of(logits, values), expected)
+
+
+def test_the_entropy_of_a_lens_thousands_of_nats_wide_is_its_definition():
+    """The raw lens's logits (no final norm) spread over thousands of nats: the entropy stays p log p summed,
+    though probabilities below exp(-80) are floored for speed."""
+    torch.manual_seed(2)
+    logits, output = torch.randn(2, 3, 2000) * 400, torch.randn(2, 2000) * 4
+    got = reduce(logits, output, torch.zeros(2, 1, dtype=torch.long), 1, (1.0,))
+    logp = torch.log_softmax(logits.double(), -1)
+    assert torch.allclose(got["entropy"][..., 0].double(), -(logp.exp() * logp).sum(-1), atol=1e-6)
+    logq = torch.log_softmax(output.double(), -1)
+    kl = (logq.exp()[:, None] * (logq[:, None] - logp)).sum(-1)
+    assert torch.allclose(got["kl"][..., 0].double(), kl, rtol=1e-5)
 
 
 def test_the_reduction_stays_float32_under_the_bfloat16_autocast_ndif_runs_jobs_in(chunk):
