@@ -108,7 +108,7 @@ class ModelFindings:
         def compute(model: LoadedModel) -> tuple[Reading, ...]:
             facts = SETS[prompt_set]
             prompts = [_prompt(model, fact, form) for fact in facts]
-            replies = continue_greedy(model, prompts)
+            replies = continue_greedy(model, prompts, answers=[fact.spellings(form) for fact in facts])
             readings = [_reading(model.tokenizer, fact, form, prompt, reply)
                         for fact, prompt, reply in zip(facts, prompts, replies)]
             return tuple(_with_shared_starts(model.tokenizer, readings))

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
 
 from lens.backends import plain_view
 from lens.model import LoadedModel
@@ -55,36 +56,80 @@ class Continuation:
 
 @torch.inference_mode()
 def continue_greedy(model: LoadedModel, prompts: Sequence[str], max_new_tokens: int = MAX_NEW_TOKENS,
-                    batch_size: int = 16) -> list[Continuation]:
+                    batch_size: int = 16, answers: Sequence[Sequence[str]] | None = None) -> list[Continuation]:
     """Each prompt's greedy continuation by the model (the Hugging Face model as transformers built it, so
     the bridge's hooks play no part), in batches of left-padded prompts; a remote model's on NDIF, one job
-    per batch (`lens.remote`)."""
+    per batch (`lens.remote`). With `answers` (per prompt, the words that would answer it), a continuation
+    ends where it is decided (`decided`): here generation stops there, on NDIF it is cut there, so both give
+    the same continuation."""
     tokenizer = model.tokenizer
+    words = list(answers) if answers is not None else [None] * len(prompts)
     if getattr(model, "remote", False):
         stop = set(_end_ids(model.generation_config, tokenizer))
         rows, margins = model.continuations(prompts, max_new_tokens, batch_size)
-        return [_continued(tokenizer, prompt, row, margin, stop) for prompt, row, margin in zip(prompts, rows, margins)]
+        return [_continued(tokenizer, prompt, row, margin, stop, w)
+                for prompt, row, margin, w in zip(prompts, rows, margins, words)]
     hf = plain_view(model.hf_model)
     stop = set(_end_ids(hf.generation_config, tokenizer))
     out: list[Continuation] = []
     starts = range(0, len(prompts), batch_size)
     for start in bar(starts, desc=f"{model.name}: its own continuation of {len(prompts)} prompts", unit="batch"):
-        chunk = list(prompts[start : start + batch_size])
+        chunk, chunk_words = list(prompts[start : start + batch_size]), words[start : start + batch_size]
         batch = {k: v.to(model.device) for k, v in encode(tokenizer, chunk, model.n_ctx).items()}
+        width = batch["input_ids"].shape[1]
+        until = None if answers is None else StoppingCriteriaList([_Decided(tokenizer, chunk_words, width)])
         generated = hf.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, top_p=None, top_k=None,
-                                temperature=None, pad_token_id=tokenizer.pad_token_id,
+                                temperature=None, pad_token_id=tokenizer.pad_token_id, stopping_criteria=until,
                                 return_dict_in_generate=True, output_logits=True)
-        rows = generated.sequences[:, batch["input_ids"].shape[1]:].tolist()
-        for prompt, row, margin in zip(chunk, rows, margins_of(generated.logits).tolist()):
-            out.append(_continued(tokenizer, prompt, row, margin, stop))
+        rows = generated.sequences[:, width:].tolist()
+        for prompt, row, margin, w in zip(chunk, rows, margins_of(generated.logits).tolist(), chunk_words):
+            out.append(_continued(tokenizer, prompt, row, margin, stop, w))
     return out
 
 
-def _continued(tokenizer, prompt: str, row: list[int], margins: list[float], stop: set[int]) -> Continuation:
+def decided(tokenizer, ids: Sequence[int], answers: Sequence[str]) -> int | None:
+    """After how many of `ids` a continuation is decided, or None if it is not yet: its first word written and
+    ended (a token that starts with anything but a letter or digit follows it), and none of `answers` still
+    possible (each one either spelled with the character after it written, or departed from). Nothing later
+    changes where the lens reads, what it follows, its margin or which answer it spells."""
+    skip = next((i for i, t in enumerate(ids) if not is_space(tokenizer.decode([t]))), None)
+    if skip is None:
+        return None
+    end = next((j for j in range(skip + 1, len(ids)) if not tokenizer.decode([ids[j]])[:1].isalnum()), None)
+    if end is None:
+        return None
+    bare = [word.strip().casefold() for word in answers]
+    for k in range(end + 1, len(ids) + 1):
+        written = tokenizer.decode(list(ids[:k])).lstrip().casefold()
+        if not any(word.startswith(written) for word in bare if word):  # a prefix: still to be decided
+            return k
+    return None
+
+
+class _Decided(StoppingCriteria):
+    """Stops each row of a batch once its continuation is `decided` (transformers pads it from then on)."""
+
+    def __init__(self, tokenizer, answers: Sequence[Sequence[str] | None], width: int) -> None:
+        self.tokenizer, self.answers, self.width = tokenizer, answers, width
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
+        rows = input_ids[:, self.width:].tolist()
+        done = [words is not None and decided(self.tokenizer, row, words) is not None
+                for row, words in zip(rows, self.answers)]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
+def _continued(tokenizer, prompt: str, row: list[int], margins: list[float], stop: set[int],
+               answers: Sequence[str] | None = None) -> Continuation:
     """A generated row up to its first end-of-sequence token (not included), with the margins of the tokens
-    written and of the end token, where one came: it was a choice too."""
+    written and of the end token, where one came: it was a choice too. With `answers`, up to where it was
+    decided instead, if that comes first (nothing after it was needed, or generated here)."""
     ids = tuple(row[: next((i for i, t in enumerate(row) if t in stop), len(row))])
-    return _continuation(tokenizer, prompt, ids, tuple(round(m, 6) for m in margins[: len(ids) + 1]))
+    kept = len(ids) + 1
+    cut = decided(tokenizer, ids, answers) if answers is not None else None
+    if cut is not None:
+        ids, kept = ids[:cut], cut
+    return _continuation(tokenizer, prompt, ids, tuple(round(m, 6) for m in margins[:kept]))
 
 
 def _continuation(tokenizer, prompt: str, ids: tuple[int, ...], margins: tuple[float, ...] = ()) -> Continuation:

@@ -209,6 +209,8 @@ def test_the_models_own_continuation_the_grid_and_patching_run_remotely_as_here(
     model = random_model(arch, tiny_tokenizer)
     remote = as_on_ndif(model, tiny_tokenizer, monkeypatch)
     assert continue_greedy(remote, HELD_OUT) == continue_greedy(model, HELD_OUT)  # generated there, 8 tokens
+    answers = [["zz"]] * len(HELD_OUT)  # cut where decided there, stopped there here: the same replies
+    assert continue_greedy(remote, HELD_OUT, answers=answers) == continue_greedy(model, HELD_OUT, answers=answers)
     far, here = lens_grid(remote, HELD_OUT[0]), lens_grid(model, HELD_OUT[0])
     assert far.top1 == here.top1 and far.tokens == here.tokens
     assert max(abs(a - b) for x, y in zip(far.p, here.p) for a, b in zip(x, y)) <= TOLERANCE

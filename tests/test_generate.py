@@ -72,3 +72,35 @@ def test_the_margin_is_the_narrowest_choice_among_the_tokens_that_decided_the_fi
     comma = tuple(0.01 if j == 4 else 0.9 for j in range(len(ids) + 1))
     assert _continuation(tokenizer, "10 + 1 =", ids, comma).margin == 0.9  # "," or ".": the same answer
     assert _continuation(tokenizer, "x", (), (0.2,)).margin == 0.2  # ended at once: the end token's choice
+
+
+@pytest.mark.parametrize("text, answers, expected", [
+    ("\n 11, which is", ["11"], 5),           # the lead, "1", "1", then "," ends the word and 11 is spelled
+    ("\n 11, which is", ["11, which"], 12),   # an answer of more words: until the character after it (letters)
+    ("\n 11, which is", ["7"], 5),            # departed from every answer once the word ended
+    ("\n 1", ["11"], None),                   # the word not ended yet
+    ("\n ", ["11"], None),                    # whitespace only
+])
+def test_a_continuation_is_decided_once_its_first_word_ended_and_no_answer_is_still_possible(
+        tokenizer, text, answers, expected):
+    from lens.generate import decided
+
+    ids = tokenizer(text)["input_ids"]
+    assert decided(tokenizer, ids, answers) == expected
+
+
+def test_stopping_where_a_continuation_is_decided_changes_nothing_before_it(tiny_model):
+    """With answers, each row stops where it is decided (others in its batch go on): the tokens and margins
+    up to there are those of the continuation generated to the end."""
+    from lens.generate import decided
+
+    prompts = ["The capital of Germany is", "Question: What is the capital of France? Answer:", "10 + 1 ="]
+    full = continue_greedy(tiny_model, prompts)
+    answers = [[reply.text.strip()[:2]] for reply in full]  # a prefix of the reply itself: decided late
+    answers[1] = ["zzz"]  # departed from at once
+    got = continue_greedy(tiny_model, prompts, answers=answers)
+    for whole, short, words in zip(full, got, answers):
+        cut = decided(tiny_model.tokenizer, whole.ids, words)
+        assert short.ids == whole.ids[:cut] and short.margins == whole.margins[:cut if cut else len(whole.margins)]
+        assert short.spells(words) == whole.spells(words) and short.margin == whole.margin
+    assert sum(len(short.ids) < len(whole.ids) for short, whole in zip(got, full)) >= 2  # stopped early
