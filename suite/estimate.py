@@ -59,6 +59,11 @@ class Timings:
             if artefact_name(artefact) not in needs:
                 needs.append(artefact_name(artefact))
 
+    def ran(self, run: str, test: str) -> None:
+        """Keep that `test` ran, whether or not it read anything (a test that skips at once costs nothing)."""
+        for runs in (self.runs, self._new):
+            runs.setdefault(run, {}).setdefault("tests", {}).setdefault(test, [])
+
     def expected(self, run: str, tests: Iterable[str]) -> tuple[float | None, int, int]:
         """Seconds the artefacts `tests` need took before (None: none measured), how many tests that covers,
         and how many never ran here."""

@@ -111,9 +111,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     if items:  # which selected tests read each model's artefacts, for the estimate before it loads
         session = items[0].config.stash[SESSION]
         for item in items:
-            params = item.callspec.params if hasattr(item, "callspec") else {}
-            for name in [params["model_name"]] if "model_name" in params else params.get("model_names", ()):
+            for name in _models_of(item):
                 session.selected.setdefault(name, []).append(item.nodeid)
+
+
+def _models_of(item: pytest.Item) -> list[str]:
+    """The models a test is parametrized over (one, or several for a claim across models)."""
+    params = item.callspec.params if hasattr(item, "callspec") else {}
+    return [params["model_name"]] if "model_name" in params else list(params.get("model_names", ()))
 
 
 @pytest.hookimpl(wrapper=True)
@@ -125,6 +130,9 @@ def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
         return (yield)
     finally:
         session.test = None
+        for name in _models_of(item):  # a test that read nothing (skipped at once) is measured too: 0 s
+            if name in session.names:
+                session.artefacts(name).ran(item.nodeid)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

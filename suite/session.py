@@ -111,6 +111,11 @@ class ModelArtefacts:
         self.note(key)
         return self._memo[key]
 
+    def ran(self, test: str) -> None:
+        """Keep for the next run's estimate that `test` ran on this model (once the model's run is known)."""
+        if self.record is not None:
+            self.session.timings.ran(run_key(self.name, self.record.device, self.record.dtype), test)
+
     def note(self, key: Hashable, seconds: float | None = None) -> None:
         """Keep for the next run's estimate that the running test read `key` (and what computing it took)."""
         record, session = self.record, self.session

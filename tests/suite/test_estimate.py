@@ -25,6 +25,9 @@ def test_the_tests_selected_cost_the_artefacts_they_read_each_once(tmp_path):
     assert timings.expected(RUN, ["t1", "t3", "t9"]) == (135.0, 2, 1)  # t9 never ran here
     assert timings.expected(RUN, ["t9"]) == (None, 0, 1)
     assert timings.expected(run_key("smollm2", "cpu", "bfloat16"), ["t1"]) == (None, 0, 1)  # another dtype
+    timings.ran(RUN, "t9")  # it ran and read nothing (a base model's chat form skips at once)
+    timings.ran(RUN, "t1")  # what a test read stays
+    assert timings.expected(RUN, ["t1", "t3", "t9"]) == (135.0, 3, 0)
 
 
 def test_saving_adds_to_what_earlier_runs_kept(tmp_path):
