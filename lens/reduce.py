@@ -17,12 +17,12 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-MAX_LENS_ELEMENTS = 1 << 26
-"""Rows x vocab of one lens's logits reduced at once (256 MiB of float32), here and in a job: bounds the memory,
+MAX_LENS_ELEMENTS = 1 << 25
+"""Rows x vocab of one lens's logits reduced at once (128 MiB of float32), here and in a job: bounds the memory,
 and the same chunks on both paths make their figures the same bit for bit (a float32 sum over the vocabulary
-rounds by how its batch is laid out). Not smaller: each chunk reads the whole unembedding matrix, so a chunk of
-one prompt is memory-bound (measured on Gemma 3, 262,144 tokens: 32 MiB chunks, one prompt each, spent 3.6 s of
-a 10 s read of 64 prompts in the unembedding, 16 prompts at once 1.2 s)."""
+rounds by how its batch is laid out). Each chunk reads the whole unembedding matrix, so a small chunk is
+memory-bound. Measured on Gemma 3 (262,144 tokens; the exact lens over 64 prompts, 2 threads): 32 MiB chunks
+(one prompt) 10.3 s, 64 MiB 6.5 s, 128 MiB 5.7 s, 256 MiB 5.7 s with 0.4 GB more peak memory."""
 BATCH = 16
 """Prompts per forward pass (`lens.trace.collect`) and per remote job: chunks never cross a batch."""
 RANK_DTYPE = torch.int32
