@@ -14,13 +14,12 @@ from findings.evidence import partners
 from lens.attention import AttentionFromLast, attention_from_last, token_positions
 from lens.generate import MAX_NEW_TOKENS, Continuation, continue_greedy
 from lens.grid import LensGrid, lens_grid
-from lens.jobs import saved_bytes
 from lens.lenses import EXACT, RAW, Lens
 from lens.model import LoadedModel
 from lens.patching import Patching, patch_many, patch_residuals
 from lens.progress import bar
 from lens.reduce import BATCH
-from lens.remote import PATCHES_PER_JOB, lens_bytes
+from lens.remote import PATCHES_PER_JOB, continuation_bytes, lens_bytes
 from lens.tokens import AnswerToken, after_lead, chat_prompt, followed_token, variants
 from lens.trace import Residuals, Trace, Wanted, collect, output_probabilities, read
 from suite.session import ModelArtefacts, ModelRecord
@@ -238,7 +237,7 @@ def ndif_plan(chat: bool, model: Any, tests: list[str]) -> str:
             batches = -(-n // BATCH)
             prompts, jobs = prompts + n, jobs + 2 * batches
             back += batches * lens_bytes(model.n_layers, BATCH, {EXACT.name: 17, RAW.name: 1}, candidates=n)
-            back += batches * saved_bytes(BATCH * MAX_NEW_TOKENS * 8, 1)
+            back += batches * continuation_bytes(BATCH, MAX_NEW_TOKENS)
     if CAPITALS in sets:
         jobs += 1  # the grid
     if any("patching" in test for test in tests):

@@ -92,10 +92,7 @@ def decided(tokenizer, ids: Sequence[int], answers: Sequence[str]) -> int | None
     ended (a token that starts with anything but a letter or digit follows it), and none of `answers` still
     possible (each one either spelled with the character after it written, or departed from). Nothing later
     changes where the lens reads, what it follows, its margin or which answer it spells."""
-    skip = next((i for i, t in enumerate(ids) if not is_space(tokenizer.decode([t]))), None)
-    if skip is None:
-        return None
-    end = next((j for j in range(skip + 1, len(ids)) if not tokenizer.decode([ids[j]])[:1].isalnum()), None)
+    _, end = _first_word(tokenizer, ids)
     if end is None:
         return None
     bare = [word.strip().casefold() for word in answers]
@@ -132,17 +129,26 @@ def _continued(tokenizer, prompt: str, row: list[int], margins: list[float], sto
     return _continuation(tokenizer, prompt, ids, tuple(round(m, 6) for m in margins[:kept]))
 
 
+def _first_word(tokenizer, ids: Sequence[int]) -> tuple[int | None, int | None]:
+    """Where a continuation's first word starts (its first token that is not whitespace) and where it has
+    ended (the next token that starts with anything but a letter or digit: "." or " and", which one changes no
+    answer); None for either not written yet."""
+    start = next((i for i, t in enumerate(ids) if not is_space(tokenizer.decode([t]))), None)
+    if start is None:
+        return None, None
+    return start, next((j for j in range(start + 1, len(ids)) if not tokenizer.decode([ids[j]])[:1].isalnum()), None)
+
+
 def _continuation(tokenizer, prompt: str, ids: tuple[int, ...], margins: tuple[float, ...] = ()) -> Continuation:
-    skip = next((i for i, t in enumerate(ids) if not is_space(tokenizer.decode([t]))), len(ids))
+    start, end = _first_word(tokenizer, ids)
+    skip = len(ids) if start is None else start
     lead_ids = ids[:skip]
     first = None
-    if skip < len(ids):
-        token = tokenizer.decode([ids[skip]])
-        first = AnswerToken(text=token, token_id=ids[skip], token=token, n_tokens=1)
-    # The first word's tokens end where a token starts with anything but a letter or digit ("." or " and": which
-    # one ends it changes no answer); a reply of whitespace or nothing was decided by the token that ended it.
-    end = next((j for j in range(skip + 1, len(ids)) if not tokenizer.decode([ids[j]])[:1].isalnum()), len(ids))
-    deciding = end if first is not None else len(ids) + 1
+    if start is not None:
+        token = tokenizer.decode([ids[start]])
+        first = AnswerToken(text=token, token_id=ids[start], token=token, n_tokens=1)
+    # A reply of whitespace or nothing was decided by the token that ended it.
+    deciding = (len(ids) if end is None else end) if first is not None else len(ids) + 1
     return Continuation(prompt=prompt, ids=ids, text=tokenizer.decode(list(ids)), lead_ids=lead_ids,
                         lead=tokenizer.decode(list(lead_ids)), first=first, margins=margins, deciding=deciding)
 

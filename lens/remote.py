@@ -140,7 +140,7 @@ class RemoteModel:
             pad = self.tokenizer.pad_token_id
             args = {"max_new_tokens": max_new_tokens, "pad": self.tokenizer.eos_token_id if pad is None else pad}
             jobs_.append(jobs.Job("continuation", dict(batch), args, n,
-                                  jobs.saved_bytes(n * max_new_tokens * (8 + 4), 2)))
+                                  continuation_bytes(n, max_new_tokens)))
         results = jobs.run(self, jobs_, f"its own continuation of {jobs.count(len(prompts), 'prompt')}")
         return ([row for ids, _ in results for row in ids.tolist()],
                 [row for _, margin in results for row in margin.tolist()])
@@ -373,6 +373,12 @@ def _lens_bytes(n_layers: int, args: dict[str, Any]) -> int:
     b, candidates = args["output_ids"].shape
     followed = {name: follow.shape[1] for name, follow in args["ids"].items()}
     return lens_bytes(n_layers, b, followed, args["top_k"], len(args["temperatures"]), candidates)
+
+
+def continuation_bytes(prompts: int, max_new_tokens: int) -> int:
+    """About what a continuation job brings back: per prompt and step a token id (int64) and its margin
+    (float32)."""
+    return jobs.saved_bytes(prompts * max_new_tokens * (8 + 4), 2)
 
 
 def lens_bytes(n_layers: int, prompts: int, followed: dict[str, int], top_k: int = 5, temperatures: int = 1,

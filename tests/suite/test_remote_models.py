@@ -147,4 +147,4 @@ def test_the_run_says_what_it_will_send_a_model_on_ndif_before_it_sends_anything
     # The four sets in every form (753 prompts), a job per 16 for the continuation and one for the lens, the grid,
     # patching 65 capitals 8 a job and the notes' fact at every position.
     assert f"{BIG} runs on NDIF (https://api.ndif.us): nothing loads here; the selected tests send 753 prompts in " \
-           "about 117 jobs, and at most about 17.2 MB comes back;" in said
+           "about 117 jobs, and at most about 17.3 MB comes back;" in said
