@@ -9,7 +9,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-from findings.data import CAPITALS, CHAT, FACTS, NOTES_FACT, NOTES_PROMPT, SETS, THRESHOLDS, Fact, forms_of
+from findings.data import (
+    CAPITALS,
+    CHAT,
+    FACTS,
+    NOTES_FACT,
+    NOTES_PROMPT,
+    SETS,
+    THRESHOLDS,
+    Fact,
+    forms_of,
+)
 from findings.evidence import partners
 from lens.attention import AttentionFromLast, attention_from_last, token_positions
 from lens.generate import MAX_NEW_TOKENS, Continuation, continue_greedy
@@ -22,7 +32,8 @@ from lens.reduce import BATCH
 from lens.remote import PATCHES_PER_JOB, continuation_bytes, lens_bytes
 from lens.tokens import AnswerToken, after_lead, chat_prompt, followed_token, variants
 from lens.trace import Residuals, Trace, Wanted, collect, output_probabilities, read
-from suite.session import ModelArtefacts, ModelRecord
+from suite.results import ModelRecord
+from suite.session import ModelArtefacts
 
 Forms = dict[str, tuple[Trace, ...]]
 """form -> one trace per fact of the prompt set, in the set's order."""

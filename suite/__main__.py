@@ -56,7 +56,7 @@ def _verdicts(args: argparse.Namespace) -> int:
     if results is None:
         raise LensError(f"no {args.reports}/findings.json yet: run the findings first (`./run findings`)")
     write_recorded(results, Path(args.to))
-    print(f"recorded the verdicts of `{results['command']}` in {args.to}: review `git diff {args.to}`")
+    print(f"recorded the verdicts of `{results.command}` in {args.to}: review `git diff {args.to}`")
     return 0
 
 

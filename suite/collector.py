@@ -4,14 +4,17 @@ end of the session (not on an interrupt: the previous report stays whole)."""
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 
+from suite.figures import Figure
 from suite.keys import FIGURE, IDENTITY, MODEL, RECORDED, SESSION, VERDICT, WARNING
 from suite.report import set_aside_if_unreadable
-from suite.results import TestRecord
+from suite.results import DataWarning, Identity, ModelRecord, Results, TestRecord, assemble
+from suite.statistics import Verdict
 
 
 class FindingsReport:
@@ -25,31 +28,32 @@ class FindingsReport:
             print(f"run: {self.reports_dir / 'findings.json'} could not be read: set aside as {kept}; "
                   "this run writes a new one", file=sys.stderr)
         self.records: list[TestRecord] = []
-        self.models: dict[str, dict] = {}
-        self.warnings: list[dict] = []
-        self.written: tuple[Path, dict, dict] | None = None
+        self.models: dict[str, ModelRecord] = {}
+        self.warnings: list[DataWarning] = []
+        self.written: tuple[Path, Results, Results] | None = None
         """The report written at session end, this run's results and all results, for the terminal summary."""
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         properties = report.user_properties
         for key, value in properties:
             if key == MODEL:
-                self.models[value["model"]] = value
-            elif key == WARNING and value not in self.warnings:
-                self.warnings.append(value)
+                self.models[value["model"]] = ModelRecord.from_dict(value)
+            elif key == WARNING and (warning := DataWarning.from_dict(value)) not in self.warnings:
+                self.warnings.append(warning)
         identity = next((value for key, value in properties if key == IDENTITY), None)
         if identity is None:
             return
         if report.when != "call" and not (report.when == "setup" and not report.passed):
             return
+        verdicts = [Verdict.from_dict(value) for key, value in properties if key == VERDICT]
         self.records.append(TestRecord(
-            identity=identity,
+            identity=Identity.from_dict(identity),
             outcome=_outcome(report),
             message=_message(report),
-            verdict=next((value for key, value in properties if key == VERDICT and not value["control"]), None),
-            controls=[value for key, value in properties if key == VERDICT and value["control"]],
+            verdict=next((verdict for verdict in verdicts if not verdict.control), None),
+            controls=tuple(verdict for verdict in verdicts if verdict.control),
             recorded=next((value for key, value in properties if key == RECORDED), None),
-            figures=[value for key, value in properties if key == FIGURE],
+            figures=tuple(Figure.from_dict(value) for key, value in properties if key == FIGURE),
         ))
 
     @pytest.hookimpl(trylast=True)
@@ -58,21 +62,22 @@ class FindingsReport:
             return
         from suite.merge import merge
         from suite.report import load_results, verdict_changes, write_report
-        from suite.results import assemble
         from suite.versions import LIBRARIES, update_versions
 
         reports_dir = self.reports_dir
+        suite_session = self.config.stash[SESSION]
         command = " ".join(["pytest", *self.config.invocation_params.args])
-        results = assemble(self.records, self.models, self.config.stash[SESSION].names, command)
-        results["warnings"] = self.warnings
-        results["absent"] = self.config.stash[SESSION].absent
         notes = self.config.getini("lens_report_notes")
-        results["by_construction"] = (self.config.rootpath / notes).read_text() if notes else ""
+        results = replace(
+            assemble(self.records, self.models, suite_session.names, command),
+            warnings=tuple(self.warnings), absent=dict(suite_session.absent),
+            by_construction=(self.config.rootpath / notes).read_text() if notes else "")
         previous = load_results(reports_dir)
-        results["changes"] = verdict_changes(previous, results)
+        results = replace(results, changes=verdict_changes(previous, results))
         # The report holds every model's latest results: this run's, and the previous ones it did not redo.
         merged = merge(previous, results)
-        merged["versions"] = update_versions(results, reports_dir, {lib: version(lib) for lib in LIBRARIES})
+        merged = replace(merged, versions=tuple(
+            update_versions(results, reports_dir, {lib: version(lib) for lib in LIBRARIES})))
         self.written = (write_report(merged, reports_dir), results, merged)
 
     @pytest.hookimpl(trylast=True)
@@ -84,20 +89,20 @@ class FindingsReport:
         terminalreporter.write_sep("=", "findings")
         for line in brief(results):
             terminalreporter.write_line(line)
-        kept = [f"{model} ({run['date']})" for model, run in merged["runs"].items() if model not in results["runs"]]
+        kept = [f"{model} ({run.date})" for model, run in merged.runs.items() if model not in results.runs]
         if kept:
             terminalreporter.write_line(f"kept from earlier runs: {', '.join(kept)}")
         terminalreporter.write_line(f"report: {path}")
 
 
-def brief(results: dict) -> list[str]:
+def brief(results: Results) -> list[str]:
     """Per model and prompt set, how many claims came out each way: "smollm2  capitals  2 holds, 3 refuted"."""
-    counts: dict[tuple[str, str], dict[str, int]] = {}
-    for entry in results["claims"].values():
-        for result in entry["results"]:
-            label = (result.get("verdict") or {}).get("verdict") or result["outcome"]
-            for model in result["models"]:
-                tally = counts.setdefault((model, result["prompt_set"]), {})
+    counts: dict[tuple[str, str | None], dict[str, int]] = {}
+    for entry in results.claims.values():
+        for result in entry.results:
+            label = result.verdict.verdict if result.verdict else result.outcome
+            for model in result.models:
+                tally = counts.setdefault((model, result.prompt_set), {})
                 tally[label] = tally.get(label, 0) + 1
     order = ("holds", "refuted", "inconclusive", "too few", "no data", "failed", "skipped")
     return [f"{model:<10} {prompt_set or '':<16} " + ", ".join(f"{tally[k]} {k}" for k in order if k in tally)

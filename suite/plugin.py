@@ -9,7 +9,6 @@ values, so it reaches the controller under xdist too.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from lens.registry import registry
 from suite.collector import FindingsReport
 from suite.figures import Figure
 from suite.keys import FIGURE, IDENTITY, MODEL, RECORDED, SESSION, VERDICT, WARNING
+from suite.results import DataWarning, Identity
 from suite.session import ModelArtefacts, SuiteSession
 from suite.statistics import Verdict
 
@@ -164,7 +164,7 @@ def _record_model(request: pytest.FixtureRequest) -> Iterator[None]:
     artefacts = session.artefacts(request.getfixturevalue("model_name"))
     if artefacts.record is not None and not artefacts.reported:
         artefacts.reported = True
-        request.node.user_properties.append((MODEL, asdict(artefacts.record)))
+        request.node.user_properties.append((MODEL, artefacts.record.to_dict()))
 
 
 @pytest.fixture
@@ -208,7 +208,7 @@ def record_warning(request: pytest.FixtureRequest) -> Callable[[str], None]:
 
     def record(text: str) -> None:
         request.node.user_properties.append(
-            (WARNING, {"model": params.get("model_name"), "prompt_set": params.get("prompt_set"), "text": text}))
+            (WARNING, DataWarning(params.get("model_name"), params.get("prompt_set"), text).to_dict()))
 
     return record
 
@@ -230,13 +230,13 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     module = getattr(item, "module", None)
     doc = (module.__doc__ or "").strip() if module else ""
     title, _, text = doc.partition("\n")
-    item.user_properties.append((IDENTITY, {
-        "claim": marker.args[0] if marker else None,
-        "number": marker.kwargs.get("number") if marker else None,
-        "title": title.strip().rstrip("."),
-        "doc": text.strip(),
-        "module": Path(str(item.fspath)).name,
-        "test": getattr(item, "originalname", item.name),
-        "models": models,
-        "prompt_set": params.get("prompt_set"),
-    }))
+    item.user_properties.append((IDENTITY, Identity(
+        claim=marker.args[0] if marker else None,
+        number=marker.kwargs.get("number") if marker else None,
+        title=title.strip().rstrip("."),
+        doc=text.strip(),
+        module=Path(str(item.fspath)).name,
+        test=getattr(item, "originalname", item.name),
+        models=tuple(models),
+        prompt_set=params.get("prompt_set"),
+    ).to_dict()))

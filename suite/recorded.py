@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from suite.keys import SESSION
+from suite.results import Results
 from suite.statistics import HOLDS, NO_DATA, TOO_FEW, ClaimNotHeld, Verdict, VerdictChanged
 
 HEADER = """\
@@ -139,31 +140,31 @@ def _moved(new: float, old: float, tolerance: float | None) -> str | None:
     return None
 
 
-def render_recorded(results: dict) -> str:
+def render_recorded(results: Results) -> str:
     """The TOML text recording every verdict of the results, with its figure and each model's run."""
     lines = [HEADER.rstrip()]
-    for name, run in results["runs"].items():
-        record = results["models"].get(name, {"dtype": "?", "device": "?"})
-        lines.append(f"# {name}: measured {run['date']} by `{run['command']}` on {run['machine']}, "
-                     f"{record['dtype']} on {record['device']}, torch {run['torch']}, "
-                     f"transformers {run['transformers']}, transformer-lens {run['transformer-lens']}.")
+    for name, run in results.runs.items():
+        record = results.models.get(name)
+        libraries = ", ".join(f"{lib} {v}" for lib, v in run.libraries.items())
+        lines.append(f"# {name}: measured {run.date} by `{run.command}` on {run.machine}, "
+                     f"{record.dtype if record else '?'} on {record.device if record else '?'}, {libraries}.")
     lines.append("")
-    for claim, entry in results["claims"].items():
-        by_models: dict[str, list[dict]] = {}
-        for result in entry["results"]:
-            if result.get("verdict"):
-                by_models.setdefault("+".join(result["verdict"]["models"]), []).append(result["verdict"])
+    for claim, entry in results.claims.items():
+        by_models: dict[str, list[Verdict]] = {}
+        for result in entry.results:
+            if result.verdict:
+                by_models.setdefault(result.verdict.label, []).append(result.verdict)
         for models, verdicts in by_models.items():
             lines.append(f"[{claim}.{json.dumps(models)}]")
             for verdict in verdicts:
                 figures = ", ".join(
                     f"{{ label = {json.dumps(f['label'], ensure_ascii=False)}, value = {_number(f['value'])}, "
-                    f"kind = {json.dumps(f['kind'])} }}" for f in verdict.get("beside", []))
+                    f"kind = {json.dumps(f['kind'])} }}" for f in verdict.beside)
                 lines.append(
-                    f"{verdict['prompt_set']} = {{ verdict = {json.dumps(verdict['verdict'])}, "
-                    f"value = {_number(verdict['value'])}, ci = [{_number(verdict['ci'][0])}, "
-                    f"{_number(verdict['ci'][1])}], n = {verdict['n']}, kind = {json.dumps(verdict['kind'])}, "
-                    f"figure = {json.dumps(verdict['figure'], ensure_ascii=False)}, beside = [{figures}] }}"
+                    f"{verdict.prompt_set} = {{ verdict = {json.dumps(verdict.verdict)}, "
+                    f"value = {_number(verdict.value)}, ci = [{_number(verdict.ci[0])}, "
+                    f"{_number(verdict.ci[1])}], n = {verdict.n}, kind = {json.dumps(verdict.kind)}, "
+                    f"figure = {json.dumps(verdict.figure, ensure_ascii=False)}, beside = [{figures}] }}"
                 )
             lines.append("")
     return "\n".join(lines)
@@ -174,7 +175,7 @@ def _number(x: float) -> str:
     return "nan" if x != x else repr(float(x))
 
 
-def write_recorded(results: dict, path: Path) -> None:
+def write_recorded(results: Results, path: Path) -> None:
     """Replace the recorded verdicts file atomically."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(render_recorded(results))

@@ -15,24 +15,28 @@ from pathlib import Path
 from tabulate import tabulate
 
 from lens.errors import LensError
-from suite.figures import Figure, overlays
-from suite.results import SCHEMA
+from suite.figures import overlays
+from suite.results import SCHEMA, ClaimResults, DataWarning, Results
 from suite.session import findings_command
-from suite.statistics import family_error
+from suite.statistics import Verdict, family_error
 
 REPORT, RESULTS, FIGURES = "findings.md", "findings.json", "figures"
 
 
-def load_results(reports_dir: Path) -> dict | None:
-    """The results of the last run written to `reports_dir`, if any."""
+def load_results(reports_dir: Path) -> Results | None:
+    """The results of the last run written to `reports_dir`; None if there are none, or if they are in
+    another layout (an older schema: neither merged nor compared, and rewritten by the next run)."""
     path = reports_dir / RESULTS
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise LensError(f"{path} is not valid JSON: rerun the findings, which set it aside and write a new one"
-                        ) from None
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+            return None
+        return Results.from_dict(data)
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError):
+        raise LensError(f"{path} is not a findings results file: rerun the findings, which set it aside and "
+                        "write a new one") from None
 
 
 def set_aside_if_unreadable(reports_dir: Path) -> Path | None:
@@ -48,57 +52,35 @@ def set_aside_if_unreadable(reports_dir: Path) -> Path | None:
     return None
 
 
-def verdict_changes(previous: dict | None, current: dict) -> dict[str, list[str]] | None:
+def verdict_changes(previous: Results | None, current: Results) -> dict[str, list[str]] | None:
     """Per model this run ran, what differs from that model's previous results, claim by claim and prompt
-    set by prompt set (None: no previous results to compare with, or in another layout)."""
-    if previous is None or previous.get("schema") != SCHEMA:
+    set by prompt set (None: no previous results to compare with)."""
+    if previous is None:
         return None
-    changes: dict[str, list[str]] = {model: [] for model in current["runs"] if model in previous.get("runs", {})}
-    for claim, entry in current["claims"].items():
-        before = {_key(r): r for r in previous.get("claims", {}).get(claim, {}).get("results", [])}
-        for result in entry["results"]:
-            old = before.get(_key(result))
-            if old is not None and _measured(old) != _measured(result):
-                for model in result["models"]:
+    changes: dict[str, list[str]] = {model: [] for model in current.runs if model in previous.runs}
+    for claim, entry in current.claims.items():
+        before = {r.key: r for r in previous.claims[claim].results} if claim in previous.claims else {}
+        for result in entry.results:
+            old = before.get(result.key)
+            if old is not None and old.measured != result.measured:
+                for model in result.models:
                     changes.setdefault(model, []).append(
-                        f"{claim}{_in_set(result['prompt_set'])}: {_measured(old)} → {_measured(result)}")
+                        f"{claim}{_in_set(result.prompt_set)}: {old.measured} → {result.measured}")
     return changes
-
-
-def _measured(result: dict) -> str:
-    """What a run measured: the verdict with its figure (not whether it matched the record), or the outcome."""
-    verdict = result.get("verdict")
-    return verdict.get("cell", verdict["verdict"]) if verdict else cell(result)
-
-
-def _key(result: dict) -> tuple:
-    return tuple(result["models"]), result["prompt_set"]
 
 
 def _in_set(prompt_set: str | None) -> str:
     return f" ({prompt_set})" if prompt_set else ""
 
 
-def cell(result: dict) -> str:
-    """One verdict-matrix cell: holds / refuted / inconclusive / regression / failed / skipped."""
-    verdict, recorded = result.get("verdict"), result.get("recorded")
-    if verdict:
-        if recorded and recorded["verdict"] != verdict["verdict"]:
-            return f"regression: {recorded['verdict']} → {verdict['verdict']}"
-        if result["outcome"] == "failed":
-            return f"failed: {verdict.get('cell', verdict['verdict'])}"
-        return verdict.get("cell", verdict["verdict"])
-    return "skipped" if result["outcome"] == "skipped" else "failed"
-
-
-def write_report(results: dict, reports_dir: Path) -> Path:
+def write_report(results: Results, reports_dir: Path) -> Path:
     """Write findings.json, findings.md and the figures; each file appears whole or not at all."""
     reports_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=reports_dir, prefix=".tmp-") as tmp:
         staging = Path(tmp)
         (staging / FIGURES).mkdir()
         figures = _draw_figures(results, staging / FIGURES)
-        (staging / RESULTS).write_text(json.dumps(results, indent=1, ensure_ascii=False))
+        (staging / RESULTS).write_text(json.dumps(results.to_dict(), indent=1, ensure_ascii=False))
         (staging / REPORT).write_text(render(results, figures))
         old = reports_dir / f".old-{os.getpid()}"
         if (reports_dir / FIGURES).exists():
@@ -110,56 +92,53 @@ def write_report(results: dict, reports_dir: Path) -> Path:
     return reports_dir / REPORT
 
 
-def _draw_figures(results: dict, folder: Path) -> dict[str, list[str]]:
+def _draw_figures(results: Results, folder: Path) -> dict[str, list[str]]:
     """Draw every recorded figure; claim id -> its figures' file names."""
     drawn: dict[str, list[str]] = {}
     with warnings.catch_warnings():
         # Tokens in scripts the default font lacks (CJK, say) draw as boxes; that is no error.
         warnings.filterwarnings("ignore", message="Glyph .* missing from font", category=UserWarning)
-        figures = [(data["claim"], Figure.from_dict(data)) for data in results.get("figures", [])]
-        for claim in dict.fromkeys(claim for claim, _ in figures):
+        for claim in dict.fromkeys(f.claim for f in results.figures):
             # A picture several models share is drawn once more with every model overlaid, first.
-            own = [figure for c, figure in figures if c == claim]
+            own = [f.figure for f in results.figures if f.claim == claim]
             for figure in [*overlays(own), *own]:
                 figure.draw(folder / figure.file)
                 drawn.setdefault(claim, []).append(figure.file)
     return drawn
 
 
-def render(results: dict, figures: dict[str, list[str]]) -> str:
+def render(results: Results, figures: dict[str, list[str]]) -> str:
     """The Markdown report."""
-    models = results["model_order"]
-    ran = [m for m in models if m in results["runs"]]
+    models, ran = results.model_order, results.ran
     lines = ["# Findings", ""]
     lines.append(
-        f"Last run {results['generated']}: `{results['command']}`. Each model's results are its latest run's "
-        f"(dated in each column): {', '.join(f'{m} {_run_date(results, m)}' for m in ran) or 'none'}."
+        f"Last run {results.generated}: `{results.command}`. Each model's results are its latest run's "
+        f"(dated in each column): {', '.join(f'{m} {results.runs[m].date}' for m in ran) or 'none'}."
     )
-    absent = results.get("absent") or {}
-    never = [m for m in models if m not in ran and m not in absent]
+    never = [m for m in models if m not in ran and m not in results.absent]
     if never:
         lines.append("Not run yet: " + "; ".join(f"{m} (`{findings_command('-m ' + m)}`)" for m in never) + ".")
-    if absent:
+    if results.absent:
         lines.append("Weights not here, so not run: " + "; ".join(
-            f"{name} (fetch with `{command}`)" for name, command in absent.items()) + ".")
+            f"{name} (fetch with `{command}`)" for name, command in results.absent.items()) + ".")
     lines += ["", "## Verdicts", ""]
-    headers = ["claim", *(f"{m} ({_run_date(results, m)[:10]})" for m in ran)]
+    headers = ["claim", *(f"{m} ({results.runs[m].date[:10]})" for m in ran)]
     notes: list[str] = []
-    for prompt_set in _prompt_sets(results):
+    for prompt_set in results.prompt_sets():
         lines += [f"Prompt set `{prompt_set}`:", ""]
         rows = []
-        for entry in results["claims"].values():
-            if not any(r["prompt_set"] == prompt_set for r in entry["results"]):
+        for entry in results.claims.values():
+            if not any(r.prompt_set == prompt_set for r in entry.results):
                 continue
-            row = [f"{entry['number']}. [{entry['title'].split(':')[0]}](#{_anchor(entry)})"]
+            row = [f"{entry.number}. [{entry.title.split(':')[0]}](#{_anchor(entry)})"]
             for model in ran:
-                result = _result_for(entry, model, prompt_set)
+                result = entry.result_for(model, prompt_set)
                 if result is None:
                     row.append("not run")
                     continue
-                text = cell(result)
+                text = result.cell
                 if text in ("skipped", "failed") or text.startswith("regression"):
-                    reason = result.get("message") or ""
+                    reason = result.message or ""
                     if reason not in notes:
                         notes.append(reason)
                     text += f" [{notes.index(reason) + 1}]"
@@ -175,121 +154,94 @@ def render(results: dict, figures: dict[str, list[str]]) -> str:
     for i, note in enumerate(notes, 1):
         lines.append(f"[{i}] {note}  ")
     lines += ["", "## Changes since each model's previous run", ""]
-    changes = results.get("changes") or {}
+    changes = results.changes or {}
     for model in ran:
         found = changes.get(model)
         lines.append(f"- {model}: " + ("no previous run to compare with" if found is None else
                                        "no verdict changed" if not found else "; ".join(found)) + ".")
-    if results.get("by_construction"):
-        lines += ["", "## Settled by construction", "", results["by_construction"].strip()]
+    if results.by_construction:
+        lines += ["", "## Settled by construction", "", results.by_construction.strip()]
     lines += ["", "## Data warnings", ""]
-    lines += [f"- {w['model']}, {w['prompt_set']}: {w['text']}" for w in _warnings(results, ran)] or ["None."]
+    lines += [f"- {w.model}, {w.prompt_set}: {w.text}" for w in _warnings(results, ran)] or ["None."]
     lines += ["", "## Claims", ""]
-    for claim, entry in results["claims"].items():
-        lines += _claim_section(entry, figures.get(claim, []))
+    for claim, entry in results.claims.items():
+        lines += _claim_section(claim, entry, figures.get(claim, []))
     lines += ["## Models", ""]
     for model in ran:
         lines += _model_section(model, results)
-    lines += _versions_section(results.get("versions") or [])
+    lines += _versions_section(list(results.versions))
     return "\n".join(lines)
 
 
-def _run_date(results: dict, model: str) -> str:
-    return results["runs"][model]["date"]
-
-
-def _warnings(results: dict, models: list[str]) -> list[dict]:
+def _warnings(results: Results, models: list[str]) -> list[DataWarning]:
     """The data warnings, once each, model by model."""
-    unique = {(w["model"], w["prompt_set"], w["text"]): w for w in results.get("warnings", [])}
-    return sorted(unique.values(), key=lambda w: (models.index(w["model"]) if w["model"] in models else len(models),
-                                                   w["prompt_set"] or "", w["text"]))
+    unique = {(w.model, w.prompt_set, w.text): w for w in results.warnings}
+    return sorted(unique.values(), key=lambda w: (models.index(w.model) if w.model in models else len(models),
+                                                   w.prompt_set or "", w.text))
 
 
-def _prompt_sets(results: dict) -> list[str]:
-    """The prompt sets in the order the claims first use them."""
-    found = [r["prompt_set"] for entry in results["claims"].values() for r in entry["results"]]
-    return list(dict.fromkeys(found))
-
-
-def _result_for(entry: dict, model: str, prompt_set: str) -> dict | None:
-    return next((r for r in entry["results"] if r["prompt_set"] == prompt_set and model in r["models"]), None)
-
-
-def _anchor(entry: dict) -> str:
-    text = f"{entry['number']}-{entry['title']}".lower()
+def _anchor(entry: ClaimResults) -> str:
+    text = f"{entry.number}-{entry.title}".lower()
     return "".join(c for c in text.replace(" ", "-") if c.isalnum() or c in "-_")
 
 
-def _label(result: dict) -> str:
-    return "+".join(result["models"]) + _in_set(result["prompt_set"])
-
-
-def _family_error(results: dict, prompt_set: str) -> str:
+def _family_error(results: Results, prompt_set: str | None) -> str:
     """How many of a set's decided verdicts chance alone may have got wrong (claims x models)."""
-    decided = [r["verdict"] for entry in results["claims"].values() for r in entry["results"]
-               if r["prompt_set"] == prompt_set and r.get("verdict")
-               and r["verdict"]["verdict"] in ("holds", "refuted", "inconclusive")]
+    decided = [r.verdict for entry in results.claims.values() for r in entry.results
+               if r.prompt_set == prompt_set and r.verdict and r.verdict.verdict in ("holds", "refuted", "inconclusive")]
     if not decided:
         return "No verdict decided on this set."
-    levels = sorted({v.get("confidence", 0.95) for v in decided})
+    levels = sorted({v.confidence for v in decided})
     expected, any_wrong = family_error(len(decided), min(levels))
     return (f"{len(decided)} verdicts decided on this set, each at {' or '.join(f'{c:.1%}' for c in levels)}: "
             f"by chance alone about {expected:.1f} may be wrong (were they independent, the chance that at least "
             f"one is: {any_wrong:.0%}).")
 
 
-def _claim_section(entry: dict, figures: list[str]) -> list[str]:
-    lines = [f"### {entry['number']}. {entry['title']}", "", entry["doc"], ""]
+def _claim_section(claim: str, entry: ClaimResults, figures: list[str]) -> list[str]:
+    lines = [f"### {entry.number}. {entry.title}", "", entry.doc, ""]
     rows = []
-    for result in entry["results"]:
-        verdict = result.get("verdict")
-        if verdict:
-            rows.append(_verdict_row(_label(result), cell(result), verdict))
+    for result in entry.results:
+        if result.verdict:
+            rows.append(_verdict_row(result.label, result.cell, result.verdict))
         else:
-            rows.append([_label(result), cell(result), result.get("message") or "", "", "", "", "", "", "", ""])
-        for control in result.get("controls", []):
-            rows.append(_verdict_row(f"{_label(result)}, control", control["cell"], control))
+            rows.append([result.label, result.cell, result.message or "", "", "", "", "", "", "", ""])
+        for control in result.controls:
+            rows.append(_verdict_row(f"{result.label}, control", control.cell, control))
     if rows:
         lines += [tabulate(rows, headers=["model", "verdict", "statistic", "value", "interval", "n", "could detect",
                                           "beside", "sensitivity", "caveats"],
                            tablefmt="pipe", disable_numparse=True), ""]
     for figure in figures:
         lines += [f"![{figure}](figures/{figure})", ""]
-    if any((result.get("verdict") or {}).get("evidence") for result in entry["results"]):
-        lines += [f"Per-prompt figures: `{RESULTS}`, under `claims.{_claim_id(entry)}`.", ""]
+    if any(result.verdict and result.verdict.evidence for result in entry.results):
+        lines += [f"Per-prompt figures: `{RESULTS}`, under `claims.{claim}`.", ""]
     return lines
 
 
-def _verdict_row(label: str, text: str, verdict: dict) -> list:
+def _verdict_row(label: str, text: str, verdict: Verdict) -> list:
     """One verdict in a claim's table: its figure, what its n could detect, what stands beside it, how it
     fares under other thresholds, and its caveats."""
-    lo, hi = verdict["ci"]
-    detect = verdict.get("detectable")
-    flips = [f"{row['threshold']} {row['value']}: {row['verdict']}" for row in verdict.get("sensitivity", [])
-             if row["verdict"] != verdict["verdict"]]
-    tried = len(verdict.get("sensitivity", []))
+    lo, hi = verdict.ci
+    flips = [f"{row['threshold']} {row['value']}: {row['verdict']}" for row in verdict.sensitivity
+             if row["verdict"] != verdict.verdict]
+    tried = len(verdict.sensitivity)
     sensitivity = ("flips at " + "; ".join(flips)) if flips else f"same under all {tried} others" if tried else ""
-    return [label, text, verdict["statistic"], f"{verdict['value']:.3g}",
-            f"{lo:.3g} to {hi:.3g} ({verdict.get('confidence', 0.95):.1%})", verdict["n"],
-            f"{detect:.2f}" if detect is not None else "",
-            "; ".join(f"{f['label']}: {f['value']:.3g}" for f in verdict.get("beside", [])),
-            sensitivity, "; ".join(verdict.get("caveats", []))]
+    return [label, text, verdict.statistic, f"{verdict.value:.3g}", f"{lo:.3g} to {hi:.3g} ({verdict.confidence:.1%})",
+            verdict.n, f"{verdict.detectable:.2f}" if verdict.detectable is not None else "",
+            "; ".join(f"{f['label']}: {f['value']:.3g}" for f in verdict.beside), sensitivity,
+            "; ".join(verdict.caveats)]
 
 
-def _claim_id(entry: dict) -> str:
-    return next(r["verdict"]["claim"] for r in entry["results"] if r.get("verdict"))
-
-
-def _model_section(model: str, results: dict) -> list[str]:
-    record, run = results["models"].get(model), results["runs"][model]
+def _model_section(model: str, results: Results) -> list[str]:
+    record, run = results.models.get(model), results.runs[model]
     lines = [f"### {model}", ""]
     if record:
-        lines.append(f"{record['source']}; {record['n_layers']} layers, {record['dtype']} on {record['device']}, "
-                     f"forward passes by the {record.get('backend', 'bridge')} backend; "
-                     f"weights `{record['weights']}`.  ")
-    lines += [(f"Run {run['date']} by `{run['command']}` on {run['machine']}: Python {run['python']}, torch "
-               f"{run['torch']}, transformers {run['transformers']}, transformer-lens {run['transformer-lens']}."), ""]
-    for test, counts in results.get("checks", {}).get(model, {}).items():
+        lines.append(f"{record.source}; {record.n_layers} layers, {record.dtype} on {record.device}, "
+                     f"forward passes by the {record.backend} backend; weights `{record.weights}`.  ")
+    libraries = ", ".join(f"{lib} {v}" for lib, v in run.libraries.items())
+    lines += [f"Run {run.date} by `{run.command}` on {run.machine}: Python {run.python}, {libraries}.", ""]
+    for test, counts in results.checks.get(model, {}).items():
         lines += [f"`{test}`: {counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped.", ""]
     return lines
 
@@ -310,6 +262,9 @@ def _versions_section(entries: list[dict]) -> list[str]:
 def rerender(reports_dir: Path) -> Path:
     """`./run report`: re-render findings.md and the figures from findings.json."""
     results = load_results(reports_dir)
+    if results is None and (reports_dir / RESULTS).is_file():
+        raise LensError(f"{reports_dir / RESULTS} is from an earlier layout of the results: rerun the findings "
+                        "(`./run findings`) to write it anew")
     if results is None:
         raise LensError(
             f"no {reports_dir / RESULTS} yet: run the findings first (`./run findings`), "

@@ -1,85 +1,319 @@
-"""The results document behind reports/findings.json: what each test recorded, grouped by claim, with
-the models that ran and the environment. Built from typed identities, never from node ids."""
+"""The results document behind reports/findings.json, typed: per claim its results (one `Result` per models x
+prompt set, carrying its `Verdict`), per model its record and run, the per-model checks, the figures and the
+data warnings. Every type round-trips through JSON (`to_dict` / `from_dict`), so a run, the merge with earlier
+runs, the recorded verdicts and `./run report` all read the same objects. Built from typed identities, never
+from node ids."""
 
 from __future__ import annotations
 
 import platform
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from importlib.metadata import version
-from typing import Any
+
+from suite.figures import Figure
+from suite.statistics import Verdict
 
 SCHEMA = 3
 """The results document's layout version: a previous run in another layout is neither merged nor compared.
 3: `runs` stamps each model with its run (date, command, versions); warnings name their model and set."""
 
+@dataclass(frozen=True)
+class ModelRecord:
+    """What a report says about a model run: where its weights came from and how it ran."""
 
-@dataclass
+    model: str
+    source: str
+    weights: str
+    device: str
+    dtype: str
+    n_layers: int
+    backend: str = "bridge"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelRecord:
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Which claim a test judges, on which models and prompt set (suite.plugin, before the test runs)."""
+
+    claim: str | None
+    """None: a per-model check (a snapshot), not a claim."""
+    number: int | None
+    title: str
+    doc: str
+    module: str
+    test: str
+    models: tuple[str, ...]
+    prompt_set: str | None
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "models": list(self.models)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Identity:
+        return cls(**{**data, "models": tuple(data["models"])})
+
+
+@dataclass(frozen=True)
 class TestRecord:
-    """One test's outcome and what it recorded (plain values, from its report's user_properties)."""
+    """One test's outcome and what it recorded."""
 
-    identity: dict[str, Any]
-    """Claim id, number, title, doc, module, test name, models and prompt set (suite.plugin)."""
+    __test__ = False  # not a pytest test class
+
+    identity: Identity
     outcome: str
     """passed, failed, skipped, xfailed or xpassed."""
     message: str | None
-    verdict: dict | None = None
-    controls: list[dict] = field(default_factory=list)
+    verdict: Verdict | None = None
+    controls: tuple[Verdict, ...] = ()
     """The claim's control verdicts (e.g. shuffled answers), shown beside it."""
     recorded: dict | None = None
-    figures: list[dict] = field(default_factory=list)
+    """The recorded expectation the verdict was checked against (findings/expected_verdicts.toml)."""
+    figures: tuple[Figure, ...] = ()
 
 
-def assemble(records: list[TestRecord], models: dict[str, dict], model_order: list[str], command: str) -> dict:
+@dataclass(frozen=True)
+class Result:
+    """A claim's outcome on some models and a prompt set: its verdict, or why there is none."""
+
+    models: tuple[str, ...]
+    prompt_set: str | None
+    outcome: str
+    message: str | None
+    verdict: Verdict | None = None
+    controls: tuple[Verdict, ...] = ()
+    recorded: dict | None = None
+
+    @property
+    def key(self) -> tuple[tuple[str, ...], str | None]:
+        """What a later run of the same models and prompt set replaces."""
+        return self.models, self.prompt_set
+
+    @property
+    def label(self) -> str:
+        """"smollm2 (capitals)", or "smollm2+gemma3 (capitals)" for a claim across models."""
+        return "+".join(self.models) + (f" ({self.prompt_set})" if self.prompt_set else "")
+
+    @property
+    def cell(self) -> str:
+        """One verdict-matrix cell: the verdict with its figure, a regression against the record, or why none."""
+        verdict, recorded = self.verdict, self.recorded
+        if verdict is None:
+            return "skipped" if self.outcome == "skipped" else "failed"
+        if recorded and recorded["verdict"] != verdict.verdict:
+            return f"regression: {recorded['verdict']} → {verdict.verdict}"
+        if self.outcome == "failed":
+            return f"failed: {verdict.cell}"
+        return verdict.cell
+
+    @property
+    def measured(self) -> str:
+        """What the run measured (the verdict with its figure, not whether it matched the record), or the outcome."""
+        return self.verdict.cell if self.verdict else self.cell
+
+    def to_dict(self) -> dict:
+        return {"models": list(self.models), "prompt_set": self.prompt_set, "outcome": self.outcome,
+                "message": self.message, "verdict": self.verdict.to_dict() if self.verdict else None,
+                "controls": [control.to_dict() for control in self.controls], "recorded": self.recorded}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Result:
+        verdict = data.get("verdict")
+        return cls(models=tuple(data["models"]), prompt_set=data["prompt_set"], outcome=data["outcome"],
+                   message=data.get("message"), verdict=Verdict.from_dict(verdict) if verdict else None,
+                   controls=tuple(Verdict.from_dict(c) for c in data.get("controls", [])),
+                   recorded=data.get("recorded"))
+
+
+@dataclass(frozen=True)
+class ClaimResults:
+    """One claim: its number, title and text (its module's docstring), and its results."""
+
+    number: int | None
+    title: str
+    doc: str
+    module: str
+    results: tuple[Result, ...] = ()
+
+    def result_for(self, model: str, prompt_set: str | None) -> Result | None:
+        """The result that covers this model on this prompt set, if any."""
+        return next((r for r in self.results if r.prompt_set == prompt_set and model in r.models), None)
+
+    def to_dict(self) -> dict:
+        return {"number": self.number, "title": self.title, "doc": self.doc, "module": self.module,
+                "results": [result.to_dict() for result in self.results]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ClaimResults:
+        return cls(number=data["number"], title=data["title"], doc=data["doc"], module=data["module"],
+                   results=tuple(Result.from_dict(r) for r in data["results"]))
+
+
+@dataclass(frozen=True)
+class Run:
+    """When and how a model's latest results were produced: date, command, machine and library versions."""
+
+    date: str
+    command: str
+    machine: str
+    python: str
+    libraries: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"date": self.date, "command": self.command, "machine": self.machine, "python": self.python,
+                **self.libraries}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Run:
+        known = ("date", "command", "machine", "python")
+        return cls(**{k: data[k] for k in known}, libraries={k: v for k, v in data.items() if k not in known})
+
+
+@dataclass(frozen=True)
+class DataWarning:
+    """A warning about a model's prompt set (a fact left out, replies at an edge), shown once."""
+
+    model: str | None
+    prompt_set: str | None
+    text: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> DataWarning:
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class ClaimFigure:
+    """A figure drawn under a claim."""
+
+    claim: str
+    figure: Figure
+
+    def to_dict(self) -> dict:
+        return {"claim": self.claim, **self.figure.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ClaimFigure:
+        return cls(claim=data["claim"], figure=Figure.from_dict(data))
+
+
+@dataclass(frozen=True)
+class Results:
+    """Every claim's latest results per model, what ran them, and what changed since the previous run."""
+
+    generated: str
+    command: str
+    model_order: tuple[str, ...]
+    runs: dict[str, Run]
+    """Per model with results here, the run they come from."""
+    claims: dict[str, ClaimResults]
+    """Claim id -> its results, in claim order."""
+    models: dict[str, ModelRecord] = field(default_factory=dict)
+    checks: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
+    """Model -> per-model check (a test that is no claim, e.g. the snapshots) -> passed/failed/skipped counts."""
+    figures: tuple[ClaimFigure, ...] = ()
+    warnings: tuple[DataWarning, ...] = ()
+    absent: dict[str, str] = field(default_factory=dict)
+    """Models whose weights are not here -> the command that fetches them."""
+    by_construction: str = ""
+    changes: dict[str, list[str]] | None = None
+    """Per model this run ran, what differs from its previous results (None: nothing to compare with)."""
+    versions: tuple[dict, ...] = ()
+    """The library sets the findings ran with (reports/versions.json)."""
+    schema: int = SCHEMA
+
+    @property
+    def ran(self) -> list[str]:
+        """The models with results here, in order."""
+        return [m for m in self.model_order if m in self.runs]
+
+    def verdicts(self) -> list[Verdict]:
+        """Every claim's verdict (controls aside), claim by claim."""
+        return [r.verdict for entry in self.claims.values() for r in entry.results if r.verdict]
+
+    def prompt_sets(self) -> list[str | None]:
+        """The prompt sets in the order the claims first use them."""
+        return list(dict.fromkeys(r.prompt_set for entry in self.claims.values() for r in entry.results))
+
+    def to_dict(self) -> dict:
+        return {
+            "schema": self.schema, "generated": self.generated, "command": self.command,
+            "model_order": list(self.model_order),
+            "models": {name: record.to_dict() for name, record in self.models.items()},
+            "runs": {name: run.to_dict() for name, run in self.runs.items()},
+            "claims": {claim: entry.to_dict() for claim, entry in self.claims.items()},
+            "checks": self.checks,
+            "figures": [figure.to_dict() for figure in self.figures],
+            "warnings": [warning.to_dict() for warning in self.warnings],
+            "absent": self.absent, "by_construction": self.by_construction, "changes": self.changes,
+            "versions": list(self.versions),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Results:
+        """The results a `to_dict` came from (KeyError or TypeError where the document is not one)."""
+        return cls(
+            schema=data["schema"], generated=data["generated"], command=data["command"],
+            model_order=tuple(data["model_order"]),
+            models={name: ModelRecord.from_dict(record) for name, record in data.get("models", {}).items()},
+            runs={name: Run.from_dict(run) for name, run in data["runs"].items()},
+            claims={claim: ClaimResults.from_dict(entry) for claim, entry in data["claims"].items()},
+            checks=data.get("checks", {}),
+            figures=tuple(ClaimFigure.from_dict(f) for f in data.get("figures", [])),
+            warnings=tuple(DataWarning.from_dict(w) for w in data.get("warnings", [])),
+            absent=data.get("absent") or {}, by_construction=data.get("by_construction") or "",
+            changes=data.get("changes"), versions=tuple(data.get("versions") or ()),
+        )
+
+
+def assemble(records: list[TestRecord], models: dict[str, ModelRecord], model_order: list[str],
+             command: str) -> Results:
     """Results of one run: per claim its results (models, prompt set, outcome, verdict), per model its
     record, the per-model checks (tests that are not claims, e.g. snapshots), and the figures."""
-    claims: dict[str, dict] = {}
+    claims: dict[str, ClaimResults] = {}
     checks: dict[str, dict[str, dict[str, int]]] = {}
-    figures = []
+    figures: list[ClaimFigure] = []
     for record in records:
         who = record.identity
-        if who["claim"] is None:
-            for model in who["models"]:
-                counts = checks.setdefault(model, {}).setdefault(who["test"], {"passed": 0, "failed": 0, "skipped": 0})
+        if who.claim is None:
+            for model in who.models:
+                counts = checks.setdefault(model, {}).setdefault(who.test, {"passed": 0, "failed": 0, "skipped": 0})
                 counts[record.outcome if record.outcome in counts else "failed"] += 1
             continue
-        entry = claims.setdefault(who["claim"], {
-            "number": who["number"], "title": who["title"], "doc": who["doc"], "module": who["module"],
-            "results": [],
-        })
+        entry = claims.setdefault(who.claim, ClaimResults(who.number, who.title, who.doc, who.module))
         verdict = record.verdict
         # A claim across models that was not judged concerns the models that ran, not every one named.
-        unjudged = [m for m in who["models"] if m in models or len(who["models"]) == 1] or who["models"]
-        entry["results"].append({
-            "models": verdict["models"] if verdict else unjudged,
-            "prompt_set": verdict["prompt_set"] if verdict else who["prompt_set"],
-            "outcome": record.outcome, "message": record.message,
-            "verdict": verdict, "controls": record.controls, "recorded": record.recorded,
-        })
-        figures += [{"claim": who["claim"], **figure} for figure in record.figures]
-    order = list(dict.fromkeys([*model_order, *models]))
+        unjudged = tuple(m for m in who.models if m in models or len(who.models) == 1) or who.models
+        result = Result(models=verdict.models if verdict else unjudged,
+                        prompt_set=verdict.prompt_set if verdict else who.prompt_set,
+                        outcome=record.outcome, message=record.message, verdict=verdict,
+                        controls=record.controls, recorded=record.recorded)
+        claims[who.claim] = replace(entry, results=(*entry.results, result))
+        figures += [ClaimFigure(who.claim, figure) for figure in record.figures]
+    order = tuple(dict.fromkeys([*model_order, *models]))
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    run = {"date": generated, "command": command, **environment()}
-    return {
-        "schema": SCHEMA,
-        "generated": generated,
-        "command": command,
-        "model_order": order,
-        "models": models,
+    run = environment(generated, command)
+    judged = {m for entry in claims.values() for r in entry.results for m in r.models}
+    return Results(
+        generated=generated, command=command, model_order=order, models=dict(models),
         # Only the models this run produced results for: `-m smollm2` deselects the others' tests (a claim
         # across models it did not judge concerns the models that ran).
-        "runs": {name: run for name in order if name in models or name in checks
-                 or any(name in r["models"] for e in claims.values() for r in e["results"])},
-        "claims": dict(sorted(claims.items(), key=lambda item: item[1]["number"] or 0)),
-        "checks": checks,
-        "figures": figures,
-    }
+        runs={name: run for name in order if name in models or name in checks or name in judged},
+        claims=dict(sorted(claims.items(), key=lambda item: item[1].number or 0)),
+        checks=checks, figures=tuple(figures),
+    )
 
 
-def environment() -> dict[str, str]:
-    """The machine, Python and the library versions a run used (each model's record carries its run's)."""
-    return {
-        "machine": f"{platform.system()} {platform.machine()}",
-        "python": platform.python_version(),
-        **{lib: version(lib) for lib in ("torch", "transformers", "transformer-lens")},
-    }
+def environment(date: str, command: str) -> Run:
+    """This run: the machine, Python and the library versions it used (each model's record carries its run's)."""
+    return Run(date=date, command=command, machine=f"{platform.system()} {platform.machine()}",
+               python=platform.python_version(), libraries={lib: version(lib) for lib in ("torch", "transformers", "transformer-lens")})

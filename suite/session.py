@@ -15,7 +15,6 @@ import sys
 import time
 from collections.abc import Callable, Hashable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pytest
@@ -27,24 +26,12 @@ from lens.errors import LensError, NotRemote
 from lens.registry import ModelSpec, registry, resolve
 from lens.spot import DeviceDisagrees
 from suite.estimate import LOAD, Timings, estimate, run_key
+from suite.results import ModelRecord
 
 T = TypeVar("T")
 SIMULATE = "LENS_NDIF"
 """`LENS_NDIF=simulate`: every model goes through the remote code path, NDIF simulated here (tests)."""
 SIMULATED_BACKEND = "nnsight, NDIF's requests simulated here"
-
-
-@dataclass(frozen=True)
-class ModelRecord:
-    """What a report says about a model run: plain values, so it crosses xdist."""
-
-    model: str
-    source: str
-    weights: str
-    device: str
-    dtype: str
-    n_layers: int
-    backend: str = "bridge"
 
 
 def findings_command(args: str) -> str:

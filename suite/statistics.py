@@ -9,7 +9,7 @@ models and prompt set as fields, never as a string to parse.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 from scipy.stats import beta, binom
@@ -101,6 +101,16 @@ class Verdict:
         data["figure"] = self.figure
         data["cell"] = self.cell
         return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Verdict:
+        """The verdict a `to_dict` came from (its derived `figure` and `cell` are derived again)."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        for name in ("models", "ci", "evidence", "beside", "caveats", "sensitivity"):
+            if name in values:
+                values[name] = tuple(values[name])
+        return cls(**values)
 
 
 def share_ci(k: float, n: float, confidence: float = 0.95) -> tuple[float, float]:

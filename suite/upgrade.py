@@ -20,6 +20,7 @@ from datetime import date
 from pathlib import Path
 
 from lens.errors import LensError
+from suite.report import load_results
 from suite.snapshots import SnapshotTolerance, changed_replies, drifted_layers
 
 DEFAULT = ("torch", "transformers", "transformer-lens", "nnsight")
@@ -102,10 +103,10 @@ def run_findings(python: Path, home: Path, say, extra: list[str]) -> subprocess.
 
 def report(root: Path, home: Path, changed: dict[str, str], returncode: int) -> tuple[str, bool]:
     """The upgrade report's Markdown, and whether nothing moved."""
-    results = json.loads((home / "reports" / "findings.json").read_text())
-    moved = [f"- {claim}, {'+'.join(r['models'])} ({r['prompt_set']}): {r['outcome']}: {r.get('message') or ''}"
-             for claim, entry in results["claims"].items() for r in entry["results"]
-             if r["outcome"] in ("failed", "xpassed")]
+    results = load_results(home / "reports")
+    moved = [f"- {claim}, {r.label}: {r.outcome}: {r.message or ''}"
+             for claim, entry in results.claims.items() for r in entry.results
+             if r.outcome in ("failed", "xpassed")] if results else ["- the findings wrote no results there"]
     tolerance = SnapshotTolerance.from_table(tomllib.loads((root / TOLERANCES).read_text())["snapshot"])
     drift = []
     for old in sorted((root / "findings" / "__snapshots__").rglob("*.json")):

@@ -8,26 +8,28 @@ import json
 import os
 from pathlib import Path
 
+from suite.results import Results
+
 VERSIONS = "versions.json"
 LIBRARIES = ("torch", "transformers", "transformer-lens", "nnsight")
 
 
-def held_by_model(results: dict) -> dict[str, bool]:
+def held_by_model(results: Results) -> dict[str, bool]:
     """Per model this run ran: whether every claim and check held against the record (nothing failed, no
     recorded verdict flipped)."""
-    held = {model: True for model in results["runs"]}
-    for entry in results["claims"].values():
-        for result in entry["results"]:
-            if result["outcome"] in ("failed", "xpassed"):
-                for model in result["models"]:
+    held = {model: True for model in results.runs}
+    for entry in results.claims.values():
+        for result in entry.results:
+            if result.outcome in ("failed", "xpassed"):
+                for model in result.models:
                     held[model] = False
-    for model, checks in results.get("checks", {}).items():
+    for model, checks in results.checks.items():
         if any(counts["failed"] for counts in checks.values()):
             held[model] = False
     return held
 
 
-def update_versions(results: dict, reports_dir: Path, libraries: dict[str, str]) -> list[dict]:
+def update_versions(results: Results, reports_dir: Path, libraries: dict[str, str]) -> list[dict]:
     """Add this run to versions.json (atomically): one entry per library set, device and dtype, each model
     with the date of its last run there and whether everything held. Returns every entry."""
     path = reports_dir / VERSIONS
@@ -36,13 +38,14 @@ def update_versions(results: dict, reports_dir: Path, libraries: dict[str, str])
     except json.JSONDecodeError:
         entries = []  # an unreadable file is rewritten from this run on
     for model, held in held_by_model(results).items():
-        record = results["models"].get(model, {})
-        key = {"libraries": libraries, "device": record.get("device", "?"), "dtype": record.get("dtype", "?")}
+        record = results.models.get(model)
+        key = {"libraries": libraries, "device": record.device if record else "?",
+               "dtype": record.dtype if record else "?"}
         entry = next((e for e in entries if {k: e[k] for k in key} == key), None)
         if entry is None:
             entry = {**key, "models": {}}
             entries.append(entry)
-        entry["models"][model] = {"date": results["runs"][model]["date"], "held": held}
+        entry["models"][model] = {"date": results.runs[model].date, "held": held}
     reports_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(entries, indent=1))

@@ -8,7 +8,9 @@ from dataclasses import replace
 import pytest
 
 from suite.recorded import figure_drift, render_recorded
+from suite.results import Result
 from suite.statistics import Verdict
+from tests.suite.built import results
 
 TOLERANCE = {"share": 0.05, "log_ratio": 0.3, "n": 2}
 BASE = Verdict(claim="c", models=("m",), prompt_set="s", verdict="holds", statistic="share", value=0.8,
@@ -78,9 +80,8 @@ def test_a_verdict_whose_figure_is_nan_is_written_and_loaded_back_as_nan(tmp_pat
 
     undecided = replace(BASE, verdict="inconclusive", value=math.nan, ci=(math.nan, 0.4),
                         beside=({"label": "answered in Q&A", "value": math.nan, "kind": "share"},))
-    results = {"runs": {}, "models": {}, "claims": {"c": {"results": [{"verdict": undecided.to_dict()}]}}}
     path = tmp_path / "expected.toml"
-    write_recorded(results, path)
+    write_recorded(results("mon", {"c": [Result(("m",), "s", "passed", None, verdict=undecided)]}), path)
     assert "value = nan, ci = [nan, 0.4]" in path.read_text()  # TOML's own nan, not a string
     loaded = Recorded.load(path, TOLERANCE).get(undecided)
     assert loaded["verdict"] == "inconclusive" and loaded["n"] == 60 and loaded["ci"][1] == 0.4
@@ -91,9 +92,9 @@ def test_a_verdict_whose_figure_is_nan_is_written_and_loaded_back_as_nan(tmp_pat
 
 def test_the_recorded_file_round_trips_with_nan():
     empty = replace(BASE, verdict="no data", value=math.nan, ci=(math.nan, math.nan), n=0)
-    rows = [{"verdict": BASE.to_dict()}, {"verdict": {**empty.to_dict(), "prompt_set": "t"}}]
-    results = {"runs": {}, "models": {}, "claims": {"c": {"results": rows}}}
-    data = tomllib.loads(render_recorded(results))["c"]["m"]
+    rows = [Result(("m",), "s", "passed", None, verdict=BASE),
+            Result(("m",), "t", "skipped", None, verdict=replace(empty, prompt_set="t"))]
+    data = tomllib.loads(render_recorded(results("mon", {"c": rows})))["c"]["m"]
     assert data["s"]["value"] == 0.8 and data["s"]["beside"][0]["value"] == 0.4 and data["s"]["kind"] == "share"
     assert math.isnan(data["t"]["value"]) and data["t"]["n"] == 0
     assert figure_drift(empty, data["t"], TOLERANCE) is None and figure_drift(BASE, data["s"], TOLERANCE) is None

@@ -1,17 +1,19 @@
-"""suite.report: an unreadable results file is set aside before a run, never lost with the run."""
+"""suite.report: the results file read back as the typed results it was written from; an unreadable one is
+set aside before a run, never lost with the run; one in an older layout is neither merged nor compared."""
 
 import json
 
 import pytest
 
 from lens.errors import LensError
-from suite.report import load_results, set_aside_if_unreadable
+from suite.report import RESULTS, load_results, render, set_aside_if_unreadable, write_report
+from tests.suite.built import result, results
 
 
 def test_a_truncated_results_file_is_set_aside_under_a_dated_name(tmp_path):
-    whole = json.dumps({"schema": 3, "claims": {}})
-    (tmp_path / "findings.json").write_text(whole[: len(whole) // 2])
-    with pytest.raises(LensError, match="not valid JSON"):
+    whole = json.dumps(results("mon", {"a": [result()]}).to_dict())
+    (tmp_path / RESULTS).write_text(whole[: len(whole) // 2])
+    with pytest.raises(LensError, match="not a findings results file: rerun the findings"):
         load_results(tmp_path)
     kept = set_aside_if_unreadable(tmp_path)
     assert kept is not None and kept.name.startswith("findings.unreadable-")
@@ -19,7 +21,23 @@ def test_a_truncated_results_file_is_set_aside_under_a_dated_name(tmp_path):
     assert load_results(tmp_path) is None  # the run writes a new one
 
 
-def test_a_readable_results_file_stays(tmp_path):
-    (tmp_path / "findings.json").write_text(json.dumps({"schema": 3}))
-    assert set_aside_if_unreadable(tmp_path) is None and load_results(tmp_path) == {"schema": 3}
-    assert set_aside_if_unreadable(tmp_path / "absent") is None
+def test_valid_json_that_is_no_results_document_is_set_aside_too(tmp_path):
+    (tmp_path / RESULTS).write_text(json.dumps({"schema": 3, "claims": {"a": {"results": "?"}}}))
+    assert set_aside_if_unreadable(tmp_path) is not None and not (tmp_path / RESULTS).exists()
+
+
+def test_written_results_load_back_as_they_were_and_render_the_same(tmp_path):
+    written = results("2026-11-30 10:00 UTC", {"a": [result(["llama3"]), result(["mistral"], label="refuted")],
+                                               "b": [result(["llama3"], label=None)]}, changes={"llama3": []})
+    write_report(written, tmp_path)
+    assert set_aside_if_unreadable(tmp_path) is None
+    loaded = load_results(tmp_path)
+    assert loaded == written
+    assert render(loaded, {}) == (tmp_path / "findings.md").read_text()
+    assert "| holds 0.80 [0.60, 0.90] n=7 | refuted 0.80 [0.60, 0.90] n=7 |" in render(loaded, {})
+
+
+def test_results_in_an_older_layout_are_not_read_and_stay_where_they_are(tmp_path):
+    (tmp_path / RESULTS).write_text(json.dumps({"schema": 2, "claims": {}}))
+    assert load_results(tmp_path) is None and set_aside_if_unreadable(tmp_path) is None
+    assert (tmp_path / RESULTS).exists() and set_aside_if_unreadable(tmp_path / "absent") is None

@@ -2,11 +2,13 @@
 taking the candidate; building the environment and running the findings are `./run upgrade-check` itself."""
 
 import json
+from dataclasses import replace
 
 import pytest
 
 from lens.errors import LensError
 from suite.upgrade import HOME, candidate_lock, parse_wanted, report, take
+from tests.suite import built
 
 LOCK = 'numpy==2.4.6\ntorch==2.13.0; sys_platform != "darwin"\ntorch==2.14.1; sys_platform == "darwin"\n'
 
@@ -51,9 +53,8 @@ def lay_out(root, old_logp, new_logp, outcome="passed", message=None, followed="
         (base / name).write_text(json.dumps({"meta": {}, "rows": rows(logp, token)}))
     (root / "findings" / "claims.toml").write_text(TOLERANCE)
     (root / HOME / "reports").mkdir(parents=True)
-    results = {"claims": {"c": {"results": [{"models": ["m"], "prompt_set": "capitals", "outcome": outcome,
-                                              "message": message}]}}}
-    (root / HOME / "reports" / "findings.json").write_text(json.dumps(results))
+    done = built.results("mon", {"c": [replace(built.result(["m"], outcome=outcome), message=message)]})
+    (root / HOME / "reports" / "findings.json").write_text(json.dumps(done.to_dict()))
 
 
 def test_nothing_moved_is_safe_to_take(tmp_path):
@@ -74,6 +75,13 @@ def test_a_changed_reply_is_named(tmp_path):
     lay_out(tmp_path, [-1.0, -0.5], [-1.0, -0.5], followed=" C")  # the layers' top-k still agree
     text, quiet = report(tmp_path, tmp_path / HOME, {}, 0)
     assert not quiet and "m-capitals: the model's reply changed on 1 prompts: p" in text
+
+
+def test_a_candidate_run_that_wrote_no_results_is_not_safe_to_take(tmp_path):
+    lay_out(tmp_path, [-1.0, -0.5], [-1.0, -0.5])
+    (tmp_path / HOME / "reports" / "findings.json").unlink()
+    text, quiet = report(tmp_path, tmp_path / HOME, {}, 0)
+    assert not quiet and "the findings wrote no results there" in text
 
 
 def test_take_moves_the_lock_to_the_candidate(tmp_path):

@@ -3,17 +3,14 @@
 import json
 
 from suite.versions import held_by_model, update_versions
+from tests.suite import built
 
 LIBS = {"torch": "2.13.0", "transformers": "5.23.0"}
 
 
 def results(outcome="passed", snapshot_failed=0, model="smollm2", dtype="float32"):
-    return {
-        "runs": {model: {"date": "2026-11-30 10:00 UTC"}},
-        "models": {model: {"device": "cpu", "dtype": dtype}},
-        "claims": {"c": {"results": [{"models": [model], "outcome": outcome}]}},
-        "checks": {model: {"test_layer_snapshot": {"passed": 3, "failed": snapshot_failed, "skipped": 0}}},
-    }
+    return built.results("2026-11-30 10:00 UTC", {"c": [built.result([model], outcome=outcome)]}, dtype=dtype,
+                         checks={model: {"test_layer_snapshot": {"passed": 3, "failed": snapshot_failed, "skipped": 0}}})
 
 
 def test_held_means_no_claim_failed_no_recorded_verdict_flipped_and_no_snapshot_failed():

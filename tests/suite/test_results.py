@@ -1,0 +1,61 @@
+"""suite.results: every typed record comes back from JSON as it went in (nan included), and `assemble`
+groups a run's test records by claim, models and prompt set."""
+
+import json
+import math
+from dataclasses import replace
+
+from suite.figures import DepthCurves
+from suite.results import ClaimFigure, Identity, ModelRecord, Results, TestRecord, assemble
+from suite.statistics import Verdict
+from tests.suite.built import result, results, verdict
+
+FULL = Verdict(claim="c", models=("a", "b"), prompt_set="s", verdict="inconclusive", statistic="median depth",
+               value=math.nan, ci=(math.nan, 0.9), rule="r", n=3, kind="depth", evidence=({"fact": "x", "d": 0.5},),
+               confidence=0.99, primary=False, control=True, beside=({"label": "l", "value": math.nan, "kind": "share"},),
+               caveats=("k",), sensitivity=({"threshold": "t", "value": 1, "verdict": "holds", "figure": 0.2},),
+               detectable=0.7)
+
+
+def through_json(data):
+    return json.loads(json.dumps(data))
+
+
+def test_a_verdict_comes_back_from_json_field_for_field_nan_included():
+    back = Verdict.from_dict(through_json(FULL.to_dict()))
+    assert math.isnan(back.value) and math.isnan(back.ci[0]) and math.isnan(back.beside[0]["value"])
+    same = {"value": 0.0, "ci": (0.0, 0.9), "beside": ({"label": "l", "value": 0.0, "kind": "share"},)}
+    assert replace(back, **same) == replace(FULL, **same)
+    assert back.cell == FULL.cell and back.figure == FULL.figure
+
+
+def test_results_come_back_from_json_as_they_were():
+    figure = DepthCurves(model="smollm2", name="answer-by-depth", depth=[0.5, 1.0], p={"c": [[0.1, 0.9]]},
+                         rank={"c": [[3, 1]]}, band=(0.8, 0.85))
+    written = results("mon", {"a": [result(), result(["smollm2", "gemma3"], label=None)]},
+                      figures=(ClaimFigure("a", figure),), absent={"llama3": "./run lens download llama3"},
+                      changes={"smollm2": ["a: x → y"]}, versions=({"libraries": {"torch": "2"}},))
+    back = Results.from_dict(through_json(written.to_dict()))
+    assert back.figures[0].figure.band == [0.8, 0.85]  # JSON has no tuples: the figure draws from a list
+    assert replace(back, figures=written.figures) == written
+
+
+def _record(claim, models, prompt_set="capitals", outcome="passed", label="holds", test="test_x"):
+    identity = Identity(claim=claim, number=1 if claim else None, title="T", doc="", module="m.py", test=test,
+                        models=tuple(models), prompt_set=prompt_set)
+    return TestRecord(identity=identity, outcome=outcome, message=None,
+                      verdict=verdict(models, prompt_set, label, claim or "c") if label else None)
+
+
+def test_assemble_groups_by_claim_and_counts_checks_per_model():
+    ran = {"smollm2": ModelRecord("smollm2", "s", "w", "cpu", "float32", 30)}
+    done = assemble([
+        _record("a", ["smollm2"]),
+        _record("a", ["smollm2", "gemma3"], outcome="skipped", label=None),  # across models, gemma3 not here
+        _record(None, ["smollm2"], label=None, test="test_layer_snapshot"),
+        _record(None, ["smollm2"], outcome="error", label=None, test="test_layer_snapshot"),
+    ], ran, ["smollm2", "gemma3"], "pytest findings/")
+    assert [r.models for r in done.claims["a"].results] == [("smollm2",), ("smollm2",)]
+    assert done.checks == {"smollm2": {"test_layer_snapshot": {"passed": 1, "failed": 1, "skipped": 0}}}
+    assert list(done.runs) == ["smollm2"] and done.model_order == ("smollm2", "gemma3")
+    assert done.runs["smollm2"].command == "pytest findings/" and "torch" in done.runs["smollm2"].libraries
