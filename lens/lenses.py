@@ -58,3 +58,6 @@ class RawLens(Lens):
 
 EXACT = LogitLens()
 RAW = RawLens()
+
+LENSES = (EXACT.name, RAW.name, "tuned")
+"""Every lens by name: the exact logit lens, the raw one, and a tuned lens (per model: trained or loaded)."""

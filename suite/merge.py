@@ -43,10 +43,10 @@ def _merge_claims(previous: dict[str, ClaimResults], current: dict[str, ClaimRes
         results = []
         for new in entry.results:
             models = set(new.models)
-            covered = [old for old in kept if old.prompt_set == new.prompt_set and models < set(old.models)]
-            if new.verdict is None and any(old.verdict for old in covered):
+            same = [old for old in kept if (old.prompt_set, old.lens) == (new.prompt_set, new.lens)]
+            if new.verdict is None and any(old.verdict for old in same if models < set(old.models)):
                 continue  # a claim across models run on fewer of them keeps its last comparison of more
-            kept = [old for old in kept if not (old.prompt_set == new.prompt_set and set(old.models) <= models)]
+            kept = [old for old in kept if not (old in same and set(old.models) <= models)]
             results.append(new)
         claims[claim] = replace(entry, results=(*kept, *results))
     return dict(sorted(claims.items(), key=lambda item: item[1].number or 0))

@@ -14,13 +14,14 @@ from pathlib import Path
 import pytest
 
 from lens.backends import BACKENDS
+from lens.lenses import LENSES
 from lens.registry import registry
 from suite.collector import FindingsReport
 from suite.figures import Figure
 from suite.keys import FIGURE, IDENTITY, MODEL, RECORDED, SESSION, VERDICT, WARNING
 from suite.results import DataWarning, Identity
 from suite.session import ModelArtefacts, SuiteSession
-from suite.statistics import Verdict
+from suite.statistics import EXACT_LENS, Verdict
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -46,6 +47,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="the models' dtype (default: float32 where the weights fit in memory, else bfloat16)",
     )
     group.addoption(
+        "--lens", dest="lens_lenses", default=None, metavar="NAMES",
+        help="the lenses a claim is read through, comma-separated: exact (the logit lens; 'logit' too) and "
+        "tuned (default: every lens the claim declares in claims.toml)",
+    )
+    group.addoption(
         "--device", dest="lens_device", default=None,
         help="cpu, cuda, cuda:N or mps (default: mps > cuda > cpu); non-CPU devices are checked "
         "against the CPU first",
@@ -59,6 +65,7 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     session.backend = config.getoption("lens_backend", default="bridge")
     session.dtype = config.getoption("lens_dtype", default=None)
+    session.lenses = lens_names(config.getoption("lens_lenses", default=None))
     config.stash[SESSION] = session
     capture = config.pluginmanager.getplugin("capturemanager")
     if capture is not None:
@@ -72,6 +79,21 @@ def pytest_configure(config: pytest.Config) -> None:
             config.addinivalue_line("markers", f"{name}: findings on the model given with --model")
     if not hasattr(config, "workerinput"):  # the xdist controller, or a plain run
         config.pluginmanager.register(FindingsReport(config), "lens-findings-report")
+
+
+LENS_ALIASES = {"logit": EXACT_LENS}
+
+
+def lens_names(option: str | None) -> tuple[str, ...] | None:
+    """The lenses `--lens` asks for, by their names in `lens.lenses` (None: every lens a claim declares)."""
+    if not option:
+        return None
+    names = [LENS_ALIASES.get(name.strip(), name.strip()) for name in option.split(",") if name.strip()]
+    unknown = [name for name in names if name not in LENSES]
+    if unknown:
+        raise pytest.UsageError(f"--lens {option}: unknown lens {', '.join(unknown)}; "
+                                f"choose among {', '.join(LENSES)} (logit = exact)")
+    return tuple(dict.fromkeys(names))
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -221,7 +243,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     marker = item.get_closest_marker("claim")
     if marker is None and "model_name" not in params:
         return
-    if not all(isinstance(params.get(key) or "", str) for key in ("model_name", "prompt_set")):
+    if not all(isinstance(params.get(key) or "", str) for key in ("model_name", "prompt_set", "lens")):
         return  # an empty parameter set (no model here): pytest skips it, and it says nothing of a claim
     if "model_name" in params:
         models = [params["model_name"]]
@@ -239,4 +261,5 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         test=getattr(item, "originalname", item.name),
         models=tuple(models),
         prompt_set=params.get("prompt_set"),
+        lens=params.get("lens") or EXACT_LENS,
     ).to_dict()))

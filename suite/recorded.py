@@ -20,7 +20,8 @@ from suite.results import Results
 from suite.statistics import HOLDS, NO_DATA, TOO_FEW, ClaimNotHeld, Verdict, VerdictChanged
 
 HEADER = """\
-# Recorded verdicts, per claim, model(s) and prompt set, each with the measured figure that decided it.
+# Recorded verdicts, per claim, model(s) (@lens where not the logit lens) and prompt set, each with the
+# measured figure that decided it.
 # A claim recorded as refuted or inconclusive runs as a strict xfail: a run fails when a verdict flips.
 # Written by `./run verdicts --record` from a findings run; never edit a verdict to make a run green.
 """
@@ -45,8 +46,8 @@ class Recorded:
         return cls(tomllib.loads(path.read_text()) if path.is_file() else {}, tolerance)
 
     def get(self, verdict: Verdict) -> dict | None:
-        """The recorded verdict and figure for this verdict's claim, models and prompt set."""
-        return self.data.get(verdict.claim, {}).get(verdict.label, {}).get(verdict.prompt_set)
+        """The recorded verdict and figure for this verdict's claim, models, lens and prompt set."""
+        return self.data.get(verdict.claim, {}).get(verdict.recorded_as, {}).get(verdict.prompt_set)
 
 
 def judge(request: pytest.FixtureRequest, recorded: Recorded,
@@ -63,7 +64,7 @@ def judge(request: pytest.FixtureRequest, recorded: Recorded,
     def judge_(verdict: Verdict) -> None:
         expected = recorded.get(verdict)
         record_verdict(verdict, expected)
-        where = f"{verdict.claim} on {verdict.label} ({verdict.prompt_set})"
+        where = verdict.where
         if expected:
             tolerance = recorded.tolerance_for(_dtype(request, verdict))
             drift = figure_drift(verdict, expected, tolerance)
@@ -153,7 +154,7 @@ def render_recorded(results: Results) -> str:
         by_models: dict[str, list[Verdict]] = {}
         for result in entry.results:
             if result.verdict:
-                by_models.setdefault(result.verdict.label, []).append(result.verdict)
+                by_models.setdefault(result.verdict.recorded_as, []).append(result.verdict)
         for models, verdicts in by_models.items():
             lines.append(f"[{claim}.{json.dumps(models)}]")
             for verdict in verdicts:

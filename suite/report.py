@@ -18,7 +18,7 @@ from lens.errors import LensError
 from suite.figures import overlays
 from suite.results import SCHEMA, ClaimResults, DataWarning, Results
 from suite.session import findings_command
-from suite.statistics import Verdict, family_error
+from suite.statistics import EXACT_LENS, Verdict, family_error
 
 REPORT, RESULTS, FIGURES = "findings.md", "findings.json", "figures"
 
@@ -122,7 +122,11 @@ def render(results: Results, figures: dict[str, list[str]]) -> str:
         lines.append("Weights not here, so not run: " + "; ".join(
             f"{name} (fetch with `{command}`)" for name, command in results.absent.items()) + ".")
     lines += ["", "## Verdicts", ""]
-    headers = ["claim", *(f"{m} ({results.runs[m].date[:10]})" for m in ran)]
+    lenses = results.lenses()
+    columns = [(m, lens) for m in ran for lens in lenses]
+    headers = ["claim", *(f"{m}{_through(lens)} ({results.runs[m].date[:10]})" for m, lens in columns)]
+    if len(lenses) > 1:
+        headers.append("lenses")
     notes: list[str] = []
     for prompt_set in results.prompt_sets():
         lines += [f"Prompt set `{prompt_set}`:", ""]
@@ -131,10 +135,10 @@ def render(results: Results, figures: dict[str, list[str]]) -> str:
             if not any(r.prompt_set == prompt_set for r in entry.results):
                 continue
             row = [f"{entry.number}. [{entry.title.split(':')[0]}](#{_anchor(entry)})"]
-            for model in ran:
-                result = entry.result_for(model, prompt_set)
+            for model, lens in columns:
+                result = entry.result_for(model, prompt_set, lens)
                 if result is None:
-                    row.append("not run")
+                    row.append("—" if lens != EXACT_LENS and _lensless(entry) else "not run")
                     continue
                 text = result.cell
                 if text in ("skipped", "failed") or text.startswith("regression"):
@@ -143,13 +147,17 @@ def render(results: Results, figures: dict[str, list[str]]) -> str:
                         notes.append(reason)
                     text += f" [{notes.index(reason) + 1}]"
                 row.append(text)
+            if len(lenses) > 1:
+                row.append(_agreement(entry, prompt_set, ran, lenses))
             rows.append(row)
         lines += [tabulate(rows, headers=headers, tablefmt="pipe"), "", _family_error(results, prompt_set), ""]
     lines += ["Each cell: the verdict, its figure [interval] and n (facts). † the verdict flips under another "
               "reasonable threshold (the claim's sensitivity); ‡ a caveat applies (under the claim). `too few`: no "
               "outcome at that n could have decided; `no data`: n = 0. Under each claim, \"could detect\" is the "
               "smallest true share (of prompts, or of facts beyond the threshold for a median) its n decides with "
-              "80% power.",
+              "80% power." + (" Columns name the lens where it is not the logit lens; `lenses` says per model "
+                               "whether the claim's verdict is the same through every lens read." if len(lenses) > 1
+                               else ""),
               ""]
     for i, note in enumerate(notes, 1):
         lines.append(f"[{i}] {note}  ")
@@ -171,6 +179,29 @@ def render(results: Results, figures: dict[str, list[str]]) -> str:
         lines += _model_section(model, results)
     lines += _versions_section(list(results.versions))
     return "\n".join(lines)
+
+
+def _through(lens: str) -> str:
+    return "" if lens == EXACT_LENS else f", {lens} lens"
+
+
+def _lensless(entry: ClaimResults) -> bool:
+    """Whether the claim is read through the logit lens only (its figures are no other lens's: the replies,
+    the raw lens against the exact one): "—" in another lens's column."""
+    return all(r.lens == EXACT_LENS for r in entry.results)
+
+
+def _agreement(entry: ClaimResults, prompt_set: str | None, models: list[str], lenses: list[str]) -> str:
+    """Per model, whether the claim's verdict is the same through every lens it was read through."""
+    parts = []
+    for model in models:
+        verdicts = {lens: r.verdict.verdict for lens in lenses
+                    if (r := entry.result_for(model, prompt_set, lens)) is not None and r.verdict is not None}
+        if len(verdicts) < 2:
+            continue
+        same = len(set(verdicts.values())) == 1
+        parts.append(f"{model}: " + ("same" if same else " / ".join(f"{v} ({lens})" for lens, v in verdicts.items())))
+    return "; ".join(parts)
 
 
 def _warnings(results: Results, models: list[str]) -> list[DataWarning]:

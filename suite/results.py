@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from importlib.metadata import version
 
 from suite.figures import Figure
-from suite.statistics import Verdict
+from suite.statistics import EXACT_LENS, Verdict
 
 SCHEMA = 3
 """The results document's layout version: a previous run in another layout is neither merged nor compared.
@@ -51,6 +51,8 @@ class Identity:
     test: str
     models: tuple[str, ...]
     prompt_set: str | None
+    lens: str = EXACT_LENS
+    """The lens the claim is read through (a test parametrized by `lens`), else the logit lens."""
 
     def to_dict(self) -> dict:
         return {**asdict(self), "models": list(self.models)}
@@ -89,16 +91,19 @@ class Result:
     verdict: Verdict | None = None
     controls: tuple[Verdict, ...] = ()
     recorded: dict | None = None
+    lens: str = EXACT_LENS
 
     @property
-    def key(self) -> tuple[tuple[str, ...], str | None]:
-        """What a later run of the same models and prompt set replaces."""
-        return self.models, self.prompt_set
+    def key(self) -> tuple[tuple[str, ...], str | None, str]:
+        """What a later run of the same models, prompt set and lens replaces."""
+        return self.models, self.prompt_set, self.lens
 
     @property
     def label(self) -> str:
-        """"smollm2 (capitals)", or "smollm2+gemma3 (capitals)" for a claim across models."""
-        return "+".join(self.models) + (f" ({self.prompt_set})" if self.prompt_set else "")
+        """"smollm2 (capitals)", "smollm2+gemma3 (capitals)" for a claim across models, "smollm2 (capitals,
+        tuned lens)" through another lens than the logit lens."""
+        where = ", ".join(filter(None, [self.prompt_set, None if self.lens == EXACT_LENS else f"{self.lens} lens"]))
+        return "+".join(self.models) + (f" ({where})" if where else "")
 
     @property
     def cell(self) -> str:
@@ -120,7 +125,8 @@ class Result:
     def to_dict(self) -> dict:
         return {"models": list(self.models), "prompt_set": self.prompt_set, "outcome": self.outcome,
                 "message": self.message, "verdict": self.verdict.to_dict() if self.verdict else None,
-                "controls": [control.to_dict() for control in self.controls], "recorded": self.recorded}
+                "controls": [control.to_dict() for control in self.controls], "recorded": self.recorded,
+                "lens": self.lens}
 
     @classmethod
     def from_dict(cls, data: dict) -> Result:
@@ -128,7 +134,7 @@ class Result:
         return cls(models=tuple(data["models"]), prompt_set=data["prompt_set"], outcome=data["outcome"],
                    message=data.get("message"), verdict=Verdict.from_dict(verdict) if verdict else None,
                    controls=tuple(Verdict.from_dict(c) for c in data.get("controls", [])),
-                   recorded=data.get("recorded"))
+                   recorded=data.get("recorded"), lens=data.get("lens", EXACT_LENS))
 
 
 @dataclass(frozen=True)
@@ -141,9 +147,10 @@ class ClaimResults:
     module: str
     results: tuple[Result, ...] = ()
 
-    def result_for(self, model: str, prompt_set: str | None) -> Result | None:
-        """The result that covers this model on this prompt set, if any."""
-        return next((r for r in self.results if r.prompt_set == prompt_set and model in r.models), None)
+    def result_for(self, model: str, prompt_set: str | None, lens: str = EXACT_LENS) -> Result | None:
+        """The result that covers this model on this prompt set through this lens, if any."""
+        return next((r for r in self.results if r.prompt_set == prompt_set and model in r.models
+                     and r.lens == lens), None)
 
     def to_dict(self) -> dict:
         return {"number": self.number, "title": self.title, "doc": self.doc, "module": self.module,
@@ -240,6 +247,10 @@ class Results:
         """Every claim's verdict (controls aside), claim by claim."""
         return [r.verdict for entry in self.claims.values() for r in entry.results if r.verdict]
 
+    def lenses(self) -> list[str]:
+        """The lenses results were read through: the logit lens first, then the others as they come."""
+        return list(dict.fromkeys([EXACT_LENS, *(r.lens for e in self.claims.values() for r in e.results)]))
+
     def prompt_sets(self) -> list[str | None]:
         """The prompt sets in the order the claims first use them."""
         return list(dict.fromkeys(r.prompt_set for entry in self.claims.values() for r in entry.results))
@@ -296,7 +307,8 @@ def assemble(records: list[TestRecord], models: dict[str, ModelRecord], model_or
         result = Result(models=verdict.models if verdict else unjudged,
                         prompt_set=verdict.prompt_set if verdict else who.prompt_set,
                         outcome=record.outcome, message=record.message, verdict=verdict,
-                        controls=record.controls, recorded=record.recorded)
+                        controls=record.controls, recorded=record.recorded,
+                        lens=verdict.lens if verdict else who.lens)
         claims[who.claim] = replace(entry, results=(*entry.results, result))
         figures += [ClaimFigure(who.claim, figure) for figure in record.figures]
     order = tuple(dict.fromkeys([*model_order, *models]))

@@ -127,6 +127,8 @@ class SuiteSession:
         """What runs the lens's forward passes (lens.backends: bridge or nnsight)."""
         self.dtype: str | None = None
         """float32, bfloat16 or float16; None: the loader's choice (float32 where it fits)."""
+        self.lenses: tuple[str, ...] | None = None
+        """The lenses `--lens` asked for (None: every lens each claim declares)."""
         self.sources = sources
         """Model name -> what to load for it (a registry name, a path or a repo id)."""
         self.device = device

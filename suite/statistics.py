@@ -27,6 +27,10 @@ class VerdictChanged(AssertionError):
     """A verdict differs from the recorded one (after a library upgrade, say): always a failure."""
 
 
+EXACT_LENS = "exact"
+"""The lens a verdict is read through unless it says otherwise: the exact logit lens (`lens.lenses.EXACT`)."""
+
+
 @dataclass(frozen=True)
 class Verdict:
     """One claim judged on one model, with the figures that decided it. Plain values only, so it
@@ -66,6 +70,8 @@ class Verdict:
     detectable: float | None = None
     """The smallest true share (of prompts, or of facts beyond the threshold for a median) this n detects
     with the configured power: what the cell could have seen."""
+    lens: str = EXACT_LENS
+    """The lens the claim was read through (`lens.lenses`: "exact", the logit lens; "tuned")."""
 
     @property
     def figure(self) -> str:
@@ -92,6 +98,18 @@ class Verdict:
     def label(self) -> str:
         """The models, for messages: "smollm2", or "smollm2+gemma3" for a claim across models."""
         return "+".join(self.models)
+
+    @property
+    def recorded_as(self) -> str:
+        """Its key among the recorded verdicts: the models, and the lens where it is not the logit lens
+        ("smollm2", "smollm2@tuned")."""
+        return self.label if self.lens == EXACT_LENS else f"{self.label}@{self.lens}"
+
+    @property
+    def where(self) -> str:
+        """"convergence_depth on smollm2 (capitals)", with the lens where it is not the logit lens."""
+        lens = "" if self.lens == EXACT_LENS else f", {self.lens} lens"
+        return f"{self.claim} on {self.label} ({self.prompt_set}{lens})"
 
     def to_dict(self) -> dict:
         """Plain values (JSON, xdist), with the one-line figure."""

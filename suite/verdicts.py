@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from suite.statistics import (
+    EXACT_LENS,
     NO_DATA,
     TOO_FEW,
     Verdict,
@@ -61,6 +62,8 @@ class Scope:
     confidence: float = 0.95
     primary: bool = True
     control: bool = False
+    lens: str = EXACT_LENS
+    """The lens the claim's figures were read through."""
 
 
 @dataclass(frozen=True)
@@ -133,7 +136,7 @@ def decided_verdict(rows: Sequence[dict], *, value: float, ci: tuple[float, floa
         n=n, kind=kind, evidence=tuple(rows), confidence=scope.confidence, primary=scope.primary,
         control=scope.control, beside=tuple(figures),
         caveats=(_shared_starts(caveats),) if caveats else (),
-        detectable=detectable,
+        detectable=detectable, lens=scope.lens,
     )
 
 

@@ -1,5 +1,7 @@
 """Results accumulate: what a run replaces and what it keeps (suite.merge), on hand-built results."""
 
+from dataclasses import replace
+
 import numpy as np
 
 from suite.figures import DepthCurves, overlays
@@ -16,7 +18,7 @@ def test_a_run_replaces_its_own_results_and_keeps_the_rest():
     current = results("tue", {"a": [result(["llama3"], label="refuted")]},
                       warnings=(DataWarning("llama3", "capitals", "new"),))
     merged = merge(previous, current)
-    a = {r.key: r.verdict.verdict for r in merged.claims["a"].results}
+    a = {r.key[:2]: r.verdict.verdict for r in merged.claims["a"].results}
     assert a == {(("llama3",), "capitals"): "refuted", (("mistral",), "capitals"): "holds",
                  (("llama3",), "history"): "holds"}
     assert merged.claims["b"] == previous.claims["b"]
@@ -51,3 +53,13 @@ def test_the_overlay_draws_each_models_median_curve():
     assert overlay.median["a"]["completion"] == [0.2, 0.4]  # the medians of each depth's three prompts
     assert overlay.median["b"]["completion"] == [0.0, 1.0]
     assert overlay.depth == {"a": [0.5, 1.0], "b": [0.5, 1.0]} and np.isfinite(overlay.median["a"]["completion"]).all()
+
+
+def test_a_run_through_one_lens_keeps_the_results_through_another():
+    def tuned(found):
+        return replace(found, lens="tuned", verdict=replace(found.verdict, lens="tuned"))
+
+    previous = results("mon", {"a": [result(["llama3"]), tuned(result(["llama3"], label="refuted"))]})
+    current = results("tue", {"a": [result(["llama3"], label="inconclusive")]})
+    merged = {r.lens: r.verdict.verdict for r in merge(previous, current).claims["a"].results}
+    assert merged == {"exact": "inconclusive", "tuned": "refuted"}

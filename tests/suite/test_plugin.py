@@ -298,3 +298,9 @@ def test_a_run_with_no_model_here_skips_every_claim_and_still_ends_with_its_repo
     outcome = run(fake_findings, "findings")
     assert outcome.ret == pytest.ExitCode.OK
     outcome.assert_outcomes(passed=0, failed=0, skipped=3)
+
+
+def test_an_unknown_lens_is_a_usage_error_that_names_the_lenses(fake_findings):
+    outcome = run(fake_findings, "findings", *MODELS, "--lens", "logit,bogus")
+    assert outcome.ret == pytest.ExitCode.USAGE_ERROR
+    outcome.stderr.fnmatch_lines(["*--lens logit,bogus: unknown lens bogus; choose among exact, raw, tuned*"])

@@ -120,3 +120,15 @@ def test_a_flip_is_a_near_tie_only_where_the_interval_moved_within_tolerance():
     assert not near_tie(edge, _recorded(refuted), {"share": 0.03})
     real = replace(refuted, verdict="inconclusive", value=0.3, ci=(0.1, 0.6))
     assert not near_tie(real, _recorded(refuted), {"share": 0.05})
+
+
+def test_a_verdict_through_another_lens_is_recorded_and_found_under_its_own_key(tmp_path):
+    from suite.recorded import Recorded, write_recorded
+
+    tuned = replace(BASE, lens="tuned", verdict="refuted", value=0.3, ci=(0.2, 0.4))
+    path = tmp_path / "expected.toml"
+    write_recorded(results("mon", {"c": [Result(("m",), "s", "passed", None, verdict=BASE),
+                                         Result(("m",), "s", "passed", None, verdict=tuned, lens="tuned")]}), path)
+    recorded = Recorded.load(path, TOLERANCE)
+    assert recorded.get(BASE)["verdict"] == "holds" and recorded.get(tuned)["verdict"] == "refuted"
+    assert '[c."m@tuned"]' in path.read_text()

@@ -2,6 +2,7 @@
 set aside before a run, never lost with the run; one in an older layout is neither merged nor compared."""
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -41,3 +42,25 @@ def test_results_in_an_older_layout_are_not_read_and_stay_where_they_are(tmp_pat
     (tmp_path / RESULTS).write_text(json.dumps({"schema": 2, "claims": {}}))
     assert load_results(tmp_path) is None and set_aside_if_unreadable(tmp_path) is None
     assert (tmp_path / RESULTS).exists() and set_aside_if_unreadable(tmp_path / "absent") is None
+
+
+def test_a_claim_read_through_two_lenses_shows_both_side_by_side_and_whether_they_agree():
+    def through(lens, label, models=("smollm2",)):
+        found = result(models, label=label)
+        return replace(found, lens=lens, verdict=replace(found.verdict, lens=lens))
+
+    done = results("2026-11-30 10:00 UTC", {
+        "depth": [through("exact", "holds"), through("tuned", "refuted"),
+                  through("exact", "holds", ("gemma3",)), through("tuned", "holds", ("gemma3",))],
+        "recall": [result(["smollm2"]), result(["gemma3"], label="refuted")],
+    })
+    matrix = render(done, {}).split("## Verdicts")[1].split("## Changes")[0]
+    header, _, depth, recall = [line for line in matrix.splitlines() if line.startswith("|")][:4]
+    assert [cell.strip().split(" (")[0] for cell in header.strip("|").split("|")] == [
+        "claim", "smollm2", "smollm2, tuned lens", "gemma3", "gemma3, tuned lens", "lenses"]
+    assert [cell.strip() for cell in depth.split("|")[2:7]] == [
+        "holds 0.80 [0.60, 0.90] n=7", "refuted 0.80 [0.60, 0.90] n=7", "holds 0.80 [0.60, 0.90] n=7",
+        "holds 0.80 [0.60, 0.90] n=7", "smollm2: holds (exact) / refuted (tuned); gemma3: same"]
+    assert [cell.strip() for cell in recall.split("|")[2:7]] == [
+        "holds 0.80 [0.60, 0.90] n=7", "—", "refuted 0.80 [0.60, 0.90] n=7", "—", ""]  # read through no other lens
+    assert "Columns name the lens" in matrix
