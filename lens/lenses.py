@@ -2,7 +2,10 @@
 
 `LogitLens` is the exact logit lens: the model's own final norm, unembedding and final-logit soft-capping,
 so at the last block it *is* the model's output. `RawLens` unembeds the residual as it is, without the
-norm: what you get if you forget the norm, kept to measure how much the norm matters.
+norm: what you get if you forget the norm, kept to measure how much the norm matters. `TunedLens` (Belrose et
+al. 2023) reads each block's output through that block's own affine translator first, then the exact lens: no
+translator at the last block, so there too it *is* the output (`lens.tuned` loads, saves and finds one;
+`lens.train_tuned` trains one).
 """
 
 from __future__ import annotations
@@ -32,8 +35,14 @@ class Lens:
     """How reports name the lens: "exact" or "raw"."""
 
     def logits(self, model: LoadedModel, resid: torch.Tensor) -> torch.Tensor:
-        """The lens's logits for residual vectors of shape (..., d_model)."""
+        """The lens's logits for residual vectors of shape (..., d_model), read alike at every block."""
         raise NotImplementedError
+
+    def block_logits(self, model: LoadedModel, resid: torch.Tensor) -> torch.Tensor:
+        """The lens's logits for every block's output, (..., n_layers, d_model) -> (..., n_layers, vocab): what a
+        read calls, so a lens may read each block its own way. By default `logits` on the rows, one call."""
+        *lead, n_layers, d_model = resid.shape
+        return self.logits(model, resid.reshape(-1, d_model)).reshape(*lead, n_layers, -1)
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,54 @@ class RawLens(Lens):
 
 EXACT = LogitLens()
 RAW = RawLens()
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class TunedLens(Lens):
+    """The tuned lens: block i's output h read as the exact lens of h + A_i h + b_i (tuned-lens's residual
+    parametrization, A and b initialised at 0); the last block has no translator. Load one with `lens.tuned`."""
+
+    name: str = "tuned"
+    weight: torch.Tensor
+    """A_i, (n_layers - 1, d_model, d_model), each as torch.nn.Linear stores it: (out, in)."""
+    bias: torch.Tensor
+    """b_i, (n_layers - 1, d_model)."""
+    source: str = ""
+    """Where it came from: a folder, the Hub, or the lens cache (trained here)."""
+
+    __eq__ = object.__eq__  # two tuned lenses are the same lens only if they are one object (not by name)
+    __hash__ = object.__hash__
+
+    @property
+    def n_layers(self) -> int:
+        """The number of blocks of the model it reads: one translator for each but the last."""
+        return int(self.weight.shape[0]) + 1
+
+    @property
+    def d_model(self) -> int:
+        return int(self.weight.shape[-1])
+
+    def translate(self, resid: torch.Tensor) -> torch.Tensor:
+        """Block outputs (..., n_layers, d_model) translated, in float32: h + A h + b, the last block's as it is."""
+        h = resid.float()
+        weight, bias = self.weight.to(h.device, torch.float32), self.bias.to(h.device, torch.float32)
+        early = h[..., :-1, :]
+        moved = early + torch.einsum("...le,lde->...ld", early, weight) + bias
+        return torch.cat([moved, h[..., -1:, :]], dim=-2)
+
+    def block_logits(self, model: LoadedModel, resid: torch.Tensor) -> torch.Tensor:
+        if tuple(resid.shape[-2:]) != (self.n_layers, self.d_model):
+            raise ValueError(f"the tuned lens reads {self.n_layers} blocks of width {self.d_model}, not "
+                             f"{tuple(resid.shape[-2:])}")
+        translated = self.translate(resid).to(resid.dtype)
+        *lead, n_layers, d_model = resid.shape
+        rows = exact_logits(model.bridge.ln_final, model.bridge.unembed, translated.reshape(-1, d_model), model.softcap)
+        return rows.reshape(*lead, n_layers, -1)
+
+    def logits(self, model: LoadedModel, resid: torch.Tensor) -> torch.Tensor:
+        raise ValueError("the tuned lens reads each block through its own translator: call block_logits with the "
+                         "block outputs, (..., n_layers, d_model)")
+
 
 LENSES = (EXACT.name, RAW.name, "tuned")
 """Every lens by name: the exact logit lens, the raw one, and a tuned lens (per model: trained or loaded)."""

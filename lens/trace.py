@@ -26,6 +26,10 @@ from lens.tokens import AnswerToken, answer_token, encode_ids, followed_token, p
 
 
 
+REMOTE_LENSES = ("exact", "raw")
+"""The lenses a remote job reduces where the model runs (`lens.intrace`): a tuned lens's translators stay here."""
+
+
 @dataclass(frozen=True)
 class Residuals:
     """What one forward pass leaves for the lens, at each prompt's last position."""
@@ -55,7 +59,7 @@ class Wanted:
     """Per prompt, the answer `read` follows (as its `answers`)."""
     lenses: Mapping[str, Sequence[Sequence[str | AnswerToken]] | None] = field(
         default_factory=lambda: {EXACT.name: None})
-    """Lens name ("exact", "raw") -> per prompt the words `read` watches through it (None: the answers only)."""
+    """Lens name ("exact", "raw", "tuned") -> per prompt the words `read` watches through it (None: the answers only)."""
     top_k: int = 5
     temperatures: tuple[float, ...] = (1.0,)
     output_ids: Sequence[Sequence[int]] | None = None
@@ -129,7 +133,8 @@ class Trace:
     read_after: str
     """The text the lens read at the end of: the prompt, or the prompt and the answer's leading whitespace."""
     lens: str
-    """Which lens read the residuals: "exact" (final norm, unembedding, soft-cap) or "raw" (no norm)."""
+    """Which lens read the residuals: "exact" (final norm, unembedding, soft-cap), "raw" (no norm) or "tuned"
+    (a translator per block, then the exact lens)."""
     answer: str | None
     answer_token: str | None
     answer_note: str | None
@@ -221,6 +226,10 @@ def _collect_reduced(model, prompts: tuple[str, ...], texts: tuple[str, ...], se
     n = len(prompts)
     answers = list(wanted.answers) if wanted.answers is not None else [None] * n
     ids = {}
+    unknown = [name for name in wanted.lenses if name not in REMOTE_LENSES]
+    if unknown:
+        raise LensError(f"{model.name} runs remotely, where only the {' and '.join(REMOTE_LENSES)} lenses are read, "
+                        f"not {', '.join(unknown)}: run it here to read them")
     for name, watch in wanted.lenses.items():
         watch = list(watch) if watch is not None else [()] * n
         ids[name] = tuple(tuple(_followed(model, prompt, text, a, ws).ids())
@@ -356,9 +365,7 @@ def trace(
 
 def _lens_logits(model: LoadedModel, residuals: Residuals, lens: Lens, start: int, stop: int) -> torch.Tensor:
     """The lens's logits for prompts start:stop, (prompts, n_layers, vocab)."""
-    resid = residuals.resid[start:stop]
-    b, n_layers, d = resid.shape
-    return lens.logits(model, resid.reshape(b * n_layers, d)).reshape(b, n_layers, -1)
+    return lens.block_logits(model, residuals.resid[start:stop])
 
 
 def _padded(rows: Sequence[Sequence[int]]) -> torch.Tensor:
