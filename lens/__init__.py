@@ -5,7 +5,7 @@ The instrument only: it knows no claim, prompt set or report (those live in `sui
 
 from lens.errors import LensError
 from lens.grid import LensGrid, lens_grid
-from lens.lenses import EXACT, RAW, Lens, LogitLens, RawLens
+from lens.lenses import EXACT, RAW, Lens, LogitLens, RawLens, TunedLens
 from lens.loader import LoadedModel, load, release
 from lens.registry import ModelSpec, registry, resolve
 from lens.trace import (
@@ -21,6 +21,7 @@ from lens.trace import (
     read_at,
     trace,
 )
+from lens.tuned import tuned_lens
 
 __all__ = [
     "EXACT",
@@ -36,6 +37,7 @@ __all__ = [
     "RawLens",
     "Residuals",
     "Trace",
+    "TunedLens",
     "Wanted",
     "Watched",
     "collect",
@@ -48,4 +50,5 @@ __all__ = [
     "release",
     "resolve",
     "trace",
+    "tuned_lens",
 ]

@@ -1,4 +1,5 @@
-"""The `lens` command: trace a prompt through a model's layers, list and fetch models, check a device."""
+"""The `lens` command: trace a prompt through a model's layers, list and fetch models, check a device, train a
+tuned lens."""
 
 from __future__ import annotations
 
@@ -33,10 +34,29 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--lens", choices=("exact", "raw", "tuned"), default="exact",
+                   help="exact: the logit lens (default); raw: without the final norm; tuned: a translator per block "
+                        "first (`lens train-tuned MODEL`, or --tuned-lens)")
+    p.add_argument("--tuned-lens", metavar="SOURCE",
+                   help="with --lens tuned: a folder in tuned-lens's format, 'hub' (tuned-lens's published lens for "
+                        "the model's Hub repo) or 'hub:<repo id>'; default: the lens trained here")
     _model_options(p)
     p.add_argument("--remote", action="store_true",
                    help="run a Hub model on NDIF through nnsight (no weights here; needs NDIF_API_KEY)")
     p.set_defaults(run=_trace)
+
+    p = sub.add_parser("train-tuned", help="train a tuned lens for a model, kept in the lens cache (a second run "
+                                           "costs nothing)")
+    p.add_argument("model", help="a name from `lens models`, a Hub repo id, a model folder or a .gguf file")
+    p.add_argument("--text", metavar="FILE",
+                   help="UTF-8 text to train on, paragraphs separated by blank lines, one in five held out (default: "
+                        "the Python language reference that ships with Python, pydoc_data.topics)")
+    p.add_argument("--tokens", type=int, default=None, help="training tokens to read (default: 8192)")
+    p.add_argument("--force", action="store_true", help="train again even where a lens is kept")
+    p.add_argument("--evaluate", action="store_true",
+                   help="then measure the held-out KL to the output per block, tuned lens against the logit lens")
+    _model_options(p)
+    p.set_defaults(run=_train_tuned)
 
     p = sub.add_parser("models", help="the named models, and whether their weights are here")
     p.set_defaults(run=_models)
@@ -74,12 +94,18 @@ def _trace(args: argparse.Namespace) -> int:
         raise LensError("--temperature must be positive, e.g. 1.0")
     from lens.trace import trace
 
+    if args.tuned_lens and args.lens != "tuned":
+        raise LensError("--tuned-lens goes with --lens tuned")
     if args.remote or _runs_remotely(args.model):
+        if args.lens == "tuned":
+            raise LensError("the tuned lens is read here, not on NDIF: drop --remote (the model must be here)")
         model, backend = _connect(args), "nnsight"
     else:
         model, backend = _load(args), args.backend or "bridge"
+    lens = _lens(args, model)
     (result,) = trace(
-        model, [args.prompt], [args.answer], backend=backend, top_k=args.top_k, temperature=args.temperature
+        model, [args.prompt], [args.answer], backend=backend, top_k=args.top_k, temperature=args.temperature,
+        lens=lens,
     )
     if result.answer_note:
         print(f"lens: note: {result.answer_note}", file=sys.stderr)
@@ -89,6 +115,35 @@ def _trace(args: argparse.Namespace) -> int:
         from lens.table import trace_table
 
         print(trace_table(result))
+    return 0
+
+
+def _lens(args: argparse.Namespace, model):
+    """The lens `--lens` names, for this model."""
+    from lens.lenses import EXACT, RAW
+
+    if args.lens == "tuned":
+        from lens.tuned import tuned_lens
+
+        return tuned_lens(model, args.tuned_lens)
+    return RAW if args.lens == "raw" else EXACT
+
+
+def _train_tuned(args: argparse.Namespace) -> int:
+    from lens.train_tuned import TOKENS, default_corpus, file_corpus, held_out_kl, report, train_tuned
+
+    if args.tokens is not None and args.tokens < 1:
+        raise LensError("--tokens must be at least 1, e.g. 8192")
+    corpus = file_corpus(args.text) if args.text else default_corpus()
+    model = _load(args)
+    trained = train_tuned(model, corpus, args.tokens or TOKENS, force=args.force,
+                          say=lambda line: print(f"lens: {line}", file=sys.stderr))
+    measured = None
+    if args.evaluate:
+        from lens.lenses import EXACT
+
+        measured = held_out_kl(model, (EXACT, trained.lens), corpus)
+    print(report(trained, measured))
     return 0
 
 

@@ -30,6 +30,8 @@ def trace_table(trace: Trace) -> str:
     title = f"{trace.model}: {trace.prompt!r}"
     if trace.read_after != trace.prompt:
         title += f"  (read after {trace.read_after!r}: the answer's leading whitespace is a token of its own)"
+    if trace.lens != "exact":
+        title += f"  ({trace.lens} lens)"
     if trace.temperature != 1.0:
         title += f"  (temperature {trace.temperature:g})"
     return title + "\n" + tabulate(rows, headers=headers, disable_numparse=True)
