@@ -267,7 +267,7 @@ def held_out_kl(model: LoadedModel, lenses: tuple[Lens, ...] = (EXACT,), corpus:
                 logp = torch.log_softmax(output[start : start + chunk].float(), dim=-1)[:, None]
                 for lens in lenses:
                     logq = torch.log_softmax(lens.block_logits(model, resid[start : start + chunk]).float(), dim=-1)
-                    sums[lens.name] += (logp.exp() * (logp - logq)).sum(-1).sum(0).double().cpu()
+                    sums[lens.name] += (logp.exp() * (logp - logq)).sum(-1).sum(0).cpu().double()  # MPS has no float64
         rows += resid.shape[0]
     return [HeldOut(model.name, name, tuple((total / rows).tolist()), rows) for name, total in sums.items()]
 
