@@ -18,7 +18,7 @@ from lens.errors import LensError
 from lens.lenses import EXACT, TunedLens
 from lens.trace import collect, read
 from lens.tuned import CONFIG, PARAMS, read_folder, trained_folder, tuned_lens
-from tests.conftest import random_model
+from tests.conftest import random_hf_model, random_model
 
 PROMPTS = ["The capital of Germany is", "Question: What is the capital of France? Answer:"]
 
@@ -60,7 +60,7 @@ def test_a_published_folder_reads_as_h_plus_Ah_plus_b_through_the_final_norm_and
         llama, tmp_path, tiny_tokenizer, bias):
     translators = save_like_tuned_lens(tmp_path / "lens", llama, bias=bias)
     lens = tuned_lens(llama, tmp_path / "lens")
-    twin = random_model("llama", tiny_tokenizer).hf_model  # same weights, not wrapped by a bridge
+    twin = random_hf_model("llama", llama.tokenizer)  # the same weights (seed 0), no bridge around them
     torch.manual_seed(1)
     resid = torch.randn(3, llama.n_layers, int(llama.bridge.cfg.d_model))
     got = lens.block_logits(llama, resid)
@@ -77,7 +77,7 @@ def test_a_published_folder_reads_as_h_plus_Ah_plus_b_through_the_final_norm_and
 def test_block_i_is_transformers_hidden_state_i_plus_one_as_tuned_lens_trains_on(llama, tiny_tokenizer):
     """tuned-lens's translator i reads `hidden_states[i]`; the lens here reads block i's output through translator
     i + 1: the two are the same vector for every block but the last (transformers' last is after the norm)."""
-    twin = random_model("llama", tiny_tokenizer).hf_model
+    twin = random_hf_model("llama", llama.tokenizer)  # the same weights (seed 0), no bridge around them
     residuals = collect(llama, PROMPTS[:1])
     ids = llama.tokenizer(PROMPTS[0], return_tensors="pt")["input_ids"]
     with torch.no_grad():
