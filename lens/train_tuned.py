@@ -2,16 +2,16 @@
 
 The tuned-lens objective is, per block, the KL divergence from the model's own output distribution to the
 translated lens's, over the whole vocabulary. Here each translator is fitted in closed form instead, and the KL
-only measures it (`held_out_kl`): per block, the affine map (least squares, a small ridge toward the identity) from the block's output to the direction of the last
-block's output, the vector the final norm, unembedding and soft-cap turn into the output (the final norm divides
-out its scale; only the direction is targeted, so no outlier token outweighs the rest). Why not gradient steps
-on the KL itself, as tuned-lens does on a GPU: on this project's 2-core CPU one full-vocabulary KL step over 256
-tokens and SmolLM2's 29 translators took 15 s, and 6 steps (Adam, lr 3e-5, from the least-squares fit) moved
-the held-out KL by -0.15 nats at block 0 and +0.4 at block 28 (an lr of 1e-3 diverged): not worth a CI run's
-minutes. The least-squares fit alone meets the goal with room to spare, measured by `held_out_kl` (2-core
-CPU, float32, 8,255 training tokens): SmolLM2's held-out KL at block 0 goes from 14.3 nats (logit lens) to 3.4,
-at block 28 from 2.76 to 0.18 (trained in 20 s on one thread); Gemma 3's at block 0 from 118.8 to 3.0, at block
-16 from 0.52 to 0.23 (19 s); below the logit lens's at every block but the last, where both are 0.
+only measures it (`held_out_kl`): per block, the affine map (least squares, a small ridge toward the identity) from
+the block's output to the direction of the last block's output, the vector the final norm, unembedding and soft-cap
+turn into the output (the final norm divides out its scale; only the direction is targeted, so no outlier token
+outweighs the rest). Why not gradient steps on the KL itself, as tuned-lens does on a GPU: on this project's 2-core
+CPU one full-vocabulary KL step over 256 tokens and SmolLM2's 29 translators took 15 s, and 6 steps (Adam, lr 3e-5,
+from the least-squares fit) moved the held-out KL by -0.15 nats at block 0 and +0.4 at block 28 (an lr of 1e-3
+diverged): not worth a CI run's minutes. The least-squares fit alone meets the goal with room to spare, measured by
+`held_out_kl` (2-core CPU, float32, 8,255 training tokens): SmolLM2's held-out KL at block 0 goes from 14.3 nats
+(logit lens) to 3.4, at block 28 from 2.76 to 0.18 (trained in 20 s on one thread); Gemma 3's at block 0 from 118.8
+to 3.0, at block 16 from 0.52 to 0.23 (19 s); below the logit lens's at every block but the last, where both are 0.
 
 The model runs once over the training text (windows of `WINDOW` tokens, BOS as its tokenizer decides), and only
 the per-block Gram matrices of the block outputs are kept (float64, on the CPU: MPS has no float64), so memory
@@ -195,7 +195,8 @@ def block_outputs(model: LoadedModel, windows: torch.Tensor, logits: bool = Fals
             out, cache = model.bridge.run_with_cache(batch, names_filter=names,
                                                      **({} if logits else {"logits_to_keep": 1}))
         resid = torch.stack([cache[name][:, 1:] for name in names], dim=2)
-        yield resid.reshape(-1, model.n_layers, resid.shape[-1]), (out[:, 1:].reshape(-1, out.shape[-1]) if logits else None)
+        rows = resid.reshape(-1, model.n_layers, resid.shape[-1])
+        yield rows, (out[:, 1:].reshape(-1, out.shape[-1]) if logits else None)
 
 
 def fit_translators(batches: Iterable[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -78,7 +78,8 @@ def read_folder(folder: Path, model: LoadedModel, source: str | None = None) -> 
         config = json.loads(config_path.read_text())
         n_layers, d_model = int(config["num_hidden_layers"]), int(config["d_model"])
     except (ValueError, KeyError, TypeError) as error:
-        raise LensError(f"{config_path} is not a tuned lens's config ({error!r}): fetch or train the lens again") from None
+        raise LensError(f"{config_path} is not a tuned lens's config ({error!r}): fetch or train the lens "
+                        "again") from None
     want_layers, want_d = model.n_layers, int(model.bridge.cfg.d_model)
     if (n_layers, d_model) != (want_layers, want_d):
         raise LensError(f"the tuned lens in {folder} is for {n_layers} blocks of width {d_model}, {model.name} has "
@@ -87,7 +88,8 @@ def read_folder(folder: Path, model: LoadedModel, source: str | None = None) -> 
     try:
         state = torch.load(params_path, map_location="cpu", weights_only=True)
     except Exception as error:  # a truncated or foreign file: torch raises many types
-        raise LensError(f"{params_path} cannot be read ({type(error).__name__}): fetch or train the lens again") from None
+        raise LensError(f"{params_path} cannot be read ({type(error).__name__}): fetch or train the lens "
+                        "again") from None
     weight, bias = _translators(state, n_layers, d_model, bool(config.get("bias", True)), params_path)
     return TunedLens(weight=weight, bias=bias, source=source or str(folder))
 
@@ -125,7 +127,8 @@ def write_folder(lens: TunedLens, folder: Path, model: LoadedModel, extra: dict[
         translators = [zeros] + list(zip(lens.weight, lens.bias))
         state = {}
         for i, (w, b) in enumerate(translators):
-            state[f"{i}.weight"], state[f"{i}.bias"] = w.detach().float().cpu().clone(), b.detach().float().cpu().clone()
+            state[f"{i}.weight"] = w.detach().float().cpu().clone()
+            state[f"{i}.bias"] = b.detach().float().cpu().clone()
         torch.save(state, partial / PARAMS)
         (partial / CONFIG).write_text(json.dumps(published_config(model)))
         if extra is not None:
@@ -179,8 +182,8 @@ def published(model: LoadedModel, resource_id: str | None = None) -> TunedLens:
 
     resource_id = resource_id or getattr(model.spec, "repo", None)
     if not resource_id:
-        raise LensError(f"{model.name} is no Hub model: name the published lens, e.g. 'hub:meta-llama/Meta-Llama-3-8B', "
-                        f"or train one with `{command(f'train-tuned {model.name}')}`")
+        raise LensError(f"{model.name} is no Hub model: name the published lens, e.g. "
+                        f"'hub:meta-llama/Meta-Llama-3-8B', or train one with `{command(f'train-tuned {model.name}')}`")
     try:
         paths = [Path(hf_hub_download(TUNED_LENS_SPACE, name, subfolder=f"lens/{resource_id}", repo_type="space"))
                  for name in (CONFIG, PARAMS)]
