@@ -134,6 +134,8 @@ def _train_tuned(args: argparse.Namespace) -> int:
 
     if args.tokens is not None and args.tokens < 1:
         raise LensError("--tokens must be at least 1, e.g. 8192")
+    if args.backend not in (None, "bridge"):
+        raise LensError("train-tuned runs the model through the bridge: drop --backend")
     corpus = file_corpus(args.text) if args.text else default_corpus()
     model = _load(args)
     trained = train_tuned(model, corpus, args.tokens or TOKENS, force=args.force,

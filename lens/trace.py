@@ -59,7 +59,8 @@ class Wanted:
     """Per prompt, the answer `read` follows (as its `answers`)."""
     lenses: Mapping[str, Sequence[Sequence[str | AnswerToken]] | None] = field(
         default_factory=lambda: {EXACT.name: None})
-    """Lens name ("exact", "raw", "tuned") -> per prompt the words `read` watches through it (None: the answers only)."""
+    """Lens name ("exact", "raw", "tuned") -> per prompt the words `read` watches through it (None: the answers
+    only)."""
     top_k: int = 5
     temperatures: tuple[float, ...] = (1.0,)
     output_ids: Sequence[Sequence[int]] | None = None

@@ -303,6 +303,10 @@ def test_the_command_trains_then_traces_with_the_tuned_lens(capsys, tiny_folder)
     assert data["layers"][-1]["kl_to_output"] == pytest.approx(0, abs=1e-5)
     status, _, err = run(capsys, "trace", str(tiny_folder), PROMPTS[0], "--tuned-lens", "hub", "--device", "cpu")
     assert status == 2 and "--tuned-lens goes with --lens tuned" in err
+    status, _, err = run(capsys, "train-tuned", str(tiny_folder), "--backend", "nnsight")
+    assert status == 2 and "drop --backend" in err
+    status, _, err = run(capsys, "train-tuned", str(tiny_folder), "--tokens", "0")
+    assert status == 2 and "--tokens must be at least 1" in err
 
 
 def test_on_held_out_text_the_tuned_lens_is_closer_to_smollm2s_output_at_every_block_but_the_last(smollm2):
