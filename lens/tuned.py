@@ -123,6 +123,7 @@ def write_folder(lens: TunedLens, folder: Path, model: LoadedModel, extra: dict[
     folder.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=folder.parent))
     try:
+        partial.chmod(0o755)  # mkdtemp's 0700 would hide the kept lens from the cache's other readers
         zeros = (torch.zeros(lens.d_model, lens.d_model), torch.zeros(lens.d_model))
         translators = [zeros] + list(zip(lens.weight, lens.bias))
         state = {}
