@@ -7,9 +7,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from findings.data import CHAT, EXPECTED, SETS, forms_of, prompt_sets_of
+from findings.data import CHAT, EXPECTED, forms_of, lenses_of, prompt_sets_of
 from findings.evidence import judged
 from findings.model_findings import ModelFindings, ndif_plan
+from lens.lenses import EXACT
 from suite import recorded
 from suite.keys import SESSION
 from suite.session import ModelArtefacts
@@ -26,16 +27,31 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(trylast=True)  # after the models: ids read model-set
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Parametrize a claim over the prompt sets it runs on, declared once in claims.toml."""
+    """Parametrize a claim over the prompt sets it runs on, declared once in claims.toml, and a logit-lens
+    claim also over the other lenses it is read through (on the sets `[lenses]` names): ids "capitals-tuned"."""
     marker = metafunc.definition.get_closest_marker("claim")
-    if marker is not None and "prompt_set" in metafunc.fixturenames:
-        metafunc.parametrize("prompt_set", prompt_sets_of(marker.args[0]))
+    if marker is None or "prompt_set" not in metafunc.fixturenames:
+        return
+    claim = marker.args[0]
+    if "lens" not in metafunc.fixturenames or lenses_of(claim) == [EXACT.name]:
+        metafunc.parametrize("prompt_set", prompt_sets_of(claim))
+        return
+    asked = metafunc.config.stash[SESSION].lenses
+    cases = [(prompt_set, lens) for prompt_set in prompt_sets_of(claim) for lens in lenses_of(claim, prompt_set)
+             if asked is None or lens in asked]
+    metafunc.parametrize(("prompt_set", "lens"), cases, ids=[f"{s}-{lens}" for s, lens in cases])
 
 
 @pytest.fixture
-def findings(model_artefacts: ModelArtefacts) -> ModelFindings:
-    """The model's evidence for the claims, each part computed when first read."""
-    return ModelFindings(model_artefacts)
+def lens() -> str:
+    """The lens a claim is read through: the exact logit lens, unless the claim is parametrized over lenses."""
+    return EXACT.name
+
+
+@pytest.fixture
+def findings(model_artefacts: ModelArtefacts, lens: str) -> ModelFindings:
+    """The model's evidence for the claims through `lens`, each part computed when first read."""
+    return ModelFindings(model_artefacts, lens)
 
 
 @pytest.fixture(autouse=True)

@@ -7,6 +7,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from lens.lenses import EXACT
 from suite.recorded import Recorded
 
 HERE = Path(__file__).parent
@@ -82,6 +83,14 @@ THRESHOLDS = tomllib.loads((HERE / "claims.toml").read_text())
 STATS = THRESHOLDS["statistics"]
 EXPECTED = Recorded.load(HERE / "expected_verdicts.toml", tolerance=THRESHOLDS["tolerance"])
 """What was measured the last time verdicts were recorded."""
+
+
+def lenses_of(claim: str, prompt_set: str | None = None) -> list[str]:
+    """The lenses a claim is read through (claims.toml `lenses`; the exact logit lens unless it says more), on
+    `prompt_set` where given (a lens besides the logit lens reads only the sets `[lenses]` names for it)."""
+    declared = THRESHOLDS.get(claim, {}).get("lenses", [EXACT.name])
+    return [lens for lens in declared
+            if prompt_set is None or lens == EXACT.name or prompt_set in THRESHOLDS["lenses"].get(lens, [])]
 
 
 def prompt_sets_of(claim: str) -> list[str]:

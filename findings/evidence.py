@@ -7,7 +7,7 @@ import math
 import statistics
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from findings.data import CAPITALS, STATS, THRESHOLDS, Fact, prompt_sets_of
 from lens.lenses import EXACT, Lens
@@ -113,9 +113,11 @@ def claim_series(prompt: Prompt, control: bool) -> Series | None:
     return own_series(prompt) if control else answer_series(prompt.trace)
 
 
-def forward_prompts(findings, prompt_set: str, lens: Lens = EXACT, answered: bool | None = None) -> Iterator[Prompt]:
-    """The completion and Q&A prompts of a set's usable facts, through `lens`; with `answered` True (False),
-    only those whose own continuation gives (does not give) the answer or an alias."""
+def forward_prompts(findings, prompt_set: str, lens: Lens | None = None,
+                    answered: bool | None = None) -> Iterator[Prompt]:
+    """The completion and Q&A prompts of a set's usable facts, through `lens` (None: the findings' own);
+    with `answered` True (False), only those whose own continuation gives (does not give) the answer or an
+    alias."""
     for form in ("completion", "qa"):
         for reading, trace in zip(findings.readings(prompt_set, form), findings.form_lens(prompt_set, form, lens)):
             prompt = Prompt(f"{reading.fact.id}/{form}", reading.fact, form, trace, reading)
@@ -150,7 +152,8 @@ def level(claim: str, prompt_set: str) -> tuple[float, bool]:
 def thresholds(claim: str, prompt_set: str, section: str | None = None) -> dict[str, Any]:
     """The numbers a claim is judged by (claims.toml; `section` where claims share one), with the
     interval's confidence for this prompt set."""
-    found = {k: v for k, v in THRESHOLDS.get(section or claim, {}).items() if k not in ("sensitivity", "prompt_sets")}
+    found = {k: v for k, v in THRESHOLDS.get(section or claim, {}).items()
+             if k not in ("sensitivity", "prompt_sets", "lenses")}
     return {**found, "confidence": level(claim, prompt_set)[0]}
 
 
@@ -161,11 +164,21 @@ def alternatives(claim: str, section: str | None = None) -> dict[str, list]:
     return {**found, "confidence": STATS["sensitivity_confidence"]}
 
 
-def scope(claim: str, models: str | tuple[str, ...], prompt_set: str, t: Mapping[str, Any],
+class Judged(Protocol):
+    """What a verdict on one model is about: its name and the lens its findings are read through
+    (`findings.model_findings.ModelFindings`)."""
+
+    name: str
+    lens_name: str
+
+
+def scope(claim: str, about: Judged | tuple[str, ...], prompt_set: str, t: Mapping[str, Any],
           control: bool = False) -> Scope:
-    """What a verdict is about, at the confidence `t` carries."""
-    return Scope(claim=claim, models=(models,) if isinstance(models, str) else tuple(models), prompt_set=prompt_set,
-                 confidence=t["confidence"], primary=level(claim, prompt_set)[1], control=control)
+    """What a verdict is about (one model's findings, through their lens; or the models a claim across
+    models compares, through the logit lens), at the confidence `t` carries."""
+    models, lens = (tuple(about), EXACT.name) if isinstance(about, tuple) else ((about.name,), about.lens_name)
+    return Scope(claim=claim, models=models, prompt_set=prompt_set, confidence=t["confidence"],
+                 primary=level(claim, prompt_set)[1], control=control, lens=lens)
 
 
 def judged(evaluate: Callable[..., Verdict], claim: str, *args, section: str | None = None, **kwargs) -> Verdict:
@@ -212,7 +225,7 @@ def paired_forms(findings, prompt_set: str, t: Mapping[str, Any], *, claim: str,
                            statistics.median(masses) if masses else None)]
     return median_verdict(rows, key="log_ratio", rule=Rule("above", 0.0), kind="log_ratio",
                           statistic=f"median ln(p_{better} / p_{worse}) of the answer, facts answered in either",
-                          scope=scope(claim, findings.name, prompt_set, t), resampling=RESAMPLING, figures=figures)
+                          scope=scope(claim, findings, prompt_set, t), resampling=RESAMPLING, figures=figures)
 
 
 def handover(patching, subject: tuple[int, ...]) -> tuple[int | None, list[float], list[float]]:

@@ -1,10 +1,11 @@
-"""What the claims read about one model: the lens over each prompt set (exact and raw),
-the logit-lens grid of the notes' prompt, attention and patching. Each part is computed the first time
-a selected test asks for it and kept for the run (on the suite session), so `-k convergence` never
-pays for patching."""
+"""What the claims read about one model: the lens over each prompt set (exact and raw, and the tuned lens where
+a claim is read through it), the logit-lens grid of the notes' prompt, attention and patching. Each part is
+computed the first time a selected test asks for it and kept for the run (on the suite session), so
+`-k convergence` never pays for patching."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -22,6 +23,7 @@ from findings.data import (
 )
 from findings.evidence import partners
 from lens.attention import AttentionFromLast, attention_from_last, token_positions
+from lens.errors import NotRemote
 from lens.generate import MAX_NEW_TOKENS, Continuation, continue_greedy
 from lens.grid import LensGrid, lens_grid
 from lens.lenses import EXACT, RAW, Lens
@@ -32,6 +34,7 @@ from lens.reduce import BATCH
 from lens.remote import PATCHES_PER_JOB, continuation_bytes, lens_bytes
 from lens.tokens import AnswerToken, after_lead, chat_prompt, followed_token, variants
 from lens.trace import Residuals, Trace, Wanted, collect, output_probabilities, read
+from lens.train_tuned import train_tuned
 from suite.results import ModelRecord
 from suite.session import ModelArtefacts
 
@@ -74,8 +77,10 @@ class Reading:
 class ModelFindings:
     """One model's evidence for the claims, computed lazily."""
 
-    def __init__(self, artefacts: ModelArtefacts) -> None:
+    def __init__(self, artefacts: ModelArtefacts, lens_name: str = EXACT.name) -> None:
         self.artefacts = artefacts
+        self.lens_name = lens_name
+        """The lens the claims read: "exact" (the logit lens) or "tuned" (`findings.lenses`)."""
 
     @property
     def name(self) -> str:
@@ -129,18 +134,26 @@ class ModelFindings:
         usable = {fact.id for fact in self.facts(prompt_set)}
         return tuple(reading for reading in every_fact if reading.fact.id in usable)
 
-    def form_lens(self, prompt_set: str, form: str, lens: Lens = EXACT) -> tuple[Trace, ...]:
-        """Every usable fact's prompt in `form` through `lens`, read where the model's answer starts: the
-        followed token, and (exact lens) the answer's spellings, the subject, another fact's subject (the
-        control of claim 12) and the model's own first token."""
+    def form_lens(self, prompt_set: str, form: str, lens: Lens | None = None) -> tuple[Trace, ...]:
+        """Every usable fact's prompt in `form` through `lens` (None: the findings' own), read where the
+        model's answer starts: the followed token, and (not the raw lens) the answer's spellings, the subject,
+        another fact's subject (the control of claim 12) and the model's own first token."""
         readings = self.readings(prompt_set, form)
+        lens = lens or self.lens_of()
 
         def compute(model: LoadedModel) -> tuple[Trace, ...]:
             residuals = self._residuals(prompt_set, form)
-            watch = self._watch(prompt_set, form) if lens is EXACT else None
+            watch = None if lens is RAW else self._watch(prompt_set, form)
             return tuple(read(model, residuals, [r.followed for r in readings], watch, lens=lens))
 
         return self.artefacts.get(("lens", prompt_set, form, lens.name), compute)
+
+    def lens_of(self) -> Lens:
+        """The lens the findings read: the exact logit lens, or the model's tuned lens (trained here once and
+        kept in the lens cache, or a published one)."""
+        if self.lens_name == EXACT.name:
+            return EXACT
+        return self.artefacts.get((self.lens_name, "lens"), lambda model: lens_for(model, self.lens_name))
 
     def _watch(self, prompt_set: str, form: str) -> list[list[str | AnswerToken]]:
         """Per usable fact, what the exact lens watches besides the followed token. Spellings, subjects and the
@@ -151,7 +164,7 @@ class ModelFindings:
                  *variants(control[r.fact.id].other(form)), *([r.own] if r.own else [])]
                 for r in self.readings(prompt_set, form)]
 
-    def lens(self, prompt_set: str, lens: Lens = EXACT) -> Forms:
+    def lens(self, prompt_set: str, lens: Lens | None = None) -> Forms:
         """`form_lens` for every form of the set (not the chat form)."""
         return {form: self.form_lens(prompt_set, form, lens) for form in forms_of(prompt_set)}
 
@@ -233,6 +246,16 @@ class ModelFindings:
             patching = patchings.get(fact.id)
             if patching is not None and patching.p_clean - patching.p_corrupt >= THRESHOLDS["patching"]["min_gap"]:
                 yield fact, patching, subjects[fact.id], trace
+
+
+def lens_for(model: LoadedModel, name: str) -> Lens:
+    """A lens other than the logit lens for this model: its tuned lens, kept in the lens cache for its weights
+    (trained here the first time, in well under a minute on the embedded models, with an estimate and progress);
+    never on NDIF, whose jobs run the model's own modules only."""
+    if getattr(model, "remote", False):
+        raise NotRemote(f"the {name} lens is not read on NDIF: its translators are fitted and applied here, and a "
+                        "job there runs the model's own modules only")
+    return train_tuned(model, say=lambda line: print(f"\n{line}", file=sys.stderr)).lens
 
 
 def ndif_plan(chat: bool, model: Any, tests: list[str]) -> str:

@@ -26,6 +26,7 @@ from findings.evidence import (
     settled,
     thresholds,
 )
+from lens.lenses import EXACT
 from suite.figures import DepthCurves
 from suite.statistics import Verdict
 from suite.verdicts import Rule, median_verdict
@@ -50,7 +51,7 @@ def evaluate(findings, prompt_set: str, t, control: bool = False) -> Verdict:
     band = tuple(t["band"])
     return median_verdict(rows, key="settled_depth", rule=Rule("within", band), kind="depth",
                           statistic="median depth from which the followed token stays top-1",
-                          scope=scope(CLAIM, findings.name, prompt_set, t, control), resampling=RESAMPLING)
+                          scope=scope(CLAIM, findings, prompt_set, t, control), resampling=RESAMPLING)
 
 
 def test_convergence_depth(findings, prompt_set, judge_claim, record_figure):
@@ -60,12 +61,17 @@ def test_convergence_depth(findings, prompt_set, judge_claim, record_figure):
 
 
 def answer_by_depth(findings) -> DepthCurves:
-    """Every capital prompt's answer probability and rank over depth, completion and Q&A."""
-    forms, notes_band = findings.lens(CAPITALS), tuple(thresholds(CLAIM, CAPITALS)["notes_band"])
+    """Every capital prompt's answer probability and rank over depth, completion and Q&A; through another lens
+    than the logit lens, both lenses overlaid (does the answer settle earlier through the tuned lens?)."""
+    notes_band = tuple(thresholds(CLAIM, CAPITALS)["notes_band"])
+    lenses = {"": findings.lens(CAPITALS)}
+    if findings.lens_name != EXACT.name:
+        lenses = {" (logit lens)": findings.lens(CAPITALS, EXACT), f" ({findings.lens_name} lens)": lenses[""]}
+    series = {f"{FORM_LABELS[f]}{which}": forms[f] for which, forms in lenses.items() for f in FORM_LABELS}
     return DepthCurves(
-        model=findings.name, name="answer-by-depth",
-        depth=[lay.depth for lay in forms["completion"][0].layers],
-        p={FORM_LABELS[f]: [[lay.p_answer for lay in t.layers] for t in forms[f]] for f in FORM_LABELS},
-        rank={FORM_LABELS[f]: [[lay.rank_answer for lay in t.layers] for t in forms[f]] for f in FORM_LABELS},
+        model=findings.name, name="answer-by-depth" + ("" if len(lenses) == 1 else "-lenses"),
+        depth=[lay.depth for lay in next(iter(series.values()))[0].layers],
+        p={label: [[lay.p_answer for lay in t.layers] for t in traces] for label, traces in series.items()},
+        rank={label: [[lay.rank_answer for lay in t.layers] for t in traces] for label, traces in series.items()},
         band=notes_band, band_label=f"notes: converges at {notes_band[0] * 100:g}-{notes_band[1] * 100:g}%",
     )

@@ -59,7 +59,7 @@ def evaluate(findings, prompt_set: str, t, control: bool = False) -> Verdict:
                  for flag in ("noise", "develops", "confident"))]
     return share_verdict(rows, flag="pattern", threshold=t["majority"],
                          statistic="share of prompts showing all three phases",
-                         scope=scope(CLAIM, findings.name, prompt_set, t, control), resampling=RESAMPLING,
+                         scope=scope(CLAIM, findings, prompt_set, t, control), resampling=RESAMPLING,
                          figures=figures)
 
 

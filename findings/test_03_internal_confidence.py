@@ -38,7 +38,7 @@ def evaluate(findings, prompt_set: str, t, control: bool = False) -> Verdict:
     return share_verdict(rows, flag="higher_inside", threshold=t["majority"],
                          statistic=f"share of prompts whose p(answer) at {t['at_depth']:.0%} depth exceeds "
                                    "the output's",
-                         scope=scope(CLAIM, findings.name, prompt_set, t, control), resampling=RESAMPLING)
+                         scope=scope(CLAIM, findings, prompt_set, t, control), resampling=RESAMPLING)
 
 
 def test_internal_confidence(findings, prompt_set, judge_claim):

@@ -43,7 +43,7 @@ def evaluate(findings, prompt_set: str, t, control: bool = False) -> Verdict:
     return share_verdict(rows, flag="moderated", threshold=t["majority"],
                          statistic=f"share of prompts whose p(answer) falls from {t['from_depth']:.0%} depth "
                                    "to the output",
-                         scope=scope(CLAIM, findings.name, prompt_set, t, control), resampling=RESAMPLING,
+                         scope=scope(CLAIM, findings, prompt_set, t, control), resampling=RESAMPLING,
                          figures=figures)
 
 

@@ -42,7 +42,7 @@ def evaluate(findings, prompt_set: str, t) -> Verdict:
                                median_p_answer_without=median(without.p_answer for _, without in pairs)))
     verdict = median_verdict(rows, key="median_log10_kl_ratio", rule=Rule("above", t["min_log10_kl_ratio"]),
                              kind="log10_ratio", statistic="median log10(KL without norm / KL with norm)",
-                             scope=scope(CLAIM, findings.name, prompt_set, t), resampling=RESAMPLING)
+                             scope=scope(CLAIM, findings, prompt_set, t), resampling=RESAMPLING)
     return replace(verdict, beside=(
         beside("times closer to the output with the norm (10^median)", 10 ** verdict.value, "factor"),
         *(beside(f"log10 of the median KL to the output {label} (nats)",

@@ -29,7 +29,7 @@ def evaluate(findings, prompt_set: str, t) -> Verdict:
     figures = [beside(f"share answered in the {form} form", share_of(rows, form)) for form in ("completion", "qa")]
     return share_verdict(rows, flag="recalled", threshold=t["majority"],
                          statistic="share of facts answered in both forms",
-                         scope=scope(CLAIM, findings.name, prompt_set, t), resampling=RESAMPLING, figures=figures)
+                         scope=scope(CLAIM, findings, prompt_set, t), resampling=RESAMPLING, figures=figures)
 
 
 def test_factual_recall(findings, prompt_set, judge_claim):

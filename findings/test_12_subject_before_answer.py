@@ -44,7 +44,7 @@ def evaluate(findings, prompt_set: str, t, control: bool = False) -> Verdict:
                                subject_first=subject is not None and answer is not None and subject < answer))
     return share_verdict(rows, flag="subject_first", threshold=t["majority"],
                          statistic="share of prompts where the subject is top-1 before the answer",
-                         scope=scope(CLAIM, findings.name, prompt_set, t, control), resampling=RESAMPLING)
+                         scope=scope(CLAIM, findings, prompt_set, t, control), resampling=RESAMPLING)
 
 
 def test_subject_before_answer(findings, prompt_set, judge_claim, record_figure):

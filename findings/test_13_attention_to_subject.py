@@ -45,7 +45,7 @@ def evaluate(findings, prompt_set: str, t) -> Verdict:
     shares = [row["subject_share"] for row in rows]
     return share_verdict(rows, flag="concentrated", threshold=t["majority"],
                          statistic="share of facts whose last position attends to the subject where the answer moves",
-                         scope=scope(CLAIM, findings.name, prompt_set, t), resampling=RESAMPLING,
+                         scope=scope(CLAIM, findings, prompt_set, t), resampling=RESAMPLING,
                          figures=[beside("median subject share of the last position's attention there",
                                          median(shares) if shares else None)])
 

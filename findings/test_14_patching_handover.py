@@ -57,7 +57,7 @@ def evaluate(findings, prompt_set: str, t) -> Verdict:
                               f"the notes' {phase(middle)} third)", middle, "depth"))
     return share_verdict(rows, flag="pattern", threshold=t["majority"],
                          statistic="share of facts whose answer moves cleanly from the subject to the last position",
-                         scope=scope(CLAIM, findings.name, prompt_set, t), resampling=RESAMPLING, figures=figures)
+                         scope=scope(CLAIM, findings, prompt_set, t), resampling=RESAMPLING, figures=figures)
 
 
 def test_patching_handover(findings, prompt_set, judge_claim, record_figure):

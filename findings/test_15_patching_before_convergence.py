@@ -34,7 +34,7 @@ def evaluate(findings, prompt_set: str, t) -> Verdict:
                      "lag": lens_settled - layer, "before_or_at": layer <= lens_settled})
     return share_verdict(rows, flag="before_or_at", threshold=t["majority"],
                          statistic="share of facts whose handover comes at or before the lens settles",
-                         scope=scope(CLAIM, findings.name, prompt_set, t), resampling=RESAMPLING)
+                         scope=scope(CLAIM, findings, prompt_set, t), resampling=RESAMPLING)
 
 
 def test_patching_before_convergence(findings, prompt_set, judge_claim):

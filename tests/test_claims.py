@@ -10,15 +10,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from findings.data import Fact
 from findings.evidence import thresholds
 from lens.generate import Continuation
-from lens.lenses import RAW
+from lens.lenses import EXACT, RAW, TunedLens
 from lens.patching import Patching
 from lens.tokens import AnswerToken
-from lens.trace import LayerLens, OutputLens, Trace, Watched
+from lens.trace import LayerLens, OutputLens, Residuals, Trace, Watched, read
+from lens.train_tuned import fit_translators
 from suite.statistics import HOLDS, REFUTED
+from tests.conftest import random_model
 
 N_FACTS, N_LAYERS = 60, 20
 FACTS = tuple(
@@ -99,6 +102,7 @@ class FakeFindings:
     patchings: list | None = None
     attention_rows: dict | None = None
     name: str = "fake"
+    lens_name: str = "exact"
 
     def facts(self, prompt_set: str) -> tuple[Fact, ...]:
         return FACTS
@@ -342,3 +346,35 @@ def test_a_secondary_prompt_sets_interval_is_at_its_share_of_the_error_rate():
     # Clopper-Pearson's lower end for n of n is (alpha / 2) ** (1 / n).
     assert primary.ci[0] == pytest.approx((0.05 / 2) ** (1 / N_FACTS), abs=1e-9)  # 0.940
     assert secondary.ci[0] == pytest.approx((0.05 / others / 2) ** (1 / N_FACTS), abs=1e-9)  # 0.923 for 3 others
+
+
+def test_a_verdict_through_a_trained_tuned_lens_differs_where_the_logit_lens_reads_the_answer_late(tiny_tokenizer):
+    """The synthetic case of issue 20, through the instrument and the claim: a 4-block model whose block outputs
+    carry the answer, rotated away from the unembedding, from block 3 of 4 (75% of depth) on, and noise before.
+    The logit lens reads the answer only at the last block (depth 1.0: convergence at 80-85% refuted); a tuned
+    lens fitted on the same construction reads it from 75% (holds). Same model, same prompts: the lens decides."""
+    model = random_model("llama", tiny_tokenizer)
+    n, d = model.n_layers, int(model.bridge.cfg.d_model)
+    g = torch.Generator().manual_seed(3)
+    rotation = torch.linalg.qr(torch.randn(d, d, generator=g))[0]
+
+    def block_outputs(rows: int) -> torch.Tensor:
+        y = torch.randn(rows, d, generator=g) * 3
+        noise = [torch.randn(rows, d, generator=g) * 3 for _ in range(n - 2)]
+        return torch.stack([*noise, 2 * y @ rotation + 0.01 * torch.randn(rows, d, generator=g), y], dim=1)
+
+    weight, bias = fit_translators(block_outputs(2048).split(256))
+    tuned = TunedLens(weight=weight, bias=bias)
+    resid = block_outputs(N_FACTS)
+    with torch.no_grad():
+        output = EXACT.logits(model, resid[:, -1])
+    tokens = output.argmax(-1).tolist()
+    answers = [AnswerToken(text=f"t{i}", token_id=i, token=f"t{i}", n_tokens=1) for i in tokens]
+    residuals = Residuals(prompts=tuple(f.completion for f in FACTS), read_after=tuple(f.completion for f in FACTS),
+                          resid=resid, output_logits=output)
+    module = claim("01_convergence_depth")
+    verdicts = {}
+    for lens in (EXACT, tuned):
+        traces = tuple(read(model, residuals, answers, lens=lens))
+        verdicts[lens.name] = judged(module, FakeFindings({"completion": traces, "qa": traces}, lens_name=lens.name))
+    assert verdicts == {"exact": REFUTED, "tuned": HOLDS}

@@ -18,12 +18,21 @@ SAME = 1e-4
 """How far a figure through the remote path may be from the local run's: float error, nothing more."""
 
 
-def run_findings(reports: Path, *extra: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
+def start_findings(reports: Path, *extra: str, **env: str) -> subprocess.Popen:
+    """The findings on smollm2 through the logit lens in a subprocess of one thread, started (the three runs go
+    side by side: most of a small model's run is Python, one core each, so together they take little more than
+    the longest)."""
+    return subprocess.Popen(
         [sys.executable, "-m", "pytest", "findings/", "-m", "smollm2", "-q", "--tb=line", "-p", "no:cacheprovider",
-         "--reports", str(reports), *extra],
-        cwd=ROOT, capture_output=True, text=True, env=os.environ | env,
+         "--lens", "exact", "--reports", str(reports), *extra],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=os.environ | {"OMP_NUM_THREADS": "1"} | env,
     )
+
+
+def finished(process: subprocess.Popen) -> subprocess.CompletedProcess:
+    stdout, stderr = process.communicate()
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
 def differences(ours, theirs, where: str = "") -> tuple[float, list[str]]:
@@ -46,10 +55,30 @@ def differences(ours, theirs, where: str = "") -> tuple[float, list[str]]:
 
 
 @pytest.fixture(scope="module")
-def smollm2_run(tmp_path_factory, smollm2):  # smollm2: fetched and cached before the subprocess
-    reports = tmp_path_factory.mktemp("reports")
-    # The capitals without patching (the in-process findings run it): the report and three kinds of figure.
-    return run_findings(reports, "-k", CAPITALS_WITHOUT_PATCHING), reports
+def smollm2_runs(tmp_path_factory, smollm2):  # smollm2: fetched and cached before the subprocesses
+    """Three runs at once: the capitals without patching (the in-process findings run it) as they are, through
+    the remote code path (NDIF's requests simulated here), and the capitals' snapshot and convergence depth with
+    the model perturbed (one prompt set shows it; the snapshots of every set cost four times as much)."""
+    local, remote, perturbed = (tmp_path_factory.mktemp(name) for name in ("reports", "remote-reports", "perturbed"))
+    jobs = tmp_path_factory.mktemp("jobs")  # nothing kept by an earlier run answers for this one
+    started = {
+        "local": (start_findings(local, "-k", CAPITALS_WITHOUT_PATCHING), local),
+        "remote": (start_findings(remote, "-k", CAPITALS_WITHOUT_PATCHING, LENS_NDIF="simulate",
+                                  LENS_JOBS_DIR=str(jobs)), remote, jobs),
+        "perturbed": (start_findings(perturbed, "-p", "tests.perturb", "-k",
+                                     "snapshot and capitals] or convergence_depth and capitals-exact]"), perturbed),
+    }
+    return {name: (finished(process), *more) for name, (process, *more) in started.items()}
+
+
+@pytest.fixture(scope="module")
+def smollm2_run(smollm2_runs):
+    return smollm2_runs["local"]
+
+
+@pytest.fixture(scope="module")
+def smollm2_remote_run(smollm2_runs):
+    return smollm2_runs["remote"]
 
 
 def test_the_findings_pass_on_smollm2_as_recorded(smollm2_run):
@@ -76,24 +105,13 @@ def test_the_report_shows_every_claim_and_resolves_every_figure(smollm2_run):
     assert re.search(r"Not run yet: gemma3 \(`(\./run findings|pytest findings/) -m gemma3`\)", report)  # not mixed in
 
 
-def test_a_perturbed_model_fails_snapshots_and_verdicts(tmp_path, smollm2):
-    # One prompt set shows it: the capitals' snapshot and convergence depth, which read the same lens (the
-    # snapshots of every set cost four times as much).
-    selected = "snapshot and capitals] or convergence_depth and capitals]"
-    done = run_findings(tmp_path, "-p", "tests.perturb", "-k", selected)
+def test_a_perturbed_model_fails_snapshots_and_verdicts(smollm2_runs):
+    done, _ = smollm2_runs["perturbed"]
     assert done.returncode == 1
     failed = re.findall(r"^FAILED (\S+)", done.stdout, re.M)
     assert any("test_layer_snapshot[" in f for f in failed), done.stdout[-3000:]
     claims = [f for f in failed if re.search(r"test_\d\d_", f)]
     assert claims, done.stdout[-3000:]
-
-
-@pytest.fixture(scope="module")
-def smollm2_remote_run(tmp_path_factory, smollm2):
-    reports = tmp_path_factory.mktemp("remote-reports")
-    jobs = tmp_path_factory.mktemp("jobs")  # nothing kept by an earlier run answers for this one
-    done = run_findings(reports, "-k", CAPITALS_WITHOUT_PATCHING, LENS_NDIF="simulate", LENS_JOBS_DIR=str(jobs))
-    return done, reports, jobs
 
 
 def test_the_remote_path_gives_the_local_verdicts_and_figures(smollm2_run, smollm2_remote_run):
