@@ -173,10 +173,10 @@ class Judged(Protocol):
 
 
 def scope(claim: str, about: Judged | tuple[str, ...], prompt_set: str, t: Mapping[str, Any],
-          control: bool = False) -> Scope:
+          control: bool = False, lens: str = EXACT.name) -> Scope:
     """What a verdict is about (one model's findings, through their lens; or the models a claim across
-    models compares, through the logit lens), at the confidence `t` carries."""
-    models, lens = (tuple(about), EXACT.name) if isinstance(about, tuple) else ((about.name,), about.lens_name)
+    models compares, through `lens`), at the confidence `t` carries."""
+    models, lens = (tuple(about), lens) if isinstance(about, tuple) else ((about.name,), about.lens_name)
     return Scope(claim=claim, models=models, prompt_set=prompt_set, confidence=t["confidence"],
                  primary=level(claim, prompt_set)[1], control=control, lens=lens)
 

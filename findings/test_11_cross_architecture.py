@@ -12,6 +12,7 @@ models. The interval resamples facts (the same facts for every model; bootstrap,
 claim holds if the interval lies at or above 0.7, is refuted if wholly below, and needs two models.
 """
 
+import functools
 import itertools
 
 import numpy as np
@@ -19,6 +20,7 @@ import pytest
 
 from findings.evidence import RESAMPLING, scope, thresholds
 from findings.model_findings import ModelFindings
+from lens.lenses import EXACT
 from suite.statistics import Verdict, cluster_bootstrap_ci
 from suite.verdicts import Rule, decided_verdict
 
@@ -44,8 +46,9 @@ def min_pairwise_correlation(median_curves: list[np.ndarray]) -> float:
     return min(float(np.corrcoef(a, b)[0, 1]) for a, b in itertools.combinations(median_curves, 2))
 
 
-def evaluate(per_model: dict[str, dict[tuple[str, str], np.ndarray]], prompt_set: str, t) -> Verdict | None:
-    """The claim's verdict from each model's answered curves (None: fewer than two models)."""
+def evaluate(per_model: dict[str, dict[tuple[str, str], np.ndarray]], prompt_set: str, t,
+             lens: str = EXACT.name) -> Verdict | None:
+    """The claim's verdict from each model's answered curves through `lens` (None: fewer than two models)."""
     if len(per_model) < 2:
         return None
     names = sorted(per_model)
@@ -65,11 +68,11 @@ def evaluate(per_model: dict[str, dict[tuple[str, str], np.ndarray]], prompt_set
     return decided_verdict(
         rows, value=observed, ci=ci, n=len(facts), rule=Rule("at_least", t["min_correlation"]), kind="correlation",
         statistic="smallest pairwise correlation of median answer-probability curves, facts every model answers",
-        scope=scope(CLAIM, tuple(names), prompt_set, t), counted=rows[:len(facts)],
+        scope=scope(CLAIM, tuple(names), prompt_set, t, lens=lens), counted=rows[:len(facts)],
     )
 
 
-def test_cross_architecture(request, suite_session, model_names, prompt_set, judge_claim):
+def test_cross_architecture(request, suite_session, model_names, prompt_set, lens, judge_claim):
     selected = {
         item.callspec.params["model_name"]
         for item in request.session.items
@@ -80,9 +83,10 @@ def test_cross_architecture(request, suite_session, model_names, prompt_set, jud
     for name in model_names:
         if name in selected:
             try:
-                per_model[name] = answered_curves(ModelFindings(suite_session.artefacts(name)), prompt_set, grid)
+                findings = ModelFindings(suite_session.artefacts(name), lens)
+                per_model[name] = answered_curves(findings, prompt_set, grid)
             except pytest.skip.Exception:
                 continue
     if len(per_model) < 2:
         pytest.skip(f"needs at least two models; this session has {sorted(per_model) or 'none'}")
-    judge_claim(evaluate, per_model, prompt_set)
+    judge_claim(functools.partial(evaluate, lens=lens), per_model, prompt_set)
