@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from lens.cli import main
 from lens.errors import LensError
 from lens.jacobian import jacobian_lens, published_entry, published_names
 from lens.lenses import LENSES, JacobianLens
@@ -219,3 +220,25 @@ def test_the_published_lens_is_fetched_from_the_pinned_commit_and_offline_says_s
     lens = jacobian_lens(llama, "hub:qwen3-8b")
     assert lens.source == "hub:qwen3-8b" and lens.n_layers == llama.n_layers
 
+
+def run(capsys, *argv):
+    status = main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_the_command_traces_with_the_jacobian_lens_and_refuses_in_one_line(capsys, tiny_folder, tmp_path):
+    save_like_the_reference(tmp_path / "lens.pt", 4, 64)
+    base = ("trace", str(tiny_folder), PROMPTS[0], "--device", "cpu")
+    status, out, _ = run(capsys, *base, "--lens", "jacobian", "--jacobian-lens", str(tmp_path / "lens.pt"))
+    assert status == 0 and out.splitlines()[0].endswith("(jacobian lens)")
+    status, out, _ = run(capsys, *base, "--lens", "jacobian", "--jacobian-lens", str(tmp_path), "--json")
+    data = json.loads(out)
+    assert status == 0 and data["layers"][-1]["kl_to_output"] == pytest.approx(0, abs=1e-5)
+    status, out, err = run(capsys, *base, "--lens", "jacobian")
+    assert status == 2 and out == "" and err.count("\n") == 1 and "publishes no Jacobian lens" in err
+    status, _, err = run(capsys, *base, "--jacobian-lens", str(tmp_path))
+    assert status == 2 and "--jacobian-lens goes with --lens jacobian" in err
+    save_like_the_reference(tmp_path / "narrow" / "lens.pt", 4, 32)
+    status, out, err = run(capsys, *base, "--lens", "jacobian", "--jacobian-lens", str(tmp_path / "narrow"))
+    assert status == 2 and out == "" and err.count("\n") == 1 and "is for width 32" in err
