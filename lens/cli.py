@@ -34,12 +34,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    p.add_argument("--lens", choices=("exact", "raw", "tuned"), default="exact",
+    p.add_argument("--lens", choices=("exact", "raw", "tuned", "jacobian"), default="exact",
                    help="exact: the logit lens (default); raw: without the final norm; tuned: a translator per block "
-                        "first (`lens train-tuned MODEL`, or --tuned-lens)")
+                        "first (`lens train-tuned MODEL`, or --tuned-lens); jacobian: TransformerLens's Jacobian lens, "
+                        "a matrix per block first (--jacobian-lens)")
     p.add_argument("--tuned-lens", metavar="SOURCE",
                    help="with --lens tuned: a folder in tuned-lens's format, 'hub' (tuned-lens's published lens for "
                         "the model's Hub repo) or 'hub:<repo id>'; default: the lens trained here")
+    p.add_argument("--jacobian-lens", metavar="SOURCE",
+                   help="with --lens jacobian: a .pt file in TransformerLens's format (or a folder with lens.pt), "
+                        "'hub' (TransformerLens's published lens for the model's Hub repo, fetched once) or "
+                        "'hub:<name>'; default: the published lens if already in the Hugging Face cache")
     _model_options(p)
     p.add_argument("--remote", action="store_true",
                    help="run a Hub model on NDIF through nnsight (no weights here; needs NDIF_API_KEY)")
@@ -96,9 +101,11 @@ def _trace(args: argparse.Namespace) -> int:
 
     if args.tuned_lens and args.lens != "tuned":
         raise LensError("--tuned-lens goes with --lens tuned")
+    if args.jacobian_lens and args.lens != "jacobian":
+        raise LensError("--jacobian-lens goes with --lens jacobian")
     if args.remote or _runs_remotely(args.model):
-        if args.lens == "tuned":
-            raise LensError("the tuned lens is read here, not on NDIF: drop --remote (the model must be here)")
+        if args.lens in ("tuned", "jacobian"):
+            raise LensError(f"the {args.lens} lens is read here, not on NDIF: drop --remote (the model must be here)")
         model, backend = _connect(args), "nnsight"
     else:
         model, backend = _load(args), args.backend or "bridge"
@@ -126,6 +133,10 @@ def _lens(args: argparse.Namespace, model):
         from lens.tuned import tuned_lens
 
         return tuned_lens(model, args.tuned_lens)
+    if args.lens == "jacobian":
+        from lens.jacobian import jacobian_lens
+
+        return jacobian_lens(model, args.jacobian_lens)
     return RAW if args.lens == "raw" else EXACT
 
 

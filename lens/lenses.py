@@ -5,13 +5,15 @@ so at the last block it *is* the model's output. `RawLens` unembeds the residual
 norm: what you get if you forget the norm, kept to measure how much the norm matters. `TunedLens` (Belrose et
 al. 2023) reads each block's output through that block's own affine translator first, then the exact lens: no
 translator at the last block, so there too it *is* the output (`lens.tuned` loads, saves and finds one;
-`lens.train_tuned` trains one).
+`lens.train_tuned` trains one). `JacobianLens` (TransformerLens's, Gurnee et al. 2026) reads block l's output h
+as the exact lens of J_l h, J_l a fitted (d_model, d_model) matrix; the last block as it is (`lens.jacobian` loads one).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -116,5 +118,46 @@ class TunedLens(Lens):
                          "block outputs, (..., n_layers, d_model)")
 
 
-LENSES = (EXACT.name, RAW.name, "tuned")
-"""Every lens by name: the exact logit lens, the raw one, and a tuned lens (per model: trained or loaded)."""
+@dataclass(frozen=True, eq=False, kw_only=True)
+class JacobianLens(Lens):
+    """TransformerLens's Jacobian lens: block l's output h read as the exact lens of J_l h, J_l the corpus mean of
+    d(last block's output)/d(block l's output); no matrix at the last block (J = I), so there it is the output."""
+
+    name: str = "jacobian"
+    transporter: Any
+    """transformer_lens.tools.analysis.JacobianLens with a matrix for each block but the last: its `transport`
+    (J_l h, in float32) is the arithmetic, so the matrices are applied by TransformerLens's own code."""
+    n_layers: int
+    source: str = ""
+    """Where it came from: a file, or TransformerLens's published artefact on the Hub."""
+
+    __eq__ = object.__eq__  # one lens per loaded artefact, as for the tuned lens
+    __hash__ = object.__hash__
+
+    @property
+    def d_model(self) -> int:
+        return int(self.transporter.d_model)
+
+    def transport(self, resid: torch.Tensor) -> torch.Tensor:
+        """Block outputs (..., n_layers, d_model) moved into the last block's basis, in float32: J_l h for each
+        block l but the last, whose output is kept as it is."""
+        moved = [self.transporter.transport(resid[..., layer, :], layer) for layer in range(self.n_layers - 1)]
+        return torch.stack([*moved, resid[..., -1, :].float()], dim=-2)
+
+    def block_logits(self, model: LoadedModel, resid: torch.Tensor) -> torch.Tensor:
+        if tuple(resid.shape[-2:]) != (self.n_layers, self.d_model):
+            raise ValueError(f"the Jacobian lens reads {self.n_layers} blocks of width {self.d_model}, not "
+                             f"{tuple(resid.shape[-2:])}")
+        moved = self.transport(resid).to(resid.dtype)  # as TransformerLens's readout: the norm in the model's dtype
+        *lead, n_layers, d_model = resid.shape
+        rows = exact_logits(model.bridge.ln_final, model.bridge.unembed, moved.reshape(-1, d_model), model.softcap)
+        return rows.reshape(*lead, n_layers, -1)
+
+    def logits(self, model: LoadedModel, resid: torch.Tensor) -> torch.Tensor:
+        raise ValueError("the Jacobian lens reads each block through its own matrix: call block_logits with the "
+                         "block outputs, (..., n_layers, d_model)")
+
+
+LENSES = (EXACT.name, RAW.name, "tuned", "jacobian")
+"""Every lens by name: the exact logit lens, the raw one, a tuned lens (per model: trained or loaded) and
+TransformerLens's Jacobian lens (per model: loaded)."""
