@@ -23,9 +23,10 @@ from findings.data import (
 )
 from findings.evidence import partners
 from lens.attention import AttentionFromLast, attention_from_last, token_positions
-from lens.errors import NotRemote
+from lens.errors import LensError, NotAvailable, NotRemote
 from lens.generate import MAX_NEW_TOKENS, Continuation, continue_greedy
 from lens.grid import LensGrid, lens_grid
+from lens.jacobian import jacobian_lens
 from lens.lenses import EXACT, RAW, Lens
 from lens.model import LoadedModel
 from lens.patching import Patching, patch_many, patch_residuals
@@ -138,8 +139,8 @@ class ModelFindings:
         """Every usable fact's prompt in `form` through `lens` (None: the findings' own), read where the
         model's answer starts: the followed token, and (not the raw lens) the answer's spellings, the subject,
         another fact's subject (the control of claim 12) and the model's own first token."""
+        lens = lens or self.lens_of()  # first: a lens the model has none of skips before anything is computed
         readings = self.readings(prompt_set, form)
-        lens = lens or self.lens_of()
 
         def compute(model: LoadedModel) -> tuple[Trace, ...]:
             residuals = self._residuals(prompt_set, form)
@@ -250,12 +251,18 @@ class ModelFindings:
 
 def lens_for(model: LoadedModel, name: str) -> Lens:
     """A lens other than the logit lens for this model: its tuned lens, kept in the lens cache for its weights
-    (trained here the first time, in well under a minute on the embedded models, with an estimate and progress);
-    never on NDIF, whose jobs run the model's own modules only."""
+    (trained here the first time, in well under a minute on the embedded models, with an estimate and progress),
+    or TransformerLens's published Jacobian lens from the Hugging Face cache. Neither on NDIF, whose jobs run the
+    model's own modules only; a model with no Jacobian lens here skips, saying why."""
     if getattr(model, "remote", False):
-        raise NotRemote(f"the {name} lens is not read on NDIF: its translators are fitted and applied here, and a "
-                        "job there runs the model's own modules only")
-    return train_tuned(model, say=lambda line: print(f"\n{line}", file=sys.stderr)).lens
+        raise NotRemote(f"the {name} lens is not read on NDIF: its matrices are applied here, and a job there runs "
+                        "the model's own modules only")
+    if name == "tuned":
+        return train_tuned(model, say=lambda line: print(f"\n{line}", file=sys.stderr)).lens
+    try:
+        return jacobian_lens(model)
+    except LensError as error:
+        raise NotAvailable(str(error)) from None
 
 
 def ndif_plan(chat: bool, model: Any, tests: list[str]) -> str:

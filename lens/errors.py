@@ -12,7 +12,11 @@ def command(args: str) -> str:
     return f"{os.environ.get('LENS_LAUNCHER', 'lens')} {args}"
 
 
+class NotAvailable(LensError):
+    """What a model cannot give here (a lens it has none of, a pattern a remote model does not form): one line
+    saying why; the findings skip with it."""
 
-class NotRemote(LensError):
+
+class NotRemote(NotAvailable):
     """What a remote model cannot give (where it runs, the pattern does not hold): one line saying why; the
     findings skip with it."""

@@ -146,8 +146,9 @@ def published(model: LoadedModel, name: str | None = None, download: bool = True
     name = name or getattr(model.spec, "repo", None)
     entry = published_entry(name) if name else None
     if entry is None:
+        known = published_names()
         raise LensError(f"TransformerLens publishes no Jacobian lens for {name or model.name} (it does for "
-                        f"{', '.join(published_names())}): name one with 'hub:<name>' or give a file")
+                        f"{len(known)} models, e.g. {', '.join(known[:3])}): name one with 'hub:<name>' or give a file")
     repo_id, filename, revision = entry
     size = 2 * (model.n_layers - 1) * int(model.bridge.cfg.d_model) ** 2  # float16 matrices
     try:

@@ -123,7 +123,9 @@ def render(results: Results, figures: dict[str, list[str]]) -> str:
             f"{name} (fetch with `{command}`)" for name, command in results.absent.items()) + ".")
     lines += ["", "## Verdicts", ""]
     lenses = results.lenses()
-    columns = [(m, lens) for m in ran for lens in lenses]
+    columns = [(m, lens) for m in ran for lens in lenses if lens == EXACT_LENS or _read_through(results, m, lens)]
+    unread = [(m, lens) for m in ran for lens in lenses if (m, lens) not in columns]
+    lenses = list(dict.fromkeys(lens for _, lens in columns))
     headers = ["claim", *(f"{m}{_through(lens)} ({results.runs[m].date[:10]})" for m, lens in columns)]
     if len(lenses) > 1:
         headers.append("lenses")
@@ -161,6 +163,8 @@ def render(results: Results, figures: dict[str, list[str]]) -> str:
               ""]
     for i, note in enumerate(notes, 1):
         lines.append(f"[{i}] {note}  ")
+    for model, lens in unread:
+        lines.append(f"Not read through the {lens} lens: {model} ({_why_unread(results, model, lens)}).  ")
     lines += ["", "## Changes since each model's previous run", ""]
     changes = results.changes or {}
     for model in ran:
@@ -183,6 +187,17 @@ def render(results: Results, figures: dict[str, list[str]]) -> str:
 
 def _through(lens: str) -> str:
     return "" if lens == EXACT_LENS else f", {lens} lens"
+
+
+def _read_through(results: Results, model: str, lens: str) -> bool:
+    """Whether some claim has a verdict on `model` through `lens` (a lens the model has none of gives none)."""
+    return any(r.verdict for e in results.claims.values() for r in e.results if r.lens == lens and model in r.models)
+
+
+def _why_unread(results: Results, model: str, lens: str) -> str:
+    """Why no claim was read through `lens` on `model`: the first skip's reason."""
+    return next((r.message for e in results.claims.values() for r in e.results
+                 if r.lens == lens and model in r.models and r.message), "not run")
 
 
 def _lensless(entry: ClaimResults) -> bool:

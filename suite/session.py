@@ -22,7 +22,7 @@ import pytest
 import lens.loader
 import lens.remote
 from lens.check import check_device
-from lens.errors import LensError, NotRemote
+from lens.errors import LensError, NotAvailable, NotRemote
 from lens.registry import ModelSpec, registry, resolve
 from lens.spot import DeviceDisagrees
 from suite.estimate import LOAD, Timings, estimate, run_key
@@ -74,9 +74,10 @@ class ModelArtefacts:
         return self._memo.get(key)
 
     def get(self, key: Hashable, compute: Callable[[lens.loader.LoadedModel], T]) -> T:
-        """The artefact under `key`, computed by `compute(model)` the first time it is asked for. One a remote
-        model cannot give (`NotRemote`) skips the test that asks for it, with the reason, every time."""
-        if isinstance(self._memo.get(key), NotRemote):
+        """The artefact under `key`, computed by `compute(model)` the first time it is asked for. One the model
+        cannot give (`NotAvailable`: a remote model's attention, a lens it has none of) skips the test that asks
+        for it, with the reason, every time."""
+        if isinstance(self._memo.get(key), NotAvailable):
             pytest.skip(str(self._memo[key]))
         if key not in self._memo:
             with self.session.terminal():  # progress bars and the estimate reach the user's terminal
@@ -87,7 +88,7 @@ class ModelArtefacts:
                     self._memo[key] = compute(model)
                 except DeviceDisagrees as error:  # a spot check off the CPU: none of the model's results stand
                     self.session.refuse(self.name, str(error))
-                except NotRemote as error:
+                except NotAvailable as error:
                     self._memo[key] = error
                     pytest.skip(str(error))
                 finally:

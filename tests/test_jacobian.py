@@ -180,8 +180,8 @@ def test_the_published_lenses_are_transformer_lens_registrys_and_a_model_with_no
     repo, filename, revision = published_entry("Qwen/Qwen3-8B")  # a Hub id resolves through the aliases
     assert repo == "neuronpedia/jacobian-lens" and filename.startswith("qwen3-8b/") and len(revision) == 40
     assert published_entry("meta-llama/Meta-Llama-3-8B") is None  # Llama 3, not 3.1: none published
-    with pytest.raises(LensError, match=r"^TransformerLens publishes no Jacobian lens for tiny-llama \(it does for "
-                                        r".*gemma-2-9b.*\): name one with 'hub:<name>' or give a file$"):
+    with pytest.raises(LensError, match=rf"^TransformerLens publishes no Jacobian lens for tiny-llama \(it does for "
+                                        rf"{len(names)} models, e.g. .*\): name one with 'hub:<name>' or give a file$"):
         jacobian_lens(llama)
     with pytest.raises(LensError, match="publishes no Jacobian lens for nobody/nothing"):
         jacobian_lens(llama, "hub:nobody/nothing")

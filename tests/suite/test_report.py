@@ -64,3 +64,20 @@ def test_a_claim_read_through_two_lenses_shows_both_side_by_side_and_whether_the
     assert [cell.strip() for cell in recall.split("|")[2:7]] == [
         "holds 0.80 [0.60, 0.90] n=7", "—", "refuted 0.80 [0.60, 0.90] n=7", "—", ""]  # read through no other lens
     assert "Columns name the lens" in matrix
+
+
+def test_a_lens_a_model_has_none_of_gets_no_column_but_a_line_saying_why():
+    def through(lens, label, models=("smollm2",), message=None):
+        found = result(models, label=label)
+        if label is None:
+            return replace(found, lens=lens, message=message)
+        return replace(found, lens=lens, verdict=replace(found.verdict, lens=lens))
+
+    done = results("2026-11-30 10:00 UTC", {"depth": [
+        through("exact", "holds"), through("tuned", "holds"),
+        through("jacobian", None, message="TransformerLens publishes no Jacobian lens for smollm2")]})
+    matrix = render(done, {}).split("## Verdicts")[1].split("## Changes")[0]
+    header = next(line for line in matrix.splitlines() if line.startswith("| claim"))
+    assert "tuned lens" in header and "jacobian" not in header
+    assert "Not read through the jacobian lens: smollm2 (TransformerLens publishes no Jacobian lens for smollm2)." \
+        in matrix
