@@ -124,7 +124,10 @@ def published_names() -> list[str]:
 def published_entry(name: str) -> tuple[str, str, str] | None:
     """(repo id, file, pinned revision) of TransformerLens's published lens for a registry name or Hub model id,
     or None where it publishes none (looked up in the registry shipped with TransformerLens: no network)."""
-    from transformer_lens.tools.analysis.jacobian_lens import _registry_revision, _resolve_registry_entry
+    from transformer_lens.tools.analysis.jacobian_lens import (
+        _registry_revision,
+        _resolve_registry_entry,
+    )
 
     entry = _resolve_registry_entry(name)
     return None if entry is None else (*entry, _registry_revision())

@@ -24,8 +24,6 @@ from lens.reduce import BATCH, chunks, reduce
 from lens.spot import require_agreement, spot_checks
 from lens.tokens import AnswerToken, answer_token, encode_ids, followed_token, prompt_ids
 
-
-
 REMOTE_LENSES = ("exact", "raw")
 """The lenses a remote job reduces where the model runs (`lens.intrace`): a tuned lens's translators stay here."""
 

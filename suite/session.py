@@ -22,7 +22,7 @@ import pytest
 import lens.loader
 import lens.remote
 from lens.check import check_device
-from lens.errors import LensError, NotAvailable, NotRemote
+from lens.errors import LensError, NotAvailable
 from lens.registry import ModelSpec, registry, resolve
 from lens.spot import DeviceDisagrees
 from suite.estimate import LOAD, Timings, estimate, run_key

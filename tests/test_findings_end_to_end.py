@@ -119,7 +119,7 @@ def test_the_remote_path_gives_the_local_verdicts_and_figures(smollm2_run, smoll
     model's own continuation, both lenses, the candidates, the grid. Verdicts, every figure and every per-prompt
     row of evidence agree with the local run within float error."""
     (local, local_reports), (remote, remote_reports, jobs) = smollm2_run, smollm2_remote_run
-    assert remote.returncode == 0, remote.stdout[-3000:]
+    assert local.returncode == 0 and remote.returncode == 0, (local.stdout[-1500:], remote.stdout[-1500:])
     assert re.search(r"smollm2 on NDIF: the lens over 65 prompts: job 5/5 back", remote.stderr + remote.stdout)
     assert list(jobs.rglob("lens-*.pt"))  # every finished job kept
     ours, theirs = (json.loads((r / "findings.json").read_text()) for r in (remote_reports, local_reports))
