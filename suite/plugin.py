@@ -48,8 +48,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--lens", dest="lens_lenses", default=None, metavar="NAMES",
-        help="the lenses a claim is read through, comma-separated: exact (the logit lens; 'logit' too) and "
-        "tuned (default: every lens the claim declares in claims.toml)",
+        help="the lenses a claim is read through, comma-separated: exact (the logit lens; 'logit' too), tuned "
+        "and jacobian (default: every lens the claim declares in claims.toml)",
     )
     group.addoption(
         "--device", dest="lens_device", default=None,
