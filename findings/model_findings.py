@@ -27,7 +27,7 @@ from lens.errors import LensError, NotAvailable, NotRemote
 from lens.generate import MAX_NEW_TOKENS, Continuation, continue_greedy
 from lens.grid import LensGrid, lens_grid
 from lens.jacobian import jacobian_lens
-from lens.lenses import EXACT, RAW, Lens
+from lens.lenses import EXACT, LENSES, RAW, JacobianLens, Lens, TunedLens
 from lens.model import LoadedModel
 from lens.patching import Patching, patch_many, patch_residuals
 from lens.progress import bar
@@ -81,7 +81,7 @@ class ModelFindings:
     def __init__(self, artefacts: ModelArtefacts, lens_name: str = EXACT.name) -> None:
         self.artefacts = artefacts
         self.lens_name = lens_name
-        """The lens the claims read: "exact" (the logit lens) or "tuned" (`findings.lenses`)."""
+        """The lens the claims read: "exact" (the logit lens), "tuned" or "jacobian" (claims.toml `lenses`)."""
 
     @property
     def name(self) -> str:
@@ -150,8 +150,7 @@ class ModelFindings:
         return self.artefacts.get(("lens", prompt_set, form, lens.name), compute)
 
     def lens_of(self) -> Lens:
-        """The lens the findings read: the exact logit lens, or the model's tuned lens (trained here once and
-        kept in the lens cache, or a published one)."""
+        """The lens the findings read: the exact logit lens, or another the model has (`lens_for`)."""
         if self.lens_name == EXACT.name:
             return EXACT
         return self.artefacts.get((self.lens_name, "lens"), lambda model: lens_for(model, self.lens_name))
@@ -257,12 +256,14 @@ def lens_for(model: LoadedModel, name: str) -> Lens:
     if getattr(model, "remote", False):
         raise NotRemote(f"the {name} lens is not read on NDIF: its matrices are applied here, and a job there runs "
                         "the model's own modules only")
-    if name == "tuned":
+    if name == TunedLens.name:
         return train_tuned(model, say=lambda line: print(f"\n{line}", file=sys.stderr)).lens
-    try:
-        return jacobian_lens(model)
-    except LensError as error:
-        raise NotAvailable(str(error)) from None
+    if name == JacobianLens.name:
+        try:
+            return jacobian_lens(model)
+        except LensError as error:
+            raise NotAvailable(str(error)) from None
+    raise ValueError(f"no lens named {name!r}: claims.toml names one of {', '.join(LENSES)}")
 
 
 def ndif_plan(chat: bool, model: Any, tests: list[str]) -> str:

@@ -9,6 +9,7 @@ import sys
 
 from lens.backends import BACKENDS
 from lens.errors import LensError, command
+from lens.lenses import EXACT, LENSES
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    p.add_argument("--lens", choices=("exact", "raw", "tuned", "jacobian"), default="exact",
+    p.add_argument("--lens", choices=LENSES, default=EXACT.name,
                    help="exact: the logit lens (default); raw: without the final norm; tuned: a translator per block "
                         "first (`lens train-tuned MODEL`, or --tuned-lens); jacobian: TransformerLens's Jacobian lens, "
                         "a matrix per block first (--jacobian-lens)")
@@ -127,7 +128,7 @@ def _trace(args: argparse.Namespace) -> int:
 
 def _lens(args: argparse.Namespace, model):
     """The lens `--lens` names, for this model."""
-    from lens.lenses import EXACT, RAW
+    from lens.lenses import RAW
 
     if args.lens == "tuned":
         from lens.tuned import tuned_lens
@@ -153,8 +154,6 @@ def _train_tuned(args: argparse.Namespace) -> int:
                           say=lambda line: print(f"lens: {line}", file=sys.stderr))
     measured = None
     if args.evaluate:
-        from lens.lenses import EXACT
-
         measured = held_out_kl(model, (EXACT, trained.lens), corpus)
     print(report(trained, measured))
     return 0

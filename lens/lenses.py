@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -72,20 +72,52 @@ RAW = RawLens()
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
-class TunedLens(Lens):
+class BlockwiseLens(Lens):
+    """A lens that moves each block's output its own way (`move`), then reads it through the exact lens; the last
+    block's output is kept as it is, so there it *is* the output. A subclass gives `n_layers`, `d_model`, `move`
+    and what it moves a block through (`through`, for messages). One object per loaded artefact: equal only to
+    itself, never by name."""
+
+    title: ClassVar[str] = ""
+    """How messages name the lens: "tuned", "Jacobian"."""
+    through: ClassVar[str] = ""
+    """What moves a block's output: "translator", "matrix"."""
+    source: str = ""
+    """Where it came from: a folder or file, the Hub, or the lens cache (trained here)."""
+
+    __eq__ = object.__eq__
+    __hash__ = object.__hash__
+
+    def move(self, resid: torch.Tensor) -> torch.Tensor:
+        """Block outputs (..., n_layers, d_model) moved, in float32; the last block's as it is."""
+        raise NotImplementedError
+
+    def block_logits(self, model: LoadedModel, resid: torch.Tensor) -> torch.Tensor:
+        if tuple(resid.shape[-2:]) != (self.n_layers, self.d_model):
+            raise ValueError(f"the {self.title} lens reads {self.n_layers} blocks of width {self.d_model}, not "
+                             f"{tuple(resid.shape[-2:])}")
+        moved = self.move(resid).to(resid.dtype)  # the norm in the model's dtype, as for the exact lens
+        *lead, n_layers, d_model = resid.shape
+        rows = exact_logits(model.bridge.ln_final, model.bridge.unembed, moved.reshape(-1, d_model), model.softcap)
+        return rows.reshape(*lead, n_layers, -1)
+
+    def logits(self, model: LoadedModel, resid: torch.Tensor) -> torch.Tensor:
+        raise ValueError(f"the {self.title} lens reads each block through its own {self.through}: call block_logits "
+                         "with the block outputs, (..., n_layers, d_model)")
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class TunedLens(BlockwiseLens):
     """The tuned lens: block i's output h read as the exact lens of h + A_i h + b_i (tuned-lens's residual
     parametrization, A and b initialised at 0); the last block has no translator. Load one with `lens.tuned`."""
 
+    title: ClassVar[str] = "tuned"
+    through: ClassVar[str] = "translator"
     name: str = "tuned"
     weight: torch.Tensor
     """A_i, (n_layers - 1, d_model, d_model), each as torch.nn.Linear stores it: (out, in)."""
     bias: torch.Tensor
     """b_i, (n_layers - 1, d_model)."""
-    source: str = ""
-    """Where it came from: a folder, the Hub, or the lens cache (trained here)."""
-
-    __eq__ = object.__eq__  # two tuned lenses are the same lens only if they are one object (not by name)
-    __hash__ = object.__hash__
 
     @property
     def n_layers(self) -> int:
@@ -96,68 +128,39 @@ class TunedLens(Lens):
     def d_model(self) -> int:
         return int(self.weight.shape[-1])
 
-    def translate(self, resid: torch.Tensor) -> torch.Tensor:
-        """Block outputs (..., n_layers, d_model) translated, in float32: h + A h + b, the last block's as it is."""
+    def move(self, resid: torch.Tensor) -> torch.Tensor:
+        """h + A h + b for each block but the last."""
         h = resid.float()
         weight, bias = self.weight.to(h.device, torch.float32), self.bias.to(h.device, torch.float32)
         early = h[..., :-1, :]
         moved = early + torch.einsum("...le,lde->...ld", early, weight) + bias
         return torch.cat([moved, h[..., -1:, :]], dim=-2)
 
-    def block_logits(self, model: LoadedModel, resid: torch.Tensor) -> torch.Tensor:
-        if tuple(resid.shape[-2:]) != (self.n_layers, self.d_model):
-            raise ValueError(f"the tuned lens reads {self.n_layers} blocks of width {self.d_model}, not "
-                             f"{tuple(resid.shape[-2:])}")
-        translated = self.translate(resid).to(resid.dtype)
-        *lead, n_layers, d_model = resid.shape
-        rows = exact_logits(model.bridge.ln_final, model.bridge.unembed, translated.reshape(-1, d_model), model.softcap)
-        return rows.reshape(*lead, n_layers, -1)
-
-    def logits(self, model: LoadedModel, resid: torch.Tensor) -> torch.Tensor:
-        raise ValueError("the tuned lens reads each block through its own translator: call block_logits with the "
-                         "block outputs, (..., n_layers, d_model)")
-
 
 @dataclass(frozen=True, eq=False, kw_only=True)
-class JacobianLens(Lens):
+class JacobianLens(BlockwiseLens):
     """TransformerLens's Jacobian lens: block l's output h read as the exact lens of J_l h, J_l the corpus mean of
     d(last block's output)/d(block l's output); no matrix at the last block (J = I), so there it is the output."""
 
+    title: ClassVar[str] = "Jacobian"
+    through: ClassVar[str] = "matrix"
     name: str = "jacobian"
     transporter: Any
     """transformer_lens.tools.analysis.JacobianLens with a matrix for each block but the last: its `transport`
     (J_l h, in float32) is the arithmetic, so the matrices are applied by TransformerLens's own code."""
     n_layers: int
-    source: str = ""
-    """Where it came from: a file, or TransformerLens's published artefact on the Hub."""
-
-    __eq__ = object.__eq__  # one lens per loaded artefact, as for the tuned lens
-    __hash__ = object.__hash__
 
     @property
     def d_model(self) -> int:
         return int(self.transporter.d_model)
 
-    def transport(self, resid: torch.Tensor) -> torch.Tensor:
-        """Block outputs (..., n_layers, d_model) moved into the last block's basis, in float32: J_l h for each
-        block l but the last, whose output is kept as it is."""
+    def move(self, resid: torch.Tensor) -> torch.Tensor:
+        """J_l h for each block l but the last (TransformerLens's readout, too, applies the norm in the model's
+        dtype)."""
         moved = [self.transporter.transport(resid[..., layer, :], layer) for layer in range(self.n_layers - 1)]
         return torch.stack([*moved, resid[..., -1, :].float()], dim=-2)
 
-    def block_logits(self, model: LoadedModel, resid: torch.Tensor) -> torch.Tensor:
-        if tuple(resid.shape[-2:]) != (self.n_layers, self.d_model):
-            raise ValueError(f"the Jacobian lens reads {self.n_layers} blocks of width {self.d_model}, not "
-                             f"{tuple(resid.shape[-2:])}")
-        moved = self.transport(resid).to(resid.dtype)  # as TransformerLens's readout: the norm in the model's dtype
-        *lead, n_layers, d_model = resid.shape
-        rows = exact_logits(model.bridge.ln_final, model.bridge.unembed, moved.reshape(-1, d_model), model.softcap)
-        return rows.reshape(*lead, n_layers, -1)
 
-    def logits(self, model: LoadedModel, resid: torch.Tensor) -> torch.Tensor:
-        raise ValueError("the Jacobian lens reads each block through its own matrix: call block_logits with the "
-                         "block outputs, (..., n_layers, d_model)")
-
-
-LENSES = (EXACT.name, RAW.name, "tuned", "jacobian")
+LENSES = (EXACT.name, RAW.name, TunedLens.name, JacobianLens.name)
 """Every lens by name: the exact logit lens, the raw one, a tuned lens (per model: trained or loaded) and
 TransformerLens's Jacobian lens (per model: loaded)."""

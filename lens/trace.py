@@ -17,15 +17,16 @@ import torch
 
 from lens.backends import forward
 from lens.errors import LensError
-from lens.lenses import EXACT, Lens
+from lens.lenses import EXACT, RAW, Lens
 from lens.model import LoadedModel
 from lens.progress import bar
 from lens.reduce import BATCH, chunks, reduce
 from lens.spot import require_agreement, spot_checks
 from lens.tokens import AnswerToken, answer_token, encode_ids, followed_token, prompt_ids
 
-REMOTE_LENSES = ("exact", "raw")
-"""The lenses a remote job reduces where the model runs (`lens.intrace`): a tuned lens's translators stay here."""
+REMOTE_LENSES = (EXACT.name, RAW.name)
+"""The lenses a remote job reduces where the model runs (`lens.intrace`): a tuned or Jacobian lens's matrices
+stay here."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class Wanted:
     """Per prompt, the answer `read` follows (as its `answers`)."""
     lenses: Mapping[str, Sequence[Sequence[str | AnswerToken]] | None] = field(
         default_factory=lambda: {EXACT.name: None})
-    """Lens name ("exact", "raw", "tuned") -> per prompt the words `read` watches through it (None: the answers
+    """Lens name (`lens.lenses.LENSES`) -> per prompt the words `read` watches through it (None: the answers
     only)."""
     top_k: int = 5
     temperatures: tuple[float, ...] = (1.0,)
@@ -132,8 +133,8 @@ class Trace:
     read_after: str
     """The text the lens read at the end of: the prompt, or the prompt and the answer's leading whitespace."""
     lens: str
-    """Which lens read the residuals: "exact" (final norm, unembedding, soft-cap), "raw" (no norm) or "tuned"
-    (a translator per block, then the exact lens)."""
+    """Which lens read the residuals: "exact" (final norm, unembedding, soft-cap), "raw" (no norm), "tuned" (a
+    translator per block, then the exact lens) or "jacobian" (a matrix per block, then the exact lens)."""
     answer: str | None
     answer_token: str | None
     answer_note: str | None

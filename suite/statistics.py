@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field, fields
 import numpy as np
 from scipy.stats import beta, binom
 
+from lens.lenses import EXACT
+
 HOLDS, REFUTED, INCONCLUSIVE, TOO_FEW, NO_DATA = "holds", "refuted", "inconclusive", "too few", "no data"
 """The verdicts. `too few`: no outcome at that n could have decided (the interval can exclude nothing);
 `no data`: n = 0. Every other verdict is decided by its interval against the claim's threshold."""
@@ -27,8 +29,8 @@ class VerdictChanged(AssertionError):
     """A verdict differs from the recorded one (after a library upgrade, say): always a failure."""
 
 
-EXACT_LENS = "exact"
-"""The lens a verdict is read through unless it says otherwise: the exact logit lens (`lens.lenses.EXACT`)."""
+EXACT_LENS = EXACT.name
+"""The lens a verdict is read through unless it says otherwise: the exact logit lens."""
 
 
 @dataclass(frozen=True)

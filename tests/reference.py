@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import transformers as hf
 
@@ -40,3 +41,15 @@ def reference_lens(twin: torch.nn.Module, tokenizer, prompt: str, norm: bool = T
     if cap:
         logits = torch.tanh(logits / cap) * cap
     return logits.float(), output.float()
+
+
+def assert_the_output_at_the_last_block(traces, exact=None, moved: float = 0.0) -> None:
+    """Each trace's last block is the model's output (within float error, KL 0); with `exact`, the same prompts'
+    traces through the exact lens, every earlier block's KL to the output differs from theirs by more than
+    `moved` (the lens really moved those blocks)."""
+    for i, trace in enumerate(traces):
+        assert trace.final_max_abs_diff <= 1e-4 * max(1.0, trace.output_max_abs_logit)
+        assert trace.layers[-1].kl_to_output == pytest.approx(0, abs=1e-5)
+        if exact is not None:
+            assert all(abs(a.kl_to_output - b.kl_to_output) > moved
+                       for a, b in zip(trace.layers[:-1], exact[i].layers[:-1]))

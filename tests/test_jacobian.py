@@ -18,6 +18,7 @@ from lens.jacobian import jacobian_lens, published_entry, published_names
 from lens.lenses import LENSES, JacobianLens
 from lens.trace import collect, read
 from tests.conftest import random_hf_model, random_model
+from tests.reference import assert_the_output_at_the_last_block
 
 PROMPTS = ["The capital of Germany is", "Question: What is the capital of France? Answer:"]
 CORPUS = ["Berlin is the capital of Germany. Rome is the capital of Italy.",
@@ -94,20 +95,15 @@ def test_a_lens_transformer_lens_fitted_and_saved_reads_here_as_transformer_lens
         for layer in range(model.n_layers):
             torch.testing.assert_close(ours[row, layer], theirs.lens_logits[layer][0], atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(ours[row, -1], residuals.output_logits[row], atol=1e-4, rtol=1e-4)
-    jacobian, exact = read(model, residuals, lens=lens), read(model, residuals)
-    for j, e in zip(jacobian, exact):
-        assert j.lens == "jacobian"
-        assert j.final_max_abs_diff <= 1e-4 * max(1.0, j.output_max_abs_logit)
-        assert j.layers[-1].kl_to_output == pytest.approx(0, abs=1e-5)
-        assert all(abs(a.kl_to_output - b.kl_to_output) > 1e-4 for a, b in zip(j.layers[:-1], e.layers[:-1]))
+    jacobian = read(model, residuals, lens=lens)
+    assert {j.lens for j in jacobian} == {"jacobian"}
+    assert_the_output_at_the_last_block(jacobian, read(model, residuals), moved=1e-4)
 
 
 def test_the_last_block_is_the_output_under_the_jacobian_lens_for_every_architecture(tiny_model, tmp_path):
     save_like_the_reference(tmp_path / "lens.pt", *shape_of(tiny_model))
     lens = jacobian_lens(tiny_model, tmp_path / "lens.pt")
-    for trace in read(tiny_model, collect(tiny_model, PROMPTS), lens=lens):
-        assert trace.final_max_abs_diff <= 1e-4 * max(1.0, trace.output_max_abs_logit)
-        assert trace.layers[-1].kl_to_output == pytest.approx(0, abs=1e-5)
+    assert_the_output_at_the_last_block(read(tiny_model, collect(tiny_model, PROMPTS), lens=lens))
 
 
 def test_the_jacobian_lens_reads_blocks_only_as_a_whole(llama, tmp_path):

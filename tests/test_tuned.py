@@ -19,6 +19,7 @@ from lens.lenses import EXACT, TunedLens
 from lens.trace import collect, read
 from lens.tuned import CONFIG, PARAMS, read_folder, trained_folder, tuned_lens
 from tests.conftest import random_hf_model, random_model
+from tests.reference import assert_the_output_at_the_last_block
 
 PROMPTS = ["The capital of Germany is", "Question: What is the capital of France? Answer:"]
 
@@ -96,12 +97,9 @@ def random_tuned(model, seed: int = 0) -> TunedLens:
 def test_the_last_block_is_the_output_under_the_tuned_lens_and_the_others_are_translated(tiny_model):
     lens = random_tuned(tiny_model)
     residuals = collect(tiny_model, PROMPTS)
-    tuned, exact = read(tiny_model, residuals, lens=lens), read(tiny_model, residuals)
-    for t, e in zip(tuned, exact):
-        assert t.lens == "tuned"
-        assert t.final_max_abs_diff <= 1e-4 * max(1.0, t.output_max_abs_logit)
-        assert t.layers[-1].kl_to_output == pytest.approx(0, abs=1e-5)
-        assert all(abs(a.kl_to_output - b.kl_to_output) > 1e-3 for a, b in zip(t.layers[:-1], e.layers[:-1]))
+    tuned = read(tiny_model, residuals, lens=lens)
+    assert {t.lens for t in tuned} == {"tuned"}
+    assert_the_output_at_the_last_block(tuned, read(tiny_model, residuals), moved=1e-3)
 
 
 def test_the_tuned_lens_reads_blocks_only_as_a_whole(llama):
