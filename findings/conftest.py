@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from findings.data import CHAT, EXPECTED, forms_of, lenses_of, prompt_sets_of
+from findings.data import CHAT, EXPECTED, THRESHOLDS, forms_of, lenses_of, prompt_sets_of
 from findings.evidence import judged
 from findings.model_findings import ModelFindings, ndif_plan
 from lens.lenses import EXACT
@@ -15,7 +15,7 @@ from suite import recorded
 from suite.keys import SESSION
 from suite.session import ModelArtefacts
 from suite.statistics import Verdict
-from suite.verdicts import with_control
+from suite.verdicts import difference_verdict, with_control
 
 
 @pytest.hookimpl(trylast=True)  # after the suite's plugin made the session
@@ -85,16 +85,20 @@ def judge(request: pytest.FixtureRequest, record_verdict) -> Callable[[Verdict],
 
 @pytest.fixture
 def judge_claim(request: pytest.FixtureRequest, judge, record_control) -> Callable[..., Verdict]:
-    """The one skeleton of a claim's test: `judge_claim(evaluate, *args, control=..., section=...)` judges
+    """The one skeleton of a claim's test: `judge_claim(evaluate, *args, controls=..., section=...)` judges
     `evaluate(*args, thresholds)` under the claim's thresholds (claims.toml; `section` where claims share
-    one) with its sensitivity, and with `control` also `evaluate(..., control=True)`, recorded beside it."""
+    one) with its sensitivity, and for each of `controls` also `evaluate(..., control=name)`, recorded beside
+    it with the difference between claim and control (claims.toml `control_sign`: which should be larger)."""
     claim = request.node.get_closest_marker("claim").args[0]
 
-    def run(evaluate: Callable[..., Verdict], *args, control: bool = False, section: str | None = None) -> Verdict:
+    def run(evaluate: Callable[..., Verdict], *args, controls: tuple[str, ...] = (),
+            section: str | None = None) -> Verdict:
         verdict = judged(evaluate, claim, *args, section=section)
-        if control:
-            found = judged(evaluate, claim, *args, section=section, control=True)
+        sign = THRESHOLDS.get(claim, {}).get("control_sign", 1)
+        for name in controls:
+            found = judged(evaluate, claim, *args, section=section, control=name)
             record_control(found)
+            record_control(difference_verdict(verdict, found, sign))
             verdict = with_control(verdict, found)
         judge(verdict)
         return verdict

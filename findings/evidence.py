@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from findings.data import CAPITALS, STATS, THRESHOLDS, Fact, prompt_sets_of
@@ -50,7 +50,7 @@ class Prompt:
                 "reply": self.reading.reply.text, "caveat": None if control else self.reading.caveat, **figures}
 
 
-def forms_of_word(word: str, trace: Trace) -> list[Watched]:
+def forms_of_word(trace: Trace, word: str) -> list[Watched]:
     """The watched tokens that spell `word` (with/without leading space, capitalised), each counted only
     where it is a whole token in context: " rome" that starts with a bare " " never stands for Rome."""
     spellings = set(variants(word))
@@ -59,7 +59,7 @@ def forms_of_word(word: str, trace: Trace) -> list[Watched]:
 
 def top1_at(trace: Trace, word: str, layer: int) -> bool:
     """Whether any spelling of `word` is the lens's top token at `layer`."""
-    return any(w.rank[layer] == 1 for w in forms_of_word(word, trace))
+    return any(w.rank[layer] == 1 for w in forms_of_word(trace, word))
 
 
 def first_top1(trace: Trace, word: str) -> int | None:
@@ -107,18 +107,37 @@ def own_series(prompt: Prompt) -> Series | None:
     return None if found is None else Series(found.token, found.p, found.rank, found.p_output, found.rank_output)
 
 
-def claim_series(prompt: Prompt, control: bool) -> Series | None:
+def claim_series(prompt: Prompt, control: str | None) -> Series | None:
     """What claims 1-4 follow: the answer on prompts the model answers; their control, the model's own
-    token on prompts it answers wrongly (does the same pattern show where the model does not know?)."""
+    token on prompts it answers wrongly with another fact's answer (does the same pattern show where the
+    model does not know?)."""
     return own_series(prompt) if control else answer_series(prompt.trace)
 
 
-def forward_prompts(findings, prompt_set: str, lens: Lens | None = None,
-                    answered: bool | None = None) -> Iterator[Prompt]:
+def claim_prompts(findings, prompt_set: str, control: str | None) -> Iterator[Prompt]:
+    """The prompts claims 1-4 read: those the model answers; for their control, those it answers wrongly with
+    a token that starts another fact's answer (another capital, another number: a wrong answer of the same
+    type as the answers, never " the" or "A")."""
+    if not control:
+        yield from forward_prompts(findings, prompt_set, answered=True)
+        return
+    for form in ("completion", "qa"):
+        starts: dict[tuple[tuple[int, ...], int], set[str]] = {}
+        for reading in findings.readings(prompt_set, form):
+            if reading.followed is not None:
+                starts.setdefault((reading.lead_ids, reading.followed.token_id), set()).add(reading.fact.id)
+        for prompt in forward_prompts(findings, prompt_set, answered=False, forms=(form,)):
+            own = prompt.reading.own
+            if own is not None and starts.get((prompt.reading.lead_ids, own.token_id), set()) - {prompt.fact.id}:
+                yield prompt
+
+
+def forward_prompts(findings, prompt_set: str, lens: Lens | None = None, answered: bool | None = None,
+                    forms: Sequence[str] = ("completion", "qa")) -> Iterator[Prompt]:
     """The completion and Q&A prompts of a set's usable facts, through `lens` (None: the findings' own);
     with `answered` True (False), only those whose own continuation gives (does not give) the answer or an
     alias."""
-    for form in ("completion", "qa"):
+    for form in forms:
         for reading, trace in zip(findings.readings(prompt_set, form), findings.form_lens(prompt_set, form, lens)):
             prompt = Prompt(f"{reading.fact.id}/{form}", reading.fact, form, trace, reading)
             if answered is None or prompt.answered == answered:
@@ -153,7 +172,7 @@ def thresholds(claim: str, prompt_set: str, section: str | None = None) -> dict[
     """The numbers a claim is judged by (claims.toml; `section` where claims share one), with the
     interval's confidence for this prompt set."""
     found = {k: v for k, v in THRESHOLDS.get(section or claim, {}).items()
-             if k not in ("sensitivity", "prompt_sets", "lenses")}
+             if k not in ("sensitivity", "prompt_sets", "lenses", "exploratory")}
     return {**found, "confidence": level(claim, prompt_set)[0]}
 
 
@@ -178,7 +197,8 @@ def scope(claim: str, about: Judged | tuple[str, ...], prompt_set: str, t: Mappi
     models compares, through `lens`), at the confidence `t` carries."""
     models, lens = (tuple(about), lens) if isinstance(about, tuple) else ((about.name,), about.lens_name)
     return Scope(claim=claim, models=models, prompt_set=prompt_set, confidence=t["confidence"],
-                 primary=level(claim, prompt_set)[1], control=control, lens=lens)
+                 primary=level(claim, prompt_set)[1], control=bool(control), lens=lens,
+                 exploratory=THRESHOLDS.get(claim, {}).get("exploratory", False))
 
 
 def judged(evaluate: Callable[..., Verdict], claim: str, *args, section: str | None = None, **kwargs) -> Verdict:
@@ -190,11 +210,14 @@ def judged(evaluate: Callable[..., Verdict], claim: str, *args, section: str | N
 
 
 def paired_forms(findings, prompt_set: str, t: Mapping[str, Any], *, claim: str, better: str, worse: str) -> Verdict:
-    """Whether form `better` gives the answer more probability than form `worse`: per fact the log-ratio of
-    the answer's own output probabilities where the lens reads each (after the whitespace the model writes
-    first), over the facts the model answers in at least one of the two forms (a fact it answers in neither
-    tells nothing); the median log-ratio against 0. Beside it: the same ratio normalised over the set's
-    candidate answers (a robustness view), and how often each form is answered."""
+    """Whether form `better` gives the answer more probability than form `worse`, by at least `min_log_ratio`:
+    per fact the log-ratio of the answer's output probabilities where the lens reads each (after the whitespace
+    the model writes first), over the facts the model answers in at least one of the two forms (a fact it answers
+    in neither tells nothing); the median log-ratio against the minimum. Two figures per fact: the raw ratio
+    (the answer's own probability, what the notes read) and the frame-free one (normalised over the set's
+    candidate answers: a frame that spends its mass on " the" lowers every candidate, not the answer against the
+    others). `t["statistic"]` says which decides; the other stands beside it, with a caveat where the two part
+    in direction or decision."""
     def by_fact(form):
         return {r.fact.id: (r, trace) for r, trace in zip(findings.readings(prompt_set, form),
                                                           findings.form_lens(prompt_set, form))}
@@ -208,24 +231,35 @@ def paired_forms(findings, prompt_set: str, t: Mapping[str, Any], *, claim: str,
         (r_high, t_high), (r_low, t_low) = high[fact.id], low[fact.id]
         p_high, p_low = t_high.output.p_answer, t_low.output.p_answer
         counted = (r_high.answered is not None or r_low.answered is not None) and p_high > 0 and p_low > 0
-        n_high, n_low = norm_high[fact.id][0], norm_low[fact.id][0]
+        n_high, n_low = norm_high[fact.id].share, norm_low[fact.id].share
         rows.append({"fact": fact.id, f"reply_{better}": r_high.reply.text, f"reply_{worse}": r_low.reply.text,
                      f"answers_{better}": r_high.answered is not None, f"answers_{worse}": r_low.answered is not None,
                      f"p_{better}": p_high, f"p_{worse}": p_low,
                      "log_ratio": math.log(p_high / p_low) if counted else None,
                      "normalised_log_ratio": math.log(n_high / n_low) if counted and n_high > 0 and n_low > 0 else None,
                      "caveat": r_high.caveat or r_low.caveat})
-    normalised = [row["normalised_log_ratio"] for row in rows if row["normalised_log_ratio"] is not None]
-    figures = [beside("median ln-ratio normalised over the set's candidate answers (robustness)",
-                      statistics.median(normalised) if normalised else None, "log_ratio")]
+    rule = Rule("above", t["min_log_ratio"])
+    keys = {"raw": ("log_ratio", f"median ln(p_{better} / p_{worse}) of the answer, facts answered in either"),
+            "normalised": ("normalised_log_ratio", f"median ln(p_{better} / p_{worse}) of the answer normalised "
+                           "over the set's candidate answers (frame-free), facts answered in either")}
+    judged = {name: median_verdict(rows, key=key, rule=rule, kind="log_ratio", statistic=statistic,
+                                   scope=scope(claim, findings, prompt_set, t), resampling=RESAMPLING)
+              for name, (key, statistic) in keys.items()}
+    primary = judged[t["statistic"]]
+    other = judged["normalised" if t["statistic"] == "raw" else "raw"]
+    lo, hi = other.ci
+    figures = [beside(f"{other.statistic} ({other.confidence:.1%} CI {lo:.2f} to {hi:.2f}): {other.verdict}",
+                      other.value, "log_ratio")]
     for form, norm in ((better, norm_high), (worse, norm_low)):
-        masses = [norm[row["fact"]][1] for row in rows]
+        masses = [norm[row["fact"]].mass for row in rows]
         figures += [beside(f"share of facts answered in the {form} form", share_of(rows, f"answers_{form}")),
                     beside(f"median output share of the candidate answers ({form})",
                            statistics.median(masses) if masses else None)]
-    return median_verdict(rows, key="log_ratio", rule=Rule("above", 0.0), kind="log_ratio",
-                          statistic=f"median ln(p_{better} / p_{worse}) of the answer, facts answered in either",
-                          scope=scope(claim, findings, prompt_set, t), resampling=RESAMPLING, figures=figures)
+    caveats = primary.caveats
+    if other.verdict != primary.verdict or (primary.value > 0) != (other.value > 0):
+        caveats = (*caveats, f"the {'frame-free' if t['statistic'] == 'raw' else 'raw'} ratio parts from it: "
+                             f"{other.value:.2f} ({other.verdict}) against {primary.value:.2f} ({primary.verdict})")
+    return replace(primary, beside=tuple(figures), caveats=caveats)
 
 
 def handover(patching, subject: tuple[int, ...]) -> tuple[int | None, list[float], list[float]]:

@@ -75,6 +75,18 @@ class Reading:
         return f"{self.fact.id}: {self.followed.token!r} also starts {', '.join(self.shared_with)}"
 
 
+@dataclass(frozen=True)
+class Candidates:
+    """A fact's followed token among the set's candidate answers at the output."""
+
+    share: float
+    """Its output probability over the candidates' total."""
+    mass: float
+    """The candidates' total output probability."""
+    top: bool
+    """Whether it is the most probable candidate."""
+
+
 class ModelFindings:
     """One model's evidence for the claims, computed lazily."""
 
@@ -160,22 +172,24 @@ class ModelFindings:
         model's own token are followed through the exact lens only: ranking every watched token costs (layers x
         watched x vocabulary) per prompt, and no claim reads them raw."""
         control = partners(self.facts(prompt_set))
+        context = THRESHOLDS["subject_before_answer"]["in_context"].get(prompt_set)
         return [[*variants(r.fact.target(form)), *variants(r.fact.other(form)),
-                 *variants(control[r.fact.id].other(form)), *([r.own] if r.own else [])]
+                 *variants(control[r.fact.id].other(form)), *(variants(f" {context}") if context else []),
+                 *([r.own] if r.own else [])]
                 for r in self.readings(prompt_set, form)]
 
     def lens(self, prompt_set: str, lens: Lens | None = None) -> Forms:
         """`form_lens` for every form of the set (not the chat form)."""
         return {form: self.form_lens(prompt_set, form, lens) for form in forms_of(prompt_set)}
 
-    def candidates(self, prompt_set: str, form: str) -> dict[str, tuple[float, float]]:
-        """Per fact (by id): the output probability of its followed token normalised over the set's candidate
-        answers (every fact's followed token in this form, among those read after the same lead), and the
-        candidates' total probability mass. A robustness view beside the answer's own probability: a frame
-        that spends its mass on " the" lowers every candidate, not the answer against the others."""
+    def candidates(self, prompt_set: str, form: str) -> dict[str, Candidates]:
+        """Per fact (by id): its followed token among the set's candidate answers at the output (every fact's
+        followed token in this form, among those read after the same lead). A frame-free view beside the
+        answer's own probability: a frame that spends its mass on " the" lowers every candidate, not the answer
+        against the others; and a read of recall that does not depend on the reply's format."""
         readings = self.readings(prompt_set, form)
 
-        def compute(model: LoadedModel) -> dict[str, tuple[float, float]]:
+        def compute(model: LoadedModel) -> dict[str, Candidates]:
             ids = _candidate_ids(readings)
             probs = output_probabilities(self._residuals(prompt_set, form), ids)
             out = {}
@@ -183,8 +197,8 @@ class ModelFindings:
                 if r.followed is None:
                     continue  # the chat form: an answer that cannot be followed at the start of a reply
                 by_id = dict(zip(row, p))
-                mass = sum(p)
-                out[r.fact.id] = (by_id[r.followed.token_id] / mass if mass > 0 else 0.0, mass)
+                mass, own = sum(p), by_id[r.followed.token_id]
+                out[r.fact.id] = Candidates(share=own / mass if mass > 0 else 0.0, mass=mass, top=own >= max(p))
             return out
 
         return self.artefacts.get(("candidates", prompt_set, form), compute)

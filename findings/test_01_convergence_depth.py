@@ -6,11 +6,14 @@ experiment 001, from one prompt, "What is the capital of Germany?", on four mode
 Definition: over the completion and Q&A prompts the model answers (its own greedy continuation starts with
 the answer or an alias), follow the first token it writes, and take the relative depth (layer+1)/n_layers of
 the first block from which the lens keeps that token top-1 to the last block (a blip on top that is lost
-again does not count; the first top-1 is reported beside it). Depth comes in steps of 1/n_layers. The
-claim holds if the 95% interval of the median depth (a bootstrap resampling facts) lies within [0.75, 0.90]
-(the notes' band widened by 5 points each side), is refuted if it lies wholly outside, and is inconclusive
-otherwise. Control: the same depth for the token the model writes on the prompts it answers wrongly (if
-wrong answers settle at the same depth, the depth is a property of prediction, not of knowing the answer).
+again does not count; the first top-1 is reported beside it). Depth comes in steps of 1/n_layers: each
+fact's median depth over its prompts, and the exact (order-statistic) 95% interval of their median, widened
+by half a block each side. The claim holds if that interval lies within the notes' 80-85%, itself widened by
+half a block each side (a block depth within half a block of the band), is refuted if it lies wholly
+outside, and is inconclusive otherwise. Control: the same depth for the token the model writes on the prompts
+it answers wrongly with another fact's answer (if wrong answers of the same type settle at the same depth,
+the depth is a property of prediction, not of knowing the answer); beside it, whether the control settles
+later than the answers (control minus claim, its own interval).
 """
 
 import pytest
@@ -18,10 +21,10 @@ import pytest
 from findings.data import CAPITALS
 from findings.evidence import (
     RESAMPLING,
+    claim_prompts,
     claim_series,
     depth,
     first_top1_of,
-    forward_prompts,
     scope,
     settled,
     thresholds,
@@ -37,10 +40,11 @@ pytestmark = pytest.mark.claim(CLAIM, number=1)
 FORM_LABELS = {"completion": "completion: “The capital of X is”", "qa": "Q&A: “Question: …? Answer:”"}
 
 
-def evaluate(findings, prompt_set: str, t, control: bool = False) -> Verdict:
-    """The claim's verdict on one model and prompt set (with `control`, on the prompts it answers wrongly)."""
+def evaluate(findings, prompt_set: str, t, control: str | None = None) -> Verdict:
+    """The claim's verdict on one model and prompt set (with `control`, on the prompts it answers wrongly with
+    another fact's answer)."""
     rows = []
-    for prompt in forward_prompts(findings, prompt_set, answered=not control):
+    for prompt in claim_prompts(findings, prompt_set, control):
         series = claim_series(prompt, control)
         if series is None:
             continue
@@ -48,16 +52,19 @@ def evaluate(findings, prompt_set: str, t, control: bool = False) -> Verdict:
         rows.append(prompt.row(control, token=series.token, first_top1_layer=first_top1_of(series.rank),
                                settled_layer=layer, settled_depth=depth(prompt.trace, layer),
                                resolution=1 / prompt.trace.n_layers))
-    band = tuple(t["band"])
+    resolution = 1 / findings.record.n_layers
+    margin = t["margin_blocks"] * resolution
+    band = (t["band"][0] - margin, t["band"][1] + margin)
     return median_verdict(rows, key="settled_depth", rule=Rule("within", band), kind="depth",
                           statistic="median depth from which the followed token stays top-1",
-                          scope=scope(CLAIM, findings, prompt_set, t, control), resampling=RESAMPLING)
+                          scope=scope(CLAIM, findings, prompt_set, t, control), resampling=RESAMPLING,
+                          resolution=resolution)
 
 
 def test_convergence_depth(findings, prompt_set, judge_claim, record_figure):
     if prompt_set == CAPITALS:
         record_figure(answer_by_depth(findings))
-    judge_claim(evaluate, findings, prompt_set, control=True)
+    judge_claim(evaluate, findings, prompt_set, controls=("wrong answers",))
 
 
 def answer_by_depth(findings) -> DepthCurves:

@@ -12,14 +12,15 @@ other tokens together) in some final block. The claim holds if the exact 95% int
 prompts meeting all three (at the effective sample size, the number of facts) lies above 0.5. Reported
 beside, not deciding: the share whose early lens is also unconfident (entropy at least 2 nats at every
 early block), and each condition's own share. Control: the token the model writes on the prompts it
-answers wrongly (do wrong answers go through the same phases?).
+answers wrongly with another fact's answer (do wrong answers of the same type go through the same
+phases?), and whether the claim's share exceeds the control's (its own interval).
 """
 
 from statistics import median
 
 import pytest
 
-from findings.evidence import RESAMPLING, claim_series, forward_prompts, phase, scope
+from findings.evidence import RESAMPLING, claim_prompts, claim_series, phase, scope
 from suite.statistics import Verdict
 from suite.verdicts import beside, share_of, share_verdict
 
@@ -30,10 +31,11 @@ EARLY_MIN_ENTROPY = 2.0
 """Reported beside the verdict only: an early lens this unconfident (the notes do not ask for it)."""
 
 
-def evaluate(findings, prompt_set: str, t, control: bool = False) -> Verdict:
-    """The claim's verdict on one model and prompt set (with `control`, on the prompts it answers wrongly)."""
+def evaluate(findings, prompt_set: str, t, control: str | None = None) -> Verdict:
+    """The claim's verdict on one model and prompt set (with `control`, on the prompts it answers wrongly with
+    another fact's answer)."""
     rows = []
-    for prompt in forward_prompts(findings, prompt_set, answered=not control):
+    for prompt in claim_prompts(findings, prompt_set, control):
         series = claim_series(prompt, control)
         if series is None:
             continue
@@ -64,4 +66,4 @@ def evaluate(findings, prompt_set: str, t, control: bool = False) -> Verdict:
 
 
 def test_processing_phases(findings, prompt_set, judge_claim):
-    judge_claim(evaluate, findings, prompt_set, control=True)
+    judge_claim(evaluate, findings, prompt_set, controls=("wrong answers",))

@@ -9,15 +9,16 @@ compare that token's lens probability at the block at 80% of depth (the first bl
 its output probability: a stated depth, not the maximum over all blocks against one value (a maximum over
 many noisy values beats one value by chance). The claim holds if the exact 95% interval of the share of
 prompts where the internal probability is higher (effective sample size: the facts) lies above 0.5.
-Control: the token the model writes on the prompts it answers wrongly (if its probability falls late just
-as much, the fall is not about the answer).
+Control: the token the model writes on the prompts it answers wrongly with another fact's answer (if its
+probability falls late just as much, the fall is not about the answer), and whether the claim's share exceeds
+the control's (its own interval).
 """
 
 import math
 
 import pytest
 
-from findings.evidence import RESAMPLING, claim_series, forward_prompts, scope
+from findings.evidence import RESAMPLING, claim_prompts, claim_series, scope
 from suite.statistics import Verdict
 from suite.verdicts import share_verdict
 
@@ -25,10 +26,11 @@ CLAIM = "internal_confidence"
 pytestmark = pytest.mark.claim(CLAIM, number=3)
 
 
-def evaluate(findings, prompt_set: str, t, control: bool = False) -> Verdict:
-    """The claim's verdict on one model and prompt set (with `control`, on the prompts it answers wrongly)."""
+def evaluate(findings, prompt_set: str, t, control: str | None = None) -> Verdict:
+    """The claim's verdict on one model and prompt set (with `control`, on the prompts it answers wrongly with
+    another fact's answer)."""
     rows = []
-    for prompt in forward_prompts(findings, prompt_set, answered=not control):
+    for prompt in claim_prompts(findings, prompt_set, control):
         series = claim_series(prompt, control)
         if series is None:
             continue
@@ -42,4 +44,4 @@ def evaluate(findings, prompt_set: str, t, control: bool = False) -> Verdict:
 
 
 def test_internal_confidence(findings, prompt_set, judge_claim):
-    judge_claim(evaluate, findings, prompt_set, control=True)
+    judge_claim(evaluate, findings, prompt_set, controls=("wrong answers",))

@@ -10,14 +10,14 @@ answer's probability falls. The claim holds if the exact 95% interval of the sha
 this (effective sample size: the facts) lies above 0.5. Reported beside, not deciding (the notes do not
 state them): the share whose entropy rises too (the whole distribution flattens), and the share with the
 answer top-1 at 90% of depth already. Control: the token the model writes on the prompts it answers
-wrongly.
+wrongly with another fact's answer, and whether the claim's share exceeds the control's (its own interval).
 """
 
 import math
 
 import pytest
 
-from findings.evidence import RESAMPLING, claim_series, forward_prompts, scope
+from findings.evidence import RESAMPLING, claim_prompts, claim_series, scope
 from suite.statistics import Verdict
 from suite.verdicts import beside, share_of, share_verdict
 
@@ -25,10 +25,11 @@ CLAIM = "final_layer_calibration"
 pytestmark = pytest.mark.claim(CLAIM, number=4)
 
 
-def evaluate(findings, prompt_set: str, t, control: bool = False) -> Verdict:
-    """The claim's verdict on one model and prompt set (with `control`, on the prompts it answers wrongly)."""
+def evaluate(findings, prompt_set: str, t, control: str | None = None) -> Verdict:
+    """The claim's verdict on one model and prompt set (with `control`, on the prompts it answers wrongly with
+    another fact's answer)."""
     rows = []
-    for prompt in forward_prompts(findings, prompt_set, answered=not control):
+    for prompt in claim_prompts(findings, prompt_set, control):
         series = claim_series(prompt, control)
         if series is None:
             continue
@@ -48,4 +49,4 @@ def evaluate(findings, prompt_set: str, t, control: bool = False) -> Verdict:
 
 
 def test_final_layer_calibration(findings, prompt_set, judge_claim):
-    judge_claim(evaluate, findings, prompt_set, control=True)
+    judge_claim(evaluate, findings, prompt_set, controls=("wrong answers",))

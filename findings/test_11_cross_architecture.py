@@ -7,9 +7,11 @@ Definition: like with like. The facts every model of the session answers in a co
 Q&A: its own continuation starts with the answer or an alias); per model and fact, the followed answer's
 lens probability interpolated on 20 evenly spaced relative depths (1/20 ... 1), averaged over those common
 forms, so each model contributes the same facts in the same forms. Alike is the Pearson correlation between
-two models' median curves over the facts; the statistic is the smallest correlation over all pairs of
-models. The interval resamples facts (the same facts for every model; bootstrap, 95%); n counts facts. The
-claim holds if the interval lies at or above 0.7, is refuted if wholly below, and needs two models.
+two models' median curves over the facts, from the first depth where either curve reaches 1% on (two curves
+flat at zero over the early blocks would otherwise correlate through their shared zeros alone); the statistic
+is the smallest correlation over all pairs of models. The interval resamples facts (the same facts for every
+model; bootstrap, 95%); n counts facts, and every fact's curves are kept in the evidence. The claim holds if
+the interval lies at or above 0.7, is refuted if wholly below, and needs two models.
 """
 
 import functools
@@ -21,7 +23,7 @@ import pytest
 from findings.evidence import RESAMPLING, scope, thresholds
 from findings.model_findings import ModelFindings
 from lens.lenses import EXACT
-from suite.statistics import Verdict, cluster_bootstrap_ci
+from suite.statistics import Verdict, cluster_bootstrap, percentile_ci
 from suite.verdicts import Rule, decided_verdict
 
 CLAIM = "cross_architecture"
@@ -42,8 +44,17 @@ def answered_curves(findings: ModelFindings, prompt_set: str, grid: int) -> dict
     return out
 
 
-def min_pairwise_correlation(median_curves: list[np.ndarray]) -> float:
-    return min(float(np.corrcoef(a, b)[0, 1]) for a, b in itertools.combinations(median_curves, 2))
+def min_pairwise_correlation(median_curves: list[np.ndarray], floor: float) -> float:
+    """The smallest Pearson correlation over pairs of curves, each pair from the first point where either reaches
+    `floor` (nan where fewer than three points remain, or a curve is constant there)."""
+    def correlation(a: np.ndarray, b: np.ndarray) -> float:
+        start = int(np.argmax((a >= floor) | (b >= floor))) if ((a >= floor) | (b >= floor)).any() else a.size
+        a, b = a[start:], b[start:]
+        if a.size < 3 or a.std() == 0 or b.std() == 0:
+            return float("nan")
+        return float(np.corrcoef(a, b)[0, 1])
+
+    return min(correlation(a, b) for a, b in itertools.combinations(median_curves, 2))
 
 
 def evaluate(per_model: dict[str, dict[tuple[str, str], np.ndarray]], prompt_set: str, t,
@@ -58,15 +69,19 @@ def evaluate(per_model: dict[str, dict[tuple[str, str], np.ndarray]], prompt_set
               for n in names}
 
     def statistic(index: np.ndarray) -> float:
-        return min_pairwise_correlation([np.median(curves[n][index.astype(int)], axis=0) for n in names])
+        return min_pairwise_correlation([np.median(curves[n][index.astype(int)], axis=0) for n in names], t["floor"])
 
     index = np.arange(len(facts), dtype=float)
     observed = statistic(index) if facts else float("nan")
-    ci = cluster_bootstrap_ci(index, facts, statistic, t["confidence"], RESAMPLING.resamples, RESAMPLING.seed)
-    rows = [{"fact": fact, "forms": common[fact]} for fact in facts] + [
-        {"model": n, "median_curve": [round(float(x), 4) for x in np.median(curves[n], 0)]} for n in names if facts]
+    draws = cluster_bootstrap(index, facts, statistic, RESAMPLING.resamples, RESAMPLING.seed) if facts else np.empty(0)
+    draws = draws[~np.isnan(draws)]  # a resample whose curves are flat has no correlation to count
+    rows = [{"fact": fact, "forms": common[fact],
+             "curves": {n: [round(float(x), 4) for x in curves[n][i]] for n in names}} for i, fact in enumerate(facts)]
+    rows += [{"model": n, "median_curve": [round(float(x), 4) for x in np.median(curves[n], 0)]}
+             for n in names if facts]
     return decided_verdict(
-        rows, value=observed, ci=ci, n=len(facts), rule=Rule("at_least", t["min_correlation"]), kind="correlation",
+        rows, value=observed, ci_at=lambda c: percentile_ci(draws, c), n=len(facts),
+        rule=Rule("at_least", t["min_correlation"]), kind="correlation",
         statistic="smallest pairwise correlation of median answer-probability curves, facts every model answers",
         scope=scope(CLAIM, tuple(names), prompt_set, t, lens=lens), counted=rows[:len(facts)],
     )

@@ -14,7 +14,8 @@ last position at least half from it on. At the last block the last position rest
 construction, so a handover there is forced and does not count. Only facts whose clean and corrupted
 probabilities differ by at least 0.1 count. The claim holds if the exact 95% interval of the share of
 facts with a clean handover lies above 0.5. Reported beside: the median handover depth with its interval
-and the notes' phase it falls in (early, middle, final third); a cut-off in depth is a sensitivity row.
+(exact, widened by half a block) and the notes' phase it falls in (early, middle, final third); a cut-off
+in depth is a sensitivity row.
 """
 
 import numpy as np
@@ -22,7 +23,7 @@ import pytest
 
 from findings.evidence import RESAMPLING, handover, phase, scope
 from suite.figures import PositionHeatmap
-from suite.statistics import Verdict, cluster_bootstrap_ci
+from suite.statistics import Verdict, median_ci
 from suite.verdicts import beside, share_verdict
 
 CLAIM = "patching_handover"
@@ -50,8 +51,7 @@ def evaluate(findings, prompt_set: str, t) -> Verdict:
     depths = [row["handover_depth"] for row in clean]
     figures = []
     if depths:
-        lo, hi = cluster_bootstrap_ci(depths, [row["fact"] for row in clean], np.median, t["confidence"],
-                                      RESAMPLING.resamples, RESAMPLING.seed)
+        lo, hi = median_ci(depths, t["confidence"], resolution=1 / findings.record.n_layers)  # one fact a row
         middle = float(np.median(depths))
         figures.append(beside(f"median depth of a clean handover ({t['confidence']:.0%} CI {lo:.2f} to {hi:.2f}; "
                               f"the notes' {phase(middle)} third)", middle, "depth"))

@@ -1,18 +1,23 @@
 """Verdicts on claims: a statistic with an interval of honest coverage, and holds / refuted / inconclusive /
 no data.
 
-Shares get exact (Clopper-Pearson) intervals; other statistics a bootstrap that resamples facts, not
-prompts (the forms of one fact are not independent). Generic over claims: a verdict names its claim,
-models and prompt set as fields, never as a string to parse.
+Shares get exact (Clopper-Pearson) intervals; medians exact order-statistic intervals of per-fact values,
+widened by half the measurement's resolution (depths come in steps of one block: ties never collapse the
+interval to a point); other statistics a bootstrap that resamples facts, not prompts (the forms of one fact
+are not independent). Each verdict carries the p-value of its decision, so the verdicts of one model and lens
+can be adjusted together (Holm). Generic over claims: a verdict names its claim, models and prompt set as
+fields, never as a string to parse.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
 from scipy.stats import beta, binom
+from statsmodels.stats.multitest import multipletests
 
 from lens.lenses import EXACT
 
@@ -74,6 +79,18 @@ class Verdict:
     with the configured power: what the cell could have seen."""
     lens: str = EXACT_LENS
     """The lens the claim was read through (`lens.lenses`: "exact", the logit lens; "tuned")."""
+    p: float | None = None
+    """The two-sided p-value of the decision: 1 - the highest confidence at which the interval still decides
+    (holds or refutes). What a multiplicity adjustment (Holm) reads; None where no interval was computed."""
+    holm: str | None = None
+    """The verdict after Holm's adjustment over every verdict of the same model(s) and lens in the report
+    (`holm_adjusted`): the same word where it survives, else inconclusive. None until adjusted."""
+    exploratory: bool = False
+    """A claim the notes list as a next step, not one they drew (claims.toml `exploratory`)."""
+    interval: dict = field(default_factory=dict)
+    """How the interval was computed, in plain values, so it can be recomputed at any confidence
+    (`interval_at`) and checked from findings.json: {"method": "exact share", "k", "n"} or
+    {"method": "order statistic", "values", "resolution"}; empty for a bootstrap."""
 
     @property
     def figure(self) -> str:
@@ -94,7 +111,8 @@ class Verdict:
         if self.verdict == NO_DATA:
             return f"no data (n=0){marks}"
         lo, hi = self.ci
-        return f"{self.verdict} {self.value:.2f} [{lo:.2f}, {hi:.2f}] n={self.n}{marks}"
+        holm = "" if self.holm is None else f", Holm: {self.holm}"
+        return f"{self.verdict} {self.value:.2f} [{lo:.2f}, {hi:.2f}] n={self.n}{holm}{marks}"
 
     @property
     def label(self) -> str:
@@ -173,11 +191,97 @@ def min_n_for_share(threshold: float, alternative: float, power: float = 0.8, co
     raise ValueError(f"no n up to 10000 tells {alternative} from {threshold}")
 
 
-def family_error(verdicts: int, confidence: float = 0.95) -> tuple[float, float]:
-    """For `verdicts` decided at `confidence` each: how many are expected to be decided wrongly by chance
-    alone (whatever their dependence), and the chance that at least one is, were they independent."""
-    alpha = 1 - confidence
-    return verdicts * alpha, 1 - (1 - alpha) ** verdicts
+def family_error(confidences: Sequence[float]) -> tuple[float, float]:
+    """For verdicts decided (holds or refuted) at these confidences: how many are expected to be decided wrongly
+    by chance alone (whatever their dependence), and the chance that at least one is, were they independent.
+    A decision is directional (the interval wholly on one side), so each errs at most (1 - confidence) / 2."""
+    errors = [(1 - c) / 2 for c in confidences]
+    return float(sum(errors)), float(1 - np.prod([1 - e for e in errors]))
+
+
+def holm(p_values: Sequence[float], alpha: float = 0.05) -> list[bool]:
+    """Holm's step-down adjustment: which of a family's hypotheses stay rejected at family-wise error `alpha`."""
+    if not p_values:
+        return []
+    return [bool(r) for r in multipletests(list(p_values), alpha=alpha, method="holm")[0]]
+
+
+def decision_p(ci_at: Callable[[float], tuple[float, float]], decide: Callable[[tuple[float, float]], str]) -> float:
+    """The two-sided p-value of an interval's decision: 1 - the highest confidence at which the interval still
+    holds or refutes (intervals at higher confidence contain those at lower, so the decision is monotone).
+    1 where no confidence decides; found by bisection to 1e-6."""
+    def decided(confidence: float) -> bool:
+        return decide(ci_at(confidence)) in (HOLDS, REFUTED)
+
+    low, high = 1e-6, 1 - 1e-9
+    if not decided(low):
+        return 1.0
+    if decided(high):
+        return 1 - high
+    for _ in range(40):
+        middle = (low + high) / 2
+        low, high = (middle, high) if decided(middle) else (low, middle)
+    return 1 - low
+
+
+def per_cluster_medians(values: Sequence[float], clusters: Sequence[Hashable]) -> list[float]:
+    """Each cluster's (fact's) median value, in first-seen order: the unit a median's interval resamples."""
+    by: dict[Hashable, list[float]] = {}
+    for value, cluster in zip(values, clusters):
+        by.setdefault(cluster, []).append(float(value))
+    return [float(np.median(group)) for group in by.values()]
+
+
+def median_ci(values: Sequence[float], confidence: float = 0.95, resolution: float = 0.0) -> tuple[float, float]:
+    """Exact (order-statistic) interval of a median from independent values: [x_(l), x_(n+1-l)] with l the
+    largest rank whose binomial tail P(Bin(n, 1/2) < l) is at most (1 - confidence)/2. Its coverage holds for
+    any distribution, ties included. Values measured in steps of `resolution` (a depth in blocks) stand for
+    anything within half a step, so the interval is widened by that much each side; (-inf, inf) where n is too
+    small for any rank."""
+    data = np.sort(np.asarray(values, dtype=float))
+    n = data.size
+    if n == 0:
+        return (float("nan"), float("nan"))
+    tail = (1 - confidence) / 2
+    k = int(binom.ppf(tail, n, 0.5))
+    while k >= 0 and binom.cdf(k, n, 0.5) > tail:
+        k -= 1
+    if k < 0:
+        return (-math.inf, math.inf)
+    half = resolution / 2
+    return (float(data[k] - half), float(data[n - 1 - k] + half))
+
+
+def interval_at(interval: dict, confidence: float) -> tuple[float, float]:
+    """A verdict's interval (`Verdict.interval`) at another confidence."""
+    if interval.get("method") == "exact share":
+        return share_ci(interval["k"], interval["n"], confidence)
+    if interval.get("method") == "order statistic":
+        return median_ci(interval["values"], confidence, interval["resolution"])
+    raise ValueError(f"no interval to recompute from {interval!r}")
+
+
+def cluster_bootstrap(values: Sequence[float], clusters: Sequence[Hashable],
+                      statistic: Callable[[np.ndarray], float] = np.median, resamples: int = 2000,
+                      seed: int = 0) -> np.ndarray:
+    """The bootstrap distribution of `statistic`, resampling whole clusters (facts) with replacement, so values
+    of one fact (its completion and Q&A prompts) move together (fixed seed: reproducible)."""
+    data = np.asarray(values, dtype=float)
+    groups = [np.flatnonzero(np.asarray([c == key for c in clusters])) for key in dict.fromkeys(clusters)]
+    rng = np.random.default_rng(seed)
+    stats = np.empty(resamples)
+    for i in range(resamples):
+        picked = rng.integers(0, len(groups), size=len(groups))
+        stats[i] = statistic(data[np.concatenate([groups[g] for g in picked])])
+    return stats
+
+
+def percentile_ci(stats: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+    """The percentile interval of a bootstrap distribution."""
+    if stats.size == 0:
+        return (float("nan"), float("nan"))
+    tail = (1 - confidence) / 2
+    return (float(np.quantile(stats, tail)), float(np.quantile(stats, 1 - tail)))
 
 
 def cluster_bootstrap_ci(
@@ -188,19 +292,10 @@ def cluster_bootstrap_ci(
     resamples: int = 2000,
     seed: int = 0,
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of `statistic`, resampling whole clusters (facts) with replacement,
-    so values of one fact (its completion and Q&A prompts) move together (fixed seed: reproducible)."""
-    data = np.asarray(values, dtype=float)
-    if data.size == 0:
+    """Percentile bootstrap interval of `statistic`, resampling whole clusters (`cluster_bootstrap`)."""
+    if len(values) == 0:
         return (float("nan"), float("nan"))
-    groups = [np.flatnonzero(np.asarray([c == key for c in clusters])) for key in dict.fromkeys(clusters)]
-    rng = np.random.default_rng(seed)
-    stats = np.empty(resamples)
-    for i in range(resamples):
-        picked = rng.integers(0, len(groups), size=len(groups))
-        stats[i] = statistic(data[np.concatenate([groups[g] for g in picked])])
-    tail = (1 - confidence) / 2
-    return (float(np.quantile(stats, tail)), float(np.quantile(stats, 1 - tail)))
+    return percentile_ci(cluster_bootstrap(values, clusters, statistic, resamples, seed), confidence)
 
 
 def at_least(ci: tuple[float, float], threshold: float) -> str:
@@ -231,3 +326,22 @@ def within(ci: tuple[float, float], band: tuple[float, float]) -> str:
     if hi < band[0] or lo > band[1]:
         return REFUTED
     return INCONCLUSIVE
+
+
+def holm_adjusted(verdicts: Sequence[Verdict]) -> list[Verdict]:
+    """Each verdict with its Holm-adjusted word (`Verdict.holm`). A family is every verdict of the same model(s)
+    and lens (controls are not claims and stay out), at the family-wise error of its least stringent verdict
+    (1 - the primary confidence); a decision that does not survive becomes inconclusive. `too few` and `no data`
+    keep their word."""
+    families: dict[str, list[int]] = {}
+    for i, verdict in enumerate(verdicts):
+        if not verdict.control and verdict.p is not None and verdict.verdict not in (NO_DATA, TOO_FEW):
+            families.setdefault(verdict.recorded_as, []).append(i)
+    adjusted = [v if v.control else replace(v, holm=v.verdict if v.verdict in (NO_DATA, TOO_FEW) or v.p is None
+                                            else INCONCLUSIVE) for v in verdicts]
+    for members in families.values():
+        alpha = 1 - min(verdicts[i].confidence for i in members)
+        for i, kept in zip(members, holm([verdicts[i].p for i in members], alpha)):
+            if kept and verdicts[i].verdict in (HOLDS, REFUTED):
+                adjusted[i] = replace(adjusted[i], holm=verdicts[i].verdict)
+    return adjusted

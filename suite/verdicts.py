@@ -3,8 +3,9 @@
 Generic over claims. A claim gives its rows, the flag or figure it judges, its `Rule` and its `Scope`
 (claim, models, prompt set, confidence); the builders do the statistics (suite.statistics) the same way for
 every claim: exact intervals for shares at the number of facts, a bootstrap resampling facts for medians,
-`no data` only at n = 0, `too few` only where no outcome at that n could decide. `with_sensitivity` judges a
-claim again under each reasonable other threshold.
+`no data` only at n = 0, `too few` only where no outcome at that n could decide, and the p-value of each
+decision (for the multiplicity adjustment). `with_sensitivity` judges a claim again under each reasonable other
+threshold; `with_control` sets a claim beside its control and tests the difference between them.
 """
 
 from __future__ import annotations
@@ -23,10 +24,13 @@ from suite.statistics import (
     Verdict,
     above,
     at_least,
-    cluster_bootstrap_ci,
+    HOLDS,
     decidable,
+    decision_p,
     detectable_share,
-    share_ci,
+    interval_at,
+    median_ci,
+    per_cluster_medians,
     within,
 )
 
@@ -64,6 +68,8 @@ class Scope:
     control: bool = False
     lens: str = EXACT_LENS
     """The lens the claim's figures were read through."""
+    exploratory: bool = False
+    """A claim the notes list as a next step, not one they drew."""
 
 
 @dataclass(frozen=True)
@@ -91,36 +97,45 @@ def share_verdict(rows: Sequence[dict], *, flag: str, threshold: float, statisti
     effective sample size, the number of facts (a fact's prompts are not independent)."""
     n = len({row["fact"] for row in rows})
     share = share_of(rows, flag)
-    ci = share_ci(share * n, n, scope.confidence) if rows else (math.nan, math.nan)
-    rule = Rule("above", threshold)
-    return decided_verdict(rows, value=math.nan if share is None else share, ci=ci, n=n, rule=rule, statistic=statistic,
-                    scope=scope, kind="share", figures=figures,
-                    detectable=detectable_share(threshold, n, scope.confidence, resampling.power) if n else None,
-                    decided_at=threshold)
+    interval = {"method": "exact share", "k": share * n, "n": n} if rows else {}
+    return decided_verdict(rows, value=math.nan if share is None else share, interval=interval, n=n,
+                           rule=Rule("above", threshold), statistic=statistic, scope=scope, kind="share",
+                           figures=figures, decided_at=threshold,
+                           detectable=detectable_share(threshold, n, scope.confidence, resampling.power) if n else None)
 
 
 def median_verdict(rows: Sequence[dict], *, key: str, rule: Rule, kind: str, statistic: str, scope: Scope,
-                   resampling: Resampling, figures: Sequence[dict] = ()) -> Verdict:
-    """A claim about the median of one per-prompt figure, with a bootstrap interval that resamples facts.
-    A median lies beyond a threshold when more than half the facts do: it is decidable where a share of
-    0.5 is, and what it could detect is said as that share."""
+                   resampling: Resampling, figures: Sequence[dict] = (), resolution: float = 0.0) -> Verdict:
+    """A claim about the median of one figure over facts: each fact's median over its prompts (a fact's prompts
+    are not independent), and the exact order-statistic interval of their median, widened by half the figure's
+    `resolution` (a depth in blocks), so tied values never collapse it to a point. A median lies beyond a
+    threshold when more than half the facts do: it is decidable where a share of 0.5 is, and what it could
+    detect is said as that share."""
     used = [row for row in rows if row[key] is not None and not (isinstance(row[key], float) and math.isnan(row[key]))]
-    values, clusters = [float(row[key]) for row in used], [row["fact"] for row in used]
-    ci = cluster_bootstrap_ci(values, clusters, np.median, scope.confidence, resampling.resamples, resampling.seed)
-    n = len(set(clusters))
-    return decided_verdict(rows, value=float(np.median(values)) if values else math.nan, ci=ci, n=n, rule=rule,
-                    statistic=statistic, scope=scope, kind=kind, figures=figures,
-                    detectable=detectable_share(0.5, n, scope.confidence, resampling.power) if n else None,
-                    decided_at=0.5, counted=used)
+    per_fact = per_cluster_medians([float(row[key]) for row in used], [row["fact"] for row in used])
+    n = len(per_fact)
+    interval = {"method": "order statistic", "values": per_fact, "resolution": resolution} if per_fact else {}
+    return decided_verdict(rows, value=float(np.median(per_fact)) if per_fact else math.nan, interval=interval,
+                           n=n, rule=rule,
+                           statistic=statistic, scope=scope, kind=kind, figures=figures,
+                           detectable=detectable_share(0.5, n, scope.confidence, resampling.power) if n else None,
+                           decided_at=0.5, counted=used)
 
 
-def decided_verdict(rows: Sequence[dict], *, value: float, ci: tuple[float, float], n: int, rule: Rule,
-                    statistic: str, scope: Scope, kind: str, figures: Sequence[dict] = (),
+def decided_verdict(rows: Sequence[dict], *, value: float, n: int, rule: Rule, statistic: str, scope: Scope,
+                    kind: str, interval: dict | None = None,
+                    ci_at: Callable[[float], tuple[float, float]] | None = None, figures: Sequence[dict] = (),
                     detectable: float | None = None, decided_at: float = 0.5,
                     counted: Sequence[dict] | None = None) -> Verdict:
-    """A verdict from a statistic's value and interval over n facts: `no data` at n = 0, `too few` where no
-    outcome at n could exclude `decided_at` (a share's threshold; 0.5 for a median), else the rule's word.
-    `counted`: the rows behind the figure where not all `rows` are (their caveats are the verdict's)."""
+    """A verdict from a statistic's value and its interval at any confidence (`interval`, recomputable from
+    plain values, or `ci_at`, e.g. a bootstrap's quantiles) over n facts: `no data` at n = 0, `too few` where no
+    outcome at n could exclude `decided_at` (a share's threshold; 0.5 for a median), else the rule's word at the
+    scope's confidence, with the p-value of that decision. `counted`: the rows behind the figure where not all
+    `rows` are (their caveats are the verdict's)."""
+    if ci_at is None:
+        ci_at = (lambda c: interval_at(interval, c)) if interval else (lambda c: (math.nan, math.nan))
+    ci = ci_at(scope.confidence)
+    p = None if n == 0 else decision_p(ci_at, rule.decide)
     if n == 0:
         decided = NO_DATA
     elif not decidable(n, scope.confidence, decided_at):
@@ -136,7 +151,7 @@ def decided_verdict(rows: Sequence[dict], *, value: float, ci: tuple[float, floa
         n=n, kind=kind, evidence=tuple(rows), confidence=scope.confidence, primary=scope.primary,
         control=scope.control, beside=tuple(figures),
         caveats=(_shared_starts(caveats),) if caveats else (),
-        detectable=detectable, lens=scope.lens,
+        detectable=detectable, lens=scope.lens, p=p, exploratory=scope.exploratory, interval=interval or {},
     )
 
 
@@ -164,11 +179,37 @@ def with_sensitivity(evaluate: Callable[[Mapping[str, Any]], Verdict], threshold
 
 
 def with_control(verdict: Verdict, control: Verdict) -> Verdict:
-    """The claim's verdict with its control's figure beside it, and a caveat where the control holds too
-    (then what the claim sees is there without its mechanism as well)."""
+    """The claim's verdict with its control's figure beside it, and a caveat where the control holds too (then
+    what the claim sees is there without its mechanism as well) or holds where the claim does not (the pattern
+    belongs to the control's prompts or token more than to the claim's)."""
     figures = (*verdict.beside, beside(f"control: {control.statistic}", control.value, control.kind))
     caveats = verdict.caveats
-    if control.verdict == verdict.verdict == "holds":
+    if control.verdict == HOLDS and verdict.verdict == HOLDS:
         caveats = (*caveats, f"the control holds too ({control.figure}): not specific to the claim's mechanism")
+    elif control.verdict == HOLDS:
+        caveats = (*caveats, f"the control holds where the claim does not ({control.figure})")
     return replace(verdict, beside=figures, caveats=caveats)
 
+
+def difference_verdict(verdict: Verdict, control: Verdict, sign: int = 1) -> Verdict:
+    """Whether the claim's figure exceeds its control's: sign * (claim - control) above 0. Its interval joins the
+    two exact intervals, each at (1 + confidence) / 2, as [lo_a - hi_b, hi_a - lo_b] (Bonferroni: at least the
+    stated coverage, whatever the dependence between the two, paired or not)."""
+    def ci_at(confidence: float) -> tuple[float, float]:
+        both = (1 + confidence) / 2
+        (a_lo, a_hi), (b_lo, b_hi) = interval_at(verdict.interval, both), interval_at(control.interval, both)
+        return (a_lo - b_hi, a_hi - b_lo) if sign > 0 else (b_lo - a_hi, b_hi - a_lo)
+
+    n = min(verdict.n, control.n)
+    rule = Rule("above", 0.0)
+    if n == 0 or not verdict.interval or not control.interval:
+        ci, decided, p = (math.nan, math.nan), NO_DATA, None
+    else:
+        ci = ci_at(verdict.confidence)
+        decided, p = rule.decide(ci), decision_p(ci_at, rule.decide)
+    which = "claim - control" if sign > 0 else "control - claim"
+    return Verdict(claim=verdict.claim, models=verdict.models, prompt_set=verdict.prompt_set, verdict=decided,
+                   statistic=f"{which}: {verdict.statistic}", value=sign * (verdict.value - control.value),
+                   ci=tuple(ci), rule=f"{rule.text}; n is the smaller of the two", n=n, kind=verdict.kind,
+                   confidence=verdict.confidence, primary=False, control=True, lens=verdict.lens, p=p,
+                   exploratory=verdict.exploratory)

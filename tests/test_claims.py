@@ -13,14 +13,17 @@ import pytest
 import torch
 
 from findings.data import Fact
+from findings.evidence import judged as evidence_judged
 from findings.evidence import thresholds
+from findings.model_findings import Candidates
 from lens.generate import Continuation
 from lens.lenses import EXACT, RAW, TunedLens
 from lens.patching import Patching
 from lens.tokens import AnswerToken
 from lens.trace import LayerLens, OutputLens, Residuals, Trace, Watched, read
 from lens.train_tuned import fit_translators
-from suite.statistics import HOLDS, REFUTED
+from suite.statistics import HOLDS, INCONCLUSIVE, REFUTED
+from suite.verdicts import difference_verdict, with_control
 from tests.conftest import random_model
 
 N_FACTS, N_LAYERS = 60, 20
@@ -37,9 +40,10 @@ def claim(number_and_name: str):
     return importlib.import_module(f"findings.test_{number_and_name}")
 
 
-def judged(module, findings, control: bool = False, prompt_set: str = "capitals", section: str | None = None) -> str:
+def judged(module, findings, control: str | None = None, prompt_set: str = "capitals",
+           section: str | None = None) -> str:
     t = thresholds(module.CLAIM, prompt_set, section)
-    kwargs = {"control": True} if control else {}
+    kwargs = {"control": control} if control else {}
     return module.evaluate(findings, prompt_set, t, **kwargs).verdict
 
 
@@ -49,9 +53,11 @@ def watched(text: str, ranks, ps, rank_out: int = 1, p_out: float = 0.6, token_i
 
 
 def make_trace(fact: Fact, answer_ranks, answer_ps, *, entropy=None, p_out: float = 0.6, rank_out: int = 1,
-               out_entropy: float = 1.0, subject_ranks=None, other_subject_ranks=None, kl=None) -> Trace:
+               out_entropy: float = 1.0, subject_ranks=None, other_subject_ranks=None, context_ranks=None,
+               kl=None) -> Trace:
     """A trace whose followed token has the given ranks and probabilities (it is also the model's own token,
-    OWN_ID, for the controls); the subject and another fact's subject far down unless told otherwise."""
+    OWN_ID, for the controls); the subject, another fact's subject and a word of the prompt (" capital") far
+    down unless told otherwise."""
     entropy = entropy or [4.0] * N_LAYERS
     kl = kl or [1.0] * N_LAYERS
     layers = tuple(
@@ -69,6 +75,7 @@ def make_trace(fact: Fact, answer_ranks, answer_ps, *, entropy=None, p_out: floa
             watched(" own", answer_ranks, answer_ps, rank_out, p_out, token_id=OWN_ID),
             watched(f" {fact.subject}", subject_ranks or [5000] * N_LAYERS, [0.001] * N_LAYERS, 900, 0.0),
             watched(f" {partner.subject}", other_subject_ranks or [5000] * N_LAYERS, [0.001] * N_LAYERS, 900, 0.0),
+            watched(" capital", context_ranks or [5000] * N_LAYERS, [0.001] * N_LAYERS, 900, 0.0),
         ),
     )
 
@@ -78,6 +85,7 @@ class FakeReading:
     fact: Fact
     answered: str | None
     caveat: str | None = None
+    lead_ids: tuple[int, ...] = ()
 
     @property
     def reply(self) -> Continuation:
@@ -89,7 +97,14 @@ class FakeReading:
 
     @property
     def followed(self) -> AnswerToken:
+        """Every fact's answer starts with OWN_ID here, so a wrong reply of OWN_ID is another fact's answer (the
+        control of claims 1-4 counts it)."""
         return self.own
+
+
+@dataclass(frozen=True)
+class FakeRecord:
+    n_layers: int = N_LAYERS
 
 
 @dataclass
@@ -103,6 +118,9 @@ class FakeFindings:
     attention_rows: dict | None = None
     name: str = "fake"
     lens_name: str = "exact"
+    record: FakeRecord = FakeRecord()
+    candidate_share: dict[str, float] | None = None
+    """Per form, the answer's share of the candidates' probability (frame-free); its raw probability where unset."""
 
     def facts(self, prompt_set: str) -> tuple[Fact, ...]:
         return FACTS
@@ -117,8 +135,10 @@ class FakeFindings:
     def lens(self, prompt_set: str, lens=None) -> dict[str, tuple[Trace, ...]]:
         return self.raw if lens is RAW else self.forms
 
-    def candidates(self, prompt_set: str, form: str) -> dict[str, tuple[float, float]]:
-        return {fact.id: (trace.output.p_answer, 0.5) for fact, trace in zip(FACTS, self.forms[form])}
+    def candidates(self, prompt_set: str, form: str) -> dict[str, Candidates]:
+        share = (self.candidate_share or {}).get(form)
+        return {fact.id: Candidates(share=trace.output.p_answer if share is None else share, mass=0.5, top=True)
+                for fact, trace in zip(FACTS, self.forms[form])}
 
     def patched(self):
         return iter(self.patchings)
@@ -146,8 +166,23 @@ def test_convergence_depth_holds_at_80_percent_and_is_refuted_at_the_last_block(
     assert judged(module, uniform(settling_at(15))) == HOLDS  # depth 16/20 = 0.8
     assert judged(module, uniform(settling_at(19))) == REFUTED  # depth 1.0
     # The control: the token written on wrongly answered prompts settles at 80% too (holds) or not.
-    assert judged(module, uniform(settling_at(15), answered=False), control=True) == HOLDS
-    assert judged(module, uniform(settling_at(19), answered=False), control=True) == REFUTED
+    assert judged(module, uniform(settling_at(15), answered=False), control="wrong answers") == HOLDS
+    assert judged(module, uniform(settling_at(19), answered=False), control="wrong answers") == REFUTED
+
+
+def test_convergence_depth_reads_the_notes_band_widened_by_half_a_block_only():
+    """Every fact settles at the same block: the interval still has a block's width (half a block each side),
+    and the band is the notes' 80-85% widened by half a block (here 0.775-0.875, 20 blocks)."""
+    module = claim("01_convergence_depth")
+    t = thresholds(module.CLAIM, "capitals")
+    at_80 = module.evaluate(uniform(settling_at(15)), "capitals", t)
+    assert at_80.ci == pytest.approx((0.775, 0.825)) and at_80.verdict == HOLDS
+    at_90 = module.evaluate(uniform(settling_at(17)), "capitals", t)  # 0.9: one block past; touches the band
+    assert at_90.ci == pytest.approx((0.875, 0.925)) and at_90.verdict == INCONCLUSIVE
+    assert judged(module, uniform(settling_at(18))) == REFUTED  # 0.95
+    # The wider band of the past (0.75-0.90) is a sensitivity row, under which 0.9 holds.
+    rows = evidence_judged(module.evaluate, module.CLAIM, uniform(settling_at(17)), "capitals").sensitivity
+    assert [row["verdict"] for row in rows if row["threshold"] == "band" and row["value"] == [0.75, 0.90]] == [HOLDS]
 
 
 def test_a_blip_on_top_does_not_count_as_convergence():
@@ -174,8 +209,8 @@ def test_processing_phases_hold_with_noise_development_confidence_and_fail_witho
     assert judged(module, uniform(phases(1))) == REFUTED  # the answer on top early: no noise
     # A confident early lens (low entropy) is reported beside, never a gate.
     assert judged(module, uniform(phases(2000, entropy=0.5))) == HOLDS
-    assert judged(module, uniform(phases(2000), answered=False), control=True) == HOLDS
-    assert judged(module, uniform(phases(1), answered=False), control=True) == REFUTED
+    assert judged(module, uniform(phases(2000), answered=False), control="wrong answers") == HOLDS
+    assert judged(module, uniform(phases(1), answered=False), control="wrong answers") == REFUTED
 
 
 def inside(p_inside: float):
@@ -188,16 +223,16 @@ def test_internal_confidence_compares_the_80_percent_block_with_the_output():
     module = claim("03_internal_confidence")
     assert judged(module, uniform(inside(0.9))) == HOLDS
     assert judged(module, uniform(inside(0.3))) == REFUTED
-    assert judged(module, uniform(inside(0.9), answered=False), control=True) == HOLDS
-    assert judged(module, uniform(inside(0.3), answered=False), control=True) == REFUTED
+    assert judged(module, uniform(inside(0.9), answered=False), control="wrong answers") == HOLDS
+    assert judged(module, uniform(inside(0.3), answered=False), control="wrong answers") == REFUTED
 
 
 def test_final_layer_calibration_needs_less_answer_probability_at_the_output():
     module = claim("04_final_layer_calibration")
     assert judged(module, uniform(inside(0.9))) == HOLDS
     assert judged(module, uniform(inside(0.3))) == REFUTED
-    assert judged(module, uniform(inside(0.9), answered=False), control=True) == HOLDS
-    assert judged(module, uniform(inside(0.3), answered=False), control=True) == REFUTED
+    assert judged(module, uniform(inside(0.9), answered=False), control="wrong answers") == HOLDS
+    assert judged(module, uniform(inside(0.3), answered=False), control="wrong answers") == REFUTED
 
 
 @pytest.mark.parametrize("number_and_name, better", [
@@ -215,6 +250,31 @@ def test_paired_forms_compare_the_answers_own_probability(number_and_name, bette
     assert judged(module, forms(0.2)) == REFUTED
     # A fact the model answers in neither form tells nothing: no data, not a verdict.
     assert judged(module, forms(0.8, answered_better=False)) == "no data"
+    # An advantage below the practical minimum (claims.toml min_log_ratio) is no advantage: ln(0.44/0.4) < 0.25.
+    assert judged(module, forms(0.44)) == REFUTED
+
+
+@pytest.mark.parametrize("number_and_name, better, decides", [
+    ("05_prompt_format", "qa", "raw"), ("06_directional_asymmetry", "reverse", "normalised"),
+])
+def test_a_frame_effect_is_told_from_a_knowledge_effect(number_and_name, better, decides):
+    """The better form's answer has 2x the raw probability, but only because the worse frame spends its mass on
+    " the": among the candidate answers both forms give it the same share (frame-free ratio 1). Claim 5 reads
+    the raw probability (holds, marked where the frame-free ratio parts from it); claim 6, a knowledge bias,
+    the frame-free one (refuted)."""
+    module = claim(number_and_name)
+    made = {better: tuple(make_trace(f, [1] * N_LAYERS, [0.5] * N_LAYERS, p_out=0.8) for f in FACTS),
+            "completion": tuple(make_trace(f, [1] * N_LAYERS, [0.5] * N_LAYERS, p_out=0.4) for f in FACTS)}
+    frame = FakeFindings(made, answered={better: True, "completion": True},
+                         candidate_share={better: 0.9, "completion": 0.9})
+    verdict = module.evaluate(frame, "capitals", thresholds(module.CLAIM, "capitals"))
+    assert verdict.verdict == (HOLDS if decides == "raw" else REFUTED)
+    assert verdict.value == pytest.approx(np.log(2) if decides == "raw" else 0.0)
+    assert any("parts from it" in caveat for caveat in verdict.caveats)
+    knowledge = FakeFindings(made, answered={better: True, "completion": True},
+                             candidate_share={better: 0.9, "completion": 0.45})
+    verdict = module.evaluate(knowledge, "capitals", thresholds(module.CLAIM, "capitals"))
+    assert verdict.verdict == HOLDS and not any("parts from it" in caveat for caveat in verdict.caveats)
 
 
 def test_norm_correction_measures_kl_to_the_output():
@@ -253,12 +313,12 @@ def test_cross_architecture_compares_median_curves_of_the_same_facts():
     assert apart.n == 0 and apart.verdict == "no data"
 
 
-def subject_at(layer, other_layer=None):
+def subject_at(layer, other_layer=None, context_layer=None):
     def make(fact):
         def at(i):
             return [5000] * N_LAYERS if i is None else [5000] * i + [1] + [5000] * (N_LAYERS - i - 1)
         return make_trace(fact, [1000] * 15 + [1] * 5, [1e-4] * 15 + [0.6] * 5, subject_ranks=at(layer),
-                          other_subject_ranks=at(other_layer))
+                          other_subject_ranks=at(other_layer), context_ranks=at(context_layer))
     return make
 
 
@@ -266,9 +326,65 @@ def test_subject_before_answer():
     module = claim("12_subject_before_answer")
     assert judged(module, uniform(subject_at(8))) == HOLDS
     assert judged(module, uniform(subject_at(None))) == REFUTED
-    # The control: another country surfaces before the answer just as often (holds), or not.
-    assert judged(module, uniform(subject_at(8, other_layer=6)), control=True) == HOLDS
-    assert judged(module, uniform(subject_at(8)), control=True) == REFUTED
+    # The controls: another country, or a word of the prompt (" capital"), surfaces before the answer just as
+    # often (holds), or not.
+    assert judged(module, uniform(subject_at(8, other_layer=6)), control="other subject") == HOLDS
+    assert judged(module, uniform(subject_at(8)), control="other subject") == REFUTED
+    assert judged(module, uniform(subject_at(8, context_layer=2)), control="in context") == HOLDS
+    assert judged(module, uniform(subject_at(8)), control="in context") == REFUTED
+
+
+def test_a_word_with_no_whole_token_gives_the_in_context_control_no_data(monkeypatch):
+    module = claim("12_subject_before_answer")
+    t = {**thresholds(module.CLAIM, "capitals"), "in_context": {"capitals": "Hauptstadt"}}
+    assert module.evaluate(uniform(subject_at(8)), "capitals", t, control="in context").verdict == "no data"
+
+
+def test_the_controls_of_claims_1_to_4_count_only_wrong_answers_that_are_answers():
+    """A wrong reply that starts no fact's answer (" the") is no control: only another fact's answer is."""
+    module = claim("03_internal_confidence")
+    findings = uniform(inside(0.9), answered=False)
+    assert module.evaluate(findings, "capitals", thresholds(module.CLAIM, "capitals"), control="wrong answers").n == 60
+
+    class ElsewhereReading(FakeReading):
+        @property
+        def followed(self) -> AnswerToken:  # the answers start with another token than the reply
+            return AnswerToken(text=" City", token_id=OWN_ID + 1, token=" City", n_tokens=1)
+
+    class Elsewhere(FakeFindings):
+        def readings(self, prompt_set, form):
+            return tuple(ElsewhereReading(fact, None) for fact in FACTS)
+
+    other = Elsewhere(findings.forms, findings.answered)
+    verdict = module.evaluate(other, "capitals", thresholds(module.CLAIM, "capitals"), control="wrong answers")
+    assert (verdict.n, verdict.verdict) == (0, "no data")
+
+
+def test_the_difference_between_a_claim_and_its_control_is_tested_on_its_own_interval():
+    module = claim("03_internal_confidence")
+    t = thresholds(module.CLAIM, "capitals")
+    claim_holds = module.evaluate(uniform(inside(0.9)), "capitals", t)
+    control_refuted = module.evaluate(uniform(inside(0.3), answered=False), "capitals", t, control="wrong answers")
+    control_holds = module.evaluate(uniform(inside(0.9), answered=False), "capitals", t, control="wrong answers")
+    specific = difference_verdict(claim_holds, control_refuted)
+    assert (specific.verdict, specific.value, specific.control) == (HOLDS, 1.0, True)
+    # By hand: the claim's exact interval for 60 of 60 at 97.5% has lower end 0.0125 ** (1/60); the control's
+    # upper end for 0 of 60 is 1 - that: the difference's lower end is their difference.
+    assert specific.ci[0] == pytest.approx(2 * 0.0125 ** (1 / 60) - 1, abs=1e-9)
+    # 1.0 - 1.0: the interval straddles 0 (inconclusive); 0.0 - 1.0: at or below it (refuted).
+    assert difference_verdict(claim_holds, control_holds).verdict == INCONCLUSIVE
+    claim_refuted = module.evaluate(uniform(inside(0.3)), "capitals", t)
+    assert difference_verdict(claim_refuted, control_holds).verdict == REFUTED
+    # A control that holds where its claim does not is marked.
+    assert any("holds where the claim does not" in c for c in with_control(claim_refuted, control_holds).caveats)
+    assert not with_control(claim_holds, control_refuted).caveats
+    # Claim 1's sign: wrong answers settling later than answers (control - claim) is the specific direction.
+    depth = claim("01_convergence_depth")
+    t1 = thresholds(depth.CLAIM, "capitals")
+    early = depth.evaluate(uniform(settling_at(15)), "capitals", t1)
+    late = depth.evaluate(uniform(settling_at(19), answered=False), "capitals", t1, control="wrong answers")
+    assert difference_verdict(early, late, sign=-1).verdict == HOLDS
+    assert difference_verdict(early, late, sign=1).verdict == REFUTED
 
 
 def patching(handover: int) -> Patching:
@@ -351,8 +467,8 @@ def test_a_secondary_prompt_sets_interval_is_at_its_share_of_the_error_rate():
 def test_a_verdict_through_a_trained_tuned_lens_differs_where_the_logit_lens_reads_the_answer_late(tiny_tokenizer):
     """The synthetic case of issue 20, through the instrument and the claim: a 4-block model whose block outputs
     carry the answer, rotated away from the unembedding, from block 3 of 4 (75% of depth) on, and noise before.
-    The logit lens reads the answer only at the last block (depth 1.0: convergence at 80-85% refuted); a tuned
-    lens fitted on the same construction reads it from 75% (holds). Same model, same prompts: the lens decides."""
+    The logit lens reads the answer only at the last block (depth 1.0); a tuned lens fitted on the same
+    construction reads it from 75%. Same model, same prompts: the lens moves the figure."""
     model = random_model("llama", tiny_tokenizer)
     n, d = model.n_layers, int(model.bridge.cfg.d_model)
     g = torch.Generator().manual_seed(3)
@@ -376,5 +492,10 @@ def test_a_verdict_through_a_trained_tuned_lens_differs_where_the_logit_lens_rea
     verdicts = {}
     for lens in (EXACT, tuned):
         traces = tuple(read(model, residuals, answers, lens=lens))
-        verdicts[lens.name] = judged(module, FakeFindings({"completion": traces, "qa": traces}, lens_name=lens.name))
-    assert verdicts == {"exact": REFUTED, "tuned": HOLDS}
+        findings = FakeFindings({"completion": traces, "qa": traces}, lens_name=lens.name, record=FakeRecord(n))
+        verdicts[lens.name] = module.evaluate(findings, "capitals", thresholds(module.CLAIM, "capitals"))
+    # The lens moves the median depth from the last block to 75%. With 4 blocks a depth is known only to within
+    # half a block (0.125), too coarse for the notes' 5-point band: neither reading decides.
+    assert {name: (v.verdict, v.value) for name, v in verdicts.items()} == {
+        "exact": (INCONCLUSIVE, 1.0), "tuned": (INCONCLUSIVE, 0.75)}
+    assert verdicts["exact"].ci == pytest.approx((0.875, 1.125)) and verdicts["tuned"].ci == pytest.approx((0.625, 0.875))

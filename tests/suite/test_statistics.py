@@ -2,14 +2,21 @@
 
 import numpy as np
 import pytest
+from scipy.stats import beta
 
 from suite.statistics import (
     HOLDS,
     INCONCLUSIVE,
+    NO_DATA,
     REFUTED,
+    TOO_FEW,
+    Verdict,
     above,
     at_least,
     cluster_bootstrap_ci,
+    holm,
+    holm_adjusted,
+    median_ci,
     min_n_for_share,
     share_ci,
     within,
@@ -104,3 +111,83 @@ def test_the_cluster_bootstrap_resamples_facts_not_prompts():
     by_fact = cluster_bootstrap_ci(values, clusters, np.mean, seed=1)
     by_prompt = bootstrap_ci(values, np.mean, seed=1)
     assert by_fact[1] - by_fact[0] > 1.3 * (by_prompt[1] - by_prompt[0])
+
+
+def coverage(draw, truth: float, n: int, resolution: float, trials: int = 10_000, seed: int = 7) -> float:
+    """The share of `trials` samples of n whose median interval covers `truth`."""
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for _ in range(trials):
+        lo, hi = median_ci(draw(rng, n), 0.95, resolution)
+        hits += lo <= truth <= hi
+    return hits / trials
+
+
+MARGIN = 0.01
+"""Coverage may fall below the nominal 95% by at most this (10,000 draws: a standard error of 0.002)."""
+
+
+@pytest.mark.parametrize("n", [10, 30, 49])
+def test_the_median_interval_keeps_its_coverage_on_tied_depths(n):
+    """Depths in steps of 1/18 (Gemma 3's blocks), most of them tied on two blocks: the order-statistic interval
+    covers the median block depth at least 95% of the time, ties and all."""
+    blocks = np.arange(1, 19) / 18
+    weights = np.zeros(18)
+    weights[[13, 14, 15, 16, 17]] = [0.1, 0.35, 0.3, 0.15, 0.1]  # cumulative 0.45 at 15/18: the median is 16/18
+    truth = blocks[15]
+
+    def draw(rng, size):
+        return rng.choice(blocks, size=size, p=weights)
+
+    assert coverage(draw, truth, n, resolution=1 / 18) >= 0.95 - MARGIN
+    assert coverage(draw, truth, n, resolution=0.0) >= 0.95 - MARGIN  # exact even without the widening
+
+
+@pytest.mark.parametrize("n", [30, 49])
+def test_the_widened_median_interval_covers_a_depth_measured_to_the_nearest_block(n):
+    """A continuous depth (Beta(8, 2), median 0.820) measured to the nearest of 18 blocks: the exact interval of
+    the measured depths, widened by half a block, covers the continuous median; the percentile bootstrap of the
+    measured depths does not (measured: 90% at n=30, 87% at n=49, over 300 samples)."""
+    truth = beta.median(8, 2)
+
+    def draw(rng, size):
+        return np.round(rng.beta(8, 2, size) * 18) / 18
+
+    assert coverage(draw, truth, n, resolution=1 / 18) >= 0.95 - MARGIN
+    rng = np.random.default_rng(7)
+    boot = [bootstrap_ci(draw(rng, n), resamples=200, seed=i) for i in range(300)]
+    assert np.mean([lo <= truth <= hi for lo, hi in boot]) < 0.95 - MARGIN
+
+
+def test_the_median_interval_by_hand():
+    # n = 10: P(Bin(10, 1/2) <= 1) = 11/1024 = 0.0107 <= 0.025 < P(<= 2) = 0.0547, so the 2nd and 9th values.
+    values = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+    assert median_ci(values) == (0.2, 0.9)
+    assert median_ci(values, resolution=0.1) == pytest.approx((0.15, 0.95))
+    assert median_ci([0.8] * 5) == (-np.inf, np.inf)  # no rank at n = 5: nothing is known at 95%
+    assert median_ci([0.889] * 49, resolution=1 / 18) == pytest.approx((0.889 - 1 / 36, 0.889 + 1 / 36))
+
+
+def test_holm_by_hand():
+    # m = 4 at 0.05: sorted 0.005 <= 0.05/4 (kept), 0.01 <= 0.05/3 (kept), 0.03 > 0.05/2 (stop: it and 0.04 go).
+    assert holm([0.01, 0.04, 0.03, 0.005]) == [True, False, False, True]
+    assert holm([0.01, 0.04, 0.03, 0.005], alpha=0.1) == [True, True, True, True]  # 0.03 <= 0.05, 0.04 <= 0.1
+
+
+def verdict(word: str, p: float | None, models=("m",), lens="exact", control=False, confidence=0.95) -> Verdict:
+    return Verdict(claim="c", models=models, prompt_set="s", verdict=word, statistic="x", value=0.0, ci=(0, 0),
+                   rule="r", n=30, p=p, lens=lens, control=control, confidence=confidence)
+
+
+def test_holm_adjusts_each_model_and_lens_as_one_family():
+    family = [verdict(HOLDS, 0.01), verdict(REFUTED, 0.04), verdict(HOLDS, 0.03), verdict(REFUTED, 0.005),
+              verdict(INCONCLUSIVE, 0.2), verdict(TOO_FEW, 1.0), verdict(NO_DATA, None),
+              verdict(HOLDS, 0.04, models=("other",)), verdict(HOLDS, 0.04, lens="tuned"),
+              verdict(HOLDS, 0.001, control=True)]
+    adjusted = [v.holm for v in holm_adjusted(family)]
+    # The first five (p 0.01, 0.04, 0.03, 0.005, 0.2) are one family of m = 5: 0.005 <= 0.01 and 0.01 <= 0.0125
+    # survive, 0.03 > 0.0167 stops the rest. Too few and no data keep their word; another model or lens is
+    # a family of its own (one verdict: 0.04 <= 0.05 survives); a control is no claim and is not adjusted.
+    assert adjusted == [HOLDS, INCONCLUSIVE, INCONCLUSIVE, REFUTED, INCONCLUSIVE, TOO_FEW, NO_DATA, HOLDS, HOLDS,
+                        None]
+    assert "Holm: inconclusive" in holm_adjusted(family)[1].cell

@@ -77,8 +77,21 @@ def test_what_a_cell_could_detect_matches_a_brute_force_power_search():
 
 
 def test_the_family_error_by_hand():
-    expected, any_wrong = family_error(20, 0.95)
-    assert expected == pytest.approx(1.0) and any_wrong == pytest.approx(1 - 0.95 ** 20)
+    # A decision is directional: a verdict decided at 95% errs at most 2.5%, at 98.3% at most 0.83%.
+    expected, any_wrong = family_error([0.95] * 20)
+    assert expected == pytest.approx(0.5) and any_wrong == pytest.approx(1 - 0.975 ** 20)
+    expected, any_wrong = family_error([0.95, 1 - 0.05 / 3, 1 - 0.05 / 3])
+    assert expected == pytest.approx(0.025 + 2 * 0.05 / 6)
+    assert any_wrong == pytest.approx(1 - 0.975 * (1 - 0.05 / 6) ** 2)
+
+
+def test_the_p_value_of_a_decision_by_hand():
+    # 10 of 10 against a majority: the exact interval's lower end (alpha/2) ** (1/10) exceeds 0.5 exactly when
+    # alpha > 2 * 0.5 ** 10, the two-sided binomial p-value of 10 of 10.
+    assert shares(10, 10).p == pytest.approx(2 * 0.5 ** 10, rel=1e-4)
+    assert shares(10, 10).p == pytest.approx(binomtest(10, 10, 0.5).pvalue, rel=1e-4)
+    # 6 of 12 sits on the threshold: no confidence decides.
+    assert shares(6, 12).p == 1.0
 
 
 def test_sensitivity_says_where_a_verdict_flips():
