@@ -18,7 +18,7 @@ from lens.errors import LensError
 from suite.figures import overlays
 from suite.results import SCHEMA, ClaimResults, DataWarning, Results
 from suite.session import findings_command
-from suite.statistics import EXACT_LENS, Verdict, family_error
+from suite.statistics import EXACT_LENS, HOLDS, REFUTED, Verdict, family_error
 
 REPORT, RESULTS, FIGURES = "findings.md", "findings.json", "figures"
 
@@ -74,7 +74,9 @@ def _in_set(prompt_set: str | None) -> str:
 
 
 def write_report(results: Results, reports_dir: Path) -> Path:
-    """Write findings.json, findings.md and the figures; each file appears whole or not at all."""
+    """Write findings.json, findings.md and the figures, every verdict with its Holm adjustment over the
+    report; each file appears whole or not at all."""
+    results = results.with_holm()
     reports_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=reports_dir, prefix=".tmp-") as tmp:
         staging = Path(tmp)
@@ -121,7 +123,7 @@ def render(results: Results, figures: dict[str, list[str]]) -> str:
     if results.absent:
         lines.append("Weights not here, so not run: " + "; ".join(
             f"{name} (fetch with `{command}`)" for name, command in results.absent.items()) + ".")
-    lines += ["", "## Verdicts", ""]
+    lines += ["", *_scope(results), "", "## Verdicts", "", _family_error(results, None), ""]
     lenses = results.lenses()
     columns = [(m, lens) for m in ran for lens in lenses if lens == EXACT_LENS or _read_through(results, m, lens)]
     unread = [(m, lens) for m in ran for lens in lenses if (m, lens) not in columns]
@@ -136,7 +138,8 @@ def render(results: Results, figures: dict[str, list[str]]) -> str:
         for entry in results.claims.values():
             if not any(r.prompt_set == prompt_set for r in entry.results):
                 continue
-            row = [f"{entry.number}. [{entry.title.split(':')[0]}](#{_anchor(entry)})"]
+            row = [f"{entry.number}. [{entry.title.split(':')[0]}](#{_anchor(entry)})"
+                   + (" (exploratory)" if _exploratory(entry) else "")]
             for model, lens in columns:
                 result = entry.result_for(model, prompt_set, lens)
                 if result is None:
@@ -153,7 +156,8 @@ def render(results: Results, figures: dict[str, list[str]]) -> str:
                 row.append(_agreement(entry, prompt_set, ran, lenses))
             rows.append(row)
         lines += [tabulate(rows, headers=headers, tablefmt="pipe"), "", _family_error(results, prompt_set), ""]
-    lines += ["Each cell: the verdict, its figure [interval] and n (facts). † the verdict flips under another "
+    lines += ["Each cell: the verdict, its figure [interval] and n (facts), then the verdict after Holm's "
+              "adjustment over every verdict of that model and lens in this report. † the verdict flips under another "
               "reasonable threshold (the claim's sensitivity); ‡ a caveat applies (under the claim). `too few`: no "
               "outcome at that n could have decided; `no data`: n = 0. Under each claim, \"could detect\" is the "
               "smallest true share (of prompts, or of facts beyond the threshold for a median) its n decides with "
@@ -232,16 +236,43 @@ def _anchor(entry: ClaimResults) -> str:
 
 
 def _family_error(results: Results, prompt_set: str | None) -> str:
-    """How many of a set's decided verdicts chance alone may have got wrong (claims x models)."""
-    decided = [r.verdict for entry in results.claims.values() for r in entry.results
-               if r.prompt_set == prompt_set and r.verdict and r.verdict.verdict in ("holds", "refuted", "inconclusive")]
+    """How many of the decided verdicts (holds or refuted) chance alone may have got wrong, each at its own
+    confidence and in its own direction, on one prompt set (None: the whole report, every set, lens and model),
+    and how many stay decided after Holm's adjustment."""
+    decided = [v for v in results.verdicts() if (prompt_set is None or v.prompt_set == prompt_set)
+               and v.verdict in (HOLDS, REFUTED)]
+    where = "in this report (every prompt set, lens and model)" if prompt_set is None else "on this set"
     if not decided:
-        return "No verdict decided on this set."
+        return f"No verdict decided {where}."
     levels = sorted({v.confidence for v in decided})
-    expected, any_wrong = family_error(len(decided), min(levels))
-    return (f"{len(decided)} verdicts decided on this set, each at {' or '.join(f'{c:.1%}' for c in levels)}: "
-            f"by chance alone about {expected:.1f} may be wrong (were they independent, the chance that at least "
-            f"one is: {any_wrong:.0%}).")
+    expected, any_wrong = family_error([v.confidence for v in decided])
+    kept = sum(v.holm == v.verdict for v in decided)
+    return (f"{len(decided)} verdicts decided {where}, each at {' or '.join(f'{c:.1%}' for c in levels)}, each "
+            f"erring in its direction at most half its remainder: by chance alone about {expected:.2f} may be wrong "
+            f"(were they independent, the chance that at least one is: {any_wrong:.0%}). After Holm's adjustment "
+            f"per model and lens, {kept} of the {len(decided)} stay decided, with at most a 5% chance of any wrong "
+            "in each model and lens.")
+
+
+def _exploratory(entry: ClaimResults) -> bool:
+    """Whether the claim tests one of the notes' next steps rather than a claim they drew."""
+    return any(r.verdict and r.verdict.exploratory for r in entry.results)
+
+
+def _scope(results: Results) -> list[str]:
+    """The first screen's scope: which models every verdict is about, their size and quantisation."""
+    models = []
+    for name in results.ran:
+        record = results.models.get(name)
+        if record is None:
+            models.append(name)
+            continue
+        size = f"{record.parameters / 1e6:,.0f}M parameters, " if record.parameters else ""
+        models.append(f"{name} ({record.source}; {size}{record.n_layers} blocks, {record.dtype} on {record.device})")
+    return [f"**Scope.** Every verdict is about the models it names, and only them: {'; '.join(models) or 'none'}. "
+            "The notes' claims concern 7-9B models (Llama 3 8B, Mistral 7B, Gemma 2 9B, Qwen3 8B); a verdict here "
+            "says what holds on these models, not on those. Claims marked (exploratory) test the notes' next steps, "
+            "not claims they drew."]
 
 
 def _claim_section(claim: str, entry: ClaimResults, figures: list[str]) -> list[str]:

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from importlib.metadata import version
 
 from suite.figures import Figure
-from suite.statistics import EXACT_LENS, Verdict
+from suite.statistics import EXACT_LENS, Verdict, holm_adjusted
 
 SCHEMA = 3
 """The results document's layout version: a previous run in another layout is neither merged nor compared.
@@ -29,6 +29,8 @@ class ModelRecord:
     dtype: str
     n_layers: int
     backend: str = "bridge"
+    parameters: int | None = None
+    """Parameters of the model as run (None where not counted, e.g. on NDIF)."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -119,8 +121,9 @@ class Result:
 
     @property
     def measured(self) -> str:
-        """What the run measured (the verdict with its figure, not whether it matched the record), or the outcome."""
-        return self.verdict.cell if self.verdict else self.cell
+        """What the run measured (the verdict with its figure, not whether it matched the record, nor its Holm
+        adjustment, which depends on the other verdicts in the report), or the outcome."""
+        return replace(self.verdict, holm=None).cell if self.verdict else self.cell
 
     def to_dict(self) -> dict:
         return {"models": list(self.models), "prompt_set": self.prompt_set, "outcome": self.outcome,
@@ -246,6 +249,15 @@ class Results:
     def verdicts(self) -> list[Verdict]:
         """Every claim's verdict (controls aside), claim by claim."""
         return [r.verdict for entry in self.claims.values() for r in entry.results if r.verdict]
+
+    def with_holm(self) -> Results:
+        """Every verdict with its Holm-adjusted word (`suite.statistics.holm_adjusted`: a family per model(s) and
+        lens, over every claim and prompt set here)."""
+        adjusted = iter(holm_adjusted(self.verdicts()))
+        claims = {claim: replace(entry, results=tuple(replace(r, verdict=next(adjusted)) if r.verdict else r
+                                                      for r in entry.results))
+                  for claim, entry in self.claims.items()}
+        return replace(self, claims=claims)
 
     def lenses(self) -> list[str]:
         """The lenses results were read through: the logit lens first, then the others as they come."""

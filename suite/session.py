@@ -238,7 +238,7 @@ class SuiteSession:
         self.artefacts(name).record = ModelRecord(
             model=name, source=spec.describe(), weights=model.weights_id, device=model.device,
             dtype=str(model.dtype).removeprefix("torch."), n_layers=model.n_layers,
-            backend=SIMULATED_BACKEND if self.simulate else self.backend,
+            backend=SIMULATED_BACKEND if self.simulate else self.backend, parameters=plan.parameters,
         )
         took = time.perf_counter() - start
         self.timings.seconds(run_key(name, model.device, self.artefacts(name).record.dtype), LOAD, took)

@@ -111,7 +111,7 @@ class Verdict:
         if self.verdict == NO_DATA:
             return f"no data (n=0){marks}"
         lo, hi = self.ci
-        holm = "" if self.holm is None else f", Holm: {self.holm}"
+        holm = "" if self.holm is None else f", Holm: {'same' if self.holm == self.verdict else self.holm}"
         return f"{self.verdict} {self.value:.2f} [{lo:.2f}, {hi:.2f}] n={self.n}{holm}{marks}"
 
     @property
@@ -332,13 +332,13 @@ def holm_adjusted(verdicts: Sequence[Verdict]) -> list[Verdict]:
     """Each verdict with its Holm-adjusted word (`Verdict.holm`). A family is every verdict of the same model(s)
     and lens (controls are not claims and stay out), at the family-wise error of its least stringent verdict
     (1 - the primary confidence); a decision that does not survive becomes inconclusive. `too few` and `no data`
-    keep their word."""
+    keep their word; a verdict without a p-value (from a results file older than them) is not adjusted."""
     families: dict[str, list[int]] = {}
     for i, verdict in enumerate(verdicts):
         if not verdict.control and verdict.p is not None and verdict.verdict not in (NO_DATA, TOO_FEW):
             families.setdefault(verdict.recorded_as, []).append(i)
-    adjusted = [v if v.control else replace(v, holm=v.verdict if v.verdict in (NO_DATA, TOO_FEW) or v.p is None
-                                            else INCONCLUSIVE) for v in verdicts]
+    adjusted = [v if v.control or v.p is None and v.verdict != NO_DATA else
+                replace(v, holm=v.verdict if v.verdict in (NO_DATA, TOO_FEW) else INCONCLUSIVE) for v in verdicts]
     for members in families.values():
         alpha = 1 - min(verdicts[i].confidence for i in members)
         for i, kept in zip(members, holm([verdicts[i].p for i in members], alpha)):

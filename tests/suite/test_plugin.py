@@ -11,6 +11,7 @@ import pytest
 
 from lens.registry import embedded_models
 from suite.__main__ import main as suite_main
+from suite.statistics import share_ci
 
 pytest_plugins = ["pytester"]
 
@@ -250,20 +251,21 @@ from suite.statistics import Verdict
 
 pytestmark = pytest.mark.claim("controlled", number=1)
 
-def evaluate(model, prompt_set, t, control=False):
+def evaluate(model, prompt_set, t, control=None):
     return Verdict(claim="controlled", models=(model,), prompt_set=prompt_set,
                    verdict="{control}" if control else "{claim}", statistic="share", value=0.2 if control else 0.8,
-                   ci=(0.1, 0.3) if control else (0.7, 0.9), rule="r", n=60, control=control)
+                   ci=(0.1, 0.3) if control else (0.7, 0.9), rule="r", n=60, control=bool(control),
+                   interval={{"method": "exact share", "k": 12 if control else 48, "n": 60}})
 
 def test_controlled(model_name, judge_claim):
-    judge_claim(evaluate, model_name, "capitals", control=True)
+    judge_claim(evaluate, model_name, "capitals", controls=("wrong answers",))
 '''
 
 
 @pytest.mark.parametrize("claim, control, outcome, caveat", [
-    ("holds", "refuted", {"passed": 1}, False),  # the control fails: the effect is the claim's own
-    ("holds", "holds", {"passed": 1}, True),  # the effect is there without the claim's mechanism too
-    ("refuted", "holds", {"failed": 1}, False),  # the claim is judged alone: a control never rescues it
+    ("holds", "refuted", {"passed": 1}, None),  # the control fails: the effect is the claim's own
+    ("holds", "holds", {"passed": 1}, "the control holds too"),  # the effect is there without the mechanism too
+    ("refuted", "holds", {"failed": 1}, "the control holds where the claim does not"),  # a control never rescues
 ])
 def test_the_findings_judge_records_a_control_beside_its_claim_and_never_fails_on_it(
         fake_findings, claim, control, outcome, caveat):
@@ -280,12 +282,17 @@ def test_the_findings_judge_records_a_control_beside_its_claim_and_never_fails_o
     if claim == "refuted":
         done.stdout.fnmatch_lines(["*ClaimNotHeld: controlled on smollm2 (capitals): refuted: share = 0.8 *"])
     (result,) = results(fake_findings)["claims"]["controlled"]["results"]
-    assert [c["verdict"] for c in result["controls"]] == [control] and result["controls"][0]["control"]
+    # The control, then the difference claim - control on its own interval: 0.8 - 0.2, the exact intervals of
+    # 48 and 12 of 60 at 97.5% joined (the difference's lower end: the claim's lower minus the control's upper).
+    assert [c["verdict"] for c in result["controls"]] == [control, "holds"]
+    assert all(c["control"] for c in result["controls"])
+    difference = result["controls"][1]
+    assert difference["value"] == pytest.approx(0.6) and difference["statistic"].startswith("claim - control")
+    assert difference["ci"][0] == pytest.approx(share_ci(48, 60, 0.975)[0] - share_ci(12, 60, 0.975)[1])
     assert result["verdict"]["verdict"] == claim and not result["verdict"]["control"]
     assert result["verdict"]["beside"][-1] == {"label": "control: share", "value": 0.2, "kind": "share"}
     caveats = result["verdict"]["caveats"]
-    assert caveats == ([f"the control holds too ({result['controls'][0]['figure']}): not specific to the "
-                        "claim's mechanism"] if caveat else [])
+    assert [c.split(" (")[0] for c in caveats] == ([caveat] if caveat else [])
     report = (path / "reports" / "findings.md").read_text()
     assert re.search(rf"\n\| smollm2 \(capitals\), control +\| {control} 0\.20 \[0\.10, 0\.30\] n=60 ", report)
 
