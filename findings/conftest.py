@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from findings.data import CHAT, EXPECTED, THRESHOLDS, forms_of, lenses_of, prompt_sets_of
-from findings.evidence import judged
+from findings.evidence import judged, with_fidelity
 from findings.model_findings import ModelFindings, ndif_plan
 from lens.lenses import EXACT
 from suite import recorded
@@ -94,6 +94,8 @@ def judge_claim(request: pytest.FixtureRequest, judge, record_control) -> Callab
     def run(evaluate: Callable[..., Verdict], *args, controls: tuple[str, ...] = (),
             section: str | None = None) -> Verdict:
         verdict = judged(evaluate, claim, *args, section=section)
+        if isinstance(args[0], ModelFindings) and "faithful_from" in THRESHOLDS.get(claim, {}):
+            verdict = with_fidelity(verdict, args[0], THRESHOLDS[claim]["faithful_from"])
         sign = THRESHOLDS.get(claim, {}).get("control_sign", 1)
         for name in controls:
             found = judged(evaluate, claim, *args, section=section, control=name)

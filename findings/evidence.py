@@ -262,6 +262,24 @@ def paired_forms(findings, prompt_set: str, t: Mapping[str, Any], *, claim: str,
     return replace(primary, beside=tuple(figures), caveats=caveats)
 
 
+def with_fidelity(verdict: Verdict, findings, from_depth: float) -> Verdict:
+    """The verdict with its lens's fidelity beside it: the largest mean KL(output || lens) on the set's prompts
+    from `from_depth` (the claim's deciding depth) to the last block, over the judged forms; marked "lens not
+    faithful here" where that exceeds claims.toml [fidelity] `bound`."""
+    kl = findings.fidelity(verdict.prompt_set)
+    depths = [lay.depth for lay in next(t for t in findings.lens(verdict.prompt_set).values() if t)[0].layers]
+    worst = max((values[i] for values in kl.values() if values for i, d in enumerate(depths)
+                 if d >= from_depth - 1e-9), default=math.nan)
+    bound = THRESHOLDS["fidelity"]["bound"]
+    figures = (*verdict.beside, beside(f"lens fidelity: largest mean KL(output || lens) from {from_depth:.0%} of "
+                                       "depth on, nats", worst, "kl"))
+    caveats = verdict.caveats
+    if worst > bound:
+        caveats = (*caveats, f"lens not faithful here: mean KL to the output up to {worst:.2f} nats from "
+                             f"{from_depth:.0%} of depth on (bound {bound:g})")
+    return replace(verdict, beside=figures, caveats=caveats)
+
+
 def handover(patching, subject: tuple[int, ...]) -> tuple[int | None, list[float], list[float]]:
     """The first block where patching the last position restores more than patching the subject
     (its best token), with both restoration curves over blocks."""

@@ -178,6 +178,13 @@ class ModelFindings:
                  *([r.own] if r.own else [])]
                 for r in self.readings(prompt_set, form)]
 
+    def fidelity(self, prompt_set: str) -> dict[str, list[float]]:
+        """Per form of the set, the findings' lens's mean KL(output || lens) in nats at each block, over the set's
+        usable prompts where the lens reads them: how faithful the lens is on the prompts it judges."""
+        return {form: [sum(t.layers[i].kl_to_output for t in traces) / len(traces)
+                       for i in range(traces[0].n_layers)] if traces else []
+                for form, traces in self.lens(prompt_set).items()}
+
     def lens(self, prompt_set: str, lens: Lens | None = None) -> Forms:
         """`form_lens` for every form of the set (not the chat form)."""
         return {form: self.form_lens(prompt_set, form, lens) for form in forms_of(prompt_set)}

@@ -30,7 +30,7 @@ def merge(previous: Results | None, current: Results) -> Results:
         model_order=tuple(dict.fromkeys([*current.model_order, *previous.model_order])),
         claims=claims,
         figures=tuple(f for f in previous.figures if (f.figure.model, f.figure.name) not in new_files
-                      and f.claim in claims) + current.figures,
+                      and (f.claim is None or f.claim in claims)) + current.figures,
         warnings=tuple(w for w in previous.warnings if (w.model, w.prompt_set) not in new_sets) + current.warnings,
         changes={**{m: c for m, c in (previous.changes or {}).items() if m not in ran}, **(current.changes or {})},
     )

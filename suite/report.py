@@ -15,7 +15,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 from lens.errors import LensError
-from suite.figures import overlays
+from suite.figures import KLByDepth, overlays
 from suite.results import SCHEMA, ClaimResults, DataWarning, Results
 from suite.session import findings_command
 from suite.statistics import EXACT_LENS, HOLDS, REFUTED, Verdict, family_error
@@ -156,6 +156,7 @@ def render(results: Results, figures: dict[str, list[str]]) -> str:
                 row.append(_agreement(entry, prompt_set, ran, lenses))
             rows.append(row)
         lines += [tabulate(rows, headers=headers, tablefmt="pipe"), "", _family_error(results, prompt_set), ""]
+        lines += _fidelity(results, prompt_set)
     lines += ["Each cell: the verdict, its figure [interval] and n (facts), then the verdict after Holm's "
               "adjustment over every verdict of that model and lens in this report. † the verdict flips under another "
               "reasonable threshold (the claim's sensitivity); ‡ a caveat applies (under the claim). `too few`: no "
@@ -252,6 +253,32 @@ def _family_error(results: Results, prompt_set: str | None) -> str:
             f"(were they independent, the chance that at least one is: {any_wrong:.0%}). After Holm's adjustment "
             f"per model and lens, {kept} of the {len(decided)} stay decided, with at most a 5% chance of any wrong "
             "in each model and lens.")
+
+
+FIDELITY_DEPTHS = (0.25, 0.5, 0.75, 0.9)
+"""The relative depths the fidelity table shows (the figure has every block)."""
+
+
+def _fidelity(results: Results, prompt_set: str | None) -> list[str]:
+    """The lenses' fidelity on a prompt set's own prompts: per model, lens and form, the mean KL from the output
+    to the lens at a few depths and its largest from 75% of depth on, with each model's figure."""
+    found = [f.figure for f in results.figures if isinstance(f.figure, KLByDepth) and f.figure.prompt_set == prompt_set]
+    if not found:
+        return []
+    rows = []
+    for figure in found:
+        at = {depth: figure.at(depth) for depth in FIDELITY_DEPTHS}
+        late = [i for i, d in enumerate(figure.depth) if d >= 0.75 - 1e-9]
+        for label, kl in figure.kl.items():
+            rows.append([figure.model, label, figure.prompts.get(label, ""), *(f"{at[d][label]:.2f}" for d in at),
+                         f"{max(kl[i] for i in late):.2f}"])
+    bound = next((f.bound for f in found if f.bound is not None), None)
+    return [f"Lens fidelity on `{prompt_set}`: mean KL(output ‖ lens) in nats on the set's own prompts, where the "
+            "lens reads them" + (f"; a verdict decided where it exceeds {bound:g} is marked \"lens not faithful "
+                                  "here\"" if bound is not None else "") + ".", "",
+            tabulate(rows, headers=["model", "lens, form", "prompts", *(f"at {d:.0%}" for d in FIDELITY_DEPTHS),
+                                    "max from 75%"], tablefmt="pipe", disable_numparse=True), "",
+            " ".join(f"![{f.file}](figures/{f.file})" for f in found), ""]
 
 
 def _exploratory(entry: ClaimResults) -> bool:

@@ -203,9 +203,9 @@ class DataWarning:
 
 @dataclass(frozen=True)
 class ClaimFigure:
-    """A figure drawn under a claim."""
+    """A figure drawn under a claim (None: a per-model check's, e.g. a lens's fidelity on a prompt set)."""
 
-    claim: str
+    claim: str | None
     figure: Figure
 
     def to_dict(self) -> dict:
@@ -308,6 +308,7 @@ def assemble(records: list[TestRecord], models: dict[str, ModelRecord], model_or
     for record in records:
         who = record.identity
         if who.claim is None:
+            figures += [ClaimFigure(None, figure) for figure in record.figures]
             for model in who.models:
                 counts = checks.setdefault(model, {}).setdefault(who.test, {"passed": 0, "failed": 0, "skipped": 0})
                 counts[record.outcome if record.outcome in counts else "failed"] += 1

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from findings.data import Fact
+from findings.data import THRESHOLDS, Fact
 from findings.evidence import judged as evidence_judged
-from findings.evidence import thresholds
+from findings.evidence import thresholds, with_fidelity
 from findings.model_findings import Candidates
 from lens.generate import Continuation
 from lens.lenses import EXACT, RAW, TunedLens
@@ -139,6 +139,10 @@ class FakeFindings:
         share = (self.candidate_share or {}).get(form)
         return {fact.id: Candidates(share=trace.output.p_answer if share is None else share, mass=0.5, top=True)
                 for fact, trace in zip(FACTS, self.forms[form])}
+
+    def fidelity(self, prompt_set: str) -> dict[str, list[float]]:
+        return {form: [float(np.mean([t.layers[i].kl_to_output for t in traces])) for i in range(N_LAYERS)]
+                for form, traces in self.forms.items()}
 
     def patched(self):
         return iter(self.patchings)
@@ -294,6 +298,17 @@ def test_factual_recall_needs_the_answer_in_both_forms():
     traces = uniform(lambda fact: make_trace(fact, [1] * N_LAYERS, [0.6] * N_LAYERS))
     assert judged(module, FakeFindings(traces.forms, {"completion": True, "qa": True})) == HOLDS
     assert judged(module, FakeFindings(traces.forms, {"completion": True, "qa": False})) == REFUTED
+
+
+def test_factual_recall_reads_the_answer_whatever_the_replys_format():
+    """A model that answers in neither form ("\\nA:") yet ranks the answer first among the candidates: recall by
+    the first word is refuted; the format-free read beside it says every answer tops its candidates."""
+    module = claim("10_factual_recall")
+    traces = uniform(lambda fact: make_trace(fact, [1] * N_LAYERS, [0.6] * N_LAYERS))
+    verdict = module.evaluate(FakeFindings(traces.forms, {"completion": False, "qa": False}), "capitals",
+                              thresholds(module.CLAIM, "capitals"))
+    assert verdict.verdict == REFUTED
+    assert verdict.beside[-1]["value"] == 1.0 and "whatever the reply" in verdict.beside[-1]["label"]
 
 
 def test_cross_architecture_compares_median_curves_of_the_same_facts():
@@ -499,3 +514,21 @@ def test_a_verdict_through_a_trained_tuned_lens_differs_where_the_logit_lens_rea
     assert {name: (v.verdict, v.value) for name, v in verdicts.items()} == {
         "exact": (INCONCLUSIVE, 1.0), "tuned": (INCONCLUSIVE, 0.75)}
     assert verdicts["exact"].ci == pytest.approx((0.875, 1.125)) and verdicts["tuned"].ci == pytest.approx((0.625, 0.875))
+
+
+def test_a_verdict_read_where_its_lens_is_far_from_the_output_is_marked():
+    """claims.toml [fidelity]: a lens whose mean KL to the output exceeds the bound from the claim's deciding
+    depth on marks the verdict; one within it does not, and the figure stands beside it either way."""
+    module = claim("03_internal_confidence")
+    t = thresholds(module.CLAIM, "capitals")
+    bound = THRESHOLDS["fidelity"]["bound"]
+
+    def kl_from_block(late: float):
+        return uniform(lambda fact: make_trace(fact, [1] * N_LAYERS, [0.9] * N_LAYERS,
+                                               kl=[50.0] * 15 + [late] * 5))  # blocks 15-19: depth 0.8 on
+
+    for late, marked in ((bound / 2, False), (bound * 2, True)):
+        findings = kl_from_block(late)
+        verdict = with_fidelity(module.evaluate(findings, "capitals", t), findings, 0.8)
+        assert verdict.beside[-1]["value"] == pytest.approx(late)  # the early blocks' 50 nats do not count
+        assert any("lens not faithful here" in c for c in verdict.caveats) == marked
