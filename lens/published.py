@@ -84,11 +84,13 @@ def fetch_published(spec: ModelSpec, quiet: bool = False) -> str | None:
     """Fetch the published lenses models.toml names for a model into the Hugging Face cache (a no-op for those
     there already). Returns the one line to say: that none is named, or what could not be fetched and why (the
     rest is fetched: nothing stops at the first); None where all are here."""
-    wanted: list[tuple[str, Callable[[], object]]] = []
+    wanted: list[tuple[str, str, Callable[[], object]]] = []  # (what, what the findings do without it, fetch)
     if spec.tuned_lens is not None:
-        wanted.append((f"its tuned lens ({spec.tuned_lens.where})", lambda: _fetch_tuned(spec.tuned_lens)))
+        wanted.append((f"its tuned lens ({spec.tuned_lens.where})", "train its tuned lens here",
+                       lambda: _fetch_tuned(spec.tuned_lens)))
     if spec.jacobian_lens is not None:
-        wanted.append((f"its Jacobian lens ({spec.jacobian_lens})", lambda: _fetch_jacobian(spec.jacobian_lens)))
+        wanted.append((f"its Jacobian lens ({spec.jacobian_lens})", "skip its Jacobian-lens verdicts",
+                       lambda: _fetch_jacobian(spec.jacobian_lens)))
     if not wanted:
         return None if quiet else (f"{spec.name}: models.toml names no published lens for it (the findings train its "
                                    "tuned lens here)")
@@ -105,8 +107,8 @@ def fetch_published(spec: ModelSpec, quiet: bool = False) -> str | None:
 
     if quiet:
         disable_progress_bars()
-    missed, why = [], []
-    for label, fetch in wanted:
+    missed, why, meanwhile = [], [], []
+    for label, without, fetch in wanted:
         try:
             fetch()
             continue
@@ -121,12 +123,13 @@ def fetch_published(spec: ModelSpec, quiet: bool = False) -> str | None:
         except LensError as error:
             reason = str(error)
         missed.append(label)
+        meanwhile.append(without)
         if reason not in why:
             why.append(reason)
     if not missed:
         return None
-    return (f"{spec.name}: could not fetch {' and '.join(missed)} ({'; '.join(why)}); the findings train its tuned "
-            f"lens here meanwhile: run `{command(f'download {spec.name}')}` again to fetch it")
+    return (f"{spec.name}: could not fetch {' and '.join(missed)} ({'; '.join(why)}); the findings "
+            f"{' and '.join(meanwhile)} meanwhile: run `{command(f'download {spec.name}')}` again to fetch it")
 
 
 def _fetch_tuned(entry: PublishedTuned) -> Path:

@@ -196,7 +196,8 @@ def test_fetching_asks_the_hub_where_models_toml_says_and_offline_says_what_it_m
     line = fetch_published(spec)
     assert line == (f"qwen3: could not fetch its tuned lens ({spec.tuned_lens.where}) and its Jacobian lens "
                     f"({spec.jacobian_lens}) (no network, or HF_HUB_OFFLINE=1 is set); the findings train its tuned "
-                    "lens here meanwhile: run `lens download qwen3` again to fetch it")
+                    "lens here and skip its Jacobian-lens verdicts meanwhile: run `lens download qwen3` again to "
+                    "fetch it")
     repo, filename, revision = published_entry(spec.jacobian_lens)
     assert calls == [((spec.tuned_lens.repo, CONFIG), dict(subfolder=spec.tuned_lens.path, repo_type="model",
                                                            revision=None)),
