@@ -31,11 +31,13 @@ from lens.lenses import EXACT, LENSES, RAW, JacobianLens, Lens, TunedLens
 from lens.model import LoadedModel
 from lens.patching import Patching, patch_many, patch_residuals
 from lens.progress import bar
+from lens.published import published_tuned_lens
 from lens.reduce import BATCH
 from lens.remote import PATCHES_PER_JOB, continuation_bytes, lens_bytes
 from lens.tokens import AnswerToken, after_lead, chat_prompt, followed_token, variants
 from lens.trace import Residuals, Trace, Wanted, collect, output_probabilities, read
 from lens.train_tuned import train_tuned
+from lens.tuned import trained_provenance
 from suite.results import ModelRecord
 from suite.session import ModelArtefacts
 
@@ -270,15 +272,24 @@ class ModelFindings:
 
 
 def lens_for(model: LoadedModel, name: str) -> Lens:
-    """A lens other than the logit lens for this model: its tuned lens, kept in the lens cache for its weights
-    (trained here the first time, in well under a minute on the embedded models, with an estimate and progress),
-    or TransformerLens's published Jacobian lens from the Hugging Face cache. Neither on NDIF, whose jobs run the
-    model's own modules only; a model with no Jacobian lens here skips, saying why."""
+    """A lens other than the logit lens for this model: its tuned lens, the published one models.toml names where
+    it is on this machine (`lens.published`), else the one kept in the lens cache for its weights (trained here the
+    first time, in well under a minute on the embedded models, with an estimate and progress); or TransformerLens's
+    published Jacobian lens from the Hugging Face cache. The lens's `source` says which, and by what recipe.
+    Neither on NDIF, whose jobs run the model's own modules only; a model with no Jacobian lens here skips, saying
+    why."""
     if getattr(model, "remote", False):
         raise NotRemote(f"the {name} lens is not read on NDIF: its matrices are applied here, and a job there runs "
                         "the model's own modules only")
     if name == TunedLens.name:
-        return train_tuned(model, say=lambda line: print(f"\n{line}", file=sys.stderr)).lens
+        def say(line: str) -> None:
+            print(f"\n{line}", file=sys.stderr)
+
+        published = published_tuned_lens(model, say=say)
+        if published is not None:
+            return published
+        trained = train_tuned(model, say=say)
+        return replace(trained.lens, source=trained_provenance(trained.folder))
     if name == JacobianLens.name:
         try:
             return jacobian_lens(model)

@@ -67,9 +67,11 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="the named models, and whether their weights are here")
     p.set_defaults(run=_models)
 
-    p = sub.add_parser("download", help="fetch a model's weights (Hub models go to the HF cache)")
+    p = sub.add_parser("download", help="fetch a model's weights, and the published lenses models.toml names for it "
+                                        "(Hub models and lenses go to the HF cache)")
     p.add_argument("names", nargs="*", help="names from `lens models`, or Hub repo ids")
-    p.add_argument("--embedded", action="store_true", help="the embedded default models")
+    p.add_argument("--embedded", action="store_true", help="the embedded default models (their weights only: setup "
+                                                           "stays offline; `lens download gemma3` adds its lens)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(run=_download)
 
@@ -196,15 +198,19 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
+    from lens.published import fetch_published
     from lens.registry import embedded_models, resolve
 
-    specs = [resolve(name) for name in args.names]
-    if args.embedded:
-        specs += embedded_models()
-    if not specs:
+    named = [resolve(name) for name in args.names]
+    embedded = embedded_models() if args.embedded else []
+    if not named and not embedded:
         raise LensError("name a model to download, e.g. `lens download llama3` (see `lens models`)")
-    for spec in specs:
+    for spec in named + embedded:
         spec.fetch(quiet=args.quiet)
+        if spec in named:
+            line = fetch_published(spec, quiet=args.quiet)  # what it could not fetch, in one line: goes on
+            if line:
+                print(f"lens: {line}", file=sys.stderr)
     return 0
 
 

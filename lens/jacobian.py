@@ -19,7 +19,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from lens.errors import LensError
+from lens.errors import LensError, command
 from lens.lenses import JacobianLens
 from lens.model import LoadedModel
 
@@ -31,10 +31,11 @@ def jacobian_lens(model: LoadedModel, source: str | Path | None = None) -> Jacob
     """A Jacobian lens for a loaded model, to read with `lens.trace.read(..., lens=...)`.
 
     Args:
-        source: None: TransformerLens's published lens for the model's Hub repo, from the Hugging Face cache only
-            (nothing is downloaded unasked); "hub": the same, fetched once if not cached; "hub:<name>": the
-            published lens of that name (a key or Hub id of TransformerLens's registry); otherwise a `.pt` file in
-            TransformerLens's format, or a folder with `lens.pt` (or a single `.pt` file).
+        source: None: TransformerLens's published lens for the model (models.toml's `jacobian_lens`, else its Hub
+            repo), from the Hugging Face cache only (nothing is downloaded unasked); "hub": the same, fetched once
+            if not cached; "hub:<name>": the published lens of that name (a key or Hub id of TransformerLens's
+            registry); otherwise a `.pt` file in TransformerLens's format, or a folder with `lens.pt` (or a single
+            `.pt` file).
     """
     if getattr(model, "remote", False):
         raise LensError(f"the Jacobian lens is read here, not on NDIF: {model.name} runs there (its matrices are "
@@ -95,7 +96,8 @@ def checked(artefact: Any, model: LoadedModel, source: str) -> JacobianLens:
                         "fit it again")
     metadata = dict(artefact.metadata)
     fitted_for = metadata.pop("model_name", None)
-    names = {model.name, str(model.bridge.cfg.model_name), getattr(model.spec, "repo", None)}
+    names = {model.name, str(model.bridge.cfg.model_name), getattr(model.spec, "repo", None),
+             getattr(model.spec, "jacobian_lens", None)}  # models.toml names this lens for this model
     if fitted_for is not None and fitted_for not in names:
         raise LensError(f"the Jacobian lens in {source} was fitted for {fitted_for}, not {model.name}")
     revision = metadata.pop("model_revision", None)
@@ -134,8 +136,9 @@ def published_entry(name: str) -> tuple[str, str, str] | None:
 
 
 def published(model: LoadedModel, name: str | None = None, download: bool = True) -> JacobianLens:
-    """TransformerLens's published lens for a model (default: its Hub repo id), from the Hub into the Hugging Face
-    cache (once: later calls read the cache, offline too); with `download=False` from the cache only."""
+    """TransformerLens's published lens for a model (default: the one models.toml names for it, else its Hub repo
+    id), from the Hub into the Hugging Face cache (once: later calls read the cache, offline too); with
+    `download=False` from the cache only."""
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (
         EntryNotFoundError,
@@ -146,7 +149,8 @@ def published(model: LoadedModel, name: str | None = None, download: bool = True
     )
     from transformer_lens.utilities.hf_utils import call_hf_with_retry
 
-    name = name or getattr(model.spec, "repo", None)
+    named = getattr(model.spec, "jacobian_lens", None)
+    name = name or named or getattr(model.spec, "repo", None)
     entry = published_entry(name) if name else None
     if entry is None:
         known = published_names()
@@ -159,8 +163,9 @@ def published(model: LoadedModel, name: str | None = None, download: bool = True
                                   local_files_only=not download)
     except (LocalEntryNotFoundError, OfflineModeIsEnabled):
         if not download:
+            how = f"`{command(f'download {model.name}')}`" if name == named else "--jacobian-lens hub"
             raise LensError(f"TransformerLens's Jacobian lens for {name} is not in the Hugging Face cache: fetch it "
-                            f"once ({size / 1e9:.1f} GB) with --jacobian-lens hub") from None
+                            f"once ({size / 1e9:.1f} GB) with {how}") from None
         raise LensError(f"cannot reach the Hugging Face Hub for the Jacobian lens of {name} (no network, or "
                         "HF_HUB_OFFLINE=1 is set): connect, or give a file") from None
     except (EntryNotFoundError, RepositoryNotFoundError):

@@ -83,7 +83,9 @@ class BlockwiseLens(Lens):
     through: ClassVar[str] = ""
     """What moves a block's output: "translator", "matrix"."""
     source: str = ""
-    """Where it came from: a folder or file, the Hub, or the lens cache (trained here)."""
+    """Where it came from and by what recipe, as a report names the lens that made a column: "published:
+    <repo>/<path> (...)" (`lens.published`), "trained here: <recipe>, <tokens> tokens of <corpus>"
+    (`lens.tuned.trained_provenance`), a folder or file, or "hub:<name>"."""
 
     __eq__ = object.__eq__
     __hash__ = object.__hash__

@@ -17,6 +17,34 @@ from lens.errors import LensError, command
 from lens.paths import gguf_dir
 
 
+@dataclass(frozen=True)
+class PublishedTuned:
+    """A tuned lens someone published for a model, in tuned-lens's format (a folder with `config.json` and
+    `params.pt`) inside a Hugging Face repo: models.toml's `tuned_lens` table (`lens.published` fetches and reads
+    it)."""
+
+    repo: str
+    """The Hub repo holding it, e.g. "AlignmentResearch/tuned-lens"."""
+    path: str
+    """The folder inside the repo, e.g. "lens/meta-llama/Meta-Llama-3-8B"."""
+    revision: str | None = None
+    """The commit it is read at (None: the repo's main branch, which may move)."""
+    repo_type: str = "model"
+    """"model", or "space" (tuned-lens's own collection is a Space)."""
+    trained: str = ""
+    """How its publisher trained it, in a few words (corpus, steps), for the report."""
+
+    @property
+    def where(self) -> str:
+        """repo/path[@commit], as messages and reports name it."""
+        return f"{self.repo}/{self.path}" + (f"@{self.revision[:7]}" if self.revision else "")
+
+    @property
+    def provenance(self) -> str:
+        """Where the lens came from and by what recipe, as a report names the lens that made a column."""
+        return f"published: {self.where} (tuned-lens, KL-trained{'; ' + self.trained if self.trained else ''})"
+
+
 @dataclass(frozen=True, kw_only=True)
 class ModelSpec:
     """Where one model's weights come from (the base of the per-source types below)."""
@@ -31,6 +59,12 @@ class ModelSpec:
     chat: bool = False
     """An instruct model: asked in its own chat template too (a base model's tokenizer may carry one it was
     never trained on, so this is declared, not detected)."""
+    tuned_lens: PublishedTuned | None = None
+    """A published tuned lens for these weights (models.toml `tuned_lens`): the findings read it when it is here
+    and train one here only otherwise."""
+    jacobian_lens: str | None = None
+    """TransformerLens's published Jacobian lens for these weights: a name in its registry (models.toml
+    `jacobian_lens`)."""
 
     @property
     def gguf_path(self) -> Path | None:
@@ -190,6 +224,8 @@ def registry() -> dict[str, ModelSpec]:
     for name, entry in data.items():
         kind = SOURCES[entry.pop("source")]
         fields = {k: tuple(v) if isinstance(v, list) else v for k, v in entry.items()}
+        if "tuned_lens" in fields:
+            fields["tuned_lens"] = PublishedTuned(**fields["tuned_lens"])
         specs[name] = kind(name=name, **fields)
     return specs
 

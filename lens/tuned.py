@@ -49,7 +49,7 @@ def tuned_lens(model: LoadedModel, source: str | Path | None = None) -> TunedLen
         folder = trained_folder(model)
         if not (folder / CONFIG).is_file():
             raise LensError(f"no tuned lens for {model.name}: train one with `{command(f'train-tuned {model.name}')}`")
-        return read_folder(folder, model, source=f"trained here ({folder})")
+        return read_folder(folder, model, source=trained_provenance(folder))
     source = str(source)
     if source == "hub" or source.startswith("hub:"):
         return published(model, source.removeprefix("hub").removeprefix(":") or None)
@@ -65,6 +65,25 @@ def trained_folder(model: LoadedModel) -> Path:
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", model.name)
     digest = hashlib.sha256(model.weights_id.encode()).hexdigest()[:16]
     return cache_dir() / "tuned" / f"{slug}-{digest}"
+
+
+def trained_provenance(folder: Path) -> str:
+    """How a lens trained here was made, from what its training recorded beside it (`training.json`, or the same
+    keys in `config.json`), as a report names the lens that made a column: "trained here: <recipe>, <tokens>
+    tokens of <corpus>"."""
+    record: dict[str, Any] = {}
+    for name in (CONFIG, "training.json"):
+        try:
+            found = json.loads((folder / name).read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(found, dict):
+            record.update({k: v for k, v in found.items() if k in ("recipe", "corpus", "read_tokens", "tokens")})
+    recipe, tokens, corpus = record.get("recipe"), record.get("read_tokens", record.get("tokens")), record.get("corpus")
+    if not recipe:
+        return f"trained here ({folder})"
+    count = f", {tokens:,} tokens" if isinstance(tokens, int) else ""
+    return f"trained here: {recipe}{count}{f' of {corpus}' if corpus else ''}"
 
 
 def read_folder(folder: Path, model: LoadedModel, source: str | None = None) -> TunedLens:

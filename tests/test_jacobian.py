@@ -238,3 +238,24 @@ def test_the_command_traces_with_the_jacobian_lens_and_refuses_in_one_line(capsy
     save_like_the_reference(tmp_path / "narrow" / "lens.pt", 4, 32)
     status, out, err = run(capsys, *base, "--lens", "jacobian", "--jacobian-lens", str(tmp_path / "narrow"))
     assert status == 2 and out == "" and err.count("\n") == 1 and "is for width 32" in err
+
+
+def test_the_lens_models_toml_names_is_the_models_default_and_its_name_is_accepted_as_the_model(
+        llama, tmp_path, monkeypatch):
+    """models.toml's `jacobian_lens` (a registry name) is what the findings look for, in the cache only, saying
+    `lens download` fetches it; an artefact fitted under that name reads for the model it is named for, and no
+    other name does."""
+    import huggingface_hub.constants
+
+    from lens.registry import HubModel
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-hf-cache"))
+    named = replace(llama, spec=HubModel(name="tiny", repo="org/tiny", jacobian_lens="qwen3-8b"))
+    with pytest.raises(LensError, match=r"^TransformerLens's Jacobian lens for qwen3-8b is not in the Hugging Face "
+                                        r"cache: fetch it once \(0\.0 GB\) with `lens download tiny`$"):
+        jacobian_lens(named)
+    save_like_the_reference(tmp_path / "named.pt", *shape_of(llama), metadata={"model_name": "qwen3-8b"})
+    assert jacobian_lens(named, tmp_path / "named.pt").n_layers == llama.n_layers
+    with pytest.raises(LensError, match="was fitted for qwen3-8b, not tiny-llama"):
+        jacobian_lens(llama, tmp_path / "named.pt")

@@ -89,3 +89,22 @@ def test_every_model_in_models_toml_has_a_registered_marker(pytestconfig):
     # The plugin registers the markers from the registry; the names here come from models.toml itself.
     markers = {re.split(r"[:(]", line)[0] for line in pytestconfig.getini("markers")}
     assert set(TOML) | {"slow", "claim"} <= markers
+
+
+def test_the_published_lenses_models_toml_names_are_well_formed():
+    """Each `tuned_lens` names a folder in a Hub repo (pinned to a commit where it says one), each `jacobian_lens`
+    a name TransformerLens's registry knows, and a model that runs on NDIF names none (lenses are applied here)."""
+    from lens.jacobian import published_entry
+
+    for name, entry in TOML.items():
+        spec = registry()[name]
+        assert (spec.tuned_lens is None) == ("tuned_lens" not in entry), name
+        if spec.tuned_lens is not None:
+            assert re.fullmatch(r"[\w.-]+/[\w.-]+", spec.tuned_lens.repo) and spec.tuned_lens.path, name
+            assert spec.tuned_lens.repo_type in ("model", "space"), name
+            assert spec.tuned_lens.revision is None or re.fullmatch(r"[0-9a-f]{40}", spec.tuned_lens.revision), name
+            assert spec.tuned_lens.provenance.startswith(f"published: {spec.tuned_lens.repo}/{spec.tuned_lens.path}")
+        if spec.jacobian_lens is not None:
+            assert published_entry(spec.jacobian_lens) is not None, name
+        if getattr(spec, "remote", False):
+            assert spec.tuned_lens is None and spec.jacobian_lens is None, name
