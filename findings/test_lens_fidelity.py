@@ -24,10 +24,10 @@ def test_lens_fidelity(findings, prompt_set, lens, record_figure):
     traces = findings.lens(prompt_set)
     name = LABELS.get(lens, f"{lens} lens")
     record_figure(KLByDepth(
-        model=findings.name, name=f"fidelity-{prompt_set}-{lens}", prompt_set=prompt_set,
+        model=findings.name, name=f"fidelity-{prompt_set}-{lens}", prompt_set=prompt_set, lens=name,
         depth=[lay.depth for lay in next(t for t in traces.values() if t)[0].layers],
-        kl={f"{name}, {form}": values for form, values in kl.items() if values},
-        prompts={f"{name}, {form}": len(traces[form]) for form in kl if kl[form]},
-        bound=THRESHOLDS["fidelity"]["bound"]))
+        kl={form: values for form, values in kl.items() if values},
+        prompts={form: len(traces[form]) for form in kl if kl[form]},
+        bound=THRESHOLDS["fidelity"]["bound"], source=getattr(findings.lens_of(), "source", "")))
     last = {form: values[-1] for form, values in kl.items() if values}
     assert all(value < 1e-3 for value in last.values()), f"the {name} is not the output at the last block: {last}"

@@ -170,17 +170,21 @@ class DepthOverlay(Figure):
 @dataclass(frozen=True)
 class KLByDepth(Figure):
     """A lens's fidelity on one prompt set: the mean KL divergence from the model's output to the lens at each
-    block, one line per series (lens and form), with the bound a deciding depth must meet."""
+    block, one line per form, with the bound a deciding depth must meet."""
 
     kind: ClassVar[str] = "kl_by_depth"
     prompt_set: str = ""
+    lens: str = ""
+    """The lens, as the report names it ("logit lens", "tuned lens")."""
     depth: list[float] = field(default_factory=list)
     kl: dict[str, list[float]] = field(default_factory=dict)
-    """Series label (e.g. "tuned lens, completion") -> mean KL(output || lens) in nats at each block."""
+    """Form -> mean KL(output || lens) in nats at each block."""
     prompts: dict[str, int] = field(default_factory=dict)
-    """Series label -> how many prompts each mean is over."""
+    """Form -> how many prompts each mean is over."""
     bound: float | None = None
     """The KL above which a verdict decided there is marked "lens not faithful here"."""
+    source: str = ""
+    """Where the lens came from and by what recipe (`lens.lenses.BlockwiseLens.source`; empty for the logit lens)."""
 
     def at(self, depth: float) -> dict[str, float]:
         """Per series, the mean KL at the first block at or past `depth`."""
@@ -191,11 +195,11 @@ class KLByDepth(Figure):
         fig, ax = plt.subplots(figsize=(7, 4.2), constrained_layout=True)
         for (colour, style), (label, kl) in zip(
                 ((c, s) for s in ("-", "--", ":") for c in COLOURS), self.kl.items()):
-            ax.plot(self.depth, np.maximum(kl, 1e-4), color=colour, ls=style, lw=2, label=label)
+            ax.plot(self.depth, np.maximum(kl, 1e-4), color=colour, ls=style, lw=2, label=f"{self.lens}, {label}")
         if self.bound is not None:
             ax.axhline(self.bound, color="grey", ls="--", lw=1, label=f"bound {self.bound:g} nats")
         ax.set(xlabel="relative depth (layer+1)/n_layers", ylabel="mean KL(output || lens), nats", yscale="log",
-               title=f"{self.model}: lens fidelity on {self.prompt_set}")
+               title=f"{self.model}: {self.lens} fidelity on {self.prompt_set}")
         ax.grid(alpha=0.3)
         ax.legend(loc="upper right", fontsize=7)
         _save(fig, path)

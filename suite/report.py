@@ -212,15 +212,22 @@ def _lensless(entry: ClaimResults) -> bool:
 
 
 def _agreement(entry: ClaimResults, prompt_set: str | None, models: list[str], lenses: list[str]) -> str:
-    """Per model, whether the claim's verdict is the same through every lens it was read through."""
+    """Per model, whether the claim's verdict is the same through every lens it was read through; where not,
+    "lens-dependent", with each lens's fidelity at the claim's deciding depth (neither reading is the model's)."""
     parts = []
     for model in models:
-        verdicts = {lens: r.verdict.verdict for lens in lenses
+        verdicts = {lens: r.verdict for lens in lenses
                     if (r := entry.result_for(model, prompt_set, lens)) is not None and r.verdict is not None}
         if len(verdicts) < 2:
             continue
-        same = len(set(verdicts.values())) == 1
-        parts.append(f"{model}: " + ("same" if same else " / ".join(f"{v} ({lens})" for lens, v in verdicts.items())))
+        if len({v.verdict for v in verdicts.values()}) == 1:
+            parts.append(f"{model}: same")
+            continue
+        readings = []
+        for lens, verdict in verdicts.items():
+            kl = next((f["value"] for f in verdict.beside if f["kind"] == "kl"), None)
+            readings.append(f"{verdict.verdict} ({lens}" + ("" if kl is None else f", KL {kl:.2f}") + ")")
+        parts.append(f"{model}: lens-dependent: " + " / ".join(readings))
     return "; ".join(parts)
 
 
@@ -270,14 +277,17 @@ def _fidelity(results: Results, prompt_set: str | None) -> list[str]:
         at = {depth: figure.at(depth) for depth in FIDELITY_DEPTHS}
         late = [i for i, d in enumerate(figure.depth) if d >= 0.75 - 1e-9]
         for label, kl in figure.kl.items():
-            rows.append([figure.model, label, figure.prompts.get(label, ""), *(f"{at[d][label]:.2f}" for d in at),
+            rows.append([figure.model, f"{figure.lens}, {label}", figure.prompts.get(label, ""),
+                         *(f"{at[d][label]:.2f}" for d in at),
                          f"{max(kl[i] for i in late):.2f}"])
     bound = next((f.bound for f in found if f.bound is not None), None)
+    sources = [f"{f.model}, {f.lens}: {f.source}" for f in found if f.source]
     return [f"Lens fidelity on `{prompt_set}`: mean KL(output ‖ lens) in nats on the set's own prompts, where the "
             "lens reads them" + (f"; a verdict decided where it exceeds {bound:g} is marked \"lens not faithful "
                                   "here\"" if bound is not None else "") + ".", "",
             tabulate(rows, headers=["model", "lens, form", "prompts", *(f"at {d:.0%}" for d in FIDELITY_DEPTHS),
                                     "max from 75%"], tablefmt="pipe", disable_numparse=True), "",
+            *(["Which lens made each column: " + "; ".join(sources) + ".", ""] if sources else []),
             " ".join(f"![{f.file}](figures/{f.file})" for f in found), ""]
 
 

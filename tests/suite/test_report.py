@@ -7,7 +7,9 @@ from dataclasses import replace
 import pytest
 
 from lens.errors import LensError
+from suite.figures import KLByDepth
 from suite.report import RESULTS, load_results, render, set_aside_if_unreadable, write_report
+from suite.results import ClaimFigure
 from tests.suite.built import result, results
 
 
@@ -60,7 +62,7 @@ def test_a_claim_read_through_two_lenses_shows_both_side_by_side_and_whether_the
         "claim", "smollm2", "smollm2, tuned lens", "gemma3", "gemma3, tuned lens", "lenses"]
     assert [cell.strip() for cell in depth.split("|")[2:7]] == [
         "holds 0.80 [0.60, 0.90] n=7", "refuted 0.80 [0.60, 0.90] n=7", "holds 0.80 [0.60, 0.90] n=7",
-        "holds 0.80 [0.60, 0.90] n=7", "smollm2: holds (exact) / refuted (tuned); gemma3: same"]
+        "holds 0.80 [0.60, 0.90] n=7", "smollm2: lens-dependent: holds (exact) / refuted (tuned); gemma3: same"]
     assert [cell.strip() for cell in recall.split("|")[2:7]] == [
         "holds 0.80 [0.60, 0.90] n=7", "—", "refuted 0.80 [0.60, 0.90] n=7", "—", ""]  # read through no other lens
     assert "Columns name the lens" in matrix
@@ -81,3 +83,39 @@ def test_a_lens_a_model_has_none_of_gets_no_column_but_a_line_saying_why():
     assert "tuned lens" in header and "jacobian" not in header
     assert "Not read through the jacobian lens: smollm2 (TransformerLens publishes no Jacobian lens for smollm2)." \
         in matrix
+
+
+def test_the_family_lines_count_decided_cells_at_their_own_directional_error_and_holm_survivors():
+    """Two decided cells at 95% and one at 98.3%, one inconclusive: 0.025 + 0.025 + 0.00833 expected wrong by
+    chance (inconclusive counts nothing); Holm over each model and lens keeps the ones whose p survives."""
+    def judged(label, p, confidence=0.95, prompt_set="capitals", models=("smollm2",)):
+        found = result(models, prompt_set, label=label)
+        return replace(found, verdict=replace(found.verdict, p=p, confidence=confidence))
+
+    done = results("2026-11-30 10:00 UTC", {
+        "a": [judged("holds", 0.001), judged("refuted", 0.04, models=("gemma3",))],
+        "b": [judged("holds", 0.02, confidence=1 - 0.05 / 3, prompt_set="arithmetic"),
+              judged("inconclusive", 0.3, prompt_set="arithmetic")]}).with_holm()
+    text = render(done, {})
+    expected = 0.025 + 0.025 + 0.05 / 6
+    assert "3 verdicts decided in this report (every prompt set, lens and model)" in text
+    assert f"about {expected:.2f} may be wrong" in text
+    # smollm2's family: p 0.001, 0.02, 0.3 at 5%: 0.001 <= 0.0167 and 0.02 <= 0.025 stay; gemma3's 0.04 <= 0.05.
+    assert "3 of the 3 stay decided" in text
+    assert "holds 0.80 [0.60, 0.90] n=7, Holm: same" in text
+    strict = results("2026-11-30 10:00 UTC", {"a": [judged("holds", 0.03), judged("holds", 0.04)]}).with_holm()
+    # One family of two: 0.03 > 0.025 stops at once: both turn inconclusive under Holm.
+    assert "Holm: inconclusive" in render(strict, {}) and "0 of the 2 stay decided" in render(strict, {})
+
+
+def test_each_sets_fidelity_table_names_the_lens_its_kl_and_where_it_came_from():
+    figure = KLByDepth(model="smollm2", name="fidelity-capitals-tuned", prompt_set="capitals", lens="tuned lens",
+                       depth=[0.25, 0.5, 0.75, 1.0], kl={"completion": [9.0, 4.0, 2.0, 0.0]},
+                       prompts={"completion": 38}, bound=1.5, source="trained here: recipe-x, 100 tokens")
+    done = replace(results("2026-11-30 10:00 UTC", {"a": [result()]}), figures=(ClaimFigure(None, figure),))
+    text = render(done, {})
+    row = next(line for line in text.splitlines() if "tuned lens, completion" in line)
+    assert [cell.strip() for cell in row.strip("|").split("|")] == [
+        "smollm2", "tuned lens, completion", "38", "9.00", "4.00", "2.00", "0.00", "2.00"]
+    assert "smollm2, tuned lens: trained here: recipe-x, 100 tokens" in text
+    assert 'exceeds 1.5 is marked "lens not faithful here"' in text
