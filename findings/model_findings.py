@@ -177,8 +177,20 @@ class ModelFindings:
         context = THRESHOLDS["subject_before_answer"]["in_context"].get(prompt_set)
         return [[*variants(r.fact.target(form)), *variants(r.fact.other(form)),
                  *variants(control[r.fact.id].other(form)), *(variants(f" {context}") if context else []),
-                 *([r.own] if r.own else [])]
+                 *self._translations(prompt_set, r.fact), *([r.own] if r.own else [])]
                 for r in self.readings(prompt_set, form)]
+
+    def _translations(self, prompt_set: str, fact: Fact) -> list[str]:
+        """For the latent-English claim's prompt sets: the fact's English answer and another fact's (its control),
+        as the model would write them after a space."""
+        latent = THRESHOLDS["latent_english"]
+        if prompt_set not in latent["prompt_sets"]:
+            return []
+        english = {f.id: f for f in self.facts(latent["english_from"])}  # as the claim reads them
+        if fact.id not in english:
+            return []
+        other = partners(tuple(english.values()))[fact.id]
+        return [f" {english[fact.id].answer}", f" {other.answer}"]
 
     def fidelity(self, prompt_set: str) -> dict[str, list[float]]:
         """Per form of the set, the findings' lens's mean KL(output || lens) in nats at each block, over the set's

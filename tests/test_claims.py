@@ -54,7 +54,7 @@ def watched(text: str, ranks, ps, rank_out: int = 1, p_out: float = 0.6, token_i
 
 def make_trace(fact: Fact, answer_ranks, answer_ps, *, entropy=None, p_out: float = 0.6, rank_out: int = 1,
                out_entropy: float = 1.0, subject_ranks=None, other_subject_ranks=None, context_ranks=None,
-               kl=None) -> Trace:
+               english_ranks=None, other_english_ranks=None, kl=None) -> Trace:
     """A trace whose followed token has the given ranks and probabilities (it is also the model's own token,
     OWN_ID, for the controls); the subject, another fact's subject and a word of the prompt (" capital") far
     down unless told otherwise."""
@@ -76,6 +76,10 @@ def make_trace(fact: Fact, answer_ranks, answer_ps, *, entropy=None, p_out: floa
             watched(f" {fact.subject}", subject_ranks or [5000] * N_LAYERS, [0.001] * N_LAYERS, 900, 0.0),
             watched(f" {partner.subject}", other_subject_ranks or [5000] * N_LAYERS, [0.001] * N_LAYERS, 900, 0.0),
             watched(" capital", context_ranks or [5000] * N_LAYERS, [0.001] * N_LAYERS, 900, 0.0),
+            watched(f" {fact.answer}", english_ranks or [5000] * N_LAYERS, [0.001] * N_LAYERS, 900, 0.0,
+                    token_id=2000 + FACTS.index(fact)),
+            watched(f" {partner.answer}", other_english_ranks or [5000] * N_LAYERS, [0.001] * N_LAYERS, 900, 0.0,
+                    token_id=2000 + FACTS.index(partner)),
         ),
     )
 
@@ -532,3 +536,26 @@ def test_a_verdict_read_where_its_lens_is_far_from_the_output_is_marked():
         verdict = with_fidelity(module.evaluate(findings, "capitals", t), findings, 0.8)
         assert verdict.beside[-1]["value"] == pytest.approx(late)  # the early blocks' 50 nats do not count
         assert any("lens not faithful here" in c for c in verdict.caveats) == marked
+
+
+def english_leading(english, other=None):
+    """The German answer far down early, rank 50 in the middle, top-1 in the final third; its English answer
+    (and another fact's) at the given ranks."""
+    def make(fact):
+        return make_trace(fact, [1000] * 7 + [50] * 6 + [1] * 7, [1e-4] * 7 + [0.01] * 6 + [0.6] * 7,
+                          english_ranks=english, other_english_ranks=other)
+    return make
+
+
+def test_latent_english_holds_where_english_leads_the_middle_and_german_takes_over_late():
+    module = claim("16_latent_english")
+    leads = [1000] * 7 + [2] * 6 + [5] * 7  # English ahead in the middle third, German top from block 13 (0.7)
+    assert judged(module, uniform(english_leading(leads)), prompt_set="capitals_german") == HOLDS
+    assert judged(module, uniform(english_leading(None)), prompt_set="capitals_german") == REFUTED
+    early = [1000] * 3 + [2] * 4 + [100] * 13  # English leads only before the middle: German ahead from block 7
+    assert judged(module, uniform(english_leading(early)), prompt_set="capitals_german") == REFUTED
+    # The control: another fact's English answer leads as often (holds), or not.
+    assert judged(module, uniform(english_leading(leads, other=leads)), control="other English answer",
+                  prompt_set="capitals_german") == HOLDS
+    assert judged(module, uniform(english_leading(leads)), control="other English answer",
+                  prompt_set="capitals_german") == REFUTED
