@@ -32,12 +32,14 @@ def lens_figures(nn: Any, layers: Any, norm: Any, head: Any, softcap: float | No
                  ids: dict[str, torch.Tensor], output_ids: torch.Tensor, top_k: int,
                  temperatures: Sequence[float]) -> dict[str, dict[str, torch.Tensor]]:
     """Inside a trace over a batch: each lens ("exact": final norm, unembedding, soft-cap; "raw": the unembedding
-    alone) reduced at the last position (`lens.reduce.reduce_lenses`)."""
+    alone) reduced at the last position (`lens.reduce.reduce_lenses`). On a model spread over several GPUs the
+    lens's logits come out where the unembedding is (with a tied embedding, the first GPU), not where the last
+    block is: the reduction brings the output to them (`lens.reduce.reduce`)."""
     resid = last_block_outputs(layers)
     output = nn.output.logits[:, -1]
     makers = {"exact": lambda rows: exact_logits(norm, head, rows, softcap), "raw": lambda rows: head(rows)}
     chosen = {name: makers[name] for name in lenses}
-    return reduce_lenses(chosen, resid, output.to(resid.device), ids, top_k, temperatures, output_ids)
+    return reduce_lenses(chosen, resid, output, ids, top_k, temperatures, output_ids)
 
 
 def grid_figures(layers: Any, norm: Any, head: Any, softcap: float | None) -> dict[str, torch.Tensor]:

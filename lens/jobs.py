@@ -3,13 +3,17 @@
 `run` says first what a phase will cost (prompts, jobs, bytes sent and to come back), then keeps up to
 `IN_FLIGHT` jobs in NDIF's queue, polls them, prints one line per finished job and writes its result to the lens
 cache under a key of the model, the job's inputs and the version of the code that builds and runs it (the
-runner's `code_version`). A job submitted but not yet back is noted there too, so an interrupted run polls it again
-where it stopped rather than sending it twice; a changed request or changed code is a new key.
+runner's `code_version`). A job submitted but not yet back is noted there too (its id, when it was sent and when
+it was last seen not finished), so a run stopped for any reason but NDIF failing the job (Ctrl-C, a lost
+connection, NDIF answering 5xx, a refused result link, a deadline) leaves the note, and the next run polls the same
+job by its id rather than sending it twice. A job is sent again only where NDIF failed it, has no record of it,
+or its result may be gone: NDIF keeps a finished job's result link two hours after the job completes.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sys
 import time
@@ -20,6 +24,7 @@ from typing import Any, Protocol
 
 import torch
 
+from lens.errors import LensError
 from lens.paths import cache_dir
 
 IN_FLIGHT = 4
@@ -28,8 +33,13 @@ POLL_SECONDS = 3.0
 """How long to wait between two rounds of polling."""
 SAVE_BYTES, TENSOR_BYTES = 1300, 330
 """What torch.save adds to a result (NDIF stores it so): about 1.3 KB, and about 330 bytes a tensor."""
-STALE_SECONDS = 2 * 3600
-"""A job submitted longer ago than this is sent again: NDIF keeps a result's download link for two hours."""
+RESULT_SECONDS = 2 * 3600
+"""How long NDIF's link to a finished job's result lives: two hours after the job completes (a presigned link)."""
+DEADLINE_SECONDS = 6 * 3600
+"""How long one run waits for one job (queued or running) before it stops; the job stays noted for the next run."""
+UNKNOWN_SECONDS = 300
+"""How long NDIF may answer that it has no record of a job (404; nnsight's poll then returns None, forever)
+before the run stops: NDIF records a job as RECEIVED before it answers the request that sent it."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +65,31 @@ class Job:
         return f"{self.kind}-{digest.hexdigest()[:24]}"
 
 
+@dataclass(frozen=True)
+class Pending:
+    """A job not back yet, with its last status on NDIF (RECEIVED, QUEUED, ..., RUNNING; LOG), or None where NDIF
+    answered that it has no record of it (404)."""
+
+    status: str | None
+
+
+@dataclass(frozen=True)
+class Done:
+    """A job's result where it ran at once (nnsight's local simulation of a remote request)."""
+
+    result: Any
+
+
+class JobFailed(LensError):
+    """NDIF ran the job and failed it (its ERROR status), or completed it without a result: the note goes, and
+    the next run sends the job again."""
+
+
+class ResultRefused(LensError):
+    """The link to a completed job's result was refused (403 or 404 from the store NDIF keeps results in): gone
+    where the job may have completed more than `RESULT_SECONDS` ago, else the note stays and a rerun asks again."""
+
+
 class Runner(Protocol):
     """Where jobs run: a remote model (`lens.remote.RemoteModel`)."""
 
@@ -64,21 +99,37 @@ class Runner(Protocol):
     code_version: str
     """A digest of the code that builds and runs its jobs: a change makes every kept result stale."""
 
-    def submit(self, job: Job) -> str | Any:
+    def submit(self, job: Job) -> str | Done:
         """Send a job; its id, or (a simulated run, which runs at once) its result wrapped as `Done`."""
 
-    def poll(self, job_id: str) -> Any | None:
-        """A submitted job's result, or None while it is queued or running."""
+    def poll(self, job_id: str) -> Any:
+        """A submitted job's result, or `Pending` while it is not back; raises `JobFailed` where NDIF failed it,
+        `ResultRefused` where its result's link was refused, `LensError` where NDIF could not be asked."""
 
     def request_bytes(self, job: Job) -> int:
         """The size of the request a job sends (serialized here, sending nothing)."""
 
 
-@dataclass(frozen=True)
-class Done:
-    """A job's result where it ran at once (nnsight's local simulation of a remote request)."""
+@dataclass
+class Note:
+    """A job sent and not yet back, as noted on disk."""
 
-    result: Any
+    job_id: str
+    sent: float
+    """When it was sent."""
+    pending: float
+    """When NDIF last said it was not finished (at first, when it was sent): its result's link lives at least
+    `RESULT_SECONDS` from then."""
+    waiting: float = field(default_factory=time.time)
+    """When this run began waiting for it (not kept: each run has its own deadline)."""
+    unknown: float | None = None
+    """Since when NDIF has answered that it has no record of it (not kept)."""
+    status: str | None = None
+    """Its last status on NDIF (not kept)."""
+
+    def may_be_gone(self, now: float) -> bool:
+        """Whether its result's link may have expired: it may have completed more than `RESULT_SECONDS` ago."""
+        return now - self.pending > RESULT_SECONDS
 
 
 def run(runner: Runner, jobs: Sequence[Job], what: str, out=None) -> list[Any]:
@@ -96,41 +147,96 @@ def run(runner: Runner, jobs: Sequence[Job], what: str, out=None) -> list[Any]:
         cached = f" ({len(results)} already here)" if results else ""
         print(f"{runner.name} on NDIF: {what}: {count(prompts, 'prompt')} in {count(len(jobs), 'job')}{cached}; "
               f"about {_size(sent)} to send and {_size(back)} to come back", file=out, flush=True)
-    waiting: dict[int, tuple[str, float]] = {}
-    for i in todo:  # jobs an interrupted run submitted: polled again, not sent twice
-        noted = _pending(folder / f"{keys[i]}.job")
+    notes = {i: folder / f"{keys[i]}.job" for i in todo}
+    waiting: dict[int, Note] = {}
+    for i in todo:  # jobs an interrupted run submitted: polled again by their id, not sent twice
+        noted = _noted(notes[i])
         if noted is not None:
             waiting[i] = noted
     queue = [i for i in todo if i not in waiting]
     finished = len(results)
-    while queue or waiting:
-        while queue and len(waiting) < IN_FLIGHT:
-            i = queue.pop(0)
-            sent = runner.submit(jobs[i])
-            if isinstance(sent, Done):
-                results[i] = _keep(folder / f"{keys[i]}.pt", sent.result)
+
+    def again(i: int, why: str) -> None:
+        """Send a job again (its result is gone on NDIF): one line saying why."""
+        notes[i].unlink(missing_ok=True)
+        del waiting[i]
+        queue.insert(0, i)
+        print(f"{runner.name} on NDIF: {what}: job {i + 1}/{len(jobs)} {why}: sending it again", file=out, flush=True)
+
+    try:
+        while queue or waiting:
+            while queue and len(waiting) < IN_FLIGHT:
+                i = queue.pop(0)
+                try:
+                    submitted = runner.submit(jobs[i])
+                except LensError as error:
+                    if waiting:
+                        raise LensError(f"{error} ({_kept(waiting)})") from error
+                    raise
+                if isinstance(submitted, Done):
+                    results[i] = _keep(folder / f"{keys[i]}.pt", submitted.result)
+                    finished += 1
+                    _progress(runner, what, finished, len(jobs), jobs[i], 0.0, folder / f"{keys[i]}.pt", out)
+                    continue
+                now = time.time()
+                waiting[i] = Note(submitted, now, now)
+                _note(notes[i], waiting[i])
+            if not waiting:
+                continue
+            time.sleep(POLL_SECONDS)
+            for i, note in list(waiting.items()):
+                now = time.time()
+                try:
+                    polled = runner.poll(note.job_id)
+                except JobFailed:
+                    notes[i].unlink(missing_ok=True)  # failed there: the next run sends it again
+                    del waiting[i]
+                    raise
+                except ResultRefused as refused:
+                    if note.may_be_gone(now):
+                        again(i, "came back without its result, which NDIF keeps 2 hours after a job completes")
+                        continue
+                    raise ResultRefused(f"{refused}, though it completed less than 2 hours ago: run again to ask "
+                                        f"for it again ({_kept(waiting)})") from refused
+                except LensError as error:  # NDIF not reached, or answering 5xx: the job is still there
+                    raise LensError(f"{error} ({_kept(waiting)})") from error
+                if isinstance(polled, Pending):
+                    if polled.status is not None:
+                        note.pending, note.unknown = now, None
+                        if polled.status != note.status:  # kept as it changes: a killed run leaves it too
+                            note.status = polled.status
+                            _note(notes[i], note)
+                        continue
+                    if note.may_be_gone(now):
+                        again(i, "is no longer known to NDIF (404), which keeps a result 2 hours after a job "
+                                 "completes")
+                        continue
+                    note.unknown = note.unknown or now
+                    if now - note.unknown > UNKNOWN_SECONDS:
+                        notes[i].unlink(missing_ok=True)  # nothing to fetch: the next run sends it again
+                        del waiting[i]
+                        raise LensError(f"NDIF has no record of job {note.job_id} (404 for "
+                                        f"{now - note.unknown:.0f} s): run again to send it again")
+                    continue
+                results[i] = _keep(folder / f"{keys[i]}.pt", polled)
+                notes[i].unlink(missing_ok=True)
+                del waiting[i]
                 finished += 1
-                _progress(runner, what, finished, len(jobs), jobs[i], 0.0, folder / f"{keys[i]}.pt", out)
-                continue
-            waiting[i] = (sent, time.time())
-            _write(folder / f"{keys[i]}.job", f"{sent} {time.time():.0f}".encode())
-        if not waiting:
-            continue
-        time.sleep(POLL_SECONDS)
-        for i, (job_id, since) in list(waiting.items()):
-            try:
-                result = runner.poll(job_id)
-            except Exception:
-                (folder / f"{keys[i]}.job").unlink(missing_ok=True)  # failed there: a rerun sends it again
-                raise
-            if result is None:
-                continue
-            results[i] = _keep(folder / f"{keys[i]}.pt", result)
-            (folder / f"{keys[i]}.job").unlink(missing_ok=True)
-            del waiting[i]
-            finished += 1
-            _progress(runner, what, finished, len(jobs), jobs[i], time.time() - since, folder / f"{keys[i]}.pt", out)
+                _progress(runner, what, finished, len(jobs), jobs[i], now - note.sent, folder / f"{keys[i]}.pt", out)
+            late = [note for note in waiting.values() if time.time() - note.waiting > DEADLINE_SECONDS]
+            if late:
+                raise LensError(f"job {late[0].job_id} is not back from NDIF after {_duration(DEADLINE_SECONDS)}: "
+                                f"run again later to fetch it ({_kept(waiting)})")
+    finally:
+        for i, note in waiting.items():  # when each was last seen not finished, for the next run
+            _note(notes[i], note)
     return [results[i] for i in range(len(jobs))]
+
+
+def _kept(waiting: dict[int, Note]) -> str:
+    """What a stopped run leaves for the next: its jobs on NDIF, noted to be fetched, not sent again."""
+    return (f"{count(len(waiting), 'job')} sent to NDIF {'is' if len(waiting) == 1 else 'are'} noted: the next "
+            "run fetches them by their id, without sending them again")
 
 
 def jobs_dir(identity: str) -> Path:
@@ -162,15 +268,26 @@ def _progress(runner: Runner, what: str, done: int, total: int, job: Job, second
           f"{_size(path.stat().st_size)})", file=out, flush=True)
 
 
-def _pending(path: Path) -> tuple[str, float] | None:
-    """A submitted job noted on disk (its id and when it was sent), unless it is too old to be there still."""
+def _noted(path: Path) -> Note | None:
+    """A submitted job noted on disk: its id, when it was sent and when it was last seen not finished (a note of
+    an earlier version, "id sent", counts its sending as the last time)."""
     if not path.is_file():
         return None
-    job_id, _, since = path.read_text().partition(" ")
-    if not job_id or time.time() - float(since or 0) > STALE_SECONDS:
-        path.unlink(missing_ok=True)
-        return None
-    return job_id, float(since)
+    text = path.read_text()
+    try:
+        fields = json.loads(text)
+        return Note(str(fields["id"]), float(fields["sent"]), float(fields["pending"]))
+    except (ValueError, KeyError, TypeError):
+        job_id, _, sent = text.partition(" ")
+        try:
+            return Note(job_id, float(sent), float(sent)) if job_id else None
+        except ValueError:
+            return None
+
+
+def _note(path: Path, note: Note) -> None:
+    """Note a submitted job on disk (atomically)."""
+    _write(path, json.dumps({"id": note.job_id, "sent": round(note.sent), "pending": round(note.pending)}).encode())
 
 
 def _keep(path: Path, result: Any) -> Any:
@@ -215,6 +332,13 @@ def _hash_into(digest: Any, value: Any) -> None:
 def count(n: int, thing: str) -> str:
     """"1 job", "3 jobs"."""
     return f"{n} {thing}{'' if n == 1 else 's'}"
+
+
+def _duration(seconds: float) -> str:
+    """Seconds in words: 40 s, 5 minutes, 6 hours."""
+    if seconds >= 3600:
+        return f"{seconds / 3600:g} hours"
+    return f"{seconds / 60:g} minutes" if seconds >= 60 else f"{seconds:.0f} s"
 
 
 def _size(n: float) -> str:

@@ -48,7 +48,7 @@ def reduce(logits: torch.Tensor, output: torch.Tensor, ids: torch.Tensor, top_k:
 
     Args:
         logits: the lens's logits, (prompts, n_layers, vocab).
-        output: the model's output logits, (prompts, vocab).
+        output: the model's output logits, (prompts, vocab), on any device (brought to the logits').
         ids: per prompt the token ids followed, (prompts, followed); a row shorter than others repeats an id.
         top_k: how many top tokens per block are kept.
         temperatures: the temperatures the entropy, KL and log-normaliser are kept at.
@@ -68,8 +68,9 @@ def reduce(logits: torch.Tensor, output: torch.Tensor, ids: torch.Tensor, top_k:
 
 def _reduce(logits: torch.Tensor, output: torch.Tensor, ids: torch.Tensor, top_k: int,
             temperatures: Sequence[float], output_ids: torch.Tensor | None) -> dict[str, torch.Tensor]:
-    """`reduce`, under whatever autocast the caller left."""
-    z, out = logits.float(), output.float()
+    """`reduce`, under whatever autocast the caller left, on the logits' device (a model spread over GPUs puts the
+    lens's logits where the unembedding is, the output maybe elsewhere)."""
+    z, out = logits.float(), output.to(logits.device).float()
     b, n_layers, vocab = z.shape
     ids = ids.to(z.device, torch.long)
     top_z, top_i = z.topk(top_k, dim=-1)

@@ -7,7 +7,8 @@ computes runs there (`lens.intrace`): the lens at the last position, reduced to 
 difference from the output), the model's own greedy continuation, the logit-lens grid, activation patching
 (p(answer) per patched row); so what comes back is figures, a few kilobytes a prompt, never activations
 (attention patterns are not read there: `lens.attention`). Jobs are queued without waiting, polled and kept on
-disk (`lens.jobs`). A model here can take the same path, NDIF's requests simulated by nnsight (`simulated`).
+disk (`lens.jobs`). A model here can take the same path, each request serialized, unpacked where no `lens` is
+and the unpacked code run here (`simulated`: one device, no HTTP, queue or sandbox).
 
 The API key comes from the environment (`NDIF_API_KEY`) or from nnsight's configuration file, written once by
 `nnsight login` (nnsight's `CONFIG.set_default_api_key`). No key, no network, a model NDIF does not run now for
@@ -23,6 +24,7 @@ import hashlib
 import importlib.abc
 import inspect
 import json
+import linecache
 import os
 import re
 import sys
@@ -50,6 +52,10 @@ NOT_DEDICATED = "Model is not dedicated and hotswapping is not supported for thi
 TOO_OLD = re.compile(r"Client nnsight version (\S+) is incompatible with the server nnsight version\. "
                      r"The minimum supported version is (\S+)\. ")
 """NDIF's refusal of a client older than its own nnsight (its `validate_nnsight_version`)."""
+PYTHON_REFUSED = re.compile(r"Client python version (\S+) (?:is incompatible with the server\. The minimum supported "
+                            r"version is|does not match server version:) (\d+(?:\.\d+)*)")
+"""NDIF's refusal of the client's Python (its `validate_python_version`): older than its minimum, which defaults to
+the server's own Python (3.12 in its environment); an older server wanted the same minor version exactly."""
 
 
 PATCHES_PER_JOB = 8
@@ -181,14 +187,42 @@ class RemoteModel:
         self._run(job, backend)
         return backend.job_id
 
-    def poll(self, job_id: str) -> Any | None:
-        """A submitted job's result, or None while it is queued or running; one line where NDIF failed it."""
+    def poll(self, job_id: str) -> Any:
+        """A submitted job's result, or `jobs.Pending` with its status while it is not back (None where NDIF has no
+        record of it: nnsight's poll answers a 404 with None); one line where NDIF failed it (`jobs.JobFailed`),
+        where the link to its result was refused (`jobs.ResultRefused`), or where NDIF could not be asked."""
+        import httpx
+        from nnsight.intervention.backends.remote import RemoteError
+
         backend = self._backend(job_id)
         try:
             result = backend.poll()
+        except RemoteError as error:  # its ERROR status: NDIF ran the job and failed it
+            raise jobs.JobFailed(str(self._explain(error))) from error
+        except httpx.HTTPStatusError as error:
+            raise self._polling_error(job_id, error) from error
         except Exception as error:  # noqa: BLE001 - every failure of the remote call becomes one line
             raise self._explain(error) from error
-        return None if result is None else result["out"]
+        status = None if backend.status is None else str(getattr(backend.status, "value", backend.status))
+        if result is None and status == "COMPLETED":
+            raise jobs.JobFailed(f"NDIF completed job {job_id} on {self.repo} without a result: run again to send it "
+                                 "again")
+        if result is None:
+            return jobs.Pending(status)
+        return result["out"]
+
+    def _polling_error(self, job_id: str, error: Any) -> LensError:
+        """One line for an HTTP error while a job is polled: at NDIF's /response (a refused key, or 5xx: the job is
+        still there), or at the link to its result (kept two hours after the job completes: not the API key)."""
+        code, reason = error.response.status_code, error.response.reason_phrase
+        if not str(error.request.url).startswith(f"{self.host}/response/"):
+            return jobs.ResultRefused(f"the link to the result of job {job_id} was refused ({code} {reason}): NDIF "
+                                      "keeps a result 2 hours after its job completes")
+        if code in (401, 403):
+            return LensError(f"NDIF refused the API key while job {job_id} was polled ({code} {reason}): check "
+                             f"NDIF_API_KEY (get one at {KEY_URL})")
+        return LensError(f"NDIF at {self.host} answered {code} {reason} while job {job_id} was polled: try again "
+                         "later (https://discuss.ndif.us)")
 
     def _backend(self, job_id: str | None = None) -> Any:
         """nnsight's remote backend for a job sent without waiting (or polled, by its id), its display off."""
@@ -211,9 +245,10 @@ class RemoteModel:
 
     def _run(self, job: jobs.Job, backend: Any) -> Any:
         """Open a job's trace with `backend`; what it saved where the backend ran it here (None where it went to
-        NDIF). Only the names the block uses travel: the batch, the envoys, plain values, and the functions of
-        `lens.intrace` by value."""
-        import nnsight
+        NDIF). Only the names the block uses travel: the batch, the envoys, plain values, the functions of
+        `lens.intrace` by value, and nnsight's `save`, bound here (by reference to the module of the request's own
+        tracer), so that no module object travels: NDIF would have to allow `import nnsight` to unpack it."""
+        from nnsight import save
 
         from lens.intrace import grid_figures, lens_figures, patched_p
         from lens.reduce import margins
@@ -226,7 +261,7 @@ class RemoteModel:
             try:
                 if job.kind == "lens":
                     with nn.trace(dict(job.inputs), backend=backend, logits_to_keep=1):
-                        out = nnsight.save(lens_figures(
+                        out = save(lens_figures(
                             nn, layers, norm, head, args["softcap"], args["lenses"], args["ids"], args["output_ids"],
                             args["top_k"], args["temperatures"]))
                 elif job.kind == "continuation":
@@ -236,17 +271,17 @@ class RemoteModel:
                                      pad_token_id=args["pad"], return_dict_in_generate=True,
                                      output_logits=True) as tracer:
                         generated = tracer.result  # not views: only these travel
-                        out = nnsight.save((generated.sequences[:, width:].clone(), margins(generated.logits)))
+                        out = save((generated.sequences[:, width:].clone(), margins(generated.logits)))
                 elif job.kind == "grid":
                     with nn.trace(dict(job.inputs), backend=backend):
-                        out = nnsight.save(grid_figures(layers, norm, head, args["softcap"]))
+                        out = save(grid_figures(layers, norm, head, args["softcap"]))
                 elif job.kind == "patching":
                     with nn.session(backend=backend):
                         rows = []
                         for inputs, k, where, target in zip(args["inputs"], args["k"], args["where"], args["target"]):
                             with nn.trace(dict(inputs), logits_to_keep=1):
                                 rows.append(patched_p(nn, layers, k, where, target))
-                        out = nnsight.save(rows)
+                        out = save(rows)
                 else:
                     raise ValueError(f"unknown job kind {job.kind!r}")
             except LensError:
@@ -269,10 +304,13 @@ class RemoteModel:
             return LensError(f"NDIF needs nnsight >= {minimum} (this environment has {client}): try it with "
                              f"`./run upgrade-check nnsight=={minimum}`, then keep it with "
                              "`./run upgrade-check --take`")
+        python = PYTHON_REFUSED.search(str(error))
+        if python:
+            return _python_refused(*python.groups(), exactly="does not match" in str(error))
         if "not dedicated" in lowered or "hotswap" in lowered:  # NDIF's words for a model it does not run now
             return LensError(f"NDIF does not run {self.repo} for this API key now ({text}): see {SCHEDULE_URL} "
                              "for when it is scheduled")
-        if any(word in lowered for word in ("api key", "api-key", "unauthorized", "forbidden", " 401", " 403")):
+        if any(word in lowered for word in ("api key", "api-key", "unauthorized", " 401")):  # NDIF's words (a 401)
             return LensError(f"NDIF refused the API key ({text}): check NDIF_API_KEY (get one at {KEY_URL})")
         if isinstance(error, websocket.WebSocketBadStatusException):
             return LensError(f"NDIF at {self.host} refused the connection ({text}): try again later")
@@ -320,11 +358,53 @@ class _NoLensHere(importlib.abc.MetaPathFinder):
         return None
 
 
+@contextlib.contextmanager
+def _no_lens() -> Any:
+    """`lens` unimportable, as on NDIF: its modules out of `sys.modules` and a finder that refuses them."""
+    hidden = {name: sys.modules.pop(name) for name in list(sys.modules) if name == "lens" or name.startswith("lens.")}
+    sys.meta_path.insert(0, finder := _NoLensHere())
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(finder)
+        sys.modules.update(hidden)
+
+
 def _simulation_backend() -> type:
-    """nnsight's local simulation of a remote request, with `lens` hidden as it is on NDIF."""
+    """nnsight's local simulation of a remote request, run as NDIF runs one: unpacked with `lens` hidden, then the
+    unpacked block and the unpacked copies of the functions it calls run (nnsight's own simulation runs the block
+    against the functions here), `lens` still hidden; what the block saved comes back as a remote result does."""
     from nnsight.intervention.backends.local import LocalSimulationBackend
 
     class Simulated(LocalSimulationBackend):
+        def __call__(self, tracer: Any) -> None:
+            from nnsight.ndif import pull_env
+            from nnsight.schema.request import RequestModel
+            from nnsight.tracing.tracer import _saves
+            from nnsight.tracing.util import push
+
+            pull_env()
+            blob = RequestModel.serialize(tracer, compress=False)
+            filename = tracer.info.frame.f_code.co_filename
+            line = linecache.cache.get(filename)  # unpacking registers the block's source under the file's name
+            try:
+                hidden = self._hide_local_modules()
+                try:
+                    restored = RequestModel.deserialize(blob, self.model._remoteable_persistent_objects(),
+                                                        compress=False)
+                finally:
+                    self._restore(hidden)
+                with _no_lens():
+                    restored.execute(restored.info.code)
+                frame = restored.info.frame
+                saved = {name: value for name, value in frame.f_locals.items() if id(value) in _saves()}
+            finally:
+                if line is None:
+                    linecache.cache.pop(filename, None)
+                else:
+                    linecache.cache[filename] = line
+            push(tracer.info.frame, saved)
+
         def _hide_local_modules(self) -> dict:
             hidden = super()._hide_local_modules()  # pops lens.* from sys.modules
             sys.meta_path.insert(0, finder := _NoLensHere())
@@ -339,7 +419,8 @@ def _simulation_backend() -> type:
 
 
 def SimulatedNDIF(nn: Any) -> Any:  # noqa: N802 - builds an instance of a class made on first use
-    """A backend that runs a remote request here as NDIF would: serialized, unpacked where no `lens` is, run."""
+    """A backend that runs a remote request here as NDIF would: serialized, unpacked where no `lens` is, and the
+    unpacked code run there (one device, no HTTP, no queue, no whitelist but the missing `lens`)."""
     return _simulation_backend()(nn)
 
 
@@ -359,8 +440,8 @@ class _MeasuringBackend:
 
 def simulated(model: Any) -> RemoteModel:
     """A model loaded here, taken as if NDIF ran it: every job goes through the remote path (serialized, unpacked
-    where no `lens` package is, run on this model by nnsight's local simulation), so its figures are those a
-    remote run computes (tests, and `LENS_NDIF=local`)."""
+    where no `lens` package is, the unpacked code run on this model), so its figures are those a remote run
+    computes (tests, and `LENS_NDIF=simulate`)."""
     spec = model.spec
     nn = nnsight_model(model)
     return RemoteModel(spec=spec, repo=getattr(spec, "repo", spec.name), nn=nn, tokenizer=model.tokenizer,
@@ -563,6 +644,14 @@ def _meta_model(repo: str) -> Any:
     except (OSError, ValueError) as error:
         raise LensError(f"cannot read {repo}'s config and tokenizer from the Hugging Face Hub "
                         f"({_first_line(error)}): a run on NDIF needs them (never the weights)") from error
+
+
+def _python_refused(client: str, needed: str, exactly: bool = False) -> LensError:
+    """One line for NDIF's refusal of this Python: which Python to make the environment with, and how."""
+    wants = f"Python {needed}" + ("" if exactly else " or newer")
+    return LensError(f"NDIF refuses Python {client}: it needs {wants}; make the project's environment with "
+                     f"it: `rm -rf .venv && python{needed} -m venv .venv`, then `./run` installs the locked libraries "
+                     "into it")
 
 
 def _nnsight_command() -> str:

@@ -1,18 +1,23 @@
 """Remote jobs (lens.jobs): one per batch, sent without waiting and polled, an estimate before anything is sent,
 a line per finished job, every finished one kept on disk so an interrupted run resumes where it stopped; and the
-same jobs through nnsight's own non-blocking client against a stand-in NDIF that answers as the real one does."""
+same jobs through nnsight's own non-blocking client against a stand-in NDIF (`tests.ndif.FakeNDIF`) that answers
+as the real one does and runs each request as NDIF runs it: every status, a lost connection, a 5xx, a refused
+result link, a job NDIF failed, forgot or keeps queued."""
 
 from __future__ import annotations
 
+import contextlib
 import io
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import re
+import time
 
 import pytest
 import torch
 
 from lens import jobs
+from lens.errors import LensError
+from tests import ndif
+from tests.ndif import FakeNDIF
 
 
 class Queue:
@@ -38,7 +43,7 @@ class Queue:
     def poll(self, job_id: str):
         self.asked[job_id] = self.asked.get(job_id, 0) + 1
         if self.asked[job_id] < self.polls:
-            return None
+            return jobs.Pending("QUEUED")
         self.back.append(job_id)
         return {"first": torch.tensor([int(job_id.removeprefix("job-"))])}
 
@@ -90,22 +95,32 @@ def test_finished_jobs_are_kept_and_an_interrupted_run_resumes_where_it_stopped(
 def test_a_job_that_failed_there_is_sent_again_by_the_next_run():
     class Failing(Queue):
         def poll(self, job_id):
-            raise RuntimeError("NDIF could not run m: CUDA out of memory")
+            raise jobs.JobFailed("NDIF could not run m: CUDA out of memory")
 
-    with pytest.raises(RuntimeError, match="out of memory"):
+    with pytest.raises(jobs.JobFailed, match="out of memory"):
         jobs.run(Failing(), batches(1), "x", out=io.StringIO())
     again = Queue()
     jobs.run(again, batches(1), "x", out=io.StringIO())
     assert again.sent == ["job-0"]
 
 
-def test_a_job_noted_too_long_ago_is_sent_again(monkeypatch):
+def test_a_job_noted_long_ago_is_asked_for_by_its_id_first():
+    # NDIF's result link lives 2 hours from the job's completion, not from its sending: a job queued for hours is
+    # still there.
     with pytest.raises(KeyboardInterrupt):
         jobs.run(Queue(fail_at=1, polls=99), batches(2), "x", out=io.StringIO())
-    monkeypatch.setattr(jobs, "STALE_SECONDS", -1)  # NDIF keeps a result's link two hours
+    (note,) = jobs_dir_files(Queue(), "*.job")
+    age(note, hours=5)
     again = Queue()
     jobs.run(again, batches(2), "x", out=io.StringIO())
-    assert again.sent == ["job-0", "job-1"]
+    assert again.sent == ["job-1"] and again.asked["job-0"] == 1
+
+
+def age(note, hours: float) -> None:
+    """Make a note look as if its job was sent, and last seen not finished, `hours` ago."""
+    noted = jobs._noted(note)
+    then = time.time() - hours * 3600
+    jobs._note(note, jobs.Note(noted.job_id, then, then))
 
 
 def test_other_code_or_other_inputs_are_other_jobs():
@@ -119,88 +134,150 @@ def test_other_code_or_other_inputs_are_other_jobs():
 
 # ---- nnsight's own non-blocking client against a stand-in NDIF -------------------------------------------------
 
+PROMPT = "The capital of Germany is"
+
 
 @pytest.fixture
-def stand_in_ndif():
-    """NDIF's HTTP API as nnsight 0.8 talks to it without waiting: POST /request answers RECEIVED with the job's
-    id; GET /response/<id> answers 404 until a status is recorded, then QUEUED, then COMPLETED with a link to the
-    result, which is torch.save of the saved values, zstd-compressed as the client asks."""
-    import zstandard
-
-    class NDIF(BaseHTTPRequestHandler):
-        requests: list[dict] = []
-        polls: dict[str, int] = {}
-        result: dict = {}
-
-        def do_POST(self):  # noqa: N802
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            NDIF.requests.append({"path": self.path, "key": self.headers.get("ndif-api-key"), "size": len(body),
-                                  "metadata": body.split(b'name="data"')[1][:2000]})
-            self._json({"id": f"job-{len(NDIF.requests)}", "status": "RECEIVED", "description": "received"})
-
-        def do_GET(self):  # noqa: N802
-            if self.path.startswith("/result/"):
-                buffer = io.BytesIO()
-                torch.save(NDIF.result, buffer)
-                self._send(200, zstandard.ZstdCompressor().compress(buffer.getvalue()), "application/octet-stream")
-                return
-            job_id = self.path.removeprefix("/response/")
-            NDIF.polls[job_id] = NDIF.polls.get(job_id, 0) + 1
-            if NDIF.polls[job_id] == 1:
-                self._send(404, b"{}", "application/json")
-            elif NDIF.polls[job_id] == 2:
-                self._json({"id": job_id, "status": "QUEUED", "description": "queued"})
-            else:
-                host = self.headers["Host"]
-                self._json({"id": job_id, "status": "COMPLETED", "description": "done",
-                            "data": f"http://{host}/result/{job_id}"})
-
-        def _json(self, payload: dict) -> None:
-            self._send(200, json.dumps(payload).encode(), "application/json")
-
-        def _send(self, status: int, body: bytes, kind: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), NDIF)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield NDIF, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-
-
-def test_jobs_go_to_ndif_without_waiting_and_are_polled_until_they_are_back(stand_in_ndif, tiny_tokenizer,
-                                                                              monkeypatch):
+def tiny(tiny_tokenizer, monkeypatch):
+    """A random Llama taken as if NDIF ran it (`lens.remote.simulated`), nnsight's client configured as for NDIF (a
+    key, compressed requests), and its logit-lens grid of PROMPT run here through the remote path."""
     from nnsight import CONFIG
 
     from lens.remote import simulated
-    from lens.trace import Wanted, collect, read
-    from tests import ndif
     from tests.conftest import random_model
 
-    server, host = stand_in_ndif
-    model = random_model("llama", tiny_tokenizer)
-    prompts, answers = ["Rome is the capital of", "The capital of Germany is"], [" Italy", " Berlin"]
-    here = simulated(model)  # what NDIF computes for this job, run here: the stand-in sends it back
-    expected = collect(here, prompts, answers, backend="nnsight")
-    (server.result,) = [{"id": "x", "out": jobs._load(path)} for path in jobs_dir_files(here)]
     monkeypatch.setattr(CONFIG.API, "APIKEY", "dummy")
     monkeypatch.setattr(CONFIG.API, "COMPRESS", True)
+    model = random_model("llama", tiny_tokenizer)
+    return model, simulated(model).grid(PROMPT)
+
+
+def on(fake: FakeNDIF, model):
+    """`model` sent to the stand-in NDIF, under the model key nnsight sends for a Hub model."""
+    from lens.remote import simulated
+
     far = simulated(model)
-    far.via, far.host, far.model_key = True, host, ndif.model_key("test/tiny-llama")
-    got = collect(far, prompts, answers, backend="nnsight", wanted=Wanted(answers=answers))
-    assert [r["path"] for r in server.requests] == ["/request"]  # one job, sent once, over plain HTTP
-    assert server.requests[0]["key"] == "dummy" and b"test/tiny-llama" in server.requests[0]["metadata"]
-    assert server.polls == {"job-1": 3}  # not yet recorded, queued, completed
+    far.via, far.host, far.model_key = True, fake.host, ndif.model_key("test/tiny-llama")
+    fake.nn = far.nn
+    return far
+
+
+def same(a, b) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_jobs_go_to_ndif_without_waiting_and_are_polled_through_every_status(tiny):
+    # The request NDIF receives, run there as NDIF runs it, gives what the same job gives run here (`simulated`).
+    from lens.remote import simulated
+    from lens.trace import Wanted, collect, read
+
+    model, _ = tiny
+    prompts, answers = ["Rome is the capital of", "The capital of Germany is"], [" Italy", " Berlin"]
+    here = simulated(model)
+    expected = collect(here, prompts, answers, backend="nnsight")
+    with FakeNDIF(statuses=ndif.STATUSES) as fake:
+        far = on(fake, model)
+        got = collect(far, prompts, answers, backend="nnsight", wanted=Wanted(answers=answers))
+    (sent,) = fake.requests  # one job, sent once, over plain HTTP
+    assert sent["headers"]["ndif-api-key"] == "dummy" and sent["metadata"]["model_key"] == far.model_key
+    assert sent["metadata"]["compress"] is True and sent["headers"]["python-version"]
+    assert fake.polls == {"job-1": len(ndif.STATUSES)} and fake.downloads == {"job-1": 1}
     for a, b in zip(read(far, got, answers), read(here, expected, answers), strict=True):
         assert a == b
 
 
-def jobs_dir_files(model) -> list:
-    return sorted(jobs.jobs_dir(model.identity).glob("*.pt"))
+@pytest.mark.parametrize("fault, link, said", [
+    ("drop", [200], r"cannot reach NDIF at http://127\.0\.0\.1:\d+ \(.+\): check the network connection"),
+    (503, [200], r"NDIF at http://127\.0\.0\.1:\d+ answered 503 Service Unavailable while job job-1 was polled: "
+                 r"try again later \(https://discuss\.ndif\.us\)"),
+    ("COMPLETED", [403, 200], r"the link to the result of job job-1 was refused \(403 Forbidden\): NDIF keeps a "
+                              r"result 2 hours after its job completes, though it completed less than 2 hours ago: "
+                              r"run again to ask for it again"),
+], ids=["connection-lost", "5xx", "link-refused"])
+def test_a_failure_while_polling_leaves_the_note_and_the_rerun_fetches_the_same_job(tiny, fault, link, said):
+    model, expected = tiny
+    with FakeNDIF(statuses=["QUEUED", fault, "COMPLETED"], link=link) as fake:
+        far = on(fake, model)
+        with pytest.raises(LensError) as stopped:
+            far.grid(PROMPT)
+        line = str(stopped.value)
+        assert "\n" not in line and "API key" not in line
+        assert re.fullmatch(said + r" \(1 job sent to NDIF is noted: the next run fetches them by their id, "
+                                   r"without sending them again\)", line), line
+        (note,) = jobs_dir_files(far, "*.job")
+        assert jobs._noted(note).job_id == "job-1"
+        assert same(far.grid(PROMPT), expected)  # the rerun
+    assert [r["id"] for r in fake.requests] == ["job-1"]  # fetched by its id, never sent again
+    assert fake.polls["job-1"] == 3 and not jobs_dir_files(far, "*.job")
+
+
+def test_a_job_queued_for_hours_is_fetched_not_sent_again(tiny):
+    # NDIF's result link lives 2 hours from completion: a job sent 5 hours ago and still queued is still there.
+    model, expected = tiny
+    with FakeNDIF(statuses=["QUEUED", "drop", "QUEUED", "COMPLETED"]) as fake:
+        far = on(fake, model)
+        with pytest.raises(LensError, match="cannot reach NDIF"):
+            far.grid(PROMPT)
+        age(*jobs_dir_files(far, "*.job"), hours=5)
+        assert same(far.grid(PROMPT), expected)
+    assert len(fake.requests) == 1 and fake.polls["job-1"] == 4
+
+
+def test_a_result_whose_link_may_have_expired_is_sent_again_in_the_same_run(tiny):
+    model, expected = tiny
+    out = io.StringIO()
+    with FakeNDIF(statuses={"job-1": ["QUEUED", "drop", "COMPLETED"]}, link=[403, 200]) as fake:
+        far = on(fake, model)
+        with pytest.raises(LensError, match="cannot reach NDIF"):
+            far.grid(PROMPT)
+        age(*jobs_dir_files(far, "*.job"), hours=3)  # last seen queued 3 hours ago: it may have completed then
+        with contextlib.redirect_stderr(out):
+            assert same(far.grid(PROMPT), expected)
+    assert [r["id"] for r in fake.requests] == ["job-1", "job-2"] and fake.downloads == {"job-1": 1, "job-2": 1}
+    assert ("tiny-llama on NDIF: the logit-lens grid: job 1/1 came back without its result, which NDIF keeps 2 "
+            "hours after a job completes: sending it again") in out.getvalue().splitlines()
+
+
+def test_a_job_ndif_has_no_record_of_ends_in_one_line_and_is_sent_again_by_the_next_run(tiny, monkeypatch):
+    # nnsight's poll answers a 404 with None, as it does while a job is not yet recorded: forever, here.
+    monkeypatch.setattr(jobs, "UNKNOWN_SECONDS", 0.0)
+    model, expected = tiny
+    with FakeNDIF(statuses={"job-1": [404]}) as fake:
+        far = on(fake, model)
+        with pytest.raises(LensError, match=r"^NDIF has no record of job job-1 \(404 for 0 s\): run again to send "
+                                            r"it again$"):
+            far.grid(PROMPT)
+        assert not jobs_dir_files(far, "*.job")
+        assert same(far.grid(PROMPT), expected)
+    assert [r["id"] for r in fake.requests] == ["job-1", "job-2"]
+
+
+def test_polling_has_a_deadline_after_which_the_job_stays_noted(tiny, monkeypatch):
+    model, expected = tiny
+    monkeypatch.setattr(jobs, "DEADLINE_SECONDS", 0.0)
+    with FakeNDIF(statuses=["QUEUED", "COMPLETED"]) as fake:
+        far = on(fake, model)
+        with pytest.raises(LensError, match=r"^job job-1 is not back from NDIF after 0 s: run again later to fetch "
+                                            r"it \(1 job sent to NDIF is noted"):
+            far.grid(PROMPT)
+        monkeypatch.setattr(jobs, "DEADLINE_SECONDS", 3600.0)
+        assert same(far.grid(PROMPT), expected)
+    assert len(fake.requests) == 1
+
+
+def test_a_job_ndif_failed_is_told_by_its_exception_and_sent_again_by_the_next_run(tiny):
+    model, expected = tiny
+    failed = ndif.error_description(RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    with FakeNDIF(statuses={"job-1": ["QUEUED", ("ERROR", failed)]}) as fake:
+        far = on(fake, model)
+        with pytest.raises(jobs.JobFailed) as refused:
+            far.grid(PROMPT)
+        assert str(refused.value) == ("NDIF could not run tiny-llama: RuntimeError: CUDA out of memory. Tried to "
+                                      "allocate 2.00 GiB")
+        assert not jobs_dir_files(far, "*.job")
+        assert same(far.grid(PROMPT), expected)
+    assert [r["id"] for r in fake.requests] == ["job-1", "job-2"]
+
+
+def jobs_dir_files(model, pattern: str = "*.pt") -> list:
+    return sorted(jobs.jobs_dir(model.identity).glob(pattern))

@@ -5,6 +5,11 @@ naming its cause (the exception a server traceback ends with, the Hub, an nnsigh
 from __future__ import annotations
 
 import importlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -15,6 +20,7 @@ from lens.errors import LensError
 from lens.registry import HubModel
 from tests import ndif
 
+ROOT = Path(__file__).parent.parent
 HOST = "https://api.ndif.us"
 RUNNING_ELSEWHERE = [ndif.hot("other/served"), ndif.cold("other/cold"), ndif.warm("other/warm")]
 """Other models in the same /status: only the first is running for an ordinary key."""
@@ -177,3 +183,223 @@ def test_a_hub_failure_as_the_trace_starts_is_told_as_the_hubs(tiny_tokenizer, m
     with pytest.raises(LensError, match=r"^cannot reach the Hugging Face Hub to name test/hubless to NDIF \(.+\): "
                                         r"check the network connection$"):
         trace(far, ["Rome is the capital of"], [" Italy"], backend="nnsight")
+
+
+def test_an_older_ndifs_refusal_of_another_python_says_which_python_to_use():
+    from nnsight.intervention.backends.remote import RemoteError
+
+    line = str(an_ndif_model()._explain(RemoteError(f"Failed to send request: {ndif.python_mismatch('3.11', '3.12')}")))
+    assert line == ("NDIF refuses Python 3.11: it needs Python 3.12; make the project's environment with it: "
+                    "`rm -rf .venv && python3.12 -m venv .venv`, then `./run` installs the locked libraries into it")
+
+
+# ---- against a stand-in NDIF: what it refuses as a request arrives ---------------------------------------------
+
+HERE = f"{sys.version_info.major}.{sys.version_info.minor}"
+NEXT = f"{sys.version_info.major}.{sys.version_info.minor + 1}"
+
+
+@pytest.mark.parametrize("refusing, said", [
+    ({"min_python": NEXT},
+     f"NDIF refuses Python {HERE}: it needs Python {NEXT} or newer; make the project's environment with it: "
+     f"`rm -rf .venv && python{NEXT} -m venv .venv`, then `./run` installs the locked libraries into it"),
+    ({"min_nnsight": "9.0.0"},
+     "NDIF needs nnsight >= 9.0.0 (this environment has 0.8.1): try it with `./run upgrade-check nnsight==9.0.0`, "
+     "then keep it with `./run upgrade-check --take`"),
+    ({"key": "another"},
+     f"NDIF refused the API key (Failed to send request: {ndif.KEY_REFUSED}): check NDIF_API_KEY (get one at "
+     "https://login.ndif.us)"),
+], ids=["python", "nnsight", "key"])
+def test_what_ndif_refuses_as_a_job_arrives_is_one_line_and_nothing_is_noted(tiny_tokenizer, monkeypatch, refusing,
+                                                                             said):
+    from nnsight import CONFIG
+
+    from lens import jobs
+    from tests.conftest import random_model
+    from tests.ndif import FakeNDIF
+
+    monkeypatch.setattr(CONFIG.API, "APIKEY", "dummy")
+    far = remote.simulated(random_model("llama", tiny_tokenizer))
+    with FakeNDIF(**refusing) as fake:
+        far.via, far.host, far.model_key = True, fake.host, ndif.model_key("test/tiny-llama")
+        with pytest.raises(LensError) as refused:
+            far.grid("The capital of Germany is")
+    assert str(refused.value) == said
+    assert fake.requests == [] and not list(jobs.jobs_dir(far.identity).glob("*.job"))
+
+
+# ---- a model spread over devices, as NDIF loads one (device_map="auto") ----------------------------------------
+
+
+def test_the_reduction_is_made_where_the_lens_logits_are_whatever_device_the_output_is_on():
+    from lens.reduce import reduce
+
+    logits = torch.zeros(2, 3, 11, device="meta")  # the unembedding's device
+    output = torch.randn(2, 11)  # the last block's
+    reduced = reduce(logits, output, torch.tensor([[1, 2], [3, 3]]), 4, (1.0, 2.0), torch.tensor([[5], [6]]))
+    assert {t.device.type for t in reduced.values()} == {"meta"}
+    assert reduced["ids_ranks"].shape == (2, 3, 2) and reduced["kl"].shape == (2, 3, 2)
+
+
+def test_a_tied_embedding_model_with_its_unembedding_on_another_device_than_its_last_block(tiny_tokenizer,
+                                                                                          monkeypatch):
+    # device_map="auto" keeps a tied unembedding with the embedding, on the first GPU, and the last block on the
+    # last: the lens's logits come out on the first, the output is read after the last block. Here accelerate's
+    # hooks put the unembedding on the meta device (shapes, no values), the blocks and the final norm on the CPU.
+    # What this cannot show without two GPUs: values computed across two real devices, and accelerate's own
+    # placement of a tied model (the embedding stays on the CPU here).
+    import nnsight
+    import transformers as hf
+    from accelerate.hooks import AlignDevicesHook, add_hook_to_module
+    from nnsight import TransformersModel
+
+    from lens.backends import parts
+    from lens.intrace import lens_figures
+    from lens.tokens import encode
+    from tests.conftest import ARCHITECTURES, SIZES
+
+    tokenizer = hf.AutoTokenizer.from_pretrained(tiny_tokenizer)
+    config = ARCHITECTURES["llama"][0](vocab_size=len(tokenizer), pad_token_id=2, tie_word_embeddings=True, **SIZES)
+    hf_model = hf.AutoModelForCausalLM.from_config(config, attn_implementation="eager")
+    assert hf_model.lm_head.weight is hf_model.model.embed_tokens.weight
+    hf_model.name_or_path = "test/tied"
+    hf_model.lm_head.to("meta")
+    add_hook_to_module(hf_model.lm_head, AlignDevicesHook(execution_device=torch.device("meta")))
+    monkeypatch.setitem(importlib.import_module("nnsight.modeling.huggingface")._ID_CACHE, "test/tied", "test/tied")
+    nn = TransformersModel(hf_model, tokenizer=tokenizer, task="text-generation")
+    batch = encode(tokenizer, ["Rome is the capital of", "The capital of Germany is"], n_ctx=256)
+    remote.ship_code()
+    layers, norm, head = parts(nn)
+    save = nnsight.save
+    with nn.trace(dict(batch), backend=remote.SimulatedNDIF(nn), logits_to_keep=1):
+        reduced = save(lens_figures(nn, layers, norm, head, None, ("exact", "raw"),
+                                    {"exact": torch.tensor([[5, 7], [9, 9]]), "raw": torch.tensor([[5], [9]])},
+                                    torch.tensor([[4], [8]]), 3, (1.0,)))
+    assert reduced["exact"]["ids_ranks"].shape == (2, SIZES["num_hidden_layers"], 2)
+    assert reduced["raw"]["top_ids"].device.type == "meta"  # reduced where the unembedding is
+
+
+# ---- the shipped code, from its serialized form, where no `lens` is ---------------------------------------------
+
+
+class Keep:
+    """A backend that keeps the request nnsight would send (serialized and compressed as it sends it)."""
+
+    def __call__(self, tracer):
+        from nnsight import CONFIG
+        from nnsight.ndif import pull_env
+        from nnsight.schema.request import RequestModel
+
+        pull_env()
+        self.compress = CONFIG.API.COMPRESS
+        self.blob = RequestModel.serialize(tracer, self.compress)
+
+
+SANDBOX = ("builtins", "torch", "torch.", "collections", "collections.", "math", "typing", "typing.", "numpy",
+           "numpy.", "operator", "_operator", "enum", "time", "copyreg", "pickle", "cloudpickle", "cloudpickle.")
+"""The modules but nnsight's that NDIF's last public sandbox whitelist lets a request name while it is unpacked
+(src/services/ray/src/ray/nn/security/whitelist.yaml: its modules and deserialization modules)."""
+
+
+def canonical_modules(nn, batch) -> set[str]:
+    """The modules nnsight 0.8.1's own request format names: a trace, a generation and a session, each saving the
+    output with `.save()`, as every NDIF user's request does (nnsight's classes: its tracer, envoys, serialization)."""
+    from tests.ndif import named
+
+    found = set()
+    for kind in ("trace", "generate", "session"):
+        keep = Keep()
+        if kind == "trace":
+            with nn.trace(dict(batch), backend=keep):
+                nn.output.logits.save()
+        elif kind == "generate":
+            with nn.generate(dict(batch), max_new_tokens=2, backend=keep) as tracer:
+                tracer.result.save()
+        else:
+            with nn.session(backend=keep):
+                with nn.trace(dict(batch)):
+                    nn.output.logits.save()
+        found |= named(keep.blob, keep.compress, nn)
+    return found
+
+
+def test_the_shipped_requests_run_from_their_serialized_form_where_no_lens_is(tiny_tokenizer, tiny_folder, tmp_path,
+                                                                            monkeypatch):
+    # Each kind of job (the lens, its own continuation, the grid, patching), serialized as nnsight sends it, is
+    # unpacked and run in a fresh process where `lens` cannot be imported and only the modules NDIF's sandbox
+    # allows may be named (nnsight's own request format, torch, collections...: never `nnsight` itself), on the
+    # same weights loaded there; it gives what the job gives here.
+    from nnsight import CONFIG
+
+    from lens import jobs
+    from lens.patching import Case
+    from lens.tokens import encode
+    from lens.trace import collect
+    from tests.conftest import random_model
+    from tests.ndif import named
+
+    monkeypatch.setattr(CONFIG.API, "COMPRESS", True)
+    model = random_model("llama", tiny_tokenizer)
+    here = remote.simulated(model)
+    ran, run = [], jobs.run
+
+    def keeping(runner, batch, what, out=None):
+        results = run(runner, batch, what, out)
+        ran.extend(zip(batch, results))
+        return results
+
+    monkeypatch.setattr(jobs, "run", keeping)
+    prompts = ["Rome is the capital of", "The capital of Germany is"]
+    collect(here, prompts, [" Italy", " Berlin"], backend="nnsight")
+    here.continuations(prompts, 3)
+    here.grid(prompts[1])
+    clean = torch.tensor([model.tokenizer.encode(prompts[1], add_special_tokens=False)])
+    corrupt = clean.clone()
+    corrupt[0, -2] = int(clean[0, 1])
+    here.patch([Case(prompts[1], "", " Berlin", clean, corrupt, target=7, positions=(1, clean.shape[1] - 2))])
+    assert sorted({job.kind for job, _ in ran}) == ["continuation", "grid", "lens", "patching"]
+
+    allowed = canonical_modules(here.nn, encode(model.tokenizer, prompts, model.n_ctx)) | set(SANDBOX)
+    assert "nnsight" not in allowed
+    folder = tmp_path / "requests"
+    folder.mkdir()
+    for n, (job, _) in enumerate(ran):
+        keep = Keep()
+        here._run(job, keep)
+        names = named(keep.blob, keep.compress, here.nn)
+        assert not [m for m in names if not any(m == a or a.endswith(".") and m.startswith(a) for a in allowed)]
+        (folder / f"{n}-{job.kind}.request").write_bytes(bytes([keep.compress]) + keep.blob)
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
+    server = subprocess.run([sys.executable, str(ROOT / "tests" / "ndif.py"), str(tiny_folder), str(folder),
+                             json.dumps(sorted(allowed))], env=env, cwd=tmp_path, capture_output=True, text=True,
+                            timeout=600)
+    assert server.returncode == 0, server.stderr[-4000:]
+    for n, (job, result) in enumerate(ran):
+        assert equal(torch.load(folder / f"{n}-{job.kind}.result")["out"], result), job.kind
+
+
+def equal(a, b) -> bool:
+    """Two results the same, tensor for tensor (dicts, tuples and lists of them)."""
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(equal(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(equal(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def test_the_simulation_runs_the_unpacked_copies_of_the_shipped_functions_not_these(tiny_tokenizer):
+    from lens import intrace, lenses, reduce
+    from tests.conftest import random_model
+
+    here = remote.simulated(random_model("llama", tiny_tokenizer))
+    called = []
+    sys.setprofile(lambda frame, event, arg: called.append(frame.f_code) if event == "call" else None)
+    try:
+        here.grid("The capital of Germany is")
+    finally:
+        sys.setprofile(None)
+    originals = [intrace.grid_figures.__code__, lenses.exact_logits.__code__, reduce.top1.__code__]
+    assert not [code for code in called if any(code is original for original in originals)]  # (== is by value)
+    assert {"grid_figures", "exact_logits", "top1"} <= {code.co_name for code in called}
