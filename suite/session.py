@@ -25,7 +25,7 @@ from lens.check import check_device
 from lens.errors import LensError, NotAvailable
 from lens.registry import ModelSpec, registry, resolve
 from lens.spot import DeviceDisagrees
-from suite.estimate import LOAD, Timings, estimate, run_key
+from suite.estimate import LOAD, Timings, WorkPlan, estimate, run_key
 from suite.results import ModelRecord
 
 T = TypeVar("T")
@@ -139,6 +139,9 @@ class SuiteSession:
         """Models of the run that run on NDIF, connected to when the run began."""
         self.on_ndif = on_ndif or {}
         """Models that run on NDIF, left out because the run did not ask for them -> the command that does."""
+        self.work_plan: Callable[[str, lens.loader.Plan, list[str]], WorkPlan] | None = None
+        """What the selected tests (node ids) will compute on a model here, counted before it loads, for the
+        estimate's cost model: set by the package of claims, which knows what they compute."""
         self.remote_plan: Callable[[str, Any, list[str]], str] | None = None
         """What the selected tests (node ids) will send a model on NDIF and bring back, in one line: set by the
         package of claims, which knows what they read."""
@@ -223,7 +226,11 @@ class SuiteSession:
         plan = lens.loader.plan(self.sources[name], device=self.device, dtype=self.dtype)
         dtype = str(plan.dtype).removeprefix("torch.")
         tests = self.selected.get(name, [])
-        print(f"\n{estimate(self.timings, name, plan.parameters, dtype, plan.device, tests).line()}",
+        try:
+            work = self.work_plan(name, plan, tests) if self.work_plan is not None else None
+        except (OSError, ValueError, KeyError, LensError):  # no tokenizer or config readable: no cost model
+            work = None
+        print(f"\n{estimate(self.timings, name, plan.parameters, dtype, plan.device, tests, work).line()}",
               file=sys.stderr)
         start = time.perf_counter()
         model = lens.loader.load(self.sources[name], planned=plan)

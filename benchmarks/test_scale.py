@@ -1,0 +1,241 @@
+"""The user's scale: `./run bench -k scale` runs every phase of the findings (benchmarks/scale.py) on both embedded
+models (their weights, every fact) and on the notes' four models built at full width and vocabulary with random
+weights in bfloat16 (lens.simulate; `SCALE_FACTS` facts per prompt set), each model in a process of its own, and
+writes per phase the seconds, the peak memory and the cost model's estimate of the same work to
+benchmarks/scale.md (and scale.json).
+
+A simulated model runs at full depth where this machine's free memory holds it (`fits`), else at two reduced
+depths, extrapolated to full depth per block (both time and memory grow linearly with the blocks: the weights, the
+block outputs kept, the lens's rows). `LENS_SCALE` names the models (comma-separated), `LENS_SCALE_FACTS` the facts
+per set of a simulated run, `LENS_SCALE_DEPTHS` the depths of a reduced one (default 4,8).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from benchmarks.scale import DEPARTURES, machine
+from suite.estimate import Shape, Work, throughput_for
+
+ROOT = Path(__file__).parent.parent
+OUT = Path(__file__).with_name("scale.json")
+REPORT = Path(__file__).with_name("scale.md")
+EMBEDDED = ("smollm2", "gemma3")
+SIMULATED = ("llama3", "mistral", "gemma2", "qwen3")
+SCALE_FACTS = int(os.environ.get("LENS_SCALE_FACTS", "8"))
+DEPTHS = tuple(int(d) for d in os.environ.get("LENS_SCALE_DEPTHS", "4,8").split(","))
+HEADROOM = 3 * 2**30
+"""Free memory a full-depth run needs beyond its weights, block outputs kept for the tuned lens and the lens itself."""
+PHASES = ("load", "continuations", "collect", "read exact", "read raw", "candidates", "tuned lens", "read tuned",
+          "jacobian lens", "read jacobian", "grid", "attention", "patching", "snapshots")
+
+
+def selected() -> list[str]:
+    wanted = os.environ.get("LENS_SCALE")
+    return [m for m in (*EMBEDDED, *SIMULATED) if wanted is None or m in wanted.split(",")]
+
+
+def fits(name: str) -> bool:
+    """Whether a full-depth simulation of `name` fits in this machine's free memory now: its bfloat16 weights, the
+    tuned lens's training (the block outputs of 8,255 tokens kept, the float32 translators) and `HEADROOM`."""
+    from lens.simulate import shape_of
+
+    shape = shape_of(name)
+    need = (shape.weight_bytes("bfloat16") + 8255 * shape.n_layers * shape.d_model * 2
+            + (shape.n_layers - 1) * shape.d_model**2 * 4 + HEADROOM)
+    return psutil.virtual_memory().available >= need
+
+
+def run_scale(name: str, tmp: Path, *options: str) -> dict:
+    """One run of benchmarks/scale.py in a process of its own."""
+    out = tmp / f"{name}{'-'.join(options)}.json"
+    env = dict(os.environ, LENS_PROGRESS="0")
+    subprocess.run([sys.executable, "-m", "benchmarks.scale", name, "--out", str(out), *options], cwd=ROOT, env=env,
+                   check=True)
+    return json.loads(out.read_text())
+
+
+def shape_of(result: dict) -> Shape:
+    """The cost model's view of a measured model."""
+    return Shape(n_layers=result["n_layers"], d_model=result["d_model"], vocab=result["vocab"],
+                 parameters=result["parameters"], embedding=result["embedding"], weight_bytes=result["weight_bytes"])
+
+
+def estimated(result: dict) -> dict[str, float]:
+    """The cost model's seconds for each measured phase's own work (its counts from the run's readings)."""
+    tp = throughput_for("cpu", result["dtype"])
+    shape = shape_of(result)
+    return {p["name"]: tp.seconds(Work(**p["planned"]), shape) for p in result["phases"] if p["planned"]}
+
+
+def extrapolated(low: dict, high: dict, full: int) -> dict:
+    """A run at full depth from runs at two depths: each phase's seconds and peak memory (and the counts) continued
+    linearly per block."""
+    d1, d2 = low["n_layers"], high["n_layers"]
+    out = dict(high, n_layers=full, extrapolated=f"from depths {d1} and {d2}",
+               parameters=round(high["parameters"] + (full - d2) * (high["parameters"] - low["parameters"]) / (d2 - d1)),
+               weight_bytes=round(high["weight_bytes"] + (full - d2) * (high["weight_bytes"] - low["weight_bytes"])
+                                  / (d2 - d1)))
+    lows = {p["name"]: p for p in low["phases"]}
+    phases = []
+    for p in high["phases"]:
+        q = lows[p["name"]]
+
+        def line(a, b):
+            return a + (b - a) * (full - d1) / (d2 - d1)
+
+        phases.append(dict(p, seconds=line(q["seconds"], p["seconds"]),
+                           peak_bytes=round(line(q["peak_bytes"], p["peak_bytes"])),
+                           start_bytes=round(line(q["start_bytes"], p["start_bytes"])),
+                           counted={k: round(line(q["counted"][k], v)) for k, v in p["counted"].items()},
+                           planned={k: round(line(q["planned"][k], v)) for k, v in p["planned"].items()}))
+    out["phases"] = phases
+    return out
+
+
+@pytest.fixture(scope="module")
+def results() -> dict[str, dict]:
+    """Every selected model's figures, gathered for the report written when the module ends."""
+    found: dict[str, dict] = json.loads(OUT.read_text()) if OUT.exists() else {}
+    yield found
+    OUT.write_text(json.dumps(found, indent=1))
+    REPORT.write_text(report(found))
+
+
+@pytest.mark.parametrize("name", selected())
+def test_scale(name, results, tmp_path):
+    from lens.simulate import shape_of as full_shape
+
+    if name in EMBEDDED:
+        result = run_scale(name, tmp_path)
+    elif fits(name):
+        result = run_scale(name, tmp_path, "--simulate", "--facts", str(SCALE_FACTS))
+    else:
+        low, high = (run_scale(name, tmp_path, "--simulate", "--facts", str(SCALE_FACTS), "--depth", str(d))
+                     for d in DEPTHS)
+        result = extrapolated(low, high, full_shape(name).n_layers)
+        result["runs"] = [low, high]
+    result["estimated"] = estimated(result)
+    results[name] = result
+    for phase in result["phases"]:
+        assert phase["counted"] == phase["planned"] or not phase["planned"] or result.get("extrapolated"), (
+            f"{name} {phase['name']}: the run's own counts {phase['counted']} differ from the cost model's "
+            f"{phase['planned']}")
+
+
+def report(results: dict[str, dict]) -> str:
+    """benchmarks/scale.md: per model and phase, seconds, peak memory and the cost model's estimate."""
+    lines = ["# What a run costs, measured here (`./run bench -k scale`)", "",
+             f"Machine: {machine()}. Written by benchmarks/test_scale.py; figures in scale.json.", ""]
+    for name, r in results.items():
+        if name == "first runs":
+            continue
+        how = ("simulated: random weights, full width and vocabulary, " if r["simulated"] else "its own weights, ")
+        depth = (f"{r['n_layers']} blocks" + (f" (extrapolated {r['extrapolated']})" if r.get("extrapolated") else ""))
+        facts = sum(r["facts"].values())
+        lines += [f"## {name}: {r['parameters'] / 1e9:.2f}B parameters in {r['dtype']}, {how}{depth}, "
+                  f"{facts} facts over {len(r['facts'])} sets", ""]
+        if r["simulated"]:
+            lines += [f"Departures from a real run: {DEPARTURES}.", ""]
+        lines += ["| phase | seconds | cost model | peak GiB | passes | tokens | rows unembedded |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        est = r.get("estimated", {})
+        for p in r["phases"]:
+            c = p["counted"] or {}
+            e = f"{est[p['name']]:.1f}" if p["name"] in est else ""
+            lines.append(f"| {p['name']} | {p['seconds']:.1f} | {e} | {p['peak_bytes'] / 2**30:.2f} | "
+                         f"{c.get('passes', '')} | {c.get('tokens', '')} | {c.get('unembedded', '')} |")
+        total = sum(p["seconds"] for p in r["phases"])
+        modelled = sum(est.values())
+        measured_modelled = sum(p["seconds"] for p in r["phases"] if p["name"] in est)
+        lines += ["", f"Total {total:.0f} s; the phases the cost model prices: measured {measured_modelled:.0f} s, "
+                      f"estimated {modelled:.0f} s (x{modelled / max(measured_modelled, 1e-9):.2f}); "
+                      f"peak {max(p['peak_bytes'] for p in r['phases']) / 2**30:.1f} GiB.", ""]
+    first = results.get("first runs", {})
+    if first:
+        lines += ["## First runs of the findings (a fresh lens cache), whole, against the estimate printed before",
+                  "", "| model | tests | measured s | estimated s | estimate / measured |", "|---|---:|---:|---:|---:|"]
+        lines += [f"| {name} | {f['tests']} | {f['seconds']:.0f} | {f['estimated']:.0f} | {f['ratio']:.2f} |"
+                  for name, f in first.items()]
+        lines += [""] + [f"- {f['line']}" for f in first.values()] + [""]
+    return "\n".join(lines)
+
+
+FEATURES = ("per_pass", "per_pass_byte", "per_flop", "per_logit", "per_fit_flop")
+"""The throughput constants fitted (suite.estimate.Throughput); the rest stay as the table has them."""
+
+
+def features(work: Work, shape: Shape) -> list[float]:
+    """How much of each unit `work` is on `shape`, in the order of `FEATURES` (as Throughput.seconds prices it)."""
+    d, vocab, body = shape.d_model, shape.vocab, max(shape.parameters - shape.embedding, 0)
+    return [work.passes, work.passes * shape.weight_bytes,
+            2 * (work.tokens * body + work.unembedded * d * vocab + work.moved * d * d
+                 + 2 * work.fitted * work.fit_rows * (d + 1) ** 2),
+            work.reduced * vocab, work.fitted * 3 * (d + 1) ** 3]
+
+
+def fit(results: list[dict]) -> dict[str, float]:
+    """Throughput constants fitted to measured phases (non-negative least squares on relative error: a 1 s phase
+    counts as much as a 100 s one)."""
+    import numpy as np
+    from scipy.optimize import nnls
+
+    rows, seconds = [], []
+    for result in results:
+        for phase in result["phases"]:
+            if phase["planned"] and phase["seconds"] > 0.05 and phase["name"] != "jacobian lens":
+                rows.append(features(Work(**phase["planned"]), shape_of(result)))
+                seconds.append(phase["seconds"])
+    a, s = np.array(rows, dtype=float), np.array(seconds)
+    scale = a.max(0)
+    scale[scale == 0] = 1
+    x, _ = nnls(a / scale / s[:, None], np.ones(len(s)))
+    return dict(zip(FEATURES, (x / scale).tolist()))
+
+
+@pytest.mark.parametrize("name", [m for m in EMBEDDED if m in selected()])
+def test_first_run(name, results, tmp_path):
+    """A first run of the findings on an embedded model (a fresh lens cache: nothing measured before, no tuned lens
+    kept), timed whole, beside the estimate the run prints before the model loads (the cost model's)."""
+    import time
+
+    import lens.loader
+    from findings.work import work_plan
+    from lens.paths import cache_dir
+    from lens.registry import resolve
+    from suite.estimate import Timings, estimate
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    for part in ("gguf", "dequantized"):
+        (cache / part).symlink_to(cache_dir() / part)
+    env = dict(os.environ, LENS_CACHE_DIR=str(cache), LENS_PROGRESS="0")
+    listed = subprocess.run([sys.executable, "-m", "pytest", "findings/", "-m", name, "--collect-only", "-q",
+                             "-p", "no:cacheprovider"], cwd=ROOT, env=env, capture_output=True, text=True)
+    tests = [line for line in listed.stdout.splitlines() if "::" in line]
+    plan = lens.loader.plan(name, device="cpu")
+    dtype = str(plan.dtype).removeprefix("torch.")
+    os.environ["LENS_CACHE_DIR"], before = str(cache), os.environ.get("LENS_CACHE_DIR")
+    try:
+        expected = estimate(Timings.load(), name, plan.parameters, dtype, "cpu", tests,
+                            work_plan(resolve(name), plan, tests))
+    finally:
+        os.environ.pop("LENS_CACHE_DIR") if before is None else os.environ.__setitem__("LENS_CACHE_DIR", before)
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "pytest", "findings/", "-m", name, "-q", "-p", "no:cacheprovider",
+                           "--reports", str(tmp_path / "reports")], cwd=ROOT, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    said = next((line for line in done.stderr.splitlines() + done.stdout.splitlines()
+                 if line.startswith(f"{name}: ") and "parameters" in line), "")
+    results.setdefault("first runs", {})[name] = {
+        "tests": len(tests), "seconds": seconds, "estimated": expected.modelled, "line": said,
+        "ratio": expected.modelled / seconds, "timings": json.loads((cache / "suite-timings.json").read_text())}
+    assert said, f"the run printed no estimate line:\n{done.stderr[-2000:]}"
+    assert "time unknown" not in said
