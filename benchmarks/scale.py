@@ -38,7 +38,7 @@ import psutil
 import torch
 
 from findings.data import CAPITALS, NOTES_FACT, SETS, THRESHOLDS
-from findings.model_findings import ModelFindings, _patch_all
+from findings.model_findings import ModelFindings, _patch_all, lens_for
 from findings.work import Counter, Readings, Work, artefacts, phase_of
 from lens.lenses import EXACT, RAW, JacobianLens, TunedLens
 from lens.model import LoadedModel
@@ -106,6 +106,9 @@ class Phase:
 
     name: str
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    """The process's CPU time: on one thread, the phase's wall time on a machine nobody else uses (this one is
+    shared: other processes stretch the wall time, not this)."""
     peak_bytes: int = 0
     """Peak resident memory of the process during the phase."""
     start_bytes: int = 0
@@ -123,11 +126,12 @@ def measured(phase: Phase, hooks: Hooks | None = None) -> Iterator[None]:
     gc.collect()
     phase.start_bytes = phase.start_bytes or psutil.Process().memory_info().rss
     peak_reset()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     try:
         yield
     finally:
         phase.seconds += time.perf_counter() - start
+        phase.cpu_seconds += time.process_time() - cpu
         phase.peak_bytes = max(phase.peak_bytes, peak_bytes())
         if hooks is not None:
             counted = Work(**phase.counted) + hooks.take() if phase.counted else hooks.take()
@@ -186,7 +190,7 @@ def computer(findings: dict[str, ModelFindings], simulated: bool) -> Callable[[H
 
             return exact.artefacts.get(key, train)
         if key == (JacobianLens.name, "lens"):
-            return exact.artefacts.get(key, random_jacobian if simulated else lambda m: findings["jacobian"].lens_of())
+            return exact.artefacts.get(key, random_jacobian if simulated else lambda m: lens_for(m, JacobianLens.name))
         if kind == "patching" and simulated:
             facts, subjects = exact.facts(CAPITALS), exact.subject_positions()
             answers = {r.fact.id: r.followed.token for r in exact.readings(CAPITALS, "completion")

@@ -56,7 +56,7 @@ def fits(name: str) -> bool:
 def run_scale(name: str, tmp: Path, *options: str) -> dict:
     """One run of benchmarks/scale.py in a process of its own."""
     out = tmp / f"{name}{'-'.join(options)}.json"
-    env = dict(os.environ, LENS_PROGRESS="0")
+    env = dict(os.environ, LENS_PROGRESS="0", OMP_NUM_THREADS="1")  # see `took`
     subprocess.run([sys.executable, "-m", "benchmarks.scale", name, "--out", str(out), *options], cwd=ROOT, env=env,
                    check=True)
     return json.loads(out.read_text())
@@ -92,6 +92,7 @@ def extrapolated(low: dict, high: dict, full: int) -> dict:
             return a + (b - a) * (full - d1) / (d2 - d1)
 
         phases.append(dict(p, seconds=line(q["seconds"], p["seconds"]),
+                           cpu_seconds=line(q.get("cpu_seconds", 0.0), p.get("cpu_seconds", 0.0)),
                            peak_bytes=round(line(q["peak_bytes"], p["peak_bytes"])),
                            start_bytes=round(line(q["start_bytes"], p["start_bytes"])),
                            counted={k: round(line(q["counted"][k], v)) for k, v in p["counted"].items()},
@@ -135,7 +136,7 @@ def report(results: dict[str, dict]) -> str:
     lines = ["# What a run costs, measured here (`./run bench -k scale`)", "",
              f"Machine: {machine()}. Written by benchmarks/test_scale.py; figures in scale.json.", ""]
     for name, r in results.items():
-        if name == "first runs":
+        if name in ("first runs", "cost model"):
             continue
         how = ("simulated: random weights, full width and vocabulary, " if r["simulated"] else "its own weights, ")
         depth = (f"{r['n_layers']} blocks" + (f" (extrapolated {r['extrapolated']})" if r.get("extrapolated") else ""))
@@ -144,20 +145,27 @@ def report(results: dict[str, dict]) -> str:
                   f"{facts} facts over {len(r['facts'])} sets", ""]
         if r["simulated"]:
             lines += [f"Departures from a real run: {DEPARTURES}.", ""]
-        lines += ["| phase | seconds | cost model | peak GiB | passes | tokens | rows unembedded |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]
+        lines += ["| phase | wall s | CPU s | cost model s | peak GiB | passes | tokens | rows unembedded |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
         est = r.get("estimated", {})
         for p in r["phases"]:
             c = p["counted"] or {}
             e = f"{est[p['name']]:.1f}" if p["name"] in est else ""
-            lines.append(f"| {p['name']} | {p['seconds']:.1f} | {e} | {p['peak_bytes'] / 2**30:.2f} | "
+            lines.append(f"| {p['name']} | {p['seconds']:.1f} | {p.get('cpu_seconds', 0):.1f} | {e} | "
+                         f"{p['peak_bytes'] / 2**30:.2f} | "
                          f"{c.get('passes', '')} | {c.get('tokens', '')} | {c.get('unembedded', '')} |")
         total = sum(p["seconds"] for p in r["phases"])
         modelled = sum(est.values())
-        measured_modelled = sum(p["seconds"] for p in r["phases"] if p["name"] in est)
+        measured_modelled = sum(took(p) for p in r["phases"] if p["name"] in est)
         lines += ["", f"Total {total:.0f} s; the phases the cost model prices: measured {measured_modelled:.0f} s, "
                       f"estimated {modelled:.0f} s (x{modelled / max(measured_modelled, 1e-9):.2f}); "
                       f"peak {max(p['peak_bytes'] for p in r['phases']) / 2**30:.1f} GiB.", ""]
+    for dtype, model in results.get("cost model", {}).items():
+        lines += [f"## The cost model in {dtype}: fitted here, and each model estimated by a fit without it", "",
+                  "Fitted: " + ", ".join(f"{k} = {v:.3g}" for k, v in model["fitted"].items()), "",
+                  "| held out | measured s | estimated s | estimate / measured |", "|---|---:|---:|---:|"]
+        lines += [f"| {run} | {c['measured']:.0f} | {c['estimated']:.0f} | {c['ratio']:.2f} |"
+                  for run, c in model["held out"].items()] + [""]
     first = results.get("first runs", {})
     if first:
         lines += ["## First runs of the findings (a fresh lens cache), whole, against the estimate printed before",
@@ -181,6 +189,12 @@ def features(work: Work, shape: Shape) -> list[float]:
             work.reduced * vocab, work.fitted * 3 * (d + 1) ** 3]
 
 
+def took(phase: dict) -> float:
+    """A phase's time as the cost model is fitted to and judged on: its CPU time where it ran on one thread (the
+    wall time of a machine nobody else uses: this one is shared), else its wall time."""
+    return phase.get("cpu_seconds") or phase["seconds"]
+
+
 def fit(results: list[dict]) -> dict[str, float]:
     """Throughput constants fitted to measured phases (non-negative least squares on relative error: a 1 s phase
     counts as much as a 100 s one)."""
@@ -190,9 +204,9 @@ def fit(results: list[dict]) -> dict[str, float]:
     rows, seconds = [], []
     for result in results:
         for phase in result["phases"]:
-            if phase["planned"] and phase["seconds"] > 0.05 and phase["name"] != "jacobian lens":
+            if phase["planned"] and took(phase) > 0.05 and phase["name"] != "jacobian lens":
                 rows.append(features(Work(**phase["planned"]), shape_of(result)))
-                seconds.append(phase["seconds"])
+                seconds.append(took(phase))
     a, s = np.array(rows, dtype=float), np.array(seconds)
     scale = a.max(0)
     scale[scale == 0] = 1
@@ -216,7 +230,7 @@ def test_first_run(name, results, tmp_path):
     cache.mkdir()
     for part in ("gguf", "dequantized"):
         (cache / part).symlink_to(cache_dir() / part)
-    env = dict(os.environ, LENS_CACHE_DIR=str(cache), LENS_PROGRESS="0")
+    env = dict(os.environ, LENS_CACHE_DIR=str(cache), LENS_PROGRESS="0", OMP_NUM_THREADS="1")
     listed = subprocess.run([sys.executable, "-m", "pytest", "findings/", "-m", name, "--collect-only", "-q",
                              "-p", "no:cacheprovider"], cwd=ROOT, env=env, capture_output=True, text=True)
     tests = [line for line in listed.stdout.splitlines() if "::" in line]
@@ -239,3 +253,85 @@ def test_first_run(name, results, tmp_path):
         "ratio": expected.modelled / seconds, "timings": json.loads((cache / "suite-timings.json").read_text())}
     assert said, f"the run printed no estimate line:\n{done.stderr[-2000:]}"
     assert "time unknown" not in said
+
+
+TESTS_PER_MODEL = 78
+"""Tests the findings run per model (`pytest findings/ -m smollm2 --collect-only`: 78 on 2026-12-02)."""
+
+
+def whole_run(name: str, dtype: str, device: str, trains: bool) -> tuple[dict[str, float], int]:
+    """The cost model's seconds per phase of a whole run (every fact of every set) of one of the notes' models at
+    full size, counted with SmolLM2's tokenizer (the simulation's), and the weights' bytes: `trains` where its tuned
+    lens is trained (none published, or not fetched), its Jacobian lens read where models.toml names one."""
+    from findings.work import phase_of, plan_of
+    from lens.device import DTYPES, weight_bytes
+    from lens.registry import resolve
+    from lens.simulate import config_of, embedded_tokenizer
+    from lens.simulate import shape_of as full_shape
+
+    spec, size = resolve(name), full_shape(name)
+    tied = bool(getattr(config_of(name), "tie_word_embeddings", False))
+    shape = Shape(n_layers=size.n_layers, d_model=size.d_model, vocab=size.vocab, parameters=size.parameters,
+                  embedding=size.vocab * size.d_model * (1 if tied else 2),
+                  weight_bytes=weight_bytes(size.parameters, DTYPES[dtype]))
+    lenses = ["tuned", *(["jacobian"] if spec.jacobian_lens else [])]
+    plan = plan_of(embedded_tokenizer(), shape, spec.chat, lenses, None, spot_checks=device != "cpu", trains=trains)
+    tp = throughput_for(device, dtype)
+    phases: dict[str, float] = {"load": tp.load_seconds(shape)}
+    for artefact, work in plan.artefacts.items():
+        parts = artefact.split()
+        phase = phase_of(tuple(parts) if len(parts) > 1 else parts[0])
+        phases[phase] = phases.get(phase, 0.0) + tp.seconds(work, shape)
+    phases["tests' own work"] = tp.per_test * TESTS_PER_MODEL
+    return phases, shape.weight_bytes
+
+
+def runs_of(results: dict[str, dict]) -> list[dict]:
+    """Every measured run in the results (a reduced-depth pair counts as its two runs, not their extrapolation)."""
+    out = []
+    for name, result in results.items():
+        if name != "first runs" and isinstance(result, dict) and "phases" in result:
+            out += result.get("runs", [result])
+    return out
+
+
+def priced(run: dict, tp) -> tuple[float, float]:
+    """(measured, estimated) seconds of the phases the cost model prices, over one run."""
+    measured = estimated = 0.0
+    for phase in run["phases"]:
+        if phase["planned"] and phase["name"] != "jacobian lens":
+            measured += took(phase)
+            estimated += tp.seconds(Work(**phase["planned"]), shape_of(run))
+    return measured, estimated
+
+
+def cross_validated(runs: list[dict]) -> dict[str, dict]:
+    """Per dtype: the throughput fitted on every run, and for each model the estimate of its runs by a throughput
+    fitted on the other models' runs only (leave one model out): the cost model judged on what it never saw."""
+    from dataclasses import replace
+
+    out: dict[str, dict] = {}
+    for dtype in sorted({run["dtype"] for run in runs}):
+        mine = [run for run in runs if run["dtype"] == dtype]
+        base = throughput_for("cpu", dtype)
+        checks = {}
+        for model in sorted({run["model"] for run in mine}):
+            others = [run for run in mine if run["model"] != model]
+            if not others:
+                continue
+            tp = replace(base, **fit(others))
+            for run in (r for r in mine if r["model"] == model):
+                measured, estimated = priced(run, tp)
+                checks[f"{model} ({run['n_layers']} blocks)"] = {"measured": measured, "estimated": estimated,
+                                                                "ratio": estimated / measured}
+        out[dtype] = {"fitted": fit(mine), "held out": checks}
+    return out
+
+
+def test_cost_model(results):
+    """The throughput tables fitted to this run's measurements, and each model's estimate by a table fitted
+    without it (written to scale.json and scale.md; suite/throughput.toml takes the fitted values by hand)."""
+    runs = runs_of(results)
+    if not runs:
+        pytest.skip("no model measured in this run")
+    results["cost model"] = cross_validated(runs)
