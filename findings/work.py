@@ -215,7 +215,7 @@ class Counter:
         """Training (no published lens here): windows of `WINDOW` tokens, `TUNED_BATCH` a pass, the output at the
         last position only; then a least-squares fit per block but the last."""
         windows = -(-TUNED_TOKENS // (WINDOW - 1))
-        work = Work(fitted=self.n_layers - 1, fit_rows=windows * (WINDOW - 1))
+        work = Work(fitted=self.n_layers - 1, gram_rows=(self.n_layers - 1) * windows * (WINDOW - 1))
         for start in range(0, windows, TUNED_BATCH):
             rows = min(TUNED_BATCH, windows - start)
             work += Work(passes=1, tokens=rows * WINDOW, unembedded=rows)

@@ -124,8 +124,8 @@ class Work:
     """Rows moved through a d_model x d_model matrix (the tuned and Jacobian lenses' reads)."""
     fitted: int = 0
     """Blocks whose tuned-lens translator is fitted by least squares (a (d_model + 1)^2 system each)."""
-    fit_rows: int = 0
-    """Rows of block outputs summed into each fitted block's Gram matrices."""
+    gram_rows: int = 0
+    """Rows of block outputs summed into a fitted block's Gram matrices, over every block fitted."""
     spots: int = 0
     """Spot checks: a prompt's blocks recomputed on the CPU, one block's weights copied at a time (off the CPU)."""
 
@@ -182,7 +182,7 @@ class Throughput:
         body = max(shape.parameters - shape.embedding, 0)
         return (work.passes * (self.per_pass + shape.weight_bytes * self.per_pass_byte)
                 + 2 * self.per_flop * (work.tokens * body + work.unembedded * d * vocab + work.moved * d * d
-                                       + 2 * work.fitted * work.fit_rows * (d + 1) ** 2)
+                                       + 2 * work.gram_rows * (d + 1) ** 2)
                 + self.per_logit * work.reduced * vocab
                 + self.per_fit_flop * work.fitted * 3 * (d + 1) ** 3
                 + self.per_spot_byte * work.spots * shape.weight_bytes)
