@@ -187,6 +187,12 @@ class Throughput:
                 + self.per_fit_flop * work.fitted * 3 * (d + 1) ** 3
                 + self.per_spot_byte * work.spots * shape.weight_bytes)
 
+    @property
+    def origin(self) -> str:
+        """Where the table comes from, in a few words: "measured here", "assumed for a 64 GB M2 Max", "cpu
+        float32's, standing in"."""
+        return self.source.split(":")[0].split(" (")[0].split(", one")[0]
+
     def load_seconds(self, shape: Shape) -> float:
         return shape.weight_bytes / self.load_bytes_per_second
 
@@ -258,7 +264,7 @@ class Estimate:
         if self.modelled is not None and self.work is not None and self.throughput is not None:
             work, tp = self.work, self.throughput
             basis = (f"{work.passes:,} forward passes over {work.tokens:,} tokens, the lens over {work.reduced:,} rows "
-                     f"of {self.vocab:,} tokens, at {tp.kind} throughput {tp.source.split(':')[0]}")
+                     f"of {self.vocab:,} tokens, at {tp.kind} throughput {tp.origin}")
             if self.seconds is None:
                 when = f"about {_duration(self.modelled)} on a first run (cost model: {basis})"
             else:
