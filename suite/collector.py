@@ -132,7 +132,8 @@ class FindingsReport:
         previous = load_results(reports_dir)
         for orphan in left:  # runs killed outright: what they finished, as theirs, before this run's
             found = ordered(_orphan_results(orphan), sets, previous)
-            previous = ordered(merge(previous, replace(found, changes=verdict_changes(previous, found))), sets)
+            previous = ordered(merge(previous, replace(found, changes=verdict_changes(previous, found))), sets,
+                               previous)
         notes = self.config.getini("lens_report_notes")
         results = replace(self.collected.results(suite_session.names, self.command, self.run),
                           absent=dict(suite_session.absent),
@@ -140,7 +141,7 @@ class FindingsReport:
         results = ordered(results, sets, previous)
         results = replace(results, changes=verdict_changes(previous, results))
         # The report holds every model's latest results: this run's, and the previous ones it did not redo.
-        merged = ordered(merge(previous, results), sets)
+        merged = ordered(merge(previous, results), sets, previous)
         finished = replace(results, runs={m: run for m, run in results.runs.items() if run.partial is None})
         merged = replace(merged, versions=tuple(
             update_versions(finished, reports_dir, {lib: version(lib) for lib in LIBRARIES})))

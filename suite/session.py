@@ -261,8 +261,9 @@ class SuiteSession:
         plan = self.plan(name)
         dtype = str(plan.dtype).removeprefix("torch.")
         tests = self.selected.get(name, [])
-        print(f"\n{estimate(self.timings, name, plan.parameters, dtype, plan.device, tests).line()}",
-              file=sys.stderr)
+        kept = self.store(name) is not None and self.store(name).kept() > 0
+        print(f"\n{estimate(self.timings, name, plan.parameters, dtype, plan.device, tests).line()}"
+              + ("; less what earlier runs kept (read back, not computed again)" if kept else ""), file=sys.stderr)
         start = time.perf_counter()
         model = lens.loader.load(self.sources[name], planned=plan)
         if model.device != "cpu":

@@ -7,6 +7,8 @@ readings read (the code that computes them, the prompts). One file per reading i
 and what else it depends on (a lens other than the logit lens: the lens itself); written whole or not at all
 (write-then-rename), so a run killed at any moment leaves no half-written file. A file that cannot be read back is
 computed again. The folders live in the lens cache (`readings/`; `LENS_READINGS_DIR` overrides it, e.g. for tests).
+Readings are pickled (frozen dataclasses of plain values and tensors): only the user's own cache is read back, what
+this code wrote there.
 """
 
 from __future__ import annotations
@@ -122,6 +124,10 @@ class Store:
         except Exception:  # a reading that holds something unpicklable: not kept
             return
         self._write(self._name(key, depends), data)
+
+    def kept(self) -> int:
+        """How many readings are kept here."""
+        return sum(1 for _ in self.folder.glob("*.pkl"))
 
     def load_record(self) -> dict | None:
         """The model's record as its load made it (where, on what, in which dtype), or None."""
