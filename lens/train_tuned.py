@@ -43,21 +43,21 @@ T = TypeVar("T")
 
 RECIPE = "lstsq-kl-prompts-v2"
 """Names how the lens was fitted: a kept lens trained by another recipe is trained again."""
-TOKENS = 1024
+TOKENS = 512
 """Tokens of general text read (positions), beside the prompts."""
 TEXT_SHARE = 0.1
 """The general text's share of the fit's weight; the prompts' read positions have the rest."""
-HELD_OUT_PROMPTS = 96
+HELD_OUT_PROMPTS = 64
 """Held-out prompts (of the corpus's held-out subjects, evenly spaced over its kinds) whose read positions the
 recorded held-out KL reads: the full-vocabulary KL costs (blocks x vocabulary x width) a position."""
-HELD_OUT_TEXT = 32
+HELD_OUT_TEXT = 16
 """Held-out text positions the recorded held-out KL reads besides."""
 HELD_OUT_TOKENS = 512
 """Held-out positions `held_out_kl` reads by default."""
 WINDOW = 128
 """Tokens per text window: short, as the prompts the lens reads are."""
-BATCH = 8
-"""Text windows per forward pass."""
+BATCH = 2
+"""Text windows per forward pass: their logits at every position are held at once (Gemma 3: 1 MiB a position)."""
 PROMPT_BATCH = 32
 """Prompts per forward pass (left-padded, sorted by length)."""
 LEADS = 2
@@ -171,17 +171,16 @@ def train_tuned(model: LoadedModel, corpus: Corpus | None = None, tokens: int = 
             f"on {len(train_prompts)} prompts and {windows.numel():,} tokens of {corpus.name}, then "
             f"{tuned_fit.STEPS} KL steps; {{eta}}")
     announce = _Announcer(batches, say, line)
-    prompt_resid, prompt_logits = _stack(prompt_reads(model, train_prompts, announce))
-    text_resid, text_logits = _stack(_text_reads(model, windows, announce))
+    prompt_resid, prompt_ids, prompt_logp = _reduced(prompt_reads(model, train_prompts, announce))
+    text_resid, text_ids, text_logp = _reduced(_text_reads(model, windows, announce))
     reads = len(prompt_resid) + len(text_resid)
     if reads < 2 * (d + 1):
         raise LensError(f"{corpus.name} and the prompts give {reads} training positions for {model.name}: a tuned "
                         f"lens of width {d} needs at least {2 * (d + 1)}: give a longer text (--tokens, --text)")
     weight = torch.cat([torch.full((len(prompt_resid),), (1 - TEXT_SHARE) / len(prompt_resid)),
                         torch.full((len(text_resid),), TEXT_SHARE / len(text_resid))])
-    ids, logp = top_tokens(torch.cat([prompt_logits, text_logits]))
-    del prompt_logits, text_logits
-    rows = Rows(torch.cat([prompt_resid, text_resid]), ids, logp, weight)
+    rows = Rows(torch.cat([prompt_resid, text_resid]), torch.cat([prompt_ids, text_ids]),
+                torch.cat([prompt_logp, text_logp]), weight)
     del prompt_resid, text_resid
     maps = refine(model, rows, least_squares([(rows.resid, rows.weight)]),
                   progress=lambda steps: bar(steps, total=tuned_fit.STEPS, desc=f"{model.name}: KL steps", unit="step"))
@@ -220,6 +219,18 @@ class _Announcer:
             self.say(self.line.format(eta=f"about {took * self.total:.0f} s of forward passes (timed on the first "
                                           f"of {self.total} batches), then the fit"))
             self.say = None
+
+
+def _reduced(reads: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Batches of (block outputs, output logits) as block outputs (float32) and the output's top tokens and their
+    log-probabilities: a batch's full logits are dropped as soon as it is read (Gemma 3's are 1 MiB a position)."""
+    resid, ids, logp = [], [], []
+    for r, logits in reads:
+        top = top_tokens(logits)
+        resid.append(r.float().cpu())
+        ids.append(top[0].cpu())
+        logp.append(top[1].cpu())
+    return torch.cat(resid), torch.cat(ids), torch.cat(logp)
 
 
 def _stack(reads: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
