@@ -7,9 +7,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from findings.data import CHAT, EXPECTED, THRESHOLDS, forms_of, lenses_of, prompt_sets_of
+from findings.data import CHAT, EXPECTED, SETS, THRESHOLDS, forms_of, lenses_of, prompt_sets_of
 from findings.evidence import judged, with_fidelity
-from findings.model_findings import ModelFindings, ndif_plan
+from findings.model_findings import ModelFindings, ndif_plan, readings_depend
 from findings.work import work_plan
 from lens.lenses import EXACT
 from suite import recorded
@@ -21,11 +21,14 @@ from suite.verdicts import difference_verdict, with_control
 
 @pytest.hookimpl(trylast=True)  # after the suite's plugin made the session
 def pytest_configure(config: pytest.Config) -> None:
-    """Tell the session what the claims will send a model on NDIF, before it sends anything, and what they will
-    compute on a model here, before it loads (the estimate's cost model)."""
+    """Tell the session what the claims will send a model on NDIF, before it sends anything, what they will compute
+    on a model here, before it loads (the estimate's cost model), what their readings depend on besides the model
+    (they are kept on disk under it), and the prompt sets' order (the report's)."""
     session = config.stash[SESSION]
     session.remote_plan = lambda name, model, tests: ndif_plan(session.spec(name).chat, model, tests)
     session.work_plan = lambda name, plan, tests: work_plan(session.spec(name), plan, tests)
+    session.readings_depend = readings_depend
+    session.prompt_sets = tuple(SETS)
 
 
 @pytest.hookimpl(trylast=True)  # after the models: ids read model-set

@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from findings.data import (
@@ -40,6 +41,7 @@ from lens.train_tuned import train_tuned
 from lens.tuned import trained_provenance
 from suite.results import ModelRecord
 from suite.session import ModelArtefacts
+from suite.store import digest, fingerprint, source_digest
 
 Forms = dict[str, tuple[Trace, ...]]
 """form -> one trace per fact of the prompt set, in the set's order."""
@@ -161,13 +163,20 @@ class ModelFindings:
             watch = None if lens is RAW else self._watch(prompt_set, form)
             return tuple(read(model, residuals, [r.followed for r in readings], watch, lens=lens))
 
-        return self.artefacts.get(("lens", prompt_set, form, lens.name), compute)
+        # Kept under the lens itself (another lens, trained again, reads otherwise); the logit lens is code.
+        identity = None if lens in (EXACT, RAW) else self._identity(lens)
+        return self.artefacts.get(("lens", prompt_set, form, lens.name), compute, depends=identity)
 
     def lens_of(self) -> Lens:
-        """The lens the findings read: the exact logit lens, or another the model has (`lens_for`)."""
+        """The lens the findings read: the exact logit lens, or another the model has (`lens_for`). Never kept on
+        disk (an 8B model's tuned lens is 2 GB): it comes from the model's lens files each run."""
         if self.lens_name == EXACT.name:
             return EXACT
-        return self.artefacts.get((self.lens_name, "lens"), lambda model: lens_for(model, self.lens_name))
+        return self.artefacts.get((self.lens_name, "lens"), lambda model: lens_for(model, self.lens_name), keep=False)
+
+    def _identity(self, lens: Lens) -> str:
+        """A digest of a lens's matrices and source, once per run (its reads are kept under it)."""
+        return self.artefacts.get((lens.name, "lens identity"), lambda model: fingerprint(lens), keep=False)
 
     def _watch(self, prompt_set: str, form: str) -> list[list[str | AnswerToken]]:
         """Per usable fact, what the exact lens watches besides the followed token. Spellings, subjects and the
@@ -226,7 +235,9 @@ class ModelFindings:
 
     def _residuals(self, prompt_set: str, form: str) -> Residuals:
         """One forward pass over the set's usable prompts in `form`, each read where the model's answer starts;
-        on NDIF the lens reduced there for every read the claims make (both lenses, the candidates)."""
+        on NDIF the lens reduced there for every read the claims make (both lenses, the candidates). Not kept on
+        disk (what is read from it is): block outputs and full-vocabulary output logits were 97% of the bytes kept
+        for the embedded models (1.1 of 1.14 GB), and a rerun needs them only for a read not kept yet."""
         readings = self.readings(prompt_set, form)
         wanted = Wanted(answers=[r.followed for r in readings],
                         lenses={EXACT.name: self._watch(prompt_set, form), RAW.name: None},
@@ -234,7 +245,7 @@ class ModelFindings:
         return self.artefacts.get(("residuals", prompt_set, form), lambda model: collect(
             model, [r.prompt for r in readings], leads=[r.lead_ids for r in readings],
             backend="nnsight" if getattr(model, "remote", False) else self.artefacts.session.backend,
-            wanted=wanted))
+            wanted=wanted), keep=False)
 
     def grid(self) -> LensGrid:
         """The logit-lens picture of the notes' own prompt."""
@@ -281,6 +292,25 @@ class ModelFindings:
             patching = patchings.get(fact.id)
             if patching is not None and patching.p_clean - patching.p_corrupt >= THRESHOLDS["patching"]["min_gap"]:
                 yield fact, patching, subjects[fact.id], trace
+
+
+READ_SETTINGS = (("subject_before_answer", "in_context"), ("latent_english",))
+"""The claims.toml settings the readings read (what the exact lens watches), beside the prompts: the rest judge
+readings and never change one."""
+
+
+def readings_depend() -> dict[str, str]:
+    """What the readings depend on besides the model (`suite.store`): the code that computes them (this module and
+    the data's), the prompts of every set and the settings they read."""
+    settings = []
+    for path in READ_SETTINGS:
+        value: Any = THRESHOLDS
+        for part in path:
+            value = value.get(part, {})
+        settings.append(value)
+    prompts = {name: [vars(fact) for fact in facts] for name, facts in SETS.items()}
+    return {"code": source_digest([Path(__file__), Path(__file__).with_name("data.py")]),
+            "prompts": digest(prompts), "settings": digest(settings)}
 
 
 def lens_for(model: LoadedModel, name: str) -> Lens:

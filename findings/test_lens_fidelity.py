@@ -12,6 +12,7 @@ import pytest
 from findings.data import SETS, THRESHOLDS
 from lens.lenses import EXACT
 from suite.figures import KLByDepth
+from suite.keys import SESSION
 
 LABELS = {EXACT.name: "logit lens"}
 CASES = [(prompt_set, lens) for prompt_set in SETS
@@ -19,7 +20,10 @@ CASES = [(prompt_set, lens) for prompt_set in SETS
 
 
 @pytest.mark.parametrize(("prompt_set", "lens"), CASES, ids=[f"{s}-{lens}" for s, lens in CASES])
-def test_lens_fidelity(findings, prompt_set, lens, record_figure):
+def test_lens_fidelity(request, findings, prompt_set, lens, record_figure):
+    asked = request.config.stash[SESSION].lenses
+    if asked is not None and lens not in asked:
+        pytest.skip(f"the {lens} lens is not asked for (--lens)")
     kl = findings.fidelity(prompt_set)
     traces = findings.lens(prompt_set)
     name = LABELS.get(lens, f"{lens} lens")

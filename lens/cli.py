@@ -55,9 +55,10 @@ def _parser() -> argparse.ArgumentParser:
                                            "costs nothing)")
     p.add_argument("model", help="a name from `lens models`, a Hub repo id, a model folder or a .gguf file")
     p.add_argument("--text", metavar="FILE",
-                   help="UTF-8 text to train on, paragraphs separated by blank lines, one in five held out (default: "
-                        "the Python language reference that ships with Python, pydoc_data.topics)")
-    p.add_argument("--tokens", type=int, default=None, help="training tokens to read (default: 8192)")
+                   help="UTF-8 general text to train on beside the held-out prompts (lens/tuned_corpus.toml), "
+                        "paragraphs separated by blank lines, one in five held out (default: the Python language "
+                        "reference that ships with Python, pydoc_data.topics)")
+    p.add_argument("--tokens", type=int, default=None, help="tokens of general text to read (default: 512)")
     p.add_argument("--force", action="store_true", help="train again even where a lens is kept")
     p.add_argument("--evaluate", action="store_true",
                    help="then measure the held-out KL to the output per block, tuned lens against the logit lens")
@@ -147,7 +148,7 @@ def _train_tuned(args: argparse.Namespace) -> int:
     from lens.train_tuned import TOKENS, default_corpus, file_corpus, held_out_kl, report, train_tuned
 
     if args.tokens is not None and args.tokens < 1:
-        raise LensError("--tokens must be at least 1, e.g. 8192")
+        raise LensError("--tokens must be at least 1, e.g. 512")
     if args.backend not in (None, "bridge"):
         raise LensError("train-tuned runs the model through the bridge: drop --backend")
     corpus = file_corpus(args.text) if args.text else default_corpus()

@@ -1,22 +1,18 @@
 """Training a tuned lens here, and measuring it on held-out text: `lens train-tuned MODEL [--text FILE]`.
 
-The tuned-lens objective is, per block, the KL divergence from the model's own output distribution to the
-translated lens's, over the whole vocabulary. Here each translator is fitted in closed form instead, and the KL
-only measures it (`held_out_kl`): per block, the affine map (least squares, a small ridge toward the identity) from
-the block's output to the direction of the last block's output, the vector the final norm, unembedding and soft-cap
-turn into the output (the final norm divides out its scale; only the direction is targeted, so no outlier token
-outweighs the rest). Why not gradient steps on the KL itself, as tuned-lens does on a GPU: on this project's 2-core
-CPU one full-vocabulary KL step over 256 tokens and SmolLM2's 29 translators took 15 s, and 6 steps (Adam, lr 3e-5,
-from the least-squares fit) moved the held-out KL by -0.15 nats at block 0 and +0.4 at block 28 (an lr of 1e-3
-diverged): not worth a CI run's minutes. The least-squares fit alone meets the goal with room to spare, measured by
-`held_out_kl` (2-core CPU, float32, 8,255 training tokens): SmolLM2's held-out KL at block 0 goes from 14.3 nats
-(logit lens) to 3.4, at block 28 from 2.76 to 0.18 (trained in 20 s on one thread); Gemma 3's at block 0 from 118.8
-to 3.0, at block 16 from 0.52 to 0.23 (19 s); below the logit lens's at every block but the last, where both are 0.
+The lens is fitted on what it is read on: the last position of short prompts of the kinds the findings ask (a
+completion, a question and answer, the reverse completion, German forms, arithmetic, history), over subjects no
+judged fact has (`lens/tuned_corpus.toml`), and the position after the whitespace the model writes first where it
+writes some (" " before a split digit), as a read follows it; plus general text, mixed in at a tenth of the
+weight (the Python language reference, `pydoc_data.topics`, on every machine). One subject in five and one topic
+in five are held out, never trained on: the held-out KL is measured on them.
 
-The model runs once over the training text (windows of `WINDOW` tokens, BOS as its tokenizer decides); its block
-outputs are kept (in its dtype, on the CPU), then each block's Gram matrices are summed (float64, on the CPU: MPS has
-no float64) and solved, one block at a time, so memory stays at the block outputs plus one (d_model + 1)^2 pair. Position 0 of each window is left out (the
-first token, or BOS: an attention sink whose residual is unlike any the lens reads, which is always later).
+The fit (recipe `RECIPE`, `lens.tuned_fit`): per block, the weighted ridge least-squares affine map from the
+block's output to the last block's output, then `tuned_fit.STEPS` Adam steps on the KL from the model's output
+distribution to the lens's, bounded to the output's top 32 tokens plus a tail bucket (its normaliser estimated from
+1,024 drawn tokens), every block at once, in the least squares' whitened coordinates. Why not the full-vocabulary
+KL of tuned-lens: one such step over 256 rows and SmolLM2's 29 translators took 15 s on this 2-core CPU, and
+Gemma 3's vocabulary is 5 times SmolLM2's.
 """
 
 from __future__ import annotations
@@ -24,37 +20,48 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TypeVar
 
 import torch
 
+from lens import tuned_corpus, tuned_fit
+from lens.backends import plain_view
 from lens.errors import LensError
 from lens.lenses import EXACT, Lens, TunedLens
 from lens.model import LoadedModel
 from lens.progress import bar
-from lens.tuned import CONFIG, read_folder, trained_folder, write_folder
+from lens.tokens import encode_ids, is_space, prompt_ids
+from lens.tuned import CONFIG, read_folder, trained_folder, trained_provenance, write_folder
+from lens.tuned_fit import Rows, fit_translators, least_squares, refine, rows_kl, top_tokens, translators
+
+__all__ = ["fit_translators"]  # the least-squares fit alone, for callers that fit synthetic block outputs
 
 T = TypeVar("T")
 
-TOKENS = 8192
-"""Training tokens read (positions): 13 per input of Gemma 3's 640 + 1. Measured on SmolLM2, held-out KL at
-blocks 0 / 10 / 28: 4.63 / 2.76 / 0.21 nats from 2,048 tokens, 3.82 / 2.61 / 0.19 from 4,096, 3.60 / 2.56 / 0.19
-from 8,001. The forward pass over them is most of the training: on one thread, SmolLM2 over 2,159 tokens
-took 4.4 s and the fit 1.3 s."""
+RECIPE = "lstsq-kl-prompts-v2"
+"""Names how the lens was fitted: a kept lens trained by another recipe is trained again."""
+TOKENS = 512
+"""Tokens of general text read (positions), beside the prompts."""
+TEXT_SHARE = 0.1
+"""The general text's share of the fit's weight; the prompts' read positions have the rest."""
+HELD_OUT_PROMPTS = 64
+"""Held-out prompts (of the corpus's held-out subjects, evenly spaced over its kinds) whose read positions the
+recorded held-out KL reads: the full-vocabulary KL costs (blocks x vocabulary x width) a position."""
+HELD_OUT_TEXT = 16
+"""Held-out text positions the recorded held-out KL reads besides."""
 HELD_OUT_TOKENS = 512
 """Held-out positions `held_out_kl` reads by default."""
 WINDOW = 128
-"""Tokens per training window: short, as the prompts the lens reads are."""
-BATCH = 8
-"""Windows per forward pass."""
-RIDGE = 1e-3
-"""Ridge toward the identity, as a share of the Gram matrix's mean diagonal: keeps the solve well posed where a
-residual direction barely varies over the text."""
-RECIPE = "lstsq-direction-v1"
-"""Names how the lens was fitted: a kept lens trained by another recipe is trained again."""
+"""Tokens per text window: short, as the prompts the lens reads are."""
+BATCH = 2
+"""Text windows per forward pass: their logits at every position are held at once (Gemma 3: 1 MiB a position)."""
+PROMPT_BATCH = 32
+"""Prompts per forward pass (left-padded, sorted by length)."""
+LEADS = 2
+"""Whitespace tokens followed at most after a prompt (the model's own, as a read follows them)."""
 CHUNK_ELEMENTS = 2**25
 """Logits held at once when measuring (128 MiB of float32): Gemma 3's 18 blocks x 262,144 tokens, 7 rows."""
 HELD_OUT_EVERY = 5
@@ -85,11 +92,10 @@ def default_corpus() -> Corpus:
     """The Python language reference's topics as `help()` shows them (`pydoc_data.topics`, in every CPython).
 
     Why this text: it is on every machine that runs `lens` (no network, no download, the same bytes for the same
-    Python), it is English prose with some code, as much of what these models were trained on is (the Pile,
-    tuned-lens's corpus, mixes both), and it is about none of what the findings ask (capitals, arithmetic facts,
-    history; no prompt set's text): the translators learn how each block's output maps to the model's output,
-    not the answers the claims look for. Its limit: one register (technical prose); a lens fitted on it is
-    measured on held-out topics of the same register (`held_out_kl`), not on the findings' prompts."""
+    Python), it is English prose with some code, as much of what these models were trained on is, and it is
+    about none of what the findings ask (capitals, arithmetic facts, history; no prompt set's text). It is the
+    general text beside the prompts (`TEXT_SHARE` of the weight): alone, one register, a lens fitted on it was
+    4 to 5 nats from the output on the judged capitals at SmolLM2's block 22 and Gemma 3's block 15."""
     from pydoc_data.topics import topics
 
     return Corpus(name="pydoc_data.topics (the Python language reference)",
@@ -113,7 +119,7 @@ def file_corpus(path: str | Path) -> Corpus:
 
 @dataclass(frozen=True)
 class Trained:
-    """A tuned lens trained here (or found kept in the lens cache), with what it cost."""
+    """A tuned lens trained here (or found kept in the lens cache), with what it cost and how close it is."""
 
     lens: TunedLens
     folder: Path
@@ -122,51 +128,175 @@ class Trained:
     seconds: float
     """The training's wall time (of the earlier training, where cached)."""
     tokens: int
+    """Positions fitted on: the prompts' read positions and the general text's."""
     corpus: str
+    held_out: tuple[float, ...]
+    """Mean KL(output || lens) per block, in nats, at held-out prompts' read positions and held-out text positions
+    (`HELD_OUT_PROMPTS`, `HELD_OUT_TEXT`), as training measured it: exact, full vocabulary, float32."""
+
+
+@dataclass(frozen=True)
+class HeldOutRows:
+    """Held-out read positions: every block's output and the output's log-probabilities (full vocabulary)."""
+
+    resid: torch.Tensor
+    output_logp: torch.Tensor
 
 
 def train_tuned(model: LoadedModel, corpus: Corpus | None = None, tokens: int = TOKENS, force: bool = False,
                 say: Callable[[str], None] | None = None) -> Trained:
-    """The model's tuned lens: the one kept for its weights and this corpus, or one trained now and kept
-    (`lens.tuned.trained_folder`, written atomically). `say` gets the estimate line before the work."""
+    """The model's tuned lens: the one kept for its weights and this recipe, or one trained now and kept
+    (`lens.tuned.trained_folder`, written atomically; its recipe, corpus and held-out KL in its config). `say`
+    gets the estimate line before the work."""
     corpus = corpus or default_corpus()
     folder = trained_folder(model)
-    recipe = {"recipe": RECIPE, "corpus_sha256": corpus.sha256, "tokens": tokens, "window": WINDOW, "ridge": RIDGE}
+    prompts = tuned_corpus.prompts()
+    recipe = {"recipe": RECIPE, "corpus_sha256": corpus.sha256, "prompts_sha256": tuned_corpus.sha256(),
+              "tokens": tokens, "text_share": TEXT_SHARE, "window": WINDOW, "ridge": tuned_fit.RIDGE,
+              "top_k": tuned_fit.TOP_K, "tail_samples": tuned_fit.TAIL_SAMPLES, "steps": tuned_fit.STEPS,
+              "lr": tuned_fit.LR, "batch_rows": tuned_fit.BATCH_ROWS}
     kept = _kept(folder)
     if not force and kept and all(kept.get(k) == v for k, v in recipe.items()):
-        return Trained(read_folder(folder, model, source=f"trained here ({folder})"), folder, True,
-                       float(kept["seconds"]), int(kept["read_tokens"]), kept["corpus"])
+        return Trained(read_folder(folder, model, source=trained_provenance(folder)), folder, True,
+                       float(kept["seconds"]), int(kept["read_tokens"]), kept["corpus"],
+                       tuple(kept.get("held_out_kl", ())))
     start = time.perf_counter()
-    windows = token_windows(model, corpus.train, tokens)
-    reads = windows.shape[0] * (windows.shape[1] - 1)
-    if reads < 2 * (int(model.bridge.cfg.d_model) + 1):
-        raise LensError(f"{corpus.name} gives {reads} training tokens for {model.name}: a tuned lens of width "
-                        f"{model.bridge.cfg.d_model} needs at least {2 * (int(model.bridge.cfg.d_model) + 1)}: "
-                        "give a longer text")
-    batches = -(-len(windows) // BATCH)
     d = int(model.bridge.cfg.d_model)
-    line = (f"training a tuned lens for {model.name} on {model.device}: {model.n_layers - 1} translators of {d} x {d} "
-            f"by least squares over {reads:,} tokens of {corpus.name}; {{eta}}")
-    outputs = (resid for resid, _ in block_outputs(model, windows))
-    weight, bias = fit_translators(bar(_announced(outputs, batches, say, line), total=batches,
-                                       desc=f"{model.name}: tuned lens", unit="batch"))
-    seconds = time.perf_counter() - start
+    train_prompts = [p.text for p in prompts if not p.held_out]
+    held = [p.text for p in prompts if p.held_out]
+    held_prompts = [held[int(i * len(held) / HELD_OUT_PROMPTS)] for i in range(min(HELD_OUT_PROMPTS, len(held)))]
+    windows = token_windows(model, corpus.train, tokens)
+    batches = -(-len(train_prompts) // PROMPT_BATCH) + -(-len(windows) // BATCH)
+    line = (f"training a tuned lens for {model.name} on {model.device}: {model.n_layers - 1} translators of {d} x {d}, "
+            f"on {len(train_prompts)} prompts and {windows.numel():,} tokens of {corpus.name}, then "
+            f"{tuned_fit.STEPS} KL steps; {{eta}}")
+    announce = _Announcer(batches, say, line)
+    prompt_resid, prompt_ids, prompt_logp = _reduced(prompt_reads(model, train_prompts, announce))
+    text_resid, text_ids, text_logp = _reduced(_text_reads(model, windows, announce))
+    reads = len(prompt_resid) + len(text_resid)
+    if reads < 2 * (d + 1):
+        raise LensError(f"{corpus.name} and the prompts give {reads} training positions for {model.name}: a tuned "
+                        f"lens of width {d} needs at least {2 * (d + 1)}: give a longer text (--tokens, --text)")
+    weight = torch.cat([torch.full((len(prompt_resid),), (1 - TEXT_SHARE) / len(prompt_resid)),
+                        torch.full((len(text_resid),), TEXT_SHARE / len(text_resid))])
+    rows = Rows(torch.cat([prompt_resid, text_resid]), torch.cat([prompt_ids, text_ids]),
+                torch.cat([prompt_logp, text_logp]), weight)
+    del prompt_resid, text_resid
+    maps = refine(model, rows, least_squares([(rows.resid, rows.weight)]),
+                  progress=lambda steps: bar(steps, total=tuned_fit.STEPS, desc=f"{model.name}: KL steps", unit="step"))
+    del rows
+    weight, bias = translators(maps)
     lens = TunedLens(weight=weight, bias=bias, source=f"trained here ({folder})")
-    record = recipe | {"corpus": corpus.name, "read_tokens": reads, "seconds": round(seconds, 2),
-                       "device": model.device, "dtype": str(model.dtype).removeprefix("torch."),
-                       "weights_id": model.weights_id}
+    measured = held_out_rows(model, held_prompts, token_windows(model, corpus.held_out, HELD_OUT_TEXT))
+    held_out = tuple(round(v, 4) for v in rows_kl(model, lens.move, measured.resid, measured.output_logp).tolist())
+    seconds = time.perf_counter() - start
+    record = recipe | {"corpus": f"{len(train_prompts)} held-out prompts (lens/tuned_corpus.toml) and {corpus.name}",
+                       "read_tokens": reads, "seconds": round(seconds, 2), "device": model.device,
+                       "dtype": str(model.dtype).removeprefix("torch."), "weights_id": model.weights_id,
+                       "held_out_positions": len(measured.resid), "held_out_kl": held_out}
     write_folder(lens, folder, model, extra=record)
-    return Trained(lens, folder, False, seconds, reads, corpus.name)
+    return Trained(read_folder(folder, model, source=trained_provenance(folder)), folder, False, seconds, reads,
+                   record["corpus"], held_out)
 
 
 def _kept(folder: Path) -> dict | None:
-    """What the kept lens's training recorded, or None where there is none (or it cannot be read)."""
+    """What the kept lens's training recorded in its config, or None where there is none (or it cannot be read)."""
     try:
-        if (folder / CONFIG).is_file():
-            return json.loads((folder / "training.json").read_text())
+        return json.loads((folder / CONFIG).read_text())
     except (OSError, ValueError):
-        pass
-    return None
+        return None
+
+
+class _Announcer:
+    """Says the estimate line once, timed on the first batch of forward passes (`{eta}` in the line)."""
+
+    def __init__(self, total: int, say: Callable[[str], None] | None, line: str) -> None:
+        self.total, self.say, self.line, self.started = total, say, line, time.perf_counter()
+
+    def done_one(self) -> None:
+        if self.say is not None:
+            took = time.perf_counter() - self.started
+            self.say(self.line.format(eta=f"about {took * self.total:.0f} s of forward passes (timed on the first "
+                                          f"of {self.total} batches), then the fit"))
+            self.say = None
+
+
+def _reduced(reads: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Batches of (block outputs, output logits) as block outputs (float32) and the output's top tokens and their
+    log-probabilities: a batch's full logits are dropped as soon as it is read (Gemma 3's are 1 MiB a position)."""
+    resid, ids, logp = [], [], []
+    for r, logits in reads:
+        top = top_tokens(logits)
+        resid.append(r.float().cpu())
+        ids.append(top[0].cpu())
+        logp.append(top[1].cpu())
+    return torch.cat(resid), torch.cat(ids), torch.cat(logp)
+
+
+def _stack(reads: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batches of (block outputs, output logits) as two tensors, float32."""
+    resid, logits = zip(*reads, strict=True)
+    return torch.cat([r.float().cpu() for r in resid]), torch.cat([lg.float().cpu() for lg in logits])
+
+
+def prompt_reads(model: LoadedModel, prompts: Sequence[str],
+                 announce: _Announcer | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Per batch, every block's output and the output logits where a read follows each prompt: at its last
+    token, and after each whitespace token the model writes first (up to `LEADS`), as the findings read it. The
+    model as transformers built it, its decoder layers' outputs hooked; a whitespace token costs one position (the
+    prompt's keys and values are kept)."""
+    tokenizer = model.tokenizer
+    hf = plain_view(model.hf_model)
+    captured: list[torch.Tensor] = []
+
+    def keep(module, args, output) -> None:
+        captured.append((output[0] if isinstance(output, tuple) else output)[:, -1])
+
+    hooks = [layer.register_forward_hook(keep) for layer in hf.get_decoder().layers]
+    sequences = sorted((prompt_ids(tokenizer, p) for p in prompts), key=len)
+    try:
+        for start in bar(range(0, len(sequences), PROMPT_BATCH), desc=f"{model.name}: {len(sequences)} prompts",
+                         unit="batch"):
+            batch = encode_ids(tokenizer, sequences[start : start + PROMPT_BATCH], model.n_ctx)
+            ids, mask = batch["input_ids"].to(model.device), batch["attention_mask"].to(model.device)
+            leading = torch.ones(len(ids), dtype=torch.bool, device=model.device)
+            cache = None
+            for lead in range(LEADS + 1):
+                captured.clear()
+                with torch.inference_mode():
+                    out = hf(input_ids=ids, attention_mask=mask, past_key_values=cache, use_cache=lead < LEADS,
+                             logits_to_keep=1)
+                logits = out.logits[:, -1]
+                yield torch.stack(captured, dim=1)[leading], logits[leading]
+                ids = logits.argmax(-1, keepdim=True)
+                leading &= torch.tensor([is_space(tokenizer.decode([t])) for t in ids[:, 0].tolist()],
+                                        device=model.device)
+                if not leading.any():
+                    break
+                mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+                cache = out.past_key_values
+            if announce is not None:
+                announce.done_one()
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+def _text_reads(model: LoadedModel, windows: torch.Tensor,
+                announce: _Announcer | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    for resid, logits in bar(block_outputs(model, windows, logits=True, batch_size=BATCH),
+                             total=-(-len(windows) // BATCH), desc=f"{model.name}: text", unit="batch"):
+        if announce is not None:
+            announce.done_one()
+        yield resid, logits
+
+
+def held_out_rows(model: LoadedModel, prompts: Sequence[str], windows: torch.Tensor) -> HeldOutRows:
+    """The held-out prompts' read positions and held-out text positions, with the output's full distribution."""
+    text = [(resid[:HELD_OUT_TEXT], logits[:HELD_OUT_TEXT])
+            for resid, logits in block_outputs(model, windows[:1], logits=True, batch_size=1)]
+    resid, logits = _stack([*prompt_reads(model, prompts), *text])
+    return HeldOutRows(resid, torch.log_softmax(logits, dim=-1))
 
 
 def token_windows(model: LoadedModel, text: str, tokens: int) -> torch.Tensor:
@@ -197,56 +327,6 @@ def block_outputs(model: LoadedModel, windows: torch.Tensor, logits: bool = Fals
         resid = torch.stack([cache[name][:, 1:] for name in names], dim=2)
         rows = resid.reshape(-1, model.n_layers, resid.shape[-1])
         yield rows, (out[:, 1:].reshape(-1, out.shape[-1]) if logits else None)
-
-
-def fit_translators(batches: Iterable[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Tuned-lens translators (weight (n_layers - 1, d, d), bias (n_layers - 1, d)) fitted to batches of block
-    outputs (rows, n_layers, d_model): per block, the ridge least-squares affine map from its output to the
-    direction of the last block's (unit RMS). The block outputs are kept as they come (the model's dtype, on the
-    CPU), then each block is fitted on its own: its sums of x x^T and x y^T over the batches in float64, solved,
-    freed. One block's (d_model + 1)^2 float64 pair at a time, not every block's (Llama 3 8B: 0.27 GB, not 8.3 GB),
-    for the block outputs' own size (8,255 rows of Llama 3 in bfloat16: 2.2 GB); the figures are those of summing
-    every block at once, batch by batch in the same order."""
-    kept = [resid.cpu() for resid in batches]
-    if not kept:
-        raise ValueError("no block outputs to fit translators to")
-    n, d = kept[0].shape[1], kept[0].shape[2]
-    directions = []
-    for resid in kept:
-        y = resid[:, -1].float()
-        directions.append(y / y.pow(2).mean(-1, keepdim=True).sqrt().clamp_min(1e-12))
-    weight = torch.empty(n - 1, d, d)
-    bias = torch.empty(n - 1, d)
-    for block in range(n - 1):
-        xx = torch.zeros(1, d + 1, d + 1, dtype=torch.float64)
-        xy = torch.zeros(1, d + 1, d, dtype=torch.float64)
-        for resid, y in zip(kept, directions):
-            x = torch.cat([resid[:, block].float(), torch.ones(resid.shape[0], 1)], dim=-1)
-            xx[0] += (x.T @ x).double()
-            xy[0] += (x.T @ y).double()
-        w, b = _fit(xx, xy)
-        weight[block], bias[block] = w[0], b[0]
-    return weight, bias
-
-
-def _announced(batches: Iterable[T], total: int, say: Callable[[str], None] | None, line: str) -> Iterator[T]:
-    """`batches`, saying `line` with the time the whole will take (`{eta}`), timed on the first batch."""
-    started = time.perf_counter()
-    for k, item in enumerate(batches):
-        if k == 0 and say is not None:
-            say(line.format(eta=f"about {(time.perf_counter() - started) * total:.0f} s (timed on the first of "
-                                f"{total} batches)"))
-        yield item
-
-
-def _fit(xx: torch.Tensor, xy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ridge least-squares maps [h, 1] -> y per block, as tuned-lens's translators: h + A h + b = M^T [h, 1],
-    so A = M[:d]^T - I and b = M[d]."""
-    d = xy.shape[-1]
-    ridge = RIDGE * xx.diagonal(dim1=1, dim2=2).mean(-1)[:, None, None] * torch.eye(d + 1, dtype=xx.dtype)
-    m = torch.linalg.solve(xx + ridge, xy)
-    weight = m[:, :d].transpose(1, 2) - torch.eye(d, dtype=m.dtype)
-    return weight.float().contiguous(), m[:, d].float().contiguous()
 
 
 @dataclass(frozen=True)
@@ -284,13 +364,19 @@ def held_out_kl(model: LoadedModel, lenses: tuple[Lens, ...] = (EXACT,), corpus:
 
 
 def report(trained: Trained, measured: list[HeldOut] | None = None) -> str:
-    """What a training gave, in a few lines: where it is kept, its cost, and the held-out KL where measured."""
+    """What a training gave, in a few lines: where it is kept, its cost, the held-out KL its training recorded
+    and, where measured, the held-out text's per lens."""
     cost = "kept from an earlier training" if trained.cached else "trained now"
-    lines = [f"tuned lens {cost}: {trained.folder} ({trained.tokens:,} tokens of {trained.corpus}, "
+    lines = [f"tuned lens {cost}: {trained.folder} ({trained.tokens:,} positions: {trained.corpus}; "
              f"{trained.seconds:.1f} s)"]
+    tables = []
+    if trained.held_out:
+        tables.append(("held-out prompts and text, as training measured it", ["tuned"], [list(trained.held_out)]))
     if measured:
-        lines.append("held-out KL(output || lens), nats, per block: " + ", ".join(m.lens for m in measured))
-        for layer, values in enumerate(zip(*(m.kl for m in measured))):
+        tables.append(("held-out text", [m.lens for m in measured], [list(m.kl) for m in measured]))
+    for title, names, columns in tables:
+        lines.append(f"KL(output || lens) on {title}, nats, per block: " + ", ".join(names))
+        for layer, values in enumerate(zip(*columns)):
             lines.append(f"  {layer:>3}  " + "  ".join(f"{v:8.3f}" for v in values))
     return "\n".join(lines)
 

@@ -137,8 +137,9 @@ def _shape(value: Any) -> str:
 
 
 def write_folder(lens: TunedLens, folder: Path, model: LoadedModel, extra: dict[str, Any] | None = None) -> Path:
-    """Write a tuned lens in tuned-lens's format (and `extra` as `training.json`), atomically: into a temporary
-    folder beside `folder`, renamed into place once complete, so an interruption leaves no half-written lens."""
+    """Write a tuned lens in tuned-lens's format, `extra` (how it was trained) as more keys of its `config.json`
+    (tuned-lens's `TunedLensConfig.from_dict` drops keys it does not know), atomically: into a temporary folder
+    beside `folder`, renamed into place once complete, so an interruption leaves no half-written lens."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=folder.parent))
     try:
@@ -150,9 +151,9 @@ def write_folder(lens: TunedLens, folder: Path, model: LoadedModel, extra: dict[
             state[f"{i}.weight"] = w.detach().float().cpu().clone()
             state[f"{i}.bias"] = b.detach().float().cpu().clone()
         torch.save(state, partial / PARAMS)
-        (partial / CONFIG).write_text(json.dumps(published_config(model)))
-        if extra is not None:
-            (partial / "training.json").write_text(json.dumps(extra, indent=1))
+        config = published_config(model)
+        config.update({k: v for k, v in (extra or {}).items() if k not in config})
+        (partial / CONFIG).write_text(json.dumps(config, indent=1))
         if folder.exists():
             old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
             folder.rename(old)

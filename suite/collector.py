@@ -1,24 +1,83 @@
-"""Gathers every suite test's outcome and records (from all xdist workers) and writes the report at the
-end of the session (not on an interrupt: the previous report stays whole)."""
+"""Gathers every suite test's outcome and records (from all xdist workers), writes each to the run's journal the
+moment it arrives (`suite.journal`), and writes the report at any end of the session: a normal one, an interrupt
+(Ctrl-C), SIGTERM or SIGHUP. A model whose selected tests did not all run is marked partial (its column says how
+many ran) until a run completes it. A run killed outright leaves its journal, which the next run folds in."""
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
 from dataclasses import replace
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from suite.figures import Figure
-from suite.keys import FIGURE, IDENTITY, MODEL, RECORDED, SESSION, VERDICT, WARNING
+from suite.journal import Entry, Journal, Orphan, orphans
+from suite.keys import FIGURE, IDENTITY, MODEL, RECORDED, SELECTED, SESSION, VERDICT, WARNING
 from suite.report import set_aside_if_unreadable
-from suite.results import DataWarning, Identity, ModelRecord, Results, TestRecord, assemble
+from suite.results import DataWarning, Identity, ModelRecord, Results, Run, TestRecord, assemble, environment, now
 from suite.statistics import Verdict
+
+KEYS = (IDENTITY, VERDICT, RECORDED, FIGURE, MODEL, WARNING, SELECTED)
+"""The user_properties the report reads (and the journal keeps)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: the run ends as an interrupt does, its report written with what it finished."""
+
+
+class Collected:
+    """What the report reads of one run's tests: a TestRecord per test, each model's record, the data warnings, and
+    how many tests each model has selected."""
+
+    def __init__(self) -> None:
+        self.records: list[TestRecord] = []
+        self.models: dict[str, ModelRecord] = {}
+        self.warnings: list[DataWarning] = []
+        self.selected: dict[str, int] = {}
+
+    def add(self, entry: Entry) -> bool:
+        """Take what one test report (setup, call or teardown) carries; whether it carried anything."""
+        taken = False
+        for key, value in entry.properties:
+            if key == MODEL:
+                self.models[value["model"]], taken = ModelRecord.from_dict(value), True
+            elif key == WARNING and (warning := DataWarning.from_dict(value)) not in self.warnings:
+                self.warnings.append(warning)
+                taken = True
+            elif key == SELECTED and value != self.selected:
+                self.selected, taken = dict(value), True
+        identity = next((value for key, value in entry.properties if key == IDENTITY), None)
+        if identity is None or not (entry.when == "call" or (entry.when == "setup" and entry.outcome != "passed")):
+            return taken
+        verdicts = [Verdict.from_dict(value) for key, value in entry.properties if key == VERDICT]
+        self.records.append(TestRecord(
+            identity=Identity.from_dict(identity),
+            outcome=entry.outcome,
+            message=entry.message,
+            verdict=next((verdict for verdict in verdicts if not verdict.control), None),
+            controls=tuple(verdict for verdict in verdicts if verdict.control),
+            recorded=next((value for key, value in entry.properties if key == RECORDED), None),
+            figures=tuple(Figure.from_dict(value) for key, value in entry.properties if key == FIGURE),
+        ))
+        return True
+
+    def results(self, names: list[str], command: str, run: Run | None = None) -> Results:
+        """This run's results; a model with fewer tests done than it selected is marked partial."""
+        results = replace(assemble(self.records, self.models, names, command, run), warnings=tuple(self.warnings))
+        done = {model: sum(model in record.identity.models for record in self.records) for model in results.runs}
+        return replace(results, runs={model: replace(run, partial=(done[model], self.selected[model]))
+                                      if done[model] < self.selected.get(model, 0) else run
+                                      for model, run in results.runs.items()})
 
 
 class FindingsReport:
-    """A plugin object on the controller: one TestRecord per suite test, the report at session end."""
+    """A plugin object on the controller: the run's tests as they end, the report at any end of the session."""
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
@@ -27,58 +86,73 @@ class FindingsReport:
         if kept is not None:
             print(f"run: {self.reports_dir / 'findings.json'} could not be read: set aside as {kept}; "
                   "this run writes a new one", file=sys.stderr)
-        self.records: list[TestRecord] = []
-        self.models: dict[str, ModelRecord] = {}
-        self.warnings: list[DataWarning] = []
+        self.collected = Collected()
+        self.journal = Journal(self.reports_dir)
+        self.command = " ".join(["pytest", *config.invocation_params.args])
+        self.run = environment(now(), self.command)
         self.written: tuple[Path, Results, Results] | None = None
         """The report written at session end, this run's results and all results, for the terminal summary."""
+        self.handlers: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            for name in ("SIGTERM", "SIGHUP"):
+                number = getattr(signal, name, None)
+                if number is not None and signal.getsignal(number) is signal.SIG_DFL:
+                    self.handlers[number] = signal.signal(number, _terminated)
+
+    @property
+    def records(self) -> list[TestRecord]:
+        return self.collected.records
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        properties = report.user_properties
-        for key, value in properties:
-            if key == MODEL:
-                self.models[value["model"]] = ModelRecord.from_dict(value)
-            elif key == WARNING and (warning := DataWarning.from_dict(value)) not in self.warnings:
-                self.warnings.append(warning)
-        identity = next((value for key, value in properties if key == IDENTITY), None)
-        if identity is None:
+        properties = tuple((key, value) for key, value in report.user_properties if key in KEYS)
+        if not properties:
             return
-        if report.when != "call" and not (report.when == "setup" and not report.passed):
-            return
-        verdicts = [Verdict.from_dict(value) for key, value in properties if key == VERDICT]
-        self.records.append(TestRecord(
-            identity=Identity.from_dict(identity),
-            outcome=_outcome(report),
-            message=_message(report),
-            verdict=next((verdict for verdict in verdicts if not verdict.control), None),
-            controls=tuple(verdict for verdict in verdicts if verdict.control),
-            recorded=next((value for key, value in properties if key == RECORDED), None),
-            figures=tuple(Figure.from_dict(value) for key, value in properties if key == FIGURE),
-        ))
+        entry = Entry(_outcome(report), _message(report), properties, report.when)
+        if self.collected.add(entry):
+            if self.journal.count == 0:
+                with contextlib.suppress(OSError):
+                    self.journal.start({"command": self.command, "names": self.config.stash[SESSION].names,
+                                        "run": self.run.to_dict()})
+            self.journal.add(entry)
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        if not self.records or exitstatus == pytest.ExitCode.INTERRUPTED:
+        """The report, whatever ended the session (an interrupt too: what finished is kept, marked partial)."""
+        left = list(orphans(self.reports_dir))
+        if not self.records and not left:
             return
         from suite.merge import merge
+        from suite.order import ordered
         from suite.report import load_results, verdict_changes, write_report
         from suite.versions import LIBRARIES, update_versions
 
         reports_dir = self.reports_dir
         suite_session = self.config.stash[SESSION]
-        command = " ".join(["pytest", *self.config.invocation_params.args])
-        notes = self.config.getini("lens_report_notes")
-        results = replace(
-            assemble(self.records, self.models, suite_session.names, command),
-            warnings=tuple(self.warnings), absent=dict(suite_session.absent),
-            by_construction=(self.config.rootpath / notes).read_text() if notes else "")
+        sets = suite_session.prompt_sets
         previous = load_results(reports_dir)
+        for orphan in left:  # runs killed outright: what they finished, as theirs, before this run's
+            found = ordered(_orphan_results(orphan), sets, previous)
+            previous = ordered(merge(previous, replace(found, changes=verdict_changes(previous, found))), sets,
+                               previous)
+        notes = self.config.getini("lens_report_notes")
+        results = replace(self.collected.results(suite_session.names, self.command, self.run),
+                          absent=dict(suite_session.absent),
+                          by_construction=(self.config.rootpath / notes).read_text() if notes else "")
+        results = ordered(results, sets, previous)
         results = replace(results, changes=verdict_changes(previous, results))
         # The report holds every model's latest results: this run's, and the previous ones it did not redo.
-        merged = merge(previous, results)
+        merged = ordered(merge(previous, results), sets, previous)
+        finished = replace(results, runs={m: run for m, run in results.runs.items() if run.partial is None})
         merged = replace(merged, versions=tuple(
-            update_versions(results, reports_dir, {lib: version(lib) for lib in LIBRARIES})))
+            update_versions(finished, reports_dir, {lib: version(lib) for lib in LIBRARIES})))
         self.written = (write_report(merged, reports_dir), results, merged)
+        self.journal.close()
+        for orphan in left:
+            orphan.close()
+
+    def pytest_unconfigure(self) -> None:
+        for number, handler in self.handlers.items():
+            signal.signal(number, handler)
 
     @pytest.hookimpl(trylast=True)
     def pytest_terminal_summary(self, terminalreporter) -> None:
@@ -92,7 +166,29 @@ class FindingsReport:
         kept = [f"{model} ({run.date})" for model, run in merged.runs.items() if model not in results.runs]
         if kept:
             terminalreporter.write_line(f"kept from earlier runs: {', '.join(kept)}")
+        partial = [f"{model} ({run.partial[0]} of {run.partial[1]} tests)" for model, run in merged.runs.items()
+                   if run.partial]
+        if partial:
+            terminalreporter.write_line(f"partial: {', '.join(partial)}; run again to finish (what was computed is "
+                                        "read back, not computed again)")
+        read_back, computed = self.config.stash[SESSION].tally()
+        if read_back:
+            terminalreporter.write_line(f"readings: {read_back} read back from earlier runs, {computed} computed "
+                                        "(--recompute computes them all)")
         terminalreporter.write_line(f"report: {path}")
+
+
+def _terminated(number: int, frame: Any) -> None:
+    raise Terminated(f"{signal.Signals(number).name}: the run stops; what it finished goes into the report")
+
+
+def _orphan_results(orphan: Orphan) -> Results:
+    """What a run killed outright finished, from its journal, as that run's results."""
+    collected = Collected()
+    for entry in orphan.entries:
+        collected.add(entry)
+    run = Run.from_dict(orphan.run["run"])
+    return collected.results(list(orphan.run.get("names", [])), orphan.run.get("command", run.command), run)
 
 
 def brief(results: Results) -> list[str]:

@@ -18,7 +18,7 @@ from lens.lenses import LENSES
 from lens.registry import registry
 from suite.collector import FindingsReport
 from suite.figures import Figure
-from suite.keys import FIGURE, IDENTITY, MODEL, RECORDED, SESSION, VERDICT, WARNING
+from suite.keys import FIGURE, IDENTITY, MODEL, RECORDED, SELECTED, SESSION, VERDICT, WARNING
 from suite.results import DataWarning, Identity
 from suite.session import ModelArtefacts, SuiteSession
 from suite.statistics import EXACT_LENS, Verdict
@@ -52,6 +52,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "and jacobian (default: every lens the claim declares in claims.toml)",
     )
     group.addoption(
+        "--recompute", dest="lens_recompute", action="store_true", default=False,
+        help="compute every reading anew: the readings an earlier run kept in the lens cache (continuations, lens "
+        "reads, attention, patching) are neither read nor written",
+    )
+    group.addoption(
         "--device", dest="lens_device", default=None,
         help="cpu, cuda, cuda:N or mps (default: mps > cuda > cpu); non-CPU devices are checked "
         "against the CPU first",
@@ -66,6 +71,7 @@ def pytest_configure(config: pytest.Config) -> None:
     session.backend = config.getoption("lens_backend", default="bridge")
     session.dtype = config.getoption("lens_dtype", default=None)
     session.lenses = lens_names(config.getoption("lens_lenses", default=None))
+    session.keep_readings = not config.getoption("lens_recompute", default=False)
     config.stash[SESSION] = session
     capture = config.pluginmanager.getplugin("capturemanager")
     if capture is not None:
@@ -237,7 +243,13 @@ def record_warning(request: pytest.FixtureRequest) -> Callable[[str], None]:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """Say which claim, model(s) and prompt set a test is about, before anything can skip or fail it."""
+    """Say which claim, model(s) and prompt set a test is about, before anything can skip or fail it (and, with
+    a process's first test, how many tests each model has selected: the report marks a model partial below it)."""
+    session = item.config.stash[SESSION]
+    if session.selected and not session.selected_sent:
+        session.selected_sent = True
+        item.user_properties.append((SELECTED, {name: len(tests) for name, tests in session.selected.items()
+                                                if isinstance(name, str)}))
     params = getattr(item, "callspec", None)
     params = params.params if params else {}
     marker = item.get_closest_marker("claim")

@@ -16,7 +16,7 @@ from tabulate import tabulate
 
 from lens.errors import LensError
 from suite.figures import KLByDepth, overlays
-from suite.results import SCHEMA, ClaimResults, DataWarning, Results
+from suite.results import SCHEMA, ClaimResults, DataWarning, Results, Run
 from suite.session import findings_command
 from suite.statistics import EXACT_LENS, HOLDS, REFUTED, Verdict, family_error
 
@@ -128,7 +128,8 @@ def render(results: Results, figures: dict[str, list[str]]) -> str:
     columns = [(m, lens) for m in ran for lens in lenses if lens == EXACT_LENS or _read_through(results, m, lens)]
     unread = [(m, lens) for m in ran for lens in lenses if (m, lens) not in columns]
     lenses = list(dict.fromkeys(lens for _, lens in columns))
-    headers = ["claim", *(f"{m}{_through(lens)} ({results.runs[m].date[:10]})" for m, lens in columns)]
+    headers = ["claim", *(f"{m}{_through(lens)} ({results.runs[m].date[:10]}{_partial(results.runs[m])})"
+                          for m, lens in columns)]
     if len(lenses) > 1:
         headers.append("lenses")
     notes: list[str] = []
@@ -188,6 +189,11 @@ def render(results: Results, figures: dict[str, list[str]]) -> str:
         lines += _model_section(model, results)
     lines += _versions_section(list(results.versions))
     return "\n".join(lines)
+
+
+def _partial(run: Run) -> str:
+    """A model whose run stopped before all its tests ran: how many did (until a run completes it)."""
+    return f", partial: {run.partial[0]} of {run.partial[1]} tests" if run.partial else ""
 
 
 def _through(lens: str) -> str:
@@ -354,7 +360,8 @@ def _model_section(model: str, results: Results) -> list[str]:
         lines.append(f"{record.source}; {record.n_layers} layers, {record.dtype} on {record.device}, "
                      f"forward passes by the {record.backend} backend; weights `{record.weights}`.  ")
     libraries = ", ".join(f"{lib} {v}" for lib, v in run.libraries.items())
-    lines += [f"Run {run.date} by `{run.command}` on {run.machine}: Python {run.python}, {libraries}.", ""]
+    stopped = f", stopped after {run.partial[0]} of its {run.partial[1]} tests" if run.partial else ""
+    lines += [f"Run {run.date} by `{run.command}` on {run.machine}{stopped}: Python {run.python}, {libraries}.", ""]
     for test, counts in results.checks.get(model, {}).items():
         lines += [f"`{test}`: {counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped.", ""]
     return lines

@@ -174,15 +174,20 @@ class Run:
     machine: str
     python: str
     libraries: dict[str, str] = field(default_factory=dict)
+    partial: tuple[int, int] | None = None
+    """(tests done, tests selected) on this model where the run stopped before it finished them (an interrupt,
+    SIGTERM, a run killed outright); None where it finished."""
 
     def to_dict(self) -> dict:
         return {"date": self.date, "command": self.command, "machine": self.machine, "python": self.python,
-                **self.libraries}
+                **self.libraries, **({"partial": list(self.partial)} if self.partial else {})}
 
     @classmethod
     def from_dict(cls, data: dict) -> Run:
         known = ("date", "command", "machine", "python")
-        return cls(**{k: data[k] for k in known}, libraries={k: v for k, v in data.items() if k not in known})
+        partial = data.get("partial")
+        return cls(**{k: data[k] for k in known}, partial=tuple(partial) if partial else None,
+                   libraries={k: v for k, v in data.items() if k not in (*known, "partial")})
 
 
 @dataclass(frozen=True)
@@ -299,9 +304,10 @@ class Results:
 
 
 def assemble(records: list[TestRecord], models: dict[str, ModelRecord], model_order: list[str],
-             command: str) -> Results:
+             command: str, run: Run | None = None) -> Results:
     """Results of one run: per claim its results (models, prompt set, outcome, verdict), per model its
-    record, the per-model checks (tests that are not claims, e.g. snapshots), and the figures."""
+    record, the per-model checks (tests that are not claims, e.g. snapshots), and the figures. `run`: when and
+    with what it ran (default: now, here)."""
     claims: dict[str, ClaimResults] = {}
     checks: dict[str, dict[str, dict[str, int]]] = {}
     figures: list[ClaimFigure] = []
@@ -325,8 +331,8 @@ def assemble(records: list[TestRecord], models: dict[str, ModelRecord], model_or
         claims[who.claim] = replace(entry, results=(*entry.results, result))
         figures += [ClaimFigure(who.claim, figure) for figure in record.figures]
     order = tuple(dict.fromkeys([*model_order, *models]))
-    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    run = environment(generated, command)
+    run = run or environment(now(), command)
+    generated = run.date
     judged = {m for entry in claims.values() for r in entry.results for m in r.models}
     return Results(
         generated=generated, command=command, model_order=order, models=dict(models),
@@ -336,6 +342,11 @@ def assemble(records: list[TestRecord], models: dict[str, ModelRecord], model_or
         claims=dict(sorted(claims.items(), key=lambda item: item[1].number or 0)),
         checks=checks, figures=tuple(figures),
     )
+
+
+def now() -> str:
+    """The date and time a report states, in UTC to the minute."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def environment(date: str, command: str) -> Run:

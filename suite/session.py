@@ -1,5 +1,7 @@
 """The suite's session state, kept on `config.stash` (as syrupy's SnapshotSession is): which models run,
-and each model's artefacts, computed lazily when a selected test first asks, once per process.
+and each model's artefacts, computed lazily when a selected test first asks, once per process, and kept on disk
+(`suite.store`): a rerun reads back what an earlier run computed, without loading the model, where nothing it
+depends on changed.
 
 At most one model is in memory at a time: loading another releases it (an 8B model must fit beside
 nothing else); what was computed from it stays. A model that runs on NDIF (models.toml `remote = true`) is
@@ -15,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Hashable
 from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -27,6 +30,7 @@ from lens.registry import ModelSpec, registry, resolve
 from lens.spot import DeviceDisagrees
 from suite.estimate import LOAD, Timings, WorkPlan, estimate, run_key
 from suite.results import ModelRecord
+from suite.store import MISSING, Store, files_state, library_versions, source_digest
 
 T = TypeVar("T")
 SIMULATE = "LENS_NDIF"
@@ -68,17 +72,27 @@ class ModelArtefacts:
         """Whether a test of this process has carried the record to the report."""
         self.computing: list[float] = []
         """Per artefact being computed (nested: one reads another), the seconds its inner ones took."""
+        self.read_back = self.computed = 0
+        """How many artefacts this process read back from an earlier run, and how many it computed."""
 
     def peek(self, key: Hashable) -> Any:
         """The artefact under `key` if it was computed, else None (never computes)."""
         return self._memo.get(key)
 
-    def get(self, key: Hashable, compute: Callable[[lens.loader.LoadedModel], T]) -> T:
-        """The artefact under `key`, computed by `compute(model)` the first time it is asked for. One the model
-        cannot give (`NotAvailable`: a remote model's attention, a lens it has none of) skips the test that asks
-        for it, with the reason, every time."""
+    def get(self, key: Hashable, compute: Callable[[lens.loader.LoadedModel], T], keep: bool = True,
+            depends: Any = None) -> T:
+        """The artefact under `key`, computed by `compute(model)` the first time it is asked for, or read back from
+        an earlier run (`keep`: kept on disk, under the model's store and `depends`, what else it depends on, e.g.
+        the lens it reads through). One the model cannot give (`NotAvailable`: a remote model's attention, a lens it
+        has none of) skips the test that asks for it, with the reason, every time."""
         if isinstance(self._memo.get(key), NotAvailable):
             pytest.skip(str(self._memo[key]))
+        self.session.refused(self.name)
+        with self.session.terminal():  # a first plan may dequantize the weights, and says so
+            store = self.session.store(self.name) if keep and key not in self._memo else None
+        if store is not None and (kept := store.load(key, depends)) is not MISSING and self._restore(store):
+            self._memo[key] = kept
+            self.read_back += 1
         if key not in self._memo:
             with self.session.terminal():  # progress bars and the estimate reach the user's terminal
                 model = self.session.loaded(self.name)
@@ -96,8 +110,22 @@ class ModelArtefacts:
                     if self.computing:
                         self.computing[-1] += took
                 self.note(key, took - inner)
+                self.computed += 1
+                if store is not None:
+                    store.save(key, self._memo[key], depends)
         self.note(key)
         return self._memo[key]
+
+    def _restore(self, store: Store) -> bool:
+        """Whether the model's record is known (what a test reports of it), reading it back if it was not loaded
+        in this process: an artefact read back is used only then."""
+        if self.record is None:
+            kept = store.load_record()
+            try:
+                self.record = ModelRecord.from_dict(kept) if kept is not None else None
+            except TypeError:
+                return False
+        return self.record is not None
 
     def ran(self, test: str) -> None:
         """Keep for the next run's estimate that `test` ran on this model (once the model's run is known)."""
@@ -156,6 +184,17 @@ class SuiteSession:
         """The test running now (its node id), whose artefacts are noted for the estimate."""
         self.selected: dict[str, list[str]] = {}
         """Model name -> the selected tests that read its artefacts (node ids), for the estimate."""
+        self.selected_sent = False
+        """Whether a test of this process has carried the selection to the report."""
+        self.prompt_sets: tuple[str, ...] = ()
+        """The prompt sets in the order the package of claims keeps them (the report's order; set by it)."""
+        self.keep_readings = True
+        """Whether artefacts are kept on disk and read back (`--recompute`: neither)."""
+        self.readings_depend: Callable[[], dict[str, Any]] | None = None
+        """What the package of claims says its readings read besides the model (its code, the prompts): set by
+        it; a change makes every kept reading stale."""
+        self._plans: dict[str, lens.loader.Plan] = {}
+        self._stores: dict[str, Store | None] = {}
 
     @classmethod
     def from_values(cls, given: list[str], device: str | None, markexpr: str = "") -> SuiteSession:
@@ -209,8 +248,7 @@ class SuiteSession:
     def loaded(self, name: str) -> lens.loader.LoadedModel:
         """The model in memory, loading it (and releasing any other) if needed. Skips a model whose
         weights are absent; fails one whose device disagrees with the CPU."""
-        if name in self._refused:
-            pytest.fail(self._refused[name], pytrace=False)
+        self.refused(name)
         if name in self.connected:
             return self._on_ndif(name)
         if self._loaded is not None and self._loaded.name == name:
@@ -223,15 +261,16 @@ class SuiteSession:
                 f"{size}, then run `{findings_command('-m ' + name)}`"
             )
         self.release()
-        plan = lens.loader.plan(self.sources[name], device=self.device, dtype=self.dtype)
+        plan = self.plan(name)
         dtype = str(plan.dtype).removeprefix("torch.")
         tests = self.selected.get(name, [])
         try:
             work = self.work_plan(name, plan, tests) if self.work_plan is not None else None
         except (OSError, ValueError, KeyError, LensError):  # no tokenizer or config readable: no cost model
             work = None
-        print(f"\n{estimate(self.timings, name, plan.parameters, dtype, plan.device, tests, work).line()}",
-              file=sys.stderr)
+        kept = self.store(name) is not None and self.store(name).kept() > 0
+        print(f"\n{estimate(self.timings, name, plan.parameters, dtype, plan.device, tests, work).line()}"
+              + ("; less what earlier runs kept (read back, not computed again)" if kept else ""), file=sys.stderr)
         start = time.perf_counter()
         model = lens.loader.load(self.sources[name], planned=plan)
         if model.device != "cpu":
@@ -247,6 +286,8 @@ class SuiteSession:
             dtype=str(model.dtype).removeprefix("torch."), n_layers=model.n_layers,
             backend=SIMULATED_BACKEND if self.simulate else self.backend, parameters=plan.parameters,
         )
+        if (store := self.store(name)) is not None:
+            store.save_record(self.artefacts(name).record.to_dict())
         took = time.perf_counter() - start
         self.timings.seconds(run_key(name, model.device, self.artefacts(name).record.dtype), LOAD, took)
         timing = self.artefacts(name).computing
@@ -265,7 +306,53 @@ class SuiteSession:
             artefacts.record = ModelRecord(
                 model=name, source=self.spec(name).describe(), weights=model.weights_id, device=model.device,
                 dtype=str(model.dtype).removeprefix("torch."), n_layers=model.n_layers, backend="nnsight")
+            if (store := self.store(name)) is not None:
+                store.save_record(artefacts.record.to_dict())
         return model
+
+    def plan(self, name: str) -> lens.loader.Plan:
+        """How one of the run's models will load (where its weights are, device, dtype), decided once."""
+        if name not in self._plans:
+            self._plans[name] = lens.loader.plan(self.sources[name], device=self.device, dtype=self.dtype)
+        return self._plans[name]
+
+    def store(self, name: str) -> Store | None:
+        """Where one model's artefacts are kept, under everything they depend on (`suite.store`); None where they
+        are not kept (`--recompute`), or its weights cannot be found (loading it says why)."""
+        if name not in self._stores:
+            self._stores[name] = None
+            if self.keep_readings:
+                try:
+                    self._stores[name] = Store.open(name, self.depends(name))
+                except LensError:
+                    pass
+        return self._stores[name]
+
+    def depends(self, name: str) -> dict[str, Any]:
+        """What one model's artefacts depend on: its weights (their id and files), where and how it runs, the
+        library versions, the instrument's code (lens/) and what the package of claims names (its code, the
+        prompts)."""
+        if name in self.connected:
+            model = self.connected[name]
+            where = {"weights": model.weights_id, "host": model.host, "device": model.device,
+                     "dtype": str(model.dtype), "backend": "nnsight"}
+        else:
+            plan = self.plan(name)
+            where = {"weights": plan.weights_id, "files": files_state(plan.folder), "device": plan.device,
+                     "dtype": str(plan.dtype), "backend": SIMULATED_BACKEND if self.simulate else self.backend}
+        return {"model": name, **where, "libraries": library_versions(),
+                "lens code": source_digest([Path(lens.loader.__file__).parent]),
+                "claims": self.readings_depend() if self.readings_depend else None}
+
+    def refused(self, name: str) -> None:
+        """Fail a test of a model this run refused (its device disagreed with the CPU): nothing of it is read, not
+        even what an earlier run kept."""
+        if name in self._refused:
+            pytest.fail(self._refused[name], pytrace=False)
+
+    def tally(self) -> tuple[int, int]:
+        """How many artefacts this process read back from earlier runs, and how many it computed."""
+        return (sum(a.read_back for a in self._artefacts.values()), sum(a.computed for a in self._artefacts.values()))
 
     def refuse(self, name: str, reason: str) -> None:
         """Fail this test and every later one of the model, with one line: its results are not to be trusted."""

@@ -22,9 +22,10 @@ def held_by_model(results: Results) -> dict[str, bool]:
         for result in entry.results:
             if result.outcome in ("failed", "xpassed"):
                 for model in result.models:
-                    held[model] = False
+                    if model in held:
+                        held[model] = False
     for model, checks in results.checks.items():
-        if any(counts["failed"] for counts in checks.values()):
+        if model in held and any(counts["failed"] for counts in checks.values()):
             held[model] = False
     return held
 

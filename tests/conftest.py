@@ -90,8 +90,10 @@ def tiny_folder(tmp_path_factory, tiny_tokenizer) -> Path:
 
 @pytest.fixture(autouse=True)
 def _jobs_of_this_test_only(tmp_path, monkeypatch):
-    """Remote jobs' results are kept per test: one test's kept results never answer another's."""
+    """Remote jobs' results and the findings' readings are kept per test: one test's kept results never answer
+    another's (nor a findings run of the user's, nor one of a subprocess a test starts)."""
     monkeypatch.setenv("LENS_JOBS_DIR", str(tmp_path / "ndif-jobs"))
+    monkeypatch.setenv("LENS_READINGS_DIR", str(tmp_path / "readings"))
 
 
 REAL_MODELS = {"smollm2", "gemma3", "real_model"}

@@ -1,7 +1,9 @@
 """A pytest plugin for tests only: every model the findings load gets its last block's MLP zeroed.
 
-Used with `-p tests.perturb` to show that a changed model fails the snapshots and flips verdicts."""
+Used with `-p tests.perturb` to show that a changed model fails the snapshots and flips verdicts. Its weights
+id is the model's: its readings are neither read from nor written to the readings kept on disk (`--recompute`)."""
 
+import pytest
 import torch
 
 import lens.loader
@@ -20,5 +22,7 @@ def _perturbed_load(*args, **kwargs):
     return zero_last_mlp(_load(*args, **kwargs))
 
 
+@pytest.hookimpl(tryfirst=True)  # before the suite's session reads the options
 def pytest_configure(config):
     lens.loader.load = _perturbed_load
+    config.option.lens_recompute = True  # its readings are not the model's: never read back, never kept

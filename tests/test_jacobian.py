@@ -26,6 +26,13 @@ CORPUS = ["Berlin is the capital of Germany. Rome is the capital of Italy.",
           "The capital of Germany is Berlin. The capital of France is Paris."]
 
 
+@pytest.fixture(autouse=True)
+def _bare_lens_command(monkeypatch):
+    """The messages checked here name the bare `lens` command, as outside `./run` (which sets LENS_LAUNCHER to
+    "./run lens"): the same messages whichever way the tests are started."""
+    monkeypatch.delenv("LENS_LAUNCHER", raising=False)
+
+
 @pytest.fixture(scope="module")
 def llama(tiny_tokenizer):
     return random_model("llama", tiny_tokenizer)

@@ -30,6 +30,13 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
 @pytest.fixture(autouse=True)
+def _bare_lens_command(monkeypatch):
+    """The messages checked here name the bare `lens` command, as outside `./run` (which sets LENS_LAUNCHER to
+    "./run lens"): the same messages whichever way the tests are started."""
+    monkeypatch.delenv("LENS_LAUNCHER", raising=False)
+
+
+@pytest.fixture(autouse=True)
 def _offline(tmp_path, monkeypatch):
     """No Hub, an empty Hugging Face cache, no published folder and a lens cache of each test's own."""
     import huggingface_hub.constants

@@ -4,6 +4,7 @@ run, and recorded expectations."""
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 
@@ -114,17 +115,50 @@ def test_verdicts_skips_failures_and_figures_reach_the_report(fake_findings, xdi
     assert png.startswith(b"\x89PNG")
 
 
-def test_an_interrupted_run_leaves_the_previous_report_whole(fake_findings):
-    run(fake_findings, "findings", *MODELS).assert_outcomes(passed=2, skipped=2, failed=2)
-    before = {p.name: p.read_bytes() for p in (fake_findings.path / "reports").iterdir() if p.is_file()}
+def test_an_interrupted_run_keeps_what_it_finished_marked_partial(fake_findings):
+    first = run(fake_findings, "findings", *MODELS)
+    first.assert_outcomes(passed=2, skipped=2, failed=2)
+    before = results(fake_findings)
+    (fake_findings.path / "findings" / "test_01_fake_claim.py").write_text(FAKE_CLAIM.format(verdict="refuted"))
     (fake_findings.path / "findings" / "test_04_interrupting.py").write_text(
         "import pytest\npytestmark = pytest.mark.claim('x', number=4)\n"
         "def test_interrupt(model_name):\n    raise KeyboardInterrupt\n"
     )
-    run(fake_findings, "findings", *MODELS, no_reraise_ctrlc=True)  # the interrupt stays in the inner run
-    after = {p.name: p.read_bytes() for p in (fake_findings.path / "reports").iterdir() if p.is_file()}
-    assert after == before
-    assert not [p for p in (fake_findings.path / "reports").iterdir() if p.name.startswith(".")]
+    stopped = run(fake_findings, "findings", *MODELS, no_reraise_ctrlc=True)  # the interrupt stays in the inner run
+    assert stopped.ret == pytest.ExitCode.INTERRUPTED
+    data = results(fake_findings)
+    # smollm2's three claims ran before the interrupt (the fourth, its last test, did not): this run's, marked
+    # partial; gemma3 never ran in it: its results and run are the first run's.
+    assert by_model(data, "fake_claim")[("smollm2",)]["verdict"]["verdict"] == "refuted"
+    assert data["runs"]["smollm2"]["partial"] == [3, 4] and "x" not in data["claims"]
+    assert data["runs"]["gemma3"] == before["runs"]["gemma3"]
+    assert by_model(data, "fake_claim")[("gemma3",)] == by_model(before, "fake_claim")[("gemma3",)]
+    report = (fake_findings.path / "reports" / "findings.md").read_text()
+    assert f"| smollm2 ({data['runs']['smollm2']['date'][:10]}, partial: 3 of 4 tests) " in report  # its column
+    assert "stopped after 3 of its 4 tests" in report
+    stopped.stdout.fnmatch_lines(["partial: smollm2 (3 of 4 tests); run again to finish*"])
+    assert not [p for p in (fake_findings.path / "reports").iterdir() if p.name.startswith(".")]  # no journal left
+    (fake_findings.path / "findings" / "test_04_interrupting.py").unlink()
+    run(fake_findings, "findings", *MODELS).assert_outcomes(passed=2, skipped=2, failed=2)
+    assert "partial" not in results(fake_findings)["runs"]["smollm2"]  # a run that completes it
+
+
+def test_the_reports_order_is_the_datas_not_the_order_tests_ran_in(fake_findings, monkeypatch):
+    """Two runs of the same claims in two shuffled orders write the same findings.json and findings.md, but for
+    the date."""
+    (fake_findings.path / "findings" / "test_04_set_claim.py").write_text(PER_SET.replace("number=1", "number=4"))
+    written, orders = [], []
+    for seed in ("1", "2"):
+        monkeypatch.setenv("LENS_SHUFFLE_SEED", seed)
+        reports = fake_findings.path / "reports"
+        shutil.rmtree(reports, ignore_errors=True)  # each run on its own: "no previous run" in both
+        done = run(fake_findings, "findings", *MODELS, "-p", "tests.shuffle", "-v")
+        done.assert_outcomes(passed=6, skipped=2, failed=2)
+        orders.append(re.findall(r"^findings/(\S+) \w+", done.stdout.str(), re.M))
+        data = (reports / "findings.json").read_text(), (reports / "findings.md").read_text()
+        written.append([re.sub(r"\d{4}-\d\d-\d\d( \d\d:\d\d UTC)?", "DATE", text) for text in data])
+    assert orders[0] != orders[1] and sorted(orders[0]) == sorted(orders[1])
+    assert written[0] == written[1]
 
 
 def test_the_report_says_what_changed_since_each_models_previous_run(fake_findings):

@@ -35,9 +35,13 @@ def test_results_come_back_from_json_as_they_were():
     written = results("mon", {"a": [result(), result(["smollm2", "gemma3"], label=None)]},
                       figures=(ClaimFigure("a", figure),), absent={"llama3": "./run lens download llama3"},
                       changes={"smollm2": ["a: x → y"]}, versions=({"libraries": {"torch": "2"}},))
+    written = replace(written, runs={**written.runs, "gemma3": replace(written.runs["smollm2"], partial=(4, 52))})
     back = Results.from_dict(through_json(written.to_dict()))
     assert back.figures[0].figure.band == [0.8, 0.85]  # JSON has no tuples: the figure draws from a list
     assert replace(back, figures=written.figures) == written
+    older = through_json(written.to_dict())  # a file from before runs could be partial: none is
+    del older["runs"]["gemma3"]["partial"]
+    assert Results.from_dict(older).runs["gemma3"].partial is None
 
 
 def _record(claim, models, prompt_set="capitals", outcome="passed", label="holds", test="test_x"):

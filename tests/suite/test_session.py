@@ -20,7 +20,7 @@ def loads(monkeypatch):
 
     monkeypatch.setattr(PyPIModel, "is_present", lambda self: True)
     monkeypatch.setattr(lens.loader, "plan", lambda name, device=None, dtype=None: SimpleNamespace(
-        dtype=torch.float32, parameters=1_000, device="cpu"))
+        dtype=getattr(torch, dtype or "float32"), parameters=1_000, device="cpu", weights_id="w", folder=None))
     log = []
 
     def load(name, device=None, planned=None):
@@ -175,3 +175,35 @@ def test_a_marker_expression_names_a_model_only_where_it_selects_that_models_tes
     from suite.session import _asks_for
 
     assert {name for name in ("llama3", "mistral", "smollm2", "gemma3") if _asks_for(markexpr, name)} == asked
+
+
+def test_a_later_run_reads_back_what_an_earlier_one_computed_without_loading_the_model(loads):
+    earlier = SuiteSession({EMBEDDED[0]: EMBEDDED[0]}, device=None)
+    assert earlier.artefacts(EMBEDDED[0]).get(("lens", "capitals"), lambda model: [0.5, 0.25]) == [0.5, 0.25]
+    assert earlier.artefacts(EMBEDDED[0]).get("unkept", lambda model: "x", keep=False) == "x"
+    loads.clear()
+    later = SuiteSession({EMBEDDED[0]: EMBEDDED[0]}, device=None)  # a new process, as it were
+    artefacts = later.artefacts(EMBEDDED[0])
+    assert artefacts.get(("lens", "capitals"), lambda model: pytest.fail("computed again")) == [0.5, 0.25]
+    assert loads == [] and artefacts.read_back == 1
+    assert artefacts.record.n_layers == 3 and artefacts.record.weights == "w"  # what the report says of the model
+    assert artefacts.get("unkept", lambda model: "y", keep=False) == "y" and loads == [("load", EMBEDDED[0])]
+
+
+def test_a_reading_is_computed_again_where_what_it_depends_on_changed_or_when_asked(loads):
+    first = SuiteSession({EMBEDDED[0]: EMBEDDED[0]}, device=None)
+    first.readings_depend = lambda: {"prompts": "v1"}
+    first.artefacts(EMBEDDED[0]).get("x", lambda model: 1, depends="lens A")
+
+    def again(change):
+        session = SuiteSession({EMBEDDED[0]: EMBEDDED[0]}, device=None)
+        session.readings_depend = lambda: {"prompts": "v1"}
+        change(session)
+        return session.artefacts(EMBEDDED[0]).get("x", lambda model: 2, depends=getattr(session, "lens", "lens A"))
+
+    assert again(lambda session: None) == 1
+    assert again(lambda session: setattr(session, "readings_depend", lambda: {"prompts": "v2"})) == 2  # new prompts
+    assert again(lambda session: setattr(session, "lens", "lens B")) == 2  # another lens (trained again)
+    assert again(lambda session: setattr(session, "dtype", "bfloat16")) == 2  # runs otherwise (the plan's dtype)
+    assert again(lambda session: setattr(session, "keep_readings", False)) == 2  # --recompute
+    assert again(lambda session: None) == 1  # and none of those wrote over it

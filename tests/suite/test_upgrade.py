@@ -35,6 +35,7 @@ logp = 0.05
 deep = -30.0
 rank = 0.25
 near_rank = 0
+unmoved = 0.0002
 tie = 0.002
 top = 0.05
 replies = 0
