@@ -212,14 +212,39 @@ class Counter:
         return Work(reduced=len(self.facts(name)))
 
     def _tuned(self, _: str) -> Work:
-        """Training (no published lens here): windows of `WINDOW` tokens, `TUNED_BATCH` a pass, the output at the
-        last position only; then a least-squares fit per block but the last."""
+        """Training here (no published lens; `lens.train_tuned`): the corpus's training prompts, sorted by length,
+        `PROMPT_BATCH` a pass, each batch followed by up to `LEADS` cached passes of one token a row while the model
+        writes whitespace first (before a run: every one, the most); `TOKENS` of general text in windows of
+        `WINDOW`, `BATCH` a pass, every position unembedded; a least-squares fit per block but the last over every
+        read position; `STEPS` KL steps of `BATCH_ROWS` rows moved through every translator and unembedded on
+        their top tokens and the drawn tail (forward and backward: three times the forward's work); then the
+        held-out prompts and one text window measured over the whole vocabulary at every block."""
+        from lens import tuned_corpus, tuned_fit
+        from lens.train_tuned import HELD_OUT_PROMPTS, HELD_OUT_TEXT, LEADS, PROMPT_BATCH
+
+        prompts = tuned_corpus.prompts()
+        train = sorted(self.length(p.text) for p in prompts if not p.held_out)
+        held_all = [p.text for p in prompts if p.held_out]
+        held = sorted(self.length(held_all[int(i * len(held_all) / HELD_OUT_PROMPTS)])
+                      for i in range(min(HELD_OUT_PROMPTS, len(held_all))))
+        blocks = self.n_layers - 1
+        work = Work()
+        for lengths in (train, held):
+            for start in range(0, len(lengths), PROMPT_BATCH):
+                chunk = lengths[start:start + PROMPT_BATCH]
+                work += Work(passes=1 + LEADS, tokens=len(chunk) * (max(chunk) + LEADS),
+                             unembedded=len(chunk) * (1 + LEADS))
         windows = -(-TUNED_TOKENS // (WINDOW - 1))
-        work = Work(fitted=self.n_layers - 1, gram_rows=(self.n_layers - 1) * windows * (WINDOW - 1))
         for start in range(0, windows, TUNED_BATCH):
             rows = min(TUNED_BATCH, windows - start)
-            work += Work(passes=1, tokens=rows * WINDOW, unembedded=rows)
-        return work
+            work += Work(passes=1, tokens=rows * WINDOW, unembedded=rows * WINDOW)
+        work += Work(passes=1, tokens=WINDOW, unembedded=WINDOW)  # the held-out text window
+        reads = len(train) * (1 + LEADS) + windows * (WINDOW - 1)
+        columns = min(tuned_fit.BATCH_ROWS * tuned_fit.TOP_K + tuned_fit.TAIL_SAMPLES, self.vocab)
+        step_rows = tuned_fit.STEPS * tuned_fit.BATCH_ROWS * blocks
+        measured = (len(held) * (1 + LEADS) + HELD_OUT_TEXT) * self.n_layers
+        return work + Work(fitted=blocks, gram_rows=blocks * reads, moved=3 * step_rows + measured,
+                           unembedded=-(-3 * step_rows * columns // self.vocab) + measured, reduced=measured)
 
     def _grid(self) -> Work:
         """One pass over the notes' prompt, the lens's top token at every block and position."""

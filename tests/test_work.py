@@ -12,6 +12,7 @@ from benchmarks.scale import measure
 from findings.data import SETS
 from findings.work import Readings, artefacts, claim_of, plan_of
 from lens.lenses import TunedLens
+from lens.train_tuned import LEADS
 from suite.estimate import Shape, Work
 from tests.conftest import random_model
 
@@ -34,7 +35,11 @@ def test_the_counts_of_every_phase_are_the_runs_own(run):
     for name, phase in phases.items():
         counted = {k: phase["counted"][k] for k in ("passes", "tokens", "unembedded")}
         planned = {k: phase["planned"][k] for k in ("passes", "tokens", "unembedded")}
-        assert counted == planned, name
+        if name == "tuned lens":  # its prompts' whitespace leads are counted at the most (the model decides them)
+            assert all(counted[k] <= planned[k] for k in ("passes", "tokens")), (counted, planned)
+            assert planned["passes"] <= (1 + LEADS) * counted["passes"], (counted, planned)
+        else:
+            assert counted == planned, name
     assert phases["patching"]["counted"]["passes"] > 0  # every capital patched, as the simulation says
 
 
@@ -53,9 +58,10 @@ def test_before_a_run_the_counts_bound_what_the_run_decides(run):
     for name, work in before.artefacts.items():
         phase = _phase(name)
         phases[phase] = phases.get(phase, Work()) + work
-    for name in ("grid", "attention", "tuned lens"):
+    for name in ("grid", "attention"):
         assert phases[name].passes == counted[name]["passes"] and phases[name].tokens == counted[name]["tokens"]
-    for name in ("continuations", "patching"):
+    # the tuned lens's prompts: before a run every prompt is counted as followed through each whitespace lead
+    for name in ("continuations", "patching", "tuned lens"):
         assert phases[name].passes >= counted[name]["passes"] and phases[name].tokens >= counted[name]["tokens"]
     # the lens reads after the model's own lead: before a run none is known, so collect counts the prompts alone
     assert phases["collect"].passes == counted["collect"]["passes"]

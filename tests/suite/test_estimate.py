@@ -111,7 +111,7 @@ def test_a_first_run_is_estimated_by_the_cost_model_not_left_unknown(tmp_path):
     line = found.line()
     assert "time unknown" not in line
     assert "about 36 s on a first run (cost model: 2 forward passes over 0 tokens, the lens over 4 rows of 10 " \
-           "tokens, at cpu float32 throughput measured here)" == line.split("; ")[-1][-len("at cpu float32 throughput measured here)"):] and line.endswith("here)")
+           "tokens, at cpu float32 throughput measured here)" in line
 
 
 def test_what_was_measured_before_counts_as_measured_and_the_rest_by_the_cost_model(tmp_path):
