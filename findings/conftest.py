@@ -14,6 +14,7 @@ from findings.work import work_plan
 from lens.lenses import EXACT
 from suite import recorded
 from suite.keys import SESSION
+from suite.results import EDGE, LEFT_OUT
 from suite.session import ModelArtefacts
 from suite.statistics import Verdict
 from suite.verdicts import difference_verdict, with_control
@@ -72,15 +73,15 @@ def _warn_of_data(request: pytest.FixtureRequest, record_warning) -> Iterator[No
     prompt_set = request.getfixturevalue("prompt_set")
     yield
     for fact, reason in (artefacts.peek(("exclusions", prompt_set)) or {}).items():
-        record_warning(f"{fact} left out ({reason})")
+        record_warning(reason, kind=LEFT_OUT, facts=(fact,))
     edge = EXPECTED.tolerance_for("bfloat16").get("reply_edge", 0.0)
     for form in (*forms_of(prompt_set), CHAT):
-        near = [f"{r.fact.id} ({r.reply.margin:.3f})" for r in artefacts.peek(("readings", prompt_set, form)) or ()
-                if r.reply.margin < edge]
+        readings = artefacts.peek(("readings", prompt_set, form)) or ()
+        near = tuple(f"{r.fact.id} ({r.reply.margin:.3f})" for r in readings if r.reply.margin < edge)
         if near:
-            record_warning(f"{form}: {len(near)} replies at an edge, won by less than {edge:g} of probability "
-                           "over the runner-up (the largest margin a bfloat16 run overturned), so what they count "
-                           f"may move in another dtype: {', '.join(near)}")
+            record_warning(f"replies won by less than {edge:g} of probability over the runner-up (the largest margin "
+                           "a bfloat16 run overturned), so what they count may move in another dtype",
+                           kind=EDGE, form=form, facts=near, replies=len(readings))
 
 
 @pytest.fixture

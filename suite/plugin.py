@@ -228,15 +228,15 @@ def record_figure(request: pytest.FixtureRequest) -> Callable[[Figure], None]:
 
 
 @pytest.fixture
-def record_warning(request: pytest.FixtureRequest) -> Callable[[str], None]:
-    """Record a data warning about the test's model and prompt set for the report (e.g. a fact left out,
-    and why); repeats are shown once."""
+def record_warning(request: pytest.FixtureRequest) -> Callable[..., None]:
+    """Record a data warning about the test's model and prompt set for the report: its text, and the fields
+    the report tabulates (`DataWarning`: kind, form, facts, replies); repeats are shown once."""
     params = getattr(request.node, "callspec", None)
     params = params.params if params else {}
 
-    def record(text: str) -> None:
-        request.node.user_properties.append(
-            (WARNING, DataWarning(params.get("model_name"), params.get("prompt_set"), text).to_dict()))
+    def record(text: str, **fields) -> None:
+        warning = DataWarning(params.get("model_name"), params.get("prompt_set"), text, **fields)
+        request.node.user_properties.append((WARNING, warning.to_dict()))
 
     return record
 

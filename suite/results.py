@@ -7,6 +7,7 @@ from node ids."""
 from __future__ import annotations
 
 import platform
+import re
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from importlib.metadata import version
@@ -16,7 +17,8 @@ from suite.statistics import EXACT_LENS, Verdict, holm_adjusted
 
 SCHEMA = 3
 """The results document's layout version: a previous run in another layout is neither merged nor compared.
-3: `runs` stamps each model with its run (date, command, versions); warnings name their model and set."""
+3: `runs` stamps each model with its run (date, command, versions); warnings name their model and set. Later
+within 3 (read alike without them): each result carries its own run; a warning its kind, form, facts and replies."""
 
 @dataclass(frozen=True)
 class ModelRecord:
@@ -94,6 +96,9 @@ class Result:
     controls: tuple[Verdict, ...] = ()
     recorded: dict | None = None
     lens: str = EXACT_LENS
+    run: Run | None = None
+    """The run that produced it (a later run of other claims, sets or lenses leaves it as it was); None in a
+    document from before results carried their run: the model's run stamp stands in."""
 
     @property
     def key(self) -> tuple[tuple[str, ...], str | None, str]:
@@ -129,7 +134,7 @@ class Result:
         return {"models": list(self.models), "prompt_set": self.prompt_set, "outcome": self.outcome,
                 "message": self.message, "verdict": self.verdict.to_dict() if self.verdict else None,
                 "controls": [control.to_dict() for control in self.controls], "recorded": self.recorded,
-                "lens": self.lens}
+                "lens": self.lens, **({"run": self.run.to_dict()} if self.run else {})}
 
     @classmethod
     def from_dict(cls, data: dict) -> Result:
@@ -137,7 +142,8 @@ class Result:
         return cls(models=tuple(data["models"]), prompt_set=data["prompt_set"], outcome=data["outcome"],
                    message=data.get("message"), verdict=Verdict.from_dict(verdict) if verdict else None,
                    controls=tuple(Verdict.from_dict(c) for c in data.get("controls", [])),
-                   recorded=data.get("recorded"), lens=data.get("lens", EXACT_LENS))
+                   recorded=data.get("recorded"), lens=data.get("lens", EXACT_LENS),
+                   run=Run.from_dict(data["run"]) if data.get("run") else None)
 
 
 @dataclass(frozen=True)
@@ -190,20 +196,51 @@ class Run:
                    libraries={k: v for k, v in data.items() if k not in (*known, "partial")})
 
 
+EDGE, LEFT_OUT = "edge", "left out"
+"""The data warnings the report tabulates: a form's replies at an edge, a fact left out."""
+
+
 @dataclass(frozen=True)
 class DataWarning:
-    """A warning about a model's prompt set (a fact left out, replies at an edge), shown once."""
+    """A warning about a model's prompt set, shown once: replies at an edge (`kind` EDGE, per form), a fact left
+    out (LEFT_OUT), or any other note (kind empty: `text` says it all)."""
 
     model: str | None
     prompt_set: str | None
     text: str
+    """What the warning means (for EDGE, the same for every form; for LEFT_OUT, why the fact was left out)."""
+    kind: str = ""
+    form: str | None = None
+    """The prompt form whose replies are at an edge (EDGE)."""
+    facts: tuple[str, ...] = ()
+    """The facts it concerns: "id (margin)" per reply at an edge; the fact left out."""
+    replies: int | None = None
+    """How many replies of the form were read (EDGE; None where the run did not record it)."""
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "facts": list(self.facts)}
 
     @classmethod
     def from_dict(cls, data: dict) -> DataWarning:
-        return cls(**data)
+        if "kind" not in data:  # written before warnings had fields: its sentence says the same
+            return _legacy_warning(data["model"], data["prompt_set"], data["text"])
+        return cls(**{**data, "facts": tuple(data.get("facts", ()))})
+
+
+_LEGACY_EDGE = re.compile(r"(?P<form>[\w-]+): (?P<count>\d+) replies at an edge, (?P<text>.*?): (?P<facts>.*)")
+_LEGACY_LEFT_OUT = re.compile(r"(?P<fact>\S+) left out \((?P<text>.*)\)")
+
+
+def _legacy_warning(model: str | None, prompt_set: str | None, text: str) -> DataWarning:
+    """A warning as its sentence stated it before warnings had fields ("qa: 3 replies at an edge, won by ...:
+    a (0.1), b (0.2), c (0.0)"; "x left out (why)"), with the fields the sentence names."""
+    if found := _LEGACY_EDGE.fullmatch(text):
+        facts = tuple(found["facts"].split(", "))
+        if len(facts) == int(found["count"]):
+            return DataWarning(model, prompt_set, f"replies {found['text']}", EDGE, found["form"], facts)
+    if found := _LEGACY_LEFT_OUT.fullmatch(text):
+        return DataWarning(model, prompt_set, found["text"], LEFT_OUT, facts=(found["fact"],))
+    return DataWarning(model, prompt_set, text)
 
 
 @dataclass(frozen=True)
@@ -311,6 +348,7 @@ def assemble(records: list[TestRecord], models: dict[str, ModelRecord], model_or
     claims: dict[str, ClaimResults] = {}
     checks: dict[str, dict[str, dict[str, int]]] = {}
     figures: list[ClaimFigure] = []
+    run = run or environment(now(), command)
     for record in records:
         who = record.identity
         if who.claim is None:
@@ -327,11 +365,10 @@ def assemble(records: list[TestRecord], models: dict[str, ModelRecord], model_or
                         prompt_set=verdict.prompt_set if verdict else who.prompt_set,
                         outcome=record.outcome, message=record.message, verdict=verdict,
                         controls=record.controls, recorded=record.recorded,
-                        lens=verdict.lens if verdict else who.lens)
+                        lens=verdict.lens if verdict else who.lens, run=run)
         claims[who.claim] = replace(entry, results=(*entry.results, result))
         figures += [ClaimFigure(who.claim, figure) for figure in record.figures]
     order = tuple(dict.fromkeys([*model_order, *models]))
-    run = run or environment(now(), command)
     generated = run.date
     judged = {m for entry in claims.values() for r in entry.results for m in r.models}
     return Results(

@@ -113,7 +113,7 @@ def test_a_stopped_run_keeps_what_finished_marked_partial_and_a_rerun_does_only_
     assert claims_of(data, "alpha") == [1, 2, 3, 4] and "beta" not in data["runs"]
     assert data["runs"]["alpha"]["partial"] == [4, 5]
     report = (project / "reports" / "findings.md").read_text()
-    assert f"| alpha ({data['runs']['alpha']['date'][:10]}, partial: 4 of 5 tests) " in report
+    assert "| alpha, logit (partial) " in report and "alpha stopped after 4 of its 5 tests" in report
     assert "partial: alpha (4 of 5 tests); run again to finish" in output
     assert not (project / "reports" / ".journal").exists()  # the report holds the run: its journal is gone
     assert computed(project) == [f"alpha {n}" for n in (1, 2, 3, 4)]
@@ -146,5 +146,5 @@ def test_a_run_killed_outright_leaves_its_journal_and_the_next_run_reports_it(pr
     assert claims_of(data, "alpha") == [1, 2, 3, 4] and data["runs"]["alpha"]["partial"] == [4, 5]
     assert data["runs"]["alpha"]["command"].count("--model") == 2  # the killed run's own command and date
     assert "beta" not in data["runs"]
-    assert "partial: 4 of 5 tests" in (project / "reports" / "findings.md").read_text()
+    assert "alpha stopped after 4 of its 5 tests" in (project / "reports" / "findings.md").read_text()
     assert not (project / "reports" / ".journal").exists()

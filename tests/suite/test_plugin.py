@@ -134,8 +134,8 @@ def test_an_interrupted_run_keeps_what_it_finished_marked_partial(fake_findings)
     assert data["runs"]["gemma3"] == before["runs"]["gemma3"]
     assert by_model(data, "fake_claim")[("gemma3",)] == by_model(before, "fake_claim")[("gemma3",)]
     report = (fake_findings.path / "reports" / "findings.md").read_text()
-    assert f"| smollm2 ({data['runs']['smollm2']['date'][:10]}, partial: 3 of 4 tests) " in report  # its column
-    assert "stopped after 3 of its 4 tests" in report
+    assert "| smollm2, logit (partial) " in report  # its column
+    assert "smollm2 stopped after 3 of its 4 tests" in report.split("## Data warnings")[0]  # its run, in the header
     stopped.stdout.fnmatch_lines(["partial: smollm2 (3 of 4 tests); run again to finish*"])
     assert not [p for p in (fake_findings.path / "reports").iterdir() if p.name.startswith(".")]  # no journal left
     (fake_findings.path / "findings" / "test_04_interrupting.py").unlink()
@@ -195,7 +195,13 @@ def test_results_accumulate_a_run_replaces_only_what_it_ran(fake_findings):
     assert data["runs"]["smollm2"]["command"].endswith("-m smollm2 -k fake")
     report = (fake_findings.path / "reports" / "findings.md").read_text()
     matrix = report.split("## Verdicts")[1].split("## Changes")[0]
-    assert f"gemma3 ({first['runs']['gemma3']['date'][:10]})" in matrix and "| refuted " in matrix
+    assert "| refuted " in matrix
+    # Each run in the header with the columns it made: smollm2's column is partly the first run's, partly this one's.
+    head = report.split("## Data warnings")[0]
+    later = data["runs"]["smollm2"]
+    assert f"- smollm2 logit (2 of 3 results); gemma3 logit: {first['runs']['gemma3']['date']}, " \
+           f"`{first['runs']['gemma3']['command']}`;" in head
+    assert f"- smollm2 logit (1 of 3 results): {later['date']}, `{later['command']}`;" in head
     assert {f["model"] for f in data["figures"]} == {"smollm2", "gemma3"}
     assert f"kept from earlier runs: gemma3 ({first['runs']['gemma3']['date']})" in outcome.stdout.str()
 

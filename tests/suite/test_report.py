@@ -1,5 +1,6 @@
 """suite.report: the results file read back as the typed results it was written from; an unreadable one is
-set aside before a run, never lost with the run; one in an older layout is neither merged nor compared."""
+set aside before a run, never lost with the run; one in an older layout is neither merged nor compared; the
+family-error lines. (The first screen's parts: tests/suite/test_screen.py.)"""
 
 import json
 from dataclasses import replace
@@ -7,9 +8,7 @@ from dataclasses import replace
 import pytest
 
 from lens.errors import LensError
-from suite.figures import KLByDepth
 from suite.report import RESULTS, load_results, render, set_aside_if_unreadable, write_report
-from suite.results import ClaimFigure
 from tests.suite.built import result, results
 
 
@@ -37,52 +36,13 @@ def test_written_results_load_back_as_they_were_and_render_the_same(tmp_path):
     loaded = load_results(tmp_path)
     assert loaded == written
     assert render(loaded, {}) == (tmp_path / "findings.md").read_text()
-    assert "| holds 0.80 [0.60, 0.90] n=7 | refuted 0.80 [0.60, 0.90] n=7 |" in render(loaded, {})
+    assert "| 0. [A][c1] | holds 0.80 n=7  | refuted 0.80 n=7 |" in render(loaded, {})
 
 
 def test_results_in_an_older_layout_are_not_read_and_stay_where_they_are(tmp_path):
     (tmp_path / RESULTS).write_text(json.dumps({"schema": 2, "claims": {}}))
     assert load_results(tmp_path) is None and set_aside_if_unreadable(tmp_path) is None
     assert (tmp_path / RESULTS).exists() and set_aside_if_unreadable(tmp_path / "absent") is None
-
-
-def test_a_claim_read_through_two_lenses_shows_both_side_by_side_and_whether_they_agree():
-    def through(lens, label, models=("smollm2",)):
-        found = result(models, label=label)
-        return replace(found, lens=lens, verdict=replace(found.verdict, lens=lens))
-
-    done = results("2026-11-30 10:00 UTC", {
-        "depth": [through("exact", "holds"), through("tuned", "refuted"),
-                  through("exact", "holds", ("gemma3",)), through("tuned", "holds", ("gemma3",))],
-        "recall": [result(["smollm2"]), result(["gemma3"], label="refuted")],
-    })
-    matrix = render(done, {}).split("## Verdicts")[1].split("## Changes")[0]
-    header, _, depth, recall = [line for line in matrix.splitlines() if line.startswith("|")][:4]
-    assert [cell.strip().split(" (")[0] for cell in header.strip("|").split("|")] == [
-        "claim", "smollm2", "smollm2, tuned lens", "gemma3", "gemma3, tuned lens", "lenses"]
-    assert [cell.strip() for cell in depth.split("|")[2:7]] == [
-        "holds 0.80 [0.60, 0.90] n=7", "refuted 0.80 [0.60, 0.90] n=7", "holds 0.80 [0.60, 0.90] n=7",
-        "holds 0.80 [0.60, 0.90] n=7", "smollm2: lens-dependent: holds (exact) / refuted (tuned); gemma3: same"]
-    assert [cell.strip() for cell in recall.split("|")[2:7]] == [
-        "holds 0.80 [0.60, 0.90] n=7", "—", "refuted 0.80 [0.60, 0.90] n=7", "—", ""]  # read through no other lens
-    assert "Columns name the lens" in matrix
-
-
-def test_a_lens_a_model_has_none_of_gets_no_column_but_a_line_saying_why():
-    def through(lens, label, models=("smollm2",), message=None):
-        found = result(models, label=label)
-        if label is None:
-            return replace(found, lens=lens, message=message)
-        return replace(found, lens=lens, verdict=replace(found.verdict, lens=lens))
-
-    done = results("2026-11-30 10:00 UTC", {"depth": [
-        through("exact", "holds"), through("tuned", "holds"),
-        through("jacobian", None, message="TransformerLens publishes no Jacobian lens for smollm2")]})
-    matrix = render(done, {}).split("## Verdicts")[1].split("## Changes")[0]
-    header = next(line for line in matrix.splitlines() if line.startswith("| claim"))
-    assert "tuned lens" in header and "jacobian" not in header
-    assert "Not read through the jacobian lens: smollm2 (TransformerLens publishes no Jacobian lens for smollm2)." \
-        in matrix
 
 
 def test_the_family_lines_count_decided_cells_at_their_own_directional_error_and_holm_survivors():
@@ -106,16 +66,3 @@ def test_the_family_lines_count_decided_cells_at_their_own_directional_error_and
     strict = results("2026-11-30 10:00 UTC", {"a": [judged("holds", 0.03), judged("holds", 0.04)]}).with_holm()
     # One family of two: 0.03 > 0.025 stops at once: both turn inconclusive under Holm.
     assert "Holm: inconclusive" in render(strict, {}) and "0 of the 2 stay decided" in render(strict, {})
-
-
-def test_each_sets_fidelity_table_names_the_lens_its_kl_and_where_it_came_from():
-    figure = KLByDepth(model="smollm2", name="fidelity-capitals-tuned", prompt_set="capitals", lens="tuned lens",
-                       depth=[0.25, 0.5, 0.75, 1.0], kl={"completion": [9.0, 4.0, 2.0, 0.0]},
-                       prompts={"completion": 38}, bound=1.5, source="trained here: recipe-x, 100 tokens")
-    done = replace(results("2026-11-30 10:00 UTC", {"a": [result()]}), figures=(ClaimFigure(None, figure),))
-    text = render(done, {})
-    row = next(line for line in text.splitlines() if "tuned lens, completion" in line)
-    assert [cell.strip() for cell in row.strip("|").split("|")] == [
-        "smollm2", "tuned lens, completion", "38", "9.00", "4.00", "2.00", "0.00", "2.00"]
-    assert "smollm2, tuned lens: trained here: recipe-x, 100 tokens" in text
-    assert 'exceeds 1.5 is marked "lens not faithful here"' in text

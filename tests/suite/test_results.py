@@ -6,9 +6,10 @@ import math
 from dataclasses import replace
 
 from suite.figures import DepthCurves
-from suite.results import ClaimFigure, Identity, ModelRecord, Results, TestRecord, assemble
+from suite.results import (EDGE, LEFT_OUT, ClaimFigure, DataWarning, Identity, ModelRecord, Results, TestRecord,
+                           assemble)
 from suite.statistics import Verdict
-from tests.suite.built import result, results, verdict
+from tests.suite.built import result, results, run, verdict
 
 FULL = Verdict(claim="c", models=("a", "b"), prompt_set="s", verdict="inconclusive", statistic="median depth",
                value=math.nan, ci=(math.nan, 0.9), rule="r", n=3, kind="depth", evidence=({"fact": "x", "d": 0.5},),
@@ -35,13 +36,39 @@ def test_results_come_back_from_json_as_they_were():
     written = results("mon", {"a": [result(), result(["smollm2", "gemma3"], label=None)]},
                       figures=(ClaimFigure("a", figure),), absent={"llama3": "./run lens download llama3"},
                       changes={"smollm2": ["a: x → y"]}, versions=({"libraries": {"torch": "2"}},))
-    written = replace(written, runs={**written.runs, "gemma3": replace(written.runs["smollm2"], partial=(4, 52))})
+    written = replace(written, runs={**written.runs, "gemma3": replace(written.runs["smollm2"], partial=(4, 52))},
+                      warnings=(DataWarning("smollm2", "capitals", "why", EDGE, "qa", ("a (0.1)",), 65),
+                                DataWarning("smollm2", "capitals", "no token", LEFT_OUT, facts=("b",))))
+    written = replace(written, claims={"a": replace(written.claims["a"], results=(
+        replace(written.claims["a"].results[0], run=run("sun")), *written.claims["a"].results[1:]))})
     back = Results.from_dict(through_json(written.to_dict()))
     assert back.figures[0].figure.band == [0.8, 0.85]  # JSON has no tuples: the figure draws from a list
     assert replace(back, figures=written.figures) == written
     older = through_json(written.to_dict())  # a file from before runs could be partial: none is
     del older["runs"]["gemma3"]["partial"]
     assert Results.from_dict(older).runs["gemma3"].partial is None
+
+
+def test_a_warning_written_as_one_sentence_reads_back_with_the_fields_it_names():
+    """findings.json from before warnings had fields: the edge and left-out sentences give their form and facts
+    (how many replies were read is not in them: None); any other sentence stays a plain note."""
+    edge = ("qa: 3 replies at an edge, won by less than 0.115 of probability over the runner-up (the largest margin a "
+            "bfloat16 run overturned), so what they count may move in another dtype: a (0.052), b_c (0.080), d (0.1)")
+    back = [DataWarning.from_dict({"model": "m", "prompt_set": "s", "text": text})
+            for text in (edge, "germany left out (no single-token answer)", "something else: 2 things")]
+    assert back[0] == DataWarning("m", "s", "replies won by less than 0.115 of probability over the runner-up (the "
+                                  "largest margin a bfloat16 run overturned), so what they count may move in another "
+                                  "dtype", EDGE, "qa", ("a (0.052)", "b_c (0.080)", "d (0.1)"), None)
+    assert back[1] == DataWarning("m", "s", "no single-token answer", LEFT_OUT, facts=("germany",))
+    assert back[2] == DataWarning("m", "s", "something else: 2 things")
+    miscounted = edge.replace("qa: 3", "qa: 4")  # a sentence whose count is not its list's: kept as it was
+    assert DataWarning.from_dict({"model": "m", "prompt_set": "s", "text": miscounted}).kind == ""
+
+
+def test_each_result_carries_the_run_that_made_it():
+    ran = {"smollm2": ModelRecord("smollm2", "s", "w", "cpu", "float32", 30)}
+    done = assemble([_record("a", ["smollm2"])], ran, ["smollm2"], "pytest findings/ -k a", run("tue"))
+    assert done.claims["a"].results[0].run == run("tue") == done.runs["smollm2"]
 
 
 def _record(claim, models, prompt_set="capitals", outcome="passed", label="holds", test="test_x"):
