@@ -27,6 +27,12 @@ OFFLOAD_MEMORY_SHARE = 0.8
 """Offload to CPU/disk (accelerate's big-model dispatch) when the weights exceed this share of free memory."""
 
 
+def needs_offload(weight_bytes: int, free_bytes: int) -> bool:
+    """Whether a model's weights go to CPU/disk rather than all to its device: they exceed `OFFLOAD_MEMORY_SHARE`
+    of the memory free now (the rest is left for activations and the lens's reads)."""
+    return weight_bytes > OFFLOAD_MEMORY_SHARE * free_bytes
+
+
 def load(
     name_or_path: str,
     device: str | None = None,
@@ -53,7 +59,7 @@ def load(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if offload is None:
-        offload = chosen.weight_bytes > OFFLOAD_MEMORY_SHARE * psutil.virtual_memory().available
+        offload = needs_offload(chosen.weight_bytes, psutil.virtual_memory().available)
     kwargs: dict[str, Any] = {"dtype": torch_dtype, "local_files_only": True}
     if offload:
         offload_folder = Path(offload_folder or cache_dir() / "offload" / spec.name)

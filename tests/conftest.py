@@ -96,14 +96,24 @@ def _jobs_of_this_test_only(tmp_path, monkeypatch):
     monkeypatch.setenv("LENS_READINGS_DIR", str(tmp_path / "readings"))
 
 
-REAL_MODELS = {"smollm2", "gemma3", "real_model"}
-"""Fixtures that load an embedded model: a test using one is marked `slow`."""
+MODEL_FIXTURES = frozenset({"smollm2", "gemma3", "real_model"})
+"""Fixtures that load an embedded model (`real_model` names its model at run time, so it is listed too): a test
+that asks for one, itself or through another fixture, is marked `slow` by hand, or the collection stops."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if REAL_MODELS & set(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.slow)
+    """Stop the collection, naming them, where tests load an embedded model unmarked (`-m "not slow"` would)."""
+    unmarked = [
+        item.nodeid
+        for item in items
+        if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())) and item.get_closest_marker("slow") is None
+    ]
+    if unmarked:
+        more = f" and {len(unmarked) - 3} more" if len(unmarked) > 3 else ""
+        raise pytest.UsageError(
+            f"not marked slow, yet loading an embedded model: {', '.join(unmarked[:3])}{more}; "
+            "mark each @pytest.mark.slow, or its module pytestmark = pytest.mark.slow"
+        )
 
 
 @pytest.fixture(scope="session", params=list(ARCHITECTURES))

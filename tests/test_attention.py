@@ -5,6 +5,8 @@ import torch
 
 from lens.attention import attention_from_last, token_positions
 
+pytestmark = pytest.mark.slow  # every test here loads an embedded model
+
 PROMPT = "The capital of Germany is"
 
 

@@ -58,6 +58,7 @@ def test_nnsight_gives_the_bridge_lens_on_random_models(tiny_model):
     assert nn.backend == "nnsight" and (nn.output_logits - bridge.output_logits).abs().max() <= TOLERANCE
 
 
+@pytest.mark.slow
 def test_nnsight_gives_the_bridge_lens_on_embedded_models(real_model):
     # Measured: 0 on smollm2 and gemma3 (float32, CPU), padded batch included.
     assert max_probability_difference(real_model, HELD_OUT + [ARITHMETIC]) <= TOLERANCE
@@ -172,6 +173,7 @@ def test_the_remote_request_runs_where_no_lens_package_is_and_gives_the_local_le
         collect(remote, HELD_OUT)
 
 
+@pytest.mark.slow
 def test_the_remote_path_gives_the_local_figures_on_embedded_models(real_model, tiny_tokenizer, monkeypatch):
     """Both lenses, watched tokens and candidates' output probabilities, reduced inside the simulated job: the
     same figures as read here (measured: equal bit for bit; the same chunks of prompts are reduced together)."""
@@ -288,6 +290,7 @@ def test_a_remote_run_that_cannot_reach_ndif_is_one_line(tiny_tokenizer, monkeyp
 # ---- the command line ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("prompt, answer", [(HELD_OUT[1], " Rome"), (ARITHMETIC, SEVEN)])
 def test_trace_json_through_nnsight_equals_the_default(capsys, cli_smollm2, prompt, answer):
     outputs = []
@@ -303,6 +306,7 @@ def test_trace_json_through_nnsight_equals_the_default(capsys, cli_smollm2, prom
     assert abs(nn["output"]["p_answer"] - default["output"]["p_answer"]) <= TOLERANCE
 
 
+@pytest.mark.slow
 def test_check_compares_the_backends(capsys, cli_smollm2):
     assert main(["check", "smollm2", "--backend", "nnsight", "--device", "cpu"]) == 0
     out = capsys.readouterr().out

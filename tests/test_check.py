@@ -3,12 +3,14 @@
 import pytest
 import torch
 
-from lens.check import check_device, compare, compare_models, lens_probabilities
+from lens.check import CHECK_PROMPTS, check_device, compare, compare_models, lens_probabilities
 from lens.errors import LensError
 from lens.loader import load
 from tests.perturb import zero_last_mlp
+from tests.reference import reference_lens
 
 
+@pytest.mark.slow
 def test_another_dtype_is_a_different_computation_within_its_tolerance(smollm2):
     # Measured here: smollm2 in float16 is 5.3e-3 from float32 at most (tolerance 1e-2).
     result = compare_models(load("smollm2", device="cpu", dtype="float16"), smollm2)
@@ -16,6 +18,7 @@ def test_another_dtype_is_a_different_computation_within_its_tolerance(smollm2):
     assert result.agrees, result.summary()
 
 
+@pytest.mark.slow
 def test_a_changed_model_disagrees(smollm2):
     changed = zero_last_mlp(load("smollm2", device="cpu"))
     result = compare_models(changed, smollm2)
@@ -33,17 +36,24 @@ def test_top1_may_swap_only_within_a_near_tie():
     assert far.top1_agreement == 0.0 and not far.agrees
 
 
+@pytest.mark.slow
 def test_on_the_cpu_there_is_nothing_to_compare_with(smollm2):
     with pytest.raises(LensError, match="runs on the CPU already"):
         check_device(smollm2)
 
 
-def test_lens_probabilities_are_distributions(smollm2):
+@pytest.mark.slow
+def test_lens_probabilities_are_the_lens_of_plain_transformers_hooks(smollm2, twin_of):
+    """Per check prompt and block, the softmax of an independent lens (tests/reference.py: forward hooks on a plain
+    transformers copy of the weights), at the prompt's last position."""
     probs = lens_probabilities(smollm2)
-    assert probs.shape[:2] == (3, smollm2.n_layers)
-    assert torch.allclose(probs.sum(-1), torch.ones(probs.shape[:2]), atol=1e-4)
+    assert probs.shape == (len(CHECK_PROMPTS), smollm2.n_layers, len(smollm2.tokenizer))
+    for row, prompt in enumerate(CHECK_PROMPTS):
+        logits, _ = reference_lens(twin_of(smollm2), smollm2.tokenizer, prompt)
+        torch.testing.assert_close(probs[row], logits.softmax(-1), atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow
 def test_the_lens_is_exact_on_an_embedded_model(smollm2):
     from lens.check import exactness
 

@@ -20,6 +20,7 @@ def run(capsys, *argv):
     return status, out, err
 
 
+@pytest.mark.slow
 def test_trace_json_has_the_documented_schema(capsys, cli_smollm2):
     status, out, _ = run(capsys, "trace", "smollm2", GERMANY, "--answer", " Berlin", "--json", "--device", "cpu")
     assert status == 0
@@ -38,6 +39,7 @@ def test_trace_json_has_the_documented_schema(capsys, cli_smollm2):
     assert data["layers"][-1]["p_answer"] == pytest.approx(data["output"]["p_answer"], abs=1e-4)
 
 
+@pytest.mark.slow
 def test_trace_table_is_readable(capsys, cli_smollm2):
     status, out, _ = run(capsys, "trace", "smollm2", GERMANY, "--answer", " Berlin", "--device", "cpu", "--top-k", "2")
     assert status == 0
@@ -48,6 +50,7 @@ def test_trace_table_is_readable(capsys, cli_smollm2):
     assert lines[-1].startswith("out") and "' Berlin'" in lines[-1]
 
 
+@pytest.mark.slow
 def test_a_multi_token_answer_says_so(capsys, cli_smollm2):
     status, _, err = run(capsys, "trace", "smollm2", "The capital of Burkina Faso is", "--answer", " Ouagadougou", "--json", "--device", "cpu")
     assert status == 0 and "the lens follows its first" in err

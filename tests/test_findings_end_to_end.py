@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # every test here loads an embedded model
+
 ROOT = Path(__file__).parent.parent
 NUMBERS = sorted(int(p.stem.split("_")[1]) for p in (ROOT / "findings").glob("test_[0-9][0-9]_*.py"))
 CAPITALS_WITHOUT_PATCHING = "capitals and not capitals_german and not patching"

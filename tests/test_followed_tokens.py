@@ -9,6 +9,8 @@ from lens.generate import continue_greedy
 from lens.tokens import AnswerToken, answer_token, chat_prompt
 from lens.trace import collect, read
 
+pytestmark = pytest.mark.slow  # every test here loads an embedded model
+
 
 def test_the_lens_reads_where_the_model_writes_its_first_word(real_model):
     """The model's greedy reply (generate, with a cache and padding) against the lens's own forward pass read

@@ -23,6 +23,7 @@ def empty_cache(tmp_path, monkeypatch):
     return tmp_path / "cache"
 
 
+@pytest.mark.slow
 def test_a_second_load_hits_the_cache_and_gives_identical_results(smollm2, monkeypatch):
     # The session's smollm2 was dequantized into the cache on first use (or by an earlier run).
     assert (dequantized_dir() / smollm2.weights_id[:16] / "config.json").is_file()
@@ -90,6 +91,7 @@ def test_the_notes_models_run_in_float32_on_a_64gb_mac_and_a_70b_one_in_bfloat16
         choose_dtype(1, "cpu", "int8")
 
 
+@pytest.mark.slow
 def test_the_plan_counts_the_parameters_the_loaded_model_has(real_model):
     """What the estimate before a load says, from the config alone, against the weights once loaded."""
     planned = plan(real_model.name, device="cpu")

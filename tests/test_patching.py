@@ -7,6 +7,8 @@ import torch
 from lens.errors import LensError
 from lens.patching import patch_residuals
 
+pytestmark = pytest.mark.slow  # every test here loads an embedded model
+
 CLEAN, CORRUPT, ANSWER = "The capital of Germany is", "The capital of France is", " Berlin"
 
 

@@ -36,6 +36,7 @@ def test_a_block_gone_wrong_after_the_load_check_is_caught_and_named(tiny_model)
     assert spot_check(tiny_model, prompt_ids(tiny_model.tokenizer, "x y")).agrees
 
 
+@pytest.mark.slow
 def test_the_spot_check_on_a_real_model(smollm2):
     ids = prompt_ids(smollm2.tokenizer, "The capital of Germany is")
     assert spot_check(smollm2, ids).agrees

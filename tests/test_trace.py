@@ -31,6 +31,7 @@ def test_every_layer_matches_plain_transformers_hooks_on_random_models(tiny_pair
     assert_exact(*tiny_pair)
 
 
+@pytest.mark.slow
 def test_every_layer_matches_plain_transformers_hooks_on_embedded_models(real_pair):
     assert_exact(*real_pair)
 
@@ -54,6 +55,7 @@ def test_softcap_is_what_makes_gemma2_exact(tiny_tokenizer):
     assert (EXACT.logits(model, residuals.resid[0, -1]) - residuals.output_logits[0]).abs().max() <= TOLERANCE
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("temperature", [1.0, 0.5, 2.0])
 def test_trace_statistics_match_a_hand_computation(real_pair, temperature):
     model, twin = real_pair
@@ -77,6 +79,7 @@ def test_trace_statistics_match_a_hand_computation(real_pair, temperature):
     assert result.output.p_answer == pytest.approx(float(q[answer_id]), abs=TOLERANCE)
 
 
+@pytest.mark.slow
 def test_a_padded_batch_gives_what_single_prompts_give(real_model):
     prompts = ["The capital of Germany is", "Paris is the capital of", "Question: What is 2 + 2? Answer:"]
     batched = trace(real_model, prompts, [" Berlin", " France", " 4"])
@@ -96,6 +99,7 @@ EMBEDDED_IDS = {
 }
 
 
+@pytest.mark.slow
 def test_prompts_are_tokenized_as_the_model_does_not_as_transformerlens_defaults(real_model):
     known, tok = EMBEDDED_IDS[real_model.name], real_model.tokenizer
     germany, paris = known[PROMPTS[0]], known["Paris is"]
@@ -132,6 +136,7 @@ def test_a_batch_is_left_padded_with_the_pad_token_and_masked_there():
         encode(tok, ["Germany is", " "], n_ctx=5)
 
 
+@pytest.mark.slow
 def test_answers_follow_their_first_token_in_context(smollm2):
     tok = smollm2.tokenizer
     berlin = answer_token(tok, "The capital of Germany is", " Berlin")
@@ -141,6 +146,7 @@ def test_answers_follow_their_first_token_in_context(smollm2):
     assert "follows its first" in long.note
 
 
+@pytest.mark.slow
 def test_a_digit_answer_is_followed_after_its_leading_space_never_the_space(real_model):
     tok = real_model.tokenizer
     seven = answer_token(tok, "3 + 4 =", " 7")  # both embedded tokenizers split " 7" into " " + "7"
@@ -153,23 +159,27 @@ def test_a_digit_answer_is_followed_after_its_leading_space_never_the_space(real
     assert "reads after it" in seven.note
 
 
+@pytest.mark.slow
 def test_punctuation_is_never_followed(smollm2):
     with pytest.raises(LensError, match="punctuation token"):
         answer_token(smollm2.tokenizer, "The capital of Germany is", ", Berlin")
 
 
+@pytest.mark.slow
 def test_a_spelling_that_starts_with_a_bare_space_is_not_a_whole_token(smollm2):
     (result,) = trace(smollm2, ["The capital of Italy is"], [" Rome"], watch=[[" Rome", " rome"]])
     whole = {w.text: w.whole for w in result.watched}
     assert whole[" Rome"] and not whole[" rome"]  # " rome" is " " + "rome" in SmolLM2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("answer", ["", "   "])
 def test_an_answer_that_tokenizes_to_nothing_is_refused(smollm2, answer):
     with pytest.raises(LensError, match="tokenizes to nothing"):
         trace(smollm2, ["The capital of Germany is"], [answer])
 
 
+@pytest.mark.slow
 def test_empty_and_too_long_prompts_are_refused(smollm2):
     with pytest.raises(LensError, match="empty"):
         trace(smollm2, [" "])
@@ -177,6 +187,7 @@ def test_empty_and_too_long_prompts_are_refused(smollm2):
         trace(smollm2, ["word " * (smollm2.n_ctx + 1)])
 
 
+@pytest.mark.slow
 def test_the_raw_lens_is_the_residual_unembedded_without_the_norm(real_pair):
     model, twin = real_pair
     residuals = collect(model, PROMPTS[:1])
@@ -190,6 +201,7 @@ def test_the_raw_lens_is_the_residual_unembedded_without_the_norm(real_pair):
     assert exact.final_max_abs_diff <= TOLERANCE < 1.0 <= raw.final_max_abs_diff
 
 
+@pytest.mark.slow
 def test_temperature_never_reorders_only_sharpens_or_flattens(real_model):
     # The notes: "Lower temperature shows what the model 'really thinks'". By construction it cannot.
     prompts, answers = ["The capital of Germany is", "Question: What is 3 + 4? Answer:"], [" Berlin", " 7"]

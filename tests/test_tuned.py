@@ -307,6 +307,7 @@ def test_the_command_trains_then_traces_with_the_tuned_lens(capsys, tiny_folder)
     assert status == 2 and "--tokens must be at least 1" in err
 
 
+@pytest.mark.slow
 def test_on_held_out_text_the_tuned_lens_is_closer_to_smollm2s_output_at_every_block_but_the_last(smollm2):
     trained = train.train_tuned(smollm2)
     exact, tuned = train.held_out_kl(smollm2, (EXACT, trained.lens))

@@ -14,6 +14,8 @@ from lens.lenses import TunedLens
 from lens.tuned_fit import Rows, bounded_kl, least_squares, refine, rows_kl, top_tokens, translators, unembedding
 from tests.conftest import random_hf_model, random_model
 
+pytestmark = pytest.mark.slow  # every test here loads an embedded model
+
 PROMPTS = ["The capital of Mexico is", "Question: What is 17 + 25? Answer:", "Die Hauptstadt von Mexiko ist"]
 
 
