@@ -172,6 +172,10 @@ def train_tuned(model: LoadedModel, corpus: Corpus | None = None, tokens: int = 
             f"{tuned_fit.STEPS} KL steps; {{eta}}")
     announce = _Announcer(batches, say, line)
     prompt_resid, prompt_ids, prompt_logp = _reduced(prompt_reads(model, train_prompts, announce))
+    if len(prompt_resid) + windows.numel() - len(windows) < 2 * (d + 1):
+        # A wide model (an 8B's 4,096) needs more rows than the default text gives: read on in the same text (the
+        # windows so far are the first of the longer list), so the least squares stay determined without the ridge.
+        windows = token_windows(model, corpus.train, 2 * (d + 1) - len(prompt_resid))
     text_resid, text_ids, text_logp = _reduced(_text_reads(model, windows, announce))
     reads = len(prompt_resid) + len(text_resid)
     if reads < 2 * (d + 1):
