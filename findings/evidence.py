@@ -13,7 +13,7 @@ from findings.data import CAPITALS, STATS, THRESHOLDS, Fact, prompt_sets_of
 from lens.lenses import EXACT, Lens
 from lens.tokens import variants
 from lens.trace import Trace, Watched
-from suite.statistics import Verdict
+from suite.statistics import Evidence, Verdict
 from suite.verdicts import (
     Resampling,
     Rule,
@@ -42,12 +42,13 @@ class Prompt:
     def answered(self) -> bool:
         return self.reading.answered is not None
 
-    def row(self, control: bool = False, **figures) -> dict:
-        """A per-prompt evidence row: the fact (the resampling unit), the prompt, what was followed, and the
-        caveat of a followed answer token that starts another answer too (none for a control, which follows
-        the token the model wrote)."""
-        return {"fact": self.fact.id, "prompt": self.id, "followed": self.trace.answer_token,
-                "reply": self.reading.reply.text, "caveat": None if control else self.reading.caveat, **figures}
+    def row(self, control: bool = False, **figures) -> Evidence:
+        """A per-prompt evidence row: the fact (the resampling unit), the prompt, what was followed, the reply, the
+        claim's `figures`, and the caveat of a followed answer token that starts another answer too (none for a
+        control, which follows the token the model wrote)."""
+        return Evidence(self.fact.id, {"prompt": self.id, "followed": self.trace.answer_token,
+                                       "reply": self.reading.reply.text, **figures},
+                        None if control else self.reading.caveat)
 
 
 def forms_of_word(trace: Trace, word: str) -> list[Watched]:
@@ -232,12 +233,12 @@ def paired_forms(findings, prompt_set: str, t: Mapping[str, Any], *, claim: str,
         p_high, p_low = t_high.output.p_answer, t_low.output.p_answer
         counted = (r_high.answered is not None or r_low.answered is not None) and p_high > 0 and p_low > 0
         n_high, n_low = norm_high[fact.id].share, norm_low[fact.id].share
-        rows.append({"fact": fact.id, f"reply_{better}": r_high.reply.text, f"reply_{worse}": r_low.reply.text,
-                     f"answers_{better}": r_high.answered is not None, f"answers_{worse}": r_low.answered is not None,
-                     f"p_{better}": p_high, f"p_{worse}": p_low,
-                     "log_ratio": math.log(p_high / p_low) if counted else None,
-                     "normalised_log_ratio": math.log(n_high / n_low) if counted and n_high > 0 and n_low > 0 else None,
-                     "caveat": r_high.caveat or r_low.caveat})
+        rows.append(Evidence(fact.id, {
+            f"reply_{better}": r_high.reply.text, f"reply_{worse}": r_low.reply.text,
+            f"answers_{better}": r_high.answered is not None, f"answers_{worse}": r_low.answered is not None,
+            f"p_{better}": p_high, f"p_{worse}": p_low, "log_ratio": math.log(p_high / p_low) if counted else None,
+            "normalised_log_ratio": math.log(n_high / n_low) if counted and n_high > 0 and n_low > 0 else None},
+            r_high.caveat or r_low.caveat))
     rule = Rule("above", t["min_log_ratio"])
     keys = {"raw": ("log_ratio", f"median ln(p_{better} / p_{worse}) of the answer, facts answered in either"),
             "normalised": ("normalised_log_ratio", f"median ln(p_{better} / p_{worse}) of the answer normalised "
@@ -251,7 +252,7 @@ def paired_forms(findings, prompt_set: str, t: Mapping[str, Any], *, claim: str,
     figures = [beside(f"{other.statistic} ({other.confidence:.1%} CI {lo:.2f} to {hi:.2f}): {other.verdict}",
                       other.value, "log_ratio")]
     for form, norm in ((better, norm_high), (worse, norm_low)):
-        masses = [norm[row["fact"]].mass for row in rows]
+        masses = [norm[row.fact].mass for row in rows]
         figures += [beside(f"share of facts answered in the {form} form", share_of(rows, f"answers_{form}")),
                     beside(f"median output share of the candidate answers ({form})",
                            statistics.median(masses) if masses else None)]

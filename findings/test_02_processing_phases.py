@@ -44,17 +44,16 @@ def evaluate(findings, prompt_set: str, t, control: str | None = None) -> Verdic
             thirds[phase(lay.depth)].append((lay, p, rank))
         early_rank = median(rank for _, _, rank in thirds["early"])
         middle_rank = median(rank for _, _, rank in thirds["middle"])
-        row = prompt.row(
-            control, token=series.token,
-            noise=all(rank > t["early_top_k"] for _, _, rank in thirds["early"]),
+        noise = all(rank > t["early_top_k"] for _, _, rank in thirds["early"])
+        develops = middle_rank * t["middle_rank_gain"] < early_rank
+        final_max_p = max(p for _, p, _ in thirds["final"])
+        confident = final_max_p >= t["final_min_p"]
+        rows.append(prompt.row(
+            control, token=series.token, noise=noise,
             early_unconfident=all(lay.entropy >= EARLY_MIN_ENTROPY for lay, _, _ in thirds["early"]),
-            early_median_rank=early_rank, middle_median_rank=middle_rank,
-            develops=middle_rank * t["middle_rank_gain"] < early_rank,
-            final_max_p=max(p for _, p, _ in thirds["final"]),
-        )
-        row["confident"] = row["final_max_p"] >= t["final_min_p"]
-        row["pattern"] = row["noise"] and row["develops"] and row["confident"]
-        rows.append(row)
+            early_median_rank=early_rank, middle_median_rank=middle_rank, develops=develops,
+            final_max_p=final_max_p, confident=confident, pattern=noise and develops and confident,
+        ))
     figures = [beside(f"share whose early lens has entropy >= {EARLY_MIN_ENTROPY:g} nats at every early block",
                       share_of(rows, "early_unconfident")),
                *(beside(f"share meeting '{flag}'", share_of(rows, flag))

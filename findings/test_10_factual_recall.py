@@ -17,7 +17,7 @@ import math
 import pytest
 
 from findings.evidence import RESAMPLING, scope
-from suite.statistics import Verdict, share_ci
+from suite.statistics import Evidence, Verdict, share_ci
 from suite.verdicts import beside, share_of, share_verdict
 
 CLAIM = "factual_recall"
@@ -30,10 +30,10 @@ def evaluate(findings, prompt_set: str, t) -> Verdict:
     tops = {form: findings.candidates(prompt_set, form) for form in ("completion", "qa")}
     for c, q in zip(findings.readings(prompt_set, "completion"), findings.readings(prompt_set, "qa")):
         ranked = [tops[form].get(c.fact.id) for form in tops]
-        rows.append({"fact": c.fact.id, "completion_reply": c.reply.text, "qa_reply": q.reply.text,
-                     "completion": c.answered is not None, "qa": q.answered is not None,
-                     "recalled": c.answered is not None and q.answered is not None,
-                     "top_candidate_in_both": all(r is not None and r.top for r in ranked)})
+        rows.append(Evidence(c.fact.id, {"completion_reply": c.reply.text, "qa_reply": q.reply.text,
+                                         "completion": c.answered is not None, "qa": q.answered is not None,
+                                         "recalled": c.answered is not None and q.answered is not None,
+                                         "top_candidate_in_both": all(r is not None and r.top for r in ranked)}))
     ranked = share_of(rows, "top_candidate_in_both")
     lo, hi = share_ci(ranked * len(rows), len(rows), t["confidence"]) if rows else (math.nan, math.nan)
     figures = [beside(f"share answered in the {form} form", share_of(rows, form)) for form in ("completion", "qa")]

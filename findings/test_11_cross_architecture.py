@@ -23,7 +23,7 @@ import pytest
 from findings.evidence import RESAMPLING, scope, thresholds
 from findings.model_findings import ModelFindings
 from lens.lenses import EXACT
-from suite.statistics import Verdict, cluster_bootstrap, percentile_ci
+from suite.statistics import Evidence, Verdict, cluster_bootstrap, percentile_ci
 from suite.verdicts import Rule, decided_verdict
 
 CLAIM = "cross_architecture"
@@ -75,9 +75,10 @@ def evaluate(per_model: dict[str, dict[tuple[str, str], np.ndarray]], prompt_set
     observed = statistic(index) if facts else float("nan")
     draws = cluster_bootstrap(index, facts, statistic, RESAMPLING.resamples, RESAMPLING.seed) if facts else np.empty(0)
     draws = draws[~np.isnan(draws)]  # a resample whose curves are flat has no correlation to count
-    rows = [{"fact": fact, "forms": common[fact],
-             "curves": {n: [round(float(x), 4) for x in curves[n][i]] for n in names}} for i, fact in enumerate(facts)]
-    rows += [{"model": n, "median_curve": [round(float(x), 4) for x in np.median(curves[n], 0)]}
+    rows = [Evidence(fact, {"forms": common[fact],
+                            "curves": {n: [round(float(x), 4) for x in curves[n][i]] for n in names}})
+            for i, fact in enumerate(facts)]
+    rows += [Evidence(None, {"model": n, "median_curve": [round(float(x), 4) for x in np.median(curves[n], 0)]})
              for n in names if facts]
     return decided_verdict(
         rows, value=observed, ci_at=lambda c: percentile_ci(draws, c), n=len(facts),

@@ -21,7 +21,7 @@ import pytest
 from findings.data import NOTES_FACT
 from findings.evidence import RESAMPLING, handover, scope
 from suite.figures import PositionHeatmap
-from suite.statistics import Verdict
+from suite.statistics import Evidence, Verdict
 from suite.verdicts import beside, share_verdict
 
 CLAIM = "attention_to_subject"
@@ -40,8 +40,8 @@ def evaluate(findings, prompt_set: str, t) -> Verdict:
         layers = range(max(0, layer - int(t["window"])), layer + 1)
         shares = [sum(attention.mean[i][p] for p in subject) / sum(attention.mean[i][1:]) for i in layers]
         even = len(subject) / (len(attention.tokens) - 1)
-        rows.append({"fact": fact.id, "layers": f"{layers.start}-{layers.stop - 1}", "subject_share": mean(shares),
-                     "even_share": even, "concentrated": mean(shares) >= t["concentration"] * even})
+        rows.append(Evidence(fact.id, {"layers": f"{layers.start}-{layers.stop - 1}", "subject_share": mean(shares),
+                                       "even_share": even, "concentrated": mean(shares) >= t["concentration"] * even}))
     shares = [row["subject_share"] for row in rows]
     return share_verdict(rows, flag="concentrated", threshold=t["majority"],
                          statistic="share of facts whose last position attends to the subject where the answer moves",

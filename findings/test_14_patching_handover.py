@@ -23,7 +23,7 @@ import pytest
 
 from findings.evidence import RESAMPLING, handover, phase, scope
 from suite.figures import PositionHeatmap
-from suite.statistics import Verdict, median_ci
+from suite.statistics import Evidence, Verdict, median_ci
 from suite.verdicts import beside, share_verdict
 
 CLAIM = "patching_handover"
@@ -35,7 +35,7 @@ def evaluate(findings, prompt_set: str, t) -> Verdict:
     rows = []
     for fact, patching, subject, trace in findings.patched():
         layer, subject_curve, last_curve = handover(patching, subject)
-        row = {"fact": fact.id, "corrupt": patching.corrupt, "handover_layer": layer,
+        row = {"corrupt": patching.corrupt, "handover_layer": layer,
                "handover_depth": (layer + 1) / trace.n_layers if layer is not None else None}
         if layer is not None:
             row |= {"subject_best_before": max(subject_curve[:layer], default=0.0),
@@ -46,7 +46,7 @@ def evaluate(findings, prompt_set: str, t) -> Verdict:
                           and row["subject_best_after"] < t["restored"]
                           and row["last_worst_from"] >= t["restored"]
                           and row["handover_depth"] <= t["handover_by_depth"])
-        rows.append(row)
+        rows.append(Evidence(fact.id, row))
     clean = [row for row in rows if row["pattern"]]
     depths = [row["handover_depth"] for row in clean]
     figures = []

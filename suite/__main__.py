@@ -1,6 +1,6 @@
-"""`python -m suite report` re-renders the report from findings.json; `python -m suite verdicts --record`
-records a run's verdicts as the expected ones (both run no model); `python -m suite upgrade-check` runs the
-findings under candidate library versions in a second environment (suite.upgrade)."""
+"""`python -m suite report` re-renders the report from findings.json (no model runs, no torch is imported);
+`python -m suite verdicts --record` records a run's verdicts as the expected ones; `python -m suite upgrade-check`
+runs the findings under candidate library versions in a second environment (suite.upgrade)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from lens.errors import LensError
+from suite.config import EXPECTED, path_option
+from suite.provenance import UPGRADED
+
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,13 +22,13 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(run=_report)
     p = sub.add_parser("verdicts", help="record the last run's verdicts as the expected ones")
     p.add_argument("--record", action="store_true", required=True,
-                   help="write them to findings/expected_verdicts.toml (review the diff before committing)")
+                   help="write them to the recorded verdicts (review the diff before committing)")
     p.add_argument("--reports", default="reports")
-    p.add_argument("--to", default="findings/expected_verdicts.toml")
+    p.add_argument("--to", default=None, help=f"where (default: what the pytest configuration's {EXPECTED} names)")
     p.set_defaults(run=_verdicts)
     p = sub.add_parser("upgrade-check", help="the findings under candidate library versions, in .venv-upgrade")
     p.add_argument("candidates", nargs="*", metavar="PACKAGE==VERSION",
-                   help="the versions to try (default: the newest torch, transformers, transformer-lens, nnsight)")
+                   help=f"the versions to try (default: the newest {', '.join(UPGRADED)})")
     p.add_argument("--take", action="store_true", help="move requirements.lock to the last candidate checked")
     # e.g. ./run upgrade-check torch==2.14.1 -- -m smollm2 (pytest arguments for the candidate's findings run)
     p.set_defaults(run=_upgrade_check)
@@ -36,7 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     args.extra = argv[cut + 1:]
     try:
         return args.run(args)
-    except LensError as error:
+    except Exception as error:
+        from lens.errors import LensError  # here, not above: the lens package imports torch, which a report needs not
+
+        if not isinstance(error, LensError):
+            raise
         print(f"run: {error}", file=sys.stderr)
         return 2
 
@@ -49,14 +55,16 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _verdicts(args: argparse.Namespace) -> int:
+    from lens.errors import LensError
+    from suite.document import RESULTS, load_results
     from suite.recorded import write_recorded
-    from suite.report import load_results
 
     results = load_results(Path(args.reports))
     if results is None:
-        raise LensError(f"no {args.reports}/findings.json yet: run the findings first (`./run findings`)")
-    write_recorded(results, Path(args.to))
-    print(f"recorded the verdicts of `{results.command}` in {args.to}: review `git diff {args.to}`")
+        raise LensError(f"no {args.reports}/{RESULTS} yet: run the findings first (`./run findings`)")
+    to = Path(args.to) if args.to else path_option(EXPECTED)
+    write_recorded(results, to)
+    print(f"recorded the verdicts of `{results.command}` in {to}: review `git diff {to}`")
     return 0
 
 

@@ -10,18 +10,20 @@ import signal
 import sys
 import threading
 from dataclasses import replace
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from suite.config import NOTES
+from suite.document import RESULTS, set_aside_if_unreadable
 from suite.figures import Figure
 from suite.journal import Entry, Journal, Orphan, orphans
 from suite.keys import FIGURE, IDENTITY, MODEL, RECORDED, SELECTED, SESSION, VERDICT, WARNING
-from suite.report import set_aside_if_unreadable
-from suite.results import DataWarning, Identity, ModelRecord, Results, Run, TestRecord, assemble, environment, now
-from suite.statistics import Verdict
+from suite.provenance import library_versions
+from suite.results import (DataWarning, Expected, Identity, ModelRecord, Outcome, Results, Run, TestRecord, assemble,
+                           environment, now)
+from suite.statistics import Label, Verdict
 
 KEYS = (IDENTITY, VERDICT, RECORDED, FIGURE, MODEL, WARNING, SELECTED)
 """The user_properties the report reads (and the journal keeps)."""
@@ -53,7 +55,8 @@ class Collected:
             elif key == SELECTED and value != self.selected:
                 self.selected, taken = dict(value), True
         identity = next((value for key, value in entry.properties if key == IDENTITY), None)
-        if identity is None or not (entry.when == "call" or (entry.when == "setup" and entry.outcome != "passed")):
+        ends = entry.when == "call" or (entry.when == "setup" and entry.outcome != Outcome.PASSED)
+        if identity is None or not ends:
             return taken
         verdicts = [Verdict.from_dict(value) for key, value in entry.properties if key == VERDICT]
         self.records.append(TestRecord(
@@ -62,7 +65,8 @@ class Collected:
             message=entry.message,
             verdict=next((verdict for verdict in verdicts if not verdict.control), None),
             controls=tuple(verdict for verdict in verdicts if verdict.control),
-            recorded=next((value for key, value in entry.properties if key == RECORDED), None),
+            recorded=next((Expected.from_dict(value) for key, value in entry.properties
+                           if key == RECORDED and value), None),
             figures=tuple(Figure.from_dict(value) for key, value in entry.properties if key == FIGURE),
         ))
         return True
@@ -84,12 +88,12 @@ class FindingsReport:
         self.reports_dir = Path(config.getoption("lens_reports") or config.rootpath / "reports")
         kept = set_aside_if_unreadable(self.reports_dir)
         if kept is not None:
-            print(f"run: {self.reports_dir / 'findings.json'} could not be read: set aside as {kept}; "
+            print(f"run: {self.reports_dir / RESULTS} could not be read: set aside as {kept}; "
                   "this run writes a new one", file=sys.stderr)
         self.collected = Collected()
         self.journal = Journal(self.reports_dir)
         self.command = " ".join(["pytest", *config.invocation_params.args])
-        self.run = environment(now(), self.command)
+        self.run = environment(now(), self.command, outputs=(self.reports_dir,))
         self.written: tuple[Path, Results, Results] | None = None
         """The report written at session end, this run's results and all results, for the terminal summary."""
         self.handlers: dict[int, Any] = {}
@@ -121,10 +125,11 @@ class FindingsReport:
         left = list(orphans(self.reports_dir))
         if not self.records and not left:
             return
+        from suite.document import load_results
         from suite.merge import merge
         from suite.order import ordered
-        from suite.report import load_results, verdict_changes, write_report
-        from suite.versions import LIBRARIES, update_versions
+        from suite.report import verdict_changes, write_report
+        from suite.versions import update_versions
 
         reports_dir = self.reports_dir
         suite_session = self.config.stash[SESSION]
@@ -134,7 +139,7 @@ class FindingsReport:
             found = ordered(_orphan_results(orphan), sets, previous)
             previous = ordered(merge(previous, replace(found, changes=verdict_changes(previous, found))), sets,
                                previous)
-        notes = self.config.getini("lens_report_notes")
+        notes = self.config.getini(NOTES)
         results = replace(self.collected.results(suite_session.names, self.command, self.run),
                           absent=dict(suite_session.absent),
                           by_construction=(self.config.rootpath / notes).read_text() if notes else "")
@@ -144,7 +149,7 @@ class FindingsReport:
         merged = ordered(merge(previous, results), sets, previous)
         finished = replace(results, runs={m: run for m, run in results.runs.items() if run.partial is None})
         merged = replace(merged, versions=tuple(
-            update_versions(finished, reports_dir, {lib: version(lib) for lib in LIBRARIES})))
+            update_versions(finished, reports_dir, library_versions())))
         self.written = (write_report(merged, reports_dir), results, merged)
         self.journal.close()
         for orphan in left:
@@ -200,15 +205,15 @@ def brief(results: Results) -> list[str]:
             for model in result.models:
                 tally = counts.setdefault((model, result.prompt_set), {})
                 tally[label] = tally.get(label, 0) + 1
-    order = ("holds", "refuted", "inconclusive", "too few", "no data", "failed", "skipped")
+    order = (*Label, Outcome.FAILED, Outcome.SKIPPED)
     return [f"{model:<10} {prompt_set or '':<16} " + ", ".join(f"{tally[k]} {k}" for k in order if k in tally)
             for (model, prompt_set), tally in counts.items()]
 
 
-def _outcome(report: pytest.TestReport) -> str:
+def _outcome(report: pytest.TestReport) -> Outcome:
     if hasattr(report, "wasxfail"):
-        return "xfailed" if report.skipped else "xpassed"
-    return report.outcome
+        return Outcome.XFAILED if report.skipped else Outcome.XPASSED
+    return Outcome(report.outcome)
 
 
 def _message(report: pytest.TestReport) -> str | None:

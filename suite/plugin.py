@@ -17,16 +17,17 @@ from lens.backends import BACKENDS
 from lens.lenses import LENSES
 from lens.registry import registry
 from suite.collector import FindingsReport
+from suite.config import OPTIONS
 from suite.figures import Figure
 from suite.keys import FIGURE, IDENTITY, MODEL, RECORDED, SELECTED, SESSION, VERDICT, WARNING
-from suite.results import DataWarning, Identity
+from suite.results import DataWarning, Expected, Identity
 from suite.session import ModelArtefacts, SuiteSession
 from suite.statistics import EXACT_LENS, Verdict
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addini("lens_report_notes", "a Markdown file (from the rootdir) the report shows under "
-                  "'Settled by construction'", default="")
+    for name, help in OPTIONS.items():
+        parser.addini(name, help, default="")
     group = parser.getgroup("lens", "layer-by-layer findings")
     group.addoption(
         "--model", action="append", default=[], metavar="NAME_OR_PATH",
@@ -196,12 +197,12 @@ def _record_model(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 @pytest.fixture
-def record_verdict(request: pytest.FixtureRequest) -> Callable[[Verdict, dict | None], None]:
+def record_verdict(request: pytest.FixtureRequest) -> Callable[[Verdict, Expected | None], None]:
     """Record a claim's verdict (and the recorded expectation it was checked against) for the report."""
 
-    def record(verdict: Verdict, recorded: dict | None = None) -> None:
+    def record(verdict: Verdict, recorded: Expected | None = None) -> None:
         request.node.user_properties.append((VERDICT, verdict.to_dict()))
-        request.node.user_properties.append((RECORDED, recorded))
+        request.node.user_properties.append((RECORDED, recorded.to_dict() if recorded else None))
 
     return record
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from suite.keys import SESSION
-from suite.results import Results
-from suite.statistics import HOLDS, NO_DATA, TOO_FEW, ClaimNotHeld, Verdict, VerdictChanged
+from suite.results import Expected, Results
+from suite.statistics import ClaimNotHeld, Label, Verdict, VerdictChanged
 
 HEADER = """\
 # Recorded verdicts, per claim, model(s) (@lens where not the logit lens) and prompt set, each with the
@@ -45,13 +45,14 @@ class Recorded:
     def load(cls, path: Path, tolerance: dict[str, float] | None = None) -> Recorded:
         return cls(tomllib.loads(path.read_text()) if path.is_file() else {}, tolerance)
 
-    def get(self, verdict: Verdict) -> dict | None:
+    def get(self, verdict: Verdict) -> Expected | None:
         """The recorded verdict and figure for this verdict's claim, models, lens and prompt set."""
-        return self.data.get(verdict.claim, {}).get(verdict.recorded_as, {}).get(verdict.prompt_set)
+        found = self.data.get(verdict.claim, {}).get(verdict.recorded_as, {}).get(verdict.prompt_set)
+        return Expected.from_dict(found) if found is not None else None
 
 
 def judge(request: pytest.FixtureRequest, recorded: Recorded,
-          record_verdict: Callable[[Verdict, dict | None], None]) -> Callable[[Verdict], None]:
+          record_verdict: Callable[[Verdict, Expected | None], None]) -> Callable[[Verdict], None]:
     """A function that records a verdict for the report, then asserts the claim against the record.
 
     Recorded `holds` (or nothing recorded): the test passes while the claim holds. Recorded otherwise: a
@@ -69,25 +70,25 @@ def judge(request: pytest.FixtureRequest, recorded: Recorded,
             tolerance = recorded.tolerance_for(_dtype(request, verdict))
             drift = figure_drift(verdict, expected, tolerance)
             if drift:
-                raise VerdictChanged(f"{where}: {drift}; recorded {expected['verdict']} ({expected['figure']}), "
+                raise VerdictChanged(f"{where}: {drift}; recorded {expected.verdict} ({expected.figure}), "
                                      f"now {verdict.verdict}: {verdict.figure}")
-            if verdict.verdict != expected["verdict"] and near_tie(verdict, expected, tolerance):
-                pytest.skip(f"{where}: recorded {expected['verdict']}, now {verdict.verdict} at a near-tie: the "
+            if verdict.verdict != expected.verdict and near_tie(verdict, expected, tolerance):
+                pytest.skip(f"{where}: recorded {expected.verdict}, now {verdict.verdict} at a near-tie: the "
                             f"interval ends moved within the tolerance ({verdict.figure}); not a change")
-        if verdict.verdict in (NO_DATA, TOO_FEW):
+        if verdict.verdict in (Label.NO_DATA, Label.TOO_FEW):
             pytest.skip(f"{where}: {verdict.verdict}: {verdict.figure}; {verdict.rule}")
-        if expected and expected["verdict"] != HOLDS:
+        if expected and expected.verdict != Label.HOLDS:
             request.applymarker(pytest.mark.xfail(
                 strict=True, raises=ClaimNotHeld,
-                reason=f"recorded {expected['verdict']}: {expected['figure']}",
+                reason=f"recorded {expected.verdict}: {expected.figure}",
             ))
-            if verdict.verdict not in (HOLDS, expected["verdict"]):
+            if verdict.verdict not in (Label.HOLDS, expected.verdict):
                 raise VerdictChanged(
-                    f"{where}: recorded {expected['verdict']} ({expected['figure']}), "
+                    f"{where}: recorded {expected.verdict} ({expected.figure}), "
                     f"now {verdict.verdict}: {verdict.figure}; {verdict.rule}"
                 )
-        if verdict.verdict != HOLDS:
-            was = f" (recorded {expected['verdict']}: {expected['figure']})" if expected else ""
+        if verdict.verdict != Label.HOLDS:
+            was = f" (recorded {expected.verdict}: {expected.figure})" if expected else ""
             raise ClaimNotHeld(f"{where}: {verdict.verdict}{was}: {verdict.figure}; {verdict.rule}")
 
     return judge_
@@ -101,35 +102,35 @@ def _dtype(request: pytest.FixtureRequest, verdict: Verdict) -> str:
     return next((dtype for dtype in ("float16", "bfloat16") if dtype in dtypes), "float32")
 
 
-def figure_drift(verdict: Verdict, expected: dict, tolerance: dict[str, float]) -> str | None:
+def figure_drift(verdict: Verdict, expected: Expected, tolerance: dict[str, float]) -> str | None:
     """How a verdict's figures moved from the recorded ones, where they moved further than the tolerance
     of their kind (claims.toml [tolerance], measured): n, the value, each figure beside it. None: no real
     drift (a change within tolerance is float error or a near-tie, not a change)."""
-    if (verdict.verdict == NO_DATA) != (expected["verdict"] == NO_DATA):
+    if (verdict.verdict == Label.NO_DATA) != (expected.verdict == Label.NO_DATA):
         return "the data changed (no data on one side only)"
-    if "n" not in expected:
+    if expected.n is None:
         return None  # recorded before figures were: the label is all there is to compare
-    if abs(verdict.n - expected["n"]) > tolerance.get("n", 0):
-        return f"n changed from {expected['n']} to {verdict.n} (tolerance {tolerance.get('n', 0):g})"
-    moved = _moved(verdict.value, expected["value"], tolerance.get(expected.get("kind", verdict.kind)))
+    if abs(verdict.n - expected.n) > tolerance.get("n", 0):
+        return f"n changed from {expected.n} to {verdict.n} (tolerance {tolerance.get('n', 0):g})"
+    moved = _moved(verdict.value, expected.value, tolerance.get(expected.kind or verdict.kind))
     if moved:
         return f"the figure {moved}"
-    now = {figure["label"]: figure for figure in verdict.beside}
-    for figure in expected.get("beside", []):
-        if figure["label"] in now:
-            moved = _moved(now[figure["label"]]["value"], figure["value"], tolerance.get(figure["kind"]))
+    now = {figure.label: figure for figure in verdict.beside}
+    for figure in expected.beside:
+        if figure.label in now:
+            moved = _moved(now[figure.label].value, figure.value, tolerance.get(figure.kind))
             if moved:
-                return f"{figure['label']!r} {moved}"
+                return f"{figure.label!r} {moved}"
     return None
 
 
-def near_tie(verdict: Verdict, expected: dict, tolerance: dict[str, float]) -> bool:
+def near_tie(verdict: Verdict, expected: Expected, tolerance: dict[str, float]) -> bool:
     """Whether a verdict that flipped did so at its threshold within noise: both ends of its interval within
     the tolerance of its kind of the recorded ones (and n within its own: `figure_drift` has checked it)."""
-    if "ci" not in expected or expected["verdict"] == NO_DATA or verdict.verdict == NO_DATA:
+    if expected.ci is None or Label.NO_DATA in (expected.verdict, verdict.verdict):
         return False
-    limit = tolerance.get(expected.get("kind", verdict.kind))
-    return limit is not None and all(_moved(new, old, limit) is None for new, old in zip(verdict.ci, expected["ci"]))
+    limit = tolerance.get(expected.kind or verdict.kind)
+    return limit is not None and all(_moved(new, old, limit) is None for new, old in zip(verdict.ci, expected.ci))
 
 
 def _moved(new: float, old: float, tolerance: float | None) -> str | None:
@@ -148,7 +149,8 @@ def render_recorded(results: Results) -> str:
         record = results.models.get(name)
         libraries = ", ".join(f"{lib} {v}" for lib, v in run.libraries.items())
         lines.append(f"# {name}: measured {run.date} by `{run.command}` on {run.machine}, "
-                     f"{record.dtype if record else '?'} on {record.device if record else '?'}, {libraries}.")
+                     f"{record.dtype if record else '?'} on {record.device if record else '?'}, {libraries}, "
+                     f"code {run.code.text}.")
     lines.append("")
     for claim, entry in results.claims.items():
         by_models: dict[str, list[Verdict]] = {}
@@ -158,14 +160,15 @@ def render_recorded(results: Results) -> str:
         for models, verdicts in by_models.items():
             lines.append(f"[{claim}.{json.dumps(models)}]")
             for verdict in verdicts:
+                kept = Expected.of(verdict)
                 figures = ", ".join(
-                    f"{{ label = {json.dumps(f['label'], ensure_ascii=False)}, value = {_number(f['value'])}, "
-                    f"kind = {json.dumps(f['kind'])} }}" for f in verdict.beside)
+                    f"{{ label = {json.dumps(f.label, ensure_ascii=False)}, value = {_number(f.value)}, "
+                    f"kind = {json.dumps(f.kind)} }}" for f in kept.beside)
                 lines.append(
-                    f"{verdict.prompt_set} = {{ verdict = {json.dumps(verdict.verdict)}, "
-                    f"value = {_number(verdict.value)}, ci = [{_number(verdict.ci[0])}, "
-                    f"{_number(verdict.ci[1])}], n = {verdict.n}, kind = {json.dumps(verdict.kind)}, "
-                    f"figure = {json.dumps(verdict.figure, ensure_ascii=False)}, beside = [{figures}] }}"
+                    f"{verdict.prompt_set} = {{ verdict = {json.dumps(kept.verdict.value)}, "
+                    f"value = {_number(kept.value)}, ci = [{_number(kept.ci[0])}, "
+                    f"{_number(kept.ci[1])}], n = {kept.n}, kind = {json.dumps(kept.kind)}, "
+                    f"figure = {json.dumps(kept.figure, ensure_ascii=False)}, beside = [{figures}] }}"
                 )
             lines.append("")
     return "\n".join(lines)

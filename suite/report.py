@@ -5,49 +5,18 @@ warnings, a verdict matrix per prompt set), what changed since the previous run,
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
 import warnings
-from datetime import datetime
 from pathlib import Path
 
-from lens.errors import LensError
 from suite import screen, sections
+from suite.document import RESULTS, dumps, load_results
 from suite.figures import overlays
-from suite.results import SCHEMA, Results
+from suite.results import Results
 
-REPORT, RESULTS, FIGURES = "findings.md", sections.RESULTS, "figures"
-
-
-def load_results(reports_dir: Path) -> Results | None:
-    """The results of the last run written to `reports_dir`; None if there are none, or if they are in
-    another layout (an older schema: neither merged nor compared, and rewritten by the next run)."""
-    path = reports_dir / RESULTS
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text())
-        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-            return None
-        return Results.from_dict(data)
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError):
-        raise LensError(f"{path} is not a findings results file: rerun the findings, which set it aside and "
-                        "write a new one") from None
-
-
-def set_aside_if_unreadable(reports_dir: Path) -> Path | None:
-    """Move an unreadable results file out of the way under a dated name (before any model loads, so a run
-    never computes for minutes and then cannot write its results); the new name, or None if all is well."""
-    try:
-        load_results(reports_dir)
-    except LensError:
-        path = reports_dir / RESULTS
-        kept = path.with_name(f"findings.unreadable-{datetime.now():%Y%m%d-%H%M%S}.json")
-        path.replace(kept)
-        return kept
-    return None
+REPORT, FIGURES = "findings.md", "figures"
 
 
 def verdict_changes(previous: Results | None, current: Results) -> dict[str, list[str]] | None:
@@ -80,7 +49,7 @@ def write_report(results: Results, reports_dir: Path) -> Path:
         staging = Path(tmp)
         (staging / FIGURES).mkdir()
         figures = _draw_figures(results, staging / FIGURES)
-        (staging / RESULTS).write_text(json.dumps(results.to_dict(), indent=1, ensure_ascii=False))
+        (staging / RESULTS).write_text(dumps(results))
         (staging / REPORT).write_text(render(results, figures))
         old = reports_dir / f".old-{os.getpid()}"
         if (reports_dir / FIGURES).exists():
@@ -129,10 +98,12 @@ def render(results: Results, figures: dict[str, list[str]]) -> str:
 def rerender(reports_dir: Path) -> Path:
     """`./run report`: re-render findings.md and the figures from findings.json."""
     results = load_results(reports_dir)
-    if results is None and (reports_dir / RESULTS).is_file():
-        raise LensError(f"{reports_dir / RESULTS} is from an earlier layout of the results: rerun the findings "
-                        "(`./run findings`) to write it anew")
     if results is None:
+        from lens.errors import LensError  # only to raise: the lens package imports torch, which rendering needs not
+
+        if (reports_dir / RESULTS).is_file():
+            raise LensError(f"{reports_dir / RESULTS} is from an earlier layout of the results: rerun the findings "
+                            "(`./run findings`) to write it anew")
         raise LensError(
             f"no {reports_dir / RESULTS} yet: run the findings first (`./run findings`), "
             "then `./run report` re-renders it"

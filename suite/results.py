@@ -1,8 +1,8 @@
 """The results document behind reports/findings.json, typed: per claim its results (one `Result` per models x
 prompt set, carrying its `Verdict`), per model its record and run, the per-model checks, the figures and the
-data warnings. Every type round-trips through JSON (`to_dict` / `from_dict`), so a run, the merge with earlier
-runs, the recorded verdicts and `./run report` all read the same objects. Built from typed identities, never
-from node ids."""
+data warnings. Every type round-trips through plain values (`to_dict` / `from_dict`); `suite.document` is the one
+serializer of the whole document, so a run, the merge with earlier runs, the recorded verdicts and `./run report`
+all read the same objects. Built from typed identities, never from node ids."""
 
 from __future__ import annotations
 
@@ -10,15 +10,65 @@ import platform
 import re
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
-from importlib.metadata import version
+from enum import StrEnum
+from pathlib import Path
 
 from suite.figures import Figure
-from suite.statistics import EXACT_LENS, Verdict, holm_adjusted
+from suite.provenance import UNKNOWN, Commit, code_commit, library_versions
+from suite.statistics import EXACT_LENS, Beside, Label, Verdict, holm_adjusted
 
-SCHEMA = 3
-"""The results document's layout version: a previous run in another layout is neither merged nor compared.
-3: `runs` stamps each model with its run (date, command, versions); warnings name their model and set. Later
-within 3 (read alike without them): each result carries its own run; a warning its kind, form, facts and replies."""
+
+class Outcome(StrEnum):
+    """How a test ended, as pytest says it (xfailed: a claim recorded as not holding, still not holding)."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    XFAILED = "xfailed"
+    XPASSED = "xpassed"
+
+    @property
+    def as_recorded(self) -> bool:
+        """Whether the test came out as its record says (a failure, or a recorded non-hold that now holds, did not)."""
+        return self not in (Outcome.FAILED, Outcome.XPASSED)
+
+
+@dataclass(frozen=True)
+class Expected:
+    """A verdict as recorded (the package of claims' recorded verdicts): its word and the figures that decided it,
+    what a new verdict is checked against. A record from before figures were kept has the word and figure only."""
+
+    verdict: Label
+    figure: str
+    """The recorded one-line figure (`Verdict.figure`)."""
+    value: float | None = None
+    ci: tuple[float, float] | None = None
+    n: int | None = None
+    kind: str | None = None
+    beside: tuple[Beside, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "verdict", Label(self.verdict))
+
+    @classmethod
+    def of(cls, verdict: Verdict) -> Expected:
+        """What recording `verdict` keeps of it."""
+        return cls(verdict.verdict, verdict.figure, verdict.value, verdict.ci, verdict.n, verdict.kind,
+                   verdict.beside)
+
+    def to_dict(self) -> dict:
+        """Plain values, as the recorded file and findings.json keep them (what was not recorded left out)."""
+        data = {"verdict": self.verdict.value, "value": self.value, "ci": list(self.ci) if self.ci else None,
+                "n": self.n, "kind": self.kind, "figure": self.figure,
+                "beside": [asdict(figure) for figure in self.beside] if self.value is not None else None}
+        return {key: value for key, value in data.items() if value is not None}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Expected:
+        return cls(verdict=data["verdict"], figure=data.get("figure", ""), value=data.get("value"),
+                   ci=tuple(data["ci"]) if "ci" in data else None, n=data.get("n"), kind=data.get("kind"),
+                   beside=tuple(Beside(**figure) for figure in data.get("beside", ())))
+
 
 @dataclass(frozen=True)
 class ModelRecord:
@@ -73,15 +123,17 @@ class TestRecord:
     __test__ = False  # not a pytest test class
 
     identity: Identity
-    outcome: str
-    """passed, failed, skipped, xfailed or xpassed."""
+    outcome: Outcome
     message: str | None
     verdict: Verdict | None = None
     controls: tuple[Verdict, ...] = ()
     """The claim's control verdicts (e.g. shuffled answers), shown beside it."""
-    recorded: dict | None = None
-    """The recorded expectation the verdict was checked against (findings/expected_verdicts.toml)."""
+    recorded: Expected | None = None
+    """The recorded expectation the verdict was checked against."""
     figures: tuple[Figure, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "outcome", Outcome(self.outcome))
 
 
 @dataclass(frozen=True)
@@ -90,15 +142,18 @@ class Result:
 
     models: tuple[str, ...]
     prompt_set: str | None
-    outcome: str
+    outcome: Outcome
     message: str | None
     verdict: Verdict | None = None
     controls: tuple[Verdict, ...] = ()
-    recorded: dict | None = None
+    recorded: Expected | None = None
     lens: str = EXACT_LENS
     run: Run | None = None
     """The run that produced it (a later run of other claims, sets or lenses leaves it as it was); None in a
     document from before results carried their run: the model's run stamp stands in."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "outcome", Outcome(self.outcome))
 
     @property
     def key(self) -> tuple[tuple[str, ...], str | None, str]:
@@ -117,10 +172,10 @@ class Result:
         """One verdict-matrix cell: the verdict with its figure, a regression against the record, or why none."""
         verdict, recorded = self.verdict, self.recorded
         if verdict is None:
-            return "skipped" if self.outcome == "skipped" else "failed"
-        if recorded and recorded["verdict"] != verdict.verdict:
-            return f"regression: {recorded['verdict']} → {verdict.verdict}"
-        if self.outcome == "failed":
+            return Outcome.SKIPPED.value if self.outcome == Outcome.SKIPPED else Outcome.FAILED.value
+        if recorded and recorded.verdict != verdict.verdict:
+            return f"regression: {recorded.verdict} → {verdict.verdict}"
+        if self.outcome == Outcome.FAILED:
             return f"failed: {verdict.cell}"
         return verdict.cell
 
@@ -131,18 +186,19 @@ class Result:
         return replace(self.verdict, holm=None).cell if self.verdict else self.cell
 
     def to_dict(self) -> dict:
-        return {"models": list(self.models), "prompt_set": self.prompt_set, "outcome": self.outcome,
+        return {"models": list(self.models), "prompt_set": self.prompt_set, "outcome": self.outcome.value,
                 "message": self.message, "verdict": self.verdict.to_dict() if self.verdict else None,
-                "controls": [control.to_dict() for control in self.controls], "recorded": self.recorded,
-                "lens": self.lens, **({"run": self.run.to_dict()} if self.run else {})}
+                "controls": [control.to_dict() for control in self.controls],
+                "recorded": self.recorded.to_dict() if self.recorded else None, "lens": self.lens,
+                **({"run": self.run.to_dict()} if self.run else {})}
 
     @classmethod
     def from_dict(cls, data: dict) -> Result:
-        verdict = data.get("verdict")
+        verdict, recorded = data.get("verdict"), data.get("recorded")
         return cls(models=tuple(data["models"]), prompt_set=data["prompt_set"], outcome=data["outcome"],
                    message=data.get("message"), verdict=Verdict.from_dict(verdict) if verdict else None,
                    controls=tuple(Verdict.from_dict(c) for c in data.get("controls", [])),
-                   recorded=data.get("recorded"), lens=data.get("lens", EXACT_LENS),
+                   recorded=Expected.from_dict(recorded) if recorded else None, lens=data.get("lens", EXACT_LENS),
                    run=Run.from_dict(data["run"]) if data.get("run") else None)
 
 
@@ -173,27 +229,36 @@ class ClaimResults:
 
 @dataclass(frozen=True)
 class Run:
-    """When and how a model's latest results were produced: date, command, machine and library versions."""
+    """When and how a model's latest results were produced (its stamp): date, command, machine, library versions
+    and the git commit of the code that ran."""
 
     date: str
     command: str
     machine: str
     python: str
     libraries: dict[str, str] = field(default_factory=dict)
+    code: Commit = Commit()
+    """The git commit of the code that ran, and whether the checkout differed from it (`suite.provenance`)."""
     partial: tuple[int, int] | None = None
     """(tests done, tests selected) on this model where the run stopped before it finished them (an interrupt,
     SIGTERM, a run killed outright); None where it finished."""
 
     def to_dict(self) -> dict:
         return {"date": self.date, "command": self.command, "machine": self.machine, "python": self.python,
-                **self.libraries, **({"partial": list(self.partial)} if self.partial else {})}
+                "libraries": dict(self.libraries), "commit": self.code.sha, "dirty": self.code.dirty,
+                **({"partial": list(self.partial)} if self.partial else {})}
 
     @classmethod
     def from_dict(cls, data: dict) -> Run:
+        """The run a `to_dict` came from; a stamp from before schema 4 (libraries beside the other keys, no
+        commit) reads as one whose commit is unknown."""
         known = ("date", "command", "machine", "python")
         partial = data.get("partial")
-        return cls(**{k: data[k] for k in known}, partial=tuple(partial) if partial else None,
-                   libraries={k: v for k, v in data.items() if k not in (*known, "partial")})
+        libraries = data["libraries"] if "libraries" in data else {
+            k: v for k, v in data.items() if k not in (*known, "partial")}
+        return cls(**{k: data[k] for k in known}, libraries=dict(libraries),
+                   code=Commit(data.get("commit", UNKNOWN), data.get("dirty")),
+                   partial=tuple(partial) if partial else None)
 
 
 EDGE, LEFT_OUT = "edge", "left out"
@@ -281,7 +346,6 @@ class Results:
     """Per model this run ran, what differs from its previous results (None: nothing to compare with)."""
     versions: tuple[dict, ...] = ()
     """The library sets the findings ran with (reports/versions.json)."""
-    schema: int = SCHEMA
 
     @property
     def ran(self) -> list[str]:
@@ -311,7 +375,7 @@ class Results:
 
     def to_dict(self) -> dict:
         return {
-            "schema": self.schema, "generated": self.generated, "command": self.command,
+            "generated": self.generated, "command": self.command,
             "model_order": list(self.model_order),
             "models": {name: record.to_dict() for name, record in self.models.items()},
             "runs": {name: run.to_dict() for name, run in self.runs.items()},
@@ -327,7 +391,7 @@ class Results:
     def from_dict(cls, data: dict) -> Results:
         """The results a `to_dict` came from (KeyError or TypeError where the document is not one)."""
         return cls(
-            schema=data["schema"], generated=data["generated"], command=data["command"],
+            generated=data["generated"], command=data["command"],
             model_order=tuple(data["model_order"]),
             models={name: ModelRecord.from_dict(record) for name, record in data.get("models", {}).items()},
             runs={name: Run.from_dict(run) for name, run in data["runs"].items()},
@@ -354,8 +418,9 @@ def assemble(records: list[TestRecord], models: dict[str, ModelRecord], model_or
         if who.claim is None:
             figures += [ClaimFigure(None, figure) for figure in record.figures]
             for model in who.models:
-                counts = checks.setdefault(model, {}).setdefault(who.test, {"passed": 0, "failed": 0, "skipped": 0})
-                counts[record.outcome if record.outcome in counts else "failed"] += 1
+                counts = checks.setdefault(model, {}).setdefault(
+                    who.test, {outcome.value: 0 for outcome in (Outcome.PASSED, Outcome.FAILED, Outcome.SKIPPED)})
+                counts[record.outcome.value if record.outcome.value in counts else Outcome.FAILED.value] += 1
             continue
         entry = claims.setdefault(who.claim, ClaimResults(who.number, who.title, who.doc, who.module))
         verdict = record.verdict
@@ -386,7 +451,8 @@ def now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def environment(date: str, command: str) -> Run:
-    """This run: the machine, Python and the library versions it used (each model's record carries its run's)."""
+def environment(date: str, command: str, outputs: tuple[Path, ...] = ()) -> Run:
+    """This run: the machine, Python, the library versions and the code's commit it used (each model's record
+    carries its run's); `outputs`: folders the run writes, no change of code (the reports)."""
     return Run(date=date, command=command, machine=f"{platform.system()} {platform.machine()}",
-               python=platform.python_version(), libraries={lib: version(lib) for lib in ("torch", "transformers", "transformer-lens")})
+               python=platform.python_version(), libraries=library_versions(), code=code_commit(outputs=outputs))

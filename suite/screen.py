@@ -10,9 +10,9 @@ from dataclasses import replace
 
 from suite.figures import KLByDepth
 from suite.markdown import lens_name, table
-from suite.results import EDGE, LEFT_OUT, ClaimResults, DataWarning, Result, Results, Run
-from suite.session import findings_command
-from suite.statistics import EXACT_LENS, HOLDS, NO_DATA, REFUTED, family_error
+from suite.config import findings_command
+from suite.results import EDGE, LEFT_OUT, ClaimResults, DataWarning, Outcome, Result, Results, Run
+from suite.statistics import EXACT_LENS, Label, family_error
 
 Column = tuple[str, str]
 """A verdict-matrix column: (model, lens)."""
@@ -89,9 +89,10 @@ def header(results: Results) -> list[str]:
 
 
 def stamp(run: Run) -> str:
-    """A run's machine and versions: "Linux x86_64, Python 3.11.7, torch 2.13.0, ..." (every library it records)."""
-    extra = {k: v for k, v in run.to_dict().items() if k not in ("date", "command", "machine", "python", "partial")}
-    return ", ".join([run.machine, f"Python {run.python}", *(f"{k} {v}" for k, v in extra.items())])
+    """A run's machine, versions and code: "Linux x86_64, Python 3.11.7, torch 2.13.0, ..., commit 3f2a9c1d0b7e"
+    (every library it records)."""
+    return ", ".join([run.machine, f"Python {run.python}", *(f"{k} {v}" for k, v in run.libraries.items()),
+                      f"commit {run.code.text}"])
 
 
 def _runs(results: Results) -> list[str]:
@@ -241,14 +242,15 @@ def _cell(entry: ClaimResults, model: str, prompt_set: str | None, lens: str, no
         return "—" if lens != EXACT_LENS and all(r.lens == EXACT_LENS for r in entry.results) else "not run"
     verdict, recorded = result.verdict, result.recorded
     if verdict is None:
-        return f"{'skipped' if result.outcome == 'skipped' else 'failed'} {notes.mark(result.message)}"
-    failed = "✗ " if result.outcome == "failed" else ""
-    if recorded and recorded["verdict"] != verdict.verdict:
-        return f"{failed}{recorded['verdict']} → {verdict.verdict} {notes.mark(result.message)}"
+        return f"{'skipped' if result.outcome == Outcome.SKIPPED else 'failed'} {notes.mark(result.message)}"
+    failed = "✗ " if result.outcome == Outcome.FAILED else ""
+    if recorded and recorded.verdict != verdict.verdict:
+        return f"{failed}{recorded.verdict} → {verdict.verdict} {notes.mark(result.message)}"
     marks = ("†" if verdict.sensitive else "") + ("‡" if verdict.caveats else "")
     if verdict.holm not in (None, verdict.verdict):
         marks += "§"
-    text = "no data (n=0)" if verdict.verdict == NO_DATA else f"{verdict.verdict} {verdict.value:.2f} n={verdict.n}"
+    text = ("no data (n=0)" if verdict.verdict == Label.NO_DATA
+            else f"{verdict.verdict} {verdict.value:.2f} n={verdict.n}")
     return failed + text + marks
 
 
@@ -264,7 +266,7 @@ def _lens_dependent(entries: list[ClaimResults], prompt_set: str | None, models:
                 continue
             readings = []
             for verdict in read:
-                kl = next((f["value"] for f in verdict.beside if f["kind"] == "kl"), None)
+                kl = next((f.value for f in verdict.beside if f.kind == "kl"), None)
                 readings.append(f"{verdict.verdict} ({lens_name(verdict.lens)}"
                                 + ("" if kl is None else f", KL {kl:.2f}") + ")")
             found.append(f"{entry.number}. {short_name(entry)} on {model}: {' / '.join(readings)}")
@@ -278,7 +280,7 @@ def family_line(results: Results, prompt_set: str | None) -> str:
     confidence and in its own direction, on one prompt set (None: the whole report, every set, lens and model),
     and how many stay decided after Holm's adjustment."""
     decided = [v for v in results.verdicts() if (prompt_set is None or v.prompt_set == prompt_set)
-               and v.verdict in (HOLDS, REFUTED)]
+               and v.verdict.decided]
     where = "in this report (every prompt set, lens and model)" if prompt_set is None else "on this set"
     if not decided:
         return f"No verdict decided {where}."

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
+from suite.document import RESULTS
 from suite.markdown import lens_name
 from suite.results import EDGE, LEFT_OUT, ClaimResults, Result, Results
 from suite.screen import hidden, shown_warnings, stamp, unrun
 from suite.statistics import EXACT_LENS, Verdict
 
-RESULTS = "findings.json"
 
 
 def anchor(entry: ClaimResults) -> str:
@@ -62,13 +62,13 @@ def _verdict_row(label: str, text: str, verdict: Verdict) -> list:
     """One verdict in a claim's table: its figure, what its n could detect, what stands beside it, how it
     fares under other thresholds, and its caveats."""
     lo, hi = verdict.ci
-    flips = [f"{row['threshold']} {row['value']}: {row['verdict']}" for row in verdict.sensitivity
-             if row["verdict"] != verdict.verdict]
+    flips = [f"{row.threshold} {row.value}: {row.verdict}" for row in verdict.sensitivity
+             if row.verdict != verdict.verdict]
     tried = len(verdict.sensitivity)
     sensitivity = ("flips at " + "; ".join(flips)) if flips else f"same under all {tried} others" if tried else ""
     return [label, text, verdict.statistic, f"{verdict.value:.3g}", f"{lo:.3g} to {hi:.3g} ({verdict.confidence:.1%})",
             verdict.n, f"{verdict.detectable:.2f}" if verdict.detectable is not None else "",
-            "; ".join(f"{f['label']}: {f['value']:.3g}" for f in verdict.beside), sensitivity,
+            "; ".join(f"{f.label}: {f.value:.3g}" for f in verdict.beside), sensitivity,
             "; ".join(verdict.caveats)]
 
 

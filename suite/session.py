@@ -28,19 +28,16 @@ from lens.check import check_device
 from lens.errors import LensError, NotAvailable
 from lens.registry import ModelSpec, registry, resolve
 from lens.spot import DeviceDisagrees
+from suite.config import findings_command
 from suite.estimate import LOAD, Timings, WorkPlan, estimate, run_key
 from suite.results import ModelRecord
-from suite.store import MISSING, Store, files_state, library_versions, source_digest
+from suite.provenance import library_versions
+from suite.store import MISSING, Store, files_state, source_digest
 
 T = TypeVar("T")
 SIMULATE = "LENS_NDIF"
 """`LENS_NDIF=simulate`: every model goes through the remote code path, NDIF simulated here (tests)."""
 SIMULATED_BACKEND = "nnsight, NDIF's requests simulated here"
-
-
-def findings_command(args: str) -> str:
-    """How the user runs the findings with ARGS here (through ./run when set up by it)."""
-    return f"./run findings {args}" if os.environ.get("LENS_LAUNCHER") else f"pytest findings/ {args}"
 
 
 def _asks_for(markexpr: str, name: str) -> bool:

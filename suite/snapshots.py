@@ -1,6 +1,6 @@
 """A syrupy extension for per-layer lens snapshots: one file per (model, prompt set), one line per
-(prompt, layer) so a diff reads layer by layer, stamped with the library versions, model hash, device and
-dtype that made it, and compared with tolerances (per dtype, measured: `SnapshotTolerance`) that let
+(prompt, layer) so a diff reads layer by layer, stamped with the library versions, code commit, model hash, device
+and dtype that made it, and compared with tolerances (per dtype, measured: `SnapshotTolerance`) that let
 near-ties through and stop real drift.
 
 What is compared, per layer: the followed token's log-probability (a relative tolerance on p, so p = 1e-5 is
@@ -18,14 +18,13 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
-from importlib.metadata import version
 from typing import Any
 
 from syrupy.extensions.json import JSONSnapshotExtension
 
 from lens.trace import Trace
+from suite.provenance import code_commit, library_versions
 
-LIBRARIES = ("torch", "transformers", "transformer_lens")
 FLOOR = -30.0
 """log p below this is stored as this (exp(-30) ~ 1e-13: nothing to compare beneath)."""
 
@@ -67,7 +66,7 @@ def snapshot_data(traces: Sequence[Trace], meta: dict[str, str], top_k: int = 5)
     """What a snapshot holds for one (model, prompt set): per prompt and layer, the followed token's
     log-probability and rank and the top-k tokens with their probabilities."""
     return {
-        "meta": {**meta, **{lib: version(lib.replace("_", "-")) for lib in LIBRARIES}},
+        "meta": {**meta, **library_versions(), "commit": code_commit().text},
         "rows": [
             {"prompt": trace.prompt, "lead": trace.read_after[len(trace.prompt):], "layer": lay.layer,
              "followed": trace.answer_token,

@@ -14,16 +14,30 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
+from enum import StrEnum
+from typing import Any
 
 import numpy as np
 from scipy.stats import beta, binom
 from statsmodels.stats.multitest import multipletests
 
-from lens.lenses import EXACT
 
-HOLDS, REFUTED, INCONCLUSIVE, TOO_FEW, NO_DATA = "holds", "refuted", "inconclusive", "too few", "no data"
-"""The verdicts. `too few`: no outcome at that n could have decided (the interval can exclude nothing);
-`no data`: n = 0. Every other verdict is decided by its interval against the claim's threshold."""
+class Label(StrEnum):
+    """A verdict's word. `too few`: no outcome at that n could have decided (the interval can exclude nothing);
+    `no data`: n = 0. Every other verdict is decided by its interval against the claim's threshold. A member is
+    its string (JSON, TOML and the report write the word)."""
+
+    HOLDS = "holds"
+    REFUTED = "refuted"
+    INCONCLUSIVE = "inconclusive"
+    TOO_FEW = "too few"
+    NO_DATA = "no data"
+
+    @property
+    def decided(self) -> bool:
+        """Whether the interval decided (holds or refuted), rather than leaving it open or having nothing to say."""
+        return self in (Label.HOLDS, Label.REFUTED)
+
 
 
 class ClaimNotHeld(AssertionError):
@@ -34,20 +48,73 @@ class VerdictChanged(AssertionError):
     """A verdict differs from the recorded one (after a library upgrade, say): always a failure."""
 
 
-EXACT_LENS = EXACT.name
-"""The lens a verdict is read through unless it says otherwise: the exact logit lens."""
+EXACT_LENS = "exact"
+"""The lens a verdict is read through unless it says otherwise: the exact logit lens (`lens.lenses.EXACT.name`,
+written out here so that reading and rendering results imports no torch; tests/suite/test_statistics.py holds the
+two equal)."""
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One row of the evidence behind a verdict (a prompt, a fact): the fact it belongs to, the unit an interval
+    resamples (None for a row about no one fact, e.g. a model's median curve), the claim's own figures by name
+    (`row["settled_depth"]`: what a builder counts, a flag or a value), and the caveat a reader must know of it."""
+
+    fact: str | None
+    figures: dict[str, Any] = field(default_factory=dict)
+    caveat: str | None = None
+
+    def __getitem__(self, name: str) -> Any:
+        """One of the claim's figures of this row."""
+        return self.figures[name]
+
+    def to_dict(self) -> dict:
+        """One flat row, as findings.json keeps it: the fact, the figures, the caveat (each where there is one)."""
+        return {**({"fact": self.fact} if self.fact is not None else {}), **self.figures,
+                **({"caveat": self.caveat} if self.caveat is not None else {})}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Evidence:
+        figures = dict(data)
+        return cls(figures.pop("fact", None), figures, figures.pop("caveat", None))
+
+
+@dataclass(frozen=True)
+class Beside:
+    """A figure reported beside a verdict, never deciding it (a condition the notes do not state, a robustness
+    view, the control's figure, the lens's fidelity)."""
+
+    label: str
+    value: float
+    """nan where there is none."""
+    kind: str = "share"
+    """What sort of figure it is (share, depth, log_ratio, kl, ...): its regression tolerance's key."""
+
+
+@dataclass(frozen=True)
+class Sensitivity:
+    """A verdict judged again under one reasonable other value of one of its thresholds."""
+
+    threshold: str
+    value: Any
+    verdict: Label
+    figure: float
+    """The statistic's value under that threshold."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "verdict", Label(self.verdict))
 
 
 @dataclass(frozen=True)
 class Verdict:
     """One claim judged on one model, with the figures that decided it. Plain values only, so it
-    crosses process boundaries (xdist) and serializes to JSON as it is."""
+    crosses process boundaries (xdist) and serializes to JSON (`to_dict`)."""
 
     claim: str
     models: tuple[str, ...]
     """The model judged (one), or the models compared (a claim across models)."""
     prompt_set: str
-    verdict: str
+    verdict: Label
     statistic: str
     """What `value` is, e.g. "median depth where the answer first is top-1"."""
     value: float
@@ -58,22 +125,21 @@ class Verdict:
     """Facts (the effective sample size: a fact's prompts are not independent)."""
     kind: str = "share"
     """What sort of figure `value` is (share, depth, log_ratio, ...): its regression tolerance's key."""
-    evidence: tuple[dict, ...] = field(default=())
-    """Per-prompt figures behind the statistic."""
+    evidence: tuple[Evidence, ...] = field(default=())
+    """Per-prompt (or per-fact) figures behind the statistic."""
     confidence: float = 0.95
     """The interval's confidence level (above 0.95 where several secondary tests share the error rate)."""
     primary: bool = True
     """The claim's one primary test (the others are secondary, with their confidence adjusted)."""
     control: bool = False
     """The claim's control (what the figure is where the claim's mechanism is absent), not the claim."""
-    beside: tuple[dict, ...] = field(default=())
-    """Figures reported beside the verdict, never deciding it: {"label", "value", "kind"} (a condition the
-    notes do not state, a robustness view, the control's figure)."""
+    beside: tuple[Beside, ...] = field(default=())
+    """Figures reported beside the verdict, never deciding it."""
     caveats: tuple[str, ...] = field(default=())
     """What a reader must know to take the verdict as stated (a followed token that starts two answers;
     a control that shows the same effect)."""
-    sensitivity: tuple[dict, ...] = field(default=())
-    """The verdict under other reasonable thresholds: {"threshold", "value", "verdict", "figure"}."""
+    sensitivity: tuple[Sensitivity, ...] = field(default=())
+    """The verdict under other reasonable thresholds."""
     detectable: float | None = None
     """The smallest true share (of prompts, or of facts beyond the threshold for a median) this n detects
     with the configured power: what the cell could have seen."""
@@ -82,7 +148,7 @@ class Verdict:
     p: float | None = None
     """The two-sided p-value of the decision: 1 - the highest confidence at which the interval still decides
     (holds or refutes). What a multiplicity adjustment (Holm) reads; None where no interval was computed."""
-    holm: str | None = None
+    holm: Label | None = None
     """The verdict after Holm's adjustment over every verdict of the same model(s) and lens in the report
     (`holm_adjusted`): the same word where it survives, else inconclusive. None until adjusted."""
     exploratory: bool = False
@@ -91,6 +157,11 @@ class Verdict:
     """How the interval was computed, in plain values, so it can be recomputed at any confidence
     (`interval_at`) and checked from findings.json: {"method": "exact share", "k", "n"} or
     {"method": "order statistic", "values", "resolution"}; empty for a bootstrap."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "verdict", Label(self.verdict))
+        if self.holm is not None:
+            object.__setattr__(self, "holm", Label(self.holm))
 
     @property
     def figure(self) -> str:
@@ -101,14 +172,14 @@ class Verdict:
     @property
     def sensitive(self) -> bool:
         """Whether the verdict flips somewhere inside the thresholds' reasonable range."""
-        return any(row["verdict"] != self.verdict for row in self.sensitivity)
+        return any(row.verdict != self.verdict for row in self.sensitivity)
 
     @property
     def cell(self) -> str:
         """The verdict with its effect size and interval, for a verdict matrix; † where a reasonable other
         threshold flips it, ‡ where a caveat applies."""
         marks = ("†" if self.sensitive else "") + ("‡" if self.caveats else "")
-        if self.verdict == NO_DATA:
+        if self.verdict == Label.NO_DATA:
             return f"no data (n=0){marks}"
         lo, hi = self.ci
         holm = "" if self.holm is None else f", Holm: {'same' if self.holm == self.verdict else self.holm}"
@@ -132,12 +203,14 @@ class Verdict:
         return f"{self.claim} on {self.label} ({self.prompt_set}{lens})"
 
     def to_dict(self) -> dict:
-        """Plain values (JSON, xdist), with the one-line figure."""
-        data = asdict(self)
-        for name in ("models", "ci", "evidence", "beside", "caveats", "sensitivity"):
-            data[name] = list(data[name])
-        data["figure"] = self.figure
-        data["cell"] = self.cell
+        """Plain values only (JSON; xdist, which sends no other types), with the one-line figure and cell."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data |= {"models": list(self.models), "ci": list(self.ci), "caveats": list(self.caveats),
+                 "verdict": self.verdict.value, "holm": self.holm.value if self.holm else None,
+                 "evidence": [row.to_dict() for row in self.evidence],
+                 "beside": [asdict(figure) for figure in self.beside],
+                 "sensitivity": [asdict(row) | {"verdict": row.verdict.value} for row in self.sensitivity],
+                 "interval": dict(self.interval), "figure": self.figure, "cell": self.cell}
         return data
 
     @classmethod
@@ -145,9 +218,11 @@ class Verdict:
         """The verdict a `to_dict` came from (its derived `figure` and `cell` are derived again)."""
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
-        for name in ("models", "ci", "evidence", "beside", "caveats", "sensitivity"):
-            if name in values:
-                values[name] = tuple(values[name])
+        values |= {"models": tuple(data["models"]), "ci": tuple(data["ci"]),
+                   "caveats": tuple(data.get("caveats", ())),
+                   "evidence": tuple(Evidence.from_dict(row) for row in data.get("evidence", ())),
+                   "beside": tuple(Beside(**figure) for figure in data.get("beside", ())),
+                   "sensitivity": tuple(Sensitivity(**row) for row in data.get("sensitivity", ()))}
         return cls(**values)
 
 
@@ -206,12 +281,12 @@ def holm(p_values: Sequence[float], alpha: float = 0.05) -> list[bool]:
     return [bool(r) for r in multipletests(list(p_values), alpha=alpha, method="holm")[0]]
 
 
-def decision_p(ci_at: Callable[[float], tuple[float, float]], decide: Callable[[tuple[float, float]], str]) -> float:
+def decision_p(ci_at: Callable[[float], tuple[float, float]], decide: Callable[[tuple[float, float]], Label]) -> float:
     """The two-sided p-value of an interval's decision: 1 - the highest confidence at which the interval still
     holds or refutes (intervals at higher confidence contain those at lower, so the decision is monotone).
     1 where no confidence decides; found by bisection to 1e-6."""
     def decided(confidence: float) -> bool:
-        return decide(ci_at(confidence)) in (HOLDS, REFUTED)
+        return decide(ci_at(confidence)).decided
 
     low, high = 1e-6, 1 - 1e-9
     if not decided(low):
@@ -298,34 +373,34 @@ def cluster_bootstrap_ci(
     return percentile_ci(cluster_bootstrap(values, clusters, statistic, resamples, seed), confidence)
 
 
-def at_least(ci: tuple[float, float], threshold: float) -> str:
+def at_least(ci: tuple[float, float], threshold: float) -> Label:
     """holds if the whole interval is at or above the threshold, refuted if wholly below."""
     lo, hi = ci
     if lo >= threshold:
-        return HOLDS
+        return Label.HOLDS
     if hi < threshold:
-        return REFUTED
-    return INCONCLUSIVE
+        return Label.REFUTED
+    return Label.INCONCLUSIVE
 
 
-def above(ci: tuple[float, float], threshold: float) -> str:
+def above(ci: tuple[float, float], threshold: float) -> Label:
     """holds if the whole interval is strictly above the threshold, refuted if at or below it."""
     lo, hi = ci
     if lo > threshold:
-        return HOLDS
+        return Label.HOLDS
     if hi <= threshold:
-        return REFUTED
-    return INCONCLUSIVE
+        return Label.REFUTED
+    return Label.INCONCLUSIVE
 
 
-def within(ci: tuple[float, float], band: tuple[float, float]) -> str:
+def within(ci: tuple[float, float], band: tuple[float, float]) -> Label:
     """holds if the interval lies inside the band, refuted if wholly outside it."""
     lo, hi = ci
     if band[0] <= lo and hi <= band[1]:
-        return HOLDS
+        return Label.HOLDS
     if hi < band[0] or lo > band[1]:
-        return REFUTED
-    return INCONCLUSIVE
+        return Label.REFUTED
+    return Label.INCONCLUSIVE
 
 
 def holm_adjusted(verdicts: Sequence[Verdict]) -> list[Verdict]:
@@ -335,13 +410,14 @@ def holm_adjusted(verdicts: Sequence[Verdict]) -> list[Verdict]:
     keep their word; a verdict without a p-value (from a results file older than them) is not adjusted."""
     families: dict[str, list[int]] = {}
     for i, verdict in enumerate(verdicts):
-        if not verdict.control and verdict.p is not None and verdict.verdict not in (NO_DATA, TOO_FEW):
+        if not verdict.control and verdict.p is not None and verdict.verdict not in (Label.NO_DATA, Label.TOO_FEW):
             families.setdefault(verdict.recorded_as, []).append(i)
-    adjusted = [v if v.control or v.p is None and v.verdict != NO_DATA else
-                replace(v, holm=v.verdict if v.verdict in (NO_DATA, TOO_FEW) else INCONCLUSIVE) for v in verdicts]
+    adjusted = [v if v.control or v.p is None and v.verdict != Label.NO_DATA else
+                replace(v, holm=v.verdict if v.verdict in (Label.NO_DATA, Label.TOO_FEW) else Label.INCONCLUSIVE)
+                for v in verdicts]
     for members in families.values():
         alpha = 1 - min(verdicts[i].confidence for i in members)
         for i, kept in zip(members, holm([verdicts[i].p for i in members], alpha)):
-            if kept and verdicts[i].verdict in (HOLDS, REFUTED):
+            if kept and verdicts[i].verdict.decided:
                 adjusted[i] = replace(adjusted[i], holm=verdicts[i].verdict)
     return adjusted

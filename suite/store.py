@@ -22,15 +22,12 @@ import re
 import shutil
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 from lens.paths import cache_dir
 
 DIR_ENV = "LENS_READINGS_DIR"
-LIBRARIES = ("torch", "transformers", "transformer-lens", "tokenizers", "nnsight", "numpy")
-"""The libraries whose versions a reading depends on (a new version may compute it differently)."""
 WEIGHT_FILES = ("*.safetensors", "*.bin", "*.gguf", "*.json", "*.model", "*.jinja")
 """The files of a model folder a reading depends on: weights, config, tokenizer, chat template."""
 RECORD, DEPENDS = "record.json", "depends.json"
@@ -50,17 +47,6 @@ def readings_dir() -> Path:
 def digest(value: Any) -> str:
     """A stable hex digest of plain values (JSON-able; tuples as lists)."""
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=repr).encode()).hexdigest()
-
-
-def library_versions(libraries: Iterable[str] = LIBRARIES) -> dict[str, str]:
-    """The installed version of each library (absent ones left out)."""
-    found = {}
-    for library in libraries:
-        try:
-            found[library] = version(library)
-        except PackageNotFoundError:
-            pass
-    return found
 
 
 def files_state(folder: Path | None, patterns: Iterable[str] = WEIGHT_FILES) -> list[tuple[str, int, int]]:

@@ -4,7 +4,8 @@ report `reports/upgrade-<date>.md` that says what moved; `--take` moves the lock
 
 The candidate environment, `.venv-upgrade/`, holds its own copy of the project (`src/`), so the candidate run
 may write its snapshots there (`--snapshot-update`) and they are compared layer by layer with the committed
-ones; the verdicts and figures are judged against `findings/expected_verdicts.toml` as in any run.
+ones; the verdicts and figures are judged against the recorded verdicts as in any run. The package of claims, its
+settings and its snapshots are where the pytest configuration names them (`suite.config`).
 """
 
 from __future__ import annotations
@@ -20,15 +21,15 @@ from datetime import date
 from pathlib import Path
 
 from lens.errors import LensError
-from suite.report import load_results
+from suite.config import FINDINGS, SETTINGS, path_option
+from suite.document import load_results
+from suite.provenance import UPGRADED
 from suite.snapshots import SnapshotTolerance, changed_replies, drifted_layers
 
-DEFAULT = ("torch", "transformers", "transformer-lens", "nnsight")
-"""What a plain `./run upgrade-check` tries at their newest available versions."""
 HOME = ".venv-upgrade"
 LOCK = "requirements.lock"
-TOLERANCES = Path("findings") / "claims.toml"
-"""Where the snapshots' tolerance lives ([snapshot]); the candidate runs in the recorded dtype, float32."""
+SNAPSHOTS = "__snapshots__"
+"""Where syrupy keeps a test folder's snapshots."""
 IGNORED = (".git", ".venv", HOME, "__pycache__", ".pytest_cache", "reports", "*.egg-info", ".benchmarks")
 
 
@@ -92,13 +93,13 @@ def build(root: Path, lock_text: str, say) -> Path:
 
 
 def run_findings(python: Path, home: Path, say, extra: list[str]) -> subprocess.CompletedProcess:
-    """The findings in the candidate environment, against the record, snapshots written into its copy."""
+    """The findings in the candidate environment, against the record, snapshots written into its copy; `extra`:
+    pytest arguments for that run (`-m smollm2`; a test's own plugin, `-p ...`)."""
     say("running the findings there against the recorded figures and snapshots (minutes; progress below)")
-    command = [str(python), "-m", "pytest", "findings/", "-p", "no:cacheprovider", "-q", "--tb=no",
-               "--snapshot-update", "--reports", str(home / "reports"), *extra]
-    if os.environ.get("LENS_UPGRADE_PERTURB"):  # tests only: a changed model, whose drift must be reported
-        command += ["-p", "tests.perturb"]
-    return subprocess.run(command, cwd=home / "src", env={**os.environ, "LENS_PROGRESS": "0"})
+    src = home / "src"
+    command = [str(python), "-m", "pytest", str(path_option(FINDINGS, src).relative_to(src.resolve())), "-p",
+               "no:cacheprovider", "-q", "--tb=no", "--snapshot-update", "--reports", str(home / "reports"), *extra]
+    return subprocess.run(command, cwd=src, env={**os.environ, "LENS_PROGRESS": "0"})
 
 
 def report(root: Path, home: Path, changed: dict[str, str], returncode: int) -> tuple[str, bool]:
@@ -106,10 +107,11 @@ def report(root: Path, home: Path, changed: dict[str, str], returncode: int) -> 
     results = load_results(home / "reports")
     moved = [f"- {claim}, {r.label}: {r.outcome}: {r.message or ''}"
              for claim, entry in results.claims.items() for r in entry.results
-             if r.outcome in ("failed", "xpassed")] if results else ["- the findings wrote no results there"]
-    tolerance = SnapshotTolerance.from_table(tomllib.loads((root / TOLERANCES).read_text())["snapshot"])
+             if not r.outcome.as_recorded] if results else ["- the findings wrote no results there"]
+    # The snapshots' tolerance in the recorded dtype, float32, the one the candidate runs in.
+    tolerance = SnapshotTolerance.from_table(tomllib.loads(path_option(SETTINGS, root).read_text())["snapshot"])
     drift = []
-    for old in sorted((root / "findings" / "__snapshots__").rglob("*.json")):
+    for old in sorted((path_option(FINDINGS, root) / SNAPSHOTS).rglob("*.json")):
         new_rows = json.loads((home / "src" / old.relative_to(root)).read_text())["rows"]
         old_rows = json.loads(old.read_text())["rows"]
         layers, replies = drifted_layers(new_rows, old_rows, tolerance), changed_replies(new_rows, old_rows)
@@ -142,7 +144,7 @@ def take(root: Path) -> str:
 
 def check(root: Path, args: list[str], extra: list[str], say=print) -> int:
     """The whole check: exit status 0 when nothing moved, 1 when something did (the report says what)."""
-    wanted = parse_wanted(args) or {name: newest(sys.executable, name) for name in DEFAULT}
+    wanted = parse_wanted(args) or {name: newest(sys.executable, name) for name in UPGRADED}
     lock_text, changed = candidate_lock((root / LOCK).read_text(), wanted)
     say(f"upgrade-check: candidate versions {', '.join(f'{k}=={v}' for k, v in wanted.items())}")
     python = build(root, lock_text, say)

@@ -19,12 +19,13 @@ import numpy as np
 
 from suite.statistics import (
     EXACT_LENS,
-    NO_DATA,
-    TOO_FEW,
+    Beside,
+    Evidence,
+    Label,
+    Sensitivity,
     Verdict,
     above,
     at_least,
-    HOLDS,
     decidable,
     decision_p,
     detectable_share,
@@ -42,7 +43,7 @@ class Rule:
     kind: str
     threshold: float | tuple[float, float]
 
-    def decide(self, ci: tuple[float, float]) -> str:
+    def decide(self, ci: tuple[float, float]) -> Label:
         if self.kind == "within":
             return within(ci, tuple(self.threshold))
         return (above if self.kind == "above" else at_least)(ci, float(self.threshold))
@@ -81,21 +82,21 @@ class Resampling:
     power: float = 0.8
 
 
-def beside(label: str, value: float | None, kind: str = "share") -> dict:
-    """A figure reported beside a verdict (never deciding it)."""
-    return {"label": label, "value": float("nan") if value is None else float(value), "kind": kind}
+def beside(label: str, value: float | None, kind: str = "share") -> Beside:
+    """A figure reported beside a verdict (never deciding it); nan where there is none."""
+    return Beside(label, float("nan") if value is None else float(value), kind)
 
 
-def share_of(rows: Sequence[dict], flag: str) -> float | None:
+def share_of(rows: Sequence[Evidence], flag: str) -> float | None:
     """The share of rows whose `flag` is true (None without rows)."""
     return sum(bool(row[flag]) for row in rows) / len(rows) if rows else None
 
 
-def share_verdict(rows: Sequence[dict], *, flag: str, threshold: float, statistic: str, scope: Scope,
-                  resampling: Resampling, figures: Sequence[dict] = ()) -> Verdict:
+def share_verdict(rows: Sequence[Evidence], *, flag: str, threshold: float, statistic: str, scope: Scope,
+                  resampling: Resampling, figures: Sequence[Beside] = ()) -> Verdict:
     """A majority-style claim: the share of rows whose `flag` is true, with an exact interval at the
     effective sample size, the number of facts (a fact's prompts are not independent)."""
-    n = len({row["fact"] for row in rows})
+    n = len({row.fact for row in rows})
     share = share_of(rows, flag)
     interval = {"method": "exact share", "k": share * n, "n": n} if rows else {}
     return decided_verdict(rows, value=math.nan if share is None else share, interval=interval, n=n,
@@ -104,15 +105,15 @@ def share_verdict(rows: Sequence[dict], *, flag: str, threshold: float, statisti
                            detectable=detectable_share(threshold, n, scope.confidence, resampling.power) if n else None)
 
 
-def median_verdict(rows: Sequence[dict], *, key: str, rule: Rule, kind: str, statistic: str, scope: Scope,
-                   resampling: Resampling, figures: Sequence[dict] = (), resolution: float = 0.0) -> Verdict:
+def median_verdict(rows: Sequence[Evidence], *, key: str, rule: Rule, kind: str, statistic: str, scope: Scope,
+                   resampling: Resampling, figures: Sequence[Beside] = (), resolution: float = 0.0) -> Verdict:
     """A claim about the median of one figure over facts: each fact's median over its prompts (a fact's prompts
     are not independent), and the exact order-statistic interval of their median, widened by half the figure's
     `resolution` (a depth in blocks), so tied values never collapse it to a point. A median lies beyond a
     threshold when more than half the facts do: it is decidable where a share of 0.5 is, and what it could
     detect is said as that share."""
     used = [row for row in rows if row[key] is not None and not (isinstance(row[key], float) and math.isnan(row[key]))]
-    per_fact = per_cluster_medians([float(row[key]) for row in used], [row["fact"] for row in used])
+    per_fact = per_cluster_medians([float(row[key]) for row in used], [row.fact for row in used])
     n = len(per_fact)
     interval = {"method": "order statistic", "values": per_fact, "resolution": resolution} if per_fact else {}
     return decided_verdict(rows, value=float(np.median(per_fact)) if per_fact else math.nan, interval=interval,
@@ -122,11 +123,11 @@ def median_verdict(rows: Sequence[dict], *, key: str, rule: Rule, kind: str, sta
                            decided_at=0.5, counted=used)
 
 
-def decided_verdict(rows: Sequence[dict], *, value: float, n: int, rule: Rule, statistic: str, scope: Scope,
+def decided_verdict(rows: Sequence[Evidence], *, value: float, n: int, rule: Rule, statistic: str, scope: Scope,
                     kind: str, interval: dict | None = None,
-                    ci_at: Callable[[float], tuple[float, float]] | None = None, figures: Sequence[dict] = (),
+                    ci_at: Callable[[float], tuple[float, float]] | None = None, figures: Sequence[Beside] = (),
                     detectable: float | None = None, decided_at: float = 0.5,
-                    counted: Sequence[dict] | None = None) -> Verdict:
+                    counted: Sequence[Evidence] | None = None) -> Verdict:
     """A verdict from a statistic's value and its interval at any confidence (`interval`, recomputable from
     plain values, or `ci_at`, e.g. a bootstrap's quantiles) over n facts: `no data` at n = 0, `too few` where no
     outcome at n could exclude `decided_at` (a share's threshold; 0.5 for a median), else the rule's word at the
@@ -137,13 +138,13 @@ def decided_verdict(rows: Sequence[dict], *, value: float, n: int, rule: Rule, s
     ci = ci_at(scope.confidence)
     p = None if n == 0 else decision_p(ci_at, rule.decide)
     if n == 0:
-        decided = NO_DATA
+        decided = Label.NO_DATA
     elif not decidable(n, scope.confidence, decided_at):
-        decided = TOO_FEW
+        decided = Label.TOO_FEW
     else:
         decided = rule.decide(ci)
     counted = rows if counted is None else counted
-    caveats = sorted({row["caveat"] for row in counted if row.get("caveat")})
+    caveats = sorted({row.caveat for row in counted if row.caveat})
     return Verdict(
         claim=scope.claim, models=scope.models, prompt_set=scope.prompt_set, verdict=decided,
         statistic=statistic, value=value, ci=tuple(ci),
@@ -174,7 +175,7 @@ def with_sensitivity(evaluate: Callable[[Mapping[str, Any]], Verdict], threshold
             if value == thresholds.get(name):
                 continue
             other = evaluate({**thresholds, name: value})
-            rows.append({"threshold": name, "value": value, "verdict": other.verdict, "figure": other.value})
+            rows.append(Sensitivity(name, value, other.verdict, other.value))
     return replace(verdict, sensitivity=tuple(rows))
 
 
@@ -184,9 +185,9 @@ def with_control(verdict: Verdict, control: Verdict) -> Verdict:
     belongs to the control's prompts or token more than to the claim's)."""
     figures = (*verdict.beside, beside(f"control: {control.statistic}", control.value, control.kind))
     caveats = verdict.caveats
-    if control.verdict == HOLDS and verdict.verdict == HOLDS:
+    if control.verdict == Label.HOLDS and verdict.verdict == Label.HOLDS:
         caveats = (*caveats, f"the control holds too ({control.figure}): not specific to the claim's mechanism")
-    elif control.verdict == HOLDS:
+    elif control.verdict == Label.HOLDS:
         caveats = (*caveats, f"the control holds where the claim does not ({control.figure})")
     return replace(verdict, beside=figures, caveats=caveats)
 
@@ -203,7 +204,7 @@ def difference_verdict(verdict: Verdict, control: Verdict, sign: int = 1) -> Ver
     n = min(verdict.n, control.n)
     rule = Rule("above", 0.0)
     if n == 0 or not verdict.interval or not control.interval:
-        ci, decided, p = (math.nan, math.nan), NO_DATA, None
+        ci, decided, p = (math.nan, math.nan), Label.NO_DATA, None
     else:
         ci = ci_at(verdict.confidence)
         decided, p = rule.decide(ci), decision_p(ci_at, rule.decide)

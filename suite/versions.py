@@ -1,6 +1,6 @@
-"""reports/versions.json: which library versions the findings ran with, per device and dtype, on which models,
-and whether every figure and snapshot held against the record (nnterp's tested-versions file, for findings).
-A run adds or updates its own entry and keeps the others."""
+"""reports/versions.json: which library versions the findings ran with, per device and dtype, on which models (each
+with the commit of the code that ran), and whether every figure and snapshot held against the record (nnterp's
+tested-versions file, for findings). A run adds or updates its own entry and keeps the others."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ import json
 import os
 from pathlib import Path
 
-from suite.results import Results
+from suite.results import Outcome, Results
 
 VERSIONS = "versions.json"
-LIBRARIES = ("torch", "transformers", "transformer-lens", "nnsight")
 
 
 def held_by_model(results: Results) -> dict[str, bool]:
@@ -20,19 +19,20 @@ def held_by_model(results: Results) -> dict[str, bool]:
     held = {model: True for model in results.runs}
     for entry in results.claims.values():
         for result in entry.results:
-            if result.outcome in ("failed", "xpassed"):
+            if not result.outcome.as_recorded:
                 for model in result.models:
                     if model in held:
                         held[model] = False
     for model, checks in results.checks.items():
-        if model in held and any(counts["failed"] for counts in checks.values()):
+        if model in held and any(counts[Outcome.FAILED] for counts in checks.values()):
             held[model] = False
     return held
 
 
 def update_versions(results: Results, reports_dir: Path, libraries: dict[str, str]) -> list[dict]:
-    """Add this run to versions.json (atomically): one entry per library set, device and dtype, each model
-    with the date of its last run there and whether everything held. Returns every entry."""
+    """Add this run to versions.json (atomically): one entry per library set (`libraries`: name -> version), device and
+    dtype, each model with the date and code commit of its last run there and whether everything held. Returns every
+    entry."""
     path = reports_dir / VERSIONS
     try:
         entries = json.loads(path.read_text()) if path.is_file() else []
@@ -46,7 +46,8 @@ def update_versions(results: Results, reports_dir: Path, libraries: dict[str, st
         if entry is None:
             entry = {**key, "models": {}}
             entries.append(entry)
-        entry["models"][model] = {"date": results.runs[model].date, "held": held}
+        run = results.runs[model]
+        entry["models"][model] = {"date": run.date, "held": held, "commit": run.code.sha, "dirty": run.code.dirty}
     reports_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(entries, indent=1))

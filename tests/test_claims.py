@@ -22,7 +22,7 @@ from lens.patching import Patching
 from lens.tokens import AnswerToken
 from lens.trace import LayerLens, OutputLens, Residuals, Trace, Watched, read
 from lens.train_tuned import fit_translators
-from suite.statistics import HOLDS, INCONCLUSIVE, REFUTED
+from suite.statistics import Label
 from suite.verdicts import difference_verdict, with_control
 from tests.conftest import random_model
 
@@ -171,11 +171,11 @@ def settling_at(layer: int, p_top: float = 0.6):
 
 def test_convergence_depth_holds_at_80_percent_and_is_refuted_at_the_last_block():
     module = claim("01_convergence_depth")
-    assert judged(module, uniform(settling_at(15))) == HOLDS  # depth 16/20 = 0.8
-    assert judged(module, uniform(settling_at(19))) == REFUTED  # depth 1.0
+    assert judged(module, uniform(settling_at(15))) == Label.HOLDS  # depth 16/20 = 0.8
+    assert judged(module, uniform(settling_at(19))) == Label.REFUTED  # depth 1.0
     # The control: the token written on wrongly answered prompts settles at 80% too (holds) or not.
-    assert judged(module, uniform(settling_at(15), answered=False), control="wrong answers") == HOLDS
-    assert judged(module, uniform(settling_at(19), answered=False), control="wrong answers") == REFUTED
+    assert judged(module, uniform(settling_at(15), answered=False), control="wrong answers") == Label.HOLDS
+    assert judged(module, uniform(settling_at(19), answered=False), control="wrong answers") == Label.REFUTED
 
 
 def test_convergence_depth_reads_the_notes_band_widened_by_half_a_block_only():
@@ -184,13 +184,13 @@ def test_convergence_depth_reads_the_notes_band_widened_by_half_a_block_only():
     module = claim("01_convergence_depth")
     t = thresholds(module.CLAIM, "capitals")
     at_80 = module.evaluate(uniform(settling_at(15)), "capitals", t)
-    assert at_80.ci == pytest.approx((0.775, 0.825)) and at_80.verdict == HOLDS
+    assert at_80.ci == pytest.approx((0.775, 0.825)) and at_80.verdict == Label.HOLDS
     at_90 = module.evaluate(uniform(settling_at(17)), "capitals", t)  # 0.9: one block past; touches the band
-    assert at_90.ci == pytest.approx((0.875, 0.925)) and at_90.verdict == INCONCLUSIVE
-    assert judged(module, uniform(settling_at(18))) == REFUTED  # 0.95
+    assert at_90.ci == pytest.approx((0.875, 0.925)) and at_90.verdict == Label.INCONCLUSIVE
+    assert judged(module, uniform(settling_at(18))) == Label.REFUTED  # 0.95
     # The wider band of the past (0.75-0.90) is a sensitivity row, under which 0.9 holds.
     rows = evidence_judged(module.evaluate, module.CLAIM, uniform(settling_at(17)), "capitals").sensitivity
-    assert [row["verdict"] for row in rows if row["threshold"] == "band" and row["value"] == [0.75, 0.90]] == [HOLDS]
+    assert [row.verdict for row in rows if row.threshold == "band" and row.value == [0.75, 0.90]] == [Label.HOLDS]
 
 
 def test_a_blip_on_top_does_not_count_as_convergence():
@@ -201,7 +201,7 @@ def test_a_blip_on_top_does_not_count_as_convergence():
 
     t = thresholds(module.CLAIM, "capitals")
     verdict = module.evaluate(uniform(blip), "capitals", t)
-    assert verdict.value == 1.0 and verdict.verdict == REFUTED
+    assert verdict.value == 1.0 and verdict.verdict == Label.REFUTED
 
 
 def phases(early_rank: int, entropy: float = 5.0):
@@ -213,12 +213,12 @@ def phases(early_rank: int, entropy: float = 5.0):
 
 def test_processing_phases_hold_with_noise_development_confidence_and_fail_without_noise():
     module = claim("02_processing_phases")
-    assert judged(module, uniform(phases(2000))) == HOLDS
-    assert judged(module, uniform(phases(1))) == REFUTED  # the answer on top early: no noise
+    assert judged(module, uniform(phases(2000))) == Label.HOLDS
+    assert judged(module, uniform(phases(1))) == Label.REFUTED  # the answer on top early: no noise
     # A confident early lens (low entropy) is reported beside, never a gate.
-    assert judged(module, uniform(phases(2000, entropy=0.5))) == HOLDS
-    assert judged(module, uniform(phases(2000), answered=False), control="wrong answers") == HOLDS
-    assert judged(module, uniform(phases(1), answered=False), control="wrong answers") == REFUTED
+    assert judged(module, uniform(phases(2000, entropy=0.5))) == Label.HOLDS
+    assert judged(module, uniform(phases(2000), answered=False), control="wrong answers") == Label.HOLDS
+    assert judged(module, uniform(phases(1), answered=False), control="wrong answers") == Label.REFUTED
 
 
 def inside(p_inside: float):
@@ -229,18 +229,18 @@ def inside(p_inside: float):
 
 def test_internal_confidence_compares_the_80_percent_block_with_the_output():
     module = claim("03_internal_confidence")
-    assert judged(module, uniform(inside(0.9))) == HOLDS
-    assert judged(module, uniform(inside(0.3))) == REFUTED
-    assert judged(module, uniform(inside(0.9), answered=False), control="wrong answers") == HOLDS
-    assert judged(module, uniform(inside(0.3), answered=False), control="wrong answers") == REFUTED
+    assert judged(module, uniform(inside(0.9))) == Label.HOLDS
+    assert judged(module, uniform(inside(0.3))) == Label.REFUTED
+    assert judged(module, uniform(inside(0.9), answered=False), control="wrong answers") == Label.HOLDS
+    assert judged(module, uniform(inside(0.3), answered=False), control="wrong answers") == Label.REFUTED
 
 
 def test_final_layer_calibration_needs_less_answer_probability_at_the_output():
     module = claim("04_final_layer_calibration")
-    assert judged(module, uniform(inside(0.9))) == HOLDS
-    assert judged(module, uniform(inside(0.3))) == REFUTED
-    assert judged(module, uniform(inside(0.9), answered=False), control="wrong answers") == HOLDS
-    assert judged(module, uniform(inside(0.3), answered=False), control="wrong answers") == REFUTED
+    assert judged(module, uniform(inside(0.9))) == Label.HOLDS
+    assert judged(module, uniform(inside(0.3))) == Label.REFUTED
+    assert judged(module, uniform(inside(0.9), answered=False), control="wrong answers") == Label.HOLDS
+    assert judged(module, uniform(inside(0.3), answered=False), control="wrong answers") == Label.REFUTED
 
 
 @pytest.mark.parametrize("number_and_name, better", [
@@ -254,12 +254,12 @@ def test_paired_forms_compare_the_answers_own_probability(number_and_name, bette
                 "completion": tuple(make_trace(f, [1] * N_LAYERS, [0.5] * N_LAYERS, p_out=0.4) for f in FACTS)}
         return FakeFindings(made, answered={better: answered_better, "completion": False})
 
-    assert judged(module, forms(0.8)) == HOLDS
-    assert judged(module, forms(0.2)) == REFUTED
+    assert judged(module, forms(0.8)) == Label.HOLDS
+    assert judged(module, forms(0.2)) == Label.REFUTED
     # A fact the model answers in neither form tells nothing: no data, not a verdict.
     assert judged(module, forms(0.8, answered_better=False)) == "no data"
     # An advantage below the practical minimum (claims.toml min_log_ratio) is no advantage: ln(0.44/0.4) < 0.25.
-    assert judged(module, forms(0.44)) == REFUTED
+    assert judged(module, forms(0.44)) == Label.REFUTED
 
 
 @pytest.mark.parametrize("number_and_name, better, decides", [
@@ -276,13 +276,13 @@ def test_a_frame_effect_is_told_from_a_knowledge_effect(number_and_name, better,
     frame = FakeFindings(made, answered={better: True, "completion": True},
                          candidate_share={better: 0.9, "completion": 0.9})
     verdict = module.evaluate(frame, "capitals", thresholds(module.CLAIM, "capitals"))
-    assert verdict.verdict == (HOLDS if decides == "raw" else REFUTED)
+    assert verdict.verdict == (Label.HOLDS if decides == "raw" else Label.REFUTED)
     assert verdict.value == pytest.approx(np.log(2) if decides == "raw" else 0.0)
     assert any("parts from it" in caveat for caveat in verdict.caveats)
     knowledge = FakeFindings(made, answered={better: True, "completion": True},
                              candidate_share={better: 0.9, "completion": 0.45})
     verdict = module.evaluate(knowledge, "capitals", thresholds(module.CLAIM, "capitals"))
-    assert verdict.verdict == HOLDS and not any("parts from it" in caveat for caveat in verdict.caveats)
+    assert verdict.verdict == Label.HOLDS and not any("parts from it" in caveat for caveat in verdict.caveats)
 
 
 def test_norm_correction_measures_kl_to_the_output():
@@ -293,15 +293,15 @@ def test_norm_correction_measures_kl_to_the_output():
     closer_without = {f: tuple(make_trace(fact, [5] * N_LAYERS, [0.1] * N_LAYERS, kl=[0.2] * N_LAYERS)
                              for fact in FACTS) for f in ("completion", "qa")}
     holds = FakeFindings(exact.forms, exact.answered, raw=far)  # 4x closer: holds (the notes give no size)
-    assert judged(module, holds) == HOLDS
-    assert judged(module, FakeFindings(exact.forms, exact.answered, raw=closer_without)) == REFUTED
+    assert judged(module, holds) == Label.HOLDS
+    assert judged(module, FakeFindings(exact.forms, exact.answered, raw=closer_without)) == Label.REFUTED
 
 
 def test_factual_recall_needs_the_answer_in_both_forms():
     module = claim("10_factual_recall")
     traces = uniform(lambda fact: make_trace(fact, [1] * N_LAYERS, [0.6] * N_LAYERS))
-    assert judged(module, FakeFindings(traces.forms, {"completion": True, "qa": True})) == HOLDS
-    assert judged(module, FakeFindings(traces.forms, {"completion": True, "qa": False})) == REFUTED
+    assert judged(module, FakeFindings(traces.forms, {"completion": True, "qa": True})) == Label.HOLDS
+    assert judged(module, FakeFindings(traces.forms, {"completion": True, "qa": False})) == Label.REFUTED
 
 
 def test_factual_recall_reads_the_answer_whatever_the_replys_format():
@@ -311,8 +311,8 @@ def test_factual_recall_reads_the_answer_whatever_the_replys_format():
     traces = uniform(lambda fact: make_trace(fact, [1] * N_LAYERS, [0.6] * N_LAYERS))
     verdict = module.evaluate(FakeFindings(traces.forms, {"completion": False, "qa": False}), "capitals",
                               thresholds(module.CLAIM, "capitals"))
-    assert verdict.verdict == REFUTED
-    assert verdict.beside[-1]["value"] == 1.0 and "whatever the reply" in verdict.beside[-1]["label"]
+    assert verdict.verdict == Label.REFUTED
+    assert verdict.beside[-1].value == 1.0 and "whatever the reply" in verdict.beside[-1].label
 
 
 def test_cross_architecture_compares_median_curves_of_the_same_facts():
@@ -324,8 +324,8 @@ def test_cross_architecture_compares_median_curves_of_the_same_facts():
         return {(f.id, "completion"): shape + noise.normal(0, 0.01, 20) for f in FACTS[:30]}
 
     t = thresholds(module.CLAIM, "capitals")
-    assert module.evaluate({"a": curves(rising), "b": curves(rising + 0.05)}, "capitals", t).verdict == HOLDS
-    assert module.evaluate({"a": curves(rising), "b": curves(rising[::-1])}, "capitals", t).verdict == REFUTED
+    assert module.evaluate({"a": curves(rising), "b": curves(rising + 0.05)}, "capitals", t).verdict == Label.HOLDS
+    assert module.evaluate({"a": curves(rising), "b": curves(rising[::-1])}, "capitals", t).verdict == Label.REFUTED
     assert module.evaluate({"a": curves(rising)}, "capitals", t) is None  # one model: nothing to compare
     # Facts are counted, and only those every model answers in a common form.
     apart = module.evaluate({"a": curves(rising), "b": {(f.id, "qa"): rising for f in FACTS[:30]}}, "capitals", t)
@@ -343,14 +343,14 @@ def subject_at(layer, other_layer=None, context_layer=None):
 
 def test_subject_before_answer():
     module = claim("12_subject_before_answer")
-    assert judged(module, uniform(subject_at(8))) == HOLDS
-    assert judged(module, uniform(subject_at(None))) == REFUTED
+    assert judged(module, uniform(subject_at(8))) == Label.HOLDS
+    assert judged(module, uniform(subject_at(None))) == Label.REFUTED
     # The controls: another country, or a word of the prompt (" capital"), surfaces before the answer just as
     # often (holds), or not.
-    assert judged(module, uniform(subject_at(8, other_layer=6)), control="other subject") == HOLDS
-    assert judged(module, uniform(subject_at(8)), control="other subject") == REFUTED
-    assert judged(module, uniform(subject_at(8, context_layer=2)), control="in context") == HOLDS
-    assert judged(module, uniform(subject_at(8)), control="in context") == REFUTED
+    assert judged(module, uniform(subject_at(8, other_layer=6)), control="other subject") == Label.HOLDS
+    assert judged(module, uniform(subject_at(8)), control="other subject") == Label.REFUTED
+    assert judged(module, uniform(subject_at(8, context_layer=2)), control="in context") == Label.HOLDS
+    assert judged(module, uniform(subject_at(8)), control="in context") == Label.REFUTED
 
 
 def test_a_word_with_no_whole_token_gives_the_in_context_control_no_data(monkeypatch):
@@ -386,14 +386,14 @@ def test_the_difference_between_a_claim_and_its_control_is_tested_on_its_own_int
     control_refuted = module.evaluate(uniform(inside(0.3), answered=False), "capitals", t, control="wrong answers")
     control_holds = module.evaluate(uniform(inside(0.9), answered=False), "capitals", t, control="wrong answers")
     specific = difference_verdict(claim_holds, control_refuted)
-    assert (specific.verdict, specific.value, specific.control) == (HOLDS, 1.0, True)
+    assert (specific.verdict, specific.value, specific.control) == (Label.HOLDS, 1.0, True)
     # By hand: the claim's exact interval for 60 of 60 at 97.5% has lower end 0.0125 ** (1/60); the control's
     # upper end for 0 of 60 is 1 - that: the difference's lower end is their difference.
     assert specific.ci[0] == pytest.approx(2 * 0.0125 ** (1 / 60) - 1, abs=1e-9)
     # 1.0 - 1.0: the interval straddles 0 (inconclusive); 0.0 - 1.0: at or below it (refuted).
-    assert difference_verdict(claim_holds, control_holds).verdict == INCONCLUSIVE
+    assert difference_verdict(claim_holds, control_holds).verdict == Label.INCONCLUSIVE
     claim_refuted = module.evaluate(uniform(inside(0.3)), "capitals", t)
-    assert difference_verdict(claim_refuted, control_holds).verdict == REFUTED
+    assert difference_verdict(claim_refuted, control_holds).verdict == Label.REFUTED
     # A control that holds where its claim does not is marked.
     assert any("holds where the claim does not" in c for c in with_control(claim_refuted, control_holds).caveats)
     assert not with_control(claim_holds, control_refuted).caveats
@@ -402,8 +402,8 @@ def test_the_difference_between_a_claim_and_its_control_is_tested_on_its_own_int
     t1 = thresholds(depth.CLAIM, "capitals")
     early = depth.evaluate(uniform(settling_at(15)), "capitals", t1)
     late = depth.evaluate(uniform(settling_at(19), answered=False), "capitals", t1, control="wrong answers")
-    assert difference_verdict(early, late, sign=-1).verdict == HOLDS
-    assert difference_verdict(early, late, sign=1).verdict == REFUTED
+    assert difference_verdict(early, late, sign=-1).verdict == Label.HOLDS
+    assert difference_verdict(early, late, sign=1).verdict == Label.REFUTED
 
 
 def patching(handover: int) -> Patching:
@@ -432,23 +432,23 @@ def test_attention_to_the_subject_where_patching_moves_the_answer():
     def findings(at):
         return FakeFindings({}, patchings=patched(9, 15), attention_rows={f.id: Attention(0.6, at) for f in FACTS})
 
-    assert judged(module, findings(9)) == HOLDS  # attends to the subject at the handover block
-    assert judged(module, findings(3)) == REFUTED  # only elsewhere
+    assert judged(module, findings(9)) == Label.HOLDS  # attends to the subject at the handover block
+    assert judged(module, findings(3)) == Label.REFUTED  # only elsewhere
 
 
 def test_a_handover_before_the_last_block_holds_and_the_forced_one_at_it_does_not():
     module = claim("14_patching_handover")
-    assert judged(module, FakeFindings({}, patchings=patched(9, 15)), section="patching") == HOLDS
-    assert judged(module, FakeFindings({}, patchings=patched(19, 19)), section="patching") == REFUTED
+    assert judged(module, FakeFindings({}, patchings=patched(9, 15)), section="patching") == Label.HOLDS
+    assert judged(module, FakeFindings({}, patchings=patched(19, 19)), section="patching") == Label.REFUTED
     verdict = module.evaluate(FakeFindings({}, patchings=patched(9, 15)), "capitals",
                               thresholds(module.CLAIM, "capitals", "patching"))
-    assert verdict.beside[0]["value"] == pytest.approx(0.5) and "middle third" in verdict.beside[0]["label"]
+    assert verdict.beside[0].value == pytest.approx(0.5) and "middle third" in verdict.beside[0].label
 
 
 def test_the_handover_comes_before_the_lens_settles_only_where_that_is_not_forced():
     module = claim("15_patching_before_convergence")
-    assert judged(module, FakeFindings({}, patchings=patched(9, 15)), section="patching") == HOLDS
-    assert judged(module, FakeFindings({}, patchings=patched(17, 12)), section="patching") == REFUTED
+    assert judged(module, FakeFindings({}, patchings=patched(9, 15)), section="patching") == Label.HOLDS
+    assert judged(module, FakeFindings({}, patchings=patched(17, 12)), section="patching") == Label.REFUTED
     # Where the lens settles only at the last block, "at or before" holds whatever patching does: no data.
     assert judged(module, FakeFindings({}, patchings=patched(17, 19)), section="patching") == "no data"
 
@@ -516,7 +516,7 @@ def test_a_verdict_through_a_trained_tuned_lens_differs_where_the_logit_lens_rea
     # The lens moves the median depth from the last block to 75%. With 4 blocks a depth is known only to within
     # half a block (0.125), too coarse for the notes' 5-point band: neither reading decides.
     assert {name: (v.verdict, v.value) for name, v in verdicts.items()} == {
-        "exact": (INCONCLUSIVE, 1.0), "tuned": (INCONCLUSIVE, 0.75)}
+        "exact": (Label.INCONCLUSIVE, 1.0), "tuned": (Label.INCONCLUSIVE, 0.75)}
     assert verdicts["exact"].ci == pytest.approx((0.875, 1.125)) and verdicts["tuned"].ci == pytest.approx((0.625, 0.875))
 
 
@@ -534,7 +534,7 @@ def test_a_verdict_read_where_its_lens_is_far_from_the_output_is_marked():
     for late, marked in ((bound / 2, False), (bound * 2, True)):
         findings = kl_from_block(late)
         verdict = with_fidelity(module.evaluate(findings, "capitals", t), findings, 0.8)
-        assert verdict.beside[-1]["value"] == pytest.approx(late)  # the early blocks' 50 nats do not count
+        assert verdict.beside[-1].value == pytest.approx(late)  # the early blocks' 50 nats do not count
         assert any("lens not faithful here" in c for c in verdict.caveats) == marked
 
 
@@ -550,12 +550,12 @@ def english_leading(english, other=None):
 def test_latent_english_holds_where_english_leads_the_middle_and_german_takes_over_late():
     module = claim("16_latent_english")
     leads = [1000] * 7 + [2] * 6 + [5] * 7  # English ahead in the middle third, German top from block 13 (0.7)
-    assert judged(module, uniform(english_leading(leads)), prompt_set="capitals_german") == HOLDS
-    assert judged(module, uniform(english_leading(None)), prompt_set="capitals_german") == REFUTED
+    assert judged(module, uniform(english_leading(leads)), prompt_set="capitals_german") == Label.HOLDS
+    assert judged(module, uniform(english_leading(None)), prompt_set="capitals_german") == Label.REFUTED
     early = [1000] * 3 + [2] * 4 + [100] * 13  # English leads only before the middle: German ahead from block 7
-    assert judged(module, uniform(english_leading(early)), prompt_set="capitals_german") == REFUTED
+    assert judged(module, uniform(english_leading(early)), prompt_set="capitals_german") == Label.REFUTED
     # The control: another fact's English answer leads as often (holds), or not.
     assert judged(module, uniform(english_leading(leads, other=leads)), control="other English answer",
-                  prompt_set="capitals_german") == HOLDS
+                  prompt_set="capitals_german") == Label.HOLDS
     assert judged(module, uniform(english_leading(leads)), control="other English answer",
-                  prompt_set="capitals_german") == REFUTED
+                  prompt_set="capitals_german") == Label.REFUTED

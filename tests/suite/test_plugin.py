@@ -32,7 +32,7 @@ FAKE_CLAIM = '''
 Claim: "it is" (nowhere). Definition: a fake for the plugin's tests."""
 import pytest
 from suite.figures import PositionHeatmap
-from suite.statistics import Verdict
+from suite.statistics import Evidence, Verdict
 
 pytestmark = pytest.mark.claim("fake_claim", number=1)
 
@@ -41,7 +41,8 @@ def test_fake(model_name, record_verdict, record_figure):
     record_figure(PositionHeatmap(model=model_name, name="fake", tokens=["a", "b"], values=[[0.1, 0.9]]))
     record_verdict(Verdict(claim="fake_claim", models=(model_name,), prompt_set="capitals", verdict=verdict,
                            statistic="share", value=0.8, ci=(0.6, 0.9), rule="holds above 0.5", n=7,
-                           evidence=({{"prompt": "p1", "x": 1.0}}, {{"prompt": "p2", "x": 0.0}})))
+                           evidence=(Evidence("f1", {{"prompt": "p1", "x": 1.0}}),
+                                     Evidence("f2", {{"prompt": "p2", "x": 0.0}}))))
 '''
 SKIPPING = '''
 """Skipping claim: not run.\n\nClaim: none."""
@@ -109,7 +110,8 @@ def test_verdicts_skips_failures_and_figures_reach_the_report(fake_findings, xdi
                                   f"report: {fake_findings.path / 'reports' / 'findings.md'}"])
     claim_section = report.split("### 1. Fake claim: the answer is always right")[1].split("### 2.")[0]
     assert "Per-prompt figures: `findings.json`, under `claims.fake_claim`." in claim_section
-    assert by_model(data, "fake_claim")[("smollm2",)]["verdict"]["evidence"][0] == {"prompt": "p1", "x": 1.0}
+    evidence = by_model(data, "fake_claim")[("smollm2",)]["verdict"]["evidence"]
+    assert evidence[0] == {"fact": "f1", "prompt": "p1", "x": 1.0}
     assert "![smollm2-fake.png](figures/smollm2-fake.png)" in claim_section  # the figure beside its claim
     png = (fake_findings.path / "reports" / "figures" / "gemma3-fake.png").read_bytes()
     assert png.startswith(b"\x89PNG")

@@ -8,19 +8,17 @@ from dataclasses import replace
 import pytest
 
 from suite.recorded import figure_drift, render_recorded
-from suite.results import Result
-from suite.statistics import Verdict
+from suite.results import Expected, Result
+from suite.statistics import Beside, Label, Verdict
 from tests.suite.built import results
 
 TOLERANCE = {"share": 0.05, "log_ratio": 0.3, "n": 2}
-BASE = Verdict(claim="c", models=("m",), prompt_set="s", verdict="holds", statistic="share", value=0.8,
-               ci=(0.7, 0.9), rule="r", n=60, kind="share",
-               beside=({"label": "answered in Q&A", "value": 0.4, "kind": "share"},))
+BASE = Verdict(claim="c", models=("m",), prompt_set="s", verdict=Label.HOLDS, statistic="share", value=0.8,
+               ci=(0.7, 0.9), rule="r", n=60, kind="share", beside=(Beside("answered in Q&A", 0.4),))
 
 
-def _recorded(verdict: Verdict) -> dict:
-    data = verdict.to_dict()
-    return {k: data[k] for k in ("verdict", "value", "ci", "n", "kind", "figure", "beside")}
+def _recorded(verdict: Verdict) -> Expected:
+    return Expected.of(verdict)
 
 
 @pytest.mark.parametrize("change, drift", [
@@ -50,22 +48,22 @@ def test_nan_on_either_side_alone_is_drift_and_on_both_is_not():
     assert figure_drift(undecided, _recorded(decided), TOLERANCE) == "the figure moved from 0.8 to nan (tolerance 0.05)"
     assert figure_drift(undecided, _recorded(undecided), TOLERANCE) is None
     # The same for a figure beside the verdict.
-    gone = replace(BASE, beside=({"label": "answered in Q&A", "value": math.nan, "kind": "share"},))
+    gone = replace(BASE, beside=(Beside("answered in Q&A", math.nan),))
     assert figure_drift(gone, _recorded(BASE), TOLERANCE) == "'answered in Q&A' moved from 0.4 to nan (tolerance 0.05)"
     assert figure_drift(BASE, _recorded(gone), TOLERANCE) == "'answered in Q&A' moved from nan to 0.4 (tolerance 0.05)"
     assert figure_drift(gone, _recorded(gone), TOLERANCE) is None
 
 
 def test_a_record_from_before_figures_compares_the_label_only():
-    old_style = {"verdict": "holds", "figure": "share = 0.8"}  # no n, value or kind recorded
+    old_style = Expected.from_dict({"verdict": "holds", "figure": "share = 0.8"})  # no n, value or kind recorded
     assert figure_drift(replace(BASE, value=0.1, n=3), old_style, TOLERANCE) is None
     assert figure_drift(replace(BASE, verdict="no data", n=0), old_style, TOLERANCE) is not None
 
 
 def test_a_figure_beside_the_verdict_is_guarded_too():
-    moved = replace(BASE, beside=({"label": "answered in Q&A", "value": 0.5, "kind": "share"},))
+    moved = replace(BASE, beside=(Beside("answered in Q&A", 0.5),))
     assert "answered in Q&A" in figure_drift(moved, _recorded(BASE), TOLERANCE)
-    steady = replace(BASE, beside=({"label": "answered in Q&A", "value": 0.42, "kind": "share"},))
+    steady = replace(BASE, beside=(Beside("answered in Q&A", 0.42),))
     assert figure_drift(steady, _recorded(BASE), TOLERANCE) is None
 
 
@@ -79,13 +77,13 @@ def test_a_verdict_whose_figure_is_nan_is_written_and_loaded_back_as_nan(tmp_pat
     from suite.recorded import Recorded, write_recorded
 
     undecided = replace(BASE, verdict="inconclusive", value=math.nan, ci=(math.nan, 0.4),
-                        beside=({"label": "answered in Q&A", "value": math.nan, "kind": "share"},))
+                        beside=(Beside("answered in Q&A", math.nan),))
     path = tmp_path / "expected.toml"
     write_recorded(results("mon", {"c": [Result(("m",), "s", "passed", None, verdict=undecided)]}), path)
     assert "value = nan, ci = [nan, 0.4]" in path.read_text()  # TOML's own nan, not a string
     loaded = Recorded.load(path, TOLERANCE).get(undecided)
-    assert loaded["verdict"] == "inconclusive" and loaded["n"] == 60 and loaded["ci"][1] == 0.4
-    assert math.isnan(loaded["value"]) and math.isnan(loaded["ci"][0]) and math.isnan(loaded["beside"][0]["value"])
+    assert loaded.verdict == Label.INCONCLUSIVE and loaded.n == 60 and loaded.ci[1] == 0.4
+    assert math.isnan(loaded.value) and math.isnan(loaded.ci[0]) and math.isnan(loaded.beside[0].value)
     assert figure_drift(undecided, loaded, TOLERANCE) is None  # nan recorded, nan now: no drift
     assert figure_drift(replace(undecided, value=0.5), loaded, TOLERANCE) is not None
 
@@ -97,7 +95,8 @@ def test_the_recorded_file_round_trips_with_nan():
     data = tomllib.loads(render_recorded(results("mon", {"c": rows})))["c"]["m"]
     assert data["s"]["value"] == 0.8 and data["s"]["beside"][0]["value"] == 0.4 and data["s"]["kind"] == "share"
     assert math.isnan(data["t"]["value"]) and data["t"]["n"] == 0
-    assert figure_drift(empty, data["t"], TOLERANCE) is None and figure_drift(BASE, data["s"], TOLERANCE) is None
+    assert figure_drift(empty, Expected.from_dict(data["t"]), TOLERANCE) is None
+    assert figure_drift(BASE, Expected.from_dict(data["s"]), TOLERANCE) is None
 
 
 def test_a_run_in_another_dtype_is_held_to_that_dtypes_tolerances():
@@ -130,5 +129,5 @@ def test_a_verdict_through_another_lens_is_recorded_and_found_under_its_own_key(
     write_recorded(results("mon", {"c": [Result(("m",), "s", "passed", None, verdict=BASE),
                                          Result(("m",), "s", "passed", None, verdict=tuned, lens="tuned")]}), path)
     recorded = Recorded.load(path, TOLERANCE)
-    assert recorded.get(BASE)["verdict"] == "holds" and recorded.get(tuned)["verdict"] == "refuted"
+    assert recorded.get(BASE).verdict == Label.HOLDS and recorded.get(tuned).verdict == Label.REFUTED
     assert '[c."m@tuned"]' in path.read_text()

@@ -1,31 +1,12 @@
-"""suite.report: the results file read back as the typed results it was written from; an unreadable one is
-set aside before a run, never lost with the run; one in an older layout is neither merged nor compared; the
-family-error lines. (The first screen's parts: tests/suite/test_screen.py.)"""
+"""suite.report: the report written with the results it renders, and read back the same; the family-error lines.
+(The first screen's parts: tests/suite/test_screen.py; the results file read back and set aside:
+tests/suite/test_document.py.)"""
 
-import json
 from dataclasses import replace
 
-import pytest
-
-from lens.errors import LensError
-from suite.report import RESULTS, load_results, render, set_aside_if_unreadable, write_report
+from suite.document import load_results, set_aside_if_unreadable
+from suite.report import render, write_report
 from tests.suite.built import result, results
-
-
-def test_a_truncated_results_file_is_set_aside_under_a_dated_name(tmp_path):
-    whole = json.dumps(results("mon", {"a": [result()]}).to_dict())
-    (tmp_path / RESULTS).write_text(whole[: len(whole) // 2])
-    with pytest.raises(LensError, match="not a findings results file: rerun the findings"):
-        load_results(tmp_path)
-    kept = set_aside_if_unreadable(tmp_path)
-    assert kept is not None and kept.name.startswith("findings.unreadable-")
-    assert kept.read_text() == whole[: len(whole) // 2]
-    assert load_results(tmp_path) is None  # the run writes a new one
-
-
-def test_valid_json_that_is_no_results_document_is_set_aside_too(tmp_path):
-    (tmp_path / RESULTS).write_text(json.dumps({"schema": 3, "claims": {"a": {"results": "?"}}}))
-    assert set_aside_if_unreadable(tmp_path) is not None and not (tmp_path / RESULTS).exists()
 
 
 def test_written_results_load_back_as_they_were_and_render_the_same(tmp_path):
@@ -37,12 +18,6 @@ def test_written_results_load_back_as_they_were_and_render_the_same(tmp_path):
     assert loaded == written
     assert render(loaded, {}) == (tmp_path / "findings.md").read_text()
     assert "| 0. [A][c1] | holds 0.80 n=7  | refuted 0.80 n=7 |" in render(loaded, {})
-
-
-def test_results_in_an_older_layout_are_not_read_and_stay_where_they_are(tmp_path):
-    (tmp_path / RESULTS).write_text(json.dumps({"schema": 2, "claims": {}}))
-    assert load_results(tmp_path) is None and set_aside_if_unreadable(tmp_path) is None
-    assert (tmp_path / RESULTS).exists() and set_aside_if_unreadable(tmp_path / "absent") is None
 
 
 def test_the_family_lines_count_decided_cells_at_their_own_directional_error_and_holm_survivors():

@@ -8,7 +8,8 @@ from dataclasses import replace
 from suite.figures import KLByDepth
 from suite.markdown import WIDTH
 from suite.report import REPORT, render, rerender, write_report
-from suite.results import EDGE, LEFT_OUT, ClaimFigure, DataWarning, Result
+from suite.results import EDGE, LEFT_OUT, ClaimFigure, DataWarning, Expected, Result
+from suite.statistics import Label, Sensitivity
 from tests.suite.built import result, results, run
 
 LENSES = ("exact", "tuned", "jacobian")
@@ -47,7 +48,7 @@ def test_the_first_screen_fits_160_columns_with_six_models_three_lenses_and_long
     claim), every column appears once, and no table line before the first claim section is wider than 160."""
     models = ("smollm2", "gemma3", "llama3", "mistral", "gemma2", "qwen3")
     long = [through(lens, label, (m,), s, caveats=("c",),
-                    sensitivity=({"threshold": "t", "value": 1, "verdict": "x", "figure": 0.5},), holm="inconclusive")
+                    sensitivity=(Sensitivity("t", 1, Label.HOLDS, 0.5),), holm="inconclusive")
             for m in models for lens in LENSES for s in ("capitals", "history")
             for label in ["inconclusive" if lens == "tuned" else "refuted"]]
     done = results("2026-11-30 10:00 UTC", {"cross_architecture_consistency": long, "recall": [
@@ -94,7 +95,7 @@ def test_cells_name_the_verdict_in_brief_and_the_lens_by_its_name():
 def test_a_cell_marks_a_failure_a_regression_and_a_verdict_holm_undecides():
     failed = replace(through("exact", "holds", holm="inconclusive"), outcome="failed")
     moved = replace(through("exact", "refuted", ("gemma3",)), outcome="failed", message="the figure moved",
-                    recorded={"verdict": "holds"})
+                    recorded=Expected(Label.HOLDS, "share = 0.8"))
     screen = first_screen(render(results("2026-11-30 10:00 UTC", {"a": [failed, moved]}), {}))
     row = tables(screen.split("## Verdicts")[1])[0][1]
     assert row[1:] == ["✗ holds 0.80 n=7§", "✗ holds → refuted [1]"]
@@ -117,18 +118,18 @@ def test_the_header_names_each_columns_own_run_command_date_and_versions():
     runs = [line for line in screen.split("## Data warnings")[0].splitlines() if line.startswith("- ")]
     assert runs == [
         "- smollm2 logit (1 of 2 results); gemma3 logit: mon, `pytest findings/`; Linux x86_64, Python 3.11.7, "
-        "torch 2.13.",
-        "- smollm2 tuned: tue, `pytest findings/ -k tuned`; Linux x86_64, Python 3.11.7, torch 2.14.",
+        "torch 2.13, commit unknown.",
+        "- smollm2 tuned: tue, `pytest findings/ -k tuned`; Linux x86_64, Python 3.11.7, torch 2.14, commit unknown.",
         "- smollm2 logit (1 of 2 results): wed, `pytest findings/ -k recall`, smollm2 stopped after 1 of its 2 "
-        "tests; Linux x86_64, Python 3.11.7, torch 2.14."]
+        "tests; Linux x86_64, Python 3.11.7, torch 2.14, commit unknown."]
     assert "smollm2, logit (partial)" in screen
     older = replace(done, claims={c: replace(e, results=tuple(replace(r, run=None) for r in e.results))
                                   for c, e in done.claims.items()})  # a findings.json from before results had runs
     head = render(older, {}).split("## Data warnings")[0]
     assert [line for line in head.splitlines() if line.startswith("- ")] == [
-        "- gemma3 logit: mon, `pytest findings/`; Linux x86_64, Python 3.11.7, torch 2.13.",
+        "- gemma3 logit: mon, `pytest findings/`; Linux x86_64, Python 3.11.7, torch 2.13, commit unknown.",
         "- smollm2 logit and tuned: wed, `pytest findings/ -k recall`, smollm2 stopped after 1 of its 2 tests; "
-        "Linux x86_64, Python 3.11.7, torch 2.14."]
+        "Linux x86_64, Python 3.11.7, torch 2.14, commit unknown."]
 
 
 def test_the_data_warnings_table_counts_what_the_full_lists_at_the_end_list():

@@ -7,6 +7,7 @@ from dataclasses import replace
 import pytest
 
 from lens.errors import LensError
+from suite.document import RESULTS, dumps
 from suite.upgrade import HOME, candidate_lock, parse_wanted, report, take
 from tests.suite import built
 
@@ -53,9 +54,10 @@ def lay_out(root, old_logp, new_logp, outcome="passed", message=None, followed="
         (base / name).parent.mkdir(parents=True, exist_ok=True)
         (base / name).write_text(json.dumps({"meta": {}, "rows": rows(logp, token)}))
     (root / "findings" / "claims.toml").write_text(TOLERANCE)
+    (root / "pytest.ini").write_text("[pytest]\nlens_findings = findings\nlens_settings = findings/claims.toml\n")
     (root / HOME / "reports").mkdir(parents=True)
     done = built.results("mon", {"c": [replace(built.result(["m"], outcome=outcome), message=message)]})
-    (root / HOME / "reports" / "findings.json").write_text(json.dumps(done.to_dict()))
+    (root / HOME / "reports" / RESULTS).write_text(dumps(done))
 
 
 def test_nothing_moved_is_safe_to_take(tmp_path):
@@ -80,7 +82,7 @@ def test_a_changed_reply_is_named(tmp_path):
 
 def test_a_candidate_run_that_wrote_no_results_is_not_safe_to_take(tmp_path):
     lay_out(tmp_path, [-1.0, -0.5], [-1.0, -0.5])
-    (tmp_path / HOME / "reports" / "findings.json").unlink()
+    (tmp_path / HOME / "reports" / RESULTS).unlink()
     text, quiet = report(tmp_path, tmp_path / HOME, {}, 0)
     assert not quiet and "the findings wrote no results there" in text
 
