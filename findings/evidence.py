@@ -21,6 +21,7 @@ from suite.verdicts import (
     beside,
     median_verdict,
     share_of,
+    share_verdict,
     with_sensitivity,
 )
 
@@ -108,13 +109,6 @@ def own_series(prompt: Prompt) -> Series | None:
     return None if found is None else Series(found.token, found.p, found.rank, found.p_output, found.rank_output)
 
 
-def claim_series(prompt: Prompt, control: str | None) -> Series | None:
-    """What claims 1-4 follow: the answer on prompts the model answers; their control, the model's own
-    token on prompts it answers wrongly with another fact's answer (does the same pattern show where the
-    model does not know?)."""
-    return own_series(prompt) if control else answer_series(prompt.trace)
-
-
 def claim_prompts(findings, prompt_set: str, control: str | None) -> Iterator[Prompt]:
     """The prompts claims 1-4 read: those the model answers; for their control, those it answers wrongly with
     a token that starts another fact's answer (another capital, another number: a wrong answer of the same
@@ -131,6 +125,28 @@ def claim_prompts(findings, prompt_set: str, control: str | None) -> Iterator[Pr
             own = prompt.reading.own
             if own is not None and starts.get((prompt.reading.lead_ids, own.token_id), set()) - {prompt.fact.id}:
                 yield prompt
+
+
+WRONG_ANSWERS = ("wrong answers",)
+"""The control of the claims that read `followed`: the prompts the model answers wrongly with another fact's answer."""
+
+
+def followed(findings, prompt_set: str, control: str | None) -> Iterator[tuple[Prompt, Series]]:
+    """What claims 1-4 read, prompt by prompt, with the token they follow through the layers: the answer on the
+    prompts the model answers; for their control (`WRONG_ANSWERS`), the model's own token on the prompts it answers
+    wrongly with another fact's answer (does the same pattern show where the model does not know?)."""
+    for prompt in claim_prompts(findings, prompt_set, control):
+        series = own_series(prompt) if control else answer_series(prompt.trace)
+        if series is not None:
+            yield prompt, series
+
+
+def majority(claim: str, rows: Sequence[Evidence], flag: str, findings, prompt_set: str, t: Mapping[str, Any],
+             control: str | None = None, *, statistic: str, figures: Sequence = ()) -> Verdict:
+    """A claim that holds where most rows show `flag` (its threshold `t["majority"]`): the share's verdict on one
+    model's findings through their lens, at the confidence and with the resampling claims.toml sets."""
+    return share_verdict(rows, flag=flag, threshold=t["majority"], statistic=statistic,
+                         scope=scope(claim, findings, prompt_set, t, control), resampling=RESAMPLING, figures=figures)
 
 
 def forward_prompts(findings, prompt_set: str, lens: Lens | None = None, answered: bool | None = None,

@@ -19,16 +19,7 @@ later than the answers (control minus claim, its own interval).
 import pytest
 
 from findings.data import CAPITALS
-from findings.evidence import (
-    RESAMPLING,
-    claim_prompts,
-    claim_series,
-    depth,
-    first_top1_of,
-    scope,
-    settled,
-    thresholds,
-)
+from findings.evidence import RESAMPLING, WRONG_ANSWERS, depth, first_top1_of, followed, scope, settled, thresholds
 from lens.lenses import EXACT
 from suite.figures import DepthCurves
 from suite.statistics import Verdict
@@ -41,13 +32,9 @@ FORM_LABELS = {"completion": "completion: “The capital of X is”", "qa": "Q&A
 
 
 def evaluate(findings, prompt_set: str, t, control: str | None = None) -> Verdict:
-    """The claim's verdict on one model and prompt set (with `control`, on the prompts it answers wrongly with
-    another fact's answer)."""
+    """The claim's verdict on one model and prompt set (with `control`, on its wrong answers: `followed`)."""
     rows = []
-    for prompt in claim_prompts(findings, prompt_set, control):
-        series = claim_series(prompt, control)
-        if series is None:
-            continue
+    for prompt, series in followed(findings, prompt_set, control):
         layer = settled(series.rank)
         rows.append(prompt.row(control, token=series.token, first_top1_layer=first_top1_of(series.rank),
                                settled_layer=layer, settled_depth=depth(prompt.trace, layer),
@@ -64,7 +51,7 @@ def evaluate(findings, prompt_set: str, t, control: str | None = None) -> Verdic
 def test_convergence_depth(findings, prompt_set, judge_claim, record_figure):
     if prompt_set == CAPITALS:
         record_figure(answer_by_depth(findings))
-    judge_claim(evaluate, findings, prompt_set, controls=("wrong answers",))
+    judge_claim(evaluate, findings, prompt_set, controls=WRONG_ANSWERS)
 
 
 def answer_by_depth(findings) -> DepthCurves:

@@ -20,9 +20,9 @@ from statistics import median
 
 import pytest
 
-from findings.evidence import RESAMPLING, claim_prompts, claim_series, phase, scope
+from findings.evidence import WRONG_ANSWERS, followed, majority, phase
 from suite.statistics import Verdict
-from suite.verdicts import beside, share_of, share_verdict
+from suite.verdicts import beside, share_of
 
 CLAIM = "processing_phases"
 pytestmark = pytest.mark.claim(CLAIM, number=2)
@@ -32,13 +32,9 @@ EARLY_MIN_ENTROPY = 2.0
 
 
 def evaluate(findings, prompt_set: str, t, control: str | None = None) -> Verdict:
-    """The claim's verdict on one model and prompt set (with `control`, on the prompts it answers wrongly with
-    another fact's answer)."""
+    """The claim's verdict on one model and prompt set (with `control`, on its wrong answers: `followed`)."""
     rows = []
-    for prompt in claim_prompts(findings, prompt_set, control):
-        series = claim_series(prompt, control)
-        if series is None:
-            continue
+    for prompt, series in followed(findings, prompt_set, control):
         thirds = {"early": [], "middle": [], "final": []}
         for lay, p, rank in zip(prompt.trace.layers, series.p, series.rank):
             thirds[phase(lay.depth)].append((lay, p, rank))
@@ -58,11 +54,9 @@ def evaluate(findings, prompt_set: str, t, control: str | None = None) -> Verdic
                       share_of(rows, "early_unconfident")),
                *(beside(f"share meeting '{flag}'", share_of(rows, flag))
                  for flag in ("noise", "develops", "confident"))]
-    return share_verdict(rows, flag="pattern", threshold=t["majority"],
-                         statistic="share of prompts showing all three phases",
-                         scope=scope(CLAIM, findings, prompt_set, t, control), resampling=RESAMPLING,
-                         figures=figures)
+    return majority(CLAIM, rows, "pattern", findings, prompt_set, t, control,
+                    statistic="share of prompts showing all three phases", figures=figures)
 
 
 def test_processing_phases(findings, prompt_set, judge_claim):
-    judge_claim(evaluate, findings, prompt_set, controls=("wrong answers",))
+    judge_claim(evaluate, findings, prompt_set, controls=WRONG_ANSWERS)

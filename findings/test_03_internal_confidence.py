@@ -18,30 +18,23 @@ import math
 
 import pytest
 
-from findings.evidence import RESAMPLING, claim_prompts, claim_series, scope
+from findings.evidence import WRONG_ANSWERS, followed, majority
 from suite.statistics import Verdict
-from suite.verdicts import share_verdict
 
 CLAIM = "internal_confidence"
 pytestmark = pytest.mark.claim(CLAIM, number=3)
 
 
 def evaluate(findings, prompt_set: str, t, control: str | None = None) -> Verdict:
-    """The claim's verdict on one model and prompt set (with `control`, on the prompts it answers wrongly with
-    another fact's answer)."""
+    """The claim's verdict on one model and prompt set (with `control`, on its wrong answers: `followed`)."""
     rows = []
-    for prompt in claim_prompts(findings, prompt_set, control):
-        series = claim_series(prompt, control)
-        if series is None:
-            continue
+    for prompt, series in followed(findings, prompt_set, control):
         at = math.ceil(t["at_depth"] * prompt.trace.n_layers) - 1
         rows.append(prompt.row(control, token=series.token, layer=at, internal_p=series.p[at],
                                output_p=series.p_output, higher_inside=series.p[at] > series.p_output))
-    return share_verdict(rows, flag="higher_inside", threshold=t["majority"],
-                         statistic=f"share of prompts whose p(answer) at {t['at_depth']:.0%} depth exceeds "
-                                   "the output's",
-                         scope=scope(CLAIM, findings, prompt_set, t, control), resampling=RESAMPLING)
+    return majority(CLAIM, rows, "higher_inside", findings, prompt_set, t, control,
+                    statistic=f"share of prompts whose p(answer) at {t['at_depth']:.0%} depth exceeds the output's")
 
 
 def test_internal_confidence(findings, prompt_set, judge_claim):
-    judge_claim(evaluate, findings, prompt_set, controls=("wrong answers",))
+    judge_claim(evaluate, findings, prompt_set, controls=WRONG_ANSWERS)

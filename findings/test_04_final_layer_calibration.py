@@ -17,22 +17,18 @@ import math
 
 import pytest
 
-from findings.evidence import RESAMPLING, claim_prompts, claim_series, scope
+from findings.evidence import WRONG_ANSWERS, followed, majority
 from suite.statistics import Verdict
-from suite.verdicts import beside, share_of, share_verdict
+from suite.verdicts import beside, share_of
 
 CLAIM = "final_layer_calibration"
 pytestmark = pytest.mark.claim(CLAIM, number=4)
 
 
 def evaluate(findings, prompt_set: str, t, control: str | None = None) -> Verdict:
-    """The claim's verdict on one model and prompt set (with `control`, on the prompts it answers wrongly with
-    another fact's answer)."""
+    """The claim's verdict on one model and prompt set (with `control`, on its wrong answers: `followed`)."""
     rows = []
-    for prompt in claim_prompts(findings, prompt_set, control):
-        series = claim_series(prompt, control)
-        if series is None:
-            continue
+    for prompt, series in followed(findings, prompt_set, control):
         at = math.ceil(t["from_depth"] * prompt.trace.n_layers) - 1
         lens, output = prompt.trace.layers[at], prompt.trace.output
         rows.append(prompt.row(control, token=series.token, layer=at, entropy_there=lens.entropy,
@@ -41,12 +37,10 @@ def evaluate(findings, prompt_set: str, t, control: str | None = None) -> Verdic
                                top1_there=series.rank[at] == 1))
     figures = [beside("share whose entropy rises too", share_of(rows, "flattens")),
                beside(f"share with the answer top-1 at {t['from_depth']:.0%} depth", share_of(rows, "top1_there"))]
-    return share_verdict(rows, flag="moderated", threshold=t["majority"],
-                         statistic=f"share of prompts whose p(answer) falls from {t['from_depth']:.0%} depth "
-                                   "to the output",
-                         scope=scope(CLAIM, findings, prompt_set, t, control), resampling=RESAMPLING,
-                         figures=figures)
+    return majority(CLAIM, rows, "moderated", findings, prompt_set, t, control,
+                    statistic=f"share of prompts whose p(answer) falls from {t['from_depth']:.0%} depth to the output",
+                    figures=figures)
 
 
 def test_final_layer_calibration(findings, prompt_set, judge_claim):
-    judge_claim(evaluate, findings, prompt_set, controls=("wrong answers",))
+    judge_claim(evaluate, findings, prompt_set, controls=WRONG_ANSWERS)

@@ -19,18 +19,16 @@ import pytest
 
 from findings.data import CAPITALS
 from findings.evidence import (
-    RESAMPLING,
     answer_series,
     first_top1,
     first_top1_of,
     forms_of_word,
     forward_prompts,
+    majority,
     partners,
-    scope,
 )
 from suite.figures import TokenGrid
 from suite.statistics import Verdict
-from suite.verdicts import share_verdict
 
 CLAIM = "subject_before_answer"
 pytestmark = pytest.mark.claim(CLAIM, number=12)
@@ -53,9 +51,8 @@ def evaluate(findings, prompt_set: str, t, control: str | None = None) -> Verdic
         rows.append(prompt.row(subject=word, subject_first_top1=subject, answer_first_top1=answer,
                                subject_first=subject is not None and answer is not None and subject < answer))
     what = f" ({CONTROLS[control]} in its place)" if control else ""
-    return share_verdict(rows, flag="subject_first", threshold=t["majority"],
-                         statistic=f"share of prompts where the subject{what} is top-1 before the answer",
-                         scope=scope(CLAIM, findings, prompt_set, t, control), resampling=RESAMPLING)
+    return majority(CLAIM, rows, "subject_first", findings, prompt_set, t, control,
+                    statistic=f"share of prompts where the subject{what} is top-1 before the answer")
 
 
 def test_subject_before_answer(findings, prompt_set, judge_claim, record_figure):
