@@ -189,7 +189,7 @@ def thresholds(claim: str, prompt_set: str, section: str | None = None) -> dict[
     """The numbers a claim is judged by (claims.toml; `section` where claims share one), with the
     interval's confidence for this prompt set."""
     found = {k: v for k, v in THRESHOLDS.get(section or claim, {}).items()
-             if k not in ("sensitivity", "prompt_sets", "lenses", "exploratory")}
+             if k not in ("sensitivity", "prompt_sets", "lenses", "exploratory", "reads")}
     return {**found, "confidence": level(claim, prompt_set)[0]}
 
 

@@ -34,12 +34,17 @@ PHASES = ("continuations", "collect", "read exact", "read raw", "candidates", "t
           "jacobian lens", "read jacobian", "grid", "attention", "patching")
 """The phases of a model's part of a run, in the order a run computes them (load, snapshots, verdicts and the
 report are timed apart: no forward pass of theirs)."""
+READS = ("candidates", "chat", "raw", "grid", "attention", "patching", "notes_patching")
+"""What a claim may read besides the lens over its sets' completion and Q&A prompts (claims.toml `reads`)."""
 
-CANDIDATE_CLAIMS = ("prompt_format", "chat_format", "factual_recall", "directional_asymmetry")
-"""Claims that read the set's candidate answers at the output (`ModelFindings.candidates`)."""
-SPECIAL = {"subject_before_answer": ("grid",), "attention_to_subject": ("attention", "patching"),
-           "patching_handover": ("patching", "notes_patching"), "patching_before_convergence": ("patching",)}
-"""Claims that read more than the lens over their prompt sets."""
+
+def reads_of(claim: str) -> list[str]:
+    """What a claim reads besides the lens over its prompt sets (claims.toml `reads`), for the count."""
+    found = THRESHOLDS.get(claim, {}).get("reads", [])
+    unknown = sorted(set(found) - set(READS))
+    if unknown:
+        raise ValueError(f"claims.toml [{claim}] reads {', '.join(unknown)}: name only {', '.join(READS)}")
+    return found
 
 
 def phase_of(key: Hashable) -> str:
@@ -54,8 +59,9 @@ def phase_of(key: Hashable) -> str:
 
 
 def claim_of(test: str) -> str | None:
-    """The claim a test node id runs ("findings/test_08_norm_correction.py::test_norm_correction[...]"), None for
-    a test that is not a claim (the snapshots, the fidelity check)."""
+    """The claim a test node id runs ("findings/test_08_norm_correction.py::test_norm_correction[...]": a claim's test
+    is named after its claims.toml section), None for a test that is not a claim (the snapshots, the fidelity
+    check)."""
     found = re.search(r"::test_(\w+?)(\[|$)", test)
     return found.group(1) if found and found.group(1) in THRESHOLDS else None
 
@@ -64,19 +70,23 @@ def artefacts(chat: bool, lenses: Iterable[str] = (TunedLens.name, JacobianLens.
               tests: Sequence[str] | None = None) -> list[Hashable]:
     """The artefacts a run computes for one model, in the order it computes them: `chat` for an instruct model
     (its chat form), `lenses` the lenses besides the logit lens it has, `tests` the selected node ids (None:
-    every test). A selection is read off the ids: the prompt sets and lenses they name, and the claims that read
-    more than the lens (`SPECIAL`, `CANDIDATE_CLAIMS`, the raw lens, the chat form)."""
+    every test). A selection is read off the ids: the prompt sets and lenses they name, and the claims, with what
+    each reads besides the lens (claims.toml `reads`)."""
     every = tests is None
     tests = list(tests or ())
     named = {name for name in SETS if every or any(f"-{name}]" in t or f"[{name}]" in t or f"-{name}-" in t
                                                     for t in tests)}
-    claims = set(THRESHOLDS) if every else {claim_of(t) for t in tests} - {None}
+    selected = set(THRESHOLDS) if every else {claim_of(t) for t in tests} - {None}
+    claims = [claim for claim in THRESHOLDS if claim in selected]  # claims.toml's order: the keys' order is fixed
     sets = [name for name in SETS if name in named]
     keys: list[Hashable] = []
 
+    def read_on(what: str, name: str) -> bool:
+        """Whether a selected claim that runs on set `name` reads `what` (claims.toml `reads`)."""
+        return any(what in reads_of(claim) and name in prompt_sets_of(claim) for claim in claims)
+
     def forms(name: str) -> list[str]:
-        chat_here = chat and "chat_format" in claims and name in prompt_sets_of("chat_format")
-        return [*forms_of(name), *([CHAT] if chat_here else [])]
+        return [*forms_of(name), *([CHAT] if chat and read_on("chat", name) else [])]
 
     for name in sets:
         keys += [("readings", name, form) for form in forms(name)] + [("exclusions", name)]
@@ -84,18 +94,15 @@ def artefacts(chat: bool, lenses: Iterable[str] = (TunedLens.name, JacobianLens.
         keys += [("residuals", name, form) for form in forms(name)]
     for name in sets:
         keys += [("lens", name, form, EXACT.name) for form in forms(name)]
-    if "norm_correction" in claims:
-        keys += [("lens", name, form, RAW.name) for name in sets if name in prompt_sets_of("norm_correction")
-                 for form in ("completion", "qa")]
+    keys += [("lens", name, form, RAW.name) for name in sets if read_on("raw", name) for form in ("completion", "qa")]
     for name in sets:
-        keys += [("candidates", name, form) for form in forms(name)
-                 if any(claim in claims and name in prompt_sets_of(claim) for claim in CANDIDATE_CLAIMS)]
+        keys += [("candidates", name, form) for form in forms(name) if read_on("candidates", name)]
     for lens in (TunedLens.name, JacobianLens.name):
         read_by = {name for name in THRESHOLDS["lenses"].get(lens, []) if name in sets}
         if lens in lenses and read_by and (every or any(f"-{lens}" in t for t in tests)):
             keys.append((lens, "lens"))
             keys += [("lens", name, form, lens) for name in sets if name in read_by for form in forms_of(name)]
-    special = [kind for claim, kinds in SPECIAL.items() if claim in claims and CAPITALS in sets for kind in kinds]
+    special = {kind for claim in claims for kind in reads_of(claim) if CAPITALS in sets}
     if "grid" in special:
         keys.append("grid")
     if "attention" in special:

@@ -39,7 +39,6 @@ class Label(StrEnum):
         return self in (Label.HOLDS, Label.REFUTED)
 
 
-
 class ClaimNotHeld(AssertionError):
     """A claim's verdict is refuted or inconclusive (an expected failure where that is recorded)."""
 

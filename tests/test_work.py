@@ -9,8 +9,8 @@ from dataclasses import replace
 import pytest
 
 from benchmarks.scale import measure
-from findings.data import SETS
-from findings.work import Readings, artefacts, claim_of, plan_of
+from findings.data import SETS, THRESHOLDS
+from findings.work import Readings, artefacts, claim_of, plan_of, reads_of
 from lens.lenses import TunedLens
 from lens.train_tuned import LEADS
 from suite.estimate import Shape, Work
@@ -95,6 +95,19 @@ def test_a_selection_computes_only_what_its_tests_read():
     assert claim_of("findings/test_layer_snapshots.py::test_layer_snapshot[smollm2-capitals]") is None
     assert claim_of("findings/test_14_patching_handover.py::test_patching_handover[gemma3-capitals]") == \
         "patching_handover"
+
+
+def test_what_a_new_claim_reads_besides_the_lens_is_counted_from_its_own_section(monkeypatch):
+    """A claim's section says what it reads (claims.toml `reads`); the count lists no claim of its own."""
+    new = "findings/test_99_attends.py::test_attends[smollm2-capitals]"
+    assert claim_of(new) is None and "attention" not in artefacts(chat=False, lenses=[], tests=[new])
+    monkeypatch.setitem(THRESHOLDS, "attends", {"prompt_sets": ["capitals"], "reads": ["attention", "candidates"]})
+    counted = artefacts(chat=False, lenses=[], tests=[new])
+    assert claim_of(new) == "attends" and {"subject_positions", "attention"} <= set(counted)
+    assert ("candidates", "capitals", "qa") in counted and "patching" not in counted
+    monkeypatch.setitem(THRESHOLDS, "attends", {"reads": ["telepathy"]})
+    with pytest.raises(ValueError, match=r"\[attends\] reads telepathy: name only candidates, chat"):
+        reads_of("attends")
 
 
 def test_readings_change_the_counts_where_the_run_decides(run):
