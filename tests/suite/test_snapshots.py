@@ -113,3 +113,11 @@ def test_the_tolerance_is_read_per_dtype_from_its_table():
         logp=0.5, deep=-30.0, rank=0.25, near_rank=0, unmoved=0.0002, tie=0.002, top=0.05, replies=2)
     with pytest.raises(ValueError, match="lacks top"):
         SnapshotTolerance.from_table({k: v for k, v in table.items() if k != "top"})
+
+
+def test_a_snapshot_is_stamped_with_every_library_of_the_list_and_the_codes_commit():
+    from suite.provenance import LIBRARIES, code_commit
+    from suite.snapshots import snapshot_data
+
+    meta = snapshot_data([], {"model": "m", "dtype": "float32"})["meta"]
+    assert meta["model"] == "m" and list(meta)[2:-1] == list(LIBRARIES) and meta["commit"] == code_commit().text
