@@ -12,7 +12,6 @@ from suite.config import EXPECTED, path_option
 from suite.provenance import UPGRADED
 
 
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point: returns the exit status (2 for bad input, with a one-line message)."""
     parser = argparse.ArgumentParser(prog="./run", description=__doc__)

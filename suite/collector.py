@@ -21,8 +21,19 @@ from suite.figures import Figure
 from suite.journal import Entry, Journal, Orphan, orphans
 from suite.keys import FIGURE, IDENTITY, MODEL, RECORDED, SELECTED, SESSION, VERDICT, WARNING
 from suite.provenance import library_versions
-from suite.results import (DataWarning, Expected, Identity, ModelRecord, Outcome, Results, Run, TestRecord, assemble,
-                           environment, now)
+from suite.results import (
+    DataWarning,
+    Expected,
+    Identity,
+    ModelRecord,
+    Outcome,
+    Results,
+    Run,
+    TestRecord,
+    assemble,
+    environment,
+    now,
+)
 from suite.statistics import Label, Verdict
 
 KEYS = (IDENTITY, VERDICT, RECORDED, FIGURE, MODEL, WARNING, SELECTED)

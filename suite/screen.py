@@ -8,9 +8,9 @@ import json
 from collections import Counter
 from dataclasses import replace
 
+from suite.config import findings_command
 from suite.figures import KLByDepth
 from suite.markdown import lens_name, table
-from suite.config import findings_command
 from suite.results import EDGE, LEFT_OUT, ClaimResults, DataWarning, Outcome, Result, Results, Run
 from suite.statistics import EXACT_LENS, Label, family_error
 

@@ -12,7 +12,6 @@ from suite.screen import hidden, shown_warnings, stamp, unrun
 from suite.statistics import EXACT_LENS, Verdict
 
 
-
 def anchor(entry: ClaimResults) -> str:
     """The in-page anchor of a claim's section (its heading, as GitHub makes anchors)."""
     text = f"{entry.number}-{entry.title}".lower()

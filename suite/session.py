@@ -30,8 +30,8 @@ from lens.registry import ModelSpec, registry, resolve
 from lens.spot import DeviceDisagrees
 from suite.config import findings_command
 from suite.estimate import LOAD, Timings, WorkPlan, estimate, run_key
-from suite.results import ModelRecord
 from suite.provenance import library_versions
+from suite.results import ModelRecord
 from suite.store import MISSING, Store, files_state, source_digest
 
 T = TypeVar("T")

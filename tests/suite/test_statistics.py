@@ -7,6 +7,7 @@ from scipy.stats import beta
 from suite.statistics import (
     EXACT_LENS,
     Label,
+    Verdict,
     above,
     at_least,
     cluster_bootstrap_ci,
@@ -15,7 +16,6 @@ from suite.statistics import (
     median_ci,
     min_n_for_share,
     share_ci,
-    Verdict,
     within,
 )
 
