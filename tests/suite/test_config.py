@@ -3,6 +3,7 @@ is found as pytest finds it, the project's names every option the plugin declare
 the suite names a path of the package of claims."""
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,10 @@ def test_no_code_of_the_suite_names_a_path_of_the_package_of_claims():
     assert sorted(named) == ["findings", "findings", "pytest findings/ -m a"]  # the walk finds what it looks for
     assert {path.name: paths_named(path.read_text()) for path in (ROOT / "suite").glob("*.py")
             if paths_named(path.read_text())} == {}
+
+
+def test_no_module_of_the_suite_loads_the_tests():
+    """The upgrade check once loaded tests.perturb; a test that wants a plugin in a candidate run passes `-p` itself."""
+    loads = {path.name for path in (ROOT / "suite").glob("*.py")
+             if re.search(r"\btests\.\w+|from tests\b|import tests\b", path.read_text())}
+    assert loads == set()
