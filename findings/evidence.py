@@ -10,9 +10,9 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from findings.data import CAPITALS, STATS, THRESHOLDS, Fact, prompt_sets_of
-from lens.lenses import EXACT, Lens
+from lens.lenses.lenses import EXACT, Lens
 from lens.tokens import variants
-from lens.trace import Trace, Watched
+from lens.reads.trace import Trace, Watched
 from suite.statistics import Verdict
 from suite.verdicts import (
     Resampling,

@@ -23,22 +23,22 @@ from findings.data import (
     forms_of,
 )
 from findings.evidence import partners
-from lens.attention import AttentionFromLast, attention_from_last, token_positions
+from lens.reads.attention import AttentionFromLast, attention_from_last, token_positions
 from lens.errors import LensError, NotAvailable, NotRemote
-from lens.generate import MAX_NEW_TOKENS, Continuation, continue_greedy
-from lens.grid import LensGrid, lens_grid
-from lens.jacobian import jacobian_lens
-from lens.lenses import EXACT, LENSES, RAW, JacobianLens, Lens, TunedLens
-from lens.model import LoadedModel
-from lens.patching import Patching, patch_many, patch_residuals
+from lens.reads.generate import MAX_NEW_TOKENS, Continuation, continue_greedy
+from lens.reads.grid import LensGrid, lens_grid
+from lens.lenses.jacobian import jacobian_lens
+from lens.lenses.lenses import EXACT, LENSES, RAW, JacobianLens, Lens, TunedLens
+from lens.models.model import LoadedModel
+from lens.reads.patching import Patching, patch_many, patch_residuals
 from lens.progress import bar
-from lens.published import published_tuned_lens
-from lens.reduce import BATCH
-from lens.remote import PATCHES_PER_JOB, continuation_bytes, lens_bytes
+from lens.lenses.published import published_tuned_lens
+from lens.reads.reduce import BATCH
+from lens.remote.model import PATCHES_PER_JOB, continuation_bytes, lens_bytes
 from lens.tokens import AnswerToken, after_lead, chat_prompt, followed_token, variants
-from lens.trace import Residuals, Trace, Wanted, collect, output_probabilities, read
-from lens.train_tuned import train_tuned
-from lens.tuned import trained_provenance
+from lens.reads.trace import Residuals, Trace, Wanted, collect, output_probabilities, read
+from lens.lenses.train_tuned import train_tuned
+from lens.lenses.tuned import trained_provenance
 from suite.results import ModelRecord
 from suite.session import ModelArtefacts
 from suite.store import digest, fingerprint, source_digest
@@ -315,7 +315,7 @@ def readings_depend() -> dict[str, str]:
 
 def lens_for(model: LoadedModel, name: str) -> Lens:
     """A lens other than the logit lens for this model: its tuned lens, the published one models.toml names where
-    it is on this machine (`lens.published`), else the one kept in the lens cache for its weights (trained here the
+    it is on this machine (`lens.lenses.published`), else the one kept in the lens cache for its weights (trained here the
     first time, in well under a minute on the embedded models, with an estimate and progress); or TransformerLens's
     published Jacobian lens from the Hugging Face cache. The lens's `source` says which, and by what recipe.
     Neither on NDIF, whose jobs run the model's own modules only; a model with no Jacobian lens here skips, saying

@@ -29,7 +29,7 @@ from findings.evidence import (
     settled,
     thresholds,
 )
-from lens.lenses import EXACT
+from lens.lenses.lenses import EXACT
 from suite.figures import DepthCurves
 from suite.statistics import Verdict
 from suite.verdicts import Rule, median_verdict

@@ -4,11 +4,11 @@ The instrument only: it knows no claim, prompt set or report (those live in `sui
 """
 
 from lens.errors import LensError
-from lens.grid import LensGrid, lens_grid
-from lens.lenses import EXACT, RAW, Lens, LogitLens, RawLens, TunedLens
-from lens.loader import LoadedModel, load, release
-from lens.registry import ModelSpec, registry, resolve
-from lens.trace import (
+from lens.reads.grid import LensGrid, lens_grid
+from lens.lenses.lenses import EXACT, RAW, Lens, LogitLens, RawLens, TunedLens
+from lens.models.loader import LoadedModel, load, release
+from lens.models.registry import ModelSpec, registry, resolve
+from lens.reads.trace import (
     LayerLens,
     OutputLens,
     Residuals,
@@ -21,7 +21,7 @@ from lens.trace import (
     read_at,
     trace,
 )
-from lens.tuned import tuned_lens
+from lens.lenses.tuned import tuned_lens
 
 __all__ = [
     "EXACT",

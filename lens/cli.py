@@ -7,9 +7,9 @@ import argparse
 import json
 import sys
 
-from lens.backends import BACKENDS
+from lens.reads.backends import BACKENDS
 from lens.errors import LensError, command
-from lens.lenses import EXACT, LENSES
+from lens.lenses.lenses import EXACT, LENSES
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,7 +93,7 @@ def _model_options(p: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace):
-    from lens.loader import load
+    from lens.models.loader import load
 
     return load(args.model, device=args.device, dtype=args.dtype, offload=args.offload or None)
 
@@ -101,7 +101,7 @@ def _load(args: argparse.Namespace):
 def _trace(args: argparse.Namespace) -> int:
     if args.temperature <= 0:
         raise LensError("--temperature must be positive, e.g. 1.0")
-    from lens.trace import trace
+    from lens.reads.trace import trace
 
     if args.tuned_lens and args.lens != "tuned":
         raise LensError("--tuned-lens goes with --lens tuned")
@@ -131,21 +131,21 @@ def _trace(args: argparse.Namespace) -> int:
 
 def _lens(args: argparse.Namespace, model):
     """The lens `--lens` names, for this model."""
-    from lens.lenses import RAW
+    from lens.lenses.lenses import RAW
 
     if args.lens == "tuned":
-        from lens.tuned import tuned_lens
+        from lens.lenses.tuned import tuned_lens
 
         return tuned_lens(model, args.tuned_lens)
     if args.lens == "jacobian":
-        from lens.jacobian import jacobian_lens
+        from lens.lenses.jacobian import jacobian_lens
 
         return jacobian_lens(model, args.jacobian_lens)
     return RAW if args.lens == "raw" else EXACT
 
 
 def _train_tuned(args: argparse.Namespace) -> int:
-    from lens.train_tuned import TOKENS, default_corpus, file_corpus, held_out_kl, report, train_tuned
+    from lens.lenses.train_tuned import TOKENS, default_corpus, file_corpus, held_out_kl, report, train_tuned
 
     if args.tokens is not None and args.tokens < 1:
         raise LensError("--tokens must be at least 1, e.g. 512")
@@ -164,7 +164,7 @@ def _train_tuned(args: argparse.Namespace) -> int:
 
 def _runs_remotely(name: str) -> bool:
     """Whether models.toml says this model runs on NDIF (`remote = true`)."""
-    from lens.registry import registry
+    from lens.models.registry import registry
 
     return bool(getattr(registry().get(name), "remote", False))
 
@@ -176,7 +176,7 @@ def _connect(args: argparse.Namespace):
         given.append("--backend bridge")
     if given:
         raise LensError(f"--remote runs the model on NDIF through nnsight: drop {' '.join(given)}")
-    from lens.remote import connect
+    from lens.remote.model import connect
 
     return connect(args.model)
 
@@ -184,7 +184,7 @@ def _connect(args: argparse.Namespace):
 def _models(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
-    from lens.registry import registry
+    from lens.models.registry import registry
 
     rows = []
     for spec in registry().values():
@@ -199,8 +199,8 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from lens.published import fetch_published
-    from lens.registry import embedded_models, resolve
+    from lens.lenses.published import fetch_published
+    from lens.models.registry import embedded_models, resolve
 
     named = [resolve(name) for name in args.names]
     embedded = embedded_models() if args.embedded else []
@@ -216,7 +216,7 @@ def _download(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from lens.check import check_device, compare_backends
+    from lens.reads.check import check_device, compare_backends
 
     if args.backend not in (None, "bridge"):
         result = compare_backends(_load(args), args.backend)

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from lens.backends import BACKENDS
-from lens.lenses import LENSES
-from lens.registry import registry
+from lens.reads.backends import BACKENDS
+from lens.lenses.lenses import LENSES
+from lens.models.registry import registry
 from suite.collector import FindingsReport
 from suite.figures import Figure
 from suite.keys import FIGURE, IDENTITY, MODEL, RECORDED, SELECTED, SESSION, VERDICT, WARNING
@@ -91,7 +91,7 @@ LENS_ALIASES = {"logit": EXACT_LENS}
 
 
 def lens_names(option: str | None) -> tuple[str, ...] | None:
-    """The lenses `--lens` asks for, by their names in `lens.lenses` (None: every lens a claim declares)."""
+    """The lenses `--lens` asks for, by their names in `lens.lenses.lenses` (None: every lens a claim declares)."""
     if not option:
         return None
     names = [LENS_ALIASES.get(name.strip(), name.strip()) for name in option.split(",") if name.strip()]

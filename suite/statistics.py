@@ -19,7 +19,7 @@ import numpy as np
 from scipy.stats import beta, binom
 from statsmodels.stats.multitest import multipletests
 
-from lens.lenses import EXACT
+from lens.lenses.lenses import EXACT
 
 HOLDS, REFUTED, INCONCLUSIVE, TOO_FEW, NO_DATA = "holds", "refuted", "inconclusive", "too few", "no data"
 """The verdicts. `too few`: no outcome at that n could have decided (the interval can exclude nothing);
@@ -78,7 +78,7 @@ class Verdict:
     """The smallest true share (of prompts, or of facts beyond the threshold for a median) this n detects
     with the configured power: what the cell could have seen."""
     lens: str = EXACT_LENS
-    """The lens the claim was read through (`lens.lenses`: "exact", the logit lens; "tuned")."""
+    """The lens the claim was read through (`lens.lenses.lenses`: "exact", the logit lens; "tuned")."""
     p: float | None = None
     """The two-sided p-value of the decision: 1 - the highest confidence at which the interval still decides
     (holds or refutes). What a multiplicity adjustment (Holm) reads; None where no interval was computed."""

@@ -15,14 +15,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from lens.backends import nnsight_model, plain_view
-from lens.check import compare_backends, lens_probabilities
+from lens.reads.backends import nnsight_model, plain_view
+from lens.reads.check import compare_backends, lens_probabilities
 from lens.cli import main
 from lens.errors import LensError
-from lens.lenses import EXACT, RAW
-from lens.registry import HubModel
-from lens.remote import SCHEDULE_URL, RemoteModel
-from lens.trace import collect, read, trace
+from lens.lenses.lenses import EXACT, RAW
+from lens.models.registry import HubModel
+from lens.remote.model import SCHEDULE_URL, RemoteModel
+from lens.reads.trace import collect, read, trace
 from tests import ndif
 
 TOLERANCE = 1e-4
@@ -101,7 +101,7 @@ def test_blocks_on_several_devices_are_read_as_ndif_places_them(tiny_tokenizer, 
     from accelerate.hooks import AlignDevicesHook, add_hook_to_module
     from nnsight import TransformersModel
 
-    from lens.backends import nnsight_reads
+    from lens.reads.backends import nnsight_reads
     from lens.tokens import encode
     from tests.conftest import ARCHITECTURES, SIZES
 
@@ -122,9 +122,9 @@ def test_blocks_on_several_devices_are_read_as_ndif_places_them(tiny_tokenizer, 
     here = nnsight_reads(nn, batch)
     assert here.resid.device.type == "meta" and here.resid.shape == (2, SIZES["num_hidden_layers"], 64)
     # The request NDIF runs, serialized: the lens reduced where the last block is.
-    from lens.backends import parts
-    from lens.intrace import lens_figures
-    from lens.remote import SimulatedNDIF, ship_code
+    from lens.reads.backends import parts
+    from lens.reads.intrace import lens_figures
+    from lens.remote.model import SimulatedNDIF, ship_code
 
     ship_code()
     layers, norm, head = parts(nn)
@@ -148,7 +148,7 @@ def as_on_ndif(model, tiny_tokenizer, monkeypatch) -> RemoteModel:
     """`model` as a RemoteModel whose requests go through nnsight's dry run of a remote request: serialized,
     unpacked with the modules NDIF lacks hidden (`lens` too, which an editable install would otherwise still
     find), then run against the model here (`lens.remote.simulated`)."""
-    from lens.remote import simulated
+    from lens.remote.model import simulated
 
     return simulated(model)
 
@@ -176,7 +176,7 @@ def test_the_remote_path_gives_the_local_figures_on_embedded_models(real_model, 
     """Both lenses, watched tokens and candidates' output probabilities, reduced inside the simulated job: the
     same figures as read here (measured: equal bit for bit; the same chunks of prompts are reduced together)."""
     from lens.tokens import variants
-    from lens.trace import Wanted, output_probabilities
+    from lens.reads.trace import Wanted, output_probabilities
 
     prompts, answers = HELD_OUT + [ARITHMETIC], HELD_OUT_ANSWERS + [SEVEN]
     watch = [[*variants(a), " Rome", " Germany"] for a in answers]
@@ -201,9 +201,9 @@ def test_the_remote_path_gives_the_local_figures_on_embedded_models(real_model, 
 
 @pytest.mark.parametrize("arch", ["gemma2", "llama"])
 def test_the_models_own_continuation_the_grid_and_patching_run_remotely_as_here(arch, tiny_tokenizer, monkeypatch):
-    from lens.generate import continue_greedy
-    from lens.grid import lens_grid
-    from lens.patching import patch_many, patch_residuals
+    from lens.reads.generate import continue_greedy
+    from lens.reads.grid import lens_grid
+    from lens.reads.patching import patch_many, patch_residuals
     from tests.conftest import random_model
 
     model = random_model(arch, tiny_tokenizer)
@@ -228,7 +228,7 @@ def test_the_models_own_continuation_the_grid_and_patching_run_remotely_as_here(
 
 
 def test_attention_is_refused_remotely_with_its_reason(tiny_tokenizer, monkeypatch):
-    from lens.attention import attention_from_last
+    from lens.reads.attention import attention_from_last
     from lens.errors import NotRemote
     from tests.conftest import random_model
 

@@ -9,7 +9,7 @@ import pytest
 
 from lens.cli import main
 from lens.paths import gguf_dir
-from lens.registry import registry
+from lens.models.registry import registry
 
 GERMANY = "The capital of Germany is"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 def test_lens_imports_no_pytest_suite_or_findings():
     code = (
-        "import sys, lens, lens.trace, lens.cli, lens.check, lens.attention, lens.patching, lens.grid; "
+        "import sys, lens, lens.reads.trace, lens.cli, lens.reads.check, lens.reads.attention, lens.reads.patching, lens.reads.grid; "
         "print(sorted(m for m in ('pytest', '_pytest', 'suite', 'findings') if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -25,8 +25,8 @@ def test_the_suite_imports_no_findings():
 def imports(root: Path) -> dict[str, set[str]]:
     """Module -> the project modules it imports anywhere in its code (in functions too: a deferred import
     hides a circle from Python, not from this walk). Package __init__ files only re-export."""
-    modules = {f"{f.parent.name}.{f.stem}": f for pkg in ("lens", "suite", "findings")
-               for f in (root / pkg).glob("*.py") if f.stem != "__init__"}
+    modules = {".".join(f.relative_to(root).with_suffix("").parts): f for pkg in ("lens", "suite", "findings")
+               for f in (root / pkg).rglob("*.py") if f.stem != "__init__"}
     graph = {}
     for name, path in modules.items():
         found = set()
@@ -72,7 +72,7 @@ def circles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_no_import_circle_in_lens_suite_or_findings():
     graph = imports(Path(__file__).parent.parent)
-    assert len(graph) > 40 and graph["lens.loader"] >= {"lens.check", "lens.model"}
+    assert len(graph) > 40 and graph["lens.models.loader"] >= {"lens.reads.check", "lens.models.model"}
     assert circles(graph) == []
 
 

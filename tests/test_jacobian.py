@@ -14,9 +14,9 @@ import torch
 
 from lens.cli import main
 from lens.errors import LensError
-from lens.jacobian import jacobian_lens, published_entry, published_names
-from lens.lenses import LENSES, JacobianLens
-from lens.trace import collect, read
+from lens.lenses.jacobian import jacobian_lens, published_entry, published_names
+from lens.lenses.lenses import LENSES, JacobianLens
+from lens.reads.trace import collect, read
 from tests.conftest import random_hf_model, random_model
 from tests.reference import assert_the_output_at_the_last_block
 
@@ -254,7 +254,7 @@ def test_the_lens_models_toml_names_is_the_models_default_and_its_name_is_accept
     other name does."""
     import huggingface_hub.constants
 
-    from lens.registry import HubModel
+    from lens.models.registry import HubModel
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-hf-cache"))

@@ -1,4 +1,4 @@
-"""Remote jobs (lens.jobs): one per batch, sent without waiting and polled, an estimate before anything is sent,
+"""Remote jobs (lens.remote.jobs): one per batch, sent without waiting and polled, an estimate before anything is sent,
 a line per finished job, every finished one kept on disk so an interrupted run resumes where it stopped; and the
 same jobs through nnsight's own non-blocking client against a stand-in NDIF (`tests.ndif.FakeNDIF`) that answers
 as the real one does and runs each request as NDIF runs it: every status, a lost connection, a 5xx, a refused
@@ -14,7 +14,7 @@ import time
 import pytest
 import torch
 
-from lens import jobs
+from lens.remote import jobs
 from lens.errors import LensError
 from tests import ndif
 from tests.ndif import FakeNDIF
@@ -143,7 +143,7 @@ def tiny(tiny_tokenizer, monkeypatch):
     key, compressed requests), and its logit-lens grid of PROMPT run here through the remote path."""
     from nnsight import CONFIG
 
-    from lens.remote import simulated
+    from lens.remote.model import simulated
     from tests.conftest import random_model
 
     monkeypatch.setattr(CONFIG.API, "APIKEY", "dummy")
@@ -154,7 +154,7 @@ def tiny(tiny_tokenizer, monkeypatch):
 
 def on(fake: FakeNDIF, model):
     """`model` sent to the stand-in NDIF, under the model key nnsight sends for a Hub model."""
-    from lens.remote import simulated
+    from lens.remote.model import simulated
 
     far = simulated(model)
     far.via, far.host, far.model_key = True, fake.host, ndif.model_key("test/tiny-llama")
@@ -168,8 +168,8 @@ def same(a, b) -> bool:
 
 def test_jobs_go_to_ndif_without_waiting_and_are_polled_through_every_status(tiny):
     # The request NDIF receives, run there as NDIF runs it, gives what the same job gives run here (`simulated`).
-    from lens.remote import simulated
-    from lens.trace import Wanted, collect, read
+    from lens.remote.model import simulated
+    from lens.reads.trace import Wanted, collect, read
 
     model, _ = tiny
     prompts, answers = ["Rome is the capital of", "The capital of Germany is"], [" Italy", " Berlin"]

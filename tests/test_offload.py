@@ -2,8 +2,8 @@
 
 from collections import Counter
 
-from lens.loader import load
-from lens.trace import trace
+from lens.models.loader import load
+from lens.reads.trace import trace
 
 PROMPTS = ["The capital of Germany is", "Question: What is the capital of France? Answer:"]
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from lens.errors import LensError
-from lens.patching import patch_residuals
+from lens.reads.patching import patch_residuals
 
 CLEAN, CORRUPT, ANSWER = "The capital of Germany is", "The capital of France is", " Berlin"
 

@@ -14,13 +14,13 @@ import pytest
 import torch
 
 import findings.model_findings as model_findings
-import lens.train_tuned as train
+import lens.lenses.train_tuned as train
 from lens.cli import main
 from lens.errors import LensError
-from lens.jacobian import published_entry
-from lens.published import PUBLISHED_DIR, fetch_published, local_folder
-from lens.registry import HubModel, PublishedTuned, registry
-from lens.tuned import CONFIG, PARAMS
+from lens.lenses.jacobian import published_entry
+from lens.lenses.published import PUBLISHED_DIR, fetch_published, local_folder
+from lens.models.registry import HubModel, PublishedTuned, registry
+from lens.lenses.tuned import CONFIG, PARAMS
 from tests.conftest import random_hf_model, random_model
 
 ENTRY = PublishedTuned(repo="someone/tuned-lenses", path="tuned-lens--tiny-llama--pile-val",
@@ -227,7 +227,7 @@ def test_a_fetched_lens_is_not_fetched_again_and_counts_as_here(llama, tmp_path,
 
 def test_download_fetches_each_models_lenses_and_goes_on_offline(capsys, monkeypatch):
     fetched = []
-    monkeypatch.setattr("lens.fetch.fetch_from_hub", lambda repo, quiet: fetched.append(repo))  # the weights: here
+    monkeypatch.setattr("lens.models.fetch.fetch_from_hub", lambda repo, quiet: fetched.append(repo))  # the weights: here
     status = main(["download", "llama3", "mistral", "qwen3"])
     out, err = capsys.readouterr()
     assert status == 0 and out == "" and fetched == [registry()[n].repo for n in ("llama3", "mistral", "qwen3")]

@@ -15,9 +15,9 @@ import httpx
 import pytest
 import torch
 
-from lens import remote
+from lens.remote import model as remote
 from lens.errors import LensError
-from lens.registry import HubModel
+from lens.models.registry import HubModel
 from tests import ndif
 
 ROOT = Path(__file__).parent.parent
@@ -163,8 +163,8 @@ def test_a_hub_failure_as_the_trace_starts_is_told_as_the_hubs(tiny_tokenizer, m
     import huggingface_hub.constants
     from nnsight import CONFIG
 
-    from lens.backends import nnsight_model
-    from lens.trace import trace
+    from lens.reads.backends import nnsight_model
+    from lens.reads.trace import trace
     from tests.conftest import random_model
     from tests.test_backends import _closed_port
 
@@ -214,7 +214,7 @@ def test_what_ndif_refuses_as_a_job_arrives_is_one_line_and_nothing_is_noted(tin
                                                                              said):
     from nnsight import CONFIG
 
-    from lens import jobs
+    from lens.remote import jobs
     from tests.conftest import random_model
     from tests.ndif import FakeNDIF
 
@@ -232,7 +232,7 @@ def test_what_ndif_refuses_as_a_job_arrives_is_one_line_and_nothing_is_noted(tin
 
 
 def test_the_reduction_is_made_where_the_lens_logits_are_whatever_device_the_output_is_on():
-    from lens.reduce import reduce
+    from lens.reads.reduce import reduce
 
     logits = torch.zeros(2, 3, 11, device="meta")  # the unembedding's device
     output = torch.randn(2, 11)  # the last block's
@@ -253,8 +253,8 @@ def test_a_tied_embedding_model_with_its_unembedding_on_another_device_than_its_
     from accelerate.hooks import AlignDevicesHook, add_hook_to_module
     from nnsight import TransformersModel
 
-    from lens.backends import parts
-    from lens.intrace import lens_figures
+    from lens.reads.backends import parts
+    from lens.reads.intrace import lens_figures
     from lens.tokens import encode
     from tests.conftest import ARCHITECTURES, SIZES
 
@@ -331,10 +331,10 @@ def test_the_shipped_requests_run_from_their_serialized_form_where_no_lens_is(ti
     # same weights loaded there; it gives what the job gives here.
     from nnsight import CONFIG
 
-    from lens import jobs
-    from lens.patching import Case
+    from lens.remote import jobs
+    from lens.reads.patching import Case
     from lens.tokens import encode
-    from lens.trace import collect
+    from lens.reads.trace import collect
     from tests.conftest import random_model
     from tests.ndif import named
 
@@ -390,7 +390,8 @@ def equal(a, b) -> bool:
 
 
 def test_the_simulation_runs_the_unpacked_copies_of_the_shipped_functions_not_these(tiny_tokenizer):
-    from lens import intrace, lenses, reduce
+    from lens.lenses import lenses
+    from lens.reads import intrace, reduce
     from tests.conftest import random_model
 
     here = remote.simulated(random_model("llama", tiny_tokenizer))

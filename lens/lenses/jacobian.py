@@ -1,10 +1,10 @@
 """TransformerLens's Jacobian lens on disk: read an artefact from a file or folder, or TransformerLens's published
-one for a model from the Hugging Face Hub, and check it against the model it will read (`lens.lenses.JacobianLens`).
+one for a model from the Hugging Face Hub, and check it against the model it will read (`lens.lenses.lenses.JacobianLens`).
 
 The format is TransformerLens's (`transformer_lens/tools/analysis/jacobian_lens.py`, `JacobianLens.save`/`load`),
 itself the reference implementation's (anthropics/jacobian-lens): `torch.save` of a dict
 - `J`: {block l: (d_model, d_model) tensor, float16 as saved} for l in 0 .. n_layers - 2, J_l mapping the output
-  of block l (`blocks.{l}.hook_out`, the residual `lens.trace.collect` keeps) to the last block's output, before
+  of block l (`blocks.{l}.hook_out`, the residual `lens.reads.trace.collect` keeps) to the last block's output, before
   the final norm; the last block has no matrix (its transport is the identity);
 - `n_prompts`, `source_layers`, `d_model`, and, from TransformerLens's `fit`, a `metadata` dict (model_name,
   model_revision, target_layer, corpus, ...).
@@ -20,15 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from lens.errors import LensError, command
-from lens.lenses import JacobianLens
-from lens.model import LoadedModel
+from lens.lenses.lenses import JacobianLens
+from lens.models.model import LoadedModel
 
 DEFAULT_FILE = "lens.pt"
 """The file TransformerLens's `JacobianLens.from_pretrained` reads in a folder."""
 
 
 def jacobian_lens(model: LoadedModel, source: str | Path | None = None) -> JacobianLens:
-    """A Jacobian lens for a loaded model, to read with `lens.trace.read(..., lens=...)`.
+    """A Jacobian lens for a loaded model, to read with `lens.reads.trace.read(..., lens=...)`.
 
     Args:
         source: None: TransformerLens's published lens for the model (models.toml's `jacobian_lens`, else its Hub

@@ -4,9 +4,9 @@
 so at the last block it *is* the model's output. `RawLens` unembeds the residual as it is, without the
 norm: what you get if you forget the norm, kept to measure how much the norm matters. `TunedLens` (Belrose et
 al. 2023) reads each block's output through that block's own affine translator first, then the exact lens: no
-translator at the last block, so there too it *is* the output (`lens.tuned` loads, saves and finds one;
-`lens.train_tuned` trains one). `JacobianLens` (TransformerLens's, Gurnee et al. 2026) reads block l's output h
-as the exact lens of J_l h, J_l a fitted (d_model, d_model) matrix; the last block as it is (`lens.jacobian` loads one).
+translator at the last block, so there too it *is* the output (`lens.lenses.tuned` loads, saves and finds one;
+`lens.lenses.train_tuned` trains one). `JacobianLens` (TransformerLens's, Gurnee et al. 2026) reads block l's output h
+as the exact lens of J_l h, J_l a fitted (d_model, d_model) matrix; the last block as it is (`lens.lenses.jacobian` loads one).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from lens.model import LoadedModel
+from lens.models.model import LoadedModel
 
 
 def exact_logits(norm: Callable, unembed: Callable, resid: torch.Tensor, softcap: float | None) -> torch.Tensor:
@@ -84,8 +84,8 @@ class BlockwiseLens(Lens):
     """What moves a block's output: "translator", "matrix"."""
     source: str = ""
     """Where it came from and by what recipe, as a report names the lens that made a column: "published:
-    <repo>/<path> (...)" (`lens.published`), "trained here: <recipe>, <tokens> tokens of <corpus>"
-    (`lens.tuned.trained_provenance`), a folder or file, or "hub:<name>"."""
+    <repo>/<path> (...)" (`lens.lenses.published`), "trained here: <recipe>, <tokens> tokens of <corpus>"
+    (`lens.lenses.tuned.trained_provenance`), a folder or file, or "hub:<name>"."""
 
     __eq__ = object.__eq__
     __hash__ = object.__hash__
@@ -111,7 +111,7 @@ class BlockwiseLens(Lens):
 @dataclass(frozen=True, eq=False, kw_only=True)
 class TunedLens(BlockwiseLens):
     """The tuned lens: block i's output h read as the exact lens of h + A_i h + b_i (tuned-lens's residual
-    parametrization, A and b initialised at 0); the last block has no translator. Load one with `lens.tuned`."""
+    parametrization, A and b initialised at 0); the last block has no translator. Load one with `lens.lenses.tuned`."""
 
     title: ClassVar[str] = "tuned"
     through: ClassVar[str] = "translator"

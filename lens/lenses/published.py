@@ -5,7 +5,7 @@ lens someone trained on a GPU by tuned-lens's recipe rather than train one here.
 A published tuned lens is looked for in `$LENS_PUBLISHED_DIR/<repo>/<path>` (a copy made by hand, e.g. by
 `hf download`), then in the Hugging Face cache, where `lens download` puts it (`hf_hub_download`, as tuned-lens's
 `load_lens_artifacts` fetches it, at the revision models.toml pins). The Jacobian lens is fetched the way
-`lens.jacobian` reads it (TransformerLens's registry entry, at its pinned commit)."""
+`lens.lenses.jacobian` reads it (TransformerLens's registry entry, at its pinned commit)."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lens.errors import LensError, command
-from lens.lenses import TunedLens
-from lens.model import LoadedModel
-from lens.registry import ModelSpec, PublishedTuned
-from lens.tuned import CONFIG, PARAMS, read_folder
+from lens.lenses.lenses import TunedLens
+from lens.models.model import LoadedModel
+from lens.models.registry import ModelSpec, PublishedTuned
+from lens.lenses.tuned import CONFIG, PARAMS, read_folder
 
 PUBLISHED_DIR = "LENS_PUBLISHED_DIR"
 """Environment variable: a folder holding copies of published lenses as `<repo>/<path>/` (config.json, params.pt)."""
@@ -148,7 +148,7 @@ def _fetch_jacobian(name: str) -> Path:
     from huggingface_hub import hf_hub_download
     from transformer_lens.utilities.hf_utils import call_hf_with_retry
 
-    from lens.jacobian import published_entry
+    from lens.lenses.jacobian import published_entry
 
     entry = published_entry(name)
     if entry is None:

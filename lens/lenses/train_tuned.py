@@ -7,7 +7,7 @@ writes some (" " before a split digit), as a read follows it; plus general text,
 weight (the Python language reference, `pydoc_data.topics`, on every machine). One subject in five and one topic
 in five are held out, never trained on: the held-out KL is measured on them.
 
-The fit (recipe `RECIPE`, `lens.tuned_fit`): per block, the weighted ridge least-squares affine map from the
+The fit (recipe `RECIPE`, `lens.lenses.tuned_fit`): per block, the weighted ridge least-squares affine map from the
 block's output to the last block's output, then `tuned_fit.STEPS` Adam steps on the KL from the model's output
 distribution to the lens's, bounded to the output's top 32 tokens plus a tail bucket (its normaliser estimated from
 1,024 drawn tokens), every block at once, in the least squares' whitened coordinates. Why not the full-vocabulary
@@ -27,15 +27,15 @@ from typing import TypeVar
 
 import torch
 
-from lens import tuned_corpus, tuned_fit
-from lens.backends import plain_view
+from lens.lenses import tuned_corpus, tuned_fit
+from lens.reads.backends import plain_view
 from lens.errors import LensError
-from lens.lenses import EXACT, Lens, TunedLens
-from lens.model import LoadedModel
+from lens.lenses.lenses import EXACT, Lens, TunedLens
+from lens.models.model import LoadedModel
 from lens.progress import bar
 from lens.tokens import encode_ids, is_space, prompt_ids
-from lens.tuned import CONFIG, read_folder, trained_folder, trained_provenance, write_folder
-from lens.tuned_fit import Rows, fit_translators, least_squares, refine, rows_kl, top_tokens, translators
+from lens.lenses.tuned import CONFIG, read_folder, trained_folder, trained_provenance, write_folder
+from lens.lenses.tuned_fit import Rows, fit_translators, least_squares, refine, rows_kl, top_tokens, translators
 
 __all__ = ["fit_translators"]  # the least-squares fit alone, for callers that fit synthetic block outputs
 
@@ -146,7 +146,7 @@ class HeldOutRows:
 def train_tuned(model: LoadedModel, corpus: Corpus | None = None, tokens: int = TOKENS, force: bool = False,
                 say: Callable[[str], None] | None = None) -> Trained:
     """The model's tuned lens: the one kept for its weights and this recipe, or one trained now and kept
-    (`lens.tuned.trained_folder`, written atomically; its recipe, corpus and held-out KL in its config). `say`
+    (`lens.lenses.tuned.trained_folder`, written atomically; its recipe, corpus and held-out KL in its config). `say`
     gets the estimate line before the work."""
     corpus = corpus or default_corpus()
     folder = trained_folder(model)

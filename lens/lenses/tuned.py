@@ -1,5 +1,5 @@
 """Tuned lenses on disk, in tuned-lens's published format: read one from a folder or from tuned-lens's Hub
-space, write one atomically, and find the one trained here for a loaded model (`lens.train_tuned`).
+space, write one atomically, and find the one trained here for a loaded model (`lens.lenses.train_tuned`).
 
 The format is tuned-lens's (AlignmentResearch/tuned-lens, `tuned_lens/nn/lenses.py`), so a published lens loads
 and a lens trained here loads in tuned-lens:
@@ -28,8 +28,8 @@ from typing import Any
 import torch
 
 from lens.errors import LensError, command
-from lens.lenses import TunedLens
-from lens.model import LoadedModel
+from lens.lenses.lenses import TunedLens
+from lens.models.model import LoadedModel
 from lens.paths import cache_dir
 
 CONFIG, PARAMS = "config.json", "params.pt"
@@ -38,7 +38,7 @@ TUNED_LENS_SPACE = "AlignmentResearch/tuned-lens"
 
 
 def tuned_lens(model: LoadedModel, source: str | Path | None = None) -> TunedLens:
-    """A tuned lens for a loaded model, to read with `lens.trace.read(..., lens=...)`.
+    """A tuned lens for a loaded model, to read with `lens.reads.trace.read(..., lens=...)`.
 
     Args:
         source: None: the lens trained here for these weights (`lens train-tuned`); "hub": tuned-lens's

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-DATA = Path(__file__).with_name("tuned_corpus.toml")
+DATA = Path(__file__).parent.parent / "tuned_corpus.toml"
+"""The corpus, with the package's other data files at the top of lens/ (beside models.toml)."""
 HELD_OUT_EVERY = 5
 """One subject in this many (a country, an event, a sum) is held out: never trained on, measured on."""
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
-from lens.lenses import exact_logits
-from lens.model import LoadedModel
+from lens.lenses.lenses import exact_logits
+from lens.models.model import LoadedModel
 
 RIDGE = 1e-3
 """Ridge on the least squares, as a share of the Gram matrix's mean diagonal: keeps the solve well posed where a

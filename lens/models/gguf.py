@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from lens.errors import LensError
-from lens.fetch import sha256_file
+from lens.models.fetch import sha256_file
 from lens.paths import dequantized_dir
 
 

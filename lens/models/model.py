@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from lens.registry import ModelSpec
+from lens.models.registry import ModelSpec
 
 
 @dataclass
@@ -26,7 +26,7 @@ class LoadedModel:
     """SHA-256 of the GGUF file, or the Hub snapshot's commit, or the local folder's path."""
     offloaded: bool = False
     spot_checks: bool | None = None
-    """Whether its forward passes are spot-checked against the CPU (lens.spot); None: on MPS and CUDA."""
+    """Whether its forward passes are spot-checked against the CPU (lens.models.spot); None: on MPS and CUDA."""
 
     @property
     def name(self) -> str:

@@ -12,7 +12,7 @@ from functools import cache
 from importlib.resources import files
 from pathlib import Path
 
-from lens import fetch, gguf
+from lens.models import fetch, gguf
 from lens.errors import LensError, command
 from lens.paths import gguf_dir
 
@@ -20,7 +20,7 @@ from lens.paths import gguf_dir
 @dataclass(frozen=True)
 class PublishedTuned:
     """A tuned lens someone published for a model, in tuned-lens's format (a folder with `config.json` and
-    `params.pt`) inside a Hugging Face repo: models.toml's `tuned_lens` table (`lens.published` fetches and reads
+    `params.pt`) inside a Hugging Face repo: models.toml's `tuned_lens` table (`lens.lenses.published` fetches and reads
     it)."""
 
     repo: str

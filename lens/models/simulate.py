@@ -19,9 +19,9 @@ from typing import Any
 
 import torch
 
-from lens.device import DTYPES, weight_bytes
+from lens.models.device import DTYPES, weight_bytes
 from lens.errors import LensError
-from lens.model import LoadedModel
+from lens.models.model import LoadedModel
 
 CONFIGS = files("lens") / "configs"
 """One published config.json per architecture, named by the model's registry name (llama3.json...)."""
@@ -178,7 +178,7 @@ def embedded_tokenizer(name: str = TOKENIZER) -> Any:
     """An embedded model's own tokenizer, from the lens cache (`lens download --embedded` puts it there)."""
     from transformers import AutoTokenizer
 
-    from lens.registry import resolve
+    from lens.models.registry import resolve
 
     folder, _ = resolve(name).weights_folder()
     return AutoTokenizer.from_pretrained(folder, local_files_only=True)
@@ -189,8 +189,8 @@ def build(name: str, depth: int | None = None, dtype: str = "bfloat16", tokenize
     """The architecture with random weights (seed `seed`) in `dtype` on the CPU, at `depth` blocks (None: its
     own), wrapped for the lens as `lens.load` wraps a real model. Its spec is the registry's (chat form, published
     lenses named); its `weights_id` says what it is, so nothing kept for real weights is read for it."""
-    from lens.loader import _quiet_libraries, wrap
-    from lens.registry import resolve
+    from lens.models.loader import _quiet_libraries, wrap
+    from lens.models.registry import resolve
 
     if dtype not in DTYPES:
         raise LensError(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")

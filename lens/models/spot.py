@@ -2,7 +2,7 @@
 CPU from the block's own input, one block's weights at a time (no second copy of the model).
 
 The check at load time looks once; the known silent MPS errors depend on allocator state (PyTorch issue
-193487), so a run on MPS or CUDA spot-checks a prompt of every forward pass it makes (`lens.trace.collect`)
+193487), so a run on MPS or CUDA spot-checks a prompt of every forward pass it makes (`lens.reads.trace.collect`)
 and refuses its results in one line when a block's output differs from the CPU's beyond the dtype's
 tolerance. Replaying each block from the device's own input keeps errors from compounding: a wrong block is
 named, and the others agree.
@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import torch
 
-from lens.backends import plain_view
-from lens.device import RELATIVE_TOLERANCE
+from lens.reads.backends import plain_view
+from lens.models.device import RELATIVE_TOLERANCE
 from lens.errors import LensError
-from lens.model import LoadedModel
+from lens.models.model import LoadedModel
 from lens.tokens import encode_ids
 
 

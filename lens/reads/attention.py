@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from lens.errors import NotRemote
-from lens.model import LoadedModel
+from lens.models.model import LoadedModel
 from lens.tokens import encode
 
 

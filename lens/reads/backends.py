@@ -2,12 +2,12 @@
 
 Each backend runs a batch once and keeps, per prompt, only what the lens needs at the last position: every
 block's output (the residual stream after the block) and the model's output logits. The lens arithmetic
-(final norm, unembedding, soft-cap) and the statistics stay one implementation (`lens.lenses`, `lens.trace`).
+(final norm, unembedding, soft-cap) and the statistics stay one implementation (`lens.lenses.lenses`, `lens.reads.trace`).
 
 - `bridge`: `TransformerBridge.run_with_cache`, caching only the blocks' `hook_out`.
 - `nnsight`: nnsight's `TransformersModel` around the Hugging Face model as transformers built it, reading
   each decoder layer's `.output` and the model's `.output.logits`. The same trace runs on NDIF for a model
-  that is not here (`lens.remote`), where the lens is reduced inside the job (`lens.reduce`), so only figures
+  that is not here (`lens.remote`), where the lens is reduced inside the job (`lens.reads.reduce`), so only figures
   come back, never activations.
 
 TransformerBridge replaces the Hugging Face model's submodules in place with wrappers (each keeps the module it
@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from lens.device import mps_matmul_hazard
+from lens.models.device import mps_matmul_hazard
 from lens.errors import LensError
 
 BACKENDS = ("bridge", "nnsight")
@@ -52,7 +52,7 @@ def forward(model: Any, batch: dict[str, torch.Tensor], backend: str = "bridge")
         if hazard:
             raise LensError(hazard)
     if getattr(model, "remote", False):
-        raise LensError(f"{model.name} runs remotely: its batches go to NDIF as jobs (lens.trace.collect)")
+        raise LensError(f"{model.name} runs remotely: its batches go to NDIF as jobs (lens.reads.trace.collect)")
     return bridge_forward(model, batch) if backend == "bridge" else nnsight_forward(model, batch)
 
 
@@ -85,7 +85,7 @@ def nnsight_reads(nn: Any, batch: dict[str, torch.Tensor]) -> Reads:
     ids from the mask, as transformers' generation does)."""
     import nnsight
 
-    from lens.intrace import last_block_outputs
+    from lens.reads.intrace import last_block_outputs
 
     layers, _, _ = parts(nn)
     with nn.trace(dict(batch), logits_to_keep=1):

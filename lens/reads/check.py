@@ -9,11 +9,11 @@ from dataclasses import dataclass
 
 import torch
 
-from lens.device import RELATIVE_TOLERANCE
+from lens.models.device import RELATIVE_TOLERANCE
 from lens.errors import LensError
-from lens.lenses import EXACT
-from lens.model import LoadedModel
-from lens.trace import collect
+from lens.lenses.lenses import EXACT
+from lens.models.model import LoadedModel
+from lens.reads.trace import collect
 
 CHECK_PROMPTS = (
     "The capital of Germany is",

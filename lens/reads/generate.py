@@ -13,10 +13,10 @@ from dataclasses import dataclass
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from lens.backends import plain_view
-from lens.model import LoadedModel
+from lens.reads.backends import plain_view
+from lens.models.model import LoadedModel
 from lens.progress import bar
-from lens.reduce import margins as margins_of
+from lens.reads.reduce import margins as margins_of
 from lens.tokens import AnswerToken, encode, is_space, spells
 
 MAX_NEW_TOKENS = 8

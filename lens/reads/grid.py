@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import torch
 
-from lens.backends import block_hooks
-from lens.lenses import EXACT
-from lens.model import LoadedModel
-from lens.reduce import top1
+from lens.reads.backends import block_hooks
+from lens.lenses.lenses import EXACT
+from lens.models.model import LoadedModel
+from lens.reads.reduce import top1
 from lens.tokens import encode
 
 

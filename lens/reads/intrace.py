@@ -1,6 +1,6 @@
 """Code that runs inside an nnsight trace: on the model here, and on NDIF inside a job (`lens.remote`).
 
-It travels with a remote request by value, as `lens.reduce` and `lens.lenses` do (NDIF has no `lens` package,
+It travels with a remote request by value, as `lens.reads.reduce` and `lens.lenses.lenses` do (NDIF has no `lens` package,
 and its sandbox imports torch but little else), so it holds plain functions over envoys and tensors.
 """
 
@@ -11,8 +11,8 @@ from typing import Any
 
 import torch
 
-from lens.lenses import exact_logits
-from lens.reduce import reduce_lenses, top1
+from lens.lenses.lenses import exact_logits
+from lens.reads.reduce import reduce_lenses, top1
 
 
 def last_block_outputs(layers: Any, position: int | None = -1) -> torch.Tensor:
@@ -32,9 +32,9 @@ def lens_figures(nn: Any, layers: Any, norm: Any, head: Any, softcap: float | No
                  ids: dict[str, torch.Tensor], output_ids: torch.Tensor, top_k: int,
                  temperatures: Sequence[float]) -> dict[str, dict[str, torch.Tensor]]:
     """Inside a trace over a batch: each lens ("exact": final norm, unembedding, soft-cap; "raw": the unembedding
-    alone) reduced at the last position (`lens.reduce.reduce_lenses`). On a model spread over several GPUs the
+    alone) reduced at the last position (`lens.reads.reduce.reduce_lenses`). On a model spread over several GPUs the
     lens's logits come out where the unembedding is (with a tied embedding, the first GPU), not where the last
-    block is: the reduction brings the output to them (`lens.reduce.reduce`)."""
+    block is: the reduction brings the output to them (`lens.reads.reduce.reduce`)."""
     resid = last_block_outputs(layers)
     output = nn.output.logits[:, -1]
     makers = {"exact": lambda rows: exact_logits(norm, head, rows, softcap), "raw": lambda rows: head(rows)}

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import torch
 
-from lens.backends import block_hooks
+from lens.reads.backends import block_hooks
 from lens.errors import LensError
-from lens.model import LoadedModel
+from lens.models.model import LoadedModel
 from lens.progress import bar
 from lens.tokens import answer_token, encode
 

@@ -5,7 +5,7 @@ logits, and per temperature the log-normaliser, the entropy and the KL divergenc
 output's own; the largest difference between the last block and the output. Probabilities follow from a logit
 and its log-normaliser (`p = exp(z / T - lse)`), so nothing of the vocabulary's size leaves the function.
 
-`lens.trace.read` calls `reduce` on the logits of the model here; on NDIF the same functions run inside the job
+`lens.reads.trace.read` calls `reduce` on the logits of the model here; on NDIF the same functions run inside the job
 (`lens.remote`), and only their result travels back, so the figures of the two paths agree by construction.
 This module travels with a remote request by value (NDIF has no `lens` package, and its sandbox imports torch
 but not dataclasses), so it holds plain functions over tensors and imports nothing else.
@@ -24,7 +24,7 @@ rounds by how its batch is laid out). Each chunk reads the whole unembedding mat
 memory-bound. Measured on Gemma 3 (262,144 tokens; the exact lens over 64 prompts, 2 threads): 32 MiB chunks
 (one prompt) 10.3 s, 64 MiB 6.5 s, 128 MiB 5.7 s, 256 MiB 5.7 s with 0.4 GB more peak memory."""
 BATCH = 16
-"""Prompts per forward pass (`lens.trace.collect`) and per remote job: chunks never cross a batch."""
+"""Prompts per forward pass (`lens.reads.trace.collect`) and per remote job: chunks never cross a batch."""
 RANK_DTYPE = torch.int32
 """Ranks and token ids as they travel: any vocabulary in use fits (Gemma 3: 262,144 tokens)."""
 RANK_ROWS = 32
@@ -154,7 +154,7 @@ def reduce_lenses(lenses: dict[str, Callable[[torch.Tensor], torch.Tensor]], res
                   output: torch.Tensor, ids: dict[str, torch.Tensor], top_k: int, temperatures: Sequence[float],
                   output_ids: torch.Tensor | None) -> dict[str, dict[str, torch.Tensor]]:
     """`reduce` for each lens (name -> residual stream (rows, d_model) to logits) over a batch's block outputs
-    (prompts, n_layers, d_model), in the chunks `lens.trace.read` takes (`chunks`). What a remote job runs where
+    (prompts, n_layers, d_model), in the chunks `lens.reads.trace.read` takes (`chunks`). What a remote job runs where
     the model is; the output ids go with the first lens."""
     b, n_layers, d = resid.shape
     vocab = output.shape[-1]

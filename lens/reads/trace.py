@@ -1,9 +1,9 @@
 """The logit lens over every block, at each prompt's last position.
 
 `collect` runs the model once over a batch and keeps what a lens reads (block outputs and output logits),
-through an execution backend (`lens.backends`: TransformerLens's bridge by default, or nnsight); `read` turns
+through an execution backend (`lens.reads.backends`: TransformerLens's bridge by default, or nnsight); `read` turns
 that into one `Trace` per prompt through a lens (the exact one by default), cheaply and at any temperature;
-`trace` does both. Both paths reduce the lens by `lens.reduce.reduce`: here at read time, over a chunk of
+`trace` does both. Both paths reduce the lens by `lens.reads.reduce.reduce`: here at read time, over a chunk of
 prompts; for a remote model inside its job on NDIF, where only the reduction is kept (`Wanted` says, before
 the forward pass, what the reads will ask for).
 """
@@ -15,17 +15,17 @@ from dataclasses import dataclass, field
 
 import torch
 
-from lens.backends import forward
+from lens.reads.backends import forward
 from lens.errors import LensError
-from lens.lenses import EXACT, RAW, Lens
-from lens.model import LoadedModel
+from lens.lenses.lenses import EXACT, RAW, Lens
+from lens.models.model import LoadedModel
 from lens.progress import bar
-from lens.reduce import BATCH, chunks, reduce
-from lens.spot import require_agreement, spot_checks
+from lens.reads.reduce import BATCH, chunks, reduce
+from lens.models.spot import require_agreement, spot_checks
 from lens.tokens import AnswerToken, answer_token, encode_ids, followed_token, prompt_ids
 
 REMOTE_LENSES = (EXACT.name, RAW.name)
-"""The lenses a remote job reduces where the model runs (`lens.intrace`): a tuned or Jacobian lens's matrices
+"""The lenses a remote job reduces where the model runs (`lens.reads.intrace`): a tuned or Jacobian lens's matrices
 stay here."""
 
 
@@ -43,7 +43,7 @@ class Residuals:
     output_logits: torch.Tensor | None
     """The model's own output logits, shape (batch, vocab); None where the lens was reduced remotely."""
     backend: str = "bridge"
-    """The execution backend that ran the forward pass (`lens.backends.BACKENDS`)."""
+    """The execution backend that ran the forward pass (`lens.reads.backends.BACKENDS`)."""
     reduced: Reduced | None = None
     """The lens reduced where the model ran (a remote model), for what `Wanted` asked; None here."""
 
@@ -51,14 +51,14 @@ class Residuals:
 @dataclass(frozen=True)
 class Wanted:
     """What the reads of a batch will ask for, said before its forward pass. A remote model reduces its lens
-    where it runs (`lens.reduce`) and sends back only this; a model here keeps its block outputs and needs none.
+    where it runs (`lens.reads.reduce`) and sends back only this; a model here keeps its block outputs and needs none.
     """
 
     answers: Sequence[str | AnswerToken | None] | None = None
     """Per prompt, the answer `read` follows (as its `answers`)."""
     lenses: Mapping[str, Sequence[Sequence[str | AnswerToken]] | None] = field(
         default_factory=lambda: {EXACT.name: None})
-    """Lens name (`lens.lenses.LENSES`) -> per prompt the words `read` watches through it (None: the answers
+    """Lens name (`lens.lenses.lenses.LENSES`) -> per prompt the words `read` watches through it (None: the answers
     only)."""
     top_k: int = 5
     temperatures: tuple[float, ...] = (1.0,)
@@ -68,7 +68,7 @@ class Wanted:
 
 @dataclass(frozen=True)
 class Reduced:
-    """A batch's lens reduced where the model ran: `lens.reduce.reduce`'s tensors per lens over every prompt."""
+    """A batch's lens reduced where the model ran: `lens.reads.reduce.reduce`'s tensors per lens over every prompt."""
 
     lenses: dict[str, dict[str, torch.Tensor]]
     ids: dict[str, tuple[tuple[int, ...], ...]]
@@ -193,8 +193,8 @@ def collect(
     With `answers`, each prompt is read where its answer's followed token comes next (after the
     whitespace the answer starts with, where that is a token of its own). With `leads`, each prompt is
     read after those token ids instead (the whitespace or line break the model itself writes first,
-    `lens.generate.Continuation.lead_ids`). `backend`: "bridge" (TransformerLens, the default) or
-    "nnsight" (`lens.backends`). A remote model runs through nnsight on NDIF, one job per batch, and brings
+    `lens.reads.generate.Continuation.lead_ids`). `backend`: "bridge" (TransformerLens, the default) or
+    "nnsight" (`lens.reads.backends`). A remote model runs through nnsight on NDIF, one job per batch, and brings
     back the lens reduced for `wanted` (default: the answers through the exact lens, top 5, temperature 1)."""
     tokenizer = model.tokenizer
     if leads is not None:
@@ -214,7 +214,7 @@ def collect(
     for start in bar(starts, desc=f"{model.name}: the lens over {len(texts)} prompts", unit="batch"):
         chunk = sequences[start : start + batch_size]
         reads.append(forward(model, encode_ids(tokenizer, chunk, model.n_ctx), backend))
-    if spot_checks(model):  # a wrong kernel can turn up long after the load check (lens.spot)
+    if spot_checks(model):  # a wrong kernel can turn up long after the load check (lens.models.spot)
         require_agreement(model, sequences[0])
     return Residuals(tuple(prompts), tuple(texts), torch.cat([r.resid for r in reads]),
                      torch.cat([r.output_logits for r in reads]), backend)
@@ -260,7 +260,7 @@ def read(
         watch: per prompt, more strings to follow through the layers (answer variants, subjects); those
             that cannot be followed there (punctuation, nothing) are left out.
         temperature: divides every layer's logits and the output's before the softmax.
-        lens: the exact logit lens (default) or another, e.g. `lens.lenses.RAW`.
+        lens: the exact logit lens (default) or another, e.g. `lens.lenses.lenses.RAW`.
     """
     return read_at(model, residuals, (temperature,), answers, watch, top_k, lens)[temperature]
 
@@ -406,7 +406,7 @@ class _Followed:
 def _traces(model, lens: str, prompts: Sequence[str], read_after: Sequence[str], followed: Sequence[_Followed],
             columns: Sequence[Sequence[int]], reduced: dict[str, torch.Tensor], k: int, temperature: float,
             top_k: int) -> list[Trace]:
-    """One Trace per prompt from the reduced lens (`lens.reduce.reduce`) at its k-th temperature; `columns`: per
+    """One Trace per prompt from the reduced lens (`lens.reads.reduce.reduce`) at its k-th temperature; `columns`: per
     prompt, the token id of each followed column."""
     decode = model.tokenizer.decode
     n_layers = model.n_layers

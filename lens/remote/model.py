@@ -2,12 +2,12 @@
 
 The weights never come here. nnsight builds the model on the meta device from its config (and loads its
 tokenizer) from the Hub, and ships each job's trace to NDIF, which runs it on the model it hosts. What a job
-computes runs there (`lens.intrace`): the lens at the last position, reduced to what the claims read
-(`lens.reduce`: followed tokens' logits and ranks, top-k, entropy and KL per temperature, the last block's
+computes runs there (`lens.reads.intrace`): the lens at the last position, reduced to what the claims read
+(`lens.reads.reduce`: followed tokens' logits and ranks, top-k, entropy and KL per temperature, the last block's
 difference from the output), the model's own greedy continuation, the logit-lens grid, activation patching
 (p(answer) per patched row); so what comes back is figures, a few kilobytes a prompt, never activations
-(attention patterns are not read there: `lens.attention`). Jobs are queued without waiting, polled and kept on
-disk (`lens.jobs`). A model here can take the same path, each request serialized, unpacked where no `lens` is
+(attention patterns are not read there: `lens.reads.attention`). Jobs are queued without waiting, polled and kept on
+disk (`lens.remote.jobs`). A model here can take the same path, each request serialized, unpacked where no `lens` is
 and the unpacked code run here (`simulated`: one device, no HTTP, queue or sandbox).
 
 The API key comes from the environment (`NDIF_API_KEY`) or from nnsight's configuration file, written once by
@@ -35,12 +35,12 @@ from typing import Any
 
 import torch
 
-from lens import jobs
-from lens.backends import nnsight_model, parts
-from lens.device import RELATIVE_TOLERANCE
+from lens.remote import jobs
+from lens.reads.backends import nnsight_model, parts
+from lens.models.device import RELATIVE_TOLERANCE
 from lens.errors import LensError
-from lens.reduce import BATCH
-from lens.registry import HubModel, ModelSpec, resolve
+from lens.reads.reduce import BATCH
+from lens.models.registry import HubModel, ModelSpec, resolve
 from lens.tokens import encode, encode_ids
 
 KEY_URL = "https://login.ndif.us"
@@ -103,8 +103,8 @@ class RemoteModel:
 
     @property
     def code_version(self) -> str:
-        """A digest of the code that builds and runs its jobs (`lens.remote`, `lens.intrace`, `lens.reduce`,
-        `lens.lenses`): kept results of other code are not reused."""
+        """A digest of the code that builds and runs its jobs (`lens.remote`, `lens.reads.intrace`, `lens.reads.reduce`,
+        `lens.lenses.lenses`): kept results of other code are not reused."""
         return _code_version()
 
     @property
@@ -116,9 +116,9 @@ class RemoteModel:
     def reduce_lens(self, sequences: Sequence[Sequence[int]], ids: dict[str, tuple[tuple[int, ...], ...]],
                     output_ids: tuple[tuple[int, ...], ...], top_k: int, temperatures: tuple[float, ...],
                     batch_size: int = BATCH) -> dict[str, dict[str, torch.Tensor]]:
-        """The lens of each token sequence, read after its last token, reduced on NDIF (`lens.reduce`) for each
+        """The lens of each token sequence, read after its last token, reduced on NDIF (`lens.reads.reduce`) for each
         lens named in `ids` (per prompt the token ids it follows), one job per batch."""
-        from lens.trace import _padded
+        from lens.reads.trace import _padded
 
         jobs_ = []
         for start in range(0, len(sequences), batch_size):
@@ -138,7 +138,7 @@ class RemoteModel:
     def continuations(self, prompts: Sequence[str], max_new_tokens: int,
                       batch_size: int = BATCH) -> tuple[list[list[int]], list[list[float]]]:
         """Each prompt's greedy continuation by the model on NDIF (`max_new_tokens` token ids) and its margins
-        (`lens.reduce.margins`), one job per batch."""
+        (`lens.reads.reduce.margins`), one job per batch."""
         jobs_ = []
         for start in range(0, len(prompts), batch_size):
             batch = encode(self.tokenizer, list(prompts[start:start + batch_size]), self.n_ctx)
@@ -161,7 +161,7 @@ class RemoteModel:
         return result
 
     def patch(self, cases: Sequence[Any]) -> list[torch.Tensor]:
-        """Activation patching of each case (`lens.patching.Case`) on NDIF: one forward per case whose batch holds
+        """Activation patching of each case (`lens.reads.patching.Case`) on NDIF: one forward per case whose batch holds
         the clean prompt, the corrupted one and a corrupted row per (block, position) patched from the clean row
         in the same pass; `PATCHES_PER_JOB` cases per session job; p(answer) per row comes back."""
         jobs_ = []
@@ -234,7 +234,7 @@ class RemoteModel:
         except Exception as error:  # noqa: BLE001 - whatever the Hub's client raises
             raise self._explain(error) from error
         backend = RemoteBackend(key, host=self.host, blocking=False, job_id=job_id)
-        backend.display = StatusDisplay(enabled=False)  # a line per job instead (`lens.jobs`)
+        backend.display = StatusDisplay(enabled=False)  # a line per job instead (`lens.remote.jobs`)
         return backend
 
     def request_bytes(self, job: jobs.Job) -> int:
@@ -246,12 +246,12 @@ class RemoteModel:
     def _run(self, job: jobs.Job, backend: Any) -> Any:
         """Open a job's trace with `backend`; what it saved where the backend ran it here (None where it went to
         NDIF). Only the names the block uses travel: the batch, the envoys, plain values, the functions of
-        `lens.intrace` by value, and nnsight's `save`, bound here (by reference to the module of the request's own
+        `lens.reads.intrace` by value, and nnsight's `save`, bound here (by reference to the module of the request's own
         tracer), so that no module object travels: NDIF would have to allow `import nnsight` to unpack it."""
         from nnsight import save
 
-        from lens.intrace import grid_figures, lens_figures, patched_p
-        from lens.reduce import margins
+        from lens.reads.intrace import grid_figures, lens_figures, patched_p
+        from lens.reads.reduce import margins
 
         ship_code()
         nn, args = self.nn, job.args
@@ -331,18 +331,20 @@ class RemoteModel:
 @functools.cache
 def _code_version() -> str:
     """A digest of the sources of the modules that build and run a job."""
-    from lens import intrace, lenses, reduce
+    from lens.lenses import lenses
+    from lens.reads import intrace, reduce
 
     source = "".join(inspect.getsource(module) for module in (sys.modules[__name__], intrace, lenses, reduce))
     return hashlib.sha256(source.encode()).hexdigest()[:16]
 
 
 def ship_code() -> None:
-    """Send the code a job calls (`lens.intrace`, `lens.reduce`, `lens.lenses`) with each request, by value: NDIF
+    """Send the code a job calls (`lens.reads.intrace`, `lens.reads.reduce`, `lens.lenses.lenses`) with each request, by value: NDIF
     has no `lens` package."""
     import nnsight
 
-    from lens import intrace, lenses, reduce
+    from lens.lenses import lenses
+    from lens.reads import intrace, reduce
 
     for module in (intrace, lenses, reduce):
         nnsight.register(module)
@@ -464,7 +466,7 @@ def continuation_bytes(prompts: int, max_new_tokens: int) -> int:
 
 def lens_bytes(n_layers: int, prompts: int, followed: dict[str, int], top_k: int = 5, temperatures: int = 1,
                candidates: int = 0) -> int:
-    """The size of a lens job's result (`lens.reduce.reduce` per lens, as saved): `prompts` prompts, each lens
+    """The size of a lens job's result (`lens.reads.reduce.reduce` per lens, as saved): `prompts` prompts, each lens
     following `followed[lens]` tokens, with the output logits of `candidates` more ids."""
     total, tensors = 4 * prompts * candidates, 1
     for f in followed.values():
