@@ -75,7 +75,7 @@ class Hooks:
     unembedding; on the modules transformers built, which every path (the bridge, `generate`) runs."""
 
     def __init__(self, model: LoadedModel) -> None:
-        from lens.reads.backends import plain_view
+        from lens.models.bridge import plain_view
 
         plain = plain_view(model.hf_model)
         self.work = Work()
@@ -299,7 +299,7 @@ def measure(model: LoadedModel, source: str, simulate: bool, facts: int | None, 
 
 def embedding(model: LoadedModel) -> int:
     """Parameters of the embedding and unembedding matrices (a tied one once)."""
-    from lens.reads.backends import plain_view
+    from lens.models.bridge import plain_view
 
     plain = plain_view(model.hf_model)
     matrices = {id(m.weight): m.weight.numel() for m in (plain.get_input_embeddings(), plain.get_output_embeddings())}

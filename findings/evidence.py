@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from findings.data import CAPITALS, STATS, THRESHOLDS, Fact, prompt_sets_of
 from lens.lenses.lenses import EXACT, Lens
 from lens.tokens import variants
-from lens.reads.trace import Trace, Watched
+from lens.reads.records import Trace, Watched
 from suite.statistics import Verdict
 from suite.verdicts import (
     Resampling,

@@ -23,6 +23,7 @@ from findings.data import CAPITALS, CHAT, NOTES_FACT, NOTES_PROMPT, SETS, THRESH
 from lens.reads.attention import token_positions
 from lens.reads.generate import MAX_NEW_TOKENS
 from lens.lenses.lenses import EXACT, RAW, JacobianLens, TunedLens
+from lens.lenses.registry import READ_HERE
 from lens.reads.reduce import BATCH
 from lens.tokens import chat_prompt
 from lens.lenses.train_tuned import BATCH as TUNED_BATCH
@@ -60,7 +61,7 @@ def claim_of(test: str) -> str | None:
     return found.group(1) if found and found.group(1) in THRESHOLDS else None
 
 
-def artefacts(chat: bool, lenses: Iterable[str] = (TunedLens.name, JacobianLens.name),
+def artefacts(chat: bool, lenses: Iterable[str] = READ_HERE,
               tests: Sequence[str] | None = None) -> list[Hashable]:
     """The artefacts a run computes for one model, in the order it computes them: `chat` for an instruct model
     (its chat form), `lenses` the lenses besides the logit lens it has, `tests` the selected node ids (None:
@@ -90,7 +91,7 @@ def artefacts(chat: bool, lenses: Iterable[str] = (TunedLens.name, JacobianLens.
     for name in sets:
         keys += [("candidates", name, form) for form in forms(name)
                  if any(claim in claims and name in prompt_sets_of(claim) for claim in CANDIDATE_CLAIMS)]
-    for lens in (TunedLens.name, JacobianLens.name):
+    for lens in READ_HERE:
         read_by = {name for name in THRESHOLDS["lenses"].get(lens, []) if name in sets}
         if lens in lenses and read_by and (every or any(f"-{lens}" in t for t in tests)):
             keys.append((lens, "lens"))
@@ -205,7 +206,7 @@ class Counter:
     def _lens(self, name: str, form: str, lens: str) -> Work:
         """Every block of every usable prompt unembedded and reduced; moved first by a tuned or Jacobian lens."""
         rows = len(self.facts(name)) * self.n_layers
-        moved = len(self.facts(name)) * (self.n_layers - 1) if lens in (TunedLens.name, JacobianLens.name) else 0
+        moved = len(self.facts(name)) * (self.n_layers - 1) if lens in READ_HERE else 0
         return Work(unembedded=rows, reduced=rows, moved=moved)
 
     def _candidates(self, name: str, form: str) -> Work:

@@ -8,19 +8,8 @@ from lens.reads.grid import LensGrid, lens_grid
 from lens.lenses.lenses import EXACT, RAW, Lens, LogitLens, RawLens, TunedLens
 from lens.models.loader import LoadedModel, load, release
 from lens.models.registry import ModelSpec, registry, resolve
-from lens.reads.trace import (
-    LayerLens,
-    OutputLens,
-    Residuals,
-    Trace,
-    Wanted,
-    Watched,
-    collect,
-    output_probabilities,
-    read,
-    read_at,
-    trace,
-)
+from lens.reads.records import LayerLens, OutputLens, Residuals, Trace, Wanted, Watched
+from lens.reads.trace import collect, output_probabilities, read, read_at, trace
 from lens.lenses.tuned import tuned_lens
 
 __all__ = [

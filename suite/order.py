@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
-from lens.lenses.lenses import LENSES
+from lens.lenses.registry import LENSES
 from lens.models.registry import registry
 from suite.results import ClaimResults, Result, Results
 

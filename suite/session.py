@@ -210,7 +210,7 @@ class SuiteSession:
         if not specs:
             specs = {name: (name, spec) for name, spec in registry().items()}
         named = {name for name in specs if given or _asks_for(markexpr, name)}
-        remote = {name for name, (_, spec) in specs.items() if getattr(spec, "remote", False)}
+        remote = {name for name, (_, spec) in specs.items() if spec.hosted}
         connected = {}
         for name in sorted(named & remote):
             try:

@@ -23,7 +23,7 @@ from typing import Any
 
 from syrupy.extensions.json import JSONSnapshotExtension
 
-from lens.reads.trace import Trace
+from lens.reads.records import Trace
 
 LIBRARIES = ("torch", "transformers", "transformer_lens")
 FLOOR = -30.0

@@ -15,13 +15,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from lens.reads.backends import nnsight_model, plain_view
+from lens.models.bridge import plain_view
+from lens.reads.backends import nnsight_model
 from lens.reads.check import compare_backends, lens_probabilities
 from lens.cli import main
 from lens.errors import LensError
 from lens.lenses.lenses import EXACT, RAW
-from lens.models.registry import HubModel
-from lens.remote.model import SCHEDULE_URL, RemoteModel
+from lens.remote import RemoteModel
+from lens.remote.errors import SCHEDULE_URL, explain
 from lens.reads.trace import collect, read, trace
 from tests import ndif
 
@@ -124,7 +125,7 @@ def test_blocks_on_several_devices_are_read_as_ndif_places_them(tiny_tokenizer, 
     # The request NDIF runs, serialized: the lens reduced where the last block is.
     from lens.reads.backends import parts
     from lens.reads.intrace import lens_figures
-    from lens.remote.model import SimulatedNDIF, ship_code
+    from lens.remote.blocks import SimulatedNDIF, ship_code
 
     ship_code()
     layers, norm, head = parts(nn)
@@ -148,7 +149,7 @@ def as_on_ndif(model, tiny_tokenizer, monkeypatch) -> RemoteModel:
     """`model` as a RemoteModel whose requests go through nnsight's dry run of a remote request: serialized,
     unpacked with the modules NDIF lacks hidden (`lens` too, which an editable install would otherwise still
     find), then run against the model here (`lens.remote.simulated`)."""
-    from lens.remote.model import simulated
+    from lens.remote import simulated
 
     return simulated(model)
 
@@ -176,7 +177,8 @@ def test_the_remote_path_gives_the_local_figures_on_embedded_models(real_model, 
     """Both lenses, watched tokens and candidates' output probabilities, reduced inside the simulated job: the
     same figures as read here (measured: equal bit for bit; the same chunks of prompts are reduced together)."""
     from lens.tokens import variants
-    from lens.reads.trace import Wanted, output_probabilities
+    from lens.reads.records import Wanted
+    from lens.reads.trace import output_probabilities
 
     prompts, answers = HELD_OUT + [ARITHMETIC], HELD_OUT_ANSWERS + [SEVEN]
     watch = [[*variants(a), " Rome", " Germany"] for a in answers]
@@ -263,9 +265,7 @@ NOT_DEDICATED = ("Model nnsight.modeling.language.LanguageModel:{...} is not ded
 def test_what_ndif_answers_becomes_one_line(error, message):
     from nnsight.intervention.backends.remote import RemoteError
 
-    remote = RemoteModel(spec=HubModel(name="m", repo="test/m"), repo="test/m", nn=None, tokenizer=None,
-                         n_layers=1, n_ctx=1, softcap=None, host="https://api.ndif.us")
-    assert str(remote._explain(RemoteError(error))) == message
+    assert str(explain(RemoteError(error), "test/m", "https://api.ndif.us")) == message
 
 
 def test_a_remote_run_that_cannot_reach_ndif_is_one_line(tiny_tokenizer, monkeypatch):

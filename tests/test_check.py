@@ -45,13 +45,13 @@ def test_lens_probabilities_are_distributions(smollm2):
 
 
 def test_the_lens_is_exact_on_an_embedded_model(smollm2):
-    from lens.reads.check import exactness
+    from lens.models.exact import exactness
 
     assert exactness(smollm2) < 1e-5  # measured: ~1e-6 of the logits' scale in float32
 
 
 def test_every_load_checks_the_lens_is_exact_and_refuses_a_model_where_it_is_not(tiny_tokenizer):
-    from lens.reads.check import exactness, require_exact
+    from lens.models.exact import exactness, require_exact
     from tests.conftest import random_model
 
     wrong = random_model("llama", tiny_tokenizer)

@@ -20,7 +20,8 @@ from lens.reads.generate import Continuation
 from lens.lenses.lenses import EXACT, RAW, TunedLens
 from lens.reads.patching import Patching
 from lens.tokens import AnswerToken
-from lens.reads.trace import LayerLens, OutputLens, Residuals, Trace, Watched, read
+from lens.reads.records import LayerLens, OutputLens, Residuals, Trace, Watched
+from lens.reads.trace import read
 from lens.lenses.train_tuned import fit_translators
 from suite.statistics import HOLDS, INCONCLUSIVE, REFUTED
 from suite.verdicts import difference_verdict, with_control

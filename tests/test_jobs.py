@@ -143,7 +143,7 @@ def tiny(tiny_tokenizer, monkeypatch):
     key, compressed requests), and its logit-lens grid of PROMPT run here through the remote path."""
     from nnsight import CONFIG
 
-    from lens.remote.model import simulated
+    from lens.remote import simulated
     from tests.conftest import random_model
 
     monkeypatch.setattr(CONFIG.API, "APIKEY", "dummy")
@@ -154,7 +154,7 @@ def tiny(tiny_tokenizer, monkeypatch):
 
 def on(fake: FakeNDIF, model):
     """`model` sent to the stand-in NDIF, under the model key nnsight sends for a Hub model."""
-    from lens.remote.model import simulated
+    from lens.remote import simulated
 
     far = simulated(model)
     far.via, far.host, far.model_key = True, fake.host, ndif.model_key("test/tiny-llama")
@@ -168,8 +168,9 @@ def same(a, b) -> bool:
 
 def test_jobs_go_to_ndif_without_waiting_and_are_polled_through_every_status(tiny):
     # The request NDIF receives, run there as NDIF runs it, gives what the same job gives run here (`simulated`).
-    from lens.remote.model import simulated
-    from lens.reads.trace import Wanted, collect, read
+    from lens.remote import simulated
+    from lens.reads.records import Wanted
+    from lens.reads.trace import collect, read
 
     model, _ = tiny
     prompts, answers = ["Rome is the capital of", "The capital of Germany is"], [" Italy", " Berlin"]

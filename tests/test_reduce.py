@@ -89,9 +89,10 @@ def test_a_prompt_of_an_80_block_model_comes_back_in_at_most_32_kb(tiny_tokenize
     from lens.remote import jobs
     from lens.models.loader import wrap
     from lens.models.registry import LocalFolder
-    from lens.remote.model import simulated
+    from lens.remote import simulated
     from lens.tokens import AnswerToken
-    from lens.reads.trace import Wanted, collect
+    from lens.reads.records import Wanted
+    from lens.reads.trace import collect
     from tests.conftest import SIZES
 
     tokenizer = hf.AutoTokenizer.from_pretrained(tiny_tokenizer)

@@ -4,7 +4,7 @@
 import pytest
 import torch
 
-from lens.reads.check import require_exact
+from lens.models.exact import require_exact
 from lens.errors import LensError
 from lens.models.spot import require_agreement, spot_check
 from lens.tokens import prompt_ids

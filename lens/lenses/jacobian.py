@@ -19,7 +19,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from lens.errors import LensError, command
+from lens.errors import LensError, NotAvailable, command
 from lens.lenses.lenses import JacobianLens
 from lens.models.model import LoadedModel
 
@@ -37,15 +37,21 @@ def jacobian_lens(model: LoadedModel, source: str | Path | None = None) -> Jacob
             registry); otherwise a `.pt` file in TransformerLens's format, or a folder with `lens.pt` (or a single
             `.pt` file).
     """
-    if getattr(model, "remote", False):
-        raise LensError(f"the Jacobian lens is read here, not on NDIF: {model.name} runs there (its matrices are "
-                        "applied to block outputs here)")
     if source is None:
         return published(model, download=False)
     source = str(source)
     if source == "hub" or source.startswith("hub:"):
         return published(model, source.removeprefix("hub").removeprefix(":") or None)
     return read_file(artefact_path(Path(source)), model)
+
+
+def jacobian_lens_for_run(model: LoadedModel, say: object = None) -> JacobianLens:
+    """The Jacobian lens a findings run reads: TransformerLens's published one from the Hugging Face cache; a
+    model with none here is `NotAvailable` (its claims skip, saying why)."""
+    try:
+        return jacobian_lens(model)
+    except LensError as error:
+        raise NotAvailable(str(error)) from None
 
 
 def artefact_path(path: Path) -> Path:

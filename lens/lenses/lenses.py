@@ -11,22 +11,13 @@ as the exact lens of J_l h, J_l a fitted (d_model, d_model) matrix; the last blo
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 
+from lens.models.exact import exact_logits
 from lens.models.model import LoadedModel
-
-
-def exact_logits(norm: Callable, unembed: Callable, resid: torch.Tensor, softcap: float | None) -> torch.Tensor:
-    """The exact lens's arithmetic, given the model's final norm and unembedding: used on the bridge's modules
-    here, and inside an nnsight trace on the model's own modules (on NDIF too, where the model is)."""
-    logits = unembed(norm(resid))
-    if softcap:
-        logits = torch.tanh(logits / softcap) * softcap
-    return logits
 
 
 @dataclass(frozen=True)
@@ -161,8 +152,3 @@ class JacobianLens(BlockwiseLens):
         dtype)."""
         moved = [self.transporter.transport(resid[..., layer, :], layer) for layer in range(self.n_layers - 1)]
         return torch.stack([*moved, resid[..., -1, :].float()], dim=-2)
-
-
-LENSES = (EXACT.name, RAW.name, TunedLens.name, JacobianLens.name)
-"""Every lens by name: the exact logit lens, the raw one, a tuned lens (per model: trained or loaded) and
-TransformerLens's Jacobian lens (per model: loaded)."""

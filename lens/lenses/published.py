@@ -13,13 +13,15 @@ import json
 import os
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from lens.errors import LensError, command
 from lens.lenses.lenses import TunedLens
 from lens.models.model import LoadedModel
 from lens.models.registry import ModelSpec, PublishedTuned
-from lens.lenses.tuned import CONFIG, PARAMS, read_folder
+from lens.lenses.train_tuned import train_tuned
+from lens.lenses.tuned import CONFIG, PARAMS, read_folder, trained_provenance
 
 PUBLISHED_DIR = "LENS_PUBLISHED_DIR"
 """Environment variable: a folder holding copies of published lenses as `<repo>/<path>/` (config.json, params.pt)."""
@@ -58,6 +60,17 @@ def published_tuned_lens(model: LoadedModel, say: Callable[[str], None] | None =
         return None
     _check_base_model(folder, model)
     return read_folder(folder, model, source=entry.provenance)
+
+
+def tuned_lens_for_run(model: LoadedModel, say: Callable[[str], None] | None = None) -> TunedLens:
+    """The tuned lens a findings run reads: the published one models.toml names where it is on this machine, else
+    the one kept in the lens cache for the model's weights (trained here the first time, in well under a minute on
+    the embedded models, with an estimate and progress). Its `source` says which, and by what recipe."""
+    published = published_tuned_lens(model, say=say)
+    if published is not None:
+        return published
+    trained = train_tuned(model, say=say)
+    return replace(trained.lens, source=trained_provenance(trained.folder))
 
 
 def _check_base_model(folder: Path, model: LoadedModel) -> None:

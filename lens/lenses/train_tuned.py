@@ -28,7 +28,7 @@ from typing import TypeVar
 import torch
 
 from lens.lenses import tuned_corpus, tuned_fit
-from lens.reads.backends import plain_view
+from lens.models.bridge import plain_view
 from lens.errors import LensError
 from lens.lenses.lenses import EXACT, Lens, TunedLens
 from lens.models.model import LoadedModel

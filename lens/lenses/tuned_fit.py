@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from lens.lenses.lenses import exact_logits
+from lens.models.exact import exact_logits
 from lens.models.model import LoadedModel
 
 RIDGE = 1e-3

@@ -16,7 +16,7 @@ from typing import Any
 import psutil
 import torch
 
-from lens.reads.check import require_exact
+from lens.models.exact import require_exact
 from lens.models.device import choose_device, choose_dtype, mps_matmul_hazard, weight_bytes
 from lens.errors import LensError
 from lens.models.model import LoadedModel

@@ -79,6 +79,11 @@ class ModelSpec:
         """One line naming the model and its source, for reports and messages."""
         return f"{self.title or self.name} ({self.where()})"
 
+    @property
+    def hosted(self) -> bool:
+        """Whether it runs where it is hosted (NDIF), never loaded here (models.toml `remote = true`)."""
+        return False
+
     def download_command(self) -> str:
         """The command that fetches this model's weights."""
         return command(f"download {self.name}")
@@ -104,6 +109,10 @@ class HubModel(ModelSpec):
     gated: bool = False
     remote: bool = False
     """Runs on NDIF, through nnsight (`lens.remote`): its weights never come here."""
+
+    @property
+    def hosted(self) -> bool:
+        return self.remote
 
     def where(self) -> str:
         return f"Hugging Face {self.repo}" + (", on NDIF" if self.remote else "")

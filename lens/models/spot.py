@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import torch
 
-from lens.reads.backends import plain_view
+from lens.models.bridge import plain_view
 from lens.models.device import RELATIVE_TOLERANCE
 from lens.errors import LensError
-from lens.models.model import LoadedModel
+from lens.models.model import LoadedModel, Model
 from lens.tokens import encode_ids
 
 
@@ -88,13 +88,13 @@ def spot_check(model: LoadedModel, sequence: list[int]) -> SpotCheck:
     return SpotCheck(model.name, model.device, worst_block, worst, RELATIVE_TOLERANCE[model.dtype])
 
 
-def spot_checks(model) -> bool:
-    """Whether a run spot-checks its forward passes: on MPS and CUDA (the CPU is the reference itself), not
-    for a remote model; `model.spot_checks` (True or False) decides where set."""
+def spot_checks(model: Model) -> bool:
+    """Whether a run spot-checks its forward passes: on MPS and CUDA (the CPU is the reference itself);
+    `model.spot_checks` (True or False) decides where set (a model on NDIF: False, nothing runs here)."""
     chosen = getattr(model, "spot_checks", None)
     if chosen is not None:
         return bool(chosen)
-    return not getattr(model, "remote", False) and str(model.device) != "cpu"
+    return str(model.device) != "cpu"
 
 
 def require_agreement(model: LoadedModel, sequence: list[int]) -> None:

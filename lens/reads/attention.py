@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
 
-from lens.errors import NotRemote
-from lens.models.model import LoadedModel
+from lens.models.model import Model
 from lens.tokens import encode
-
-
-NOT_ON_NDIF = ("attention patterns are not read on NDIF: it runs models with fused attention (sdpa), which never "
-               "forms them, and recomputing them from queries and keys needs each architecture's rotary embedding")
-"""Why a remote model's attention is refused."""
 
 
 @dataclass(frozen=True)
@@ -29,11 +24,11 @@ class AttentionFromLast:
     """Per layer, the head putting most weight on one non-first position: (layer, head, position, weight)."""
 
 
+@functools.singledispatch
 @torch.inference_mode()
-def attention_from_last(model: LoadedModel, prompt: str) -> AttentionFromLast:
-    """One forward pass caching only the attention patterns (a model here only: `NOT_ON_NDIF`)."""
-    if getattr(model, "remote", False):
-        raise NotRemote(NOT_ON_NDIF)
+def attention_from_last(model: Model, prompt: str) -> AttentionFromLast:
+    """One forward pass caching only the attention patterns (a model here only: one on NDIF says why not,
+    `lens.remote.reads`)."""
     batch = encode(model.tokenizer, [prompt], model.n_ctx)
     names = [f"blocks.{i}.attn.hook_pattern" for i in range(model.n_layers)]
     _, cache = model.bridge.run_with_cache(
@@ -60,7 +55,7 @@ def attention_from_last(model: LoadedModel, prompt: str) -> AttentionFromLast:
     )
 
 
-def token_positions(model: LoadedModel, prompt: str, word: str) -> list[int]:
+def token_positions(model: Model, prompt: str, word: str) -> list[int]:
     """The positions of the prompt's tokens that spell `word` (its first occurrence)."""
     start = prompt.index(word)
     end = start + len(word)

@@ -9,14 +9,14 @@ from dataclasses import dataclass
 
 import torch
 
-from lens.models.device import RELATIVE_TOLERANCE
 from lens.errors import LensError
 from lens.lenses.lenses import EXACT
+from lens.models.exact import PROMPT
 from lens.models.model import LoadedModel
 from lens.reads.trace import collect
 
 CHECK_PROMPTS = (
-    "The capital of Germany is",
+    PROMPT,
     "Question: What is the capital of France? Answer:",
     "Berlin is the capital of",
 )
@@ -58,31 +58,6 @@ class DeviceCheck:
             f"{self.model}{through} on {self.device} ({self.dtype}) {verdict} {self.reference}: "
             f"max |Δp| = {self.max_abs_diff:.2e} (tolerance {self.tolerance:.0e}), "
             f"top-1 agreement {self.top1_agreement:.0%}"
-        )
-
-
-
-
-def exactness(model: LoadedModel, prompt: str = CHECK_PROMPTS[0]) -> float:
-    """How far the exact lens at the last block is from the model's own output logits, relative to their
-    scale: 0 up to float error when the lens is exact on this model, device and dtype."""
-    residuals = collect(model, [prompt])
-    with torch.inference_mode():
-        lens = EXACT.logits(model, residuals.resid[0, -1]).float()
-    output = residuals.output_logits[0].float()
-    return float((lens - output).abs().max() / output.abs().max().clamp_min(1e-12))
-
-
-def require_exact(model: LoadedModel) -> None:
-    """Refuse a model whose last block, read through the lens, is not its output (one line, what to do)."""
-    relative = exactness(model)
-    tolerance = RELATIVE_TOLERANCE[model.dtype]  # of max |output logit|, at the last block
-    if not relative <= tolerance:
-        dtype = str(model.dtype).removeprefix("torch.")
-        raise LensError(
-            f"the lens is not exact on {model.name} ({model.device}, {dtype}): its last block differs from the "
-            f"output by {relative:.1e} of the logits' scale (tolerance {tolerance:.0e}); try --device cpu or "
-            "--dtype float32"
         )
 
 

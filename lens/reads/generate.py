@@ -7,14 +7,16 @@ continuation is a given answer is `spells`; what counts as an answer is the call
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from lens.reads.backends import plain_view
-from lens.models.model import LoadedModel
+from lens.models.bridge import plain_view
+from lens.models.model import Model
 from lens.progress import bar
 from lens.reads.reduce import margins as margins_of
 from lens.tokens import AnswerToken, encode, is_space, spells
@@ -55,36 +57,44 @@ class Continuation:
 
 
 @torch.inference_mode()
-def continue_greedy(model: LoadedModel, prompts: Sequence[str], max_new_tokens: int = MAX_NEW_TOKENS,
+def continue_greedy(model: Model, prompts: Sequence[str], max_new_tokens: int = MAX_NEW_TOKENS,
                     batch_size: int = 16, answers: Sequence[Sequence[str]] | None = None) -> list[Continuation]:
     """Each prompt's greedy continuation by the model (the Hugging Face model as transformers built it, so
-    the bridge's hooks play no part), in batches of left-padded prompts; a remote model's on NDIF, one job
+    the bridge's hooks play no part), in batches of left-padded prompts; a model on NDIF's there, one job
     per batch (`lens.remote`). With `answers` (per prompt, the words that would answer it), a continuation
     ends where it is decided (`decided`): here generation stops there, on NDIF it is cut there, so both give
     the same continuation."""
     tokenizer = model.tokenizer
     words = list(answers) if answers is not None else [None] * len(prompts)
-    if getattr(model, "remote", False):
-        stop = set(_end_ids(model.generation_config, tokenizer))
-        rows, margins = model.continuations(prompts, max_new_tokens, batch_size)
-        return [_continued(tokenizer, prompt, row, margin, stop, w)
-                for prompt, row, margin, w in zip(prompts, rows, margins, words)]
+    config, rows, margins = generated(model, prompts, max_new_tokens, batch_size, answers)
+    stop = set(_end_ids(config, tokenizer))
+    return [_continued(tokenizer, prompt, row, margin, stop, w)
+            for prompt, row, margin, w in zip(prompts, rows, margins, words)]
+
+
+@functools.singledispatch
+def generated(model: Model, prompts: Sequence[str], max_new_tokens: int, batch_size: int,
+              answers: Sequence[Sequence[str]] | None) -> tuple[Any, list[list[int]], list[list[float]]]:
+    """`continue_greedy`'s generation here: the generation config it ran under, and per prompt the token ids
+    generated and their margins, each batch stopped once every row is decided (a model on NDIF generates there:
+    `lens.remote.reads`)."""
+    tokenizer = model.tokenizer
+    words = list(answers) if answers is not None else [None] * len(prompts)
     hf = plain_view(model.hf_model)
-    stop = set(_end_ids(hf.generation_config, tokenizer))
-    out: list[Continuation] = []
+    rows: list[list[int]] = []
+    margins: list[list[float]] = []
     starts = range(0, len(prompts), batch_size)
     for start in bar(starts, desc=f"{model.name}: its own continuation of {len(prompts)} prompts", unit="batch"):
         chunk, chunk_words = list(prompts[start : start + batch_size]), words[start : start + batch_size]
         batch = {k: v.to(model.device) for k, v in encode(tokenizer, chunk, model.n_ctx).items()}
         width = batch["input_ids"].shape[1]
         until = None if answers is None else StoppingCriteriaList([_Decided(tokenizer, chunk_words, width)])
-        generated = hf.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, top_p=None, top_k=None,
-                                temperature=None, pad_token_id=tokenizer.pad_token_id, stopping_criteria=until,
-                                return_dict_in_generate=True, output_logits=True)
-        rows = generated.sequences[:, width:].tolist()
-        for prompt, row, margin, w in zip(chunk, rows, margins_of(generated.logits).tolist(), chunk_words):
-            out.append(_continued(tokenizer, prompt, row, margin, stop, w))
-    return out
+        out = hf.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, top_p=None, top_k=None,
+                          temperature=None, pad_token_id=tokenizer.pad_token_id, stopping_criteria=until,
+                          return_dict_in_generate=True, output_logits=True)
+        rows += out.sequences[:, width:].tolist()
+        margins += margins_of(out.logits).tolist()
+    return hf.generation_config, rows, margins
 
 
 def decided(tokenizer, ids: Sequence[int], answers: Sequence[str]) -> int | None:

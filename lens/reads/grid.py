@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
 
-from lens.reads.backends import block_hooks
+from lens.models.bridge import block_hooks
 from lens.lenses.lenses import EXACT
-from lens.models.model import LoadedModel
+from lens.models.model import Model
 from lens.reads.reduce import top1
 from lens.tokens import encode
 
@@ -28,15 +29,20 @@ class LensGrid:
 
 
 @torch.inference_mode()
-def lens_grid(model: LoadedModel, prompt: str) -> LensGrid:
-    """The exact lens at every block and every prompt position (one forward pass; a remote model's on NDIF,
-    where only each cell's top token and its probability are computed and sent back)."""
+def lens_grid(model: Model, prompt: str) -> LensGrid:
+    """The exact lens at every block and every prompt position (one forward pass; a model on NDIF's there, where
+    only each cell's top token and its probability are computed and sent back)."""
     batch = encode(model.tokenizer, [prompt], model.n_ctx)
     ids = batch["input_ids"][0].tolist()
     decode = model.tokenizer.decode
-    if getattr(model, "remote", False):
-        cells = model.grid(prompt)
-        return _grid(model.name, prompt, [decode([i]) for i in ids], cells["ids"], cells["p"], decode)
+    top_i, top_p = grid_cells(model, prompt, batch)
+    return _grid(model.name, prompt, [decode([i]) for i in ids], top_i, top_p, decode)
+
+
+@functools.singledispatch
+def grid_cells(model: Model, prompt: str, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each cell's top token id and its probability, (n_layers, positions) each, from one forward pass here (a
+    model on NDIF computes them there: `lens.remote.reads`)."""
     names = block_hooks(model)
     _, cache = model.bridge.run_with_cache(
         batch["input_ids"].to(model.device),
@@ -45,7 +51,7 @@ def lens_grid(model: LoadedModel, prompt: str) -> LensGrid:
     )
     resid = torch.stack([cache[name][0] for name in names])  # (n_layers, positions, d_model)
     top_p, top_i = top1(EXACT.logits(model, resid))
-    return _grid(model.name, prompt, [decode([i]) for i in ids], top_i, top_p, decode)
+    return top_i, top_p
 
 
 def _grid(model: str, prompt: str, tokens: list[str], top_i: torch.Tensor, top_p: torch.Tensor, decode) -> LensGrid:

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from lens.lenses.lenses import exact_logits
+from lens.models.exact import exact_logits
 from lens.reads.reduce import reduce_lenses, top1
 
 

@@ -3,14 +3,15 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
-from lens.reads.backends import block_hooks
+from lens.models.bridge import block_hooks
 from lens.errors import LensError
-from lens.models.model import LoadedModel
+from lens.models.model import LoadedModel, Model
 from lens.progress import bar
 from lens.tokens import answer_token, encode
 
@@ -55,7 +56,7 @@ class Case:
 
 @torch.inference_mode()
 def patch_residuals(
-    model: LoadedModel, clean: str, corrupt: str, answer: str, positions: Sequence[int] | None = None
+    model: Model, clean: str, corrupt: str, answer: str, positions: Sequence[int] | None = None
 ) -> Patching:
     """Patch every block output of `clean` at each of `positions` (default: all) into `corrupt`, all in
     one batched forward pass.
@@ -67,20 +68,23 @@ def patch_residuals(
 
 
 @torch.inference_mode()
-def patch_many(model: LoadedModel, cases: Sequence[tuple[str, str, str, Sequence[int] | None]],
+def patch_many(model: Model, cases: Sequence[tuple[str, str, str, Sequence[int] | None]],
                desc: str = "") -> list[Patching]:
-    """`patch_residuals` for each (clean, corrupt, answer, positions); a remote model's on NDIF, one forward per
+    """`patch_residuals` for each (clean, corrupt, answer, positions); a model on NDIF's there, one forward per
     case where the clean prompt rides in the same batch as its corrupted rows, a few cases per session job
     (`lens.remote`), only p(answer) per row coming back."""
     prepared = [case_of(model, *case) for case in cases]
-    if getattr(model, "remote", False):
-        rows = model.patch(prepared)
-    else:
-        rows = [_patched_rows(model, case) for case in bar(prepared, desc=desc, unit="fact", total=len(prepared))]
-    return [_patching(model, case, p) for case, p in zip(prepared, rows)]
+    return [_patching(model, case, p) for case, p in zip(prepared, patched_rows(model, prepared, desc))]
 
 
-def case_of(model: LoadedModel, clean: str, corrupt: str, answer: str, positions: Sequence[int] | None) -> Case:
+@functools.singledispatch
+def patched_rows(model: Model, cases: Sequence[Case], desc: str = "") -> list[torch.Tensor]:
+    """Per case, p(answer) of the clean run, the corrupted run, then each patched row (block-major), here (a model
+    on NDIF patches there: `lens.remote.reads`)."""
+    return [_patched_rows(model, case) for case in bar(cases, desc=desc, unit="fact", total=len(cases))]
+
+
+def case_of(model: Model, clean: str, corrupt: str, answer: str, positions: Sequence[int] | None) -> Case:
     """A patching's prompts tokenized, its answer's token and positions, checked."""
     clean_batch = encode(model.tokenizer, [clean], model.n_ctx)
     corrupt_batch = encode(model.tokenizer, [corrupt], model.n_ctx)
@@ -126,7 +130,7 @@ def _patched_rows(model: LoadedModel, case: Case) -> torch.Tensor:
     return torch.cat([p_answer(clean_logits), corrupt_p, p_answer(patched)]).cpu()
 
 
-def _patching(model: LoadedModel, case: Case, p: torch.Tensor) -> Patching:
+def _patching(model: Model, case: Case, p: torch.Tensor) -> Patching:
     """The restored shares from p(answer) of the clean run, the corrupted run and each patched row."""
     p = p.float()
     p_clean, p_corrupt = float(p[0]), float(p[1])

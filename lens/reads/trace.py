@@ -2,185 +2,35 @@
 
 `collect` runs the model once over a batch and keeps what a lens reads (block outputs and output logits),
 through an execution backend (`lens.reads.backends`: TransformerLens's bridge by default, or nnsight); `read` turns
-that into one `Trace` per prompt through a lens (the exact one by default), cheaply and at any temperature;
-`trace` does both. Both paths reduce the lens by `lens.reads.reduce.reduce`: here at read time, over a chunk of
-prompts; for a remote model inside its job on NDIF, where only the reduction is kept (`Wanted` says, before
-the forward pass, what the reads will ask for).
+that into one `Trace` per prompt (`lens.reads.records`) through a lens (the exact one by default), cheaply and at
+any temperature; `trace` does both. Both paths reduce the lens by `lens.reads.reduce.reduce`: here at read time,
+over a chunk of prompts; for a model on NDIF inside its job, where only the reduction is kept (`Wanted` says,
+before the forward pass, what the reads will ask for).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
-from lens.reads.backends import forward
 from lens.errors import LensError
-from lens.lenses.lenses import EXACT, RAW, Lens
-from lens.models.model import LoadedModel
-from lens.progress import bar
-from lens.reads.reduce import BATCH, chunks, reduce
+from lens.lenses.lenses import EXACT, Lens
+from lens.models.model import LoadedModel, Model
 from lens.models.spot import require_agreement, spot_checks
+from lens.progress import bar
+from lens.reads.backends import forward
+from lens.reads.records import LayerLens, OutputLens, Residuals, Trace, Wanted, Watched
+from lens.reads.reduce import BATCH, chunks, reduce
 from lens.tokens import AnswerToken, answer_token, encode_ids, followed_token, prompt_ids
 
-REMOTE_LENSES = (EXACT.name, RAW.name)
-"""The lenses a remote job reduces where the model runs (`lens.reads.intrace`): a tuned or Jacobian lens's matrices
-stay here."""
-
-
-@dataclass(frozen=True)
-class Residuals:
-    """What one forward pass leaves for the lens, at each prompt's last position."""
-
-    prompts: tuple[str, ...]
-    read_after: tuple[str, ...]
-    """Per prompt, the text the lens read at the end of: the prompt, plus the whitespace its answer starts
-    with where that is a token of its own (the model writes it first; the lens follows the word after)."""
-    resid: torch.Tensor | None
-    """Block outputs (the residual stream after each block), shape (batch, n_layers, d_model); None where
-    the lens was reduced where the model ran (a remote model: `reduced`)."""
-    output_logits: torch.Tensor | None
-    """The model's own output logits, shape (batch, vocab); None where the lens was reduced remotely."""
-    backend: str = "bridge"
-    """The execution backend that ran the forward pass (`lens.reads.backends.BACKENDS`)."""
-    reduced: Reduced | None = None
-    """The lens reduced where the model ran (a remote model), for what `Wanted` asked; None here."""
-
-
-@dataclass(frozen=True)
-class Wanted:
-    """What the reads of a batch will ask for, said before its forward pass. A remote model reduces its lens
-    where it runs (`lens.reads.reduce`) and sends back only this; a model here keeps its block outputs and needs none.
-    """
-
-    answers: Sequence[str | AnswerToken | None] | None = None
-    """Per prompt, the answer `read` follows (as its `answers`)."""
-    lenses: Mapping[str, Sequence[Sequence[str | AnswerToken]] | None] = field(
-        default_factory=lambda: {EXACT.name: None})
-    """Lens name (`lens.lenses.lenses.LENSES`) -> per prompt the words `read` watches through it (None: the answers
-    only)."""
-    top_k: int = 5
-    temperatures: tuple[float, ...] = (1.0,)
-    output_ids: Sequence[Sequence[int]] | None = None
-    """Per prompt, more token ids whose output probability is read (`output_probabilities`)."""
-
-
-@dataclass(frozen=True)
-class Reduced:
-    """A batch's lens reduced where the model ran: `lens.reads.reduce.reduce`'s tensors per lens over every prompt."""
-
-    lenses: dict[str, dict[str, torch.Tensor]]
-    ids: dict[str, tuple[tuple[int, ...], ...]]
-    """Lens name -> per prompt the followed token ids, in the order of the reduced columns."""
-    output_ids: tuple[tuple[int, ...], ...]
-    """Per prompt, the ids of `out_extra_logits`' columns (of the first lens)."""
-    top_k: int
-    temperatures: tuple[float, ...]
-
-
-@dataclass(frozen=True)
-class Watched:
-    """One token followed through the layers (an answer variant, a subject word)."""
-
-    text: str
-    token: str
-    p: tuple[float, ...]
-    """Lens probability at each layer."""
-    rank: tuple[int, ...]
-    """Lens rank at each layer, 1 = top."""
-    p_output: float
-    rank_output: int
-    whole: bool
-    """Whether the text is exactly this one token here (not a prefix of a longer spelling, no lead)."""
-    token_id: int | None = None
-
-
-@dataclass(frozen=True)
-class LayerLens:
-    """The lens at one block's output (last prompt position)."""
-
-    layer: int
-    """0-based block index."""
-    depth: float
-    """(layer + 1) / n_layers: 1.0 is the last block."""
-    top: tuple[tuple[str, float], ...]
-    """Top-k tokens with their probabilities."""
-    p_answer: float | None
-    rank_answer: int | None
-    entropy: float
-    """Entropy of the lens distribution, nats."""
-    kl_to_output: float
-    """KL(output || lens), nats: how far this layer's distribution is from the model's output."""
-
-
-@dataclass(frozen=True)
-class OutputLens:
-    """The model's own output distribution at the last position."""
-
-    top: tuple[tuple[str, float], ...]
-    p_answer: float | None
-    rank_answer: int | None
-    entropy: float
-
-
-@dataclass(frozen=True)
-class Trace:
-    """One lens over every block for one prompt."""
-
-    model: str
-    prompt: str
-    read_after: str
-    """The text the lens read at the end of: the prompt, or the prompt and the answer's leading whitespace."""
-    lens: str
-    """Which lens read the residuals: "exact" (final norm, unembedding, soft-cap), "raw" (no norm), "tuned" (a
-    translator per block, then the exact lens) or "jacobian" (a matrix per block, then the exact lens)."""
-    answer: str | None
-    answer_token: str | None
-    answer_note: str | None
-    n_layers: int
-    temperature: float
-    layers: tuple[LayerLens, ...]
-    output: OutputLens
-    final_max_abs_diff: float
-    """max |this lens's logits at the last block - output logits|: 0 up to float error for the exact lens."""
-    output_max_abs_logit: float
-    """max |output logit|: the scale the difference above is measured against."""
-    watched: tuple[Watched, ...] = ()
-
-    def to_dict(self) -> dict:
-        """The `lens trace --json` schema."""
-        return {
-            "model": self.model,
-            "prompt": self.prompt,
-            "read_after": self.read_after,
-            "answer": self.answer,
-            "answer_token": self.answer_token,
-            "n_layers": self.n_layers,
-            "layers": [
-                {
-                    "layer": lay.layer,
-                    "depth": lay.depth,
-                    "top": [list(t) for t in lay.top],
-                    "p_answer": lay.p_answer,
-                    "rank_answer": lay.rank_answer,
-                    "entropy": lay.entropy,
-                    "kl_to_output": lay.kl_to_output,
-                }
-                for lay in self.layers
-            ],
-            "output": {
-                "top": [list(t) for t in self.output.top],
-                "p_answer": self.output.p_answer,
-                "rank_answer": self.output.rank_answer,
-                "entropy": self.output.entropy,
-            },
-        }
 
 
 @torch.inference_mode()
 def collect(
-    model: LoadedModel,
+    model: Model,
     prompts: Sequence[str],
     answers: Sequence[str | None] | None = None,
     batch_size: int = BATCH,
@@ -194,7 +44,7 @@ def collect(
     whitespace the answer starts with, where that is a token of its own). With `leads`, each prompt is
     read after those token ids instead (the whitespace or line break the model itself writes first,
     `lens.reads.generate.Continuation.lead_ids`). `backend`: "bridge" (TransformerLens, the default) or
-    "nnsight" (`lens.reads.backends`). A remote model runs through nnsight on NDIF, one job per batch, and brings
+    "nnsight" (`lens.reads.backends`). A model on NDIF runs through nnsight there, one job per batch, and brings
     back the lens reduced for `wanted` (default: the answers through the exact lens, top 5, temperature 1)."""
     tokenizer = model.tokenizer
     if leads is not None:
@@ -204,47 +54,30 @@ def collect(
         answers = list(answers) if answers is not None else [None] * len(prompts)
         texts = [p + answer_token(tokenizer, p, a).lead if a is not None else p for p, a in zip(prompts, answers)]
         sequences = [prompt_ids(tokenizer, text) for text in texts]
-    if getattr(model, "remote", False):
-        if backend != "nnsight":
-            raise LensError(f"{model.name} runs remotely, through nnsight: use backend 'nnsight', not {backend!r}")
-        wanted = wanted or Wanted(answers=answers)
-        return _collect_reduced(model, tuple(prompts), tuple(texts), sequences, wanted, batch_size)
+    return residuals_of(model, tuple(prompts), tuple(texts), sequences, wanted or Wanted(answers=answers), backend,
+                        batch_size)
+
+
+@functools.singledispatch
+def residuals_of(model: Model, prompts: tuple[str, ...], texts: tuple[str, ...], sequences: list[list[int]],
+                 wanted: Wanted, backend: str, batch_size: int) -> Residuals:
+    """`collect`'s forward passes over token sequences, a batch at a time, keeping the block outputs and output
+    logits at the last position (a model on NDIF reduces its lens there instead, for `wanted`: `lens.remote.reads`).
+    """
     reads = []
     starts = range(0, len(texts), batch_size)
     for start in bar(starts, desc=f"{model.name}: the lens over {len(texts)} prompts", unit="batch"):
         chunk = sequences[start : start + batch_size]
-        reads.append(forward(model, encode_ids(tokenizer, chunk, model.n_ctx), backend))
+        reads.append(forward(model, encode_ids(model.tokenizer, chunk, model.n_ctx), backend))
     if spot_checks(model):  # a wrong kernel can turn up long after the load check (lens.models.spot)
         require_agreement(model, sequences[0])
-    return Residuals(tuple(prompts), tuple(texts), torch.cat([r.resid for r in reads]),
+    return Residuals(prompts, texts, torch.cat([r.resid for r in reads]),
                      torch.cat([r.output_logits for r in reads]), backend)
-
-
-def _collect_reduced(model, prompts: tuple[str, ...], texts: tuple[str, ...], sequences: list[list[int]],
-                     wanted: Wanted, batch_size: int) -> Residuals:
-    """A remote model's batches reduced where it runs, for what `wanted` says the reads will ask."""
-    n = len(prompts)
-    answers = list(wanted.answers) if wanted.answers is not None else [None] * n
-    ids = {}
-    unknown = [name for name in wanted.lenses if name not in REMOTE_LENSES]
-    if unknown:
-        raise LensError(f"{model.name} runs remotely, where only the {' and '.join(REMOTE_LENSES)} lenses are read, "
-                        f"not {', '.join(unknown)}: run it here to read them")
-    for name, watch in wanted.lenses.items():
-        watch = list(watch) if watch is not None else [()] * n
-        ids[name] = tuple(tuple(_followed(model, prompt, text, a, ws).ids())
-                          for prompt, text, a, ws in zip(prompts, texts, answers, watch))
-    output_ids = tuple(tuple(row) for row in wanted.output_ids) if wanted.output_ids is not None else ((),) * n
-    if not 1 <= wanted.top_k:
-        raise LensError("--top-k must be at least 1")
-    reduced = model.reduce_lens(sequences, ids, output_ids, wanted.top_k, tuple(wanted.temperatures), batch_size)
-    return Residuals(prompts, texts, None, None, "nnsight",
-                     Reduced(reduced, ids, output_ids, wanted.top_k, tuple(wanted.temperatures)))
 
 
 @torch.inference_mode()
 def read(
-    model: LoadedModel,
+    model: Model,
     residuals: Residuals,
     answers: Sequence[str | AnswerToken | None] | None = None,
     watch: Sequence[Sequence[str | AnswerToken]] | None = None,
@@ -267,7 +100,7 @@ def read(
 
 @torch.inference_mode()
 def read_at(
-    model: LoadedModel,
+    model: Model,
     residuals: Residuals,
     temperatures: Sequence[float],
     answers: Sequence[str | AnswerToken | None] | None = None,
@@ -281,7 +114,7 @@ def read_at(
     n = len(residuals.prompts)
     answers = list(answers) if answers is not None else [None] * n
     watch = list(watch) if watch is not None else [()] * n
-    followed = [_followed(model, prompt, text, a, ws)
+    followed = [followed_for(model, prompt, text, a, ws)
                 for prompt, text, a, ws in zip(residuals.prompts, residuals.read_after, answers, watch)]
     if residuals.reduced is not None:
         return _read_reduced(model, residuals, tuple(temperatures), followed, top_k, lens)
@@ -292,7 +125,7 @@ def read_at(
     for start, stop in chunks(n, model.n_layers, vocab):  # as a remote job chunks the same prompts
         ids = [f.ids() for f in followed[start:stop]]
         reduced = reduce(_lens_logits(model, residuals, lens, start, stop), residuals.output_logits[start:stop],
-                         _padded(ids), top_k, tuple(temperatures))
+                         padded_ids(ids), top_k, tuple(temperatures))
         for k, temperature in enumerate(temperatures):
             traces[temperature] += _traces(model, lens.name, residuals.prompts[start:stop],
                                            residuals.read_after[start:stop], followed[start:stop], ids, reduced,
@@ -300,7 +133,7 @@ def read_at(
     return traces
 
 
-def _read_reduced(model, residuals: Residuals, temperatures: tuple[float, ...], followed: list[_Followed],
+def _read_reduced(model, residuals: Residuals, temperatures: tuple[float, ...], followed: list[Followed],
                   top_k: int, lens: Lens) -> dict[float, list[Trace]]:
     """`read_at` of a lens reduced where the model ran: only what `Wanted` asked for is there to read."""
     reduced = residuals.reduced
@@ -349,7 +182,7 @@ def output_probabilities(residuals: Residuals, ids: Sequence[Sequence[int]]) -> 
 
 
 def trace(
-    model: LoadedModel,
+    model: Model,
     prompts: Sequence[str],
     answers: Sequence[str | None] | None = None,
     backend: str = "bridge",
@@ -368,20 +201,20 @@ def _lens_logits(model: LoadedModel, residuals: Residuals, lens: Lens, start: in
     return lens.block_logits(model, residuals.resid[start:stop])
 
 
-def _padded(rows: Sequence[Sequence[int]]) -> torch.Tensor:
+def padded_ids(rows: Sequence[Sequence[int]]) -> torch.Tensor:
     """Rows of token ids as one (rows, longest) tensor, a shorter row repeating its first id (an empty one: 0)."""
     width = max((len(row) for row in rows), default=0)
     return torch.tensor([list(row) + [row[0] if row else 0] * (width - len(row)) for row in rows],
                         dtype=torch.long).reshape(len(rows), width)
 
 
-def _followed(model, prompt: str, text: str, answer: str | AnswerToken | None,
-              watch: Sequence[str | AnswerToken]) -> _Followed:
+def followed_for(model, prompt: str, text: str, answer: str | AnswerToken | None,
+              watch: Sequence[str | AnswerToken]) -> Followed:
     """What a read follows for one prompt read after `text`: its answer's token and the followable watched ones."""
     ans = answer_token(model.tokenizer, prompt, answer) if isinstance(answer, str) else answer
     if isinstance(answer, str) and prompt + ans.lead != text:
         raise ValueError(f"{prompt!r} was collected to be read after {text!r}: collect it with its answer")
-    return _Followed(ans, tuple(_followable(model.tokenizer, text, watch)))
+    return Followed(ans, tuple(_followable(model.tokenizer, text, watch)))
 
 
 def _followable(tokenizer, text: str, words: Sequence[str | AnswerToken]) -> list[AnswerToken]:
@@ -392,7 +225,7 @@ def _followable(tokenizer, text: str, words: Sequence[str | AnswerToken]) -> lis
 
 
 @dataclass(frozen=True)
-class _Followed:
+class Followed:
     """The tokens followed for one prompt: its answer (or None) and the watched strings."""
 
     answer: AnswerToken | None
@@ -403,7 +236,7 @@ class _Followed:
         return sorted({t.token_id for t in ([self.answer] if self.answer else []) + list(self.watched)})
 
 
-def _traces(model, lens: str, prompts: Sequence[str], read_after: Sequence[str], followed: Sequence[_Followed],
+def _traces(model, lens: str, prompts: Sequence[str], read_after: Sequence[str], followed: Sequence[Followed],
             columns: Sequence[Sequence[int]], reduced: dict[str, torch.Tensor], k: int, temperature: float,
             top_k: int) -> list[Trace]:
     """One Trace per prompt from the reduced lens (`lens.reads.reduce.reduce`) at its k-th temperature; `columns`: per
