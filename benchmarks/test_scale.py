@@ -250,8 +250,8 @@ def test_first_run(name, results, tmp_path):
 
     import lens.models.loader
     from findings.work import work_plan
-    from lens.paths import cache_dir
     from lens.models.registry import resolve
+    from lens.paths import cache_dir
     from suite.estimate import Timings, estimate
 
     cache = tmp_path / "cache"

@@ -13,22 +13,32 @@ counts are exact.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from findings.data import CAPITALS, CHAT, NOTES_FACT, NOTES_PROMPT, SETS, THRESHOLDS, Fact, forms_of, prompt_sets_of
-from lens.reads.attention import token_positions
-from lens.reads.generate import MAX_NEW_TOKENS
+from findings.data import (
+    CAPITALS,
+    CHAT,
+    NOTES_FACT,
+    NOTES_PROMPT,
+    SETS,
+    THRESHOLDS,
+    Fact,
+    forms_of,
+    prompt_sets_of,
+)
 from lens.lenses.lenses import EXACT, RAW, JacobianLens, TunedLens
 from lens.lenses.registry import READ_HERE
-from lens.reads.reduce import BATCH
-from lens.tokens import chat_prompt
 from lens.lenses.train_tuned import BATCH as TUNED_BATCH
 from lens.lenses.train_tuned import TOKENS as TUNED_TOKENS
 from lens.lenses.train_tuned import WINDOW
+from lens.reads.attention import token_positions
+from lens.reads.generate import MAX_NEW_TOKENS
+from lens.reads.reduce import BATCH
+from lens.tokens import chat_prompt
 from suite.estimate import Shape, Work, WorkPlan, artefact_name
 
 PHASES = ("continuations", "collect", "read exact", "read raw", "candidates", "tuned lens", "read tuned",

@@ -4,13 +4,13 @@ The instrument only: it knows no claim, prompt set or report (those live in `sui
 """
 
 from lens.errors import LensError
-from lens.reads.grid import LensGrid, lens_grid
 from lens.lenses.lenses import EXACT, RAW, Lens, LogitLens, RawLens, TunedLens
+from lens.lenses.tuned import tuned_lens
 from lens.models.loader import LoadedModel, load, release
 from lens.models.registry import ModelSpec, registry, resolve
+from lens.reads.grid import LensGrid, lens_grid
 from lens.reads.records import LayerLens, OutputLens, Residuals, Trace, Wanted, Watched
 from lens.reads.trace import collect, output_probabilities, read, read_at, trace
-from lens.lenses.tuned import tuned_lens
 
 __all__ = [
     "EXACT",

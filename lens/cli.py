@@ -7,9 +7,9 @@ import argparse
 import json
 import sys
 
-from lens.reads.backends import BACKENDS
 from lens.errors import LensError, command
 from lens.lenses.registry import KINDS, LENSES, lens_kind
+from lens.reads.backends import BACKENDS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,7 +135,14 @@ def _source(args: argparse.Namespace, name: str) -> str | None:
 
 def _train_tuned(args: argparse.Namespace) -> int:
     from lens.lenses.lenses import EXACT
-    from lens.lenses.train_tuned import TOKENS, default_corpus, file_corpus, held_out_kl, report, train_tuned
+    from lens.lenses.train_tuned import (
+        TOKENS,
+        default_corpus,
+        file_corpus,
+        held_out_kl,
+        report,
+        train_tuned,
+    )
 
     if args.tokens is not None and args.tokens < 1:
         raise LensError("--tokens must be at least 1, e.g. 512")

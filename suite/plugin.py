@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from lens.reads.backends import BACKENDS
 from lens.lenses.registry import KINDS, LENSES
 from lens.models.registry import registry
+from lens.reads.backends import BACKENDS
 from suite.collector import FindingsReport
 from suite.figures import Figure
 from suite.keys import FIGURE, IDENTITY, MODEL, RECORDED, SELECTED, SESSION, VERDICT, WARNING

@@ -24,10 +24,10 @@ import pytest
 
 import lens.models.loader
 import lens.remote
-from lens.reads.check import check_device
 from lens.errors import LensError, NotAvailable
 from lens.models.registry import ModelSpec, registry, resolve
 from lens.models.spot import DeviceDisagrees
+from lens.reads.check import check_device
 from suite.estimate import LOAD, Timings, WorkPlan, estimate, run_key
 from suite.results import ModelRecord
 from suite.store import MISSING, Store, files_state, library_versions, source_digest

@@ -15,15 +15,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from lens.models.bridge import plain_view
-from lens.reads.backends import nnsight_model
-from lens.reads.check import compare_backends, lens_probabilities
 from lens.cli import main
 from lens.errors import LensError
 from lens.lenses.lenses import EXACT, RAW
+from lens.models.bridge import plain_view
+from lens.reads.backends import nnsight_model
+from lens.reads.check import compare_backends, lens_probabilities
+from lens.reads.trace import collect, read, trace
 from lens.remote import RemoteModel
 from lens.remote.errors import SCHEDULE_URL, explain
-from lens.reads.trace import collect, read, trace
 from tests import ndif
 
 TOLERANCE = 1e-4
@@ -176,9 +176,9 @@ def test_the_remote_request_runs_where_no_lens_package_is_and_gives_the_local_le
 def test_the_remote_path_gives_the_local_figures_on_embedded_models(real_model, tiny_tokenizer, monkeypatch):
     """Both lenses, watched tokens and candidates' output probabilities, reduced inside the simulated job: the
     same figures as read here (measured: equal bit for bit; the same chunks of prompts are reduced together)."""
-    from lens.tokens import variants
     from lens.reads.records import Wanted
     from lens.reads.trace import output_probabilities
+    from lens.tokens import variants
 
     prompts, answers = HELD_OUT + [ARITHMETIC], HELD_OUT_ANSWERS + [SEVEN]
     watch = [[*variants(a), " Rome", " Germany"] for a in answers]
@@ -230,8 +230,8 @@ def test_the_models_own_continuation_the_grid_and_patching_run_remotely_as_here(
 
 
 def test_attention_is_refused_remotely_with_its_reason(tiny_tokenizer, monkeypatch):
-    from lens.reads.attention import attention_from_last
     from lens.errors import NotRemote
+    from lens.reads.attention import attention_from_last
     from tests.conftest import random_model
 
     remote = as_on_ndif(random_model("llama", tiny_tokenizer), tiny_tokenizer, monkeypatch)

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from lens.reads.check import check_device, compare, compare_models, lens_probabilities
 from lens.errors import LensError
 from lens.models.loader import load
+from lens.reads.check import check_device, compare, compare_models, lens_probabilities
 from tests.perturb import zero_last_mlp
 
 

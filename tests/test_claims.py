@@ -16,13 +16,13 @@ from findings.data import THRESHOLDS, Fact
 from findings.evidence import judged as evidence_judged
 from findings.evidence import thresholds, with_fidelity
 from findings.model_findings import Candidates
-from lens.reads.generate import Continuation
 from lens.lenses.lenses import EXACT, RAW, TunedLens
+from lens.lenses.train_tuned import fit_translators
+from lens.reads.generate import Continuation
 from lens.reads.patching import Patching
-from lens.tokens import AnswerToken
 from lens.reads.records import LayerLens, OutputLens, Residuals, Trace, Watched
 from lens.reads.trace import read
-from lens.lenses.train_tuned import fit_translators
+from lens.tokens import AnswerToken
 from suite.statistics import HOLDS, INCONCLUSIVE, REFUTED
 from suite.verdicts import difference_verdict, with_control
 from tests.conftest import random_model

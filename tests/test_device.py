@@ -2,8 +2,8 @@
 
 import pytest
 
-from lens.models.device import mps_matmul_hazard
 from lens.errors import LensError
+from lens.models.device import mps_matmul_hazard
 
 LLAMA3 = {"hidden size": 4096, "MLP width": 14336}
 

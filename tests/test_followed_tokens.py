@@ -6,8 +6,8 @@ import pytest
 from findings.data import CHAT, NOTES_FACT, SETS
 from lens.errors import LensError
 from lens.reads.generate import continue_greedy
-from lens.tokens import AnswerToken, answer_token, chat_prompt
 from lens.reads.trace import collect, read
+from lens.tokens import AnswerToken, answer_token, chat_prompt
 
 
 def test_the_lens_reads_where_the_model_writes_its_first_word(real_model):

@@ -17,8 +17,8 @@ from lens.errors import LensError, NotRemote
 from lens.lenses.jacobian import jacobian_lens, published_entry, published_names
 from lens.lenses.lenses import JacobianLens
 from lens.lenses.registry import LENSES, lens_for
-from lens.remote import simulated
 from lens.reads.trace import collect, read
+from lens.remote import simulated
 from tests.conftest import random_hf_model, random_model
 from tests.reference import assert_the_output_at_the_last_block
 

@@ -14,8 +14,8 @@ import time
 import pytest
 import torch
 
-from lens.remote import jobs
 from lens.errors import LensError
+from lens.remote import jobs
 from tests import ndif
 from tests.ndif import FakeNDIF
 
@@ -168,9 +168,9 @@ def same(a, b) -> bool:
 
 def test_jobs_go_to_ndif_without_waiting_and_are_polled_through_every_status(tiny):
     # The request NDIF receives, run there as NDIF runs it, gives what the same job gives run here (`simulated`).
-    from lens.remote import simulated
     from lens.reads.records import Wanted
     from lens.reads.trace import collect, read
+    from lens.remote import simulated
 
     model, _ = tiny
     prompts, answers = ["Rome is the capital of", "The capital of Germany is"], [" Italy", " Berlin"]

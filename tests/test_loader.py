@@ -4,11 +4,11 @@ import pytest
 import torch
 
 import lens.models.gguf
-from lens.models.device import choose_device, choose_dtype
 from lens.errors import LensError
+from lens.models.device import choose_device, choose_dtype
 from lens.models.loader import load, plan
-from lens.paths import dequantized_dir
 from lens.models.registry import registry
+from lens.paths import dequantized_dir
 from lens.reads.trace import trace
 
 

@@ -15,13 +15,13 @@ import torch
 
 import findings.model_findings as model_findings
 import lens.lenses.train_tuned as train
-from lens.lenses import published as published_lenses
 from lens.cli import main
 from lens.errors import LensError
+from lens.lenses import published as published_lenses
 from lens.lenses.jacobian import published_entry
 from lens.lenses.published import PUBLISHED_DIR, fetch_published, local_folder
-from lens.models.registry import HubModel, PublishedTuned, registry
 from lens.lenses.tuned import CONFIG, PARAMS
+from lens.models.registry import HubModel, PublishedTuned, registry
 from tests.conftest import random_hf_model, random_model
 
 ENTRY = PublishedTuned(repo="someone/tuned-lenses", path="tuned-lens--tiny-llama--pile-val",

@@ -86,13 +86,12 @@ def test_a_prompt_of_an_80_block_model_comes_back_in_at_most_32_kb(tiny_tokenize
     so an 80-block model of width 64 sends what Llama 3.1 70B does."""
     import transformers as hf
 
-    from lens.remote import jobs
     from lens.models.loader import wrap
     from lens.models.registry import LocalFolder
-    from lens.remote import simulated
-    from lens.tokens import AnswerToken
     from lens.reads.records import Wanted
     from lens.reads.trace import collect
+    from lens.remote import jobs, simulated
+    from lens.tokens import AnswerToken
     from tests.conftest import SIZES
 
     tokenizer = hf.AutoTokenizer.from_pretrained(tiny_tokenizer)

@@ -16,10 +16,10 @@ import pytest
 import torch
 
 import lens.remote as remote
-from lens.remote import blocks, session
-from lens.remote.errors import explain
 from lens.errors import LensError
 from lens.models.registry import HubModel
+from lens.remote import blocks, session
+from lens.remote.errors import explain
 from tests import ndif
 
 ROOT = Path(__file__).parent.parent
@@ -334,10 +334,10 @@ def test_the_shipped_requests_run_from_their_serialized_form_where_no_lens_is(ti
     # same weights loaded there; it gives what the job gives here.
     from nnsight import CONFIG
 
-    from lens.remote import jobs
     from lens.reads.patching import Case
-    from lens.tokens import encode
     from lens.reads.trace import collect
+    from lens.remote import jobs
+    from lens.tokens import encode
     from tests.conftest import random_model
     from tests.ndif import named
 

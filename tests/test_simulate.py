@@ -7,8 +7,8 @@ import pytest
 import torch
 import transformers as hf
 
-from lens.models import simulate
 from lens.errors import LensError
+from lens.models import simulate
 from lens.models.loader import wrap
 from lens.models.registry import LocalFolder
 from lens.reads.trace import trace

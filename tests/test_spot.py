@@ -4,8 +4,8 @@
 import pytest
 import torch
 
-from lens.models.exact import require_exact
 from lens.errors import LensError
+from lens.models.exact import require_exact
 from lens.models.spot import require_agreement, spot_check
 from lens.tokens import prompt_ids
 

@@ -6,8 +6,8 @@ import torch
 
 from lens.errors import LensError
 from lens.lenses.lenses import EXACT, RAW
-from lens.tokens import answer_token, encode
 from lens.reads.trace import collect, read, read_at, trace
+from lens.tokens import answer_token, encode
 from tests.conftest import random_model
 from tests.reference import reference_lens
 

@@ -11,7 +11,16 @@ import torch
 import lens.lenses.train_tuned as train
 from lens.lenses import tuned_corpus
 from lens.lenses.lenses import TunedLens
-from lens.lenses.tuned_fit import Rows, bounded_kl, least_squares, refine, rows_kl, top_tokens, translators, unembedding
+from lens.lenses.tuned_fit import (
+    Rows,
+    bounded_kl,
+    least_squares,
+    refine,
+    rows_kl,
+    top_tokens,
+    translators,
+    unembedding,
+)
 from tests.conftest import random_hf_model, random_model
 
 PROMPTS = ["The capital of Mexico is", "Question: What is 17 + 25? Answer:", "Die Hauptstadt von Mexiko ist"]

@@ -18,10 +18,10 @@ from pathlib import Path
 
 from lens.errors import LensError, command
 from lens.lenses.lenses import TunedLens
-from lens.models.model import LoadedModel
-from lens.models.registry import ModelSpec, PublishedTuned
 from lens.lenses.train_tuned import train_tuned
 from lens.lenses.tuned import CONFIG, PARAMS, read_folder, trained_provenance
+from lens.models.model import LoadedModel
+from lens.models.registry import ModelSpec, PublishedTuned
 
 PUBLISHED_DIR = "LENS_PUBLISHED_DIR"
 """Environment variable: a folder holding copies of published lenses as `<repo>/<path>/` (config.json, params.pt)."""

@@ -27,15 +27,23 @@ from typing import TypeVar
 
 import torch
 
-from lens.lenses import tuned_corpus, tuned_fit
-from lens.models.bridge import plain_view
 from lens.errors import LensError
+from lens.lenses import tuned_corpus, tuned_fit
 from lens.lenses.lenses import EXACT, Lens, TunedLens
+from lens.lenses.tuned import CONFIG, read_folder, trained_folder, trained_provenance, write_folder
+from lens.lenses.tuned_fit import (
+    Rows,
+    fit_translators,
+    least_squares,
+    refine,
+    rows_kl,
+    top_tokens,
+    translators,
+)
+from lens.models.bridge import plain_view
 from lens.models.model import LoadedModel
 from lens.progress import bar
 from lens.tokens import encode_ids, is_space, prompt_ids
-from lens.lenses.tuned import CONFIG, read_folder, trained_folder, trained_provenance, write_folder
-from lens.lenses.tuned_fit import Rows, fit_translators, least_squares, refine, rows_kl, top_tokens, translators
 
 __all__ = ["fit_translators"]  # the least-squares fit alone, for callers that fit synthetic block outputs
 

@@ -16,12 +16,12 @@ from typing import Any
 import psutil
 import torch
 
-from lens.models.exact import require_exact
-from lens.models.device import choose_device, choose_dtype, mps_matmul_hazard, weight_bytes
 from lens.errors import LensError
+from lens.models.device import choose_device, choose_dtype, mps_matmul_hazard, weight_bytes
+from lens.models.exact import require_exact
 from lens.models.model import LoadedModel
-from lens.paths import cache_dir
 from lens.models.registry import ModelSpec, resolve
+from lens.paths import cache_dir
 
 OFFLOAD_MEMORY_SHARE = 0.8
 """Offload to CPU/disk (accelerate's big-model dispatch) when the weights exceed this share of free memory."""

@@ -12,8 +12,8 @@ from functools import cache
 from importlib.resources import files
 from pathlib import Path
 
-from lens.models import fetch, gguf
 from lens.errors import LensError, command
+from lens.models import fetch, gguf
 from lens.paths import gguf_dir
 
 

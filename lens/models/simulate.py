@@ -19,8 +19,8 @@ from typing import Any
 
 import torch
 
-from lens.models.device import DTYPES, weight_bytes
 from lens.errors import LensError
+from lens.models.device import DTYPES, weight_bytes
 from lens.models.model import LoadedModel
 
 CONFIGS = files("lens") / "configs"

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import torch
 
+from lens.errors import LensError
 from lens.models.bridge import plain_view
 from lens.models.device import RELATIVE_TOLERANCE
-from lens.errors import LensError
 from lens.models.model import LoadedModel, Model
 from lens.tokens import encode_ids
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
-from lens.models.bridge import block_hooks
 from lens.lenses.lenses import EXACT
+from lens.models.bridge import block_hooks
 from lens.models.model import Model
 from lens.reads.reduce import top1
 from lens.tokens import encode

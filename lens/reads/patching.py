@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import torch
 
-from lens.models.bridge import block_hooks
 from lens.errors import LensError
+from lens.models.bridge import block_hooks
 from lens.models.model import LoadedModel, Model
 from lens.progress import bar
 from lens.tokens import answer_token, encode

@@ -27,7 +27,6 @@ from lens.reads.reduce import BATCH, chunks, reduce
 from lens.tokens import AnswerToken, answer_token, encode_ids, followed_token, prompt_ids
 
 
-
 @torch.inference_mode()
 def collect(
     model: Model,

@@ -12,17 +12,15 @@ import importlib.abc
 import inspect
 import linecache
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lens.errors import LensError
 from lens.reads.backends import parts
 from lens.remote import jobs
 from lens.remote.errors import explain
 
-if TYPE_CHECKING:
-    from lens.remote.model import RemoteModel
 
-def run_job(model: RemoteModel, job: jobs.Job, backend: Any) -> Any:
+def run_job(model: Any, job: jobs.Job, backend: Any) -> Any:
     """Open a job's trace with `backend`; what it saved where the backend ran it here (None where it went to
     NDIF). Only the names the block uses travel: the batch, the envoys, plain values, the functions of
     `lens.reads.intrace` by value, and nnsight's `save`, bound here (by reference to the module of the request's own
@@ -89,7 +87,7 @@ def ship_code() -> None:
     for module in (intrace, exact, reduce):
         nnsight.register(module)
 
-def request_bytes(model: RemoteModel, job: jobs.Job) -> int:
+def request_bytes(model: Any, job: jobs.Job) -> int:
     """The size of the request a job sends, serialized here as nnsight would send it (nothing is sent)."""
     measure = _MeasuringBackend()
     run_job(model, job, measure)

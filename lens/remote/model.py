@@ -26,7 +26,7 @@ from lens.models.registry import ModelSpec
 from lens.reads.backends import nnsight_model
 from lens.reads.reduce import BATCH
 from lens.reads.trace import padded_ids
-from lens.remote import blocks, jobs, results, session
+from lens.remote import blocks, jobs, results, submit
 from lens.tokens import encode, encode_ids
 
 PATCHES_PER_JOB = 8
@@ -162,11 +162,11 @@ class RemoteModel:
 
     def submit(self, job: jobs.Job) -> str | jobs.Done:
         """Send a job to NDIF without waiting (its id); a simulated one runs here at once (`jobs.Done`)."""
-        return session.submit(self, job)
+        return submit.submit(self, job)
 
     def poll(self, job_id: str) -> Any:
-        """A submitted job's result, or `jobs.Pending` while it is not back (`lens.remote.session.poll`)."""
-        return session.poll(self, job_id)
+        """A submitted job's result, or `jobs.Pending` while it is not back (`lens.remote.submit.poll`)."""
+        return submit.poll(self, job_id)
 
     def request_bytes(self, job: jobs.Job) -> int:
         """The size of the request a job sends, serialized here as nnsight would send it (nothing is sent)."""

@@ -3,7 +3,7 @@ model), the batches' results joined, and the exactness check every local load ma
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -11,8 +11,6 @@ from lens.errors import LensError
 from lens.models.device import RELATIVE_TOLERANCE
 from lens.remote import jobs
 
-if TYPE_CHECKING:
-    from lens.remote.model import RemoteModel
 
 def lens_job_bytes(n_layers: int, args: dict[str, Any]) -> int:
     """The size of a lens job's result, from the shapes it will have."""
@@ -48,7 +46,7 @@ def join(parts_: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         joined[key] = torch.cat(tensors)
     return joined
 
-def require_exact(model: RemoteModel, reduced: dict[str, torch.Tensor]) -> None:
+def require_exact(model: Any, reduced: dict[str, torch.Tensor]) -> None:
     """The check every local load makes: the lens at the last block is the model's output (as NDIF ran it)."""
     relative = float((reduced["final_diff"] / reduced["out_max_abs"].clamp_min(1e-12)).max())
     tolerance = RELATIVE_TOLERANCE.get(model.dtype, RELATIVE_TOLERANCE[torch.bfloat16])
