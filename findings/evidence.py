@@ -11,8 +11,8 @@ from typing import Any, Protocol
 
 from findings.data import CAPITALS, STATS, THRESHOLDS, Fact, prompt_sets_of
 from lens.lenses.lenses import EXACT, Lens
-from lens.tokens import variants
 from lens.reads.records import Trace, Watched
+from lens.tokens import variants
 from suite.statistics import Verdict
 from suite.verdicts import (
     Resampling,

@@ -208,7 +208,7 @@ def padded_ids(rows: Sequence[Sequence[int]]) -> torch.Tensor:
 
 
 def followed_for(model, prompt: str, text: str, answer: str | AnswerToken | None,
-              watch: Sequence[str | AnswerToken]) -> Followed:
+                 watch: Sequence[str | AnswerToken]) -> Followed:
     """What a read follows for one prompt read after `text`: its answer's token and the followable watched ones."""
     ans = answer_token(model.tokenizer, prompt, answer) if isinstance(answer, str) else answer
     if isinstance(answer, str) and prompt + ans.lead != text:
