@@ -67,6 +67,7 @@ def run_job(model: Any, job: jobs.Job, backend: Any) -> Any:
             raise explain(error, model.repo, model.host) from error
     return out
 
+
 @functools.cache
 def code_version() -> str:
     """A digest of the sources of the modules that build and run a job."""
@@ -75,6 +76,7 @@ def code_version() -> str:
 
     source = "".join(inspect.getsource(module) for module in (sys.modules[__name__], intrace, exact, reduce))
     return hashlib.sha256(source.encode()).hexdigest()[:16]
+
 
 def ship_code() -> None:
     """Send the code a job calls (`lens.reads.intrace`, `lens.reads.reduce`, `lens.lenses.lenses`) with each request, by value: NDIF
@@ -87,11 +89,13 @@ def ship_code() -> None:
     for module in (intrace, exact, reduce):
         nnsight.register(module)
 
+
 def request_bytes(model: Any, job: jobs.Job) -> int:
     """The size of the request a job sends, serialized here as nnsight would send it (nothing is sent)."""
     measure = _MeasuringBackend()
     run_job(model, job, measure)
     return measure.size
+
 
 class _NoLensHere(importlib.abc.MetaPathFinder):
     """NDIF has no `lens` package: importing it fails while a simulated request is unpacked (an editable install
@@ -101,6 +105,7 @@ class _NoLensHere(importlib.abc.MetaPathFinder):
         if name == "lens" or name.startswith("lens."):
             raise ModuleNotFoundError(f"No module named {name!r} (not on the NDIF server)")
         return None
+
 
 @contextlib.contextmanager
 def _no_lens() -> Any:
@@ -112,6 +117,7 @@ def _no_lens() -> Any:
     finally:
         sys.meta_path.remove(finder)
         sys.modules.update(hidden)
+
 
 def _simulation_backend() -> type:
     """nnsight's local simulation of a remote request, run as NDIF runs one: unpacked with `lens` hidden, then the
@@ -160,10 +166,12 @@ def _simulation_backend() -> type:
 
     return Simulated
 
+
 def SimulatedNDIF(nn: Any) -> Any:  # noqa: N802 - builds an instance of a class made on first use
     """A backend that runs a remote request here as NDIF would: serialized, unpacked where no `lens` is, and the
     unpacked code run there (one device, no HTTP, no queue, no whitelist but the missing `lens`)."""
     return _simulation_backend()(nn)
+
 
 class _MeasuringBackend:
     """A backend that serializes a request as nnsight sends it and keeps its size; nothing runs, nothing is sent."""

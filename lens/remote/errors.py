@@ -57,12 +57,14 @@ def explain(error: Exception, repo: str, host: str) -> LensError:
         return LensError(f"cannot reach NDIF at {host} ({first_line(cause)}): check the network connection")
     return LensError(f"NDIF could not run {repo}: {text}")
 
+
 def _python_refused(client: str, needed: str, exactly: bool = False) -> LensError:
     """One line for NDIF's refusal of this Python: which Python to make the environment with, and how."""
     wants = f"Python {needed}" + ("" if exactly else " or newer")
     return LensError(f"NDIF refuses Python {client}: it needs {wants}; make the project's environment with "
                      f"it: `rm -rf .venv && python{needed} -m venv .venv`, then `./run` installs the locked libraries "
                      "into it")
+
 
 def nnsight_command() -> str:
     """How to run nnsight's command line here (it sits beside this Python, e.g. in the project's .venv)."""
@@ -73,6 +75,7 @@ def nnsight_command() -> str:
         return str(beside.relative_to(Path.cwd()))
     except ValueError:
         return str(beside)
+
 
 def hub_error(repo: str, error: BaseException) -> LensError:
     """One line for a failure of the Hugging Face Hub while nnsight names the model to NDIF."""
@@ -88,6 +91,7 @@ def hub_error(repo: str, error: BaseException) -> LensError:
     return LensError(f"cannot reach the Hugging Face Hub to name {repo} to NDIF ({text}): check the network "
                      "connection")
 
+
 def _raised_by_the_hub(error: BaseException) -> bool:
     """Whether an error was raised inside huggingface_hub (nnsight asks the Hub for the model's name)."""
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
@@ -101,6 +105,7 @@ def _raised_by_the_hub(error: BaseException) -> bool:
         frame = frame.tb_next
     return False
 
+
 def _is_network_error(error: BaseException) -> bool:
     import httpx
     import websocket
@@ -108,11 +113,13 @@ def _is_network_error(error: BaseException) -> bool:
     return isinstance(error, (httpx.TransportError, websocket.WebSocketException, ConnectionError, TimeoutError,
                               OSError))
 
+
 def first_line(error: BaseException) -> str:
     """The line that names an error: its first, or where it is a Python traceback (an NDIF ERROR's description
     starts with one), the exception line that ends the last traceback in it."""
     lines = (str(error).strip() or type(error).__name__).splitlines()
     return (_exception_line(lines) or lines[0]).strip()[:300]
+
 
 def _exception_line(lines: list[str]) -> str | None:
     """The exception line of the last traceback in `lines` (the first unindented line after its frames)."""

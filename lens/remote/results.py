@@ -18,10 +18,12 @@ def lens_job_bytes(n_layers: int, args: dict[str, Any]) -> int:
     followed = {name: follow.shape[1] for name, follow in args["ids"].items()}
     return lens_bytes(n_layers, b, followed, args["top_k"], len(args["temperatures"]), candidates)
 
+
 def continuation_bytes(prompts: int, max_new_tokens: int) -> int:
     """About what a continuation job brings back: per prompt and step a token id (int64) and its margin
     (float32)."""
     return jobs.saved_bytes(prompts * max_new_tokens * (8 + 4), 2)
+
 
 def lens_bytes(n_layers: int, prompts: int, followed: dict[str, int], top_k: int = 5, temperatures: int = 1,
                candidates: int = 0) -> int:
@@ -34,6 +36,7 @@ def lens_bytes(n_layers: int, prompts: int, followed: dict[str, int], top_k: int
         tensors += 15
     return jobs.saved_bytes(total, tensors)
 
+
 def join(parts_: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """Batches' reductions as one: concatenated over prompts, a batch that follows fewer tokens padded (its
     extra columns are never read: each prompt's columns are named by its own ids)."""
@@ -45,6 +48,7 @@ def join(parts_: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
             tensors = [torch.cat([t, t.new_zeros(*t.shape[:-1], width - t.shape[-1])], dim=-1) for t in tensors]
         joined[key] = torch.cat(tensors)
     return joined
+
 
 def require_exact(model: Any, reduced: dict[str, torch.Tensor]) -> None:
     """The check every local load makes: the lens at the last block is the model's output (as NDIF ran it)."""

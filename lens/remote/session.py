@@ -55,6 +55,7 @@ def connect(name_or_path: str) -> RemoteModel:
         softcap=float(cap) if cap else None, host=host, model_key=model_key, weights_id=model_key,
     )
 
+
 @dataclass(frozen=True)
 class Deployment:
     """One entry of NDIF's /status, as its controller writes it: a deployed model under its Ray actor's name
@@ -78,6 +79,7 @@ class Deployment:
     def where(self) -> str:
         """Its level, and its state where it has one: "HOT, DEPLOYING", "COLD"."""
         return f"{self.level}, {self.state}" if self.state else self.level
+
 
 def ndif_deployments(host: str) -> list[Deployment] | None:
     """The deployments NDIF lists at `host` (its /status), or None where the answer is not that list."""
@@ -106,9 +108,11 @@ def ndif_deployments(host: str) -> list[Deployment] | None:
         for name, entry in deployments.items() if isinstance(entry, dict)
     ]
 
+
 def hosted_models(deployments: list[Deployment]) -> list[str]:
     """The repo ids NDIF runs now for an ordinary API key."""
     return sorted({d.repo_id for d in deployments if d.served})
+
 
 def _require_hosted(model_key: str, deployments: list[Deployment] | None, asked: str) -> None:
     """Refuse, in one line, a model (`asked` for, named by `model_key`) NDIF would not run now for an ordinary
@@ -140,6 +144,7 @@ def _require_hosted(model_key: str, deployments: list[Deployment] | None, asked:
     raise LensError(f"NDIF lists {repo} but it is not running now ({best.where()}): "
                     + wait.get(best.state or "", f"see {SCHEDULE_URL} for when it is scheduled (running now: {now})"))
 
+
 def _key_parts(model_key: str) -> tuple[str, dict]:
     """nnsight's model key "import.path.Class:{json}" as its class path and its fields."""
     path, _, fields = model_key.partition(":")
@@ -149,6 +154,7 @@ def _key_parts(model_key: str) -> tuple[str, dict]:
         parsed = None
     return path, parsed if isinstance(parsed, dict) else {"key": fields}
 
+
 def _key_summary(model_key: str) -> str:
     """A model key in words: its class, its task and a revision other than main."""
     path, fields = _key_parts(model_key)
@@ -156,12 +162,14 @@ def _key_summary(model_key: str) -> str:
     return (f"{path.rsplit('.', 1)[-1]} for {fields.get('task') or 'no task'}"
             + ("" if revision == "main" else f" at revision {revision}"))
 
+
 def _model_key(nn: Any, repo: str) -> str:
     """nnsight's name of the model to NDIF: its repo id as the Hub spells it, asked of the Hub once."""
     try:
         return nn.to_model_key()
     except Exception as error:  # noqa: BLE001 - whatever the Hub's client raises
         raise hub_error(repo, error) from error
+
 
 def _meta_model(repo: str) -> Any:
     """nnsight's model for a Hub repo, on the meta device: its config and tokenizer only, no weights."""

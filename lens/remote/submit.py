@@ -19,6 +19,7 @@ def submit(model: Any, job: jobs.Job) -> str | jobs.Done:
     run_job(model, job, backend)
     return backend.job_id
 
+
 def poll(model: Any, job_id: str) -> Any:
     """A submitted job's result, or `jobs.Pending` with its status while it is not back (None where NDIF has no
     record of it: nnsight's poll answers a 404 with None); one line where NDIF failed it (`jobs.JobFailed`),
@@ -43,6 +44,7 @@ def poll(model: Any, job_id: str) -> Any:
         return jobs.Pending(status)
     return result["out"]
 
+
 def _polling_error(model: Any, job_id: str, error: Any) -> LensError:
     """One line for an HTTP error while a job is polled: at NDIF's /response (a refused key, or 5xx: the job is
     still there), or at the link to its result (kept two hours after the job completes: not the API key)."""
@@ -55,6 +57,7 @@ def _polling_error(model: Any, job_id: str, error: Any) -> LensError:
                          f"NDIF_API_KEY (get one at {KEY_URL})")
     return LensError(f"NDIF at {model.host} answered {code} {reason} while job {job_id} was polled: try again "
                      "later (https://discuss.ndif.us)")
+
 
 def _backend(model: Any, job_id: str | None = None) -> Any:
     """nnsight's remote backend for a job sent without waiting (or polled, by its id), its display off."""
