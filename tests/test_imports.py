@@ -41,6 +41,13 @@ def test_lens_imports_no_pytest_suite_or_findings():
     assert done.stdout.strip() == "[]"
 
 
+def test_the_public_api_is_every_name_lens_exports_imported_on_first_use():
+    code = ("import sys, lens; before = 'torch' in sys.modules; "
+            "print(before, all(getattr(lens, name) is not None for name in lens.__all__), 'torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert done.stdout.strip() == "False True True"
+
+
 def test_the_suite_imports_no_findings():
     code = "import sys, suite.plugin, suite.report, suite.recorded; print('findings' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

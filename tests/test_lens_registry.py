@@ -30,6 +30,12 @@ def test_each_lens_is_declared_once_and_the_layers_list_the_same_lenses():
         lens_kind("nope")
 
 
+def test_the_registry_costs_no_torch_to_list_the_lenses():
+    code = "import sys, lens.lenses.registry as r; print(r.LENSES, 'torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert done.stdout.strip() == "('exact', 'raw', 'tuned', 'jacobian') False"
+
+
 def test_the_logit_and_raw_lenses_are_read_on_ndif_the_others_are_refused_there(tiny_tokenizer):
     from lens.remote import simulated
     from tests.conftest import random_model
