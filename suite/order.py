@@ -35,7 +35,7 @@ def model_order(*orders: Sequence[str]) -> tuple[str, ...]:
 def ordered(results: Results, prompt_sets: Sequence[str] = (), previous: Results | None = None) -> Results:
     """`results` with every part in the data's order: `prompt_sets` as the package of claims orders them (sets it
     does not name, as first seen in `previous`, then in `results`), the models as `model_order`, the lenses as
-    `lens.lenses.lenses` declares them."""
+    `lens.lenses.registry` declares them."""
     models = model_order(previous.model_order if previous else (), results.model_order)
     model_rank = Ranks(models)
     sets = Ranks(prompt_sets, [r.prompt_set for source in (previous, results) if source is not None

@@ -78,7 +78,7 @@ class Verdict:
     """The smallest true share (of prompts, or of facts beyond the threshold for a median) this n detects
     with the configured power: what the cell could have seen."""
     lens: str = EXACT_LENS
-    """The lens the claim was read through (`lens.lenses.lenses`: "exact", the logit lens; "tuned")."""
+    """The lens the claim was read through (`lens.lenses.registry`: "exact", the logit lens; "tuned")."""
     p: float | None = None
     """The two-sided p-value of the decision: 1 - the highest confidence at which the interval still decides
     (holds or refutes). What a multiplicity adjustment (Holm) reads; None where no interval was computed."""

@@ -2,7 +2,9 @@
 answered by both, and the reads that run otherwise on NDIF are answered for a remote model by its own
 implementation (registered by `lens.remote.reads`), never by a branch in the read."""
 
+import re
 import typing
+from pathlib import Path
 
 import pytest
 
@@ -52,3 +54,12 @@ def test_a_read_that_needs_the_models_modules_here_says_so_in_one_line(here_and_
     _, there = here_and_there
     with pytest.raises(NotRemote, match="runs on NDIF: its modules are not here"):
         there.bridge
+
+
+def test_no_module_outside_the_remote_package_asks_a_model_whether_it_is_remote():
+    root = Path(__file__).parent.parent
+    asks = re.compile(r"""getattr\([^)]*["']remote["']|\bmodel\.remote\b|\.remote\s*(is|==)""")
+    found = [f"{path.relative_to(root)}:{n}" for folder in ("lens", "suite", "findings")
+             for path in (root / folder).rglob("*.py") if "remote" not in path.relative_to(root).parts[1:2]
+             for n, line in enumerate(path.read_text().splitlines(), 1) if asks.search(line)]
+    assert found == []

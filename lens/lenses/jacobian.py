@@ -16,6 +16,7 @@ the Hugging Face cache by TransformerLens's registry of names (`jacobian_lens_re
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ def jacobian_lens(model: LoadedModel, source: str | Path | None = None) -> Jacob
     return read_file(artefact_path(Path(source)), model)
 
 
-def jacobian_lens_for_run(model: LoadedModel, say: object = None) -> JacobianLens:
+def jacobian_lens_for_run(model: LoadedModel, say: Callable[[str], None] | None = None) -> JacobianLens:
     """The Jacobian lens a findings run reads: TransformerLens's published one from the Hugging Face cache; a
     model with none here is `NotAvailable` (its claims skip, saying why)."""
     try:
