@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 from findings.data import NOTES_PROMPT, SETS, forms_of  # noqa: E402
-from lens.registry import resolve  # noqa: E402
+from lens.models.registry import resolve  # noqa: E402
 
 folder, _ = resolve(sys.argv[1]).weights_folder()
 tokenizer = AutoTokenizer.from_pretrained(folder, padding_side="left")

@@ -3,7 +3,7 @@
     python -m benchmarks.scale MODEL --out FILE.json [--simulate] [--depth N] [--facts K] [--dtype D]
 
 MODEL is a registry name. With `--simulate` it is built at full size from its published configuration with random
-weights (`lens.simulate`), at `--depth` blocks (default: all); else its real weights are loaded. `--facts K` runs each
+weights (`lens.models.simulate`), at `--depth` blocks (default: all); else its real weights are loaded. `--facts K` runs each
 prompt set's first K facts (the notes' fact among the capitals); default: every fact. The artefacts are the ones a
 run of the findings computes for the model (`findings.work.artefacts`), computed by the findings' own code
 (`findings.model_findings.ModelFindings` on a suite session), phase by phase. Per phase: wall seconds, the peak
@@ -40,8 +40,8 @@ import torch
 from findings.data import CAPITALS, NOTES_FACT, SETS, THRESHOLDS
 from findings.model_findings import ModelFindings, _patch_all, lens_for
 from findings.work import Counter, Readings, Work, artefacts, phase_of
-from lens.lenses import EXACT, RAW, JacobianLens, TunedLens
-from lens.model import LoadedModel
+from lens.lenses.lenses import EXACT, RAW, JacobianLens, TunedLens
+from lens.models.model import LoadedModel
 from suite.results import ModelRecord
 from suite.session import SuiteSession
 
@@ -75,7 +75,7 @@ class Hooks:
     unembedding; on the modules transformers built, which every path (the bridge, `generate`) runs."""
 
     def __init__(self, model: LoadedModel) -> None:
-        from lens.backends import plain_view
+        from lens.models.bridge import plain_view
 
         plain = plain_view(model.hf_model)
         self.work = Work()
@@ -150,10 +150,10 @@ def subset(k: int | None) -> dict[str, tuple]:
 
 def random_jacobian(model: LoadedModel) -> JacobianLens:
     """A Jacobian lens of the published lens's shape with random matrices (float16, as published), checked as a
-    published one is (`lens.jacobian.checked`)."""
+    published one is (`lens.lenses.jacobian.checked`)."""
     from transformer_lens.tools.analysis import JacobianLens as Artefact
 
-    from lens.jacobian import checked
+    from lens.lenses.jacobian import checked
 
     d = int(model.bridge.cfg.d_model)
     generator = torch.Generator().manual_seed(0)
@@ -180,7 +180,7 @@ def computer(findings: dict[str, ModelFindings], simulated: bool) -> Callable[[H
             lens = {EXACT.name: EXACT, RAW.name: RAW}.get(key[3])
             return findings[key[3]].form_lens(key[1], key[2], lens)
         if key == (TunedLens.name, "lens"):
-            from lens.train_tuned import train_tuned
+            from lens.lenses.train_tuned import train_tuned
 
             def train(model: LoadedModel) -> TunedLens:
                 trained = train_tuned(model, force=True)
@@ -219,8 +219,8 @@ def snapshots(exact: ModelFindings) -> None:
 def run(name: str, simulate: bool, depth: int | None, facts: int | None, dtype: str | None,
         say: Callable[[str], None]) -> dict:
     """Build or load one model, then measure every phase of the findings on it; the figures as a JSON-ready dict."""
-    import lens.loader
-    from lens import simulate as simulation
+    import lens.models.loader
+    from lens.models import simulate as simulation
 
     load = Phase("load")
     say(f"{name}: {'building' if simulate else 'loading'}")
@@ -228,7 +228,7 @@ def run(name: str, simulate: bool, depth: int | None, facts: int | None, dtype: 
         if simulate:
             model = simulation.build(name, depth, dtype or "bfloat16")
         else:
-            model = lens.loader.load(name, device="cpu", dtype=dtype)
+            model = lens.models.loader.load(name, device="cpu", dtype=dtype)
     say(f"{name}: {'built' if simulate else 'loaded'} in {load.seconds:.0f} s, {load.peak_bytes / 2**30:.1f} GiB peak")
     lenses = [TunedLens.name] + ([JacobianLens.name] if model.spec.jacobian_lens and simulate else [])
     result = measure(model, name, simulate, facts, lenses, say)
@@ -299,7 +299,7 @@ def measure(model: LoadedModel, source: str, simulate: bool, facts: int | None, 
 
 def embedding(model: LoadedModel) -> int:
     """Parameters of the embedding and unembedding matrices (a tied one once)."""
-    from lens.backends import plain_view
+    from lens.models.bridge import plain_view
 
     plain = plain_view(model.hf_model)
     matrices = {id(m.weight): m.weight.numel() for m in (plain.get_input_embeddings(), plain.get_output_embeddings())}

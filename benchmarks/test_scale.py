@@ -1,6 +1,6 @@
 """The user's scale: `./run bench -k scale` runs every phase of the findings (benchmarks/scale.py) on both embedded
 models (their weights, every fact) and on the notes' four models built at full width and vocabulary with random
-weights in bfloat16 (lens.simulate; `SCALE_FACTS` facts per prompt set), each model in a process of its own, and
+weights in bfloat16 (lens.models.simulate; `SCALE_FACTS` facts per prompt set), each model in a process of its own, and
 writes per phase the seconds, the peak memory and the cost model's estimate of the same work to
 benchmarks/scale.md (and scale.json).
 
@@ -45,7 +45,7 @@ def selected() -> list[str]:
 def fits(name: str) -> bool:
     """Whether a full-depth simulation of `name` fits in this machine's free memory now: its bfloat16 weights, the
     tuned lens's training (the block outputs of 8,255 tokens kept, the float32 translators) and `HEADROOM`."""
-    from lens.simulate import shape_of
+    from lens.models.simulate import shape_of
 
     shape = shape_of(name)
     need = (shape.weight_bytes("bfloat16") + 8255 * shape.n_layers * shape.d_model * 2
@@ -120,7 +120,7 @@ def results() -> dict[str, dict]:
 
 @pytest.mark.parametrize("name", selected())
 def test_scale(name, results, tmp_path):
-    from lens.simulate import shape_of as full_shape
+    from lens.models.simulate import shape_of as full_shape
 
     if name in EMBEDDED:
         result = run_scale(name, tmp_path)
@@ -248,10 +248,10 @@ def test_first_run(name, results, tmp_path):
     model loads (the cost model's)."""
     import time
 
-    import lens.loader
+    import lens.models.loader
     from findings.work import work_plan
+    from lens.models.registry import resolve
     from lens.paths import cache_dir
-    from lens.registry import resolve
     from suite.estimate import Timings, estimate
 
     cache = tmp_path / "cache"
@@ -262,7 +262,7 @@ def test_first_run(name, results, tmp_path):
     listed = subprocess.run([sys.executable, "-m", "pytest", "findings/", "-m", name, "--collect-only", "-q",
                              "-p", "no:cacheprovider"], cwd=ROOT, env=env, capture_output=True, text=True)
     tests = [line for line in listed.stdout.splitlines() if "::" in line]
-    plan = lens.loader.plan(name, device="cpu")
+    plan = lens.models.loader.plan(name, device="cpu")
     dtype = str(plan.dtype).removeprefix("torch.")
     os.environ["LENS_CACHE_DIR"], before = str(cache), os.environ.get("LENS_CACHE_DIR")
     try:
@@ -295,10 +295,10 @@ def whole_run(name: str, dtype: str, device: str, trains: bool) -> tuple[dict[st
     full size, counted with SmolLM2's tokenizer (the simulation's), and the weights' bytes: `trains` where its tuned
     lens is trained (none published, or not fetched), its Jacobian lens read where models.toml names one."""
     from findings.work import phase_of, plan_of
-    from lens.device import DTYPES, weight_bytes
-    from lens.registry import resolve
-    from lens.simulate import config_of, embedded_tokenizer
-    from lens.simulate import shape_of as full_shape
+    from lens.models.device import DTYPES, weight_bytes
+    from lens.models.registry import resolve
+    from lens.models.simulate import config_of, embedded_tokenizer
+    from lens.models.simulate import shape_of as full_shape
 
     spec, size = resolve(name), full_shape(name)
     tied = bool(getattr(config_of(name), "tie_word_embeddings", False))

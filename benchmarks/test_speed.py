@@ -12,8 +12,8 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from findings.data import FACTS
-from lens.loader import load, release
-from lens.trace import trace
+from lens.models.loader import load, release
+from lens.reads.trace import trace
 
 ROOT = Path(__file__).parent.parent
 PROMPTS = [fact.completion for fact in FACTS[:20]]
@@ -118,6 +118,6 @@ def test_suite_baseline(measure, model):
 
 
 def test_patching_one(measure, model):
-    from lens.patching import patch_residuals
+    from lens.reads.patching import patch_residuals
 
     measure("patching_one", lambda: patch_residuals(model, PROMPTS[0], PROMPTS[1], ANSWERS[0]), rounds=3)

@@ -11,7 +11,7 @@ from findings.data import CHAT, EXPECTED, SETS, THRESHOLDS, forms_of, lenses_of,
 from findings.evidence import judged, with_fidelity
 from findings.model_findings import ModelFindings, ndif_plan, readings_depend
 from findings.work import work_plan
-from lens.lenses import EXACT
+from lens.lenses.lenses import EXACT
 from suite import recorded
 from suite.keys import SESSION
 from suite.results import EDGE, LEFT_OUT

@@ -7,7 +7,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from lens.lenses import EXACT
+from lens.lenses.lenses import EXACT
 from suite.recorded import Recorded
 
 HERE = Path(__file__).parent

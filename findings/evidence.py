@@ -10,9 +10,10 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from findings.data import CAPITALS, STATS, THRESHOLDS, Fact, prompt_sets_of
-from lens.lenses import EXACT, Lens
+from lens.lenses.lenses import EXACT, Lens
+from lens.reads.records import Trace, Watched
 from lens.tokens import variants
-from lens.trace import Trace, Watched
+from lens.reads.records import Trace, Watched
 from suite.statistics import Evidence, Verdict
 from suite.verdicts import (
     Resampling,

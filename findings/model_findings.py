@@ -23,22 +23,19 @@ from findings.data import (
     forms_of,
 )
 from findings.evidence import partners
-from lens.attention import AttentionFromLast, attention_from_last, token_positions
-from lens.errors import LensError, NotAvailable, NotRemote
-from lens.generate import MAX_NEW_TOKENS, Continuation, continue_greedy
-from lens.grid import LensGrid, lens_grid
-from lens.jacobian import jacobian_lens
-from lens.lenses import EXACT, LENSES, RAW, JacobianLens, Lens, TunedLens
-from lens.model import LoadedModel
-from lens.patching import Patching, patch_many, patch_residuals
+from lens.lenses.lenses import EXACT, RAW, Lens
+from lens.lenses.registry import lens_for as registry_lens_for
+from lens.models.model import LoadedModel, Model
 from lens.progress import bar
-from lens.published import published_tuned_lens
-from lens.reduce import BATCH
+from lens.reads.attention import AttentionFromLast, attention_from_last, token_positions
+from lens.reads.generate import MAX_NEW_TOKENS, Continuation, continue_greedy
+from lens.reads.grid import LensGrid, lens_grid
+from lens.reads.patching import Patching, patch_many, patch_residuals
+from lens.reads.records import Residuals, Trace, Wanted
+from lens.reads.reduce import BATCH
+from lens.reads.trace import collect, output_probabilities, read
 from lens.remote import PATCHES_PER_JOB, continuation_bytes, lens_bytes
 from lens.tokens import AnswerToken, after_lead, chat_prompt, followed_token, variants
-from lens.trace import Residuals, Trace, Wanted, collect, output_probabilities, read
-from lens.train_tuned import train_tuned
-from lens.tuned import trained_provenance
 from suite.results import ModelRecord
 from suite.session import ModelArtefacts
 from suite.store import digest, fingerprint, source_digest
@@ -244,7 +241,7 @@ class ModelFindings:
                         output_ids=_candidate_ids(readings))
         return self.artefacts.get(("residuals", prompt_set, form), lambda model: collect(
             model, [r.prompt for r in readings], leads=[r.lead_ids for r in readings],
-            backend="nnsight" if getattr(model, "remote", False) else self.artefacts.session.backend,
+            backend=model.runs_through(self.artefacts.session.backend),
             wanted=wanted), keep=False)
 
     def grid(self) -> LensGrid:
@@ -313,31 +310,15 @@ def readings_depend() -> dict[str, str]:
             "prompts": digest(prompts), "settings": digest(settings)}
 
 
-def lens_for(model: LoadedModel, name: str) -> Lens:
-    """A lens other than the logit lens for this model: its tuned lens, the published one models.toml names where
-    it is on this machine (`lens.published`), else the one kept in the lens cache for its weights (trained here the
-    first time, in well under a minute on the embedded models, with an estimate and progress); or TransformerLens's
-    published Jacobian lens from the Hugging Face cache. The lens's `source` says which, and by what recipe.
-    Neither on NDIF, whose jobs run the model's own modules only; a model with no Jacobian lens here skips, saying
-    why."""
-    if getattr(model, "remote", False):
-        raise NotRemote(f"the {name} lens is not read on NDIF: its matrices are applied here, and a job there runs "
-                        "the model's own modules only")
-    if name == TunedLens.name:
-        def say(line: str) -> None:
-            print(f"\n{line}", file=sys.stderr)
+def lens_for(model: Model, name: str) -> Lens:
+    """A lens other than the logit lens for this model, as the lens registry builds it for a run
+    (`lens.lenses.registry`: its tuned lens, published or trained here; TransformerLens's published Jacobian lens);
+    the lens's `source` says which, and by what recipe. A lens the model cannot be read through (none here, or not
+    on NDIF) skips, saying why."""
+    def say(line: str) -> None:
+        print(f"\n{line}", file=sys.stderr)
 
-        published = published_tuned_lens(model, say=say)
-        if published is not None:
-            return published
-        trained = train_tuned(model, say=say)
-        return replace(trained.lens, source=trained_provenance(trained.folder))
-    if name == JacobianLens.name:
-        try:
-            return jacobian_lens(model)
-        except LensError as error:
-            raise NotAvailable(str(error)) from None
-    raise ValueError(f"no lens named {name!r}: claims.toml names one of {', '.join(LENSES)}")
+    return registry_lens_for(model, name, say)
 
 
 def ndif_plan(chat: bool, model: Any, tests: list[str]) -> str:

@@ -20,7 +20,7 @@ import pytest
 
 from findings.data import CAPITALS
 from findings.evidence import RESAMPLING, WRONG_ANSWERS, depth, first_top1_of, followed, scope, settled, thresholds
-from lens.lenses import EXACT
+from lens.lenses.lenses import EXACT
 from suite.figures import DepthCurves
 from suite.statistics import Verdict
 from suite.verdicts import Rule, median_verdict

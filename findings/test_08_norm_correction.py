@@ -20,7 +20,7 @@ from statistics import median
 import pytest
 
 from findings.evidence import RESAMPLING, forward_prompts, scope
-from lens.lenses import RAW
+from lens.lenses.lenses import RAW
 from suite.statistics import Verdict
 from suite.verdicts import Rule, beside, median_verdict
 

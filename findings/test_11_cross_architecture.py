@@ -22,7 +22,7 @@ import pytest
 
 from findings.evidence import RESAMPLING, scope, thresholds
 from findings.model_findings import ModelFindings
-from lens.lenses import EXACT
+from lens.lenses.lenses import EXACT
 from suite.statistics import Evidence, Verdict, cluster_bootstrap, percentile_ci
 from suite.verdicts import Rule, decided_verdict
 

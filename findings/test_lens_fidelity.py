@@ -10,7 +10,7 @@ the output at the last block (KL 0), whatever it does before.
 import pytest
 
 from findings.data import SETS, THRESHOLDS
-from lens.lenses import EXACT
+from lens.lenses.lenses import EXACT
 from suite.figures import KLByDepth
 from suite.keys import SESSION
 

@@ -3,8 +3,8 @@ passes, tokens through the blocks, rows unembedded and rows the lens reduces ove
 model behind the estimate line (`suite.estimate`) prices these counts; the full-size simulation
 (`benchmarks/scale.py`) computes these very artefacts and counts its own passes and tokens beside them.
 
-The counts follow the code that computes each artefact (`findings.model_findings`, `lens.trace`, `lens.generate`,
-`lens.patching`, `lens.train_tuned`). Before a run two things are not known, and are assumed: how many tokens each
+The counts follow the code that computes each artefact (`findings.model_findings`, `lens.reads.trace`, `lens.reads.generate`,
+`lens.reads.patching`, `lens.lenses.train_tuned`). Before a run two things are not known, and are assumed: how many tokens each
 continuation takes before it is decided (`MAX_NEW_TOKENS`, the most), and which capitals the model answers
 (patching runs on those only: every capital is assumed answered). Given the run's own readings (`Readings`) the
 counts are exact.
@@ -13,21 +13,32 @@ counts are exact.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from findings.data import CAPITALS, CHAT, NOTES_FACT, NOTES_PROMPT, SETS, THRESHOLDS, Fact, forms_of, prompt_sets_of
-from lens.attention import token_positions
-from lens.generate import MAX_NEW_TOKENS
-from lens.lenses import EXACT, RAW, JacobianLens, TunedLens
-from lens.reduce import BATCH
+from findings.data import (
+    CAPITALS,
+    CHAT,
+    NOTES_FACT,
+    NOTES_PROMPT,
+    SETS,
+    THRESHOLDS,
+    Fact,
+    forms_of,
+    prompt_sets_of,
+)
+from lens.lenses.lenses import EXACT, RAW, JacobianLens, TunedLens
+from lens.lenses.registry import READ_HERE
+from lens.lenses.train_tuned import BATCH as TUNED_BATCH
+from lens.lenses.train_tuned import TOKENS as TUNED_TOKENS
+from lens.lenses.train_tuned import WINDOW
+from lens.reads.attention import token_positions
+from lens.reads.generate import MAX_NEW_TOKENS
+from lens.reads.reduce import BATCH
 from lens.tokens import chat_prompt
-from lens.train_tuned import BATCH as TUNED_BATCH
-from lens.train_tuned import TOKENS as TUNED_TOKENS
-from lens.train_tuned import WINDOW
 from suite.estimate import Shape, Work, WorkPlan, artefact_name
 
 PHASES = ("continuations", "collect", "read exact", "read raw", "candidates", "tuned lens", "read tuned",
@@ -66,7 +77,7 @@ def claim_of(test: str) -> str | None:
     return found.group(1) if found and found.group(1) in THRESHOLDS else None
 
 
-def artefacts(chat: bool, lenses: Iterable[str] = (TunedLens.name, JacobianLens.name),
+def artefacts(chat: bool, lenses: Iterable[str] = READ_HERE,
               tests: Sequence[str] | None = None) -> list[Hashable]:
     """The artefacts a run computes for one model, in the order it computes them: `chat` for an instruct model
     (its chat form), `lenses` the lenses besides the logit lens it has, `tests` the selected node ids (None:
@@ -97,7 +108,7 @@ def artefacts(chat: bool, lenses: Iterable[str] = (TunedLens.name, JacobianLens.
     keys += [("lens", name, form, RAW.name) for name in sets if read_on("raw", name) for form in ("completion", "qa")]
     for name in sets:
         keys += [("candidates", name, form) for form in forms(name) if read_on("candidates", name)]
-    for lens in (TunedLens.name, JacobianLens.name):
+    for lens in READ_HERE:
         read_by = {name for name in THRESHOLDS["lenses"].get(lens, []) if name in sets}
         if lens in lenses and read_by and (every or any(f"-{lens}" in t for t in tests)):
             keys.append((lens, "lens"))
@@ -148,8 +159,8 @@ class Counter:
         self.tokenizer, self.n_layers, self.d_model, self.vocab = tokenizer, n_layers, d_model, vocab
         self.readings = readings
         self.spot_checks = spot_checks
-        """Whether each collect spot-checks a prompt on the CPU (`lens.spot`: a model off the CPU)."""
-        self._model = SimpleNamespace(tokenizer=tokenizer, n_ctx=n_ctx)  # what lens.attention's helpers read
+        """Whether each collect spot-checks a prompt on the CPU (`lens.models.spot`: a model off the CPU)."""
+        self._model = SimpleNamespace(tokenizer=tokenizer, n_ctx=n_ctx)  # what lens.reads.attention's helpers read
         self._lengths: dict[str, int] = {}
 
     def work(self, key: Hashable) -> Work:
@@ -212,22 +223,22 @@ class Counter:
     def _lens(self, name: str, form: str, lens: str) -> Work:
         """Every block of every usable prompt unembedded and reduced; moved first by a tuned or Jacobian lens."""
         rows = len(self.facts(name)) * self.n_layers
-        moved = len(self.facts(name)) * (self.n_layers - 1) if lens in (TunedLens.name, JacobianLens.name) else 0
+        moved = len(self.facts(name)) * (self.n_layers - 1) if lens in READ_HERE else 0
         return Work(unembedded=rows, reduced=rows, moved=moved)
 
     def _candidates(self, name: str, form: str) -> Work:
         return Work(reduced=len(self.facts(name)))
 
     def _tuned(self, _: str) -> Work:
-        """Training here (no published lens; `lens.train_tuned`): the corpus's training prompts, sorted by length,
+        """Training here (no published lens; `lens.lenses.train_tuned`): the corpus's training prompts, sorted by length,
         `PROMPT_BATCH` a pass, each batch followed by up to `LEADS` cached passes of one token a row while the model
         writes whitespace first (before a run: every one, the most); `TOKENS` of general text in windows of
         `WINDOW`, `BATCH` a pass, every position unembedded; a least-squares fit per block but the last over every
         read position; `STEPS` KL steps of `BATCH_ROWS` rows moved through every translator and unembedded on
         their top tokens and the drawn tail (forward and backward: three times the forward's work); then the
         held-out prompts and one text window measured over the whole vocabulary at every block."""
-        from lens import tuned_corpus, tuned_fit
-        from lens.train_tuned import HELD_OUT_PROMPTS, HELD_OUT_TEXT, LEADS, PROMPT_BATCH
+        from lens.lenses import tuned_corpus, tuned_fit
+        from lens.lenses.train_tuned import HELD_OUT_PROMPTS, HELD_OUT_TEXT, LEADS, PROMPT_BATCH
 
         prompts = tuned_corpus.prompts()
         train = sorted(self.length(p.text) for p in prompts if not p.held_out)
@@ -331,9 +342,9 @@ def lenses_here(spec: Any, plan: Any) -> tuple[list[str], bool]:
     lens will be trained (neither a published one nor one trained here before is on this machine)."""
     from huggingface_hub import try_to_load_from_cache
 
-    from lens.jacobian import published_entry
-    from lens.published import local_folder
-    from lens.tuned import CONFIG, trained_folder
+    from lens.lenses.jacobian import published_entry
+    from lens.lenses.published import local_folder
+    from lens.lenses.tuned import CONFIG, trained_folder
 
     lenses = [TunedLens.name]
     named = getattr(spec, "jacobian_lens", None)
@@ -347,7 +358,7 @@ def lenses_here(spec: Any, plan: Any) -> tuple[list[str], bool]:
 
 def work_plan(spec: Any, plan: Any, tests: Sequence[str] | None) -> WorkPlan:
     """What a model's part of the run will compute, counted before it loads: from its configuration and tokenizer
-    (the folder `lens.loader.plan` found), the selected tests (None: all) and the lenses that are here."""
+    (the folder `lens.models.loader.plan` found), the selected tests (None: all) and the lenses that are here."""
     from transformers import AutoConfig, AutoTokenizer
 
     config = AutoConfig.from_pretrained(plan.folder, local_files_only=True).get_text_config()

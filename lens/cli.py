@@ -7,9 +7,9 @@ import argparse
 import json
 import sys
 
-from lens.backends import BACKENDS
 from lens.errors import LensError, command
-from lens.lenses import EXACT, LENSES
+from lens.lenses.registry import KINDS, LENSES, lens_kind
+from lens.reads.backends import BACKENDS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,17 +35,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    p.add_argument("--lens", choices=LENSES, default=EXACT.name,
-                   help="exact: the logit lens (default); raw: without the final norm; tuned: a translator per block "
-                        "first (`lens train-tuned MODEL`, or --tuned-lens); jacobian: TransformerLens's Jacobian lens, "
-                        "a matrix per block first (--jacobian-lens)")
-    p.add_argument("--tuned-lens", metavar="SOURCE",
-                   help="with --lens tuned: a folder in tuned-lens's format, 'hub' (tuned-lens's published lens for "
-                        "the model's Hub repo) or 'hub:<repo id>'; default: the lens trained here")
-    p.add_argument("--jacobian-lens", metavar="SOURCE",
-                   help="with --lens jacobian: a .pt file in TransformerLens's format (or a folder with lens.pt), "
-                        "'hub' (TransformerLens's published lens for the model's Hub repo, fetched once) or "
-                        "'hub:<name>'; default: the published lens if already in the Hugging Face cache")
+    p.add_argument("--lens", choices=LENSES, default=LENSES[0],
+                   help="; ".join(f"{kind.name}: {kind.about}" for kind in KINDS))
+    for kind in KINDS:
+        if kind.source:
+            p.add_argument(f"--{kind.name}-lens", metavar="SOURCE", help=f"with --lens {kind.name}: {kind.source}")
     _model_options(p)
     p.add_argument("--remote", action="store_true",
                    help="run a Hub model on NDIF through nnsight (no weights here; needs NDIF_API_KEY)")
@@ -93,7 +87,7 @@ def _model_options(p: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace):
-    from lens.loader import load
+    from lens.models.loader import load
 
     return load(args.model, device=args.device, dtype=args.dtype, offload=args.offload or None)
 
@@ -101,18 +95,18 @@ def _load(args: argparse.Namespace):
 def _trace(args: argparse.Namespace) -> int:
     if args.temperature <= 0:
         raise LensError("--temperature must be positive, e.g. 1.0")
-    from lens.trace import trace
+    from lens.reads.trace import trace
 
-    if args.tuned_lens and args.lens != "tuned":
-        raise LensError("--tuned-lens goes with --lens tuned")
-    if args.jacobian_lens and args.lens != "jacobian":
-        raise LensError("--jacobian-lens goes with --lens jacobian")
+    for kind in KINDS:
+        if _source(args, kind.name) and args.lens != kind.name:
+            raise LensError(f"--{kind.name}-lens goes with --lens {kind.name}")
     if args.remote or _runs_remotely(args.model):
-        if args.lens in ("tuned", "jacobian"):
+        if not lens_kind(args.lens).in_jobs:
             raise LensError(f"the {args.lens} lens is read here, not on NDIF: drop --remote (the model must be here)")
-        model, backend = _connect(args), "nnsight"
+        model = _connect(args)
     else:
-        model, backend = _load(args), args.backend or "bridge"
+        model = _load(args)
+    backend = model.runs_through(args.backend or "bridge")
     lens = _lens(args, model)
     (result,) = trace(
         model, [args.prompt], [args.answer], backend=backend, top_k=args.top_k, temperature=args.temperature,
@@ -130,22 +124,25 @@ def _trace(args: argparse.Namespace) -> int:
 
 
 def _lens(args: argparse.Namespace, model):
-    """The lens `--lens` names, for this model."""
-    from lens.lenses import RAW
+    """The lens `--lens` names, for this model (from its `--NAME-lens SOURCE` where given)."""
+    return lens_kind(args.lens).from_source(model, _source(args, args.lens))
 
-    if args.lens == "tuned":
-        from lens.tuned import tuned_lens
 
-        return tuned_lens(model, args.tuned_lens)
-    if args.lens == "jacobian":
-        from lens.jacobian import jacobian_lens
-
-        return jacobian_lens(model, args.jacobian_lens)
-    return RAW if args.lens == "raw" else EXACT
+def _source(args: argparse.Namespace, name: str) -> str | None:
+    """What `--NAME-lens` gave (None: not given, or a lens that takes no source)."""
+    return getattr(args, f"{name}_lens", None)
 
 
 def _train_tuned(args: argparse.Namespace) -> int:
-    from lens.train_tuned import TOKENS, default_corpus, file_corpus, held_out_kl, report, train_tuned
+    from lens.lenses.lenses import EXACT
+    from lens.lenses.train_tuned import (
+        TOKENS,
+        default_corpus,
+        file_corpus,
+        held_out_kl,
+        report,
+        train_tuned,
+    )
 
     if args.tokens is not None and args.tokens < 1:
         raise LensError("--tokens must be at least 1, e.g. 512")
@@ -164,9 +161,10 @@ def _train_tuned(args: argparse.Namespace) -> int:
 
 def _runs_remotely(name: str) -> bool:
     """Whether models.toml says this model runs on NDIF (`remote = true`)."""
-    from lens.registry import registry
+    from lens.models.registry import registry
 
-    return bool(getattr(registry().get(name), "remote", False))
+    spec = registry().get(name)
+    return spec is not None and spec.hosted
 
 
 def _connect(args: argparse.Namespace):
@@ -184,11 +182,11 @@ def _connect(args: argparse.Namespace):
 def _models(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
-    from lens.registry import registry
+    from lens.models.registry import registry
 
     rows = []
     for spec in registry().values():
-        if getattr(spec, "remote", False):
+        if spec.hosted:
             rows.append([spec.name, spec.describe(), "no (on NDIF)", f"nothing: `{command(f'trace {spec.name} ...')}`"])
             continue
         here = spec.is_present()
@@ -199,8 +197,8 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from lens.published import fetch_published
-    from lens.registry import embedded_models, resolve
+    from lens.lenses.published import fetch_published
+    from lens.models.registry import embedded_models, resolve
 
     named = [resolve(name) for name in args.names]
     embedded = embedded_models() if args.embedded else []
@@ -216,7 +214,7 @@ def _download(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from lens.check import check_device, compare_backends
+    from lens.reads.check import check_device, compare_backends
 
     if args.backend not in (None, "bridge"):
         result = compare_backends(_load(args), args.backend)

@@ -2,7 +2,7 @@
 
 from tabulate import tabulate
 
-from lens.trace import Trace
+from lens.reads.records import Trace
 
 
 def trace_table(trace: Trace) -> str:

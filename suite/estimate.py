@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, fields
 from functools import cache
 from pathlib import Path
 
-from lens.device import DTYPES, weight_bytes
+from lens.models.device import DTYPES, weight_bytes
 from lens.paths import cache_dir
 
 TIMINGS = "suite-timings.json"

@@ -184,7 +184,7 @@ class KLByDepth(Figure):
     bound: float | None = None
     """The KL above which a verdict decided there is marked "lens not faithful here"."""
     source: str = ""
-    """Where the lens came from and by what recipe (`lens.lenses.BlockwiseLens.source`; empty for the logit lens)."""
+    """Where the lens came from and by what recipe (`lens.lenses.lenses.BlockwiseLens.source`; empty for the logit lens)."""
 
     def at(self, depth: float) -> dict[str, float]:
         """Per series, the mean KL at the first block at or past `depth`."""

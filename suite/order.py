@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
-from lens.lenses import LENSES
-from lens.registry import registry
+from lens.lenses.registry import LENSES
+from lens.models.registry import registry
 from suite.results import ClaimResults, Result, Results
 
 
@@ -35,7 +35,7 @@ def model_order(*orders: Sequence[str]) -> tuple[str, ...]:
 def ordered(results: Results, prompt_sets: Sequence[str] = (), previous: Results | None = None) -> Results:
     """`results` with every part in the data's order: `prompt_sets` as the package of claims orders them (sets it
     does not name, as first seen in `previous`, then in `results`), the models as `model_order`, the lenses as
-    `lens.lenses` declares them."""
+    `lens.lenses.registry` declares them."""
     models = model_order(previous.model_order if previous else (), results.model_order)
     model_rank = Ranks(models)
     sets = Ranks(prompt_sets, [r.prompt_set for source in (previous, results) if source is not None

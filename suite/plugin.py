@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from lens.backends import BACKENDS
-from lens.lenses import LENSES
-from lens.registry import registry
+from lens.lenses.registry import KINDS, LENSES
+from lens.models.registry import registry
+from lens.reads.backends import BACKENDS
 from suite.collector import FindingsReport
 from suite.config import OPTIONS
 from suite.figures import Figure
@@ -49,8 +49,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--lens", dest="lens_lenses", default=None, metavar="NAMES",
-        help="the lenses a claim is read through, comma-separated: exact (the logit lens; 'logit' too), tuned "
-        "and jacobian (default: every lens the claim declares in claims.toml)",
+        help=f"the lenses a claim is read through, comma-separated: {', '.join(LENSES)} ('logit' for exact; "
+        "default: every lens the claim declares in claims.toml)",
     )
     group.addoption(
         "--recompute", dest="lens_recompute", action="store_true", default=False,
@@ -88,11 +88,12 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(FindingsReport(config), "lens-findings-report")
 
 
-LENS_ALIASES = {"logit": EXACT_LENS}
+LENS_ALIASES = {kind.title: kind.name for kind in KINDS if kind.title.lower() != kind.name}
+"""Other names `--lens` takes: a lens by its title ("logit" for the exact lens)."""
 
 
 def lens_names(option: str | None) -> tuple[str, ...] | None:
-    """The lenses `--lens` asks for, by their names in `lens.lenses` (None: every lens a claim declares)."""
+    """The lenses `--lens` asks for, by their names in `lens.lenses.registry` (None: every lens a claim declares)."""
     if not option:
         return None
     names = [LENS_ALIASES.get(name.strip(), name.strip()) for name in option.split(",") if name.strip()]

@@ -22,12 +22,12 @@ from typing import Any, TypeVar
 
 import pytest
 
-import lens.loader
+import lens.models.loader
 import lens.remote
-from lens.check import check_device
 from lens.errors import LensError, NotAvailable
-from lens.registry import ModelSpec, registry, resolve
-from lens.spot import DeviceDisagrees
+from lens.models.registry import ModelSpec, registry, resolve
+from lens.models.spot import DeviceDisagrees
+from lens.reads.check import check_device
 from suite.config import findings_command
 from suite.estimate import LOAD, Timings, WorkPlan, estimate, run_key
 from suite.provenance import library_versions
@@ -76,7 +76,7 @@ class ModelArtefacts:
         """The artefact under `key` if it was computed, else None (never computes)."""
         return self._memo.get(key)
 
-    def get(self, key: Hashable, compute: Callable[[lens.loader.LoadedModel], T], keep: bool = True,
+    def get(self, key: Hashable, compute: Callable[[lens.models.loader.LoadedModel], T], keep: bool = True,
             depends: Any = None) -> T:
         """The artefact under `key`, computed by `compute(model)` the first time it is asked for, or read back from
         an earlier run (`keep`: kept on disk, under the model's store and `depends`, what else it depends on, e.g.
@@ -150,7 +150,7 @@ class SuiteSession:
         self.terminal: Callable[[], AbstractContextManager] = nullcontext
         """Lets output through to the terminal while an artefact is computed (the plugin suspends capture)."""
         self.backend = "bridge"
-        """What runs the lens's forward passes (lens.backends: bridge or nnsight)."""
+        """What runs the lens's forward passes (lens.reads.backends: bridge or nnsight)."""
         self.dtype: str | None = None
         """float32, bfloat16 or float16; None: the loader's choice (float32 where it fits)."""
         self.lenses: tuple[str, ...] | None = None
@@ -164,7 +164,7 @@ class SuiteSession:
         """Models of the run that run on NDIF, connected to when the run began."""
         self.on_ndif = on_ndif or {}
         """Models that run on NDIF, left out because the run did not ask for them -> the command that does."""
-        self.work_plan: Callable[[str, lens.loader.Plan, list[str]], WorkPlan] | None = None
+        self.work_plan: Callable[[str, lens.models.loader.Plan, list[str]], WorkPlan] | None = None
         """What the selected tests (node ids) will compute on a model here, counted before it loads, for the
         estimate's cost model: set by the package of claims, which knows what they compute."""
         self.remote_plan: Callable[[str, Any, list[str]], str] | None = None
@@ -173,7 +173,7 @@ class SuiteSession:
         self.simulate = os.environ.get(SIMULATE) == "simulate"
         self._simulated: lens.remote.RemoteModel | None = None
         self._artefacts: dict[str, ModelArtefacts] = {}
-        self._loaded: lens.loader.LoadedModel | None = None
+        self._loaded: lens.models.loader.LoadedModel | None = None
         self._refused: dict[str, str] = {}
         self.timings = Timings.load()
         """What the artefacts took on earlier runs here, for the estimate; this run's are added at its end."""
@@ -190,7 +190,7 @@ class SuiteSession:
         self.readings_depend: Callable[[], dict[str, Any]] | None = None
         """What the package of claims says its readings read besides the model (its code, the prompts): set by
         it; a change makes every kept reading stale."""
-        self._plans: dict[str, lens.loader.Plan] = {}
+        self._plans: dict[str, lens.models.loader.Plan] = {}
         self._stores: dict[str, Store | None] = {}
 
     @classmethod
@@ -207,7 +207,7 @@ class SuiteSession:
         if not specs:
             specs = {name: (name, spec) for name, spec in registry().items()}
         named = {name for name in specs if given or _asks_for(markexpr, name)}
-        remote = {name for name, (_, spec) in specs.items() if getattr(spec, "remote", False)}
+        remote = {name for name, (_, spec) in specs.items() if spec.hosted}
         connected = {}
         for name in sorted(named & remote):
             try:
@@ -242,7 +242,7 @@ class SuiteSession:
             self._artefacts[name] = ModelArtefacts(self, name)
         return self._artefacts[name]
 
-    def loaded(self, name: str) -> lens.loader.LoadedModel:
+    def loaded(self, name: str) -> lens.models.loader.LoadedModel:
         """The model in memory, loading it (and releasing any other) if needed. Skips a model whose
         weights are absent; fails one whose device disagrees with the CPU."""
         self.refused(name)
@@ -269,11 +269,11 @@ class SuiteSession:
         print(f"\n{estimate(self.timings, name, plan.parameters, dtype, plan.device, tests, work).line()}"
               + ("; less what earlier runs kept (read back, not computed again)" if kept else ""), file=sys.stderr)
         start = time.perf_counter()
-        model = lens.loader.load(self.sources[name], planned=plan)
+        model = lens.models.loader.load(self.sources[name], planned=plan)
         if model.device != "cpu":
             check = check_device(model)
             if not check.agrees:
-                lens.loader.release(model)
+                lens.models.loader.release(model)
                 self.refuse(name, f"refusing to judge on this device: {check.summary()}; run with --device cpu")
         self._loaded = model
         if self.simulate:  # the remote code path, NDIF's requests run back here on this model
@@ -307,10 +307,10 @@ class SuiteSession:
                 store.save_record(artefacts.record.to_dict())
         return model
 
-    def plan(self, name: str) -> lens.loader.Plan:
+    def plan(self, name: str) -> lens.models.loader.Plan:
         """How one of the run's models will load (where its weights are, device, dtype), decided once."""
         if name not in self._plans:
-            self._plans[name] = lens.loader.plan(self.sources[name], device=self.device, dtype=self.dtype)
+            self._plans[name] = lens.models.loader.plan(self.sources[name], device=self.device, dtype=self.dtype)
         return self._plans[name]
 
     def store(self, name: str) -> Store | None:
@@ -338,7 +338,7 @@ class SuiteSession:
             where = {"weights": plan.weights_id, "files": files_state(plan.folder), "device": plan.device,
                      "dtype": str(plan.dtype), "backend": SIMULATED_BACKEND if self.simulate else self.backend}
         return {"model": name, **where, "libraries": library_versions(),
-                "lens code": source_digest([Path(lens.loader.__file__).parent]),
+                "lens code": source_digest([Path(lens.__file__).parent]),
                 "claims": self.readings_depend() if self.readings_depend else None}
 
     def refused(self, name: str) -> None:
@@ -359,5 +359,5 @@ class SuiteSession:
     def release(self, name: str | None = None) -> None:
         """Free the model in memory (only if it is `name`, when given); computed artefacts stay."""
         if self._loaded is not None and name in (None, self._loaded.name):
-            lens.loader.release(self._loaded)
+            lens.models.loader.release(self._loaded)
             self._loaded, self._simulated = None, None

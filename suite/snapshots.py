@@ -22,7 +22,7 @@ from typing import Any
 
 from syrupy.extensions.json import JSONSnapshotExtension
 
-from lens.trace import Trace
+from lens.reads.records import Trace
 from suite.provenance import code_commit, library_versions
 
 FLOOR = -30.0

@@ -48,7 +48,7 @@ class VerdictChanged(AssertionError):
 
 
 EXACT_LENS = "exact"
-"""The lens a verdict is read through unless it says otherwise: the exact logit lens (`lens.lenses.EXACT.name`,
+"""The lens a verdict is read through unless it says otherwise: the exact logit lens (`lens.lenses.lenses.EXACT.name`,
 written out here so that reading and rendering results imports no torch; tests/suite/test_statistics.py holds the
 two equal)."""
 
@@ -143,7 +143,7 @@ class Verdict:
     """The smallest true share (of prompts, or of facts beyond the threshold for a median) this n detects
     with the configured power: what the cell could have seen."""
     lens: str = EXACT_LENS
-    """The lens the claim was read through (`lens.lenses`: "exact", the logit lens; "tuned")."""
+    """The lens the claim was read through (`lens.lenses.registry`: "exact", the logit lens; "tuned")."""
     p: float | None = None
     """The two-sided p-value of the decision: 1 - the highest confidence at which the interval still decides
     (holds or refutes). What a multiplicity adjustment (Holm) reads; None where no interval was computed."""

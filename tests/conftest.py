@@ -14,8 +14,8 @@ import torch
 import transformers as hf
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from lens.loader import LoadedModel, load, wrap
-from lens.registry import LocalFolder
+from lens.models.loader import LoadedModel, load, wrap
+from lens.models.registry import LocalFolder
 from tests.reference import plain_twin
 
 CORPUS = [
@@ -155,14 +155,14 @@ def cli_smollm2(smollm2, monkeypatch) -> LoadedModel:
     """The `lens` command's load of smollm2 on the CPU (default dtype, no offload) answered with the session's
     smollm2, what that load gives (the same file, device and dtype; tests/test_loader.py checks a second load
     equals the first): the command's own tests then do not load it again. Any other load goes through."""
-    import lens.loader
+    import lens.models.loader
 
-    real_load = lens.loader.load
+    real_load = lens.models.loader.load
 
     def load(name_or_path, device=None, dtype=None, offload=None, **kwargs):
         if (name_or_path, device, dtype, offload, kwargs) == ("smollm2", "cpu", None, None, {}):
             return smollm2
         return real_load(name_or_path, device=device, dtype=dtype, offload=offload, **kwargs)
 
-    monkeypatch.setattr(lens.loader, "load", load)
+    monkeypatch.setattr(lens.models.loader, "load", load)
     return smollm2

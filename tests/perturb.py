@@ -6,12 +6,12 @@ id is the model's: its readings are neither read from nor written to the reading
 import pytest
 import torch
 
-import lens.loader
+import lens.models.loader
 
-_load = lens.loader.load
+_load = lens.models.loader.load
 
 
-def zero_last_mlp(model: lens.loader.LoadedModel) -> lens.loader.LoadedModel:
+def zero_last_mlp(model: lens.models.loader.LoadedModel) -> lens.models.loader.LoadedModel:
     """Zero the last block's MLP output weights, in place: a clearly different model."""
     with torch.no_grad():
         model.hf_model.model.layers[-1].mlp.down_proj.weight.zero_()
@@ -24,5 +24,5 @@ def _perturbed_load(*args, **kwargs):
 
 @pytest.hookimpl(tryfirst=True)  # before the suite's session reads the options
 def pytest_configure(config):
-    lens.loader.load = _perturbed_load
+    lens.models.loader.load = _perturbed_load
     config.option.lens_recompute = True  # its readings are not the model's: never read back, never kept

@@ -6,7 +6,7 @@ import pytest
 import torch
 import transformers as hf
 
-from lens.model import LoadedModel
+from lens.models.model import LoadedModel
 
 
 def plain_twin(model: LoadedModel) -> torch.nn.Module:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lens.registry import registry
+from lens.models.registry import registry
 from suite.document import RESULTS, load_results
 from suite.statistics import Label
 

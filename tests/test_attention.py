@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from lens.attention import attention_from_last, token_positions
+from lens.reads.attention import attention_from_last, token_positions
 
 pytestmark = pytest.mark.slow  # every test here loads an embedded model
 

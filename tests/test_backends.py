@@ -15,14 +15,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from lens.backends import nnsight_model, plain_view
-from lens.check import compare_backends, lens_probabilities
 from lens.cli import main
 from lens.errors import LensError
-from lens.lenses import EXACT, RAW
-from lens.registry import HubModel
-from lens.remote import SCHEDULE_URL, RemoteModel
-from lens.trace import collect, read, trace
+from lens.lenses.lenses import EXACT, RAW
+from lens.models.bridge import plain_view
+from lens.reads.backends import nnsight_model
+from lens.reads.check import compare_backends, lens_probabilities
+from lens.reads.trace import collect, read, trace
+from lens.remote import RemoteModel
+from lens.remote.errors import SCHEDULE_URL, explain
 from tests import ndif
 
 TOLERANCE = 1e-4
@@ -102,7 +103,7 @@ def test_blocks_on_several_devices_are_read_as_ndif_places_them(tiny_tokenizer, 
     from accelerate.hooks import AlignDevicesHook, add_hook_to_module
     from nnsight import TransformersModel
 
-    from lens.backends import nnsight_reads
+    from lens.reads.backends import nnsight_reads
     from lens.tokens import encode
     from tests.conftest import ARCHITECTURES, SIZES
 
@@ -123,9 +124,9 @@ def test_blocks_on_several_devices_are_read_as_ndif_places_them(tiny_tokenizer, 
     here = nnsight_reads(nn, batch)
     assert here.resid.device.type == "meta" and here.resid.shape == (2, SIZES["num_hidden_layers"], 64)
     # The request NDIF runs, serialized: the lens reduced where the last block is.
-    from lens.backends import parts
-    from lens.intrace import lens_figures
-    from lens.remote import SimulatedNDIF, ship_code
+    from lens.reads.backends import parts
+    from lens.reads.intrace import lens_figures
+    from lens.remote.blocks import SimulatedNDIF, ship_code
 
     ship_code()
     layers, norm, head = parts(nn)
@@ -177,8 +178,9 @@ def test_the_remote_request_runs_where_no_lens_package_is_and_gives_the_local_le
 def test_the_remote_path_gives_the_local_figures_on_embedded_models(real_model, tiny_tokenizer, monkeypatch):
     """Both lenses, watched tokens and candidates' output probabilities, reduced inside the simulated job: the
     same figures as read here (measured: equal bit for bit; the same chunks of prompts are reduced together)."""
+    from lens.reads.records import Wanted
+    from lens.reads.trace import output_probabilities
     from lens.tokens import variants
-    from lens.trace import Wanted, output_probabilities
 
     prompts, answers = HELD_OUT + [ARITHMETIC], HELD_OUT_ANSWERS + [SEVEN]
     watch = [[*variants(a), " Rome", " Germany"] for a in answers]
@@ -203,9 +205,9 @@ def test_the_remote_path_gives_the_local_figures_on_embedded_models(real_model, 
 
 @pytest.mark.parametrize("arch", ["gemma2", "llama"])
 def test_the_models_own_continuation_the_grid_and_patching_run_remotely_as_here(arch, tiny_tokenizer, monkeypatch):
-    from lens.generate import continue_greedy
-    from lens.grid import lens_grid
-    from lens.patching import patch_many, patch_residuals
+    from lens.reads.generate import continue_greedy
+    from lens.reads.grid import lens_grid
+    from lens.reads.patching import patch_many, patch_residuals
     from tests.conftest import random_model
 
     model = random_model(arch, tiny_tokenizer)
@@ -230,8 +232,8 @@ def test_the_models_own_continuation_the_grid_and_patching_run_remotely_as_here(
 
 
 def test_attention_is_refused_remotely_with_its_reason(tiny_tokenizer, monkeypatch):
-    from lens.attention import attention_from_last
     from lens.errors import NotRemote
+    from lens.reads.attention import attention_from_last
     from tests.conftest import random_model
 
     remote = as_on_ndif(random_model("llama", tiny_tokenizer), tiny_tokenizer, monkeypatch)
@@ -265,9 +267,7 @@ NOT_DEDICATED = ("Model nnsight.modeling.language.LanguageModel:{...} is not ded
 def test_what_ndif_answers_becomes_one_line(error, message):
     from nnsight.intervention.backends.remote import RemoteError
 
-    remote = RemoteModel(spec=HubModel(name="m", repo="test/m"), repo="test/m", nn=None, tokenizer=None,
-                         n_layers=1, n_ctx=1, softcap=None, host="https://api.ndif.us")
-    assert str(remote._explain(RemoteError(error))) == message
+    assert str(explain(RemoteError(error), "test/m", "https://api.ndif.us")) == message
 
 
 def test_a_remote_run_that_cannot_reach_ndif_is_one_line(tiny_tokenizer, monkeypatch):

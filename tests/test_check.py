@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from lens.check import CHECK_PROMPTS, check_device, compare, compare_models, lens_probabilities
 from lens.errors import LensError
-from lens.loader import load
+from lens.models.loader import load
+from lens.reads.check import check_device, compare, compare_models, lens_probabilities
 from tests.perturb import zero_last_mlp
 from tests.reference import reference_lens
 
@@ -55,13 +55,13 @@ def test_lens_probabilities_are_the_lens_of_plain_transformers_hooks(smollm2, tw
 
 @pytest.mark.slow
 def test_the_lens_is_exact_on_an_embedded_model(smollm2):
-    from lens.check import exactness
+    from lens.models.exact import exactness
 
     assert exactness(smollm2) < 1e-5  # measured: ~1e-6 of the logits' scale in float32
 
 
 def test_every_load_checks_the_lens_is_exact_and_refuses_a_model_where_it_is_not(tiny_tokenizer):
-    from lens.check import exactness, require_exact
+    from lens.models.exact import exactness, require_exact
     from tests.conftest import random_model
 
     wrong = random_model("llama", tiny_tokenizer)

@@ -16,12 +16,13 @@ from findings.data import THRESHOLDS, Fact
 from findings.evidence import judged as evidence_judged
 from findings.evidence import thresholds, with_fidelity
 from findings.model_findings import Candidates
-from lens.generate import Continuation
-from lens.lenses import EXACT, RAW, TunedLens
-from lens.patching import Patching
+from lens.lenses.lenses import EXACT, RAW, TunedLens
+from lens.lenses.train_tuned import fit_translators
+from lens.reads.generate import Continuation
+from lens.reads.patching import Patching
+from lens.reads.records import LayerLens, OutputLens, Residuals, Trace, Watched
+from lens.reads.trace import read
 from lens.tokens import AnswerToken
-from lens.trace import LayerLens, OutputLens, Residuals, Trace, Watched, read
-from lens.train_tuned import fit_translators
 from suite.statistics import Label
 from suite.verdicts import difference_verdict, with_control
 from tests.conftest import random_model

@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from lens.cli import main
+from lens.models.registry import registry
 from lens.paths import gguf_dir
-from lens.registry import registry
 
 GERMANY = "The capital of Germany is"
 

@@ -10,7 +10,7 @@ import json
 
 from findings.data import EXPECTED, SETS
 from findings.model_findings import Reading
-from lens.generate import Continuation
+from lens.reads.generate import Continuation
 from suite.keys import WARNING
 
 pytest_plugins = ["pytester"]

@@ -1,9 +1,9 @@
-"""lens.device: the known silent MPS matmul errors are refused in one line, on the torch versions they hit."""
+"""lens.models.device: the known silent MPS matmul errors are refused in one line, on the torch versions they hit."""
 
 import pytest
 
-from lens.device import mps_matmul_hazard
 from lens.errors import LensError
+from lens.models.device import mps_matmul_hazard
 
 LLAMA3 = {"hidden size": 4096, "MLP width": 14336}
 
@@ -29,18 +29,18 @@ def test_a_load_on_mps_is_refused_before_any_weight_is_read(monkeypatch, tiny_to
     """A model whose MLP is wider than 32768 on an affected torch: one line, the issue number, nothing loaded."""
     import transformers as hf
 
-    import lens.device
-    import lens.loader
-    from lens.registry import LocalFolder
+    import lens.models.device
+    import lens.models.loader
+    from lens.models.registry import LocalFolder
 
     config = hf.LlamaConfig(vocab_size=400, hidden_size=64, intermediate_size=40_000, num_hidden_layers=1,
                             num_attention_heads=4, num_key_value_heads=2)
     config.save_pretrained(tmp_path)
     spec = LocalFolder(name="wide", path=tmp_path, title="wide")
-    monkeypatch.setattr(lens.loader, "resolve", lambda name: spec)
+    monkeypatch.setattr(lens.models.loader, "resolve", lambda name: spec)
     monkeypatch.setattr(LocalFolder, "weights_folder", lambda self: (tmp_path, "none"))
-    monkeypatch.setattr(lens.loader, "choose_device", lambda device: "mps")
-    monkeypatch.setattr(lens.loader, "mps_matmul_hazard",
-                        lambda reductions: lens.device.mps_matmul_hazard(reductions, "2.13.0"))
+    monkeypatch.setattr(lens.models.loader, "choose_device", lambda device: "mps")
+    monkeypatch.setattr(lens.models.loader, "mps_matmul_hazard",
+                        lambda reductions: lens.models.device.mps_matmul_hazard(reductions, "2.13.0"))
     with pytest.raises(LensError, match="193487"):
-        lens.loader.plan("wide")
+        lens.models.loader.plan("wide")

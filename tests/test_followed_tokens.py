@@ -5,9 +5,9 @@ import pytest
 
 from findings.data import CHAT, NOTES_FACT, SETS
 from lens.errors import LensError
-from lens.generate import continue_greedy
+from lens.reads.generate import continue_greedy
+from lens.reads.trace import collect, read
 from lens.tokens import AnswerToken, answer_token, chat_prompt
-from lens.trace import collect, read
 
 pytestmark = pytest.mark.slow  # every test here loads an embedded model
 

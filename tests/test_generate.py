@@ -1,10 +1,10 @@
-"""lens.generate: the model's own greedy continuation, where its answer starts, and what it spells."""
+"""lens.reads.generate: the model's own greedy continuation, where its answer starts, and what it spells."""
 
 import pytest
 import torch
 import transformers as hf
 
-from lens.generate import _continuation, continue_greedy
+from lens.reads.generate import _continuation, continue_greedy
 from lens.tokens import spells
 
 
@@ -83,7 +83,7 @@ def test_the_margin_is_the_narrowest_choice_among_the_tokens_that_decided_the_fi
 ])
 def test_a_continuation_is_decided_once_its_first_word_ended_and_no_answer_is_still_possible(
         tokenizer, text, answers, expected):
-    from lens.generate import decided
+    from lens.reads.generate import decided
 
     ids = tokenizer(text)["input_ids"]
     assert decided(tokenizer, ids, answers) == expected
@@ -92,7 +92,7 @@ def test_a_continuation_is_decided_once_its_first_word_ended_and_no_answer_is_st
 def test_stopping_where_a_continuation_is_decided_changes_nothing_before_it(tiny_model):
     """With answers, each row stops where it is decided (others in its batch go on): the tokens and margins
     up to there are those of the continuation generated to the end."""
-    from lens.generate import decided
+    from lens.reads.generate import decided
 
     prompts = ["The capital of Germany is", "Question: What is the capital of France? Answer:", "10 + 1 ="]
     full = continue_greedy(tiny_model, prompts)

@@ -13,10 +13,12 @@ import pytest
 import torch
 
 from lens.cli import main
-from lens.errors import LensError
-from lens.jacobian import jacobian_lens, published_entry, published_names
-from lens.lenses import JacobianLens
-from lens.trace import collect, read
+from lens.errors import LensError, NotRemote
+from lens.lenses.jacobian import jacobian_lens, published_entry, published_names
+from lens.lenses.lenses import JacobianLens
+from lens.lenses.registry import LENSES, lens_for
+from lens.reads.trace import collect, read
+from lens.remote import simulated
 from tests.conftest import random_hf_model, random_model
 from tests.reference import assert_the_output_at_the_last_block
 
@@ -189,8 +191,8 @@ def test_the_published_lenses_are_transformer_lens_registrys_and_a_model_with_no
         jacobian_lens(llama)
     with pytest.raises(LensError, match="publishes no Jacobian lens for nobody/nothing"):
         jacobian_lens(llama, "hub:nobody/nothing")
-    with pytest.raises(LensError, match="is read here, not on NDIF"):
-        jacobian_lens(SimpleNamespace(name="llama31-8b", remote=True))
+    with pytest.raises(NotRemote, match="^the jacobian lens is not read on NDIF: its matrices are applied here"):
+        lens_for(simulated(llama), "jacobian")
 
 
 def test_the_published_lens_is_fetched_from_the_pinned_commit_and_offline_says_so(llama, tmp_path, monkeypatch):
@@ -255,7 +257,7 @@ def test_the_lens_models_toml_names_is_the_models_default_and_its_name_is_accept
     other name does."""
     import huggingface_hub.constants
 
-    from lens.registry import HubModel
+    from lens.models.registry import HubModel
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-hf-cache"))

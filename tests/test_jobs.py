@@ -1,4 +1,4 @@
-"""Remote jobs (lens.jobs): one per batch, sent without waiting and polled, an estimate before anything is sent,
+"""Remote jobs (lens.remote.jobs): one per batch, sent without waiting and polled, an estimate before anything is sent,
 a line per finished job, every finished one kept on disk so an interrupted run resumes where it stopped; and the
 same jobs through nnsight's own non-blocking client against a stand-in NDIF (`tests.ndif.FakeNDIF`) that answers
 as the real one does and runs each request as NDIF runs it: every status, a lost connection, a 5xx, a refused
@@ -14,8 +14,8 @@ import time
 import pytest
 import torch
 
-from lens import jobs
 from lens.errors import LensError
+from lens.remote import jobs
 from tests import ndif
 from tests.ndif import FakeNDIF
 
@@ -168,8 +168,9 @@ def same(a, b) -> bool:
 
 def test_jobs_go_to_ndif_without_waiting_and_are_polled_through_every_status(tiny):
     # The request NDIF receives, run there as NDIF runs it, gives what the same job gives run here (`simulated`).
+    from lens.reads.records import Wanted
+    from lens.reads.trace import collect, read
     from lens.remote import simulated
-    from lens.trace import Wanted, collect, read
 
     model, _ = tiny
     prompts, answers = ["Rome is the capital of", "The capital of Germany is"], [" Italy", " Berlin"]

@@ -15,9 +15,12 @@ import torch
 import findings.model_findings as model_findings
 from lens import LensError, TunedLens
 from lens.errors import NotAvailable, NotRemote
+from lens.lenses import jacobian as jacobian_source
+from lens.lenses import published as published_source
+from lens.remote.model import RemoteModel
 
 MODEL = SimpleNamespace(name="tiny")
-REMOTE = SimpleNamespace(name="big", remote=True)
+REMOTE = object.__new__(RemoteModel)  # its type alone decides: nothing of it is asked
 PUBLISHED = TunedLens(weight=torch.zeros(1, 2, 2), bias=torch.zeros(1, 2), source="published: someone/lenses")
 TRAINED = TunedLens(weight=torch.ones(1, 2, 2), bias=torch.zeros(1, 2))
 JACOBIAN = SimpleNamespace(name="jacobian", source="hub:tiny")
@@ -29,9 +32,9 @@ class Sources:
     def __init__(self, monkeypatch, training_folder, published=None, jacobian=JACOBIAN):
         self.calls: list[str] = []
         self.published, self.jacobian, self.folder = published, jacobian, training_folder
-        monkeypatch.setattr(model_findings, "published_tuned_lens", self.published_tuned_lens)
-        monkeypatch.setattr(model_findings, "train_tuned", self.train_tuned)
-        monkeypatch.setattr(model_findings, "jacobian_lens", self.jacobian_lens)
+        monkeypatch.setattr(published_source, "published_tuned_lens", self.published_tuned_lens)
+        monkeypatch.setattr(published_source, "train_tuned", self.train_tuned)
+        monkeypatch.setattr(jacobian_source, "jacobian_lens", self.jacobian_lens)
 
     def answer(self, name: str, value):
         self.calls.append(name)
@@ -100,6 +103,6 @@ def test_on_ndif_no_lens_but_the_logit_lens_is_read_and_no_source_is_asked(monke
 @pytest.mark.parametrize("name", ["tunned", "Jacobian"])
 def test_any_other_name_is_refused_naming_the_lenses(monkeypatch, training_folder, name):
     sources = Sources(monkeypatch, training_folder, published=PUBLISHED)
-    with pytest.raises(ValueError, match=rf"^no lens named '{name}': claims.toml names one of .*tuned, jacobian"):
+    with pytest.raises(ValueError, match=rf"^no lens named '{name}': use one of .*tuned, jacobian"):
         model_findings.lens_for(MODEL, name)
     assert sources.calls == []

@@ -3,13 +3,13 @@
 import pytest
 import torch
 
-import lens.gguf
-from lens.device import choose_device, choose_dtype
+import lens.models.gguf
 from lens.errors import LensError
-from lens.loader import load, plan
+from lens.models.device import choose_device, choose_dtype
+from lens.models.loader import load, plan
+from lens.models.registry import registry
 from lens.paths import dequantized_dir
-from lens.registry import registry
-from lens.trace import trace
+from lens.reads.trace import trace
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +31,7 @@ def test_a_second_load_hits_the_cache_and_gives_identical_results(smollm2, monke
     def no_second_dequantize(*_):
         raise AssertionError("dequantized again instead of using the cache")
 
-    monkeypatch.setattr(lens.gguf, "dequantize", no_second_dequantize)
+    monkeypatch.setattr(lens.models.gguf, "dequantize", no_second_dequantize)
     again = load(str(registry()["smollm2"].gguf_path), device="cpu")  # the same file, named by its path
     assert again.weights_id == smollm2.weights_id
     prompt = ["The capital of Germany is"]
@@ -81,7 +81,7 @@ def test_device_choice_refuses_what_is_not_there():
 
 
 def test_the_notes_models_run_in_float32_on_a_64gb_mac_and_a_70b_one_in_bfloat16(monkeypatch):
-    monkeypatch.setattr("lens.device.memory_bytes", lambda device: 64 * 2**30)
+    monkeypatch.setattr("lens.models.device.memory_bytes", lambda device: 64 * 2**30)
     assert choose_dtype(8_030_000_000, "mps") == torch.float32  # Llama 3 8B: 32 GB of 64
     assert choose_dtype(9_240_000_000, "mps") == torch.float32  # Gemma 2 9B: 37 GB
     assert choose_dtype(70_600_000_000, "mps") == torch.bfloat16

@@ -7,8 +7,8 @@ from dataclasses import replace
 import psutil
 import pytest
 
-from lens.loader import load, needs_offload, plan
-from lens.trace import trace
+from lens.models.loader import load, needs_offload, plan
+from lens.reads.trace import trace
 
 PROMPTS = ["The capital of Germany is", "Question: What is the capital of France? Answer:"]
 GB = 10**9

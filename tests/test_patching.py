@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from lens.errors import LensError
-from lens.patching import patch_residuals
+from lens.reads.patching import patch_residuals
 
 pytestmark = pytest.mark.slow  # every test here loads an embedded model
 

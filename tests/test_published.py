@@ -1,4 +1,4 @@
-"""Published lenses (lens/published.py) and the findings' preference for them (findings/model_findings.py
+"""Published lenses (lens/lenses/published.py) and the findings' preference for them (findings/model_findings.py
 `lens_for`), offline: a folder in tuned-lens's published layout, written here from a tiny random model, loads
 (from $LENS_PUBLISHED_DIR or from the Hugging Face cache as `hf_hub_download` lays it out) and is preferred over
 training, reading as its saved params say; a named lens that is not here falls back to training with a one-line
@@ -14,13 +14,14 @@ import pytest
 import torch
 
 import findings.model_findings as model_findings
-import lens.train_tuned as train
+import lens.lenses.train_tuned as train
 from lens.cli import main
 from lens.errors import LensError
-from lens.jacobian import published_entry
-from lens.published import PUBLISHED_DIR, fetch_published, local_folder
-from lens.registry import HubModel, PublishedTuned, registry
-from lens.tuned import CONFIG, PARAMS
+from lens.lenses import published as published_lenses
+from lens.lenses.jacobian import published_entry
+from lens.lenses.published import PUBLISHED_DIR, fetch_published, local_folder
+from lens.lenses.tuned import CONFIG, PARAMS
+from lens.models.registry import HubModel, PublishedTuned, registry
 from tests.conftest import random_hf_model, random_model
 
 ENTRY = PublishedTuned(repo="someone/tuned-lenses", path="tuned-lens--tiny-llama--pile-val",
@@ -77,7 +78,7 @@ def no_training(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("lens_for trained a tuned lens where a published one is here")
 
-    monkeypatch.setattr(model_findings, "train_tuned", refuse)
+    monkeypatch.setattr(published_lenses, "train_tuned", refuse)
 
 
 def test_a_published_folder_is_preferred_over_training_and_reads_as_its_saved_params(
@@ -132,7 +133,7 @@ def test_a_named_lens_that_is_not_here_falls_back_to_training_with_a_one_line_no
         trained.append(model.name)
         return real(model, tokens=512, say=say)
 
-    monkeypatch.setattr(model_findings, "train_tuned", small)
+    monkeypatch.setattr(published_lenses, "train_tuned", small)
     lens = model_findings.lens_for(llama, "tuned")
     assert trained == ["tiny-llama"]
     notes = [line for line in capsys.readouterr().err.splitlines() if "published" in line]
@@ -227,7 +228,7 @@ def test_a_fetched_lens_is_not_fetched_again_and_counts_as_here(llama, tmp_path,
 
 def test_download_fetches_each_models_lenses_and_goes_on_offline(capsys, monkeypatch):
     fetched = []
-    monkeypatch.setattr("lens.fetch.fetch_from_hub", lambda repo, quiet: fetched.append(repo))  # the weights: here
+    monkeypatch.setattr("lens.models.fetch.fetch_from_hub", lambda repo, quiet: fetched.append(repo))  # the weights: here
     status = main(["download", "llama3", "mistral", "qwen3"])
     out, err = capsys.readouterr()
     assert status == 0 and out == "" and fetched == [registry()[n].repo for n in ("llama3", "mistral", "qwen3")]

@@ -7,7 +7,7 @@ import transformers as hf
 
 from findings.data import Fact
 from findings.model_findings import _reading, _with_shared_starts
-from lens.generate import _continuation
+from lens.reads.generate import _continuation
 
 KYIV = Fact(id="ukraine", subject="Ukraine", answer="Kyiv", origin="added", completion="The capital of Ukraine is",
             qa="Question: What is the capital of Ukraine? Answer:", reverse="Kyiv is the capital of", aliases="Kiev")

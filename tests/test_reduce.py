@@ -1,4 +1,4 @@
-"""The one reduction of the lens (lens.reduce), here and inside a remote job: what it keeps equals the definitions
+"""The one reduction of the lens (lens.reads.reduce), here and inside a remote job: what it keeps equals the definitions
 computed from the whole vocabulary in float64, it stays float32 under the bfloat16 autocast NDIF runs jobs in,
 and what a remote job sends back for a prompt of an 80-block model (Llama 3.1 70B's depth) is at most 32 KB."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lens.reduce import COMPARE_UP_TO, ranks_of, reduce
+from lens.reads.reduce import COMPARE_UP_TO, ranks_of, reduce
 
 TEMPERATURES = (0.5, 1.0, 2.0)
 
@@ -86,12 +86,12 @@ def test_a_prompt_of_an_80_block_model_comes_back_in_at_most_32_kb(tiny_tokenize
     so an 80-block model of width 64 sends what Llama 3.1 70B does."""
     import transformers as hf
 
-    from lens import jobs
-    from lens.loader import wrap
-    from lens.registry import LocalFolder
-    from lens.remote import simulated
+    from lens.models.loader import wrap
+    from lens.models.registry import LocalFolder
+    from lens.reads.records import Wanted
+    from lens.reads.trace import collect
+    from lens.remote import jobs, simulated
     from lens.tokens import AnswerToken
-    from lens.trace import Wanted, collect
     from tests.conftest import SIZES
 
     tokenizer = hf.AutoTokenizer.from_pretrained(tiny_tokenizer)

@@ -11,7 +11,7 @@ from importlib.resources import files
 import pytest
 
 from lens.errors import LensError
-from lens.registry import (
+from lens.models.registry import (
     GGUFFile,
     HubModel,
     LocalFolder,
@@ -94,7 +94,7 @@ def test_every_model_in_models_toml_has_a_registered_marker(pytestconfig):
 def test_the_published_lenses_models_toml_names_are_well_formed():
     """Each `tuned_lens` names a folder in a Hub repo (pinned to a commit where it says one), each `jacobian_lens`
     a name TransformerLens's registry knows, and a model that runs on NDIF names none (lenses are applied here)."""
-    from lens.jacobian import published_entry
+    from lens.lenses.jacobian import published_entry
 
     for name, entry in TOML.items():
         spec = registry()[name]

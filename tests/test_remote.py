@@ -15,9 +15,11 @@ import httpx
 import pytest
 import torch
 
-from lens import remote
+import lens.remote as remote
 from lens.errors import LensError
-from lens.registry import HubModel
+from lens.models.registry import HubModel
+from lens.remote import blocks, session
+from lens.remote.errors import explain
 from tests import ndif
 
 ROOT = Path(__file__).parent.parent
@@ -49,7 +51,7 @@ def connect_to(tiny_tokenizer, monkeypatch):
         hf_model.name_or_path = repo
         return TransformersModel(hf_model, tokenizer=tokenizer, task="text-generation")
 
-    monkeypatch.setattr(remote, "_meta_model", meta_model)
+    monkeypatch.setattr(session, "_meta_model", meta_model)
 
     def connect(repo: str, canonical: str, *entries: ndif.Entry) -> remote.RemoteModel:
         payload = ndif.status(*entries, *RUNNING_ELSEWHERE)
@@ -131,7 +133,7 @@ def test_a_server_error_is_told_by_its_exception_not_by_its_traceback():
         shape_error = error
     description = ndif.error_description(shape_error)
     assert description.startswith("Traceback (most recent call last):")
-    line = str(an_ndif_model()._explain(RemoteError(description)))
+    line = str(explain(RemoteError(description), "test/m", HOST))
     assert line == f"NDIF could not run test/m: RuntimeError: {shape_error}"
 
 
@@ -146,14 +148,14 @@ def test_a_chained_server_error_is_told_by_the_exception_raised_last():
     except ValueError as error:
         description = ndif.error_description(error)
     assert "The above exception was the direct cause" in description
-    line = str(an_ndif_model()._explain(RemoteError(description)))
+    line = str(explain(RemoteError(description), "test/m", HOST))
     assert line == "NDIF could not run test/m: ValueError: the request names a module the model does not have"
 
 
 def test_an_nnsight_older_than_ndifs_is_told_with_both_versions():
     from nnsight.intervention.backends.remote import RemoteError
 
-    line = str(an_ndif_model()._explain(RemoteError(ndif.too_old("0.8.1", "0.9.0"))))
+    line = str(explain(RemoteError(ndif.too_old("0.8.1", "0.9.0")), "test/m", HOST))
     assert line == ("NDIF needs nnsight >= 0.9.0 (this environment has 0.8.1): try it with "
                     "`./run upgrade-check nnsight==0.9.0`, then keep it with `./run upgrade-check --take`")
 
@@ -163,8 +165,8 @@ def test_a_hub_failure_as_the_trace_starts_is_told_as_the_hubs(tiny_tokenizer, m
     import huggingface_hub.constants
     from nnsight import CONFIG
 
-    from lens.backends import nnsight_model
-    from lens.trace import trace
+    from lens.reads.backends import nnsight_model
+    from lens.reads.trace import trace
     from tests.conftest import random_model
     from tests.test_backends import _closed_port
 
@@ -188,7 +190,8 @@ def test_a_hub_failure_as_the_trace_starts_is_told_as_the_hubs(tiny_tokenizer, m
 def test_an_older_ndifs_refusal_of_another_python_says_which_python_to_use():
     from nnsight.intervention.backends.remote import RemoteError
 
-    line = str(an_ndif_model()._explain(RemoteError(f"Failed to send request: {ndif.python_mismatch('3.11', '3.12')}")))
+    refused = RemoteError(f"Failed to send request: {ndif.python_mismatch('3.11', '3.12')}")
+    line = str(explain(refused, "test/m", HOST))
     assert line == ("NDIF refuses Python 3.11: it needs Python 3.12; make the project's environment with it: "
                     "`rm -rf .venv && python3.12 -m venv .venv`, then `./run` installs the locked libraries into it")
 
@@ -214,7 +217,7 @@ def test_what_ndif_refuses_as_a_job_arrives_is_one_line_and_nothing_is_noted(tin
                                                                              said):
     from nnsight import CONFIG
 
-    from lens import jobs
+    from lens.remote import jobs
     from tests.conftest import random_model
     from tests.ndif import FakeNDIF
 
@@ -232,7 +235,7 @@ def test_what_ndif_refuses_as_a_job_arrives_is_one_line_and_nothing_is_noted(tin
 
 
 def test_the_reduction_is_made_where_the_lens_logits_are_whatever_device_the_output_is_on():
-    from lens.reduce import reduce
+    from lens.reads.reduce import reduce
 
     logits = torch.zeros(2, 3, 11, device="meta")  # the unembedding's device
     output = torch.randn(2, 11)  # the last block's
@@ -253,8 +256,8 @@ def test_a_tied_embedding_model_with_its_unembedding_on_another_device_than_its_
     from accelerate.hooks import AlignDevicesHook, add_hook_to_module
     from nnsight import TransformersModel
 
-    from lens.backends import parts
-    from lens.intrace import lens_figures
+    from lens.reads.backends import parts
+    from lens.reads.intrace import lens_figures
     from lens.tokens import encode
     from tests.conftest import ARCHITECTURES, SIZES
 
@@ -268,10 +271,10 @@ def test_a_tied_embedding_model_with_its_unembedding_on_another_device_than_its_
     monkeypatch.setitem(importlib.import_module("nnsight.modeling.huggingface")._ID_CACHE, "test/tied", "test/tied")
     nn = TransformersModel(hf_model, tokenizer=tokenizer, task="text-generation")
     batch = encode(tokenizer, ["Rome is the capital of", "The capital of Germany is"], n_ctx=256)
-    remote.ship_code()
+    blocks.ship_code()
     layers, norm, head = parts(nn)
     save = nnsight.save
-    with nn.trace(dict(batch), backend=remote.SimulatedNDIF(nn), logits_to_keep=1):
+    with nn.trace(dict(batch), backend=blocks.SimulatedNDIF(nn), logits_to_keep=1):
         reduced = save(lens_figures(nn, layers, norm, head, None, ("exact", "raw"),
                                     {"exact": torch.tensor([[5, 7], [9, 9]]), "raw": torch.tensor([[5], [9]])},
                                     torch.tensor([[4], [8]]), 3, (1.0,)))
@@ -331,10 +334,10 @@ def test_the_shipped_requests_run_from_their_serialized_form_where_no_lens_is(ti
     # same weights loaded there; it gives what the job gives here.
     from nnsight import CONFIG
 
-    from lens import jobs
-    from lens.patching import Case
+    from lens.reads.patching import Case
+    from lens.reads.trace import collect
+    from lens.remote import jobs
     from lens.tokens import encode
-    from lens.trace import collect
     from tests.conftest import random_model
     from tests.ndif import named
 
@@ -365,7 +368,7 @@ def test_the_shipped_requests_run_from_their_serialized_form_where_no_lens_is(ti
     folder.mkdir()
     for n, (job, _) in enumerate(ran):
         keep = Keep()
-        here._run(job, keep)
+        blocks.run_job(here, job, keep)
         names = named(keep.blob, keep.compress, here.nn)
         assert not [m for m in names if not any(m == a or a.endswith(".") and m.startswith(a) for a in allowed)]
         (folder / f"{n}-{job.kind}.request").write_bytes(bytes([keep.compress]) + keep.blob)
@@ -390,7 +393,8 @@ def equal(a, b) -> bool:
 
 
 def test_the_simulation_runs_the_unpacked_copies_of_the_shipped_functions_not_these(tiny_tokenizer):
-    from lens import intrace, lenses, reduce
+    from lens.models import exact
+    from lens.reads import intrace, reduce
     from tests.conftest import random_model
 
     here = remote.simulated(random_model("llama", tiny_tokenizer))
@@ -400,6 +404,6 @@ def test_the_simulation_runs_the_unpacked_copies_of_the_shipped_functions_not_th
         here.grid("The capital of Germany is")
     finally:
         sys.setprofile(None)
-    originals = [intrace.grid_figures.__code__, lenses.exact_logits.__code__, reduce.top1.__code__]
+    originals = [intrace.grid_figures.__code__, exact.exact_logits.__code__, reduce.top1.__code__]
     assert not [code for code in called if any(code is original for original in originals)]  # (== is by value)
     assert {"grid_figures", "exact_logits", "top1"} <= {code.co_name for code in called}

@@ -1,4 +1,4 @@
-"""lens.simulate: the notes' architectures from their published configurations, their random weights, and an
+"""lens.models.simulate: the notes' architectures from their published configurations, their random weights, and an
 embedded tokenizer mapped into their vocabularies."""
 
 from __future__ import annotations
@@ -7,11 +7,11 @@ import pytest
 import torch
 import transformers as hf
 
-from lens import simulate
 from lens.errors import LensError
-from lens.loader import wrap
-from lens.registry import LocalFolder
-from lens.trace import trace
+from lens.models import simulate
+from lens.models.loader import wrap
+from lens.models.registry import LocalFolder
+from lens.reads.trace import trace
 
 PUBLISHED = {"llama3": 8_030_261_248, "mistral": 7_241_732_096, "gemma2": 9_241_705_984, "qwen3": 8_190_735_360}
 """Parameter counts their publishers give (Meta-Llama-3-8B's 8.03B, Mistral 7B's 7.24B, Gemma 2 9B's 9.24B, Qwen3-8B's

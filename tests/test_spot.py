@@ -1,12 +1,12 @@
-"""lens.spot: a block whose computation goes wrong after the load check passed is caught by the spot check
+"""lens.models.spot: a block whose computation goes wrong after the load check passed is caught by the spot check
 (and named); a clean model passes it. On the CPU, a forward hook stands in for a wrong kernel."""
 
 import pytest
 import torch
 
-from lens.check import require_exact
 from lens.errors import LensError
-from lens.spot import require_agreement, spot_check
+from lens.models.exact import require_exact
+from lens.models.spot import require_agreement, spot_check
 from lens.tokens import prompt_ids
 
 

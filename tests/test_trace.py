@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from lens.errors import LensError
-from lens.lenses import EXACT, RAW
+from lens.lenses.lenses import EXACT, RAW
+from lens.reads.trace import collect, read, read_at, trace
 from lens.tokens import answer_token, encode
-from lens.trace import collect, read, read_at, trace
 from tests.conftest import random_model
 from tests.reference import reference_lens
 
@@ -215,7 +215,7 @@ def test_temperature_never_reorders_only_sharpens_or_flattens(real_model):
 
 
 def test_ranks_by_one_pass_equal_ranks_by_comparison():
-    from lens.reduce import ranks_of
+    from lens.reads.reduce import ranks_of
 
     torch.manual_seed(0)
     logits = torch.randn(4, 5000)

@@ -12,12 +12,12 @@ import shutil
 import pytest
 import torch
 
-import lens.train_tuned as train
+import lens.lenses.train_tuned as train
 from lens.cli import main
 from lens.errors import LensError
-from lens.lenses import EXACT, TunedLens
-from lens.trace import collect, read
-from lens.tuned import CONFIG, PARAMS, read_folder, trained_folder, tuned_lens
+from lens.lenses.lenses import EXACT, TunedLens
+from lens.lenses.tuned import CONFIG, PARAMS, read_folder, trained_folder, tuned_lens
+from lens.reads.trace import collect, read
 from tests.conftest import random_hf_model, random_model
 from tests.reference import assert_the_output_at_the_last_block
 

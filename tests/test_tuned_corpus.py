@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 from findings.data import SETS
-from lens import tuned_corpus
+from lens.lenses import tuned_corpus
 
 
 def words(text: str) -> str:

@@ -8,10 +8,19 @@ from __future__ import annotations
 import pytest
 import torch
 
-import lens.train_tuned as train
-from lens import tuned_corpus
-from lens.lenses import TunedLens
-from lens.tuned_fit import Rows, bounded_kl, least_squares, refine, rows_kl, top_tokens, translators, unembedding
+import lens.lenses.train_tuned as train
+from lens.lenses import tuned_corpus
+from lens.lenses.lenses import TunedLens
+from lens.lenses.tuned_fit import (
+    Rows,
+    bounded_kl,
+    least_squares,
+    refine,
+    rows_kl,
+    top_tokens,
+    translators,
+    unembedding,
+)
 from tests.conftest import random_hf_model, random_model
 
 pytestmark = pytest.mark.slow  # every test here loads an embedded model

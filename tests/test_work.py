@@ -11,8 +11,8 @@ import pytest
 from benchmarks.scale import measure
 from findings.data import SETS, THRESHOLDS
 from findings.work import Readings, artefacts, claim_of, plan_of, reads_of
-from lens.lenses import TunedLens
-from lens.train_tuned import LEADS
+from lens.lenses.lenses import TunedLens
+from lens.lenses.train_tuned import LEADS
 from suite.estimate import Shape, Work
 from tests.conftest import random_model
 

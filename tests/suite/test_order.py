@@ -3,7 +3,7 @@ order tests ran or finished in; on hand-built results."""
 
 from dataclasses import replace
 
-from lens.registry import registry
+from lens.models.registry import registry
 from suite.figures import DepthCurves
 from suite.order import model_order, ordered
 from suite.results import ClaimFigure, DataWarning

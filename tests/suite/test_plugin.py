@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from lens.registry import embedded_models
+from lens.models.registry import embedded_models
 from suite.__main__ import main as suite_main
 from suite.statistics import share_ci
 

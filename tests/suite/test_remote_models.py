@@ -16,10 +16,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-import lens.loader
+import lens.models.loader
 import lens.remote
 from lens.errors import LensError, NotRemote
-from lens.registry import registry
+from lens.models.registry import registry
 from suite.session import SIMULATED_BACKEND, SuiteSession
 
 ROOT = Path(__file__).parent.parent.parent
@@ -47,7 +47,7 @@ def test_a_model_on_ndif_runs_only_when_asked_for(monkeypatch):
 def test_a_model_on_ndif_asked_for_is_connected_at_once_and_recorded_as_run_there(monkeypatch):
     connected = []
     monkeypatch.setattr(lens.remote, "connect", lambda name: connected.append(name) or far_model())
-    monkeypatch.setattr(lens.loader, "load", lambda *a, **k: pytest.fail("loaded a model here"))
+    monkeypatch.setattr(lens.models.loader, "load", lambda *a, **k: pytest.fail("loaded a model here"))
     session = SuiteSession.from_values([], device=None, markexpr=BIG)
     assert connected == [BIG] and BIG in session.names
     artefacts = session.artefacts(BIG)
@@ -89,7 +89,7 @@ def test_simulate_sends_a_model_here_through_the_remote_path(monkeypatch, tiny_t
     from tests.conftest import random_model
 
     model = random_model("llama", tiny_tokenizer)
-    monkeypatch.setattr(lens.loader, "load", lambda *a, **k: model)
+    monkeypatch.setattr(lens.models.loader, "load", lambda *a, **k: model)
     monkeypatch.setenv("LENS_NDIF", "simulate")
     session = SuiteSession({"smollm2": "smollm2"}, device=None)
     artefacts = session.artefacts("smollm2")

@@ -5,8 +5,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-import lens.loader
-from lens.registry import registry
+import lens.models.loader
+from lens.models.registry import registry
 from suite.session import SuiteSession
 
 EMBEDDED = [spec.name for spec in registry().values() if spec.embedded][:2]
@@ -16,10 +16,10 @@ EMBEDDED = [spec.name for spec in registry().values() if spec.embedded][:2]
 def loads(monkeypatch):
     """Stand-in models: no weights planned or read, so the embedded models count as present whether or not
     this machine has fetched them; and the log of what was loaded and released."""
-    from lens.registry import PyPIModel
+    from lens.models.registry import PyPIModel
 
     monkeypatch.setattr(PyPIModel, "is_present", lambda self: True)
-    monkeypatch.setattr(lens.loader, "plan", lambda name, device=None, dtype=None: SimpleNamespace(
+    monkeypatch.setattr(lens.models.loader, "plan", lambda name, device=None, dtype=None: SimpleNamespace(
         dtype=getattr(torch, dtype or "float32"), parameters=1_000, device="cpu", weights_id="w", folder=None))
     log = []
 
@@ -27,8 +27,8 @@ def loads(monkeypatch):
         log.append(("load", name))
         return SimpleNamespace(name=name, device="cpu", weights_id="w", dtype=torch.float32, n_layers=3)
 
-    monkeypatch.setattr(lens.loader, "load", load)
-    monkeypatch.setattr(lens.loader, "release", lambda model: log.append(("release", model.name)))
+    monkeypatch.setattr(lens.models.loader, "load", load)
+    monkeypatch.setattr(lens.models.loader, "release", lambda model: log.append(("release", model.name)))
     return log
 
 
@@ -71,7 +71,7 @@ def test_a_model_without_weights_is_skipped_with_its_download_command(loads, tmp
 def hub_absent(monkeypatch):
     """The Hub models' weights absent and the embedded ones present, whatever this machine holds (the models that
     run on NDIF aside: never downloaded)."""
-    from lens.registry import HubModel, PyPIModel
+    from lens.models.registry import HubModel, PyPIModel
 
     monkeypatch.setattr(HubModel, "is_present", lambda self: False)
     monkeypatch.setattr(PyPIModel, "is_present", lambda self: True)
@@ -113,13 +113,13 @@ def test_a_marker_expression_asks_for_the_models_it_selects_by_name(hub_absent, 
 def test_a_spot_check_that_disagrees_refuses_the_models_results_in_one_line(loads, monkeypatch, tiny_tokenizer):
     """A wrong block after the load check (a hook standing in for a wrong kernel): the artefact that ran the
     forward pass fails with one line, and so does every later one of the model."""
-    from lens.trace import collect
+    from lens.reads.trace import collect
     from tests.conftest import random_model
     from tests.test_spot import wrong_kernel
 
     model = random_model("llama", tiny_tokenizer)
     model.spot_checks = True  # on the CPU, where a run would not spot-check itself
-    monkeypatch.setattr(lens.loader, "load", lambda name, device=None, planned=None: model)
+    monkeypatch.setattr(lens.models.loader, "load", lambda name, device=None, planned=None: model)
     session = SuiteSession({EMBEDDED[0]: EMBEDDED[0]}, device=None)
     artefacts = session.artefacts(EMBEDDED[0])
     assert artefacts.get("clean", lambda m: collect(m, ["The capital of Germany is"]).output_logits.shape[0]) == 1

@@ -5,7 +5,7 @@ import pickle
 
 import torch
 
-from lens.lenses import TunedLens
+from lens.lenses.lenses import TunedLens
 from suite.store import DEPENDS, KEEP, MISSING, Store, digest, files_state, fingerprint
 
 
