@@ -26,8 +26,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--update-baseline", action="store_true",
-                     help="write this run's ratios to benchmarks/baseline.json")
+    parser.addoption(
+        "--update-baseline", action="store_true", help="write this run's ratios to benchmarks/baseline.json"
+    )
 
 
 @pytest.fixture
@@ -78,11 +79,19 @@ def pytest_terminal_summary(terminalreporter, config) -> None:
             status = "measured" if target is None else "met" if value <= target else "MISSED"
             if before and value > SLOWER * before:
                 slower.append(f"{model} {key}: {value:.3g} (baseline {before:.3g})")
-            rows.append([model, key, f"{value:.3g}", f"<= {target:g}" if target else "", status,
-                         f"{before:.3g}" if before else "", TARGETS[key]["what"]])
+            rows.append(
+                [
+                    model,
+                    key,
+                    f"{value:.3g}",
+                    f"<= {target:g}" if target else "",
+                    status,
+                    f"{before:.3g}" if before else "",
+                    TARGETS[key]["what"],
+                ]
+            )
     terminalreporter.write_sep("=", "lens benchmarks: ratios measured in this run")
-    terminalreporter.write_line(tabulate(rows, headers=["model", "ratio", "value", "target", "",
-                                                        "baseline", "what"]))
+    terminalreporter.write_line(tabulate(rows, headers=["model", "ratio", "value", "target", "", "baseline", "what"]))
     terminalreporter.write_line("slower than the baseline: " + ("; ".join(slower) or "nothing"))
     result = {"machine": machine(), "ratios": current, "figures": measured}
     (HERE / "latest.json").write_text(json.dumps(result, indent=1))
@@ -97,5 +106,7 @@ def machine() -> str:
     import psutil
     import torch
 
-    return (f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, "
-            f"{psutil.virtual_memory().total / 2**30:.0f} GiB, torch {torch.__version__}")
+    return (
+        f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, "
+        f"{psutil.virtual_memory().total / 2**30:.0f} GiB, torch {torch.__version__}"
+    )

@@ -3,8 +3,8 @@
     python -m benchmarks.scale MODEL --out FILE.json [--simulate] [--depth N] [--facts K] [--dtype D]
 
 MODEL is a registry name. With `--simulate` it is built at full size from its published configuration with random
-weights (`lens.models.simulate`), at `--depth` blocks (default: all); else its real weights are loaded. `--facts K` runs each
-prompt set's first K facts (the notes' fact among the capitals); default: every fact. The artefacts are the ones a
+weights (`lens.models.simulate`), at `--depth` blocks (default: all); else its real weights are loaded. `--facts K` runs
+each prompt set's first K facts (the notes' fact among the capitals); default: every fact. The artefacts are the ones a
 run of the findings computes for the model (`findings.work.artefacts`), computed by the findings' own code
 (`findings.model_findings.ModelFindings` on a suite session), phase by phase. Per phase: wall seconds, the peak
 resident memory (Linux: the kernel's high-water mark, reset at the phase's start), the forward passes, tokens and
@@ -45,9 +45,11 @@ from lens.models.model import LoadedModel
 from suite.results import ModelRecord
 from suite.session import SuiteSession
 
-DEPARTURES = ("a simulated model answers nothing: patching runs as if every capital were answered; its tuned lens is "
-              "trained here (a real run reads a published one where the Hugging Face cache has it); its Jacobian lens "
-              "has random matrices of the published lens's shape")
+DEPARTURES = (
+    "a simulated model answers nothing: patching runs as if every capital were answered; its tuned lens is "
+    "trained here (a real run reads a published one where the Hugging Face cache has it); its Jacobian lens "
+    "has random matrices of the published lens's shape"
+)
 
 
 def peak_reset() -> None:
@@ -79,8 +81,10 @@ class Hooks:
 
         plain = plain_view(model.hf_model)
         self.work = Work()
-        self._handles = [plain.get_input_embeddings().register_forward_pre_hook(self._embedded),
-                         plain.get_output_embeddings().register_forward_pre_hook(self._unembedded)]
+        self._handles = [
+            plain.get_input_embeddings().register_forward_pre_hook(self._embedded),
+            plain.get_output_embeddings().register_forward_pre_hook(self._unembedded),
+        ]
 
     def _embedded(self, module, args) -> None:
         ids = args[0]
@@ -157,8 +161,10 @@ def random_jacobian(model: LoadedModel) -> JacobianLens:
 
     d = int(model.bridge.cfg.d_model)
     generator = torch.Generator().manual_seed(0)
-    matrices = {layer: (torch.eye(d) + torch.randn(d, d, generator=generator) / d**0.5).half()
-                for layer in range(model.n_layers - 1)}
+    matrices = {
+        layer: (torch.eye(d) + torch.randn(d, d, generator=generator) / d**0.5).half()
+        for layer in range(model.n_layers - 1)
+    }
     return checked(Artefact(matrices, n_prompts=1, d_model=d, metadata={}), model, "random (simulated)")
 
 
@@ -193,8 +199,11 @@ def computer(findings: dict[str, ModelFindings], simulated: bool) -> Callable[[H
             return exact.artefacts.get(key, random_jacobian if simulated else lambda m: lens_for(m, JacobianLens.name))
         if kind == "patching" and simulated:
             facts, subjects = exact.facts(CAPITALS), exact.subject_positions()
-            answers = {r.fact.id: r.followed.token for r in exact.readings(CAPITALS, "completion")
-                       if r.followed is not None and not r.lead_ids}
+            answers = {
+                r.fact.id: r.followed.token
+                for r in exact.readings(CAPITALS, "completion")
+                if r.followed is not None and not r.lead_ids
+            }
             return exact.artefacts.get(key, lambda model: _patch_all(model, facts, subjects, answers))
         return getattr(exact, kind)()  # grid, attention, subject_positions, patching, notes_patching
 
@@ -211,13 +220,15 @@ def snapshots(exact: ModelFindings) -> None:
     for name in SETS:
         forms = exact.lens(name)
         traces = [trace for form in forms_of(name) for trace in forms[form]]
-        data = snapshot_data(traces, {"model": exact.name, "weights": record.weights, "device": record.device,
-                                      "dtype": record.dtype})
+        data = snapshot_data(
+            traces, {"model": exact.name, "weights": record.weights, "device": record.device, "dtype": record.dtype}
+        )
         layer_snapshot_extension(tolerance)().serialize(data)
 
 
-def run(name: str, simulate: bool, depth: int | None, facts: int | None, dtype: str | None,
-        say: Callable[[str], None]) -> dict:
+def run(
+    name: str, simulate: bool, depth: int | None, facts: int | None, dtype: str | None, say: Callable[[str], None]
+) -> dict:
     """Build or load one model, then measure every phase of the findings on it; the figures as a JSON-ready dict."""
     import lens.models.loader
     from lens.models import simulate as simulation
@@ -237,8 +248,14 @@ def run(name: str, simulate: bool, depth: int | None, facts: int | None, dtype: 
     return result
 
 
-def measure(model: LoadedModel, source: str, simulate: bool, facts: int | None, lenses: list[str],
-            say: Callable[[str], None] = lambda _: None) -> dict:
+def measure(
+    model: LoadedModel,
+    source: str,
+    simulate: bool,
+    facts: int | None,
+    lenses: list[str],
+    say: Callable[[str], None] = lambda _: None,
+) -> dict:
     """Every phase of the findings on a loaded model (`source`: what the suite session would load for it), over
     each prompt set's first `facts` facts, reading the logit lens, the raw lens and `lenses`; with `simulate`, as
     a simulation (`DEPARTURES`)."""
@@ -248,9 +265,15 @@ def measure(model: LoadedModel, source: str, simulate: bool, facts: int | None, 
     session = SuiteSession({name: source}, "cpu")
     session._loaded = model  # the model the session would have loaded
     memo = session.artefacts(name)
-    memo.record = ModelRecord(model=name, source=model.weights_id, weights=model.weights_id, device="cpu",
-                              dtype=dtype_name, n_layers=model.n_layers,
-                              parameters=sum(p.numel() for p in model.hf_model.parameters()))
+    memo.record = ModelRecord(
+        model=name,
+        source=model.weights_id,
+        weights=model.weights_id,
+        device="cpu",
+        dtype=dtype_name,
+        n_layers=model.n_layers,
+        parameters=sum(p.numel() for p in model.hf_model.parameters()),
+    )
     chat = session.spec(name).chat
     findings = {lens: ModelFindings(memo, lens) for lens in (EXACT.name, RAW.name, *lenses)}
     compute = computer(findings, simulate)
@@ -276,8 +299,13 @@ def measure(model: LoadedModel, source: str, simulate: bool, facts: int | None, 
             readings = Readings.of(findings[EXACT.name], keys)
             if simulate:  # patched as if every capital were answered
                 readings = replace(readings, answered=[f.id for f in findings[EXACT.name].facts(CAPITALS)])
-            counter = Counter(model.tokenizer, model.n_layers, int(model.bridge.cfg.d_model),
-                              int(model.bridge.cfg.d_vocab), readings=readings)
+            counter = Counter(
+                model.tokenizer,
+                model.n_layers,
+                int(model.bridge.cfg.d_model),
+                int(model.bridge.cfg.d_vocab),
+                readings=readings,
+            )
             for phase_name, work in counter.phases(keys).items():
                 phases[phase_name].planned = work.as_dict()
             sizes = {set_name: len(facts_) for set_name, facts_ in SETS.items()}
@@ -286,12 +314,24 @@ def measure(model: LoadedModel, source: str, simulate: bool, facts: int | None, 
         hooks.remove()
     say(f"{name}: done")
     return {
-        "model": name, "simulated": simulate, "dtype": dtype_name, "device": "cpu", "chat": chat,
-        "lenses": lenses, "n_layers": model.n_layers, "full_layers": model.n_layers,
-        "d_model": int(model.bridge.cfg.d_model), "vocab": int(model.bridge.cfg.d_vocab),
-        "parameters": memo.record.parameters, "weight_bytes": model.weight_bytes(), "embedding": embedding(model),
-        "facts": sizes, "lead_tokens": lead_tokens, "answered": list(readings.answered),
-        "threads": torch.get_num_threads(), "machine": machine(),
+        "model": name,
+        "simulated": simulate,
+        "dtype": dtype_name,
+        "device": "cpu",
+        "chat": chat,
+        "lenses": lenses,
+        "n_layers": model.n_layers,
+        "full_layers": model.n_layers,
+        "d_model": int(model.bridge.cfg.d_model),
+        "vocab": int(model.bridge.cfg.d_vocab),
+        "parameters": memo.record.parameters,
+        "weight_bytes": model.weight_bytes(),
+        "embedding": embedding(model),
+        "facts": sizes,
+        "lead_tokens": lead_tokens,
+        "answered": list(readings.answered),
+        "threads": torch.get_num_threads(),
+        "machine": machine(),
         "departures": DEPARTURES if simulate else "",
         "phases": [asdict(phase) for phase in phases.values()],
     }
@@ -307,8 +347,10 @@ def embedding(model: LoadedModel) -> int:
 
 
 def machine() -> str:
-    return (f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, "
-            f"{psutil.virtual_memory().total / 2**30:.0f} GiB, torch {torch.__version__}")
+    return (
+        f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, "
+        f"{psutil.virtual_memory().total / 2**30:.0f} GiB, torch {torch.__version__}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -320,8 +362,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--facts", type=int)
     parser.add_argument("--dtype")
     args = parser.parse_args(argv)
-    result = run(args.model, args.simulate, args.depth, args.facts, args.dtype,
-                 say=lambda line: print(line, file=sys.stderr, flush=True))
+    result = run(
+        args.model,
+        args.simulate,
+        args.depth,
+        args.facts,
+        args.dtype,
+        say=lambda line: print(line, file=sys.stderr, flush=True),
+    )
     out = Path(args.out)
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(json.dumps(result, indent=1))

@@ -33,8 +33,22 @@ SCALE_FACTS = int(os.environ.get("LENS_SCALE_FACTS", "8"))
 DEPTHS = tuple(int(d) for d in os.environ.get("LENS_SCALE_DEPTHS", "4,8").split(","))
 HEADROOM = 3 * 2**30
 """Free memory a full-depth run needs beyond its weights, block outputs kept for the tuned lens and the lens itself."""
-PHASES = ("load", "continuations", "collect", "read exact", "read raw", "candidates", "tuned lens", "read tuned",
-          "jacobian lens", "read jacobian", "grid", "attention", "patching", "snapshots")
+PHASES = (
+    "load",
+    "continuations",
+    "collect",
+    "read exact",
+    "read raw",
+    "candidates",
+    "tuned lens",
+    "read tuned",
+    "jacobian lens",
+    "read jacobian",
+    "grid",
+    "attention",
+    "patching",
+    "snapshots",
+)
 
 
 def selected() -> list[str]:
@@ -48,8 +62,12 @@ def fits(name: str) -> bool:
     from lens.models.simulate import shape_of
 
     shape = shape_of(name)
-    need = (shape.weight_bytes("bfloat16") + 8255 * shape.n_layers * shape.d_model * 2
-            + (shape.n_layers - 1) * shape.d_model**2 * 4 + HEADROOM)
+    need = (
+        shape.weight_bytes("bfloat16")
+        + 8255 * shape.n_layers * shape.d_model * 2
+        + (shape.n_layers - 1) * shape.d_model**2 * 4
+        + HEADROOM
+    )
     return psutil.virtual_memory().available >= need
 
 
@@ -57,8 +75,9 @@ def run_scale(name: str, tmp: Path, *options: str) -> dict:
     """One run of benchmarks/scale.py in a process of its own."""
     out = tmp / f"{name}{'-'.join(options)}.json"
     env = dict(os.environ, LENS_PROGRESS="0", OMP_NUM_THREADS="1")  # see `took`
-    subprocess.run([sys.executable, "-m", "benchmarks.scale", name, "--out", str(out), *options], cwd=ROOT, env=env,
-                   check=True)
+    subprocess.run(
+        [sys.executable, "-m", "benchmarks.scale", name, "--out", str(out), *options], cwd=ROOT, env=env, check=True
+    )
     return json.loads(out.read_text())
 
 
@@ -72,8 +91,14 @@ def planned(phase: dict) -> Work:
 
 def shape_of(result: dict) -> Shape:
     """The cost model's view of a measured model."""
-    return Shape(n_layers=result["n_layers"], d_model=result["d_model"], vocab=result["vocab"],
-                 parameters=result["parameters"], embedding=result["embedding"], weight_bytes=result["weight_bytes"])
+    return Shape(
+        n_layers=result["n_layers"],
+        d_model=result["d_model"],
+        vocab=result["vocab"],
+        parameters=result["parameters"],
+        embedding=result["embedding"],
+        weight_bytes=result["weight_bytes"],
+    )
 
 
 def estimated(result: dict) -> dict[str, float]:
@@ -87,10 +112,15 @@ def extrapolated(low: dict, high: dict, full: int) -> dict:
     """A run at full depth from runs at two depths: each phase's seconds and peak memory (and the counts) continued
     linearly per block."""
     d1, d2 = low["n_layers"], high["n_layers"]
-    out = dict(high, n_layers=full, extrapolated=f"from depths {d1} and {d2}",
-               parameters=round(high["parameters"] + (full - d2) * (high["parameters"] - low["parameters"]) / (d2 - d1)),
-               weight_bytes=round(high["weight_bytes"] + (full - d2) * (high["weight_bytes"] - low["weight_bytes"])
-                                  / (d2 - d1)))
+    out = dict(
+        high,
+        n_layers=full,
+        extrapolated=f"from depths {d1} and {d2}",
+        parameters=round(high["parameters"] + (full - d2) * (high["parameters"] - low["parameters"]) / (d2 - d1)),
+        weight_bytes=round(
+            high["weight_bytes"] + (full - d2) * (high["weight_bytes"] - low["weight_bytes"]) / (d2 - d1)
+        ),
+    )
     lows = {p["name"]: p for p in low["phases"]}
     phases = []
     for p in high["phases"]:
@@ -99,12 +129,17 @@ def extrapolated(low: dict, high: dict, full: int) -> dict:
         def line(a, b):
             return a + (b - a) * (full - d1) / (d2 - d1)
 
-        phases.append(dict(p, seconds=line(q["seconds"], p["seconds"]),
-                           cpu_seconds=line(q.get("cpu_seconds", 0.0), p.get("cpu_seconds", 0.0)),
-                           peak_bytes=round(line(q["peak_bytes"], p["peak_bytes"])),
-                           start_bytes=round(line(q["start_bytes"], p["start_bytes"])),
-                           counted={k: round(line(q["counted"][k], v)) for k, v in p["counted"].items()},
-                           planned={k: round(line(q["planned"][k], v)) for k, v in p["planned"].items()}))
+        phases.append(
+            dict(
+                p,
+                seconds=line(q["seconds"], p["seconds"]),
+                cpu_seconds=line(q.get("cpu_seconds", 0.0), p.get("cpu_seconds", 0.0)),
+                peak_bytes=round(line(q["peak_bytes"], p["peak_bytes"])),
+                start_bytes=round(line(q["start_bytes"], p["start_bytes"])),
+                counted={k: round(line(q["counted"][k], v)) for k, v in p["counted"].items()},
+                planned={k: round(line(q["planned"][k], v)) for k, v in p["planned"].items()},
+            )
+        )
     out["phases"] = phases
     return out
 
@@ -127,8 +162,9 @@ def test_scale(name, results, tmp_path):
     elif fits(name):
         result = run_scale(name, tmp_path, "--simulate", "--facts", str(SCALE_FACTS))
     else:
-        low, high = (run_scale(name, tmp_path, "--simulate", "--facts", str(SCALE_FACTS), "--depth", str(d))
-                     for d in DEPTHS)
+        low, high = (
+            run_scale(name, tmp_path, "--simulate", "--facts", str(SCALE_FACTS), "--depth", str(d)) for d in DEPTHS
+        )
         result = extrapolated(low, high, full_shape(name).n_layers)
         result["runs"] = [low, high]
     result["estimated"] = estimated(result)
@@ -143,62 +179,100 @@ def test_scale(name, results, tmp_path):
 
 def report(results: dict[str, dict]) -> str:
     """benchmarks/scale.md: per model and phase, seconds, peak memory and the cost model's estimate."""
-    lines = ["# What a run costs, measured here (`./run bench -k scale`)", "",
-             f"Machine: {machine()}. Written by benchmarks/test_scale.py; figures in scale.json.", ""]
+    lines = [
+        "# What a run costs, measured here (`./run bench -k scale`)",
+        "",
+        f"Machine: {machine()}. Written by benchmarks/test_scale.py; figures in scale.json.",
+        "",
+    ]
     for name, r in results.items():
         if name in ("first runs", "cost model"):
             continue
-        how = ("simulated: random weights, full width and vocabulary, " if r["simulated"] else "its own weights, ")
-        depth = (f"{r['n_layers']} blocks" + (f" (extrapolated {r['extrapolated']})" if r.get("extrapolated") else ""))
+        how = "simulated: random weights, full width and vocabulary, " if r["simulated"] else "its own weights, "
+        depth = f"{r['n_layers']} blocks" + (f" (extrapolated {r['extrapolated']})" if r.get("extrapolated") else "")
         facts = sum(r["facts"].values())
-        lines += [f"## {name}: {r['parameters'] / 1e9:.2f}B parameters in {r['dtype']}, {how}{depth}, "
-                  f"{facts} facts over {len(r['facts'])} sets", ""]
+        lines += [
+            f"## {name}: {r['parameters'] / 1e9:.2f}B parameters in {r['dtype']}, {how}{depth}, "
+            f"{facts} facts over {len(r['facts'])} sets",
+            "",
+        ]
         if r["simulated"]:
             lines += [f"Departures from a real run: {DEPARTURES}.", ""]
-        lines += ["| phase | wall s | CPU s | cost model s | peak GiB | passes | tokens | rows unembedded |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += [
+            "| phase | wall s | CPU s | cost model s | peak GiB | passes | tokens | rows unembedded |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
         est = r.get("estimated", {})
         for p in r["phases"]:
             c = p["counted"] or {}
             e = f"{est[p['name']]:.1f}" if p["name"] in est else ""
-            lines.append(f"| {p['name']} | {p['seconds']:.1f} | {p.get('cpu_seconds', 0):.1f} | {e} | "
-                         f"{p['peak_bytes'] / 2**30:.2f} | "
-                         f"{c.get('passes', '')} | {c.get('tokens', '')} | {c.get('unembedded', '')} |")
+            lines.append(
+                f"| {p['name']} | {p['seconds']:.1f} | {p.get('cpu_seconds', 0):.1f} | {e} | "
+                f"{p['peak_bytes'] / 2**30:.2f} | "
+                f"{c.get('passes', '')} | {c.get('tokens', '')} | {c.get('unembedded', '')} |"
+            )
         total = sum(p["seconds"] for p in r["phases"])
         modelled = sum(est.values())
         measured_modelled = sum(took(p) for p in r["phases"] if p["name"] in est)
-        lines += ["", f"Total {total:.0f} s; the phases the cost model prices: measured {measured_modelled:.0f} s, "
-                      f"estimated {modelled:.0f} s (x{modelled / max(measured_modelled, 1e-9):.2f}); "
-                      f"peak {max(p['peak_bytes'] for p in r['phases']) / 2**30:.1f} GiB.", ""]
+        lines += [
+            "",
+            f"Total {total:.0f} s; the phases the cost model prices: measured {measured_modelled:.0f} s, "
+            f"estimated {modelled:.0f} s (x{modelled / max(measured_modelled, 1e-9):.2f}); "
+            f"peak {max(p['peak_bytes'] for p in r['phases']) / 2**30:.1f} GiB.",
+            "",
+        ]
     for dtype, model in results.get("cost model", {}).items():
-        lines += [f"## The cost model in {dtype}: fitted here, and each model estimated by a fit without it", "",
-                  "Fitted: " + ", ".join(f"{k} = {v:.3g}" for k, v in model["fitted"].items()), "",
-                  "| held out | measured s | estimated s | estimate / measured |", "|---|---:|---:|---:|"]
-        lines += [f"| {run} | {c['measured']:.0f} | {c['estimated']:.0f} | {c['ratio']:.2f} |"
-                  for run, c in model["held out"].items()] + [""]
+        lines += [
+            f"## The cost model in {dtype}: fitted here, and each model estimated by a fit without it",
+            "",
+            "Fitted: " + ", ".join(f"{k} = {v:.3g}" for k, v in model["fitted"].items()),
+            "",
+            "| held out | measured s | estimated s | estimate / measured |",
+            "|---|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {run} | {c['measured']:.0f} | {c['estimated']:.0f} | {c['ratio']:.2f} |"
+            for run, c in model["held out"].items()
+        ] + [""]
     whole = [name for name in SIMULATED if name in results]
     if whole:
-        lines += ["## Whole runs at full size (every fact of every set), by the cost model", "",
-                  "Here: bfloat16 on this machine's CPU, one thread, the throughput fitted above, the tuned lens trained. "
-                  "Mac: a 64 GB M2 Max in float32 (the loader's choice there), the assumed throughput of "
-                  "suite/throughput.toml, the published tuned lenses read where models.toml names one (Mistral's "
-                  "trained). Peak memory here: measured (at full depth, or extrapolated per block).", "",
-                  "| model | where | minutes | dominant phase (minutes) | weights GB | peak GiB |", "|---|---|---:|---|---:|---:|"]
+        lines += [
+            "## Whole runs at full size (every fact of every set), by the cost model",
+            "",
+            "Here: bfloat16 on this machine's CPU, one thread, the throughput fitted above, the tuned lens trained. "
+            "Mac: a 64 GB M2 Max in float32 (the loader's choice there), the assumed throughput of "
+            "suite/throughput.toml, the published tuned lenses read where models.toml names one (Mistral's "
+            "trained). Peak memory here: measured (at full depth, or extrapolated per block).",
+            "",
+            "| model | where | minutes | dominant phase (minutes) | weights GB | peak GiB |",
+            "|---|---|---:|---|---:|---:|",
+        ]
         for name in whole:
             peak = max(p["peak_bytes"] for p in results[name]["phases"]) / 2**30
-            for where, device, dtype, trains in (("here", "cpu", "bfloat16", True),
-                                                 ("Mac", "mps", "float32", name == "mistral")):
+            for where, device, dtype, trains in (
+                ("here", "cpu", "bfloat16", True),
+                ("Mac", "mps", "float32", name == "mistral"),
+            ):
                 phases, weights = whole_run(name, dtype, device, trains)
                 top = max(phases, key=phases.get)
-                lines.append(f"| {name} | {where} | {sum(phases.values()) / 60:.0f} | {top} ({phases[top] / 60:.0f}) "
-                             f"| {weights / 1e9:.1f} | {f'{peak:.1f}' if where == 'here' else ''} |")
+                lines.append(
+                    f"| {name} | {where} | {sum(phases.values()) / 60:.0f} | {top} ({phases[top] / 60:.0f}) "
+                    f"| {weights / 1e9:.1f} | {f'{peak:.1f}' if where == 'here' else ''} |"
+                )
         lines.append("")
     first = results.get("first runs", {})
     if first:
-        lines += ["## First runs of the findings (a fresh lens cache), whole, against the estimate printed before",
-                  "", "| model | tests | wall s | CPU s | estimated s | estimate / CPU |", "|---|---:|---:|---:|---:|---:|"]
-        lines += [f"| {name} | {f['tests']} | {f['seconds']:.0f} | {f['cpu_seconds']:.0f} | {f['estimated']:.0f} | "
-                  f"{f['ratio']:.2f} |" for name, f in first.items()]
+        lines += [
+            "## First runs of the findings (a fresh lens cache), whole, against the estimate printed before",
+            "",
+            "| model | tests | wall s | CPU s | estimated s | estimate / CPU |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {name} | {f['tests']} | {f['seconds']:.0f} | {f['cpu_seconds']:.0f} | {f['estimated']:.0f} | "
+            f"{f['ratio']:.2f} |"
+            for name, f in first.items()
+        ]
         lines += [""] + [f"- {f['line']}" for f in first.values()] + [""]
     return "\n".join(lines)
 
@@ -210,10 +284,13 @@ FEATURES = ("per_pass", "per_pass_byte", "per_flop", "per_logit", "per_fit_flop"
 def features(work: Work, shape: Shape) -> list[float]:
     """How much of each unit `work` is on `shape`, in the order of `FEATURES` (as Throughput.seconds prices it)."""
     d, vocab, body = shape.d_model, shape.vocab, max(shape.parameters - shape.embedding, 0)
-    return [work.passes, work.passes * shape.weight_bytes,
-            2 * (work.tokens * body + work.unembedded * d * vocab + work.moved * d * d
-                 + 2 * work.gram_rows * (d + 1) ** 2),
-            work.reduced * vocab, work.fitted * 3 * (d + 1) ** 3]
+    return [
+        work.passes,
+        work.passes * shape.weight_bytes,
+        2 * (work.tokens * body + work.unembedded * d * vocab + work.moved * d * d + 2 * work.gram_rows * (d + 1) ** 2),
+        work.reduced * vocab,
+        work.fitted * 3 * (d + 1) ** 3,
+    ]
 
 
 def took(phase: dict) -> float:
@@ -259,29 +336,64 @@ def test_first_run(name, results, tmp_path):
     for part in ("gguf", "dequantized"):
         (cache / part).symlink_to(cache_dir() / part)
     env = dict(os.environ, LENS_CACHE_DIR=str(cache), LENS_PROGRESS="0", OMP_NUM_THREADS="1")
-    listed = subprocess.run([sys.executable, "-m", "pytest", "findings/", "-m", name, "--collect-only", "-q",
-                             "-p", "no:cacheprovider"], cwd=ROOT, env=env, capture_output=True, text=True)
+    listed = subprocess.run(
+        [sys.executable, "-m", "pytest", "findings/", "-m", name, "--collect-only", "-q", "-p", "no:cacheprovider"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     tests = [line for line in listed.stdout.splitlines() if "::" in line]
     plan = lens.models.loader.plan(name, device="cpu")
     dtype = str(plan.dtype).removeprefix("torch.")
     os.environ["LENS_CACHE_DIR"], before = str(cache), os.environ.get("LENS_CACHE_DIR")
     try:
-        expected = estimate(Timings.load(), name, plan.parameters, dtype, "cpu", tests,
-                            work_plan(resolve(name), plan, tests))
+        expected = estimate(
+            Timings.load(), name, plan.parameters, dtype, "cpu", tests, work_plan(resolve(name), plan, tests)
+        )
     finally:
         os.environ.pop("LENS_CACHE_DIR") if before is None else os.environ.__setitem__("LENS_CACHE_DIR", before)
     import resource
 
     start, before_cpu = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
-    done = subprocess.run([sys.executable, "-m", "pytest", "findings/", "-m", name, "-q", "-p", "no:cacheprovider",
-                           "--reports", str(tmp_path / "reports")], cwd=ROOT, env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "findings/",
+            "-m",
+            name,
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--reports",
+            str(tmp_path / "reports"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     seconds, after_cpu = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after_cpu.ru_utime + after_cpu.ru_stime) - (before_cpu.ru_utime + before_cpu.ru_stime)
-    said = next((line for line in done.stderr.splitlines() + done.stdout.splitlines()
-                 if line.startswith(f"{name}: ") and "parameters" in line), "")
+    said = next(
+        (
+            line
+            for line in done.stderr.splitlines() + done.stdout.splitlines()
+            if line.startswith(f"{name}: ") and "parameters" in line
+        ),
+        "",
+    )
     results.setdefault("first runs", {})[name] = {
-        "tests": len(tests), "seconds": seconds, "cpu_seconds": cpu, "estimated": expected.modelled, "line": said,
-        "ratio": expected.modelled / cpu, "timings": json.loads((cache / "suite-timings.json").read_text())}
+        "tests": len(tests),
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "estimated": expected.modelled,
+        "line": said,
+        "ratio": expected.modelled / cpu,
+        "timings": json.loads((cache / "suite-timings.json").read_text()),
+    }
     assert said, f"the run printed no estimate line:\n{done.stderr[-2000:]}"
     assert "time unknown" not in said
 
@@ -302,9 +414,14 @@ def whole_run(name: str, dtype: str, device: str, trains: bool) -> tuple[dict[st
 
     spec, size = resolve(name), full_shape(name)
     tied = bool(getattr(config_of(name), "tie_word_embeddings", False))
-    shape = Shape(n_layers=size.n_layers, d_model=size.d_model, vocab=size.vocab, parameters=size.parameters,
-                  embedding=size.vocab * size.d_model * (1 if tied else 2),
-                  weight_bytes=weight_bytes(size.parameters, DTYPES[dtype]))
+    shape = Shape(
+        n_layers=size.n_layers,
+        d_model=size.d_model,
+        vocab=size.vocab,
+        parameters=size.parameters,
+        embedding=size.vocab * size.d_model * (1 if tied else 2),
+        weight_bytes=weight_bytes(size.parameters, DTYPES[dtype]),
+    )
     lenses = ["tuned", *(["jacobian"] if spec.jacobian_lens else [])]
     plan = plan_of(embedded_tokenizer(), shape, spec.chat, lenses, None, spot_checks=device != "cpu", trains=trains)
     tp = throughput_for(device, dtype)
@@ -353,8 +470,11 @@ def cross_validated(runs: list[dict]) -> dict[str, dict]:
             tp = replace(base, **fit(others))
             for run in (r for r in mine if r["model"] == model):
                 measured, estimated = priced(run, tp)
-                checks[f"{model} ({run['n_layers']} blocks)"] = {"measured": measured, "estimated": estimated,
-                                                                "ratio": estimated / measured}
+                checks[f"{model} ({run['n_layers']} blocks)"] = {
+                    "measured": measured,
+                    "estimated": estimated,
+                    "ratio": estimated / measured,
+                }
         out[dtype] = {"fitted": fit(mine), "held out": checks}
     return out
 

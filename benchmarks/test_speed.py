@@ -105,8 +105,20 @@ def test_load_first(measure, model, tmp_path_factory, monkeypatch):
 
 def test_suite(measure, record, model, tmp_path):
     peak = tmp_path / "peak"
-    command = [sys.executable, "benchmarks/peak_rss.py", str(peak), "pytest", "findings/", "-m", model.name,
-               "-q", "-p", "no:cacheprovider", "--reports", str(tmp_path / "reports")]
+    command = [
+        sys.executable,
+        "benchmarks/peak_rss.py",
+        str(peak),
+        "pytest",
+        "findings/",
+        "-m",
+        model.name,
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--reports",
+        str(tmp_path / "reports"),
+    ]
     measure("suite", lambda: subprocess.run(command, cwd=ROOT, check=True, capture_output=True), rounds=1)
     record(model.name, "suite_peak_bytes", float(peak.read_text()))
     record(model.name, "weight_bytes", float(model.weight_bytes()))

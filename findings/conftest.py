@@ -44,8 +44,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("prompt_set", prompt_sets_of(claim))
         return
     asked = metafunc.config.stash[SESSION].lenses
-    cases = [(prompt_set, lens) for prompt_set in prompt_sets_of(claim) for lens in lenses_of(claim, prompt_set)
-             if asked is None or lens in asked]
+    cases = [
+        (prompt_set, lens)
+        for prompt_set in prompt_sets_of(claim)
+        for lens in lenses_of(claim, prompt_set)
+        if asked is None or lens in asked
+    ]
     metafunc.parametrize(("prompt_set", "lens"), cases, ids=[f"{s}-{lens}" for s, lens in cases])
 
 
@@ -79,9 +83,14 @@ def _warn_of_data(request: pytest.FixtureRequest, record_warning) -> Iterator[No
         readings = artefacts.peek(("readings", prompt_set, form)) or ()
         near = tuple(f"{r.fact.id} ({r.reply.margin:.3f})" for r in readings if r.reply.margin < edge)
         if near:
-            record_warning(f"replies won by less than {edge:g} of probability over the runner-up (the largest margin "
-                           "a bfloat16 run overturned), so what they count may move in another dtype",
-                           kind=EDGE, form=form, facts=near, replies=len(readings))
+            record_warning(
+                f"replies won by less than {edge:g} of probability over the runner-up (the largest margin "
+                "a bfloat16 run overturned), so what they count may move in another dtype",
+                kind=EDGE,
+                form=form,
+                facts=near,
+                replies=len(readings),
+            )
 
 
 @pytest.fixture
@@ -98,8 +107,9 @@ def judge_claim(request: pytest.FixtureRequest, judge, record_control) -> Callab
     it with the difference between claim and control (claims.toml `control_sign`: which should be larger)."""
     claim = request.node.get_closest_marker("claim").args[0]
 
-    def run(evaluate: Callable[..., Verdict], *args, controls: tuple[str, ...] = (),
-            section: str | None = None) -> Verdict:
+    def run(
+        evaluate: Callable[..., Verdict], *args, controls: tuple[str, ...] = (), section: str | None = None
+    ) -> Verdict:
         verdict = judged(evaluate, claim, *args, section=section)
         if isinstance(args[0], ModelFindings) and "faithful_from" in THRESHOLDS.get(claim, {}):
             verdict = with_fidelity(verdict, args[0], THRESHOLDS[claim]["faithful_from"])

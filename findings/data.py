@@ -63,9 +63,7 @@ def _load_facts(path: Path) -> tuple[Fact, ...]:
 
 CAPITALS = "capitals"
 FACTS = _load_facts(HERE / "facts.csv")
-SETS = {CAPITALS: FACTS} | {
-    path.stem: _load_facts(path) for path in sorted((HERE / "prompt_sets").glob("*.csv"))
-}
+SETS = {CAPITALS: FACTS} | {path.stem: _load_facts(path) for path in sorted((HERE / "prompt_sets").glob("*.csv"))}
 """Prompt sets by name: the capitals (the notes' own kind of question) first, then prompt_sets/*.csv."""
 
 
@@ -89,8 +87,11 @@ def lenses_of(claim: str, prompt_set: str | None = None) -> list[str]:
     """The lenses a claim is read through (claims.toml `lenses`; the exact logit lens unless it says more), on
     `prompt_set` where given (a lens besides the logit lens reads only the sets `[lenses]` names for it)."""
     declared = THRESHOLDS.get(claim, {}).get("lenses", [EXACT.name])
-    return [lens for lens in declared
-            if prompt_set is None or lens == EXACT.name or prompt_set in THRESHOLDS["lenses"].get(lens, [])]
+    return [
+        lens
+        for lens in declared
+        if prompt_set is None or lens == EXACT.name or prompt_set in THRESHOLDS["lenses"].get(lens, [])
+    ]
 
 
 def prompt_sets_of(claim: str) -> list[str]:

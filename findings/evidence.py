@@ -13,7 +13,6 @@ from findings.data import CAPITALS, STATS, THRESHOLDS, Fact, prompt_sets_of
 from lens.lenses.lenses import EXACT, Lens
 from lens.reads.records import Trace, Watched
 from lens.tokens import variants
-from lens.reads.records import Trace, Watched
 from suite.statistics import Evidence, Verdict
 from suite.verdicts import (
     Resampling,
@@ -48,9 +47,11 @@ class Prompt:
         """A per-prompt evidence row: the fact (the resampling unit), the prompt, what was followed, the reply, the
         claim's `figures`, and the caveat of a followed answer token that starts another answer too (none for a
         control, which follows the token the model wrote)."""
-        return Evidence(self.fact.id, {"prompt": self.id, "followed": self.trace.answer_token,
-                                       "reply": self.reading.reply.text, **figures},
-                        None if control else self.reading.caveat)
+        return Evidence(
+            self.fact.id,
+            {"prompt": self.id, "followed": self.trace.answer_token, "reply": self.reading.reply.text, **figures},
+            None if control else self.reading.caveat,
+        )
 
 
 def forms_of_word(trace: Trace, word: str) -> list[Watched]:
@@ -99,8 +100,13 @@ class Series:
 
 def answer_series(trace: Trace) -> Series:
     """The followed answer token (the model's own first token where it answers)."""
-    return Series(trace.answer_token, tuple(lay.p_answer for lay in trace.layers),
-                  tuple(lay.rank_answer for lay in trace.layers), trace.output.p_answer, trace.output.rank_answer)
+    return Series(
+        trace.answer_token,
+        tuple(lay.p_answer for lay in trace.layers),
+        tuple(lay.rank_answer for lay in trace.layers),
+        trace.output.p_answer,
+        trace.output.rank_answer,
+    )
 
 
 def own_series(prompt: Prompt) -> Series | None:
@@ -142,16 +148,38 @@ def followed(findings, prompt_set: str, control: str | None) -> Iterator[tuple[P
             yield prompt, series
 
 
-def majority(claim: str, rows: Sequence[Evidence], flag: str, findings, prompt_set: str, t: Mapping[str, Any],
-             control: str | None = None, *, statistic: str, figures: Sequence = ()) -> Verdict:
+def majority(
+    claim: str,
+    rows: Sequence[Evidence],
+    flag: str,
+    findings,
+    prompt_set: str,
+    t: Mapping[str, Any],
+    control: str | None = None,
+    *,
+    statistic: str,
+    figures: Sequence = (),
+) -> Verdict:
     """A claim that holds where most rows show `flag` (its threshold `t["majority"]`): the share's verdict on one
     model's findings through their lens, at the confidence and with the resampling claims.toml sets."""
-    return share_verdict(rows, flag=flag, threshold=t["majority"], statistic=statistic,
-                         scope=scope(claim, findings, prompt_set, t, control), resampling=RESAMPLING, figures=figures)
+    return share_verdict(
+        rows,
+        flag=flag,
+        threshold=t["majority"],
+        statistic=statistic,
+        scope=scope(claim, findings, prompt_set, t, control),
+        resampling=RESAMPLING,
+        figures=figures,
+    )
 
 
-def forward_prompts(findings, prompt_set: str, lens: Lens | None = None, answered: bool | None = None,
-                    forms: Sequence[str] = ("completion", "qa")) -> Iterator[Prompt]:
+def forward_prompts(
+    findings,
+    prompt_set: str,
+    lens: Lens | None = None,
+    answered: bool | None = None,
+    forms: Sequence[str] = ("completion", "qa"),
+) -> Iterator[Prompt]:
     """The completion and Q&A prompts of a set's usable facts, through `lens` (None: the findings' own);
     with `answered` True (False), only those whose own continuation gives (does not give) the answer or an
     alias."""
@@ -167,8 +195,14 @@ def partners(facts: Sequence[Fact]) -> dict[str, Fact]:
     subject on this fact's prompts)."""
     out = {}
     for i, fact in enumerate(facts):
-        out[fact.id] = next((facts[(i + k) % len(facts)] for k in range(1, len(facts))
-                             if facts[(i + k) % len(facts)].answer != fact.answer), fact)
+        out[fact.id] = next(
+            (
+                facts[(i + k) % len(facts)]
+                for k in range(1, len(facts))
+                if facts[(i + k) % len(facts)].answer != fact.answer
+            ),
+            fact,
+        )
     return out
 
 
@@ -189,8 +223,11 @@ def level(claim: str, prompt_set: str) -> tuple[float, bool]:
 def thresholds(claim: str, prompt_set: str, section: str | None = None) -> dict[str, Any]:
     """The numbers a claim is judged by (claims.toml; `section` where claims share one), with the
     interval's confidence for this prompt set."""
-    found = {k: v for k, v in THRESHOLDS.get(section or claim, {}).items()
-             if k not in ("sensitivity", "prompt_sets", "lenses", "exploratory", "reads")}
+    found = {
+        k: v
+        for k, v in THRESHOLDS.get(section or claim, {}).items()
+        if k not in ("sensitivity", "prompt_sets", "lenses", "exploratory", "reads")
+    }
     return {**found, "confidence": level(claim, prompt_set)[0]}
 
 
@@ -209,22 +246,36 @@ class Judged(Protocol):
     lens_name: str
 
 
-def scope(claim: str, about: Judged | tuple[str, ...], prompt_set: str, t: Mapping[str, Any],
-          control: bool = False, lens: str = EXACT.name) -> Scope:
+def scope(
+    claim: str,
+    about: Judged | tuple[str, ...],
+    prompt_set: str,
+    t: Mapping[str, Any],
+    control: bool = False,
+    lens: str = EXACT.name,
+) -> Scope:
     """What a verdict is about (one model's findings, through their lens; or the models a claim across
     models compares, through `lens`), at the confidence `t` carries."""
     models, lens = (tuple(about), lens) if isinstance(about, tuple) else ((about.name,), about.lens_name)
-    return Scope(claim=claim, models=models, prompt_set=prompt_set, confidence=t["confidence"],
-                 primary=level(claim, prompt_set)[1], control=bool(control), lens=lens,
-                 exploratory=THRESHOLDS.get(claim, {}).get("exploratory", False))
+    return Scope(
+        claim=claim,
+        models=models,
+        prompt_set=prompt_set,
+        confidence=t["confidence"],
+        primary=level(claim, prompt_set)[1],
+        control=bool(control),
+        lens=lens,
+        exploratory=THRESHOLDS.get(claim, {}).get("exploratory", False),
+    )
 
 
 def judged(evaluate: Callable[..., Verdict], claim: str, *args, section: str | None = None, **kwargs) -> Verdict:
     """`evaluate(*args, t, **kwargs)` under the claim's thresholds, with its verdict under each reasonable
     other threshold (`sensitivity`). `args` end with the prompt set."""
     prompt_set = args[-1]
-    return with_sensitivity(lambda t: evaluate(*args, t, **kwargs), thresholds(claim, prompt_set, section),
-                            alternatives(claim, section))
+    return with_sensitivity(
+        lambda t: evaluate(*args, t, **kwargs), thresholds(claim, prompt_set, section), alternatives(claim, section)
+    )
 
 
 def paired_forms(findings, prompt_set: str, t: Mapping[str, Any], *, claim: str, better: str, worse: str) -> Verdict:
@@ -236,9 +287,12 @@ def paired_forms(findings, prompt_set: str, t: Mapping[str, Any], *, claim: str,
     candidate answers: a frame that spends its mass on " the" lowers every candidate, not the answer against the
     others). `t["statistic"]` says which decides; the other stands beside it, with a caveat where the two part
     in direction or decision."""
+
     def by_fact(form):
-        return {r.fact.id: (r, trace) for r, trace in zip(findings.readings(prompt_set, form),
-                                                          findings.form_lens(prompt_set, form))}
+        return {
+            r.fact.id: (r, trace)
+            for r, trace in zip(findings.readings(prompt_set, form), findings.form_lens(prompt_set, form))
+        }
 
     high, low = by_fact(better), by_fact(worse)
     norm_high, norm_low = findings.candidates(prompt_set, better), findings.candidates(prompt_set, worse)
@@ -250,33 +304,68 @@ def paired_forms(findings, prompt_set: str, t: Mapping[str, Any], *, claim: str,
         p_high, p_low = t_high.output.p_answer, t_low.output.p_answer
         counted = (r_high.answered is not None or r_low.answered is not None) and p_high > 0 and p_low > 0
         n_high, n_low = norm_high[fact.id].share, norm_low[fact.id].share
-        rows.append(Evidence(fact.id, {
-            f"reply_{better}": r_high.reply.text, f"reply_{worse}": r_low.reply.text,
-            f"answers_{better}": r_high.answered is not None, f"answers_{worse}": r_low.answered is not None,
-            f"p_{better}": p_high, f"p_{worse}": p_low, "log_ratio": math.log(p_high / p_low) if counted else None,
-            "normalised_log_ratio": math.log(n_high / n_low) if counted and n_high > 0 and n_low > 0 else None},
-            r_high.caveat or r_low.caveat))
+        rows.append(
+            Evidence(
+                fact.id,
+                {
+                    f"reply_{better}": r_high.reply.text,
+                    f"reply_{worse}": r_low.reply.text,
+                    f"answers_{better}": r_high.answered is not None,
+                    f"answers_{worse}": r_low.answered is not None,
+                    f"p_{better}": p_high,
+                    f"p_{worse}": p_low,
+                    "log_ratio": math.log(p_high / p_low) if counted else None,
+                    "normalised_log_ratio": math.log(n_high / n_low) if counted and n_high > 0 and n_low > 0 else None,
+                },
+                r_high.caveat or r_low.caveat,
+            )
+        )
     rule = Rule("above", t["min_log_ratio"])
-    keys = {"raw": ("log_ratio", f"median ln(p_{better} / p_{worse}) of the answer, facts answered in either"),
-            "normalised": ("normalised_log_ratio", f"median ln(p_{better} / p_{worse}) of the answer normalised "
-                           "over the set's candidate answers (frame-free), facts answered in either")}
-    judged = {name: median_verdict(rows, key=key, rule=rule, kind="log_ratio", statistic=statistic,
-                                   scope=scope(claim, findings, prompt_set, t), resampling=RESAMPLING)
-              for name, (key, statistic) in keys.items()}
+    keys = {
+        "raw": ("log_ratio", f"median ln(p_{better} / p_{worse}) of the answer, facts answered in either"),
+        "normalised": (
+            "normalised_log_ratio",
+            f"median ln(p_{better} / p_{worse}) of the answer normalised "
+            "over the set's candidate answers (frame-free), facts answered in either",
+        ),
+    }
+    judged = {
+        name: median_verdict(
+            rows,
+            key=key,
+            rule=rule,
+            kind="log_ratio",
+            statistic=statistic,
+            scope=scope(claim, findings, prompt_set, t),
+            resampling=RESAMPLING,
+        )
+        for name, (key, statistic) in keys.items()
+    }
     primary = judged[t["statistic"]]
     other = judged["normalised" if t["statistic"] == "raw" else "raw"]
     lo, hi = other.ci
-    figures = [beside(f"{other.statistic} ({other.confidence:.1%} CI {lo:.2f} to {hi:.2f}): {other.verdict}",
-                      other.value, "log_ratio")]
+    figures = [
+        beside(
+            f"{other.statistic} ({other.confidence:.1%} CI {lo:.2f} to {hi:.2f}): {other.verdict}",
+            other.value,
+            "log_ratio",
+        )
+    ]
     for form, norm in ((better, norm_high), (worse, norm_low)):
         masses = [norm[row.fact].mass for row in rows]
-        figures += [beside(f"share of facts answered in the {form} form", share_of(rows, f"answers_{form}")),
-                    beside(f"median output share of the candidate answers ({form})",
-                           statistics.median(masses) if masses else None)]
+        figures += [
+            beside(f"share of facts answered in the {form} form", share_of(rows, f"answers_{form}")),
+            beside(
+                f"median output share of the candidate answers ({form})", statistics.median(masses) if masses else None
+            ),
+        ]
     caveats = primary.caveats
     if other.verdict != primary.verdict or (primary.value > 0) != (other.value > 0):
-        caveats = (*caveats, f"the {'frame-free' if t['statistic'] == 'raw' else 'raw'} ratio parts from it: "
-                             f"{other.value:.2f} ({other.verdict}) against {primary.value:.2f} ({primary.verdict})")
+        caveats = (
+            *caveats,
+            f"the {'frame-free' if t['statistic'] == 'raw' else 'raw'} ratio parts from it: "
+            f"{other.value:.2f} ({other.verdict}) against {primary.value:.2f} ({primary.verdict})",
+        )
     return replace(primary, beside=tuple(figures), caveats=caveats)
 
 
@@ -286,15 +375,22 @@ def with_fidelity(verdict: Verdict, findings, from_depth: float) -> Verdict:
     faithful here" where that exceeds claims.toml [fidelity] `bound`."""
     kl = findings.fidelity(verdict.prompt_set)
     depths = [lay.depth for lay in next(t for t in findings.lens(verdict.prompt_set).values() if t)[0].layers]
-    worst = max((values[i] for values in kl.values() if values for i, d in enumerate(depths)
-                 if d >= from_depth - 1e-9), default=math.nan)
+    worst = max(
+        (values[i] for values in kl.values() if values for i, d in enumerate(depths) if d >= from_depth - 1e-9),
+        default=math.nan,
+    )
     bound = THRESHOLDS["fidelity"]["bound"]
-    figures = (*verdict.beside, beside(f"lens fidelity: largest mean KL(output || lens) from {from_depth:.0%} of "
-                                       "depth on, nats", worst, "kl"))
+    figures = (
+        *verdict.beside,
+        beside(f"lens fidelity: largest mean KL(output || lens) from {from_depth:.0%} of depth on, nats", worst, "kl"),
+    )
     caveats = verdict.caveats
     if worst > bound:
-        caveats = (*caveats, f"lens not faithful here: mean KL to the output up to {worst:.2f} nats from "
-                             f"{from_depth:.0%} of depth on (bound {bound:g})")
+        caveats = (
+            *caveats,
+            f"lens not faithful here: mean KL to the output up to {worst:.2f} nats from "
+            f"{from_depth:.0%} of depth on (bound {bound:g})",
+        )
     return replace(verdict, beside=figures, caveats=caveats)
 
 

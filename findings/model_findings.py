@@ -110,13 +110,17 @@ class ModelFindings:
     def exclusions(self, prompt_set: str) -> dict[str, str]:
         """Facts of the set this model's tokenizer cannot follow in some form, with the reason (an answer
         that is no word token where the lens reads). Listed in the report's data warnings."""
+
         def compute(model: LoadedModel) -> dict[str, str]:
             reasons: dict[str, str] = {}
             for form in forms_of(prompt_set):  # the chat form leaves out its own unfollowable facts only
                 for reading in self.readings(prompt_set, form, every=True):
                     if reading.followed is None:
-                        reasons.setdefault(reading.fact.id, f"{form}: the answer {reading.fact.target(form)!r} "
-                                           f"cannot be followed after {reading.prompt + reading.reply.lead!r}")
+                        reasons.setdefault(
+                            reading.fact.id,
+                            f"{form}: the answer {reading.fact.target(form)!r} "
+                            f"cannot be followed after {reading.prompt + reading.reply.lead!r}",
+                        )
             return reasons
 
         return self.artefacts.get(("exclusions", prompt_set), compute)
@@ -134,12 +138,15 @@ class ModelFindings:
     def readings(self, prompt_set: str, form: str, every: bool = False) -> tuple[Reading, ...]:
         """Per usable fact of the set (with `every`, per fact), where the lens reads its prompt in `form`
         and what it follows there, from the model's own greedy continuation."""
+
         def compute(model: LoadedModel) -> tuple[Reading, ...]:
             facts = SETS[prompt_set]
             prompts = [_prompt(model, fact, form) for fact in facts]
             replies = continue_greedy(model, prompts, answers=[fact.spellings(form) for fact in facts])
-            readings = [_reading(model.tokenizer, fact, form, prompt, reply)
-                        for fact, prompt, reply in zip(facts, prompts, replies)]
+            readings = [
+                _reading(model.tokenizer, fact, form, prompt, reply)
+                for fact, prompt, reply in zip(facts, prompts, replies)
+            ]
             return tuple(_with_shared_starts(model.tokenizer, readings))
 
         every_fact = self.artefacts.get(("readings", prompt_set, form), compute)
@@ -181,10 +188,17 @@ class ModelFindings:
         watched x vocabulary) per prompt, and no claim reads them raw."""
         control = partners(self.facts(prompt_set))
         context = THRESHOLDS["subject_before_answer"]["in_context"].get(prompt_set)
-        return [[*variants(r.fact.target(form)), *variants(r.fact.other(form)),
-                 *variants(control[r.fact.id].other(form)), *(variants(f" {context}") if context else []),
-                 *self._translations(prompt_set, r.fact), *([r.own] if r.own else [])]
-                for r in self.readings(prompt_set, form)]
+        return [
+            [
+                *variants(r.fact.target(form)),
+                *variants(r.fact.other(form)),
+                *variants(control[r.fact.id].other(form)),
+                *(variants(f" {context}") if context else []),
+                *self._translations(prompt_set, r.fact),
+                *([r.own] if r.own else []),
+            ]
+            for r in self.readings(prompt_set, form)
+        ]
 
     def _translations(self, prompt_set: str, fact: Fact) -> list[str]:
         """For the latent-English claim's prompt sets: the fact's English answer and another fact's (its control),
@@ -201,9 +215,12 @@ class ModelFindings:
     def fidelity(self, prompt_set: str) -> dict[str, list[float]]:
         """Per form of the set, the findings' lens's mean KL(output || lens) in nats at each block, over the set's
         usable prompts where the lens reads them: how faithful the lens is on the prompts it judges."""
-        return {form: [sum(t.layers[i].kl_to_output for t in traces) / len(traces)
-                       for i in range(traces[0].n_layers)] if traces else []
-                for form, traces in self.lens(prompt_set).items()}
+        return {
+            form: [sum(t.layers[i].kl_to_output for t in traces) / len(traces) for i in range(traces[0].n_layers)]
+            if traces
+            else []
+            for form, traces in self.lens(prompt_set).items()
+        }
 
     def lens(self, prompt_set: str, lens: Lens | None = None) -> Forms:
         """`form_lens` for every form of the set (not the chat form)."""
@@ -236,13 +253,22 @@ class ModelFindings:
         disk (what is read from it is): block outputs and full-vocabulary output logits were 97% of the bytes kept
         for the embedded models (1.1 of 1.14 GB), and a rerun needs them only for a read not kept yet."""
         readings = self.readings(prompt_set, form)
-        wanted = Wanted(answers=[r.followed for r in readings],
-                        lenses={EXACT.name: self._watch(prompt_set, form), RAW.name: None},
-                        output_ids=_candidate_ids(readings))
-        return self.artefacts.get(("residuals", prompt_set, form), lambda model: collect(
-            model, [r.prompt for r in readings], leads=[r.lead_ids for r in readings],
-            backend=model.runs_through(self.artefacts.session.backend),
-            wanted=wanted), keep=False)
+        wanted = Wanted(
+            answers=[r.followed for r in readings],
+            lenses={EXACT.name: self._watch(prompt_set, form), RAW.name: None},
+            output_ids=_candidate_ids(readings),
+        )
+        return self.artefacts.get(
+            ("residuals", prompt_set, form),
+            lambda model: collect(
+                model,
+                [r.prompt for r in readings],
+                leads=[r.lead_ids for r in readings],
+                backend=model.runs_through(self.artefacts.session.backend),
+                wanted=wanted,
+            ),
+            keep=False,
+        )
 
     def grid(self) -> LensGrid:
         """The logit-lens picture of the notes' own prompt."""
@@ -251,25 +277,30 @@ class ModelFindings:
     def attention(self) -> dict[str, AttentionFromLast]:
         """Per usable capital fact (by id), attention from the last position of its completion prompt."""
         facts = self.facts(CAPITALS)
-        return self.artefacts.get("attention", lambda model: {
-            fact.id: attention_from_last(model, fact.completion)
-            for fact in bar(facts, desc=f"{self.name}: attention over {len(facts)} facts", unit="fact")
-        })
+        return self.artefacts.get(
+            "attention",
+            lambda model: {
+                fact.id: attention_from_last(model, fact.completion)
+                for fact in bar(facts, desc=f"{self.name}: attention over {len(facts)} facts", unit="fact")
+            },
+        )
 
     def subject_positions(self) -> dict[str, tuple[int, ...]]:
         """Per usable capital fact (by id), the positions of the subject's tokens in its completion prompt."""
         facts = self.facts(CAPITALS)
-        return self.artefacts.get("subject_positions", lambda model: {
-            fact.id: tuple(token_positions(model, fact.completion, fact.subject)) for fact in facts
-        })
+        return self.artefacts.get(
+            "subject_positions",
+            lambda model: {fact.id: tuple(token_positions(model, fact.completion, fact.subject)) for fact in facts},
+        )
 
     def patching(self) -> dict[str, Patching | None]:
         """Per usable capital fact (by id) the model answers after its completion prompt, activation patching
         of that prompt into another fact's (None: no partner of the same token length), following the model's
         own first token. The facts the model does not answer are not patched: no claim reads them."""
         facts, subjects = self.facts(CAPITALS), self.subject_positions()
-        answered = {r.fact.id: r.followed.token for r in self.readings(CAPITALS, "completion")
-                    if r.answered and not r.lead_ids}
+        answered = {
+            r.fact.id: r.followed.token for r in self.readings(CAPITALS, "completion") if r.answered and not r.lead_ids
+        }
         return self.artefacts.get("patching", lambda model: _patch_all(model, facts, subjects, answered))
 
     def notes_patching(self) -> Patching | None:
@@ -277,8 +308,10 @@ class ModelFindings:
         facts = self.facts(CAPITALS)
         if NOTES_FACT not in facts:
             return None
-        return self.artefacts.get("notes_patching", lambda model: _patch(
-            model, facts, facts.index(NOTES_FACT), NOTES_FACT.target("completion"), None))
+        return self.artefacts.get(
+            "notes_patching",
+            lambda model: _patch(model, facts, facts.index(NOTES_FACT), NOTES_FACT.target("completion"), None),
+        )
 
     def patched(self) -> Iterator[tuple[Fact, Patching, tuple[int, ...], Trace]]:
         """(fact, patching, subject positions, clean trace) for the facts patching can measure: answered,
@@ -306,8 +339,11 @@ def readings_depend() -> dict[str, str]:
             value = value.get(part, {})
         settings.append(value)
     prompts = {name: [vars(fact) for fact in facts] for name, facts in SETS.items()}
-    return {"code": source_digest([Path(__file__), Path(__file__).with_name("data.py")]),
-            "prompts": digest(prompts), "settings": digest(settings)}
+    return {
+        "code": source_digest([Path(__file__), Path(__file__).with_name("data.py")]),
+        "prompts": digest(prompts),
+        "settings": digest(settings),
+    }
 
 
 def lens_for(model: Model, name: str) -> Lens:
@@ -315,6 +351,7 @@ def lens_for(model: Model, name: str) -> Lens:
     (`lens.lenses.registry`: its tuned lens, published or trained here; TransformerLens's published Jacobian lens);
     the lens's `source` says which, and by what recipe. A lens the model cannot be read through (none here, or not
     on NDIF) skips, saying why."""
+
     def say(line: str) -> None:
         print(f"\n{line}", file=sys.stderr)
 
@@ -339,8 +376,10 @@ def ndif_plan(chat: bool, model: Any, tests: list[str]) -> str:
         jobs += 1  # the grid
     if any("patching" in test for test in tests):
         jobs += -(-len(FACTS) // PATCHES_PER_JOB) + 1  # the capitals answered, then the notes' fact everywhere
-    return (f"the selected tests send {prompts} prompts in about {jobs} jobs, and at most about {back / 2**20:.1f} MB "
-            "comes back; each phase says more before it sends, and every finished job is kept in the lens cache")
+    return (
+        f"the selected tests send {prompts} prompts in about {jobs} jobs, and at most about {back / 2**20:.1f} MB "
+        "comes back; each phase says more before it sends, and every finished job is kept in the lens cache"
+    )
 
 
 def _candidate_ids(readings: tuple[Reading, ...]) -> list[list[int]]:
@@ -369,7 +408,7 @@ def _reading(tokenizer, fact: Fact, form: str, prompt: str, reply: Continuation)
         if lead_ids:  # whitespace after the model's own: not a token the model would write next
             followed = None
         else:  # the model writes no whitespace first; the answer would (" " before a split digit)
-            lead_ids = tuple(tokenizer(prompt + followed.lead)["input_ids"][len(tokenizer(prompt)["input_ids"]):])
+            lead_ids = tuple(tokenizer(prompt + followed.lead)["input_ids"][len(tokenizer(prompt)["input_ids"]) :])
             followed = replace(followed, lead="")
     return Reading(fact, form, prompt, reply, None, lead_ids, followed)
 
@@ -380,35 +419,47 @@ def _with_shared_starts(tokenizer, readings: list[Reading]) -> list[Reading]:
     starts: dict[tuple[tuple[int, ...], int], set[str]] = {}
     for r in readings:
         if r.followed is not None:
-            answer = followed_token(tokenizer, r.prompt + tokenizer.decode(list(r.lead_ids)),
-                                    after_lead(r.fact.target(r.form), tokenizer.decode(list(r.lead_ids))))
+            answer = followed_token(
+                tokenizer,
+                r.prompt + tokenizer.decode(list(r.lead_ids)),
+                after_lead(r.fact.target(r.form), tokenizer.decode(list(r.lead_ids))),
+            )
             if answer is not None and not answer.lead:
                 starts.setdefault((r.lead_ids, answer.token_id), set()).add(r.fact.target(r.form).strip())
     out = []
     for r in readings:
-        shared = () if r.followed is None else tuple(sorted(
-            starts.get((r.lead_ids, r.followed.token_id), set()) - {r.fact.target(r.form).strip()}))
+        shared = (
+            ()
+            if r.followed is None
+            else tuple(sorted(starts.get((r.lead_ids, r.followed.token_id), set()) - {r.fact.target(r.form).strip()}))
+        )
         out.append(replace(r, shared_with=shared))
     return out
 
 
-def _patch_all(model: LoadedModel, facts: tuple[Fact, ...], subjects: dict[str, tuple[int, ...]],
-               answers: dict[str, str]) -> dict[str, Patching | None]:
+def _patch_all(
+    model: LoadedModel, facts: tuple[Fact, ...], subjects: dict[str, tuple[int, ...]], answers: dict[str, str]
+) -> dict[str, Patching | None]:
     """Each fact of `answers` patched at its subject's positions and the last one, following its answer."""
     chosen = [(i, fact) for i, fact in enumerate(facts) if fact.id in answers]
     partner_of = {fact.id: _partner(model, facts, i) for i, fact in chosen}
-    cases = [(fact.completion, partner_of[fact.id].completion, answers[fact.id], [*subjects[fact.id], -1])
-             for _, fact in chosen if partner_of[fact.id] is not None]
+    cases = [
+        (fact.completion, partner_of[fact.id].completion, answers[fact.id], [*subjects[fact.id], -1])
+        for _, fact in chosen
+        if partner_of[fact.id] is not None
+    ]
     done = iter(patch_many(model, cases, desc=f"{model.name}: patching {len(cases)} facts"))
     return {fact.id: next(done) if partner_of[fact.id] is not None else None for _, fact in chosen}
 
 
-def _patch(model: LoadedModel, facts: tuple[Fact, ...], i: int, answer: str,
-           positions: list[int] | None) -> Patching | None:
+def _patch(
+    model: LoadedModel, facts: tuple[Fact, ...], i: int, answer: str, positions: list[int] | None
+) -> Patching | None:
     """Fact i's completion prompt patched into the next fact's of the same token length (None if none)."""
     partner = _partner(model, facts, i)
-    return None if partner is None else patch_residuals(model, facts[i].completion, partner.completion, answer,
-                                                        positions)
+    return (
+        None if partner is None else patch_residuals(model, facts[i].completion, partner.completion, answer, positions)
+    )
 
 
 def _partner(model: LoadedModel, facts: tuple[Fact, ...], i: int) -> Fact | None:

@@ -36,16 +36,29 @@ def evaluate(findings, prompt_set: str, t, control: str | None = None) -> Verdic
     rows = []
     for prompt, series in followed(findings, prompt_set, control):
         layer = settled(series.rank)
-        rows.append(prompt.row(control, token=series.token, first_top1_layer=first_top1_of(series.rank),
-                               settled_layer=layer, settled_depth=depth(prompt.trace, layer),
-                               resolution=1 / prompt.trace.n_layers))
+        rows.append(
+            prompt.row(
+                control,
+                token=series.token,
+                first_top1_layer=first_top1_of(series.rank),
+                settled_layer=layer,
+                settled_depth=depth(prompt.trace, layer),
+                resolution=1 / prompt.trace.n_layers,
+            )
+        )
     resolution = 1 / findings.record.n_layers
     margin = t["margin_blocks"] * resolution
     band = (t["band"][0] - margin, t["band"][1] + margin)
-    return median_verdict(rows, key="settled_depth", rule=Rule("within", band), kind="depth",
-                          statistic="median depth from which the followed token stays top-1",
-                          scope=scope(CLAIM, findings, prompt_set, t, control), resampling=RESAMPLING,
-                          resolution=resolution)
+    return median_verdict(
+        rows,
+        key="settled_depth",
+        rule=Rule("within", band),
+        kind="depth",
+        statistic="median depth from which the followed token stays top-1",
+        scope=scope(CLAIM, findings, prompt_set, t, control),
+        resampling=RESAMPLING,
+        resolution=resolution,
+    )
 
 
 def test_convergence_depth(findings, prompt_set, judge_claim, record_figure):
@@ -63,9 +76,11 @@ def answer_by_depth(findings) -> DepthCurves:
         lenses = {" (logit lens)": findings.lens(CAPITALS, EXACT), f" ({findings.lens_name} lens)": lenses[""]}
     series = {f"{FORM_LABELS[f]}{which}": forms[f] for which, forms in lenses.items() for f in FORM_LABELS}
     return DepthCurves(
-        model=findings.name, name="answer-by-depth" + ("" if len(lenses) == 1 else "-lenses"),
+        model=findings.name,
+        name="answer-by-depth" + ("" if len(lenses) == 1 else "-lenses"),
         depth=[lay.depth for lay in next(iter(series.values()))[0].layers],
         p={label: [[lay.p_answer for lay in t.layers] for t in traces] for label, traces in series.items()},
         rank={label: [[lay.rank_answer for lay in t.layers] for t in traces] for label, traces in series.items()},
-        band=notes_band, band_label=f"notes: converges at {notes_band[0] * 100:g}-{notes_band[1] * 100:g}%",
+        band=notes_band,
+        band_label=f"notes: converges at {notes_band[0] * 100:g}-{notes_band[1] * 100:g}%",
     )

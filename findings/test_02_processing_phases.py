@@ -44,18 +44,38 @@ def evaluate(findings, prompt_set: str, t, control: str | None = None) -> Verdic
         develops = middle_rank * t["middle_rank_gain"] < early_rank
         final_max_p = max(p for _, p, _ in thirds["final"])
         confident = final_max_p >= t["final_min_p"]
-        rows.append(prompt.row(
-            control, token=series.token, noise=noise,
-            early_unconfident=all(lay.entropy >= EARLY_MIN_ENTROPY for lay, _, _ in thirds["early"]),
-            early_median_rank=early_rank, middle_median_rank=middle_rank, develops=develops,
-            final_max_p=final_max_p, confident=confident, pattern=noise and develops and confident,
-        ))
-    figures = [beside(f"share whose early lens has entropy >= {EARLY_MIN_ENTROPY:g} nats at every early block",
-                      share_of(rows, "early_unconfident")),
-               *(beside(f"share meeting '{flag}'", share_of(rows, flag))
-                 for flag in ("noise", "develops", "confident"))]
-    return majority(CLAIM, rows, "pattern", findings, prompt_set, t, control,
-                    statistic="share of prompts showing all three phases", figures=figures)
+        rows.append(
+            prompt.row(
+                control,
+                token=series.token,
+                noise=noise,
+                early_unconfident=all(lay.entropy >= EARLY_MIN_ENTROPY for lay, _, _ in thirds["early"]),
+                early_median_rank=early_rank,
+                middle_median_rank=middle_rank,
+                develops=develops,
+                final_max_p=final_max_p,
+                confident=confident,
+                pattern=noise and develops and confident,
+            )
+        )
+    figures = [
+        beside(
+            f"share whose early lens has entropy >= {EARLY_MIN_ENTROPY:g} nats at every early block",
+            share_of(rows, "early_unconfident"),
+        ),
+        *(beside(f"share meeting '{flag}'", share_of(rows, flag)) for flag in ("noise", "develops", "confident")),
+    ]
+    return majority(
+        CLAIM,
+        rows,
+        "pattern",
+        findings,
+        prompt_set,
+        t,
+        control,
+        statistic="share of prompts showing all three phases",
+        figures=figures,
+    )
 
 
 def test_processing_phases(findings, prompt_set, judge_claim):

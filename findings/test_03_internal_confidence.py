@@ -30,10 +30,26 @@ def evaluate(findings, prompt_set: str, t, control: str | None = None) -> Verdic
     rows = []
     for prompt, series in followed(findings, prompt_set, control):
         at = math.ceil(t["at_depth"] * prompt.trace.n_layers) - 1
-        rows.append(prompt.row(control, token=series.token, layer=at, internal_p=series.p[at],
-                               output_p=series.p_output, higher_inside=series.p[at] > series.p_output))
-    return majority(CLAIM, rows, "higher_inside", findings, prompt_set, t, control,
-                    statistic=f"share of prompts whose p(answer) at {t['at_depth']:.0%} depth exceeds the output's")
+        rows.append(
+            prompt.row(
+                control,
+                token=series.token,
+                layer=at,
+                internal_p=series.p[at],
+                output_p=series.p_output,
+                higher_inside=series.p[at] > series.p_output,
+            )
+        )
+    return majority(
+        CLAIM,
+        rows,
+        "higher_inside",
+        findings,
+        prompt_set,
+        t,
+        control,
+        statistic=f"share of prompts whose p(answer) at {t['at_depth']:.0%} depth exceeds the output's",
+    )
 
 
 def test_internal_confidence(findings, prompt_set, judge_claim):

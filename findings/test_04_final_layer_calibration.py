@@ -31,15 +31,35 @@ def evaluate(findings, prompt_set: str, t, control: str | None = None) -> Verdic
     for prompt, series in followed(findings, prompt_set, control):
         at = math.ceil(t["from_depth"] * prompt.trace.n_layers) - 1
         lens, output = prompt.trace.layers[at], prompt.trace.output
-        rows.append(prompt.row(control, token=series.token, layer=at, entropy_there=lens.entropy,
-                               output_entropy=output.entropy, p_there=series.p[at], output_p=series.p_output,
-                               moderated=series.p_output < series.p[at], flattens=output.entropy > lens.entropy,
-                               top1_there=series.rank[at] == 1))
-    figures = [beside("share whose entropy rises too", share_of(rows, "flattens")),
-               beside(f"share with the answer top-1 at {t['from_depth']:.0%} depth", share_of(rows, "top1_there"))]
-    return majority(CLAIM, rows, "moderated", findings, prompt_set, t, control,
-                    statistic=f"share of prompts whose p(answer) falls from {t['from_depth']:.0%} depth to the output",
-                    figures=figures)
+        rows.append(
+            prompt.row(
+                control,
+                token=series.token,
+                layer=at,
+                entropy_there=lens.entropy,
+                output_entropy=output.entropy,
+                p_there=series.p[at],
+                output_p=series.p_output,
+                moderated=series.p_output < series.p[at],
+                flattens=output.entropy > lens.entropy,
+                top1_there=series.rank[at] == 1,
+            )
+        )
+    figures = [
+        beside("share whose entropy rises too", share_of(rows, "flattens")),
+        beside(f"share with the answer top-1 at {t['from_depth']:.0%} depth", share_of(rows, "top1_there")),
+    ]
+    return majority(
+        CLAIM,
+        rows,
+        "moderated",
+        findings,
+        prompt_set,
+        t,
+        control,
+        statistic=f"share of prompts whose p(answer) falls from {t['from_depth']:.0%} depth to the output",
+        figures=figures,
+    )
 
 
 def test_final_layer_calibration(findings, prompt_set, judge_claim):

@@ -33,21 +33,39 @@ def evaluate(findings, prompt_set: str, t) -> Verdict:
     rows = []
     for prompt, unnormed in zip(forward_prompts(findings, prompt_set), forward_prompts(findings, prompt_set, RAW)):
         pairs = list(zip(prompt.trace.layers[:-1], unnormed.trace.layers[:-1]))
-        ratios = [math.log10(max(without.kl_to_output, 1e-12) / max(lay.kl_to_output, 1e-12))
-                  for lay, without in pairs]
-        rows.append(prompt.row(median_log10_kl_ratio=median(ratios),
-                               median_kl_with_norm=median(lay.kl_to_output for lay, _ in pairs),
-                               median_kl_without=median(without.kl_to_output for _, without in pairs),
-                               median_p_answer_with_norm=median(lay.p_answer for lay, _ in pairs),
-                               median_p_answer_without=median(without.p_answer for _, without in pairs)))
-    verdict = median_verdict(rows, key="median_log10_kl_ratio", rule=Rule("above", t["min_log10_kl_ratio"]),
-                             kind="log10_ratio", statistic="median log10(KL without norm / KL with norm)",
-                             scope=scope(CLAIM, findings, prompt_set, t), resampling=RESAMPLING)
-    return replace(verdict, beside=(
-        beside("times closer to the output with the norm (10^median)", 10 ** verdict.value, "factor"),
-        *(beside(f"log10 of the median KL to the output {label} (nats)",
-                 math.log10(max(median(row[key] for row in rows), 1e-12)), "log10_ratio")
-          for label, key in (("with the norm", "median_kl_with_norm"), ("without it", "median_kl_without")))))
+        ratios = [math.log10(max(without.kl_to_output, 1e-12) / max(lay.kl_to_output, 1e-12)) for lay, without in pairs]
+        rows.append(
+            prompt.row(
+                median_log10_kl_ratio=median(ratios),
+                median_kl_with_norm=median(lay.kl_to_output for lay, _ in pairs),
+                median_kl_without=median(without.kl_to_output for _, without in pairs),
+                median_p_answer_with_norm=median(lay.p_answer for lay, _ in pairs),
+                median_p_answer_without=median(without.p_answer for _, without in pairs),
+            )
+        )
+    verdict = median_verdict(
+        rows,
+        key="median_log10_kl_ratio",
+        rule=Rule("above", t["min_log10_kl_ratio"]),
+        kind="log10_ratio",
+        statistic="median log10(KL without norm / KL with norm)",
+        scope=scope(CLAIM, findings, prompt_set, t),
+        resampling=RESAMPLING,
+    )
+    return replace(
+        verdict,
+        beside=(
+            beside("times closer to the output with the norm (10^median)", 10**verdict.value, "factor"),
+            *(
+                beside(
+                    f"log10 of the median KL to the output {label} (nats)",
+                    math.log10(max(median(row[key] for row in rows), 1e-12)),
+                    "log10_ratio",
+                )
+                for label, key in (("with the norm", "median_kl_with_norm"), ("without it", "median_kl_without"))
+            ),
+        ),
+    )
 
 
 def test_norm_correction(findings, prompt_set, judge_claim):

@@ -30,18 +30,38 @@ def evaluate(findings, prompt_set: str, t) -> Verdict:
     tops = {form: findings.candidates(prompt_set, form) for form in ("completion", "qa")}
     for c, q in zip(findings.readings(prompt_set, "completion"), findings.readings(prompt_set, "qa")):
         ranked = [tops[form].get(c.fact.id) for form in tops]
-        rows.append(Evidence(c.fact.id, {"completion_reply": c.reply.text, "qa_reply": q.reply.text,
-                                         "completion": c.answered is not None, "qa": q.answered is not None,
-                                         "recalled": c.answered is not None and q.answered is not None,
-                                         "top_candidate_in_both": all(r is not None and r.top for r in ranked)}))
+        rows.append(
+            Evidence(
+                c.fact.id,
+                {
+                    "completion_reply": c.reply.text,
+                    "qa_reply": q.reply.text,
+                    "completion": c.answered is not None,
+                    "qa": q.answered is not None,
+                    "recalled": c.answered is not None and q.answered is not None,
+                    "top_candidate_in_both": all(r is not None and r.top for r in ranked),
+                },
+            )
+        )
     ranked = share_of(rows, "top_candidate_in_both")
     lo, hi = share_ci(ranked * len(rows), len(rows), t["confidence"]) if rows else (math.nan, math.nan)
     figures = [beside(f"share answered in the {form} form", share_of(rows, form)) for form in ("completion", "qa")]
-    figures.append(beside(f"share whose answer tops the set's candidate answers at the output in both forms, "
-                          f"whatever the reply ({t['confidence']:.1%} CI {lo:.2f} to {hi:.2f})", ranked))
-    return share_verdict(rows, flag="recalled", threshold=t["majority"],
-                         statistic="share of facts answered in both forms",
-                         scope=scope(CLAIM, findings, prompt_set, t), resampling=RESAMPLING, figures=figures)
+    figures.append(
+        beside(
+            f"share whose answer tops the set's candidate answers at the output in both forms, "
+            f"whatever the reply ({t['confidence']:.1%} CI {lo:.2f} to {hi:.2f})",
+            ranked,
+        )
+    )
+    return share_verdict(
+        rows,
+        flag="recalled",
+        threshold=t["majority"],
+        statistic="share of facts answered in both forms",
+        scope=scope(CLAIM, findings, prompt_set, t),
+        resampling=RESAMPLING,
+        figures=figures,
+    )
 
 
 def test_factual_recall(findings, prompt_set, judge_claim):

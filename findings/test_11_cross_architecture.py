@@ -47,6 +47,7 @@ def answered_curves(findings: ModelFindings, prompt_set: str, grid: int) -> dict
 def min_pairwise_correlation(median_curves: list[np.ndarray], floor: float) -> float:
     """The smallest Pearson correlation over pairs of curves, each pair from the first point where either reaches
     `floor` (nan where fewer than three points remain, or a curve is constant there)."""
+
     def correlation(a: np.ndarray, b: np.ndarray) -> float:
         start = int(np.argmax((a >= floor) | (b >= floor))) if ((a >= floor) | (b >= floor)).any() else a.size
         a, b = a[start:], b[start:]
@@ -57,16 +58,19 @@ def min_pairwise_correlation(median_curves: list[np.ndarray], floor: float) -> f
     return min(correlation(a, b) for a, b in itertools.combinations(median_curves, 2))
 
 
-def evaluate(per_model: dict[str, dict[tuple[str, str], np.ndarray]], prompt_set: str, t,
-             lens: str = EXACT.name) -> Verdict | None:
+def evaluate(
+    per_model: dict[str, dict[tuple[str, str], np.ndarray]], prompt_set: str, t, lens: str = EXACT.name
+) -> Verdict | None:
     """The claim's verdict from each model's answered curves through `lens` (None: fewer than two models)."""
     if len(per_model) < 2:
         return None
     names = sorted(per_model)
     facts = sorted({fact for fact, _ in set.intersection(*(set(c) for c in per_model.values()))})
     common = {fact: [form for form in FORMS if all((fact, form) in per_model[n] for n in names)] for fact in facts}
-    curves = {n: np.array([np.mean([per_model[n][fact, form] for form in common[fact]], axis=0) for fact in facts])
-              for n in names}
+    curves = {
+        n: np.array([np.mean([per_model[n][fact, form] for form in common[fact]], axis=0) for fact in facts])
+        for n in names
+    }
 
     def statistic(index: np.ndarray) -> float:
         return min_pairwise_correlation([np.median(curves[n][index.astype(int)], axis=0) for n in names], t["floor"])
@@ -75,16 +79,27 @@ def evaluate(per_model: dict[str, dict[tuple[str, str], np.ndarray]], prompt_set
     observed = statistic(index) if facts else float("nan")
     draws = cluster_bootstrap(index, facts, statistic, RESAMPLING.resamples, RESAMPLING.seed) if facts else np.empty(0)
     draws = draws[~np.isnan(draws)]  # a resample whose curves are flat has no correlation to count
-    rows = [Evidence(fact, {"forms": common[fact],
-                            "curves": {n: [round(float(x), 4) for x in curves[n][i]] for n in names}})
-            for i, fact in enumerate(facts)]
-    rows += [Evidence(None, {"model": n, "median_curve": [round(float(x), 4) for x in np.median(curves[n], 0)]})
-             for n in names if facts]
+    rows = [
+        Evidence(
+            fact, {"forms": common[fact], "curves": {n: [round(float(x), 4) for x in curves[n][i]] for n in names}}
+        )
+        for i, fact in enumerate(facts)
+    ]
+    rows += [
+        Evidence(None, {"model": n, "median_curve": [round(float(x), 4) for x in np.median(curves[n], 0)]})
+        for n in names
+        if facts
+    ]
     return decided_verdict(
-        rows, value=observed, ci_at=lambda c: percentile_ci(draws, c), n=len(facts),
-        rule=Rule("at_least", t["min_correlation"]), kind="correlation",
+        rows,
+        value=observed,
+        ci_at=lambda c: percentile_ci(draws, c),
+        n=len(facts),
+        rule=Rule("at_least", t["min_correlation"]),
+        kind="correlation",
         statistic="smallest pairwise correlation of median answer-probability curves, facts every model answers",
-        scope=scope(CLAIM, tuple(names), prompt_set, t, lens=lens), counted=rows[:len(facts)],
+        scope=scope(CLAIM, tuple(names), prompt_set, t, lens=lens),
+        counted=rows[: len(facts)],
     )
 
 

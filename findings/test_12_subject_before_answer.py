@@ -40,19 +40,36 @@ CONTROLS = {"other subject": "another fact's subject", "in context": "a word of 
 def evaluate(findings, prompt_set: str, t, control: str | None = None) -> Verdict:
     """The claim's verdict on one model and prompt set (with `control`, one of `CONTROLS` in the subject's place)."""
     other = partners(findings.facts(prompt_set))
-    words = {None: lambda fact: fact.subject, "other subject": lambda fact: other[fact.id].subject,
-             "in context": lambda fact: t["in_context"].get(prompt_set)}
+    words = {
+        None: lambda fact: fact.subject,
+        "other subject": lambda fact: other[fact.id].subject,
+        "in context": lambda fact: t["in_context"].get(prompt_set),
+    }
     rows = []
     for prompt in forward_prompts(findings, prompt_set, answered=True):
         word = words[control](prompt.fact)
         if word is None or not forms_of_word(prompt.trace, word):
             continue  # no whole token spells it in this model's vocabulary: nothing to follow
         subject, answer = first_top1(prompt.trace, word), first_top1_of(answer_series(prompt.trace).rank)
-        rows.append(prompt.row(subject=word, subject_first_top1=subject, answer_first_top1=answer,
-                               subject_first=subject is not None and answer is not None and subject < answer))
+        rows.append(
+            prompt.row(
+                subject=word,
+                subject_first_top1=subject,
+                answer_first_top1=answer,
+                subject_first=subject is not None and answer is not None and subject < answer,
+            )
+        )
     what = f" ({CONTROLS[control]} in its place)" if control else ""
-    return majority(CLAIM, rows, "subject_first", findings, prompt_set, t, control,
-                    statistic=f"share of prompts where the subject{what} is top-1 before the answer")
+    return majority(
+        CLAIM,
+        rows,
+        "subject_first",
+        findings,
+        prompt_set,
+        t,
+        control,
+        statistic=f"share of prompts where the subject{what} is top-1 before the answer",
+    )
 
 
 def test_subject_before_answer(findings, prompt_set, judge_claim, record_figure):
@@ -64,5 +81,11 @@ def test_subject_before_answer(findings, prompt_set, judge_claim, record_figure)
 def notes_prompt_grid(findings) -> TokenGrid:
     """The logit-lens picture of the notes' own prompt: where " Germany" and " Berlin" show up."""
     grid = findings.grid()
-    return TokenGrid(model=findings.name, name="logit-lens", title=f"{findings.name}: logit lens, {grid.prompt!r}",
-                     tokens=list(grid.tokens), top1=[list(r) for r in grid.top1], p=[list(r) for r in grid.p])
+    return TokenGrid(
+        model=findings.name,
+        name="logit-lens",
+        title=f"{findings.name}: logit lens, {grid.prompt!r}",
+        tokens=list(grid.tokens),
+        top1=[list(r) for r in grid.top1],
+        p=[list(r) for r in grid.p],
+    )

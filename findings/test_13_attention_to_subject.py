@@ -32,7 +32,7 @@ def evaluate(findings, prompt_set: str, t) -> Verdict:
     """The claim's verdict on one model (the capitals' completion prompts)."""
     rows = []
     attentions = findings.attention()
-    for fact, patching, subject, trace in findings.patched():
+    for fact, patching, subject, _trace in findings.patched():
         layer, _, _ = handover(patching, subject)
         if layer is None:
             continue
@@ -40,14 +40,29 @@ def evaluate(findings, prompt_set: str, t) -> Verdict:
         layers = range(max(0, layer - int(t["window"])), layer + 1)
         shares = [sum(attention.mean[i][p] for p in subject) / sum(attention.mean[i][1:]) for i in layers]
         even = len(subject) / (len(attention.tokens) - 1)
-        rows.append(Evidence(fact.id, {"layers": f"{layers.start}-{layers.stop - 1}", "subject_share": mean(shares),
-                                       "even_share": even, "concentrated": mean(shares) >= t["concentration"] * even}))
+        rows.append(
+            Evidence(
+                fact.id,
+                {
+                    "layers": f"{layers.start}-{layers.stop - 1}",
+                    "subject_share": mean(shares),
+                    "even_share": even,
+                    "concentrated": mean(shares) >= t["concentration"] * even,
+                },
+            )
+        )
     shares = [row["subject_share"] for row in rows]
-    return share_verdict(rows, flag="concentrated", threshold=t["majority"],
-                         statistic="share of facts whose last position attends to the subject where the answer moves",
-                         scope=scope(CLAIM, findings, prompt_set, t), resampling=RESAMPLING,
-                         figures=[beside("median subject share of the last position's attention there",
-                                         median(shares) if shares else None)])
+    return share_verdict(
+        rows,
+        flag="concentrated",
+        threshold=t["majority"],
+        statistic="share of facts whose last position attends to the subject where the answer moves",
+        scope=scope(CLAIM, findings, prompt_set, t),
+        resampling=RESAMPLING,
+        figures=[
+            beside("median subject share of the last position's attention there", median(shares) if shares else None)
+        ],
+    )
 
 
 def test_attention_to_subject(findings, prompt_set, judge_claim, record_figure):
@@ -62,7 +77,10 @@ def attention_figure(findings) -> PositionHeatmap | None:
     if attention is None:
         return None
     return PositionHeatmap(
-        model=findings.name, name="attention", tokens=list(attention.tokens), values=[list(r) for r in attention.mean],
+        model=findings.name,
+        name="attention",
+        tokens=list(attention.tokens),
+        values=[list(r) for r in attention.mean],
         title=f"{findings.name}: attention from the last position, {attention.prompt!r} (heads averaged)",
         label="attention weight",
     )

@@ -35,17 +35,25 @@ def evaluate(findings, prompt_set: str, t) -> Verdict:
     rows = []
     for fact, patching, subject, trace in findings.patched():
         layer, subject_curve, last_curve = handover(patching, subject)
-        row = {"corrupt": patching.corrupt, "handover_layer": layer,
-               "handover_depth": (layer + 1) / trace.n_layers if layer is not None else None}
+        row = {
+            "corrupt": patching.corrupt,
+            "handover_layer": layer,
+            "handover_depth": (layer + 1) / trace.n_layers if layer is not None else None,
+        }
         if layer is not None:
-            row |= {"subject_best_before": max(subject_curve[:layer], default=0.0),
-                    "subject_best_after": max(subject_curve[layer + 1:], default=0.0),
-                    "last_worst_from": min(last_curve[layer:])}
-        row["pattern"] = (layer is not None and layer < trace.n_layers - 1
-                          and row["subject_best_before"] >= t["restored"]
-                          and row["subject_best_after"] < t["restored"]
-                          and row["last_worst_from"] >= t["restored"]
-                          and row["handover_depth"] <= t["handover_by_depth"])
+            row |= {
+                "subject_best_before": max(subject_curve[:layer], default=0.0),
+                "subject_best_after": max(subject_curve[layer + 1 :], default=0.0),
+                "last_worst_from": min(last_curve[layer:]),
+            }
+        row["pattern"] = (
+            layer is not None
+            and layer < trace.n_layers - 1
+            and row["subject_best_before"] >= t["restored"]
+            and row["subject_best_after"] < t["restored"]
+            and row["last_worst_from"] >= t["restored"]
+            and row["handover_depth"] <= t["handover_by_depth"]
+        )
         rows.append(Evidence(fact.id, row))
     clean = [row for row in rows if row["pattern"]]
     depths = [row["handover_depth"] for row in clean]
@@ -53,11 +61,23 @@ def evaluate(findings, prompt_set: str, t) -> Verdict:
     if depths:
         lo, hi = median_ci(depths, t["confidence"], resolution=1 / findings.record.n_layers)  # one fact a row
         middle = float(np.median(depths))
-        figures.append(beside(f"median depth of a clean handover ({t['confidence']:.0%} CI {lo:.2f} to {hi:.2f}; "
-                              f"the notes' {phase(middle)} third)", middle, "depth"))
-    return share_verdict(rows, flag="pattern", threshold=t["majority"],
-                         statistic="share of facts whose answer moves cleanly from the subject to the last position",
-                         scope=scope(CLAIM, findings, prompt_set, t), resampling=RESAMPLING, figures=figures)
+        figures.append(
+            beside(
+                f"median depth of a clean handover ({t['confidence']:.0%} CI {lo:.2f} to {hi:.2f}; "
+                f"the notes' {phase(middle)} third)",
+                middle,
+                "depth",
+            )
+        )
+    return share_verdict(
+        rows,
+        flag="pattern",
+        threshold=t["majority"],
+        statistic="share of facts whose answer moves cleanly from the subject to the last position",
+        scope=scope(CLAIM, findings, prompt_set, t),
+        resampling=RESAMPLING,
+        figures=figures,
+    )
 
 
 def test_patching_handover(findings, prompt_set, judge_claim, record_figure):
@@ -72,7 +92,12 @@ def patching_figure(findings) -> PositionHeatmap | None:
     if patch is None:
         return None
     return PositionHeatmap(
-        model=findings.name, name="patching", tokens=list(patch.tokens), values=[list(r) for r in patch.restored],
+        model=findings.name,
+        name="patching",
+        tokens=list(patch.tokens),
+        values=[list(r) for r in patch.restored],
         title=f"{findings.name}: patching {patch.clean!r} into {patch.corrupt!r}",
-        label=f"restored share of p({patch.answer!r})", vmin=-0.2, vmax=1.0,
+        label=f"restored share of p({patch.answer!r})",
+        vmin=-0.2,
+        vmax=1.0,
     )

@@ -30,11 +30,25 @@ def evaluate(findings, prompt_set: str, t) -> Verdict:
         lens_settled = settled(answer_series(trace).rank)
         if layer is None or lens_settled is None or lens_settled == trace.n_layers - 1:
             continue
-        rows.append(Evidence(fact.id, {"handover_layer": layer, "lens_settled_layer": lens_settled,
-                                       "lag": lens_settled - layer, "before_or_at": layer <= lens_settled}))
-    return share_verdict(rows, flag="before_or_at", threshold=t["majority"],
-                         statistic="share of facts whose handover comes at or before the lens settles",
-                         scope=scope(CLAIM, findings, prompt_set, t), resampling=RESAMPLING)
+        rows.append(
+            Evidence(
+                fact.id,
+                {
+                    "handover_layer": layer,
+                    "lens_settled_layer": lens_settled,
+                    "lag": lens_settled - layer,
+                    "before_or_at": layer <= lens_settled,
+                },
+            )
+        )
+    return share_verdict(
+        rows,
+        flag="before_or_at",
+        threshold=t["majority"],
+        statistic="share of facts whose handover comes at or before the lens settles",
+        scope=scope(CLAIM, findings, prompt_set, t),
+        resampling=RESAMPLING,
+    )
 
 
 def test_patching_before_convergence(findings, prompt_set, judge_claim):

@@ -49,17 +49,26 @@ def evaluate(findings, prompt_set: str, t, control: str | None = None) -> Verdic
             takeover = i
         takeover_depth = None if takeover is None else prompt.trace.layers[takeover].depth
         english_leads = median(found.rank[i] for i in middle) < median(german[i] for i in middle)
-        rows.append(prompt.row(english=found.token, german=followed.token,
-                               english_middle_rank=median(found.rank[i] for i in middle),
-                               german_middle_rank=median(german[i] for i in middle),
-                               takeover_depth=takeover_depth, english_leads=english_leads,
-                               pattern=english_leads and takeover_depth is not None
-                               and takeover_depth > t["takeover_after"]))
-    return share_verdict(rows, flag="pattern", threshold=t["majority"],
-                         statistic="share of prompts whose English answer leads in the middle blocks and German "
-                                   "takes over in the final third" + (" (another fact's English answer)" if control
-                                                                      else ""),
-                         scope=scope(CLAIM, findings, prompt_set, t, control), resampling=RESAMPLING)
+        rows.append(
+            prompt.row(
+                english=found.token,
+                german=followed.token,
+                english_middle_rank=median(found.rank[i] for i in middle),
+                german_middle_rank=median(german[i] for i in middle),
+                takeover_depth=takeover_depth,
+                english_leads=english_leads,
+                pattern=english_leads and takeover_depth is not None and takeover_depth > t["takeover_after"],
+            )
+        )
+    return share_verdict(
+        rows,
+        flag="pattern",
+        threshold=t["majority"],
+        statistic="share of prompts whose English answer leads in the middle blocks and German "
+        "takes over in the final third" + (" (another fact's English answer)" if control else ""),
+        scope=scope(CLAIM, findings, prompt_set, t, control),
+        resampling=RESAMPLING,
+    )
 
 
 def test_latent_english(findings, prompt_set, judge_claim):

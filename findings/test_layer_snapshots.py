@@ -20,8 +20,10 @@ RECORDED_ON = ("cpu", "float32")
 def test_layer_snapshot(findings, prompt_set, snapshot, request):
     record = findings.record
     if request.config.option.update_snapshots and (record.device, record.dtype) != RECORDED_ON:
-        pytest.fail(f"snapshots are recorded on the CPU in float32; this run is {record.dtype} on {record.device}: "
-                    "rerun with --device cpu --dtype float32 to update them")
+        pytest.fail(
+            f"snapshots are recorded on the CPU in float32; this run is {record.dtype} on {record.device}: "
+            "rerun with --device cpu --dtype float32 to update them"
+        )
     tolerance = SnapshotTolerance.from_table(THRESHOLDS["snapshot"], record.dtype)
     forms = findings.lens(prompt_set)
     traces = [trace for form in forms_of(prompt_set) for trace in forms[form]]

@@ -15,8 +15,11 @@ from suite.figures import KLByDepth
 from suite.keys import SESSION
 
 LABELS = {EXACT.name: "logit lens"}
-CASES = [(prompt_set, lens) for prompt_set in SETS
-         for lens in [EXACT.name, *(name for name, sets in THRESHOLDS["lenses"].items() if prompt_set in sets)]]
+CASES = [
+    (prompt_set, lens)
+    for prompt_set in SETS
+    for lens in [EXACT.name, *(name for name, sets in THRESHOLDS["lenses"].items() if prompt_set in sets)]
+]
 
 
 @pytest.mark.parametrize(("prompt_set", "lens"), CASES, ids=[f"{s}-{lens}" for s, lens in CASES])
@@ -27,11 +30,18 @@ def test_lens_fidelity(request, findings, prompt_set, lens, record_figure):
     kl = findings.fidelity(prompt_set)
     traces = findings.lens(prompt_set)
     name = LABELS.get(lens, f"{lens} lens")
-    record_figure(KLByDepth(
-        model=findings.name, name=f"fidelity-{prompt_set}-{lens}", prompt_set=prompt_set, lens=name,
-        depth=[lay.depth for lay in next(t for t in traces.values() if t)[0].layers],
-        kl={form: values for form, values in kl.items() if values},
-        prompts={form: len(traces[form]) for form in kl if kl[form]},
-        bound=THRESHOLDS["fidelity"]["bound"], source=getattr(findings.lens_of(), "source", "")))
+    record_figure(
+        KLByDepth(
+            model=findings.name,
+            name=f"fidelity-{prompt_set}-{lens}",
+            prompt_set=prompt_set,
+            lens=name,
+            depth=[lay.depth for lay in next(t for t in traces.values() if t)[0].layers],
+            kl={form: values for form, values in kl.items() if values},
+            prompts={form: len(traces[form]) for form in kl if kl[form]},
+            bound=THRESHOLDS["fidelity"]["bound"],
+            source=getattr(findings.lens_of(), "source", ""),
+        )
+    )
     last = {form: values[-1] for form, values in kl.items() if values}
     assert all(value < 1e-3 for value in last.values()), f"the {name} is not the output at the last block: {last}"

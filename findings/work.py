@@ -3,11 +3,11 @@ passes, tokens through the blocks, rows unembedded and rows the lens reduces ove
 model behind the estimate line (`suite.estimate`) prices these counts; the full-size simulation
 (`benchmarks/scale.py`) computes these very artefacts and counts its own passes and tokens beside them.
 
-The counts follow the code that computes each artefact (`findings.model_findings`, `lens.reads.trace`, `lens.reads.generate`,
-`lens.reads.patching`, `lens.lenses.train_tuned`). Before a run two things are not known, and are assumed: how many tokens each
-continuation takes before it is decided (`MAX_NEW_TOKENS`, the most), and which capitals the model answers
-(patching runs on those only: every capital is assumed answered). Given the run's own readings (`Readings`) the
-counts are exact.
+The counts follow the code that computes each artefact (`findings.model_findings`, `lens.reads.trace`,
+`lens.reads.generate`, `lens.reads.patching`, `lens.lenses.train_tuned`). Before a run two things are not known, and are
+assumed: how many tokens each continuation takes before it is decided (`MAX_NEW_TOKENS`, the most), and which capitals
+the model answers (patching runs on those only: every capital is assumed answered). Given the run's own readings
+(`Readings`) the counts are exact.
 """
 
 from __future__ import annotations
@@ -41,8 +41,20 @@ from lens.reads.reduce import BATCH
 from lens.tokens import chat_prompt
 from suite.estimate import Shape, Work, WorkPlan, artefact_name
 
-PHASES = ("continuations", "collect", "read exact", "read raw", "candidates", "tuned lens", "read tuned",
-          "jacobian lens", "read jacobian", "grid", "attention", "patching")
+PHASES = (
+    "continuations",
+    "collect",
+    "read exact",
+    "read raw",
+    "candidates",
+    "tuned lens",
+    "read tuned",
+    "jacobian lens",
+    "read jacobian",
+    "grid",
+    "attention",
+    "patching",
+)
 """The phases of a model's part of a run, in the order a run computes them (load, snapshots, verdicts and the
 report are timed apart: no forward pass of theirs)."""
 READS = ("candidates", "chat", "raw", "grid", "attention", "patching", "notes_patching")
@@ -65,8 +77,13 @@ def phase_of(key: Hashable) -> str:
         return f"read {key[3]}"
     if isinstance(key, tuple) and key[1:] == ("lens",):
         return f"{kind} lens"
-    return {"readings": "continuations", "residuals": "collect", "notes_patching": "patching",
-            "subject_positions": "attention", "exclusions": "continuations"}.get(kind, kind)
+    return {
+        "readings": "continuations",
+        "residuals": "collect",
+        "notes_patching": "patching",
+        "subject_positions": "attention",
+        "exclusions": "continuations",
+    }.get(kind, kind)
 
 
 def claim_of(test: str) -> str | None:
@@ -77,16 +94,16 @@ def claim_of(test: str) -> str | None:
     return found.group(1) if found and found.group(1) in THRESHOLDS else None
 
 
-def artefacts(chat: bool, lenses: Iterable[str] = READ_HERE,
-              tests: Sequence[str] | None = None) -> list[Hashable]:
+def artefacts(chat: bool, lenses: Iterable[str] = READ_HERE, tests: Sequence[str] | None = None) -> list[Hashable]:
     """The artefacts a run computes for one model, in the order it computes them: `chat` for an instruct model
     (its chat form), `lenses` the lenses besides the logit lens it has, `tests` the selected node ids (None:
     every test). A selection is read off the ids: the prompt sets and lenses they name, and the claims, with what
     each reads besides the lens (claims.toml `reads`)."""
     every = tests is None
     tests = list(tests or ())
-    named = {name for name in SETS if every or any(f"-{name}]" in t or f"[{name}]" in t or f"-{name}-" in t
-                                                    for t in tests)}
+    named = {
+        name for name in SETS if every or any(f"-{name}]" in t or f"[{name}]" in t or f"-{name}-" in t for t in tests)
+    }
     selected = set(THRESHOLDS) if every else {claim_of(t) for t in tests} - {None}
     claims = [claim for claim in THRESHOLDS if claim in selected]  # claims.toml's order: the keys' order is fixed
     sets = [name for name in SETS if name in named]
@@ -144,18 +161,29 @@ class Readings:
         pairs = {(key[1], key[2]) for key in keys if isinstance(key, tuple) and key[0] == "readings"}
         every = {pair: findings.readings(*pair, every=True) for pair in pairs}
         usable = {name: [fact.id for fact in findings.facts(name)] for name in {name for name, _ in pairs}}
-        return cls(leads={pair: [r.lead_ids for r in findings.readings(*pair)] for pair in pairs},
-                   steps={pair: [len(r.reply.margins) for r in rows] for pair, rows in every.items()},
-                   usable=usable,
-                   answered=[r.fact.id for r in findings.readings(CAPITALS, "completion")
-                             if r.answered and not r.lead_ids] if (CAPITALS, "completion") in pairs else [])
+        return cls(
+            leads={pair: [r.lead_ids for r in findings.readings(*pair)] for pair in pairs},
+            steps={pair: [len(r.reply.margins) for r in rows] for pair, rows in every.items()},
+            usable=usable,
+            answered=[r.fact.id for r in findings.readings(CAPITALS, "completion") if r.answered and not r.lead_ids]
+            if (CAPITALS, "completion") in pairs
+            else [],
+        )
 
 
 class Counter:
     """The work of each artefact for one model: its tokenizer, depth, width and vocabulary."""
 
-    def __init__(self, tokenizer: Any, n_layers: int, d_model: int, vocab: int, n_ctx: int = 1 << 30,
-                 readings: Readings | None = None, spot_checks: bool = False) -> None:
+    def __init__(
+        self,
+        tokenizer: Any,
+        n_layers: int,
+        d_model: int,
+        vocab: int,
+        n_ctx: int = 1 << 30,
+        readings: Readings | None = None,
+        spot_checks: bool = False,
+    ) -> None:
         self.tokenizer, self.n_layers, self.d_model, self.vocab = tokenizer, n_layers, d_model, vocab
         self.readings = readings
         self.spot_checks = spot_checks
@@ -195,7 +223,7 @@ class Counter:
     def _batches(self, lengths: Sequence[int]) -> Iterable[tuple[int, int]]:
         """(rows, padded length) of each batch of `BATCH` left-padded sequences."""
         for start in range(0, len(lengths), BATCH):
-            chunk = lengths[start:start + BATCH]
+            chunk = lengths[start : start + BATCH]
             yield len(chunk), max(chunk)
 
     def _readings(self, name: str, form: str) -> Work:
@@ -206,7 +234,7 @@ class Counter:
         steps = (self.readings.steps.get((name, form)) if self.readings else None) or [MAX_NEW_TOKENS] * len(facts)
         work = Work()
         for k, (rows, width) in enumerate(self._batches(lengths)):
-            n = max(steps[k * BATCH:k * BATCH + rows])
+            n = max(steps[k * BATCH : k * BATCH + rows])
             work += Work(passes=n, tokens=rows * width + (n - 1) * rows, unembedded=n * rows)
         return work
 
@@ -230,9 +258,9 @@ class Counter:
         return Work(reduced=len(self.facts(name)))
 
     def _tuned(self, _: str) -> Work:
-        """Training here (no published lens; `lens.lenses.train_tuned`): the corpus's training prompts, sorted by length,
-        `PROMPT_BATCH` a pass, each batch followed by up to `LEADS` cached passes of one token a row while the model
-        writes whitespace first (before a run: every one, the most); `TOKENS` of general text in windows of
+        """Training here (no published lens; `lens.lenses.train_tuned`): the corpus's training prompts, sorted by
+        length, `PROMPT_BATCH` a pass, each batch followed by up to `LEADS` cached passes of one token a row while the
+        model writes whitespace first (before a run: every one, the most); `TOKENS` of general text in windows of
         `WINDOW`, `BATCH` a pass, every position unembedded; a least-squares fit per block but the last over every
         read position; `STEPS` KL steps of `BATCH_ROWS` rows moved through every translator and unembedded on
         their top tokens and the drawn tail (forward and backward: three times the forward's work); then the
@@ -243,15 +271,18 @@ class Counter:
         prompts = tuned_corpus.prompts()
         train = sorted(self.length(p.text) for p in prompts if not p.held_out)
         held_all = [p.text for p in prompts if p.held_out]
-        held = sorted(self.length(held_all[int(i * len(held_all) / HELD_OUT_PROMPTS)])
-                      for i in range(min(HELD_OUT_PROMPTS, len(held_all))))
+        held = sorted(
+            self.length(held_all[int(i * len(held_all) / HELD_OUT_PROMPTS)])
+            for i in range(min(HELD_OUT_PROMPTS, len(held_all)))
+        )
         blocks = self.n_layers - 1
         work = Work()
         for lengths in (train, held):
             for start in range(0, len(lengths), PROMPT_BATCH):
-                chunk = lengths[start:start + PROMPT_BATCH]
-                work += Work(passes=1 + LEADS, tokens=len(chunk) * (max(chunk) + LEADS),
-                             unembedded=len(chunk) * (1 + LEADS))
+                chunk = lengths[start : start + PROMPT_BATCH]
+                work += Work(
+                    passes=1 + LEADS, tokens=len(chunk) * (max(chunk) + LEADS), unembedded=len(chunk) * (1 + LEADS)
+                )
         windows = -(-TUNED_TOKENS // (WINDOW - 1))
         for start in range(0, windows, TUNED_BATCH):
             rows = min(TUNED_BATCH, windows - start)
@@ -261,8 +292,13 @@ class Counter:
         columns = min(tuned_fit.BATCH_ROWS * tuned_fit.TOP_K + tuned_fit.TAIL_SAMPLES, self.vocab)
         step_rows = tuned_fit.STEPS * tuned_fit.BATCH_ROWS * blocks
         measured = (len(held) * (1 + LEADS) + HELD_OUT_TEXT) * self.n_layers
-        return work + Work(fitted=blocks, gram_rows=blocks * reads, moved=3 * step_rows + measured,
-                           unembedded=-(-3 * step_rows * columns // self.vocab) + measured, reduced=measured)
+        return work + Work(
+            fitted=blocks,
+            gram_rows=blocks * reads,
+            moved=3 * step_rows + measured,
+            unembedded=-(-3 * step_rows * columns // self.vocab) + measured,
+            reduced=measured,
+        )
 
     def _grid(self) -> Work:
         """One pass over the notes' prompt, the lens's top token at every block and position."""
@@ -318,12 +354,16 @@ class Encoder:
         from tokenizers import Tokenizer
 
         self._tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        config = json.loads((folder / "tokenizer_config.json").read_text()) if (
-            folder / "tokenizer_config.json").is_file() else {}
+        config = (
+            json.loads((folder / "tokenizer_config.json").read_text())
+            if (folder / "tokenizer_config.json").is_file()
+            else {}
+        )
         jinja = folder / "chat_template.jinja"
         self.chat_template = jinja.read_text() if jinja.is_file() else config.get("chat_template")
-        self._special = {key: value for key, value in config.items()
-                         if key.endswith("_token") and isinstance(value, str)}
+        self._special = {
+            key: value for key, value in config.items() if key.endswith("_token") and isinstance(value, str)
+        }
 
     def __call__(self, text: str, add_special_tokens: bool = True, return_offsets_mapping: bool = False) -> dict:
         encoded = self._tokenizer.encode(text, add_special_tokens=add_special_tokens)
@@ -363,22 +403,44 @@ def work_plan(spec: Any, plan: Any, tests: Sequence[str] | None) -> WorkPlan:
 
     config = AutoConfig.from_pretrained(plan.folder, local_files_only=True).get_text_config()
     folder = Path(plan.folder)
-    tokenizer = (Encoder(folder) if (folder / "tokenizer.json").is_file()
-                 else AutoTokenizer.from_pretrained(folder, local_files_only=True))
+    tokenizer = (
+        Encoder(folder)
+        if (folder / "tokenizer.json").is_file()
+        else AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    )
     tied = bool(getattr(config, "tie_word_embeddings", False))
     d, vocab = int(config.hidden_size), int(config.vocab_size)
-    shape = Shape(n_layers=int(config.num_hidden_layers), d_model=d, vocab=vocab, parameters=plan.parameters,
-                  embedding=vocab * d * (1 if tied else 2), weight_bytes=plan.weight_bytes)
+    shape = Shape(
+        n_layers=int(config.num_hidden_layers),
+        d_model=d,
+        vocab=vocab,
+        parameters=plan.parameters,
+        embedding=vocab * d * (1 if tied else 2),
+        weight_bytes=plan.weight_bytes,
+    )
     lenses, trains = lenses_here(spec, plan)
-    return plan_of(tokenizer, shape, spec.chat, lenses, tests, spot_checks=not plan.device.startswith("cpu"),
-                   trains=trains)
+    return plan_of(
+        tokenizer, shape, spec.chat, lenses, tests, spot_checks=not plan.device.startswith("cpu"), trains=trains
+    )
 
 
-def plan_of(tokenizer: Any, shape: Shape, chat: bool, lenses: Sequence[str], tests: Sequence[str] | None,
-            spot_checks: bool = False, trains: bool = True, readings: Readings | None = None) -> WorkPlan:
+def plan_of(
+    tokenizer: Any,
+    shape: Shape,
+    chat: bool,
+    lenses: Sequence[str],
+    tests: Sequence[str] | None,
+    spot_checks: bool = False,
+    trains: bool = True,
+    readings: Readings | None = None,
+) -> WorkPlan:
     """The work plan of a model of `shape` read by `tokenizer` (see `artefacts` and `Counter`)."""
-    counter = Counter(tokenizer, shape.n_layers, shape.d_model, shape.vocab, readings=readings,
-                      spot_checks=spot_checks)
+    counter = Counter(tokenizer, shape.n_layers, shape.d_model, shape.vocab, readings=readings, spot_checks=spot_checks)
     keys = artefacts(chat, lenses, tests)
-    return WorkPlan(shape, {artefact_name(key): counter.work(key) if trains or key != (TunedLens.name, "lens")
-                            else Work() for key in keys})
+    return WorkPlan(
+        shape,
+        {
+            artefact_name(key): counter.work(key) if trains or key != (TunedLens.name, "lens") else Work()
+            for key in keys
+        },
+    )

@@ -35,43 +35,64 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    p.add_argument("--lens", choices=LENSES, default=LENSES[0],
-                   help="; ".join(f"{kind.name}: {kind.about}" for kind in KINDS))
+    p.add_argument(
+        "--lens", choices=LENSES, default=LENSES[0], help="; ".join(f"{kind.name}: {kind.about}" for kind in KINDS)
+    )
     for kind in KINDS:
         if kind.source:
             p.add_argument(f"--{kind.name}-lens", metavar="SOURCE", help=f"with --lens {kind.name}: {kind.source}")
     _model_options(p)
-    p.add_argument("--remote", action="store_true",
-                   help="run a Hub model on NDIF through nnsight (no weights here; needs NDIF_API_KEY)")
+    p.add_argument(
+        "--remote",
+        action="store_true",
+        help="run a Hub model on NDIF through nnsight (no weights here; needs NDIF_API_KEY)",
+    )
     p.set_defaults(run=_trace)
 
-    p = sub.add_parser("train-tuned", help="train a tuned lens for a model, kept in the lens cache (a second run "
-                                           "costs nothing)")
+    p = sub.add_parser(
+        "train-tuned", help="train a tuned lens for a model, kept in the lens cache (a second run costs nothing)"
+    )
     p.add_argument("model", help="a name from `lens models`, a Hub repo id, a model folder or a .gguf file")
-    p.add_argument("--text", metavar="FILE",
-                   help="UTF-8 general text to train on beside the held-out prompts (lens/tuned_corpus.toml), "
-                        "paragraphs separated by blank lines, one in five held out (default: the Python language "
-                        "reference that ships with Python, pydoc_data.topics)")
+    p.add_argument(
+        "--text",
+        metavar="FILE",
+        help="UTF-8 general text to train on beside the held-out prompts (lens/tuned_corpus.toml), "
+        "paragraphs separated by blank lines, one in five held out (default: the Python language "
+        "reference that ships with Python, pydoc_data.topics)",
+    )
     p.add_argument("--tokens", type=int, default=None, help="tokens of general text to read (default: 512)")
     p.add_argument("--force", action="store_true", help="train again even where a lens is kept")
-    p.add_argument("--evaluate", action="store_true",
-                   help="then measure the held-out KL to the output per block, tuned lens against the logit lens")
+    p.add_argument(
+        "--evaluate",
+        action="store_true",
+        help="then measure the held-out KL to the output per block, tuned lens against the logit lens",
+    )
     _model_options(p)
     p.set_defaults(run=_train_tuned)
 
     p = sub.add_parser("models", help="the named models, and whether their weights are here")
     p.set_defaults(run=_models)
 
-    p = sub.add_parser("download", help="fetch a model's weights, and the published lenses models.toml names for it "
-                                        "(Hub models and lenses go to the HF cache)")
+    p = sub.add_parser(
+        "download",
+        help="fetch a model's weights, and the published lenses models.toml names for it "
+        "(Hub models and lenses go to the HF cache)",
+    )
     p.add_argument("names", nargs="*", help="names from `lens models`, or Hub repo ids")
-    p.add_argument("--embedded", action="store_true", help="the embedded default models (their weights only: setup "
-                                                           "stays offline; `lens download gemma3` adds its lens)")
+    p.add_argument(
+        "--embedded",
+        action="store_true",
+        help="the embedded default models (their weights only: setup "
+        "stays offline; `lens download gemma3` adds its lens)",
+    )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(run=_download)
 
-    p = sub.add_parser("check", help="does the lens on this device agree with the CPU? (--backend nnsight: "
-                                     "does nnsight's lens agree with the bridge's?)")
+    p = sub.add_parser(
+        "check",
+        help="does the lens on this device agree with the CPU? (--backend nnsight: "
+        "does nnsight's lens agree with the bridge's?)",
+    )
     p.add_argument("model")
     _model_options(p)
     p.set_defaults(run=_check)
@@ -82,8 +103,12 @@ def _model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: mps > cuda > cpu)")
     p.add_argument("--dtype", help="float32, bfloat16 or float16 (default: float32 where it fits)")
     p.add_argument("--offload", action="store_true", help="force CPU/disk offload (big models)")
-    p.add_argument("--backend", choices=BACKENDS, default=None,
-                   help="what runs the forward pass: TransformerLens's bridge (default) or nnsight")
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default=None,
+        help="what runs the forward pass: TransformerLens's bridge (default) or nnsight",
+    )
 
 
 def _load(args: argparse.Namespace):
@@ -109,7 +134,12 @@ def _trace(args: argparse.Namespace) -> int:
     backend = model.runs_through(args.backend or "bridge")
     lens = _lens(args, model)
     (result,) = trace(
-        model, [args.prompt], [args.answer], backend=backend, top_k=args.top_k, temperature=args.temperature,
+        model,
+        [args.prompt],
+        [args.answer],
+        backend=backend,
+        top_k=args.top_k,
+        temperature=args.temperature,
         lens=lens,
     )
     if result.answer_note:
@@ -135,14 +165,9 @@ def _source(args: argparse.Namespace, name: str) -> str | None:
 
 def _train_tuned(args: argparse.Namespace) -> int:
     from lens.lenses.lenses import EXACT
-    from lens.lenses.train_tuned import (
-        TOKENS,
-        default_corpus,
-        file_corpus,
-        held_out_kl,
-        report,
-        train_tuned,
-    )
+    from lens.lenses.train_tuned import TOKENS, train_tuned
+    from lens.lenses.tuned_held_out import held_out_kl, report
+    from lens.lenses.tuned_text import default_corpus, file_corpus
 
     if args.tokens is not None and args.tokens < 1:
         raise LensError("--tokens must be at least 1, e.g. 512")
@@ -150,8 +175,9 @@ def _train_tuned(args: argparse.Namespace) -> int:
         raise LensError("train-tuned runs the model through the bridge: drop --backend")
     corpus = file_corpus(args.text) if args.text else default_corpus()
     model = _load(args)
-    trained = train_tuned(model, corpus, args.tokens or TOKENS, force=args.force,
-                          say=lambda line: print(f"lens: {line}", file=sys.stderr))
+    trained = train_tuned(
+        model, corpus, args.tokens or TOKENS, force=args.force, say=lambda line: print(f"lens: {line}", file=sys.stderr)
+    )
     measured = None
     if args.evaluate:
         measured = held_out_kl(model, (EXACT, trained.lens), corpus)

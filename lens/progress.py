@@ -16,5 +16,6 @@ T = TypeVar("T")
 def bar(items: Iterable[T], total: int | None = None, desc: str = "", unit: str = "it") -> Iterator[T]:
     """`items`, with a progress bar on stderr while they are worked through (none off a terminal)."""
     off = os.environ.get("LENS_PROGRESS") == "0" or None  # None: tqdm shows it only on a terminal
-    yield from tqdm(items, total=total, desc=desc, unit=unit, leave=False, file=sys.stderr, disable=off,
-                    dynamic_ncols=True)
+    yield from tqdm(
+        items, total=total, desc=desc, unit=unit, leave=False, file=sys.stderr, disable=off, dynamic_ncols=True
+    )

@@ -60,16 +60,14 @@ def encode_ids(tokenizer: Any, sequences: list[list[int]], n_ctx: int) -> dict[s
     """Token id sequences left-padded into one batch (a prompt's ids and what the model wrote after them)."""
     longest = max(len(ids) for ids in sequences)
     if longest > n_ctx:
-        raise LensError(
-            f"the prompt is {longest} tokens, longer than the model's context of {n_ctx}: shorten it"
-        )
+        raise LensError(f"the prompt is {longest} tokens, longer than the model's context of {n_ctx}: shorten it")
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     input_ids = torch.full((len(sequences), longest), pad, dtype=torch.long)
     attention_mask = torch.zeros((len(sequences), longest), dtype=torch.long)
     for row, ids in enumerate(sequences):
         if ids:
-            input_ids[row, longest - len(ids):] = torch.tensor(ids, dtype=torch.long)
-            attention_mask[row, longest - len(ids):] = 1
+            input_ids[row, longest - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+            attention_mask[row, longest - len(ids) :] = 1
     return {"input_ids": input_ids, "attention_mask": attention_mask}
 
 
@@ -85,7 +83,7 @@ def answer_token(tokenizer: Any, prompt: str, answer: str) -> AnswerToken:
     prompt_ids = tokenizer(prompt)["input_ids"]
     joined = tokenizer(prompt + answer)["input_ids"]
     if joined[: len(prompt_ids)] == prompt_ids:
-        ids = joined[len(prompt_ids):]
+        ids = joined[len(prompt_ids) :]
     else:
         ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
     if not answer.strip() or not ids:
@@ -93,8 +91,10 @@ def answer_token(tokenizer: Any, prompt: str, answer: str) -> AnswerToken:
     skip = next(i for i, t in enumerate(ids) if tokenizer.decode([t]).strip())
     lead = tokenizer.decode(ids[:skip]) if skip else ""
     if lead and tokenizer(prompt + lead)["input_ids"] != prompt_ids + ids[:skip]:
-        raise LensError(f"the answer {answer!r} starts with whitespace that does not tokenize on its own after "
-                        "the prompt: end the prompt with that whitespace instead")
+        raise LensError(
+            f"the answer {answer!r} starts with whitespace that does not tokenize on its own after "
+            "the prompt: end the prompt with that whitespace instead"
+        )
     token = tokenizer.decode([ids[skip]])
     if not is_word(token):
         raise LensError(f"the answer {answer!r} starts with the punctuation token {token!r}: give the word itself")
@@ -126,7 +126,7 @@ def spells(text: str, words: Sequence[str]) -> str | None:
     start = text.lstrip().casefold()
     for word in words:
         bare = word.strip().casefold()
-        if bare and start.startswith(bare) and not start[len(bare):len(bare) + 1].isalnum():
+        if bare and start.startswith(bare) and not start[len(bare) : len(bare) + 1].isalnum():
             return word
     return None
 
@@ -136,8 +136,9 @@ def chat_prompt(tokenizer: Any, message: str) -> str:
     begins (Qwen3: with thinking off, so the reply starts with the answer, not a <think> block)."""
     if not getattr(tokenizer, "chat_template", None):
         raise LensError("this model's tokenizer has no chat template: ask it without one")
-    return tokenizer.apply_chat_template([{"role": "user", "content": message}], tokenize=False,
-                                         add_generation_prompt=True, enable_thinking=False)
+    return tokenizer.apply_chat_template(
+        [{"role": "user", "content": message}], tokenize=False, add_generation_prompt=True, enable_thinking=False
+    )
 
 
 def variants(word: str) -> list[str]:

@@ -20,21 +20,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reports", default="reports", help="the reports folder (default: reports)")
     p.set_defaults(run=_report)
     p = sub.add_parser("verdicts", help="record the last run's verdicts as the expected ones")
-    p.add_argument("--record", action="store_true", required=True,
-                   help="write them to the recorded verdicts (review the diff before committing)")
+    p.add_argument(
+        "--record",
+        action="store_true",
+        required=True,
+        help="write them to the recorded verdicts (review the diff before committing)",
+    )
     p.add_argument("--reports", default="reports")
     p.add_argument("--to", default=None, help=f"where (default: what the pytest configuration's {EXPECTED} names)")
     p.set_defaults(run=_verdicts)
     p = sub.add_parser("upgrade-check", help="the findings under candidate library versions, in .venv-upgrade")
-    p.add_argument("candidates", nargs="*", metavar="PACKAGE==VERSION",
-                   help=f"the versions to try (default: the newest {', '.join(UPGRADED)})")
+    p.add_argument(
+        "candidates",
+        nargs="*",
+        metavar="PACKAGE==VERSION",
+        help=f"the versions to try (default: the newest {', '.join(UPGRADED)})",
+    )
     p.add_argument("--take", action="store_true", help="move requirements.lock to the last candidate checked")
     # e.g. ./run upgrade-check torch==2.14.1 -- -m smollm2 (pytest arguments for the candidate's findings run)
     p.set_defaults(run=_upgrade_check)
     argv = sys.argv[1:] if argv is None else argv
     cut = argv.index("--") if "--" in argv else len(argv)  # after "--": pytest arguments for the candidate run
     args = parser.parse_args(argv[:cut])
-    args.extra = argv[cut + 1:]
+    args.extra = argv[cut + 1 :]
     try:
         return args.run(args)
     except Exception as error:

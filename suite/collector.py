@@ -70,25 +70,34 @@ class Collected:
         if identity is None or not ends:
             return taken
         verdicts = [Verdict.from_dict(value) for key, value in entry.properties if key == VERDICT]
-        self.records.append(TestRecord(
-            identity=Identity.from_dict(identity),
-            outcome=entry.outcome,
-            message=entry.message,
-            verdict=next((verdict for verdict in verdicts if not verdict.control), None),
-            controls=tuple(verdict for verdict in verdicts if verdict.control),
-            recorded=next((Expected.from_dict(value) for key, value in entry.properties
-                           if key == RECORDED and value), None),
-            figures=tuple(Figure.from_dict(value) for key, value in entry.properties if key == FIGURE),
-        ))
+        self.records.append(
+            TestRecord(
+                identity=Identity.from_dict(identity),
+                outcome=entry.outcome,
+                message=entry.message,
+                verdict=next((verdict for verdict in verdicts if not verdict.control), None),
+                controls=tuple(verdict for verdict in verdicts if verdict.control),
+                recorded=next(
+                    (Expected.from_dict(value) for key, value in entry.properties if key == RECORDED and value), None
+                ),
+                figures=tuple(Figure.from_dict(value) for key, value in entry.properties if key == FIGURE),
+            )
+        )
         return True
 
     def results(self, names: list[str], command: str, run: Run | None = None) -> Results:
         """This run's results; a model with fewer tests done than it selected is marked partial."""
         results = replace(assemble(self.records, self.models, names, command, run), warnings=tuple(self.warnings))
         done = {model: sum(model in record.identity.models for record in self.records) for model in results.runs}
-        return replace(results, runs={model: replace(run, partial=(done[model], self.selected[model]))
-                                      if done[model] < self.selected.get(model, 0) else run
-                                      for model, run in results.runs.items()})
+        return replace(
+            results,
+            runs={
+                model: replace(run, partial=(done[model], self.selected[model]))
+                if done[model] < self.selected.get(model, 0)
+                else run
+                for model, run in results.runs.items()
+            },
+        )
 
 
 class FindingsReport:
@@ -99,8 +108,10 @@ class FindingsReport:
         self.reports_dir = Path(config.getoption("lens_reports") or config.rootpath / "reports")
         kept = set_aside_if_unreadable(self.reports_dir)
         if kept is not None:
-            print(f"run: {self.reports_dir / RESULTS} could not be read: set aside as {kept}; "
-                  "this run writes a new one", file=sys.stderr)
+            print(
+                f"run: {self.reports_dir / RESULTS} could not be read: set aside as {kept}; this run writes a new one",
+                file=sys.stderr,
+            )
         self.collected = Collected()
         self.journal = Journal(self.reports_dir)
         self.command = " ".join(["pytest", *config.invocation_params.args])
@@ -126,8 +137,9 @@ class FindingsReport:
         if self.collected.add(entry):
             if self.journal.count == 0:
                 with contextlib.suppress(OSError):
-                    self.journal.start({"command": self.command, "names": self.config.stash[SESSION].names,
-                                        "run": self.run.to_dict()})
+                    self.journal.start(
+                        {"command": self.command, "names": self.config.stash[SESSION].names, "run": self.run.to_dict()}
+                    )
             self.journal.add(entry)
 
     @pytest.hookimpl(trylast=True)
@@ -148,19 +160,21 @@ class FindingsReport:
         previous = load_results(reports_dir)
         for orphan in left:  # runs killed outright: what they finished, as theirs, before this run's
             found = ordered(_orphan_results(orphan), sets, previous)
-            previous = ordered(merge(previous, replace(found, changes=verdict_changes(previous, found))), sets,
-                               previous)
+            previous = ordered(
+                merge(previous, replace(found, changes=verdict_changes(previous, found))), sets, previous
+            )
         notes = self.config.getini(NOTES)
-        results = replace(self.collected.results(suite_session.names, self.command, self.run),
-                          absent=dict(suite_session.absent),
-                          by_construction=(self.config.rootpath / notes).read_text() if notes else "")
+        results = replace(
+            self.collected.results(suite_session.names, self.command, self.run),
+            absent=dict(suite_session.absent),
+            by_construction=(self.config.rootpath / notes).read_text() if notes else "",
+        )
         results = ordered(results, sets, previous)
         results = replace(results, changes=verdict_changes(previous, results))
         # The report holds every model's latest results: this run's, and the previous ones it did not redo.
         merged = ordered(merge(previous, results), sets, previous)
         finished = replace(results, runs={m: run for m, run in results.runs.items() if run.partial is None})
-        merged = replace(merged, versions=tuple(
-            update_versions(finished, reports_dir, library_versions())))
+        merged = replace(merged, versions=tuple(update_versions(finished, reports_dir, library_versions())))
         self.written = (write_report(merged, reports_dir), results, merged)
         self.journal.close()
         for orphan in left:
@@ -182,15 +196,20 @@ class FindingsReport:
         kept = [f"{model} ({run.date})" for model, run in merged.runs.items() if model not in results.runs]
         if kept:
             terminalreporter.write_line(f"kept from earlier runs: {', '.join(kept)}")
-        partial = [f"{model} ({run.partial[0]} of {run.partial[1]} tests)" for model, run in merged.runs.items()
-                   if run.partial]
+        partial = [
+            f"{model} ({run.partial[0]} of {run.partial[1]} tests)" for model, run in merged.runs.items() if run.partial
+        ]
         if partial:
-            terminalreporter.write_line(f"partial: {', '.join(partial)}; run again to finish (what was computed is "
-                                        "read back, not computed again)")
+            terminalreporter.write_line(
+                f"partial: {', '.join(partial)}; run again to finish (what was computed is "
+                "read back, not computed again)"
+            )
         read_back, computed = self.config.stash[SESSION].tally()
         if read_back:
-            terminalreporter.write_line(f"readings: {read_back} read back from earlier runs, {computed} computed "
-                                        "(--recompute computes them all)")
+            terminalreporter.write_line(
+                f"readings: {read_back} read back from earlier runs, {computed} computed "
+                "(--recompute computes them all)"
+            )
         terminalreporter.write_line(f"report: {path}")
 
 
@@ -217,8 +236,10 @@ def brief(results: Results) -> list[str]:
                 tally = counts.setdefault((model, result.prompt_set), {})
                 tally[label] = tally.get(label, 0) + 1
     order = (*Label, Outcome.FAILED, Outcome.SKIPPED)
-    return [f"{model:<10} {prompt_set or '':<16} " + ", ".join(f"{tally[k]} {k}" for k in order if k in tally)
-            for (model, prompt_set), tally in counts.items()]
+    return [
+        f"{model:<10} {prompt_set or '':<16} " + ", ".join(f"{tally[k]} {k}" for k in order if k in tally)
+        for (model, prompt_set), tally in counts.items()
+    ]
 
 
 def _outcome(report: pytest.TestReport) -> Outcome:

@@ -15,14 +15,19 @@ import iniconfig
 FINDINGS, EXPECTED, SETTINGS, NOTES = "lens_findings", "lens_expected_verdicts", "lens_settings", "lens_report_notes"
 OPTIONS = {
     FINDINGS: "the package of claims, a folder from the rootdir: what `./run findings` and the upgrade check run "
-              "(its per-layer snapshots under its `__snapshots__`)",
+    "(its per-layer snapshots under its `__snapshots__`)",
     EXPECTED: "the recorded verdicts, a TOML file from the rootdir, that `./run verdicts --record` writes",
     SETTINGS: "the claims' settings, a TOML file from the rootdir: the upgrade check reads its [snapshot] tolerance",
     NOTES: "a Markdown file (from the rootdir) the report shows under 'Settled by construction'",
 }
 """The ini options the suite's plugin declares, each with its help."""
-FILES = (("pytest.ini", "pytest"), (".pytest.ini", "pytest"), ("pyproject.toml", "tool.pytest.ini_options"),
-         ("tox.ini", "pytest"), ("setup.cfg", "tool:pytest"))
+FILES = (
+    ("pytest.ini", "pytest"),
+    (".pytest.ini", "pytest"),
+    ("pyproject.toml", "tool.pytest.ini_options"),
+    ("tox.ini", "pytest"),
+    ("setup.cfg", "tool:pytest"),
+)
 """Where pytest looks for its configuration in each folder, in its order, and the section it reads there."""
 
 

@@ -46,8 +46,9 @@ def load_results(reports_dir: Path) -> Results | None:
     except (ValueError, UnicodeDecodeError, KeyError, TypeError):
         from lens.errors import LensError  # here only: the lens package imports torch, which reading needs not
 
-        raise LensError(f"{path} is not a findings results file: rerun the findings, which set it aside and "
-                        "write a new one") from None
+        raise LensError(
+            f"{path} is not a findings results file: rerun the findings, which set it aside and write a new one"
+        ) from None
 
 
 def set_aside_if_unreadable(reports_dir: Path) -> Path | None:

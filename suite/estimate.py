@@ -180,12 +180,20 @@ class Throughput:
         """What `work` takes on a model of `shape`."""
         d, vocab = shape.d_model, shape.vocab
         body = max(shape.parameters - shape.embedding, 0)
-        return (work.passes * (self.per_pass + shape.weight_bytes * self.per_pass_byte)
-                + 2 * self.per_flop * (work.tokens * body + work.unembedded * d * vocab + work.moved * d * d
-                                       + 2 * work.gram_rows * (d + 1) ** 2)
-                + self.per_logit * work.reduced * vocab
-                + self.per_fit_flop * work.fitted * 3 * (d + 1) ** 3
-                + self.per_spot_byte * work.spots * shape.weight_bytes)
+        return (
+            work.passes * (self.per_pass + shape.weight_bytes * self.per_pass_byte)
+            + 2
+            * self.per_flop
+            * (
+                work.tokens * body
+                + work.unembedded * d * vocab
+                + work.moved * d * d
+                + 2 * work.gram_rows * (d + 1) ** 2
+            )
+            + self.per_logit * work.reduced * vocab
+            + self.per_fit_flop * work.fitted * 3 * (d + 1) ** 3
+            + self.per_spot_byte * work.spots * shape.weight_bytes
+        )
 
     @property
     def origin(self) -> str:
@@ -213,8 +221,13 @@ def throughput_for(device: str, dtype: str, tables: Mapping[str, Throughput] | N
         if name in tables:
             found = tables[name]
             if name != f"{kind} {dtype}":
-                return Throughput(**{**found.__dict__, "kind": f"{kind} {dtype}",
-                                     "source": f"{name}'s, standing in: none known for {kind} {dtype}"})
+                return Throughput(
+                    **{
+                        **found.__dict__,
+                        "kind": f"{kind} {dtype}",
+                        "source": f"{name}'s, standing in: none known for {kind} {dtype}",
+                    }
+                )
             return found
     raise ValueError(f"{THROUGHPUT} has no cpu float32 table")
 
@@ -263,26 +276,39 @@ class Estimate:
         here before)"."""
         if self.modelled is not None and self.work is not None and self.throughput is not None:
             work, tp = self.work, self.throughput
-            basis = (f"{work.passes:,} forward passes over {work.tokens:,} tokens, the lens over {work.reduced:,} rows "
-                     f"of {self.vocab:,} tokens, at {tp.kind} throughput {tp.origin}")
+            basis = (
+                f"{work.passes:,} forward passes over {work.tokens:,} tokens, the lens over {work.reduced:,} rows "
+                f"of {self.vocab:,} tokens, at {tp.kind} throughput {tp.origin}"
+            )
             if self.seconds is None:
                 when = f"about {_duration(self.modelled)} on a first run (cost model: {basis})"
             else:
-                when = (f"about {_duration(self.seconds + self.modelled)} ({_duration(self.seconds)} as measured here "
-                        f"before, {_duration(self.modelled)} by the cost model for what never ran here: {basis})")
+                when = (
+                    f"about {_duration(self.seconds + self.modelled)} ({_duration(self.seconds)} as measured here "
+                    f"before, {_duration(self.modelled)} by the cost model for what never ran here: {basis})"
+                )
         elif self.seconds is None:
             when = "time unknown: first run of these tests with this model on this device"
         else:
             when = f"about {_duration(self.seconds)} (as measured here before)"
             if self.unmeasured:
                 when += f", and {self.unmeasured} tests never measured here"
-        return (f"{self.model}: {self.parameters / 1e6:,.0f}M parameters in {self.dtype} on {self.device} "
-                f"({self.weight_bytes / 1e9:.1f} GB); {self.tests} tests; {when}")
+        return (
+            f"{self.model}: {self.parameters / 1e6:,.0f}M parameters in {self.dtype} on {self.device} "
+            f"({self.weight_bytes / 1e9:.1f} GB); {self.tests} tests; {when}"
+        )
 
 
-def estimate(timings: Timings, model: str, parameters: int, dtype: str, device: str,
-             tests: Iterable[str], plan: WorkPlan | None = None,
-             tables: Mapping[str, Throughput] | None = None) -> Estimate:
+def estimate(
+    timings: Timings,
+    model: str,
+    parameters: int,
+    dtype: str,
+    device: str,
+    tests: Iterable[str],
+    plan: WorkPlan | None = None,
+    tables: Mapping[str, Throughput] | None = None,
+) -> Estimate:
     """The estimate for a model about to load, for the tests selected on it: with a work `plan`, each artefact
     at its time measured here before, else by the cost model (and the load likewise; the tests' own work at the
     table's `per_test`)."""
@@ -301,11 +327,32 @@ def estimate(timings: Timings, model: str, parameters: int, dtype: str, device: 
     ran = timings.runs.get(run, {}).get("tests", {})
     overhead = tp.per_test * len(tests)  # the tests' own work: measured here on earlier runs, not per model
     if not known:
-        return Estimate(model, parameters, dtype, device, len(tests), None, len(tests), modelled + overhead,
-                        plan.total(new), plan.shape.vocab, tp)
-    return Estimate(model, parameters, dtype, device, len(tests), sum(known.values()) + overhead,
-                    sum(test not in ran for test in tests), modelled if new or LOAD not in known else None,
-                    plan.total(new), plan.shape.vocab, tp)
+        return Estimate(
+            model,
+            parameters,
+            dtype,
+            device,
+            len(tests),
+            None,
+            len(tests),
+            modelled + overhead,
+            plan.total(new),
+            plan.shape.vocab,
+            tp,
+        )
+    return Estimate(
+        model,
+        parameters,
+        dtype,
+        device,
+        len(tests),
+        sum(known.values()) + overhead,
+        sum(test not in ran for test in tests),
+        modelled if new or LOAD not in known else None,
+        plan.total(new),
+        plan.shape.vocab,
+        tp,
+    )
 
 
 def _duration(seconds: float) -> str:

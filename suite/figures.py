@@ -69,10 +69,18 @@ class DepthCurves(Figure):
                 ax_r.plot(depth, row_r, color=colour, alpha=0.12, lw=0.8)
             ax_p.plot(depth, np.median(p, 0), color=colour, lw=2.5, label=label)
             ax_r.plot(depth, np.median(rank, 0), color=colour, lw=2.5, label=label)
-        ax_p.set(xlabel="relative depth (layer+1)/n_layers", ylabel=f"lens p({self.what})", ylim=(0, 1),
-                 title=f"{self.model}: {self.what} probability")
-        ax_r.set(xlabel="relative depth (layer+1)/n_layers", ylabel=f"lens rank of {self.what} (1 = top)",
-                 yscale="log", title=f"{self.model}: {self.what} rank")
+        ax_p.set(
+            xlabel="relative depth (layer+1)/n_layers",
+            ylabel=f"lens p({self.what})",
+            ylim=(0, 1),
+            title=f"{self.model}: {self.what} probability",
+        )
+        ax_r.set(
+            xlabel="relative depth (layer+1)/n_layers",
+            ylabel=f"lens rank of {self.what} (1 = top)",
+            yscale="log",
+            title=f"{self.model}: {self.what} rank",
+        )
         ax_r.invert_yaxis()
         for ax in (ax_p, ax_r):
             if self.band:
@@ -97,13 +105,29 @@ class TokenGrid(Figure):
     def draw(self, path: Path) -> None:
         p = np.asarray(self.p)
         n_layers, n_pos = p.shape
-        fig, ax = _layers_by_positions(p, self.tokens, (1.1 * n_pos + 2, 0.32 * n_layers + 1.5), "Blues", 0, 1,
-                                       "prompt position (input token)", self.title, "top-1 probability")
+        fig, ax = _layers_by_positions(
+            p,
+            self.tokens,
+            (1.1 * n_pos + 2, 0.32 * n_layers + 1.5),
+            "Blues",
+            0,
+            1,
+            "prompt position (input token)",
+            self.title,
+            "top-1 probability",
+        )
         for layer in range(n_layers):
             for pos in range(n_pos):
                 token = _printable(self.top1[layer][pos])[:10]
-                ax.text(pos, layer, token, ha="center", va="center", fontsize=6.5,
-                        color="white" if p[layer, pos] > 0.6 else "black")
+                ax.text(
+                    pos,
+                    layer,
+                    token,
+                    ha="center",
+                    va="center",
+                    fontsize=6.5,
+                    color="white" if p[layer, pos] > 0.6 else "black",
+                )
         ax.set_yticks(range(n_layers), [str(i) for i in range(n_layers)], fontsize=7)
         _save(fig, path)
 
@@ -123,8 +147,17 @@ class PositionHeatmap(Figure):
     def draw(self, path: Path) -> None:
         data = np.asarray(self.values)
         n_layers, n_pos = data.shape
-        fig, _ = _layers_by_positions(data, self.tokens, (0.9 * n_pos + 2.5, 0.22 * n_layers + 1.8), "viridis",
-                                      self.vmin, self.vmax, "prompt position", self.title, self.label)
+        fig, _ = _layers_by_positions(
+            data,
+            self.tokens,
+            (0.9 * n_pos + 2.5, 0.22 * n_layers + 1.8),
+            "viridis",
+            self.vmin,
+            self.vmax,
+            "prompt position",
+            self.title,
+            self.label,
+        )
         _save(fig, path)
 
 
@@ -147,10 +180,13 @@ class DepthOverlay(Figure):
         """The overlay of several models' DepthCurves of one name."""
         first = curves[0]
         return DepthOverlay(
-            model="all-models", name=first.name, what=first.what, band=first.band, band_label=first.band_label,
+            model="all-models",
+            name=first.name,
+            what=first.what,
+            band=first.band,
+            band_label=first.band_label,
             depth={c.model: c.depth for c in curves},
-            median={c.model: {label: np.median(np.asarray(p), 0).tolist() for label, p in c.p.items()}
-                    for c in curves},
+            median={c.model: {label: np.median(np.asarray(p), 0).tolist() for label, p in c.p.items()} for c in curves},
         )
 
     def draw(self, path: Path) -> None:
@@ -160,8 +196,12 @@ class DepthOverlay(Figure):
                 ax.plot(self.depth[model], p, color=colour, ls=style, lw=2, label=f"{model}, {label}")
         if self.band:
             ax.axvspan(*self.band, color="grey", alpha=0.15, label=self.band_label)
-        ax.set(xlabel="relative depth (layer+1)/n_layers", ylabel=f"median lens p({self.what})", ylim=(0, 1),
-               title=f"{self.what} probability by relative depth, every model")
+        ax.set(
+            xlabel="relative depth (layer+1)/n_layers",
+            ylabel=f"median lens p({self.what})",
+            ylim=(0, 1),
+            title=f"{self.what} probability by relative depth, every model",
+        )
         ax.grid(alpha=0.3)
         ax.legend(loc="upper left", fontsize=7)
         _save(fig, path)
@@ -184,7 +224,8 @@ class KLByDepth(Figure):
     bound: float | None = None
     """The KL above which a verdict decided there is marked "lens not faithful here"."""
     source: str = ""
-    """Where the lens came from and by what recipe (`lens.lenses.lenses.BlockwiseLens.source`; empty for the logit lens)."""
+    """Where the lens came from and by what recipe (`lens.lenses.lenses.BlockwiseLens.source`; empty for the logit
+    lens)."""
 
     def at(self, depth: float) -> dict[str, float]:
         """Per series, the mean KL at the first block at or past `depth`."""
@@ -193,20 +234,24 @@ class KLByDepth(Figure):
 
     def draw(self, path: Path) -> None:
         fig, ax = plt.subplots(figsize=(7, 4.2), constrained_layout=True)
-        for (colour, style), (label, kl) in zip(
-                ((c, s) for s in ("-", "--", ":") for c in COLOURS), self.kl.items()):
+        for (colour, style), (label, kl) in zip(((c, s) for s in ("-", "--", ":") for c in COLOURS), self.kl.items()):
             ax.plot(self.depth, np.maximum(kl, 1e-4), color=colour, ls=style, lw=2, label=f"{self.lens}, {label}")
         if self.bound is not None:
             ax.axhline(self.bound, color="grey", ls="--", lw=1, label=f"bound {self.bound:g} nats")
-        ax.set(xlabel="relative depth (layer+1)/n_layers", ylabel="mean KL(output || lens), nats", yscale="log",
-               title=f"{self.model}: {self.lens} fidelity on {self.prompt_set}")
+        ax.set(
+            xlabel="relative depth (layer+1)/n_layers",
+            ylabel="mean KL(output || lens), nats",
+            yscale="log",
+            title=f"{self.model}: {self.lens} fidelity on {self.prompt_set}",
+        )
         ax.grid(alpha=0.3)
         ax.legend(loc="upper right", fontsize=7)
         _save(fig, path)
 
 
 FIGURE_KINDS: dict[str, type[Figure]] = {
-    f.kind: f for f in (DepthCurves, TokenGrid, PositionHeatmap, DepthOverlay, KLByDepth)}
+    f.kind: f for f in (DepthCurves, TokenGrid, PositionHeatmap, DepthOverlay, KLByDepth)
+}
 
 
 def overlays(figures: list[Figure]) -> list[Figure]:
@@ -218,8 +263,17 @@ def overlays(figures: list[Figure]) -> list[Figure]:
     return [DepthOverlay.of(curves) for curves in named.values() if len(curves) > 1]
 
 
-def _layers_by_positions(data: np.ndarray, tokens: list[str], size: tuple[float, float], cmap: str, vmin: float,
-                         vmax: float, xlabel: str, title: str, label: str):
+def _layers_by_positions(
+    data: np.ndarray,
+    tokens: list[str],
+    size: tuple[float, float],
+    cmap: str,
+    vmin: float,
+    vmax: float,
+    xlabel: str,
+    title: str,
+    label: str,
+):
     """A (layers, positions) image with the prompt's tokens under it and a colour bar: (figure, axes)."""
     fig, ax = plt.subplots(figsize=size, constrained_layout=True)
     image = ax.imshow(data, aspect="auto", cmap=cmap, vmin=vmin, vmax=vmax, origin="lower")

@@ -33,13 +33,21 @@ class Entry:
     """The test's phase the report is of: setup, call or teardown."""
 
     def to_dict(self) -> dict:
-        return {"when": self.when, "outcome": self.outcome, "message": self.message,
-                "properties": [list(p) for p in self.properties]}
+        return {
+            "when": self.when,
+            "outcome": self.outcome,
+            "message": self.message,
+            "properties": [list(p) for p in self.properties],
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> Entry:
-        return cls(data["outcome"], data.get("message"), tuple((key, value) for key, value in data["properties"]),
-                   data.get("when", "call"))
+        return cls(
+            data["outcome"],
+            data.get("message"),
+            tuple((key, value) for key, value in data["properties"]),
+            data.get("when", "call"),
+        )
 
 
 class Journal:
@@ -89,7 +97,9 @@ def orphans(reports_dir: Path) -> Iterator[Orphan]:
             continue
         try:
             run = json.loads((folder / "run.json").read_text())
-            entries = tuple(Entry.from_dict(json.loads(path.read_text())) for path in sorted(folder.glob("[0-9]*.json")))
+            entries = tuple(
+                Entry.from_dict(json.loads(path.read_text())) for path in sorted(folder.glob("[0-9]*.json"))
+            )
         except (OSError, ValueError, KeyError, TypeError):
             shutil.rmtree(folder, ignore_errors=True)  # not a journal this code wrote: nothing to fold in
             continue

@@ -8,7 +8,13 @@ from suite.session import SuiteSession
 
 SESSION = pytest.StashKey[SuiteSession]()
 IDENTITY, VERDICT, RECORDED, FIGURE, MODEL, WARNING, SELECTED = (
-    "suite_identity", "suite_verdict", "suite_recorded", "suite_figure", "suite_model", "suite_warning",
-    "suite_selected")
+    "suite_identity",
+    "suite_verdict",
+    "suite_recorded",
+    "suite_figure",
+    "suite_model",
+    "suite_warning",
+    "suite_selected",
+)
 """The user_properties a test carries to the report (SELECTED: how many tests each model has selected, carried by
 a process's first test, so the controller knows it under xdist too)."""

@@ -18,8 +18,9 @@ def lens_name(lens: str) -> str:
     return LENS_NAMES.get(bare) or next((name for name in LENS_NAMES.values() if name.lower() == bare.lower()), bare)
 
 
-def table(rows: list[list], headers: list[str], keep: int = 1, groups: list[int] | None = None,
-          width: int = WIDTH) -> str:
+def table(
+    rows: list[list], headers: list[str], keep: int = 1, groups: list[int] | None = None, width: int = WIDTH
+) -> str:
     """A pipe table of `rows`; where its lines would be wider than `width`, several tables one under the other,
     each with the first `keep` columns and as many of the others, in order, as fit, keeping together the columns
     of a group where they fit together (`groups`: the sizes of consecutive groups after the first `keep`)."""

@@ -21,7 +21,8 @@ def merge(previous: Results | None, current: Results) -> Results:
     claims = _merge_claims(previous.claims, current.claims)
     new_files = {(f.figure.model, f.figure.name) for f in current.figures}
     new_sets = {(w.model, w.prompt_set) for w in current.warnings} | {
-        (m, r.prompt_set) for e in current.claims.values() for r in e.results for m in r.models}
+        (m, r.prompt_set) for e in current.claims.values() for r in e.results for m in r.models
+    }
     return replace(
         current,
         models=kept(previous.models, current.models),
@@ -29,8 +30,12 @@ def merge(previous: Results | None, current: Results) -> Results:
         checks=kept(previous.checks, current.checks),
         model_order=tuple(dict.fromkeys([*current.model_order, *previous.model_order])),
         claims=claims,
-        figures=tuple(f for f in previous.figures if (f.figure.model, f.figure.name) not in new_files
-                      and (f.claim is None or f.claim in claims)) + current.figures,
+        figures=tuple(
+            f
+            for f in previous.figures
+            if (f.figure.model, f.figure.name) not in new_files and (f.claim is None or f.claim in claims)
+        )
+        + current.figures,
         warnings=tuple(w for w in previous.warnings if (w.model, w.prompt_set) not in new_sets) + current.warnings,
         changes={**{m: c for m, c in (previous.changes or {}).items() if m not in ran}, **(current.changes or {})},
     )

@@ -38,13 +38,25 @@ def ordered(results: Results, prompt_sets: Sequence[str] = (), previous: Results
     `lens.lenses.registry` declares them."""
     models = model_order(previous.model_order if previous else (), results.model_order)
     model_rank = Ranks(models)
-    sets = Ranks(prompt_sets, [r.prompt_set for source in (previous, results) if source is not None
-                               for entry in source.claims.values() for r in entry.results])
+    sets = Ranks(
+        prompt_sets,
+        [
+            r.prompt_set
+            for source in (previous, results)
+            if source is not None
+            for entry in source.claims.values()
+            for r in entry.results
+        ],
+    )
     lens_rank = Ranks(LENSES)
 
     def result_key(result: Result) -> tuple:
-        return (sets(result.prompt_set), len(result.models) > 1, [model_rank(m) for m in result.models],
-                lens_rank(result.lens))
+        return (
+            sets(result.prompt_set),
+            len(result.models) > 1,
+            [model_rank(m) for m in result.models],
+            lens_rank(result.lens),
+        )
 
     claims = sorted(results.claims.items(), key=lambda item: (item[1].number is None, item[1].number or 0, item[0]))
     claim_rank = Ranks([None, *(claim for claim, _ in claims)])
@@ -59,9 +71,18 @@ def ordered(results: Results, prompt_sets: Sequence[str] = (), previous: Results
         models=by_model(results.models),
         runs=by_model(results.runs),
         checks={model: dict(sorted(checks.items())) for model, checks in by_model(results.checks).items()},
-        figures=tuple(sorted(results.figures, key=lambda f: (
-            claim_rank(f.claim), sets(getattr(f.figure, "prompt_set", None) or None), model_rank(f.figure.model),
-            lens_rank(getattr(f.figure, "lens", "") or ""), f.figure.name))),
+        figures=tuple(
+            sorted(
+                results.figures,
+                key=lambda f: (
+                    claim_rank(f.claim),
+                    sets(getattr(f.figure, "prompt_set", None) or None),
+                    model_rank(f.figure.model),
+                    lens_rank(getattr(f.figure, "lens", "") or ""),
+                    f.figure.name,
+                ),
+            )
+        ),
         warnings=tuple(sorted(results.warnings, key=lambda w: (model_rank(w.model), sets(w.prompt_set), w.text))),
         changes=None if results.changes is None else by_model(results.changes),
     )

@@ -30,43 +30,63 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         parser.addini(name, help, default="")
     group = parser.getgroup("lens", "layer-by-layer findings")
     group.addoption(
-        "--model", action="append", default=[], metavar="NAME_OR_PATH",
+        "--model",
+        action="append",
+        default=[],
+        metavar="NAME_OR_PATH",
         help="run the findings on this model instead of the registry's (repeatable): "
         "a registry name, a Hub repo id, a local model folder or a .gguf file",
     )
     group.addoption(
-        "--reports", dest="lens_reports", default=None, metavar="DIR",
+        "--reports",
+        dest="lens_reports",
+        default=None,
+        metavar="DIR",
         help="where the findings report goes (default: reports/ beside pytest.ini)",
     )
     group.addoption(
-        "--backend", dest="lens_backend", default="bridge", choices=BACKENDS,
+        "--backend",
+        dest="lens_backend",
+        default="bridge",
+        choices=BACKENDS,
         help="what runs the forward pass the lens reads: TransformerLens's bridge (default) or nnsight; "
         "attention and patching run on the bridge either way",
     )
     group.addoption(
-        "--dtype", dest="lens_dtype", default=None, choices=("float32", "bfloat16", "float16"),
+        "--dtype",
+        dest="lens_dtype",
+        default=None,
+        choices=("float32", "bfloat16", "float16"),
         help="the models' dtype (default: float32 where the weights fit in memory, else bfloat16)",
     )
     group.addoption(
-        "--lens", dest="lens_lenses", default=None, metavar="NAMES",
+        "--lens",
+        dest="lens_lenses",
+        default=None,
+        metavar="NAMES",
         help=f"the lenses a claim is read through, comma-separated: {', '.join(LENSES)} ('logit' for exact; "
         "default: every lens the claim declares in claims.toml)",
     )
     group.addoption(
-        "--recompute", dest="lens_recompute", action="store_true", default=False,
+        "--recompute",
+        dest="lens_recompute",
+        action="store_true",
+        default=False,
         help="compute every reading anew: the readings an earlier run kept in the lens cache (continuations, lens "
         "reads, attention, patching) are neither read nor written",
     )
     group.addoption(
-        "--device", dest="lens_device", default=None,
-        help="cpu, cuda, cuda:N or mps (default: mps > cuda > cpu); non-CPU devices are checked "
-        "against the CPU first",
+        "--device",
+        dest="lens_device",
+        default=None,
+        help="cpu, cuda, cuda:N or mps (default: mps > cuda > cpu); non-CPU devices are checked against the CPU first",
     )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     session = SuiteSession.from_values(
-        config.getoption("model", default=[]), config.getoption("lens_device", default=None),
+        config.getoption("model", default=[]),
+        config.getoption("lens_device", default=None),
         config.getoption("markexpr", default="") or "",
     )
     session.backend = config.getoption("lens_backend", default="bridge")
@@ -99,8 +119,9 @@ def lens_names(option: str | None) -> tuple[str, ...] | None:
     names = [LENS_ALIASES.get(name.strip(), name.strip()) for name in option.split(",") if name.strip()]
     unknown = [name for name in names if name not in LENSES]
     if unknown:
-        raise pytest.UsageError(f"--lens {option}: unknown lens {', '.join(unknown)}; "
-                                f"choose among {', '.join(LENSES)} (logit = exact)")
+        raise pytest.UsageError(
+            f"--lens {option}: unknown lens {', '.join(unknown)}; choose among {', '.join(LENSES)} (logit = exact)"
+        )
     return tuple(dict.fromkeys(names))
 
 
@@ -134,6 +155,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Claims across models run last, after each model's own tests have computed what they read."""
+
     def across(item: pytest.Item) -> bool:
         return "model_names" in getattr(item, "fixturenames", ())
 
@@ -250,8 +272,9 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     session = item.config.stash[SESSION]
     if session.selected and not session.selected_sent:
         session.selected_sent = True
-        item.user_properties.append((SELECTED, {name: len(tests) for name, tests in session.selected.items()
-                                                if isinstance(name, str)}))
+        item.user_properties.append(
+            (SELECTED, {name: len(tests) for name, tests in session.selected.items() if isinstance(name, str)})
+        )
     params = getattr(item, "callspec", None)
     params = params.params if params else {}
     marker = item.get_closest_marker("claim")
@@ -266,14 +289,19 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     module = getattr(item, "module", None)
     doc = (module.__doc__ or "").strip() if module else ""
     title, _, text = doc.partition("\n")
-    item.user_properties.append((IDENTITY, Identity(
-        claim=marker.args[0] if marker else None,
-        number=marker.kwargs.get("number") if marker else None,
-        title=title.strip().rstrip("."),
-        doc=text.strip(),
-        module=Path(str(item.fspath)).name,
-        test=getattr(item, "originalname", item.name),
-        models=tuple(models),
-        prompt_set=params.get("prompt_set"),
-        lens=params.get("lens") or EXACT_LENS,
-    ).to_dict()))
+    item.user_properties.append(
+        (
+            IDENTITY,
+            Identity(
+                claim=marker.args[0] if marker else None,
+                number=marker.kwargs.get("number") if marker else None,
+                title=title.strip().rstrip("."),
+                doc=text.strip(),
+                module=Path(str(item.fspath)).name,
+                test=getattr(item, "originalname", item.name),
+                models=tuple(models),
+                prompt_set=params.get("prompt_set"),
+                lens=params.get("lens") or EXACT_LENS,
+            ).to_dict(),
+        )
+    )

@@ -43,21 +43,26 @@ class Commit:
 
     @property
     def text(self) -> str:
-        """"3f2a9c1d0b7e", "3f2a9c1d0b7e + uncommitted changes", or "unknown"."""
+        """ "3f2a9c1d0b7e", "3f2a9c1d0b7e + uncommitted changes", or "unknown"."""
         return self.sha if self.sha == UNKNOWN else self.sha[:12] + (" + uncommitted changes" if self.dirty else "")
 
 
 def code_commit(code: Path = CODE, outputs: tuple[Path, ...] = ()) -> Commit:
     """The commit checked out at `code` and whether anything there differs from it, `outputs` aside (the reports
     folder a run writes: an earlier run's uncommitted report is no change of code). No git, or no checkout: unknown."""
+
     def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(code), *args], capture_output=True, text=True, check=True,
-                              timeout=30).stdout.strip()
+        return subprocess.run(
+            ["git", "-C", str(code), *args], capture_output=True, text=True, check=True, timeout=30
+        ).stdout.strip()
 
     try:
         sha, top = git("rev-parse", "HEAD"), Path(git("rev-parse", "--show-toplevel"))
-        aside = [f":(top,exclude){path.resolve().relative_to(top.resolve())}" for path in outputs
-                 if path.resolve().is_relative_to(top.resolve())]
+        aside = [
+            f":(top,exclude){path.resolve().relative_to(top.resolve())}"
+            for path in outputs
+            if path.resolve().is_relative_to(top.resolve())
+        ]
         changed = git("status", "--porcelain", "--", *aside)
     except (OSError, subprocess.SubprocessError):
         return Commit()

@@ -51,8 +51,9 @@ class Recorded:
         return Expected.from_dict(found) if found is not None else None
 
 
-def judge(request: pytest.FixtureRequest, recorded: Recorded,
-          record_verdict: Callable[[Verdict, Expected | None], None]) -> Callable[[Verdict], None]:
+def judge(
+    request: pytest.FixtureRequest, recorded: Recorded, record_verdict: Callable[[Verdict, Expected | None], None]
+) -> Callable[[Verdict], None]:
     """A function that records a verdict for the report, then asserts the claim against the record.
 
     Recorded `holds` (or nothing recorded): the test passes while the claim holds. Recorded otherwise: a
@@ -70,18 +71,25 @@ def judge(request: pytest.FixtureRequest, recorded: Recorded,
             tolerance = recorded.tolerance_for(_dtype(request, verdict))
             drift = figure_drift(verdict, expected, tolerance)
             if drift:
-                raise VerdictChanged(f"{where}: {drift}; recorded {expected.verdict} ({expected.figure}), "
-                                     f"now {verdict.verdict}: {verdict.figure}")
+                raise VerdictChanged(
+                    f"{where}: {drift}; recorded {expected.verdict} ({expected.figure}), "
+                    f"now {verdict.verdict}: {verdict.figure}"
+                )
             if verdict.verdict != expected.verdict and near_tie(verdict, expected, tolerance):
-                pytest.skip(f"{where}: recorded {expected.verdict}, now {verdict.verdict} at a near-tie: the "
-                            f"interval ends moved within the tolerance ({verdict.figure}); not a change")
+                pytest.skip(
+                    f"{where}: recorded {expected.verdict}, now {verdict.verdict} at a near-tie: the "
+                    f"interval ends moved within the tolerance ({verdict.figure}); not a change"
+                )
         if verdict.verdict in (Label.NO_DATA, Label.TOO_FEW):
             pytest.skip(f"{where}: {verdict.verdict}: {verdict.figure}; {verdict.rule}")
         if expected and expected.verdict != Label.HOLDS:
-            request.applymarker(pytest.mark.xfail(
-                strict=True, raises=ClaimNotHeld,
-                reason=f"recorded {expected.verdict}: {expected.figure}",
-            ))
+            request.applymarker(
+                pytest.mark.xfail(
+                    strict=True,
+                    raises=ClaimNotHeld,
+                    reason=f"recorded {expected.verdict}: {expected.figure}",
+                )
+            )
             if verdict.verdict not in (Label.HOLDS, expected.verdict):
                 raise VerdictChanged(
                     f"{where}: recorded {expected.verdict} ({expected.figure}), "
@@ -148,9 +156,11 @@ def render_recorded(results: Results) -> str:
     for name, run in results.runs.items():
         record = results.models.get(name)
         libraries = ", ".join(f"{lib} {v}" for lib, v in run.libraries.items())
-        lines.append(f"# {name}: measured {run.date} by `{run.command}` on {run.machine}, "
-                     f"{record.dtype if record else '?'} on {record.device if record else '?'}, {libraries}, "
-                     f"code {run.code.text}.")
+        lines.append(
+            f"# {name}: measured {run.date} by `{run.command}` on {run.machine}, "
+            f"{record.dtype if record else '?'} on {record.device if record else '?'}, {libraries}, "
+            f"code {run.code.text}."
+        )
     lines.append("")
     for claim, entry in results.claims.items():
         by_models: dict[str, list[Verdict]] = {}
@@ -163,7 +173,9 @@ def render_recorded(results: Results) -> str:
                 kept = Expected.of(verdict)
                 figures = ", ".join(
                     f"{{ label = {json.dumps(f.label, ensure_ascii=False)}, value = {_number(f.value)}, "
-                    f"kind = {json.dumps(f.kind)} }}" for f in kept.beside)
+                    f"kind = {json.dumps(f.kind)} }}"
+                    for f in kept.beside
+                )
                 lines.append(
                     f"{verdict.prompt_set} = {{ verdict = {json.dumps(kept.verdict.value)}, "
                     f"value = {_number(kept.value)}, ci = [{_number(kept.ci[0])}, "

@@ -32,7 +32,8 @@ def verdict_changes(previous: Results | None, current: Results) -> dict[str, lis
             if old is not None and old.measured != result.measured:
                 for model in result.models:
                     changes.setdefault(model, []).append(
-                        f"{claim}{_in_set(result.prompt_set)}: {old.measured} → {result.measured}")
+                        f"{claim}{_in_set(result.prompt_set)}: {old.measured} → {result.measured}"
+                    )
     return changes
 
 
@@ -86,12 +87,27 @@ def render(results: Results, figures: dict[str, list[str]]) -> str:
     changes = results.changes or {}
     for model in results.ran:
         found = changes.get(model)
-        lines.append(f"- {model}: " + ("no previous run to compare with" if found is None else
-                                       "no verdict changed" if not found else "; ".join(found)) + ".")
+        lines.append(
+            f"- {model}: "
+            + (
+                "no previous run to compare with"
+                if found is None
+                else "no verdict changed"
+                if not found
+                else "; ".join(found)
+            )
+            + "."
+        )
     if results.by_construction:
         lines += ["", "## Settled by construction", "", results.by_construction.strip()]
-    lines += ["", *sections.claims(results, figures), *sections.models(results),
-              *sections.versions(list(results.versions)), *sections.warnings_in_full(results), *definitions]
+    lines += [
+        "",
+        *sections.claims(results, figures),
+        *sections.models(results),
+        *sections.versions(list(results.versions)),
+        *sections.warnings_in_full(results),
+        *definitions,
+    ]
     return "\n".join(lines)
 
 
@@ -102,8 +118,10 @@ def rerender(reports_dir: Path) -> Path:
         from lens.errors import LensError  # only to raise: the lens package imports torch, which rendering needs not
 
         if (reports_dir / RESULTS).is_file():
-            raise LensError(f"{reports_dir / RESULTS} is from an earlier layout of the results: rerun the findings "
-                            "(`./run findings`) to write it anew")
+            raise LensError(
+                f"{reports_dir / RESULTS} is from an earlier layout of the results: rerun the findings "
+                "(`./run findings`) to write it anew"
+            )
         raise LensError(
             f"no {reports_dir / RESULTS} yet: run the findings first (`./run findings`), "
             "then `./run report` re-renders it"

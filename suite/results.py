@@ -9,7 +9,7 @@ from __future__ import annotations
 import platform
 import re
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 
@@ -53,21 +53,32 @@ class Expected:
     @classmethod
     def of(cls, verdict: Verdict) -> Expected:
         """What recording `verdict` keeps of it."""
-        return cls(verdict.verdict, verdict.figure, verdict.value, verdict.ci, verdict.n, verdict.kind,
-                   verdict.beside)
+        return cls(verdict.verdict, verdict.figure, verdict.value, verdict.ci, verdict.n, verdict.kind, verdict.beside)
 
     def to_dict(self) -> dict:
         """Plain values, as the recorded file and findings.json keep them (what was not recorded left out)."""
-        data = {"verdict": self.verdict.value, "value": self.value, "ci": list(self.ci) if self.ci else None,
-                "n": self.n, "kind": self.kind, "figure": self.figure,
-                "beside": [asdict(figure) for figure in self.beside] if self.value is not None else None}
+        data = {
+            "verdict": self.verdict.value,
+            "value": self.value,
+            "ci": list(self.ci) if self.ci else None,
+            "n": self.n,
+            "kind": self.kind,
+            "figure": self.figure,
+            "beside": [asdict(figure) for figure in self.beside] if self.value is not None else None,
+        }
         return {key: value for key, value in data.items() if value is not None}
 
     @classmethod
     def from_dict(cls, data: dict) -> Expected:
-        return cls(verdict=data["verdict"], figure=data.get("figure", ""), value=data.get("value"),
-                   ci=tuple(data["ci"]) if "ci" in data else None, n=data.get("n"), kind=data.get("kind"),
-                   beside=tuple(Beside(**figure) for figure in data.get("beside", ())))
+        return cls(
+            verdict=data["verdict"],
+            figure=data.get("figure", ""),
+            value=data.get("value"),
+            ci=tuple(data["ci"]) if "ci" in data else None,
+            n=data.get("n"),
+            kind=data.get("kind"),
+            beside=tuple(Beside(**figure) for figure in data.get("beside", ())),
+        )
 
 
 @dataclass(frozen=True)
@@ -162,7 +173,7 @@ class Result:
 
     @property
     def label(self) -> str:
-        """"smollm2 (capitals)", "smollm2+gemma3 (capitals)" for a claim across models, "smollm2 (capitals,
+        """ "smollm2 (capitals)", "smollm2+gemma3 (capitals)" for a claim across models, "smollm2 (capitals,
         tuned lens)" through another lens than the logit lens."""
         where = ", ".join(filter(None, [self.prompt_set, None if self.lens == EXACT_LENS else f"{self.lens} lens"]))
         return "+".join(self.models) + (f" ({where})" if where else "")
@@ -186,20 +197,32 @@ class Result:
         return replace(self.verdict, holm=None).cell if self.verdict else self.cell
 
     def to_dict(self) -> dict:
-        return {"models": list(self.models), "prompt_set": self.prompt_set, "outcome": self.outcome.value,
-                "message": self.message, "verdict": self.verdict.to_dict() if self.verdict else None,
-                "controls": [control.to_dict() for control in self.controls],
-                "recorded": self.recorded.to_dict() if self.recorded else None, "lens": self.lens,
-                **({"run": self.run.to_dict()} if self.run else {})}
+        return {
+            "models": list(self.models),
+            "prompt_set": self.prompt_set,
+            "outcome": self.outcome.value,
+            "message": self.message,
+            "verdict": self.verdict.to_dict() if self.verdict else None,
+            "controls": [control.to_dict() for control in self.controls],
+            "recorded": self.recorded.to_dict() if self.recorded else None,
+            "lens": self.lens,
+            **({"run": self.run.to_dict()} if self.run else {}),
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> Result:
         verdict, recorded = data.get("verdict"), data.get("recorded")
-        return cls(models=tuple(data["models"]), prompt_set=data["prompt_set"], outcome=data["outcome"],
-                   message=data.get("message"), verdict=Verdict.from_dict(verdict) if verdict else None,
-                   controls=tuple(Verdict.from_dict(c) for c in data.get("controls", [])),
-                   recorded=Expected.from_dict(recorded) if recorded else None, lens=data.get("lens", EXACT_LENS),
-                   run=Run.from_dict(data["run"]) if data.get("run") else None)
+        return cls(
+            models=tuple(data["models"]),
+            prompt_set=data["prompt_set"],
+            outcome=data["outcome"],
+            message=data.get("message"),
+            verdict=Verdict.from_dict(verdict) if verdict else None,
+            controls=tuple(Verdict.from_dict(c) for c in data.get("controls", [])),
+            recorded=Expected.from_dict(recorded) if recorded else None,
+            lens=data.get("lens", EXACT_LENS),
+            run=Run.from_dict(data["run"]) if data.get("run") else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -214,17 +237,28 @@ class ClaimResults:
 
     def result_for(self, model: str, prompt_set: str | None, lens: str = EXACT_LENS) -> Result | None:
         """The result that covers this model on this prompt set through this lens, if any."""
-        return next((r for r in self.results if r.prompt_set == prompt_set and model in r.models
-                     and r.lens == lens), None)
+        return next(
+            (r for r in self.results if r.prompt_set == prompt_set and model in r.models and r.lens == lens), None
+        )
 
     def to_dict(self) -> dict:
-        return {"number": self.number, "title": self.title, "doc": self.doc, "module": self.module,
-                "results": [result.to_dict() for result in self.results]}
+        return {
+            "number": self.number,
+            "title": self.title,
+            "doc": self.doc,
+            "module": self.module,
+            "results": [result.to_dict() for result in self.results],
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> ClaimResults:
-        return cls(number=data["number"], title=data["title"], doc=data["doc"], module=data["module"],
-                   results=tuple(Result.from_dict(r) for r in data["results"]))
+        return cls(
+            number=data["number"],
+            title=data["title"],
+            doc=data["doc"],
+            module=data["module"],
+            results=tuple(Result.from_dict(r) for r in data["results"]),
+        )
 
 
 @dataclass(frozen=True)
@@ -244,9 +278,16 @@ class Run:
     SIGTERM, a run killed outright); None where it finished."""
 
     def to_dict(self) -> dict:
-        return {"date": self.date, "command": self.command, "machine": self.machine, "python": self.python,
-                "libraries": dict(self.libraries), "commit": self.code.sha, "dirty": self.code.dirty,
-                **({"partial": list(self.partial)} if self.partial else {})}
+        return {
+            "date": self.date,
+            "command": self.command,
+            "machine": self.machine,
+            "python": self.python,
+            "libraries": dict(self.libraries),
+            "commit": self.code.sha,
+            "dirty": self.code.dirty,
+            **({"partial": list(self.partial)} if self.partial else {}),
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> Run:
@@ -254,11 +295,17 @@ class Run:
         commit) reads as one whose commit is unknown."""
         known = ("date", "command", "machine", "python")
         partial = data.get("partial")
-        libraries = data["libraries"] if "libraries" in data else {
-            k: v for k, v in data.items() if k not in (*known, "partial")}
-        return cls(**{k: data[k] for k in known}, libraries=dict(libraries),
-                   code=Commit(data.get("commit", UNKNOWN), data.get("dirty")),
-                   partial=tuple(partial) if partial else None)
+        libraries = (
+            data["libraries"]
+            if "libraries" in data
+            else {k: v for k, v in data.items() if k not in (*known, "partial")}
+        )
+        return cls(
+            **{k: data[k] for k in known},
+            libraries=dict(libraries),
+            code=Commit(data.get("commit", UNKNOWN), data.get("dirty")),
+            partial=tuple(partial) if partial else None,
+        )
 
 
 EDGE, LEFT_OUT = "edge", "left out"
@@ -360,9 +407,12 @@ class Results:
         """Every verdict with its Holm-adjusted word (`suite.statistics.holm_adjusted`: a family per model(s) and
         lens, over every claim and prompt set here)."""
         adjusted = iter(holm_adjusted(self.verdicts()))
-        claims = {claim: replace(entry, results=tuple(replace(r, verdict=next(adjusted)) if r.verdict else r
-                                                      for r in entry.results))
-                  for claim, entry in self.claims.items()}
+        claims = {
+            claim: replace(
+                entry, results=tuple(replace(r, verdict=next(adjusted)) if r.verdict else r for r in entry.results)
+            )
+            for claim, entry in self.claims.items()
+        }
         return replace(self, claims=claims)
 
     def lenses(self) -> list[str]:
@@ -375,7 +425,8 @@ class Results:
 
     def to_dict(self) -> dict:
         return {
-            "generated": self.generated, "command": self.command,
+            "generated": self.generated,
+            "command": self.command,
             "model_order": list(self.model_order),
             "models": {name: record.to_dict() for name, record in self.models.items()},
             "runs": {name: run.to_dict() for name, run in self.runs.items()},
@@ -383,7 +434,9 @@ class Results:
             "checks": self.checks,
             "figures": [figure.to_dict() for figure in self.figures],
             "warnings": [warning.to_dict() for warning in self.warnings],
-            "absent": self.absent, "by_construction": self.by_construction, "changes": self.changes,
+            "absent": self.absent,
+            "by_construction": self.by_construction,
+            "changes": self.changes,
             "versions": list(self.versions),
         }
 
@@ -391,7 +444,8 @@ class Results:
     def from_dict(cls, data: dict) -> Results:
         """The results a `to_dict` came from (KeyError or TypeError where the document is not one)."""
         return cls(
-            generated=data["generated"], command=data["command"],
+            generated=data["generated"],
+            command=data["command"],
             model_order=tuple(data["model_order"]),
             models={name: ModelRecord.from_dict(record) for name, record in data.get("models", {}).items()},
             runs={name: Run.from_dict(run) for name, run in data["runs"].items()},
@@ -399,13 +453,20 @@ class Results:
             checks=data.get("checks", {}),
             figures=tuple(ClaimFigure.from_dict(f) for f in data.get("figures", [])),
             warnings=tuple(DataWarning.from_dict(w) for w in data.get("warnings", [])),
-            absent=data.get("absent") or {}, by_construction=data.get("by_construction") or "",
-            changes=data.get("changes"), versions=tuple(data.get("versions") or ()),
+            absent=data.get("absent") or {},
+            by_construction=data.get("by_construction") or "",
+            changes=data.get("changes"),
+            versions=tuple(data.get("versions") or ()),
         )
 
 
-def assemble(records: list[TestRecord], models: dict[str, ModelRecord], model_order: list[str],
-             command: str, run: Run | None = None) -> Results:
+def assemble(
+    records: list[TestRecord],
+    models: dict[str, ModelRecord],
+    model_order: list[str],
+    command: str,
+    run: Run | None = None,
+) -> Results:
     """Results of one run: per claim its results (models, prompt set, outcome, verdict), per model its
     record, the per-model checks (tests that are not claims, e.g. snapshots), and the figures. `run`: when and
     with what it ran (default: now, here)."""
@@ -419,40 +480,57 @@ def assemble(records: list[TestRecord], models: dict[str, ModelRecord], model_or
             figures += [ClaimFigure(None, figure) for figure in record.figures]
             for model in who.models:
                 counts = checks.setdefault(model, {}).setdefault(
-                    who.test, {outcome.value: 0 for outcome in (Outcome.PASSED, Outcome.FAILED, Outcome.SKIPPED)})
+                    who.test, {outcome.value: 0 for outcome in (Outcome.PASSED, Outcome.FAILED, Outcome.SKIPPED)}
+                )
                 counts[record.outcome.value if record.outcome.value in counts else Outcome.FAILED.value] += 1
             continue
         entry = claims.setdefault(who.claim, ClaimResults(who.number, who.title, who.doc, who.module))
         verdict = record.verdict
         # A claim across models that was not judged concerns the models that ran, not every one named.
         unjudged = tuple(m for m in who.models if m in models or len(who.models) == 1) or who.models
-        result = Result(models=verdict.models if verdict else unjudged,
-                        prompt_set=verdict.prompt_set if verdict else who.prompt_set,
-                        outcome=record.outcome, message=record.message, verdict=verdict,
-                        controls=record.controls, recorded=record.recorded,
-                        lens=verdict.lens if verdict else who.lens, run=run)
+        result = Result(
+            models=verdict.models if verdict else unjudged,
+            prompt_set=verdict.prompt_set if verdict else who.prompt_set,
+            outcome=record.outcome,
+            message=record.message,
+            verdict=verdict,
+            controls=record.controls,
+            recorded=record.recorded,
+            lens=verdict.lens if verdict else who.lens,
+            run=run,
+        )
         claims[who.claim] = replace(entry, results=(*entry.results, result))
         figures += [ClaimFigure(who.claim, figure) for figure in record.figures]
     order = tuple(dict.fromkeys([*model_order, *models]))
     generated = run.date
     judged = {m for entry in claims.values() for r in entry.results for m in r.models}
     return Results(
-        generated=generated, command=command, model_order=order, models=dict(models),
+        generated=generated,
+        command=command,
+        model_order=order,
+        models=dict(models),
         # Only the models this run produced results for: `-m smollm2` deselects the others' tests (a claim
         # across models it did not judge concerns the models that ran).
         runs={name: run for name in order if name in models or name in checks or name in judged},
         claims=dict(sorted(claims.items(), key=lambda item: item[1].number or 0)),
-        checks=checks, figures=tuple(figures),
+        checks=checks,
+        figures=tuple(figures),
     )
 
 
 def now() -> str:
     """The date and time a report states, in UTC to the minute."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def environment(date: str, command: str, outputs: tuple[Path, ...] = ()) -> Run:
     """This run: the machine, Python, the library versions and the code's commit it used (each model's record
     carries its run's); `outputs`: folders the run writes, no change of code (the reports)."""
-    return Run(date=date, command=command, machine=f"{platform.system()} {platform.machine()}",
-               python=platform.python_version(), libraries=library_versions(), code=code_commit(outputs=outputs))
+    return Run(
+        date=date,
+        command=command,
+        machine=f"{platform.system()} {platform.machine()}",
+        python=platform.python_version(),
+        libraries=library_versions(),
+        code=code_commit(outputs=outputs),
+    )

@@ -61,38 +61,58 @@ def hidden(result: Result, lost: dict[str, dict[str, str]]) -> bool:
 
 def columns(results: Results) -> list[Column]:
     """Per model, the logit lens and each lens that gave it a verdict somewhere."""
-    return [(model, lens) for model in results.ran for lens in results.lenses()
-            if lens == EXACT_LENS or any(r.verdict for e in results.claims.values() for r in e.results
-                                         if r.lens == lens and model in r.models)]
+    return [
+        (model, lens)
+        for model in results.ran
+        for lens in results.lenses()
+        if lens == EXACT_LENS
+        or any(r.verdict for e in results.claims.values() for r in e.results if r.lens == lens and model in r.models)
+    ]
 
 
 def header(results: Results) -> list[str]:
     """The title, the runs each column comes from, the models not run, the lenses that could not run, the scope."""
-    lines = ["# Findings", "", "Each column holds its model's latest results through that lens, from the run named "
-             "here (a run replaces what it ran, claim by prompt set and lens, and keeps the rest):", ""]
+    lines = [
+        "# Findings",
+        "",
+        "Each column holds its model's latest results through that lens, from the run named "
+        "here (a run replaces what it ran, claim by prompt set and lens, and keeps the rest):",
+        "",
+    ]
     lines += [f"- {line}" for line in _runs(results)] or ["- none yet"]
     lines.append("")
     never = [m for m in results.model_order if m not in results.ran and m not in results.absent]
     if never:
         lines.append("Not run yet: " + "; ".join(f"{m} (`{findings_command('-m ' + m)}`)" for m in never) + ".  ")
     if results.absent:
-        lines.append("Weights not here, so not run: " + "; ".join(
-            f"{name} (fetch with `{command}`)" for name, command in results.absent.items()) + ".  ")
+        lines.append(
+            "Weights not here, so not run: "
+            + "; ".join(f"{name} (fetch with `{command}`)" for name, command in results.absent.items())
+            + ".  "
+        )
     lost = unrun(results)
     for lens, why in lost.items():
         count = sum(hidden(r, lost) for e in results.claims.values() for r in e.results if r.lens == lens)
         reasons = list(dict.fromkeys(why.values()))
         said = reasons[0] if len(reasons) == 1 else "; ".join(f"{model}: {reason}" for model, reason in why.items())
-        lines.append(f"Could not run: the {lens_name(lens)} lens on {_and(list(why))} ({count} result"
-                     f"{'s' if count != 1 else ''}, not listed under the claims): {said}.  ")
+        lines.append(
+            f"Could not run: the {lens_name(lens)} lens on {_and(list(why))} ({count} result"
+            f"{'s' if count != 1 else ''}, not listed under the claims): {said}.  "
+        )
     return [*lines, "", *_scope(results)]
 
 
 def stamp(run: Run) -> str:
     """A run's machine, versions and code: "Linux x86_64, Python 3.11.7, torch 2.13.0, ..., commit 3f2a9c1d0b7e"
     (every library it records)."""
-    return ", ".join([run.machine, f"Python {run.python}", *(f"{k} {v}" for k, v in run.libraries.items()),
-                      f"commit {run.code.text}"])
+    return ", ".join(
+        [
+            run.machine,
+            f"Python {run.python}",
+            *(f"{k} {v}" for k, v in run.libraries.items()),
+            f"commit {run.code.text}",
+        ]
+    )
 
 
 def _runs(results: Results) -> list[str]:
@@ -116,16 +136,25 @@ def _runs(results: Results) -> list[str]:
     lines = []
     for run, counts in sorted(made.values(), key=lambda made_by: made_by[0].date):
         by_model: dict[str, list[str]] = {}
-        for (model, lens), n in sorted(counts.items(), key=lambda item: (
-                results.ran.index(item[0][0]), lenses.index(item[0][1]) if item[0][1] else 0)):
+        for (model, lens), n in sorted(
+            counts.items(),
+            key=lambda item: (results.ran.index(item[0][0]), lenses.index(item[0][1]) if item[0][1] else 0),
+        ):
             shown = lens_name(lens) if lens else "checks only"
             if lens and n < total[(model, lens)]:
                 shown += f" ({n} of {total[(model, lens)]} results)"
             by_model.setdefault(model, []).append(shown)
-        stopped = [f"{m} stopped after {p[0]} of its {p[1]} tests" for m in by_model
-                   if (p := results.runs[m].partial) and replace(results.runs[m], partial=None) == run]
-        lines.append("; ".join(f"{model} {_and(shown)}" for model, shown in by_model.items())
-                     + f": {run.date}, `{run.command}`" + "".join(f", {s}" for s in stopped) + f"; {stamp(run)}.")
+        stopped = [
+            f"{m} stopped after {p[0]} of its {p[1]} tests"
+            for m in by_model
+            if (p := results.runs[m].partial) and replace(results.runs[m], partial=None) == run
+        ]
+        lines.append(
+            "; ".join(f"{model} {_and(shown)}" for model, shown in by_model.items())
+            + f": {run.date}, `{run.command}`"
+            + "".join(f", {s}" for s in stopped)
+            + f"; {stamp(run)}."
+        )
     return lines
 
 
@@ -143,10 +172,12 @@ def _scope(results: Results) -> list[str]:
             continue
         size = f"{record.parameters / 1e6:,.0f}M parameters, " if record.parameters else ""
         models.append(f"{name} ({record.source}; {size}{record.n_layers} blocks, {record.dtype} on {record.device})")
-    return [f"**Scope.** Every verdict is about the models it names, and only them: {'; '.join(models) or 'none'}. "
-            "The notes' claims concern 7-9B models (Llama 3 8B, Mistral 7B, Gemma 2 9B, Qwen3 8B); a verdict here "
-            "says what holds on these models, not on those. Claims marked ° (exploratory) test the notes' next "
-            "steps, not claims they drew."]
+    return [
+        f"**Scope.** Every verdict is about the models it names, and only them: {'; '.join(models) or 'none'}. "
+        "The notes' claims concern 7-9B models (Llama 3 8B, Mistral 7B, Gemma 2 9B, Qwen3 8B); a verdict here "
+        "says what holds on these models, not on those. Claims marked ° (exploratory) test the notes' next "
+        "steps, not claims they drew."
+    ]
 
 
 def shown_warnings(results: Results) -> list[DataWarning]:
@@ -170,15 +201,22 @@ def data_warnings(results: Results) -> list[str]:
             key = "left out" if w.kind == LEFT_OUT else "other"
             row[key] = str(int(row.get(key, "0")) + (len(w.facts) if w.kind == LEFT_OUT else 1))
     more = [key for key in ("left out", "other") if any(key in row for row in rows.values())]
-    body = [[model or "", prompt_set or "", *(row.get(key, "—") for key in [*forms, *more])]
-            for (model, prompt_set), row in rows.items()]
+    body = [
+        [model or "", prompt_set or "", *(row.get(key, "—") for key in [*forms, *more])]
+        for (model, prompt_set), row in rows.items()
+    ]
     meanings = list(dict.fromkeys(w.text for w in found if w.kind == EDGE))
-    lines = ["## Data warnings", "",
-             "Per model and prompt set, each form's replies at an edge out of the replies read (— none at an edge)"
-             + (", the facts left out" if "left out" in more else "") + (", and other warnings" if "other" in more
-                                                                          else "")
-             + ". The facts are listed under \"Data warnings in full\" at the end.", "",
-             table(body, ["model", "set", *forms, *more], keep=2), ""]
+    lines = [
+        "## Data warnings",
+        "",
+        "Per model and prompt set, each form's replies at an edge out of the replies read (— none at an edge)"
+        + (", the facts left out" if "left out" in more else "")
+        + (", and other warnings" if "other" in more else "")
+        + '. The facts are listed under "Data warnings in full" at the end.',
+        "",
+        table(body, ["model", "set", *forms, *more], keep=2),
+        "",
+    ]
     lines += [f"At an edge: {meaning}.  " for meaning in meanings]
     if any(w.kind == EDGE and w.replies is None for w in found):
         lines.append("?: the run did not record how many replies it read (a run before warnings had fields).  ")
@@ -186,45 +224,72 @@ def data_warnings(results: Results) -> list[str]:
 
 
 def verdicts(results: Results, refs: dict[str, str], notes: Notes) -> list[str]:
-    """"Verdicts": a matrix per prompt set with its family-error line, the verdicts that differ between lenses,
+    """ "Verdicts": a matrix per prompt set with its family-error line, the verdicts that differ between lenses,
     and the lenses' fidelity on the set; then the legend and the notes cells point to."""
     lost, shown = unrun(results), columns(results)
     lines = ["## Verdicts", "", family_line(results, None), ""]
     for prompt_set in results.prompt_sets():
-        entries = [e for e in results.claims.values()
-                   if any(r.prompt_set == prompt_set and not hidden(r, lost) for r in e.results)]
+        entries = [
+            e
+            for e in results.claims.values()
+            if any(r.prompt_set == prompt_set and not hidden(r, lost) for r in e.results)
+        ]
         if not entries:
             continue
-        here = [(m, lens) for m, lens in shown if lens == EXACT_LENS or any(
-            r.lens == lens and r.prompt_set == prompt_set and m in r.models for e in entries for r in e.results)]
-        rows = [[_claim_label(claim, entry, refs), *(_cell(entry, m, prompt_set, lens, notes) for m, lens in here)]
-                for claim, entry in results.claims.items() if entry in entries]
-        lines += [f"Prompt set `{prompt_set}`:", "",
-                  table(rows, ["claim", *(f"{m}, {lens_name(lens)}" + (" (partial)" if results.runs[m].partial
-                                                                        else "") for m, lens in here)],
-                        groups=[sum(m == model for m, _ in here) for model in dict.fromkeys(m for m, _ in here)]), ""]
+        here = [
+            (m, lens)
+            for m, lens in shown
+            if lens == EXACT_LENS
+            or any(r.lens == lens and r.prompt_set == prompt_set and m in r.models for e in entries for r in e.results)
+        ]
+        rows = [
+            [_claim_label(claim, entry, refs), *(_cell(entry, m, prompt_set, lens, notes) for m, lens in here)]
+            for claim, entry in results.claims.items()
+            if entry in entries
+        ]
+        lines += [
+            f"Prompt set `{prompt_set}`:",
+            "",
+            table(
+                rows,
+                [
+                    "claim",
+                    *(
+                        f"{m}, {lens_name(lens)}" + (" (partial)" if results.runs[m].partial else "")
+                        for m, lens in here
+                    ),
+                ],
+                groups=[sum(m == model for m, _ in here) for model in dict.fromkeys(m for m, _ in here)],
+            ),
+            "",
+        ]
         elsewhere = list(dict.fromkeys(lens_name(lens) for m, lens in shown if (m, lens) not in here))
         if elsewhere:
-            lines += [f"Read through the {_and(elsewhere)} lens{'es' if len(elsewhere) > 1 else ''} on other sets "
-                      "only.", ""]
+            lines += [
+                f"Read through the {_and(elsewhere)} lens{'es' if len(elsewhere) > 1 else ''} on other sets only.",
+                "",
+            ]
         lines += [family_line(results, prompt_set), ""]
         lines += _lens_dependent(entries, prompt_set, results.ran)
         lines += _fidelity(results, prompt_set)
-    lines += ["Each cell: the verdict, its figure and n (facts); the interval and the verdict after Holm's adjustment "
-              "are under the claim. † the verdict flips under another reasonable threshold (the claim's sensitivity); "
-              "‡ a caveat applies (under the claim); § not decided after Holm's adjustment over every verdict of "
-              "that model and lens in this report; ✗ the test failed (a figure moved beyond its tolerance from the "
-              "recorded one, the verdict is not the recorded one, or a claim with none recorded did not hold); a → b: "
-              "recorded a, now b. `too few`: no "
-              "outcome at that n could have decided; `no data`: n = 0; —: the claim is read through the logit lens "
-              "only. Under each claim, \"could detect\" is the smallest true share (of prompts, or of facts beyond "
-              "the threshold for a median) its n decides with 80% power.", ""]
+    lines += [
+        "Each cell: the verdict, its figure and n (facts); the interval and the verdict after Holm's adjustment "
+        "are under the claim. † the verdict flips under another reasonable threshold (the claim's sensitivity); "
+        "‡ a caveat applies (under the claim); § not decided after Holm's adjustment over every verdict of "
+        "that model and lens in this report; ✗ the test failed (a figure moved beyond its tolerance from the "
+        "recorded one, the verdict is not the recorded one, or a claim with none recorded did not hold); a → b: "
+        "recorded a, now b. `too few`: no "
+        "outcome at that n could have decided; `no data`: n = 0; —: the claim is read through the logit lens "
+        'only. Under each claim, "could detect" is the smallest true share (of prompts, or of facts beyond '
+        "the threshold for a median) its n decides with 80% power.",
+        "",
+    ]
     lines += [f"[{i}] {reason}  " for i, reason in enumerate(notes.reasons, 1)]
     return lines
 
 
 def _claim_label(claim: str, entry: ClaimResults, refs: dict[str, str]) -> str:
-    """"1. [Convergence depth][c1]": the number and short name, linked to the claim's section; ° exploratory."""
+    """ "1. [Convergence depth][c1]": the number and short name, linked to the claim's section; ° exploratory."""
     exploratory = any(r.verdict and r.verdict.exploratory for r in entry.results)
     return f"{entry.number}. [{short_name(entry)}][{refs[claim]}]" + (" °" if exploratory else "")
 
@@ -232,7 +297,7 @@ def _claim_label(claim: str, entry: ClaimResults, refs: dict[str, str]) -> str:
 def short_name(entry: ClaimResults) -> str:
     """A claim's title up to its colon ("Convergence depth"), at most SHORT characters."""
     name = entry.title.split(":")[0]
-    return name if len(name) <= SHORT else name[:SHORT - 1].rstrip() + "…"
+    return name if len(name) <= SHORT else name[: SHORT - 1].rstrip() + "…"
 
 
 def _cell(entry: ClaimResults, model: str, prompt_set: str | None, lens: str, notes: Notes) -> str:
@@ -249,8 +314,9 @@ def _cell(entry: ClaimResults, model: str, prompt_set: str | None, lens: str, no
     marks = ("†" if verdict.sensitive else "") + ("‡" if verdict.caveats else "")
     if verdict.holm not in (None, verdict.verdict):
         marks += "§"
-    text = ("no data (n=0)" if verdict.verdict == Label.NO_DATA
-            else f"{verdict.verdict} {verdict.value:.2f} n={verdict.n}")
+    text = (
+        "no data (n=0)" if verdict.verdict == Label.NO_DATA else f"{verdict.verdict} {verdict.value:.2f} n={verdict.n}"
+    )
     return failed + text + marks
 
 
@@ -260,15 +326,19 @@ def _lens_dependent(entries: list[ClaimResults], prompt_set: str | None, models:
     found = []
     for entry in entries:
         for model in models:
-            read = [r.verdict for r in entry.results if r.prompt_set == prompt_set and model in r.models
-                    and r.verdict is not None]
+            read = [
+                r.verdict
+                for r in entry.results
+                if r.prompt_set == prompt_set and model in r.models and r.verdict is not None
+            ]
             if len({v.verdict for v in read}) < 2:
                 continue
             readings = []
             for verdict in read:
                 kl = next((f.value for f in verdict.beside if f.kind == "kl"), None)
-                readings.append(f"{verdict.verdict} ({lens_name(verdict.lens)}"
-                                + ("" if kl is None else f", KL {kl:.2f}") + ")")
+                readings.append(
+                    f"{verdict.verdict} ({lens_name(verdict.lens)}" + ("" if kl is None else f", KL {kl:.2f}") + ")"
+                )
             found.append(f"{entry.number}. {short_name(entry)} on {model}: {' / '.join(readings)}")
     if not found:
         return []
@@ -279,19 +349,22 @@ def family_line(results: Results, prompt_set: str | None) -> str:
     """How many of the decided verdicts (holds or refuted) chance alone may have got wrong, each at its own
     confidence and in its own direction, on one prompt set (None: the whole report, every set, lens and model),
     and how many stay decided after Holm's adjustment."""
-    decided = [v for v in results.verdicts() if (prompt_set is None or v.prompt_set == prompt_set)
-               and v.verdict.decided]
+    decided = [
+        v for v in results.verdicts() if (prompt_set is None or v.prompt_set == prompt_set) and v.verdict.decided
+    ]
     where = "in this report (every prompt set, lens and model)" if prompt_set is None else "on this set"
     if not decided:
         return f"No verdict decided {where}."
     levels = sorted({v.confidence for v in decided})
     expected, any_wrong = family_error([v.confidence for v in decided])
     kept = sum(v.holm == v.verdict for v in decided)
-    return (f"{len(decided)} verdicts decided {where}, each at {' or '.join(f'{c:.1%}' for c in levels)}, each "
-            f"erring in its direction at most half its remainder: by chance alone about {expected:.2f} may be wrong "
-            f"(were they independent, the chance that at least one is: {any_wrong:.0%}). After Holm's adjustment "
-            f"per model and lens, {kept} of the {len(decided)} stay decided, with at most a 5% chance of any wrong "
-            "in each model and lens.")
+    return (
+        f"{len(decided)} verdicts decided {where}, each at {' or '.join(f'{c:.1%}' for c in levels)}, each "
+        f"erring in its direction at most half its remainder: by chance alone about {expected:.2f} may be wrong "
+        f"(were they independent, the chance that at least one is: {any_wrong:.0%}). After Holm's adjustment "
+        f"per model and lens, {kept} of the {len(decided)} stay decided, with at most a 5% chance of any wrong "
+        "in each model and lens."
+    )
 
 
 def _fidelity(results: Results, prompt_set: str | None) -> list[str]:
@@ -305,13 +378,30 @@ def _fidelity(results: Results, prompt_set: str | None) -> list[str]:
         at = {depth: figure.at(depth) for depth in FIDELITY_DEPTHS}
         late = [i for i, d in enumerate(figure.depth) if d >= 0.75 - 1e-9]
         for label, kl in figure.kl.items():
-            rows.append([figure.model, f"{lens_name(figure.lens)}, {label}", figure.prompts.get(label, ""),
-                         *(f"{at[d][label]:.2f}" for d in at), f"{max(kl[i] for i in late):.2f}"])
+            rows.append(
+                [
+                    figure.model,
+                    f"{lens_name(figure.lens)}, {label}",
+                    figure.prompts.get(label, ""),
+                    *(f"{at[d][label]:.2f}" for d in at),
+                    f"{max(kl[i] for i in late):.2f}",
+                ]
+            )
     bound = next((f.bound for f in found if f.bound is not None), None)
     sources = [f"{f.model}, {lens_name(f.lens)}: {f.source}" for f in found if f.source]
-    return [f"Lens fidelity on `{prompt_set}`: mean KL(output ‖ lens) in nats on the set's own prompts, where the "
-            "lens reads them" + (f"; a verdict decided where it exceeds {bound:g} is marked \"lens not faithful "
-                                  "here\"" if bound is not None else "") + ".", "",
-            table(rows, ["model", "lens, form", "prompts", *(f"at {d:.0%}" for d in FIDELITY_DEPTHS), "max from 75%"]),
-            "", *(["Which lens made each column: " + "; ".join(sources) + ".", ""] if sources else []),
-            " ".join(f"![{f.file}](figures/{f.file})" for f in found), ""]
+    return [
+        f"Lens fidelity on `{prompt_set}`: mean KL(output ‖ lens) in nats on the set's own prompts, where the "
+        "lens reads them"
+        + (
+            f'; a verdict decided where it exceeds {bound:g} is marked "lens not faithful here"'
+            if bound is not None
+            else ""
+        )
+        + ".",
+        "",
+        table(rows, ["model", "lens, form", "prompts", *(f"at {d:.0%}" for d in FIDELITY_DEPTHS), "max from 75%"]),
+        "",
+        *(["Which lens made each column: " + "; ".join(sources) + ".", ""] if sources else []),
+        " ".join(f"![{f.file}](figures/{f.file})" for f in found),
+        "",
+    ]

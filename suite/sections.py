@@ -40,9 +40,26 @@ def _claim(claim: str, entry: ClaimResults, results: list[Result], figures: list
         for control in result.controls:
             rows.append(_verdict_row(f"{label}, control", control.cell, control))
     if rows:
-        lines += [tabulate(rows, headers=["model", "verdict", "statistic", "value", "interval", "n", "could detect",
-                                          "beside", "sensitivity", "caveats"],
-                           tablefmt="pipe", disable_numparse=True), ""]
+        lines += [
+            tabulate(
+                rows,
+                headers=[
+                    "model",
+                    "verdict",
+                    "statistic",
+                    "value",
+                    "interval",
+                    "n",
+                    "could detect",
+                    "beside",
+                    "sensitivity",
+                    "caveats",
+                ],
+                tablefmt="pipe",
+                disable_numparse=True,
+            ),
+            "",
+        ]
     for figure in figures:
         lines += [f"![{figure}](figures/{figure})", ""]
     if any(result.verdict and result.verdict.evidence for result in results):
@@ -51,7 +68,7 @@ def _claim(claim: str, entry: ClaimResults, results: list[Result], figures: list
 
 
 def _label(result: Result, lens_named: bool) -> str:
-    """"smollm2 (capitals)", "smollm2+gemma3 (capitals)"; with the lens where the claim is read through several:
+    """ "smollm2 (capitals)", "smollm2+gemma3 (capitals)"; with the lens where the claim is read through several:
     "smollm2 (capitals, tuned)"."""
     where = [result.prompt_set or "", lens_name(result.lens) if lens_named else ""]
     return "+".join(result.models) + (f" ({', '.join(w for w in where if w)})" if any(where) else "")
@@ -61,14 +78,23 @@ def _verdict_row(label: str, text: str, verdict: Verdict) -> list:
     """One verdict in a claim's table: its figure, what its n could detect, what stands beside it, how it
     fares under other thresholds, and its caveats."""
     lo, hi = verdict.ci
-    flips = [f"{row.threshold} {row.value}: {row.verdict}" for row in verdict.sensitivity
-             if row.verdict != verdict.verdict]
+    flips = [
+        f"{row.threshold} {row.value}: {row.verdict}" for row in verdict.sensitivity if row.verdict != verdict.verdict
+    ]
     tried = len(verdict.sensitivity)
     sensitivity = ("flips at " + "; ".join(flips)) if flips else f"same under all {tried} others" if tried else ""
-    return [label, text, verdict.statistic, f"{verdict.value:.3g}", f"{lo:.3g} to {hi:.3g} ({verdict.confidence:.1%})",
-            verdict.n, f"{verdict.detectable:.2f}" if verdict.detectable is not None else "",
-            "; ".join(f"{f.label}: {f.value:.3g}" for f in verdict.beside), sensitivity,
-            "; ".join(verdict.caveats)]
+    return [
+        label,
+        text,
+        verdict.statistic,
+        f"{verdict.value:.3g}",
+        f"{lo:.3g} to {hi:.3g} ({verdict.confidence:.1%})",
+        verdict.n,
+        f"{verdict.detectable:.2f}" if verdict.detectable is not None else "",
+        "; ".join(f"{f.label}: {f.value:.3g}" for f in verdict.beside),
+        sensitivity,
+        "; ".join(verdict.caveats),
+    ]
 
 
 def models(results: Results) -> list[str]:
@@ -78,13 +104,17 @@ def models(results: Results) -> list[str]:
         record, run = results.models.get(model), results.runs[model]
         lines += [f"### {model}", ""]
         if record:
-            lines.append(f"{record.source}; {record.n_layers} layers, {record.dtype} on {record.device}, "
-                         f"forward passes by the {record.backend} backend; weights `{record.weights}`.  ")
+            lines.append(
+                f"{record.source}; {record.n_layers} layers, {record.dtype} on {record.device}, "
+                f"forward passes by the {record.backend} backend; weights `{record.weights}`.  "
+            )
         stopped = f", stopped after {run.partial[0]} of its {run.partial[1]} tests" if run.partial else ""
         lines += [f"Latest run {run.date} by `{run.command}`{stopped}: {stamp(run)}.", ""]
         for test, counts in results.checks.get(model, {}).items():
-            lines += [f"`{test}`: {counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped.",
-                      ""]
+            lines += [
+                f"`{test}`: {counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped.",
+                "",
+            ]
     return lines
 
 
@@ -92,13 +122,27 @@ def versions(entries: list[dict]) -> list[str]:
     """The library versions the findings ran with (reports/versions.json), and whether everything held."""
     if not entries:
         return []
-    rows = [[", ".join(f"{lib} {v}" for lib, v in entry["libraries"].items()), entry["device"], entry["dtype"],
-             "; ".join(f"{model} {'held' if run['held'] else 'FAILED'} ({run['date'][:10]})"
-                       for model, run in entry["models"].items())] for entry in entries]
-    return ["## Library versions tried", "",
-            "Every library set the findings ran with here (`versions.json`), and per model whether every figure "
-            "and snapshot held against the record.", "",
-            tabulate(rows, headers=["libraries", "device", "dtype", "models"], tablefmt="pipe"), ""]
+    rows = [
+        [
+            ", ".join(f"{lib} {v}" for lib, v in entry["libraries"].items()),
+            entry["device"],
+            entry["dtype"],
+            "; ".join(
+                f"{model} {'held' if run['held'] else 'FAILED'} ({run['date'][:10]})"
+                for model, run in entry["models"].items()
+            ),
+        ]
+        for entry in entries
+    ]
+    return [
+        "## Library versions tried",
+        "",
+        "Every library set the findings ran with here (`versions.json`), and per model whether every figure "
+        "and snapshot held against the record.",
+        "",
+        tabulate(rows, headers=["libraries", "device", "dtype", "models"], tablefmt="pipe"),
+        "",
+    ]
 
 
 def warnings_in_full(results: Results) -> list[str]:

@@ -51,6 +51,7 @@ def _asks_for(markexpr: str, name: str) -> bool:
         expression = Expression.compile(markexpr)
     except Exception:  # pytest itself reports a malformed expression
         return False
+
     def selects(*markers: str) -> bool:
         return expression.evaluate(lambda marker, **_: marker in markers)
 
@@ -76,8 +77,13 @@ class ModelArtefacts:
         """The artefact under `key` if it was computed, else None (never computes)."""
         return self._memo.get(key)
 
-    def get(self, key: Hashable, compute: Callable[[lens.models.loader.LoadedModel], T], keep: bool = True,
-            depends: Any = None) -> T:
+    def get(
+        self,
+        key: Hashable,
+        compute: Callable[[lens.models.loader.LoadedModel], T],
+        keep: bool = True,
+        depends: Any = None,
+    ) -> T:
         """The artefact under `key`, computed by `compute(model)` the first time it is asked for, or read back from
         an earlier run (`keep`: kept on disk, under the model's store and `depends`, what else it depends on, e.g.
         the lens it reads through). One the model cannot give (`NotAvailable`: a remote model's attention, a lens it
@@ -144,9 +150,14 @@ class ModelArtefacts:
 class SuiteSession:
     """Which models the run covers, where each comes from, and the one model in memory."""
 
-    def __init__(self, sources: dict[str, str], device: str | None, absent: dict[str, str] | None = None,
-                 connected: dict[str, lens.remote.RemoteModel] | None = None,
-                 on_ndif: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        sources: dict[str, str],
+        device: str | None,
+        absent: dict[str, str] | None = None,
+        connected: dict[str, lens.remote.RemoteModel] | None = None,
+        on_ndif: dict[str, str] | None = None,
+    ) -> None:
         self.terminal: Callable[[], AbstractContextManager] = nullcontext
         """Lets output through to the terminal while an artefact is computed (the plugin suspends capture)."""
         self.backend = "bridge"
@@ -221,11 +232,18 @@ class SuiteSession:
             if not present[name]:
                 spec = specs[name][1]
                 size = f" (about {spec.size_gb:g} GB)" if spec.size_gb else ""
-                pytest.exit(f"{name}'s weights are not here: fetch them with `{spec.download_command()}`{size}, "
-                            f"then run `{findings_command('-m ' + name)}`", returncode=2)
-        return cls({name: value for name, (value, _) in specs.items() if present[name]}, device,
-                   {name: spec.download_command() for name, (_, spec) in specs.items() if not present[name]},
-                   connected, on_ndif)
+                pytest.exit(
+                    f"{name}'s weights are not here: fetch them with `{spec.download_command()}`{size}, "
+                    f"then run `{findings_command('-m ' + name)}`",
+                    returncode=2,
+                )
+        return cls(
+            {name: value for name, (value, _) in specs.items() if present[name]},
+            device,
+            {name: spec.download_command() for name, (_, spec) in specs.items() if not present[name]},
+            connected,
+            on_ndif,
+        )
 
     @property
     def names(self) -> list[str]:
@@ -266,8 +284,11 @@ class SuiteSession:
         except (OSError, ValueError, KeyError, LensError):  # no tokenizer or config readable: no cost model
             work = None
         kept = self.store(name) is not None and self.store(name).kept() > 0
-        print(f"\n{estimate(self.timings, name, plan.parameters, dtype, plan.device, tests, work).line()}"
-              + ("; less what earlier runs kept (read back, not computed again)" if kept else ""), file=sys.stderr)
+        print(
+            f"\n{estimate(self.timings, name, plan.parameters, dtype, plan.device, tests, work).line()}"
+            + ("; less what earlier runs kept (read back, not computed again)" if kept else ""),
+            file=sys.stderr,
+        )
         start = time.perf_counter()
         model = lens.models.loader.load(self.sources[name], planned=plan)
         if model.device != "cpu":
@@ -279,9 +300,14 @@ class SuiteSession:
         if self.simulate:  # the remote code path, NDIF's requests run back here on this model
             self._simulated = lens.remote.simulated(model)
         self.artefacts(name).record = ModelRecord(
-            model=name, source=spec.describe(), weights=model.weights_id, device=model.device,
-            dtype=str(model.dtype).removeprefix("torch."), n_layers=model.n_layers,
-            backend=SIMULATED_BACKEND if self.simulate else self.backend, parameters=plan.parameters,
+            model=name,
+            source=spec.describe(),
+            weights=model.weights_id,
+            device=model.device,
+            dtype=str(model.dtype).removeprefix("torch."),
+            n_layers=model.n_layers,
+            backend=SIMULATED_BACKEND if self.simulate else self.backend,
+            parameters=plan.parameters,
         )
         if (store := self.store(name)) is not None:
             store.save_record(self.artefacts(name).record.to_dict())
@@ -298,11 +324,20 @@ class SuiteSession:
         artefacts = self.artefacts(name)
         if artefacts.record is None:
             plan = self.remote_plan(name, model, self.selected.get(name, [])) if self.remote_plan else None
-            print(f"\n{name} runs on NDIF ({model.host}): nothing loads here; "
-                  f"{plan or 'each phase says its prompts, jobs and bytes before it sends them'}", file=sys.stderr)
+            print(
+                f"\n{name} runs on NDIF ({model.host}): nothing loads here; "
+                f"{plan or 'each phase says its prompts, jobs and bytes before it sends them'}",
+                file=sys.stderr,
+            )
             artefacts.record = ModelRecord(
-                model=name, source=self.spec(name).describe(), weights=model.weights_id, device=model.device,
-                dtype=str(model.dtype).removeprefix("torch."), n_layers=model.n_layers, backend="nnsight")
+                model=name,
+                source=self.spec(name).describe(),
+                weights=model.weights_id,
+                device=model.device,
+                dtype=str(model.dtype).removeprefix("torch."),
+                n_layers=model.n_layers,
+                backend="nnsight",
+            )
             if (store := self.store(name)) is not None:
                 store.save_record(artefacts.record.to_dict())
         return model
@@ -331,15 +366,29 @@ class SuiteSession:
         prompts)."""
         if name in self.connected:
             model = self.connected[name]
-            where = {"weights": model.weights_id, "host": model.host, "device": model.device,
-                     "dtype": str(model.dtype), "backend": "nnsight"}
+            where = {
+                "weights": model.weights_id,
+                "host": model.host,
+                "device": model.device,
+                "dtype": str(model.dtype),
+                "backend": "nnsight",
+            }
         else:
             plan = self.plan(name)
-            where = {"weights": plan.weights_id, "files": files_state(plan.folder), "device": plan.device,
-                     "dtype": str(plan.dtype), "backend": SIMULATED_BACKEND if self.simulate else self.backend}
-        return {"model": name, **where, "libraries": library_versions(),
-                "lens code": source_digest([Path(lens.__file__).parent]),
-                "claims": self.readings_depend() if self.readings_depend else None}
+            where = {
+                "weights": plan.weights_id,
+                "files": files_state(plan.folder),
+                "device": plan.device,
+                "dtype": str(plan.dtype),
+                "backend": SIMULATED_BACKEND if self.simulate else self.backend,
+            }
+        return {
+            "model": name,
+            **where,
+            "libraries": library_versions(),
+            "lens code": source_digest([Path(lens.__file__).parent]),
+            "claims": self.readings_depend() if self.readings_depend else None,
+        }
 
     def refused(self, name: str) -> None:
         """Fail a test of a model this run refused (its device disagreed with the CPU): nothing of it is read, not

@@ -68,11 +68,17 @@ def snapshot_data(traces: Sequence[Trace], meta: dict[str, str], top_k: int = 5)
     return {
         "meta": {**meta, **library_versions(), "commit": code_commit().text},
         "rows": [
-            {"prompt": trace.prompt, "lead": trace.read_after[len(trace.prompt):], "layer": lay.layer,
-             "followed": trace.answer_token,
-             "logp": _logp(lay.p_answer), "rank": lay.rank_answer,
-             "top": [[tok, round(p, 4)] for tok, p in lay.top[:top_k]]}
-            for trace in traces for lay in trace.layers
+            {
+                "prompt": trace.prompt,
+                "lead": trace.read_after[len(trace.prompt) :],
+                "layer": lay.layer,
+                "followed": trace.answer_token,
+                "logp": _logp(lay.p_answer),
+                "rank": lay.rank_answer,
+                "top": [[tok, round(p, 4)] for tok, p in lay.top[:top_k]],
+            }
+            for trace in traces
+            for lay in trace.layers
         ],
     }
 
@@ -126,8 +132,9 @@ def drifted_layers(new: list[dict], old: list[dict], tolerance: SnapshotToleranc
 
 
 def _aligned(new: list[dict], old: list[dict]) -> bool:
-    return len(new) == len(old) and all((a["prompt"], a["layer"]) == (b["prompt"], b["layer"])
-                                        for a, b in zip(new, old))
+    return len(new) == len(old) and all(
+        (a["prompt"], a["layer"]) == (b["prompt"], b["layer"]) for a, b in zip(new, old)
+    )
 
 
 def _same_lead(new: dict, old: dict) -> bool:

@@ -69,8 +69,11 @@ class Evidence:
 
     def to_dict(self) -> dict:
         """One flat row, as findings.json keeps it: the fact, the figures, the caveat (each where there is one)."""
-        return {**({"fact": self.fact} if self.fact is not None else {}), **self.figures,
-                **({"caveat": self.caveat} if self.caveat is not None else {})}
+        return {
+            **({"fact": self.fact} if self.fact is not None else {}),
+            **self.figures,
+            **({"caveat": self.caveat} if self.caveat is not None else {}),
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> Evidence:
@@ -197,19 +200,26 @@ class Verdict:
 
     @property
     def where(self) -> str:
-        """"convergence_depth on smollm2 (capitals)", with the lens where it is not the logit lens."""
+        """ "convergence_depth on smollm2 (capitals)", with the lens where it is not the logit lens."""
         lens = "" if self.lens == EXACT_LENS else f", {self.lens} lens"
         return f"{self.claim} on {self.label} ({self.prompt_set}{lens})"
 
     def to_dict(self) -> dict:
         """Plain values only (JSON; xdist, which sends no other types), with the one-line figure and cell."""
         data = {f.name: getattr(self, f.name) for f in fields(self)}
-        data |= {"models": list(self.models), "ci": list(self.ci), "caveats": list(self.caveats),
-                 "verdict": self.verdict.value, "holm": self.holm.value if self.holm else None,
-                 "evidence": [row.to_dict() for row in self.evidence],
-                 "beside": [asdict(figure) for figure in self.beside],
-                 "sensitivity": [asdict(row) | {"verdict": row.verdict.value} for row in self.sensitivity],
-                 "interval": dict(self.interval), "figure": self.figure, "cell": self.cell}
+        data |= {
+            "models": list(self.models),
+            "ci": list(self.ci),
+            "caveats": list(self.caveats),
+            "verdict": self.verdict.value,
+            "holm": self.holm.value if self.holm else None,
+            "evidence": [row.to_dict() for row in self.evidence],
+            "beside": [asdict(figure) for figure in self.beside],
+            "sensitivity": [asdict(row) | {"verdict": row.verdict.value} for row in self.sensitivity],
+            "interval": dict(self.interval),
+            "figure": self.figure,
+            "cell": self.cell,
+        }
         return data
 
     @classmethod
@@ -217,11 +227,14 @@ class Verdict:
         """The verdict a `to_dict` came from (its derived `figure` and `cell` are derived again)."""
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
-        values |= {"models": tuple(data["models"]), "ci": tuple(data["ci"]),
-                   "caveats": tuple(data.get("caveats", ())),
-                   "evidence": tuple(Evidence.from_dict(row) for row in data.get("evidence", ())),
-                   "beside": tuple(Beside(**figure) for figure in data.get("beside", ())),
-                   "sensitivity": tuple(Sensitivity(**row) for row in data.get("sensitivity", ()))}
+        values |= {
+            "models": tuple(data["models"]),
+            "ci": tuple(data["ci"]),
+            "caveats": tuple(data.get("caveats", ())),
+            "evidence": tuple(Evidence.from_dict(row) for row in data.get("evidence", ())),
+            "beside": tuple(Beside(**figure) for figure in data.get("beside", ())),
+            "sensitivity": tuple(Sensitivity(**row) for row in data.get("sensitivity", ())),
+        }
         return cls(**values)
 
 
@@ -284,6 +297,7 @@ def decision_p(ci_at: Callable[[float], tuple[float, float]], decide: Callable[[
     """The two-sided p-value of an interval's decision: 1 - the highest confidence at which the interval still
     holds or refutes (intervals at higher confidence contain those at lower, so the decision is monotone).
     1 where no confidence decides; found by bisection to 1e-6."""
+
     def decided(confidence: float) -> bool:
         return decide(ci_at(confidence)).decided
 
@@ -335,9 +349,13 @@ def interval_at(interval: dict, confidence: float) -> tuple[float, float]:
     raise ValueError(f"no interval to recompute from {interval!r}")
 
 
-def cluster_bootstrap(values: Sequence[float], clusters: Sequence[Hashable],
-                      statistic: Callable[[np.ndarray], float] = np.median, resamples: int = 2000,
-                      seed: int = 0) -> np.ndarray:
+def cluster_bootstrap(
+    values: Sequence[float],
+    clusters: Sequence[Hashable],
+    statistic: Callable[[np.ndarray], float] = np.median,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> np.ndarray:
     """The bootstrap distribution of `statistic`, resampling whole clusters (facts) with replacement, so values
     of one fact (its completion and Q&A prompts) move together (fixed seed: reproducible)."""
     data = np.asarray(values, dtype=float)
@@ -411,9 +429,12 @@ def holm_adjusted(verdicts: Sequence[Verdict]) -> list[Verdict]:
     for i, verdict in enumerate(verdicts):
         if not verdict.control and verdict.p is not None and verdict.verdict not in (Label.NO_DATA, Label.TOO_FEW):
             families.setdefault(verdict.recorded_as, []).append(i)
-    adjusted = [v if v.control or v.p is None and v.verdict != Label.NO_DATA else
-                replace(v, holm=v.verdict if v.verdict in (Label.NO_DATA, Label.TOO_FEW) else Label.INCONCLUSIVE)
-                for v in verdicts]
+    adjusted = [
+        v
+        if v.control or v.p is None and v.verdict != Label.NO_DATA
+        else replace(v, holm=v.verdict if v.verdict in (Label.NO_DATA, Label.TOO_FEW) else Label.INCONCLUSIVE)
+        for v in verdicts
+    ]
     for members in families.values():
         alpha = 1 - min(verdicts[i].confidence for i in members)
         for i, kept in zip(members, holm([verdicts[i].p for i in members], alpha)):

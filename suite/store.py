@@ -148,8 +148,9 @@ class Store:
 def _prune(root: Path, slug: str) -> None:
     """Remove the model's folders beyond the `KEEP` used last (a folder another run is using is only emptied of
     what it would compute again)."""
-    folders = [folder for folder in root.glob(f"{slug}-*") if re.fullmatch(rf"{re.escape(slug)}-[0-9a-f]{{16}}",
-                                                                            folder.name)]
+    folders = [
+        folder for folder in root.glob(f"{slug}-*") if re.fullmatch(rf"{re.escape(slug)}-[0-9a-f]{{16}}", folder.name)
+    ]
 
     def used(folder: Path) -> float:
         try:

@@ -66,8 +66,11 @@ def parse_wanted(args: list[str]) -> dict[str, str]:
 
 def newest(python: str, package: str) -> str:
     """The newest version of `package` the package index offers (pip's own answer)."""
-    done = subprocess.run([python, "-m", "pip", "index", "versions", package, "--disable-pip-version-check"],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [python, "-m", "pip", "index", "versions", package, "--disable-pip-version-check"],
+        capture_output=True,
+        text=True,
+    )
     match = re.search(r"\((\S+)\)", done.stdout)
     if done.returncode or not match:
         raise LensError(f"cannot ask the package index for {package}'s versions: {_last_line(done.stderr)}")
@@ -85,8 +88,11 @@ def build(root: Path, lock_text: str, say) -> Path:
     subprocess.run([sys.executable, "-m", "venv", str(home / "env")], check=True)
     python = str(home / "env" / "bin" / "python")
     for what in (["torch"], ["-e", str(home / "src")]):
-        done = subprocess.run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                               "-c", str(home / LOCK), *what], capture_output=True, text=True)
+        done = subprocess.run(
+            [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-c", str(home / LOCK), *what],
+            capture_output=True,
+            text=True,
+        )
         if done.returncode:
             raise LensError(f"the candidate versions do not install: {_last_line(done.stderr)}")
     return Path(python)
@@ -97,17 +103,36 @@ def run_findings(python: Path, home: Path, say, extra: list[str]) -> subprocess.
     pytest arguments for that run (`-m smollm2`; a test's own plugin, `-p ...`)."""
     say("running the findings there against the recorded figures and snapshots (minutes; progress below)")
     src = home / "src"
-    command = [str(python), "-m", "pytest", str(path_option(FINDINGS, src).relative_to(src.resolve())), "-p",
-               "no:cacheprovider", "-q", "--tb=no", "--snapshot-update", "--reports", str(home / "reports"), *extra]
+    command = [
+        str(python),
+        "-m",
+        "pytest",
+        str(path_option(FINDINGS, src).relative_to(src.resolve())),
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "--tb=no",
+        "--snapshot-update",
+        "--reports",
+        str(home / "reports"),
+        *extra,
+    ]
     return subprocess.run(command, cwd=src, env={**os.environ, "LENS_PROGRESS": "0"})
 
 
 def report(root: Path, home: Path, changed: dict[str, str], returncode: int) -> tuple[str, bool]:
     """The upgrade report's Markdown, and whether nothing moved."""
     results = load_results(home / "reports")
-    moved = [f"- {claim}, {r.label}: {r.outcome}: {r.message or ''}"
-             for claim, entry in results.claims.items() for r in entry.results
-             if not r.outcome.as_recorded] if results else ["- the findings wrote no results there"]
+    moved = (
+        [
+            f"- {claim}, {r.label}: {r.outcome}: {r.message or ''}"
+            for claim, entry in results.claims.items()
+            for r in entry.results
+            if not r.outcome.as_recorded
+        ]
+        if results
+        else ["- the findings wrote no results there"]
+    )
     # The snapshots' tolerance in the recorded dtype, float32, the one the candidate runs in.
     tolerance = SnapshotTolerance.from_table(tomllib.loads(path_option(SETTINGS, root).read_text())["snapshot"])
     drift = []
@@ -120,16 +145,32 @@ def report(root: Path, home: Path, changed: dict[str, str], returncode: int) -> 
             at = ", ".join(f"{layer} ({count})" for layer, count in sorted(layers.items()))
             drift.append(f"- {where}: layers {at} (layer (prompts that moved))")
         if len(replies) > tolerance.replies:
-            drift.append(f"- {where}: the model's reply changed on {len(replies)} prompts: "
-                         + "; ".join(replies[:5]) + ("; ..." if len(replies) > 5 else ""))
+            drift.append(
+                f"- {where}: the model's reply changed on {len(replies)} prompts: "
+                + "; ".join(replies[:5])
+                + ("; ..." if len(replies) > 5 else "")
+            )
     quiet = not moved and not drift and returncode == 0
-    lines = [f"# Upgrade check, {date.today()}", "",
-             "Versions changed: " + ("; ".join(f"{k} {v}" for k, v in changed.items()) or "none") + ".", "",
-             "## Verdicts and figures beyond their tolerance", "", *(moved or ["None."]), "",
-             "## Per-layer snapshots that drifted", "", *(drift or ["None."]), "",
-             "## Conclusion", "",
-             "Nothing moved: safe to take (`./run upgrade-check --take`)." if quiet else
-             f"Review these before taking them (the candidate's report: `{HOME}/reports/findings.md`).", ""]
+    lines = [
+        f"# Upgrade check, {date.today()}",
+        "",
+        "Versions changed: " + ("; ".join(f"{k} {v}" for k, v in changed.items()) or "none") + ".",
+        "",
+        "## Verdicts and figures beyond their tolerance",
+        "",
+        *(moved or ["None."]),
+        "",
+        "## Per-layer snapshots that drifted",
+        "",
+        *(drift or ["None."]),
+        "",
+        "## Conclusion",
+        "",
+        "Nothing moved: safe to take (`./run upgrade-check --take`)."
+        if quiet
+        else f"Review these before taking them (the candidate's report: `{HOME}/reports/findings.md`).",
+        "",
+    ]
     return "\n".join(lines), quiet
 
 

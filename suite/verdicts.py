@@ -30,7 +30,6 @@ from suite.statistics import (
     decision_p,
     detectable_share,
     interval_at,
-    median_ci,
     per_cluster_medians,
     within,
 )
@@ -92,21 +91,48 @@ def share_of(rows: Sequence[Evidence], flag: str) -> float | None:
     return sum(bool(row[flag]) for row in rows) / len(rows) if rows else None
 
 
-def share_verdict(rows: Sequence[Evidence], *, flag: str, threshold: float, statistic: str, scope: Scope,
-                  resampling: Resampling, figures: Sequence[Beside] = ()) -> Verdict:
+def share_verdict(
+    rows: Sequence[Evidence],
+    *,
+    flag: str,
+    threshold: float,
+    statistic: str,
+    scope: Scope,
+    resampling: Resampling,
+    figures: Sequence[Beside] = (),
+) -> Verdict:
     """A majority-style claim: the share of rows whose `flag` is true, with an exact interval at the
     effective sample size, the number of facts (a fact's prompts are not independent)."""
     n = len({row.fact for row in rows})
     share = share_of(rows, flag)
     interval = {"method": "exact share", "k": share * n, "n": n} if rows else {}
-    return decided_verdict(rows, value=math.nan if share is None else share, interval=interval, n=n,
-                           rule=Rule("above", threshold), statistic=statistic, scope=scope, kind="share",
-                           figures=figures, decided_at=threshold,
-                           detectable=detectable_share(threshold, n, scope.confidence, resampling.power) if n else None)
+    return decided_verdict(
+        rows,
+        value=math.nan if share is None else share,
+        interval=interval,
+        n=n,
+        rule=Rule("above", threshold),
+        statistic=statistic,
+        scope=scope,
+        kind="share",
+        figures=figures,
+        decided_at=threshold,
+        detectable=detectable_share(threshold, n, scope.confidence, resampling.power) if n else None,
+    )
 
 
-def median_verdict(rows: Sequence[Evidence], *, key: str, rule: Rule, kind: str, statistic: str, scope: Scope,
-                   resampling: Resampling, figures: Sequence[Beside] = (), resolution: float = 0.0) -> Verdict:
+def median_verdict(
+    rows: Sequence[Evidence],
+    *,
+    key: str,
+    rule: Rule,
+    kind: str,
+    statistic: str,
+    scope: Scope,
+    resampling: Resampling,
+    figures: Sequence[Beside] = (),
+    resolution: float = 0.0,
+) -> Verdict:
     """A claim about the median of one figure over facts: each fact's median over its prompts (a fact's prompts
     are not independent), and the exact order-statistic interval of their median, widened by half the figure's
     `resolution` (a depth in blocks), so tied values never collapse it to a point. A median lies beyond a
@@ -116,18 +142,38 @@ def median_verdict(rows: Sequence[Evidence], *, key: str, rule: Rule, kind: str,
     per_fact = per_cluster_medians([float(row[key]) for row in used], [row.fact for row in used])
     n = len(per_fact)
     interval = {"method": "order statistic", "values": per_fact, "resolution": resolution} if per_fact else {}
-    return decided_verdict(rows, value=float(np.median(per_fact)) if per_fact else math.nan, interval=interval,
-                           n=n, rule=rule,
-                           statistic=statistic, scope=scope, kind=kind, figures=figures,
-                           detectable=detectable_share(0.5, n, scope.confidence, resampling.power) if n else None,
-                           decided_at=0.5, counted=used)
+    return decided_verdict(
+        rows,
+        value=float(np.median(per_fact)) if per_fact else math.nan,
+        interval=interval,
+        n=n,
+        rule=rule,
+        statistic=statistic,
+        scope=scope,
+        kind=kind,
+        figures=figures,
+        detectable=detectable_share(0.5, n, scope.confidence, resampling.power) if n else None,
+        decided_at=0.5,
+        counted=used,
+    )
 
 
-def decided_verdict(rows: Sequence[Evidence], *, value: float, n: int, rule: Rule, statistic: str, scope: Scope,
-                    kind: str, interval: dict | None = None,
-                    ci_at: Callable[[float], tuple[float, float]] | None = None, figures: Sequence[Beside] = (),
-                    detectable: float | None = None, decided_at: float = 0.5,
-                    counted: Sequence[Evidence] | None = None) -> Verdict:
+def decided_verdict(
+    rows: Sequence[Evidence],
+    *,
+    value: float,
+    n: int,
+    rule: Rule,
+    statistic: str,
+    scope: Scope,
+    kind: str,
+    interval: dict | None = None,
+    ci_at: Callable[[float], tuple[float, float]] | None = None,
+    figures: Sequence[Beside] = (),
+    detectable: float | None = None,
+    decided_at: float = 0.5,
+    counted: Sequence[Evidence] | None = None,
+) -> Verdict:
     """A verdict from a statistic's value and its interval at any confidence (`interval`, recomputable from
     plain values, or `ci_at`, e.g. a bootstrap's quantiles) over n facts: `no data` at n = 0, `too few` where no
     outcome at n could exclude `decided_at` (a share's threshold; 0.5 for a median), else the rule's word at the
@@ -146,13 +192,27 @@ def decided_verdict(rows: Sequence[Evidence], *, value: float, n: int, rule: Rul
     counted = rows if counted is None else counted
     caveats = sorted({row.caveat for row in counted if row.caveat})
     return Verdict(
-        claim=scope.claim, models=scope.models, prompt_set=scope.prompt_set, verdict=decided,
-        statistic=statistic, value=value, ci=tuple(ci),
+        claim=scope.claim,
+        models=scope.models,
+        prompt_set=scope.prompt_set,
+        verdict=decided,
+        statistic=statistic,
+        value=value,
+        ci=tuple(ci),
         rule=f"{rule.text}; n counts facts ({len(counted)} rows)",
-        n=n, kind=kind, evidence=tuple(rows), confidence=scope.confidence, primary=scope.primary,
-        control=scope.control, beside=tuple(figures),
+        n=n,
+        kind=kind,
+        evidence=tuple(rows),
+        confidence=scope.confidence,
+        primary=scope.primary,
+        control=scope.control,
+        beside=tuple(figures),
         caveats=(_shared_starts(caveats),) if caveats else (),
-        detectable=detectable, lens=scope.lens, p=p, exploratory=scope.exploratory, interval=interval or {},
+        detectable=detectable,
+        lens=scope.lens,
+        p=p,
+        exploratory=scope.exploratory,
+        interval=interval or {},
     )
 
 
@@ -160,12 +220,14 @@ def _shared_starts(caveats: Sequence[str], shown: int = 3) -> str:
     """One caveat for the rows whose followed token starts another fact's answer too (a few named; every
     row says its own in the evidence)."""
     more = f"; {len(caveats) - shown} more in the evidence rows" if len(caveats) > shown else ""
-    return (f"{len(caveats)} followed token(s) start another fact's answer too: " + "; ".join(caveats[:shown])
-            + more)
+    return f"{len(caveats)} followed token(s) start another fact's answer too: " + "; ".join(caveats[:shown]) + more
 
 
-def with_sensitivity(evaluate: Callable[[Mapping[str, Any]], Verdict], thresholds: Mapping[str, Any],
-                     alternatives: Mapping[str, Sequence[Any]]) -> Verdict:
+def with_sensitivity(
+    evaluate: Callable[[Mapping[str, Any]], Verdict],
+    thresholds: Mapping[str, Any],
+    alternatives: Mapping[str, Sequence[Any]],
+) -> Verdict:
     """The claim judged under `thresholds`, carrying its verdict under each reasonable other value of each
     threshold (one changed at a time): where it flips inside that range, the cell says so."""
     verdict = evaluate(thresholds)
@@ -196,6 +258,7 @@ def difference_verdict(verdict: Verdict, control: Verdict, sign: int = 1) -> Ver
     """Whether the claim's figure exceeds its control's: sign * (claim - control) above 0. Its interval joins the
     two exact intervals, each at (1 + confidence) / 2, as [lo_a - hi_b, hi_a - lo_b] (Bonferroni: at least the
     stated coverage, whatever the dependence between the two, paired or not)."""
+
     def ci_at(confidence: float) -> tuple[float, float]:
         both = (1 + confidence) / 2
         (a_lo, a_hi), (b_lo, b_hi) = interval_at(verdict.interval, both), interval_at(control.interval, both)
@@ -209,8 +272,21 @@ def difference_verdict(verdict: Verdict, control: Verdict, sign: int = 1) -> Ver
         ci = ci_at(verdict.confidence)
         decided, p = rule.decide(ci), decision_p(ci_at, rule.decide)
     which = "claim - control" if sign > 0 else "control - claim"
-    return Verdict(claim=verdict.claim, models=verdict.models, prompt_set=verdict.prompt_set, verdict=decided,
-                   statistic=f"{which}: {verdict.statistic}", value=sign * (verdict.value - control.value),
-                   ci=tuple(ci), rule=f"{rule.text}; n is the smaller of the two", n=n, kind=verdict.kind,
-                   confidence=verdict.confidence, primary=False, control=True, lens=verdict.lens, p=p,
-                   exploratory=verdict.exploratory)
+    return Verdict(
+        claim=verdict.claim,
+        models=verdict.models,
+        prompt_set=verdict.prompt_set,
+        verdict=decided,
+        statistic=f"{which}: {verdict.statistic}",
+        value=sign * (verdict.value - control.value),
+        ci=tuple(ci),
+        rule=f"{rule.text}; n is the smaller of the two",
+        n=n,
+        kind=verdict.kind,
+        confidence=verdict.confidence,
+        primary=False,
+        control=True,
+        lens=verdict.lens,
+        p=p,
+        exploratory=verdict.exploratory,
+    )

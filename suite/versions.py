@@ -40,8 +40,11 @@ def update_versions(results: Results, reports_dir: Path, libraries: dict[str, st
         entries = []  # an unreadable file is rewritten from this run on
     for model, held in held_by_model(results).items():
         record = results.models.get(model)
-        key = {"libraries": libraries, "device": record.device if record else "?",
-               "dtype": record.dtype if record else "?"}
+        key = {
+            "libraries": libraries,
+            "device": record.device if record else "?",
+            "dtype": record.dtype if record else "?",
+        }
         entry = next((e for e in entries if {k: e[k] for k in key} == key), None)
         if entry is None:
             entry = {**key, "models": {}}

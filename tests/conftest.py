@@ -24,8 +24,13 @@ CORPUS = [
     "Berlin is the capital of Germany. Rome is the capital of Italy.",
 ]
 SIZES = dict(
-    hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
-    num_key_value_heads=2, max_position_embeddings=256, initializer_range=0.2,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=256,
+    initializer_range=0.2,
 )
 ARCHITECTURES = {
     "llama": (hf.LlamaConfig, {}),
@@ -48,7 +53,8 @@ def tiny_tokenizer(tmp_path_factory):
     bpe.train_from_iterator(
         CORPUS * 4,
         trainers.BpeTrainer(
-            vocab_size=400, special_tokens=["<bos>", "<eos>", "<pad>"],
+            vocab_size=400,
+            special_tokens=["<bos>", "<eos>", "<pad>"],
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         ),
     )
@@ -62,9 +68,7 @@ def tiny_tokenizer(tmp_path_factory):
 def random_hf_model(arch: str, tokenizer) -> hf.PreTrainedModel:
     """A random-weight transformers model of one architecture (seed 0), sized to the tokenizer."""
     config_class, extra = ARCHITECTURES[arch]
-    config = config_class(
-        vocab_size=len(tokenizer), bos_token_id=0, eos_token_id=1, pad_token_id=2, **SIZES, **extra
-    )
+    config = config_class(vocab_size=len(tokenizer), bos_token_id=0, eos_token_id=1, pad_token_id=2, **SIZES, **extra)
     torch.manual_seed(0)
     return hf.AutoModelForCausalLM.from_config(config, attn_implementation="eager")
 

@@ -36,9 +36,16 @@ Entry = tuple[str, dict]
 def hot(repo: str, state: str = "RUNNING", dedicated: bool = True, task: str = "text-generation") -> Entry:
     """A deployment on GPUs: named after its Ray actor, with the actor's state as `application_state`."""
     key = model_key(repo, task)
-    entry = {"application_state": state, "deployment_level": "HOT", "dedicated": dedicated, "model_key": key,
-             "repo_id": repo, "revision": "0123456789abcdef0123456789abcdef01234567", "config": "{}",
-             "n_params": 1_000_000}
+    entry = {
+        "application_state": state,
+        "deployment_level": "HOT",
+        "dedicated": dedicated,
+        "model_key": key,
+        "repo_id": repo,
+        "revision": "0123456789abcdef0123456789abcdef01234567",
+        "config": "{}",
+        "n_params": 1_000_000,
+    }
     if not dedicated:  # a scheduled deployment: the controller gives its end
         entry["schedule"] = {"end_time": "2026-02-13T18:00:00+00:00"}
     return f"ModelActor:{key}", entry
@@ -47,9 +54,14 @@ def hot(repo: str, state: str = "RUNNING", dedicated: bool = True, task: str = "
 def warm(repo: str) -> Entry:
     """A deployment cached in CPU memory: no actor state, no `dedicated`."""
     key = model_key(repo)
-    return f"ModelActor:{key}", {"deployment_level": "WARM", "model_key": key, "repo_id": repo,
-                                 "revision": "0123456789abcdef0123456789abcdef01234567", "config": "{}",
-                                 "n_params": 1_000_000}
+    return f"ModelActor:{key}", {
+        "deployment_level": "WARM",
+        "model_key": key,
+        "repo_id": repo,
+        "revision": "0123456789abcdef0123456789abcdef01234567",
+        "config": "{}",
+        "n_params": 1_000_000,
+    }
 
 
 def cold(repo: str) -> Entry:
@@ -59,10 +71,17 @@ def cold(repo: str) -> Entry:
 
 def status(*entries: Entry) -> dict:
     """The whole /status answer: the deployments, then the cluster's nodes."""
-    return {"deployments": dict(entries), "cluster": {"nodes": {"node-0": {
-        "resources": {"total_gpus": 8, "gpu_memory_bytes": 85_899_345_920, "available_gpus": 2},
-        "deployments": {},
-    }}}}
+    return {
+        "deployments": dict(entries),
+        "cluster": {
+            "nodes": {
+                "node-0": {
+                    "resources": {"total_gpus": 8, "gpu_memory_bytes": 85_899_345_920, "available_gpus": 2},
+                    "deployments": {},
+                }
+            }
+        },
+    }
 
 
 def error_description(error: Exception) -> str:
@@ -76,29 +95,37 @@ def error_description(error: Exception) -> str:
 
 def too_old(client: str, minimum: str) -> str:
     """NDIF's refusal of an nnsight older than its own (`validate_nnsight_version`), as nnsight raises it."""
-    detail = (f"Client nnsight version {client} is incompatible with the server nnsight version. The minimum "
-              f"supported version is {minimum}. Please update nnsight to the latest version: "
-              "`pip install --upgrade nnsight`")
+    detail = (
+        f"Client nnsight version {client} is incompatible with the server nnsight version. The minimum "
+        f"supported version is {minimum}. Please update nnsight to the latest version: "
+        "`pip install --upgrade nnsight`"
+    )
     return f"Failed to send request: {detail}"  # nnsight's RemoteBackend._post, from the 400's "detail"
 
 
 def python_refused(client: str, minimum: str) -> str:
     """NDIF's refusal of a client Python older than its minimum (`validate_python_version`: the minimum defaults to
     the server's own Python), the `detail` of its 400."""
-    return (f"Client python version {client} is incompatible with the server. The minimum supported version is "
-            f"{minimum}. Please update your python version and try again.")
+    return (
+        f"Client python version {client} is incompatible with the server. The minimum supported version is "
+        f"{minimum}. Please update your python version and try again."
+    )
 
 
 def python_mismatch(client: str, server: str) -> str:
     """An older NDIF's refusal of a client Python other than its own (commit 028db44's `validate_python_version`)."""
-    return (f"Client python version {client} does not match server version: {server}. Please update your python "
-            "version and try again.")
+    return (
+        f"Client python version {client} does not match server version: {server}. Please update your python "
+        "version and try again."
+    )
 
 
 KEY_REFUSED = "Missing or invalid API key. Please visit https://login.ndif.us/ to create a new one."
 """NDIF's 401 for a key it does not know (`authenticate_api_key`)."""
-EXPIRED_LINK = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code><Message>Request has '
-                b"expired</Message><X-Amz-Expires>7200</X-Amz-Expires></Error>")
+EXPIRED_LINK = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code><Message>Request has '
+    b"expired</Message><X-Amz-Expires>7200</X-Amz-Expires></Error>"
+)
 """What the object store answers (403) on a result link past its expiry (NDIF presigns it for 2 hours)."""
 RECEIVED = "Your job has been received and is waiting to be queued."
 """NDIF's description of a RECEIVED job (its /request endpoint)."""
@@ -116,8 +143,9 @@ def unpack(blob: bytes, compress: bool, nn: Any, unpickler: type | None = None) 
 
     before = dict(linecache.cache)
     try:
-        return RequestModel.deserialize(blob, nn._remoteable_persistent_objects(), compress=compress,
-                                        unpickler=unpickler or CustomCloudUnpickler)
+        return RequestModel.deserialize(
+            blob, nn._remoteable_persistent_objects(), compress=compress, unpickler=unpickler or CustomCloudUnpickler
+        )
     finally:
         linecache.cache.clear()
         linecache.cache.update(before)
@@ -187,8 +215,15 @@ class FakeNDIF:
     in turn (200, or a status: 403 is the store's answer to an expired link).
     """
 
-    def __init__(self, nn: Any = None, statuses: Iterable[Any] | dict = STATUSES, link: Iterable[int] = (200,),
-                 key: str = "dummy", min_python: str | None = None, min_nnsight: str | None = None) -> None:
+    def __init__(
+        self,
+        nn: Any = None,
+        statuses: Iterable[Any] | dict = STATUSES,
+        link: Iterable[int] = (200,),
+        key: str = "dummy",
+        min_python: str | None = None,
+        min_nnsight: str | None = None,
+    ) -> None:
         self.nn, self.link, self.key = nn, list(link), key
         self.statuses = statuses if isinstance(statuses, dict) else {None: list(statuses)}
         """Per job id, the answers to its polls (None: every other job's; by default every status in turn)."""
@@ -226,9 +261,12 @@ class FakeNDIF:
         if self.min_python and Version(python) < Version(self.min_python):
             return 400, {"detail": python_refused(python, self.min_python)}
         form = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-            f"Content-Type: {kind}\r\n\r\n".encode() + body)
-        fields = {part.get_param("name", header="content-disposition"): part.get_payload(decode=True)
-                  for part in form.iter_parts()}
+            f"Content-Type: {kind}\r\n\r\n".encode() + body
+        )
+        fields = {
+            part.get_param("name", header="content-disposition"): part.get_payload(decode=True)
+            for part in form.iter_parts()
+        }
         metadata = json.loads(fields["data"])
         job_id = f"job-{len(self.requests) + 1}"
         self.requests.append({"id": job_id, "metadata": metadata, "headers": dict(headers), "size": len(body)})
@@ -262,8 +300,12 @@ class FakeNDIF:
         if isinstance(item, tuple):
             return {"id": job_id, "status": item[0], "description": item[1]}
         if item == "COMPLETED":
-            return {"id": job_id, "status": "COMPLETED", "description": "Your job has been completed.",
-                    "data": f"http://{host}/result/{job_id}?X-Amz-Expires=7200"}
+            return {
+                "id": job_id,
+                "status": "COMPLETED",
+                "description": "Your job has been completed.",
+                "data": f"http://{host}/result/{job_id}?X-Amz-Expires=7200",
+            }
         return {"id": job_id, "status": item, "description": item.lower()}
 
     def _handler(self) -> type:
@@ -331,8 +373,9 @@ def serve_here(model_dir: str, requests_dir: str, allowed: str) -> None:
     from nnsight import TransformersModel
 
     tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
-    hf_model = transformers.AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32,
-                                                                 attn_implementation="eager")
+    hf_model = transformers.AutoModelForCausalLM.from_pretrained(
+        model_dir, dtype=torch.float32, attn_implementation="eager"
+    )
     nn = TransformersModel(hf_model, tokenizer=tokenizer, task="text-generation")
     unpickler = guarded(json.loads(allowed))
     for path in sorted(Path(requests_dir).glob("*.request")):

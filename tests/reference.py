@@ -18,7 +18,9 @@ def plain_twin(model: LoadedModel) -> torch.nn.Module:
 
 
 @torch.inference_mode()
-def reference_lens(twin: torch.nn.Module, tokenizer, prompt: str, norm: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def reference_lens(
+    twin: torch.nn.Module, tokenizer, prompt: str, norm: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-layer lens logits (n_layers, vocab) and output logits (vocab) at the last position, from
     forward hooks on the decoder layers, the model's norm, lm_head and config soft-cap (`norm=False`:
     lm_head on the block outputs as they are, no norm, no cap)."""
@@ -51,5 +53,6 @@ def assert_the_output_at_the_last_block(traces, exact=None, moved: float = 0.0) 
         assert trace.final_max_abs_diff <= 1e-4 * max(1.0, trace.output_max_abs_logit)
         assert trace.layers[-1].kl_to_output == pytest.approx(0, abs=1e-5)
         if exact is not None:
-            assert all(abs(a.kl_to_output - b.kl_to_output) > moved
-                       for a, b in zip(trace.layers[:-1], exact[i].layers[:-1]))
+            assert all(
+                abs(a.kl_to_output - b.kl_to_output) > moved for a, b in zip(trace.layers[:-1], exact[i].layers[:-1])
+            )

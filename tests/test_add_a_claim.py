@@ -48,8 +48,13 @@ def copy(tmp_path) -> Path:
 
 def python(copy: Path, *args: str) -> subprocess.CompletedProcess:
     """Python in the copy: its package of claims first, the suite and the instrument from here."""
-    return subprocess.run([sys.executable, *args], cwd=copy, capture_output=True, text=True,
-                          env=os.environ | {"PYTHONPATH": f"{copy}{os.pathsep}{ROOT}", "OMP_NUM_THREADS": "1"})
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=copy,
+        capture_output=True,
+        text=True,
+        env=os.environ | {"PYTHONPATH": f"{copy}{os.pathsep}{ROOT}", "OMP_NUM_THREADS": "1"},
+    )
 
 
 JUDGE = """
@@ -74,9 +79,17 @@ def test_the_guides_example_is_a_claim_judged_under_its_own_section(copy):
     done = python(copy, "-c", JUDGE)
     assert done.returncode == 0, done.stderr[-3000:]
     found = json.loads(done.stdout)
-    assert found == {"claim": "answer_on_top", "number": 17, "early": Label.HOLDS, "late": Label.REFUTED,
-                     "wrong": Label.HOLDS, "sensitivity": 5, "sets": ["capitals"], "reads": [],
-                     "test": "answer_on_top"}  # 5: two values of at_depth, one of majority, two confidences
+    assert found == {
+        "claim": "answer_on_top",
+        "number": 17,
+        "early": Label.HOLDS,
+        "late": Label.REFUTED,
+        "wrong": Label.HOLDS,
+        "sensitivity": 5,
+        "sets": ["capitals"],
+        "reads": [],
+        "test": "answer_on_top",
+    }  # 5: two values of at_depth, one of majority, two confidences
     assert not (ROOT / "findings" / "test_17_answer_on_top.py").exists()  # the project itself is untouched
 
 
@@ -86,14 +99,27 @@ def test_the_guides_example_runs_to_a_verdict_on_smollm2_and_is_then_recorded(co
     if not spec.is_present():
         pytest.skip(f"smollm2's weights are not here: `{spec.download_command()}`")
     reports = tmp_path_factory.mktemp("example-reports")
-    run = ["-m", "pytest", "findings/test_17_answer_on_top.py", "-m", "smollm2", "-q", "--tb=line", "-p",
-           "no:cacheprovider", "--reports", str(reports)]
+    run = [
+        "-m",
+        "pytest",
+        "findings/test_17_answer_on_top.py",
+        "-m",
+        "smollm2",
+        "-q",
+        "--tb=line",
+        "-p",
+        "no:cacheprovider",
+        "--reports",
+        str(reports),
+    ]
     first = python(copy, *run)
     results = load_results(reports)
     assert results is not None, first.stdout[-3000:] + first.stderr[-3000:]
     entry = results.claims["answer_on_top"]
-    assert (entry.number, entry.title) == (17, "Answer on top: where the model answers, the lens already has its "
-                                               "answer top-1 at three quarters of depth")
+    assert (entry.number, entry.title) == (
+        17,
+        "Answer on top: where the model answers, the lens already has its answer top-1 at three quarters of depth",
+    )
     verdict = entry.result_for("smollm2", "capitals").verdict
     assert verdict is not None and verdict.verdict in Label and verdict.n > 0 and verdict.exploratory
     # Not yet recorded: it passes where it holds, fails where it is refuted or inconclusive.

@@ -19,7 +19,6 @@ from lens.cli import main
 from lens.errors import LensError
 from lens.lenses.lenses import EXACT, RAW
 from lens.models.bridge import plain_view
-from lens.reads.backends import nnsight_model
 from lens.reads.check import compare_backends, lens_probabilities
 from lens.reads.trace import collect, read, trace
 from lens.remote import RemoteModel
@@ -39,8 +38,9 @@ BIG = "meta-llama/Llama-3.1-70B"
 
 def max_probability_difference(model, prompts) -> float:
     """max |p_nnsight - p_bridge| over prompts, layers and the whole vocabulary (exact lens)."""
-    return float((lens_probabilities(model, tuple(prompts), "nnsight") - lens_probabilities(model, tuple(prompts)))
-                 .abs().max())
+    return float(
+        (lens_probabilities(model, tuple(prompts), "nnsight") - lens_probabilities(model, tuple(prompts))).abs().max()
+    )
 
 
 def assert_same_traces(ours, theirs) -> None:
@@ -85,8 +85,9 @@ def test_nnsight_runs_the_model_as_transformers_built_it_not_the_bridge(tiny_tok
     assert {id(m) for m in model.hf_model.modules()} == bridge_modules  # the bridge's tree is untouched
     calls = []
     original_call = GeneralizedComponent.__call__
-    monkeypatch.setattr(GeneralizedComponent, "__call__",
-                        lambda self, *a, **k: calls.append(self) or original_call(self, *a, **k))
+    monkeypatch.setattr(
+        GeneralizedComponent, "__call__", lambda self, *a, **k: calls.append(self) or original_call(self, *a, **k)
+    )
     collect(model, HELD_OUT[:1], backend="nnsight")
     assert calls == []
     collect(model, HELD_OUT[:1])
@@ -132,8 +133,9 @@ def test_blocks_on_several_devices_are_read_as_ndif_places_them(tiny_tokenizer, 
     layers, norm, head = parts(nn)
     ids = {"exact": torch.tensor([[5, 7], [9, 9]])}
     with nn.trace(dict(batch), backend=SimulatedNDIF(nn), logits_to_keep=1):
-        reduced = nnsight.save(lens_figures(nn, layers, norm, head, None, ("exact",), ids, torch.zeros(2, 0), 3,
-                                            (1.0,)))
+        reduced = nnsight.save(
+            lens_figures(nn, layers, norm, head, None, ("exact",), ids, torch.zeros(2, 0), 3, (1.0,))
+        )
     assert reduced["exact"]["ids_ranks"].shape == (2, SIZES["num_hidden_layers"], 2)
     assert reduced["exact"]["top_ids"].device.type == "meta"
 
@@ -186,8 +188,13 @@ def test_the_remote_path_gives_the_local_figures_on_embedded_models(real_model, 
     watch = [[*variants(a), " Rome", " Germany"] for a in answers]
     remote = as_on_ndif(real_model, tiny_tokenizer, monkeypatch)
     candidates = [[real_model.tokenizer.encode(w, add_special_tokens=False)[-1] for w in (" Paris", " Rome")]] * 4
-    far = collect(remote, prompts, answers, backend="nnsight",
-                  wanted=Wanted(answers=answers, lenses={"exact": watch, "raw": None}, output_ids=candidates))
+    far = collect(
+        remote,
+        prompts,
+        answers,
+        backend="nnsight",
+        wanted=Wanted(answers=answers, lenses={"exact": watch, "raw": None}, output_ids=candidates),
+    )
     here = collect(real_model, prompts, answers)
     for lens, words in ((EXACT, watch), (RAW, None)):
         ours, theirs = read(remote, far, answers, words, lens=lens), read(real_model, here, answers, words, lens=lens)
@@ -219,16 +226,20 @@ def test_the_models_own_continuation_the_grid_and_patching_run_remotely_as_here(
     assert far.top1 == here.top1 and far.tokens == here.tokens
     assert max(abs(a - b) for x, y in zip(far.p, here.p) for a, b in zip(x, y)) <= TOLERANCE
     # One forward per case: the clean prompt, the corrupted one and each patched row in one batch.
-    cases = [("The capital of Germany is", "The capital of France is", " Berlin", [1, -1]),
-             ("The capital of France is", "The capital of Germany is", " Paris", None)]
+    cases = [
+        ("The capital of Germany is", "The capital of France is", " Berlin", [1, -1]),
+        ("The capital of France is", "The capital of Germany is", " Paris", None),
+    ]
     for ours, case in zip(patch_many(remote, cases), cases, strict=True):
         theirs = patch_residuals(model, *case)
         assert (ours.positions, ours.tokens) == (theirs.positions, theirs.tokens)
         for a, b in ((ours.p_clean, theirs.p_clean), (ours.p_corrupt, theirs.p_corrupt)):
             assert abs(a - b) <= TOLERANCE * 1e-2
         gap = theirs.p_clean - theirs.p_corrupt  # restored shares are differences over the gap: compare p
-        assert max(abs(a - b) * abs(gap) for x, y in zip(ours.restored, theirs.restored)
-                   for a, b in zip(x, y)) <= TOLERANCE * 1e-2
+        assert (
+            max(abs(a - b) * abs(gap) for x, y in zip(ours.restored, theirs.restored) for a, b in zip(x, y))
+            <= TOLERANCE * 1e-2
+        )
 
 
 def test_attention_is_refused_remotely_with_its_reason(tiny_tokenizer, monkeypatch):
@@ -250,17 +261,25 @@ def test_a_remote_read_whose_last_block_is_not_the_output_is_refused(tiny_tokeni
         collect(remote, HELD_OUT[:1], backend="nnsight")
 
 
-NOT_DEDICATED = ("Model nnsight.modeling.language.LanguageModel:{...} is not dedicated and hotswapping is not "
-                 "supported for this API key.")
+NOT_DEDICATED = (
+    "Model nnsight.modeling.language.LanguageModel:{...} is not dedicated and hotswapping is not "
+    "supported for this API key."
+)
 
 
 @pytest.mark.parametrize(
     "error, message",
     [
-        (NOT_DEDICATED, f"NDIF does not run test/m for this API key now ({NOT_DEDICATED}): see {SCHEDULE_URL} "
-                        "for when it is scheduled"),
-        ("Failed to send request: Invalid API key", "NDIF refused the API key (Failed to send request: Invalid API "
-         "key): check NDIF_API_KEY (get one at https://login.ndif.us)"),
+        (
+            NOT_DEDICATED,
+            f"NDIF does not run test/m for this API key now ({NOT_DEDICATED}): see {SCHEDULE_URL} "
+            "for when it is scheduled",
+        ),
+        (
+            "Failed to send request: Invalid API key",
+            "NDIF refused the API key (Failed to send request: Invalid API "
+            "key): check NDIF_API_KEY (get one at https://login.ndif.us)",
+        ),
         ("CUDA out of memory\nmore", "NDIF could not run test/m: CUDA out of memory"),  # the first line only
     ],
 )
@@ -317,8 +336,13 @@ def lens_command(*argv: str, **env: str) -> subprocess.CompletedProcess:
     """`lens ARGV` in a fresh process (nnsight reads its key and host when imported), nnsight's own
     configuration file out of the way."""
     base = {k: v for k, v in os.environ.items() if k not in ("NDIF_API_KEY", "NDIF_HOST")}
-    return subprocess.run([sys.executable, "-m", "lens.cli", *argv], capture_output=True, text=True, timeout=300,
-                          env=base | {"NNSIGHT_CONFIG": os.devnull} | env)
+    return subprocess.run(
+        [sys.executable, "-m", "lens.cli", *argv],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=base | {"NNSIGHT_CONFIG": os.devnull} | env,
+    )
 
 
 @pytest.fixture
@@ -373,8 +397,17 @@ def test_remote_with_no_host_given_names_nnsights_default_host_when_it_cannot_be
     # The issue's command as it is (no NDIF_HOST), with every HTTPS request sent to a proxy nothing listens on:
     # NDIF cannot be reached whatever this machine's network, and the line names the host nnsight would use.
     proxy = f"http://127.0.0.1:{_closed_port()}"
-    done = lens_fresh("trace", BIG, "x", "--remote", NDIF_API_KEY="dummy", HTTPS_PROXY=proxy, https_proxy=proxy,
-                      NO_PROXY="", no_proxy="")
+    done = lens_fresh(
+        "trace",
+        BIG,
+        "x",
+        "--remote",
+        NDIF_API_KEY="dummy",
+        HTTPS_PROXY=proxy,
+        https_proxy=proxy,
+        NO_PROXY="",
+        no_proxy="",
+    )
     assert_unreachable(done, "https://api.ndif.us")
 
 
@@ -406,8 +439,16 @@ def test_remote_reads_only_config_and_tokenizer_from_the_hub_never_weights(fake_
     # In a process of its own: the Hub's cache folder and offline mode are read when huggingface_hub is imported.
     status, host = fake_ndif
     status.payload = ndif.status(ndif.hot(BIG))
-    done = lens_command("trace", BIG, "x", "--remote", NDIF_API_KEY="dummy", NDIF_HOST=host,
-                        HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1")
+    done = lens_command(
+        "trace",
+        BIG,
+        "x",
+        "--remote",
+        NDIF_API_KEY="dummy",
+        NDIF_HOST=host,
+        HF_HOME=str(tmp_path / "hf"),
+        HF_HUB_OFFLINE="1",
+    )
     assert_one_line(done, f"cannot read {BIG}'s config and tokenizer from the Hugging Face Hub")
     assert "never the weights" in done.stderr
     assert not list((tmp_path / "hf").rglob("*.safetensors"))
@@ -417,8 +458,10 @@ def test_remote_reads_only_config_and_tokenizer_from_the_hub_never_weights(fake_
     "argv, message",
     [
         (["trace", "smollm2", "x", "--remote"], "--remote runs Hugging Face Hub models on NDIF by repo id"),
-        (["trace", BIG, "x", "--remote", "--device", "cpu"],
-         "--remote runs the model on NDIF through nnsight: drop --device"),
+        (
+            ["trace", BIG, "x", "--remote", "--device", "cpu"],
+            "--remote runs the model on NDIF through nnsight: drop --device",
+        ),
         (["trace", BIG, "x", "--remote", "--backend", "bridge"], "drop --backend bridge"),
     ],
 )

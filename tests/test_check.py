@@ -5,7 +5,7 @@ import torch
 
 from lens.errors import LensError
 from lens.models.loader import load
-from lens.reads.check import check_device, compare, compare_models, lens_probabilities
+from lens.reads.check import CHECK_PROMPTS, check_device, compare, compare_models, lens_probabilities
 from tests.perturb import zero_last_mlp
 from tests.reference import reference_lens
 

@@ -29,8 +29,15 @@ from tests.conftest import random_model
 
 N_FACTS, N_LAYERS = 60, 20
 FACTS = tuple(
-    Fact(id=f"f{i}", subject=f"Land{i}", answer=f"City{i}", origin="added", completion=f"The capital of Land{i} is",
-         qa=f"Question: What is the capital of Land{i}? Answer:", reverse=f"City{i} is the capital of")
+    Fact(
+        id=f"f{i}",
+        subject=f"Land{i}",
+        answer=f"City{i}",
+        origin="added",
+        completion=f"The capital of Land{i} is",
+        qa=f"Question: What is the capital of Land{i}? Answer:",
+        reverse=f"City{i} is the capital of",
+    )
     for i in range(N_FACTS)
 )
 OWN_ID = 999
@@ -41,46 +48,96 @@ def claim(number_and_name: str):
     return importlib.import_module(f"findings.test_{number_and_name}")
 
 
-def judged(module, findings, control: str | None = None, prompt_set: str = "capitals",
-           section: str | None = None) -> str:
+def judged(
+    module, findings, control: str | None = None, prompt_set: str = "capitals", section: str | None = None
+) -> str:
     t = thresholds(module.CLAIM, prompt_set, section)
     kwargs = {"control": control} if control else {}
     return module.evaluate(findings, prompt_set, t, **kwargs).verdict
 
 
 def watched(text: str, ranks, ps, rank_out: int = 1, p_out: float = 0.6, token_id: int | None = None) -> Watched:
-    return Watched(text=text, token=text, p=tuple(ps), rank=tuple(ranks), p_output=p_out, rank_output=rank_out,
-                   whole=True, token_id=token_id)
+    return Watched(
+        text=text,
+        token=text,
+        p=tuple(ps),
+        rank=tuple(ranks),
+        p_output=p_out,
+        rank_output=rank_out,
+        whole=True,
+        token_id=token_id,
+    )
 
 
-def make_trace(fact: Fact, answer_ranks, answer_ps, *, entropy=None, p_out: float = 0.6, rank_out: int = 1,
-               out_entropy: float = 1.0, subject_ranks=None, other_subject_ranks=None, context_ranks=None,
-               english_ranks=None, other_english_ranks=None, kl=None) -> Trace:
+def make_trace(
+    fact: Fact,
+    answer_ranks,
+    answer_ps,
+    *,
+    entropy=None,
+    p_out: float = 0.6,
+    rank_out: int = 1,
+    out_entropy: float = 1.0,
+    subject_ranks=None,
+    other_subject_ranks=None,
+    context_ranks=None,
+    english_ranks=None,
+    other_english_ranks=None,
+    kl=None,
+) -> Trace:
     """A trace whose followed token has the given ranks and probabilities (it is also the model's own token,
     OWN_ID, for the controls); the subject, another fact's subject and a word of the prompt (" capital") far
     down unless told otherwise."""
     entropy = entropy or [4.0] * N_LAYERS
     kl = kl or [1.0] * N_LAYERS
     layers = tuple(
-        LayerLens(layer=i, depth=(i + 1) / N_LAYERS, top=(("x", 0.1),), p_answer=answer_ps[i],
-                  rank_answer=answer_ranks[i], entropy=entropy[i], kl_to_output=kl[i])
+        LayerLens(
+            layer=i,
+            depth=(i + 1) / N_LAYERS,
+            top=(("x", 0.1),),
+            p_answer=answer_ps[i],
+            rank_answer=answer_ranks[i],
+            entropy=entropy[i],
+            kl_to_output=kl[i],
+        )
         for i in range(N_LAYERS)
     )
     partner = FACTS[(FACTS.index(fact) + 1) % N_FACTS]
     return Trace(
-        model="fake", prompt=fact.completion, read_after=fact.completion, lens="exact", answer=f" {fact.answer}",
-        answer_token=f" {fact.answer}", answer_note=None, n_layers=N_LAYERS, temperature=1.0, layers=layers,
+        model="fake",
+        prompt=fact.completion,
+        read_after=fact.completion,
+        lens="exact",
+        answer=f" {fact.answer}",
+        answer_token=f" {fact.answer}",
+        answer_note=None,
+        n_layers=N_LAYERS,
+        temperature=1.0,
+        layers=layers,
         output=OutputLens(top=(("x", 0.1),), p_answer=p_out, rank_answer=rank_out, entropy=out_entropy),
-        final_max_abs_diff=0.0, output_max_abs_logit=10.0,
+        final_max_abs_diff=0.0,
+        output_max_abs_logit=10.0,
         watched=(
             watched(" own", answer_ranks, answer_ps, rank_out, p_out, token_id=OWN_ID),
             watched(f" {fact.subject}", subject_ranks or [5000] * N_LAYERS, [0.001] * N_LAYERS, 900, 0.0),
             watched(f" {partner.subject}", other_subject_ranks or [5000] * N_LAYERS, [0.001] * N_LAYERS, 900, 0.0),
             watched(" capital", context_ranks or [5000] * N_LAYERS, [0.001] * N_LAYERS, 900, 0.0),
-            watched(f" {fact.answer}", english_ranks or [5000] * N_LAYERS, [0.001] * N_LAYERS, 900, 0.0,
-                    token_id=2000 + FACTS.index(fact)),
-            watched(f" {partner.answer}", other_english_ranks or [5000] * N_LAYERS, [0.001] * N_LAYERS, 900, 0.0,
-                    token_id=2000 + FACTS.index(partner)),
+            watched(
+                f" {fact.answer}",
+                english_ranks or [5000] * N_LAYERS,
+                [0.001] * N_LAYERS,
+                900,
+                0.0,
+                token_id=2000 + FACTS.index(fact),
+            ),
+            watched(
+                f" {partner.answer}",
+                other_english_ranks or [5000] * N_LAYERS,
+                [0.001] * N_LAYERS,
+                900,
+                0.0,
+                token_id=2000 + FACTS.index(partner),
+            ),
         ),
     )
 
@@ -142,12 +199,16 @@ class FakeFindings:
 
     def candidates(self, prompt_set: str, form: str) -> dict[str, Candidates]:
         share = (self.candidate_share or {}).get(form)
-        return {fact.id: Candidates(share=trace.output.p_answer if share is None else share, mass=0.5, top=True)
-                for fact, trace in zip(FACTS, self.forms[form])}
+        return {
+            fact.id: Candidates(share=trace.output.p_answer if share is None else share, mass=0.5, top=True)
+            for fact, trace in zip(FACTS, self.forms[form])
+        }
 
     def fidelity(self, prompt_set: str) -> dict[str, list[float]]:
-        return {form: [float(np.mean([t.layers[i].kl_to_output for t in traces])) for i in range(N_LAYERS)]
-                for form, traces in self.forms.items()}
+        return {
+            form: [float(np.mean([t.layers[i].kl_to_output for t in traces])) for i in range(N_LAYERS)]
+            for form, traces in self.forms.items()
+        }
 
     def patched(self):
         return iter(self.patchings)
@@ -158,15 +219,18 @@ class FakeFindings:
 
 def uniform(make, answered: bool = True, forms=("completion", "qa")) -> FakeFindings:
     """The same hand-built trace shape for every fact and form; answered (or not) in every form."""
-    return FakeFindings({form: tuple(make(fact) for fact in FACTS) for form in forms},
-                        answered={form: answered for form in forms})
+    return FakeFindings(
+        {form: tuple(make(fact) for fact in FACTS) for form in forms}, answered={form: answered for form in forms}
+    )
 
 
 def settling_at(layer: int, p_top: float = 0.6):
     """The followed token far down until `layer`, then top-1 to the end."""
+
     def make(fact):
         ranks, ps = [1000] * layer + [1] * (N_LAYERS - layer), [1e-4] * layer + [p_top] * (N_LAYERS - layer)
         return make_trace(fact, ranks, ps)
+
     return make
 
 
@@ -209,6 +273,7 @@ def phases(early_rank: int, entropy: float = 5.0):
     def make(fact):
         ranks = [early_rank] * 7 + [50] * 6 + [1] * 7
         return make_trace(fact, ranks, [1e-4] * 7 + [0.01] * 6 + [0.6] * 7, entropy=[entropy] * N_LAYERS)
+
     return make
 
 
@@ -225,6 +290,7 @@ def test_processing_phases_hold_with_noise_development_confidence_and_fail_witho
 def inside(p_inside: float):
     def make(fact):
         return make_trace(fact, [1] * N_LAYERS, [p_inside] * N_LAYERS, p_out=0.6)
+
     return make
 
 
@@ -244,15 +310,22 @@ def test_final_layer_calibration_needs_less_answer_probability_at_the_output():
     assert judged(module, uniform(inside(0.3), answered=False), control="wrong answers") == Label.REFUTED
 
 
-@pytest.mark.parametrize("number_and_name, better", [
-    ("05_prompt_format", "qa"), ("05_chat_format", "chat"), ("06_directional_asymmetry", "reverse"),
-])
+@pytest.mark.parametrize(
+    "number_and_name, better",
+    [
+        ("05_prompt_format", "qa"),
+        ("05_chat_format", "chat"),
+        ("06_directional_asymmetry", "reverse"),
+    ],
+)
 def test_paired_forms_compare_the_answers_own_probability(number_and_name, better):
     module = claim(number_and_name)
 
     def forms(p_better, answered_better=True):
-        made = {better: tuple(make_trace(f, [1] * N_LAYERS, [0.5] * N_LAYERS, p_out=p_better) for f in FACTS),
-                "completion": tuple(make_trace(f, [1] * N_LAYERS, [0.5] * N_LAYERS, p_out=0.4) for f in FACTS)}
+        made = {
+            better: tuple(make_trace(f, [1] * N_LAYERS, [0.5] * N_LAYERS, p_out=p_better) for f in FACTS),
+            "completion": tuple(make_trace(f, [1] * N_LAYERS, [0.5] * N_LAYERS, p_out=0.4) for f in FACTS),
+        }
         return FakeFindings(made, answered={better: answered_better, "completion": False})
 
     assert judged(module, forms(0.8)) == Label.HOLDS
@@ -263,25 +336,33 @@ def test_paired_forms_compare_the_answers_own_probability(number_and_name, bette
     assert judged(module, forms(0.44)) == Label.REFUTED
 
 
-@pytest.mark.parametrize("number_and_name, better, decides", [
-    ("05_prompt_format", "qa", "raw"), ("06_directional_asymmetry", "reverse", "normalised"),
-])
+@pytest.mark.parametrize(
+    "number_and_name, better, decides",
+    [
+        ("05_prompt_format", "qa", "raw"),
+        ("06_directional_asymmetry", "reverse", "normalised"),
+    ],
+)
 def test_a_frame_effect_is_told_from_a_knowledge_effect(number_and_name, better, decides):
     """The better form's answer has 2x the raw probability, but only because the worse frame spends its mass on
     " the": among the candidate answers both forms give it the same share (frame-free ratio 1). Claim 5 reads
     the raw probability (holds, marked where the frame-free ratio parts from it); claim 6, a knowledge bias,
     the frame-free one (refuted)."""
     module = claim(number_and_name)
-    made = {better: tuple(make_trace(f, [1] * N_LAYERS, [0.5] * N_LAYERS, p_out=0.8) for f in FACTS),
-            "completion": tuple(make_trace(f, [1] * N_LAYERS, [0.5] * N_LAYERS, p_out=0.4) for f in FACTS)}
-    frame = FakeFindings(made, answered={better: True, "completion": True},
-                         candidate_share={better: 0.9, "completion": 0.9})
+    made = {
+        better: tuple(make_trace(f, [1] * N_LAYERS, [0.5] * N_LAYERS, p_out=0.8) for f in FACTS),
+        "completion": tuple(make_trace(f, [1] * N_LAYERS, [0.5] * N_LAYERS, p_out=0.4) for f in FACTS),
+    }
+    frame = FakeFindings(
+        made, answered={better: True, "completion": True}, candidate_share={better: 0.9, "completion": 0.9}
+    )
     verdict = module.evaluate(frame, "capitals", thresholds(module.CLAIM, "capitals"))
     assert verdict.verdict == (Label.HOLDS if decides == "raw" else Label.REFUTED)
     assert verdict.value == pytest.approx(np.log(2) if decides == "raw" else 0.0)
     assert any("parts from it" in caveat for caveat in verdict.caveats)
-    knowledge = FakeFindings(made, answered={better: True, "completion": True},
-                             candidate_share={better: 0.9, "completion": 0.45})
+    knowledge = FakeFindings(
+        made, answered={better: True, "completion": True}, candidate_share={better: 0.9, "completion": 0.45}
+    )
     verdict = module.evaluate(knowledge, "capitals", thresholds(module.CLAIM, "capitals"))
     assert verdict.verdict == Label.HOLDS and not any("parts from it" in caveat for caveat in verdict.caveats)
 
@@ -289,10 +370,14 @@ def test_a_frame_effect_is_told_from_a_knowledge_effect(number_and_name, better,
 def test_norm_correction_measures_kl_to_the_output():
     module = claim("08_norm_correction")
     exact = uniform(lambda fact: make_trace(fact, [5] * N_LAYERS, [0.1] * N_LAYERS, kl=[0.5] * N_LAYERS))
-    far = {f: tuple(make_trace(fact, [5] * N_LAYERS, [0.1] * N_LAYERS, kl=[2.0] * N_LAYERS) for fact in FACTS)
-           for f in ("completion", "qa")}
-    closer_without = {f: tuple(make_trace(fact, [5] * N_LAYERS, [0.1] * N_LAYERS, kl=[0.2] * N_LAYERS)
-                             for fact in FACTS) for f in ("completion", "qa")}
+    far = {
+        f: tuple(make_trace(fact, [5] * N_LAYERS, [0.1] * N_LAYERS, kl=[2.0] * N_LAYERS) for fact in FACTS)
+        for f in ("completion", "qa")
+    }
+    closer_without = {
+        f: tuple(make_trace(fact, [5] * N_LAYERS, [0.1] * N_LAYERS, kl=[0.2] * N_LAYERS) for fact in FACTS)
+        for f in ("completion", "qa")
+    }
     holds = FakeFindings(exact.forms, exact.answered, raw=far)  # 4x closer: holds (the notes give no size)
     assert judged(module, holds) == Label.HOLDS
     assert judged(module, FakeFindings(exact.forms, exact.answered, raw=closer_without)) == Label.REFUTED
@@ -310,8 +395,9 @@ def test_factual_recall_reads_the_answer_whatever_the_replys_format():
     the first word is refuted; the format-free read beside it says every answer tops its candidates."""
     module = claim("10_factual_recall")
     traces = uniform(lambda fact: make_trace(fact, [1] * N_LAYERS, [0.6] * N_LAYERS))
-    verdict = module.evaluate(FakeFindings(traces.forms, {"completion": False, "qa": False}), "capitals",
-                              thresholds(module.CLAIM, "capitals"))
+    verdict = module.evaluate(
+        FakeFindings(traces.forms, {"completion": False, "qa": False}), "capitals", thresholds(module.CLAIM, "capitals")
+    )
     assert verdict.verdict == Label.REFUTED
     assert verdict.beside[-1].value == 1.0 and "whatever the reply" in verdict.beside[-1].label
 
@@ -337,8 +423,16 @@ def subject_at(layer, other_layer=None, context_layer=None):
     def make(fact):
         def at(i):
             return [5000] * N_LAYERS if i is None else [5000] * i + [1] + [5000] * (N_LAYERS - i - 1)
-        return make_trace(fact, [1000] * 15 + [1] * 5, [1e-4] * 15 + [0.6] * 5, subject_ranks=at(layer),
-                          other_subject_ranks=at(other_layer), context_ranks=at(context_layer))
+
+        return make_trace(
+            fact,
+            [1000] * 15 + [1] * 5,
+            [1e-4] * 15 + [0.6] * 5,
+            subject_ranks=at(layer),
+            other_subject_ranks=at(other_layer),
+            context_ranks=at(context_layer),
+        )
+
     return make
 
 
@@ -409,10 +503,21 @@ def test_the_difference_between_a_claim_and_its_control_is_tested_on_its_own_int
 
 def patching(handover: int) -> Patching:
     """Subject (position 3) restores everything before `handover`, the last position (5) from it on."""
-    restored = [[0.0, 0.0, 0.0, 1.0 if layer < handover else 0.0, 0.0, 1.0 if layer >= handover else 0.0]
-                for layer in range(N_LAYERS)]
-    return Patching(model="fake", clean="c", corrupt="x", answer=" A", tokens=("<s>",) * 6, p_clean=0.8,
-                    p_corrupt=0.1, restored=tuple(tuple(r) for r in restored), positions=tuple(range(6)))
+    restored = [
+        [0.0, 0.0, 0.0, 1.0 if layer < handover else 0.0, 0.0, 1.0 if layer >= handover else 0.0]
+        for layer in range(N_LAYERS)
+    ]
+    return Patching(
+        model="fake",
+        clean="c",
+        corrupt="x",
+        answer=" A",
+        tokens=("<s>",) * 6,
+        p_clean=0.8,
+        p_corrupt=0.1,
+        restored=tuple(tuple(r) for r in restored),
+        positions=tuple(range(6)),
+    )
 
 
 def patched(handover: int, settle: int):
@@ -441,8 +546,9 @@ def test_a_handover_before_the_last_block_holds_and_the_forced_one_at_it_does_no
     module = claim("14_patching_handover")
     assert judged(module, FakeFindings({}, patchings=patched(9, 15)), section="patching") == Label.HOLDS
     assert judged(module, FakeFindings({}, patchings=patched(19, 19)), section="patching") == Label.REFUTED
-    verdict = module.evaluate(FakeFindings({}, patchings=patched(9, 15)), "capitals",
-                              thresholds(module.CLAIM, "capitals", "patching"))
+    verdict = module.evaluate(
+        FakeFindings({}, patchings=patched(9, 15)), "capitals", thresholds(module.CLAIM, "capitals", "patching")
+    )
     assert verdict.beside[0].value == pytest.approx(0.5) and "middle third" in verdict.beside[0].label
 
 
@@ -506,8 +612,12 @@ def test_a_verdict_through_a_trained_tuned_lens_differs_where_the_logit_lens_rea
         output = EXACT.logits(model, resid[:, -1])
     tokens = output.argmax(-1).tolist()
     answers = [AnswerToken(text=f"t{i}", token_id=i, token=f"t{i}", n_tokens=1) for i in tokens]
-    residuals = Residuals(prompts=tuple(f.completion for f in FACTS), read_after=tuple(f.completion for f in FACTS),
-                          resid=resid, output_logits=output)
+    residuals = Residuals(
+        prompts=tuple(f.completion for f in FACTS),
+        read_after=tuple(f.completion for f in FACTS),
+        resid=resid,
+        output_logits=output,
+    )
     module = claim("01_convergence_depth")
     verdicts = {}
     for lens in (EXACT, tuned):
@@ -517,8 +627,12 @@ def test_a_verdict_through_a_trained_tuned_lens_differs_where_the_logit_lens_rea
     # The lens moves the median depth from the last block to 75%. With 4 blocks a depth is known only to within
     # half a block (0.125), too coarse for the notes' 5-point band: neither reading decides.
     assert {name: (v.verdict, v.value) for name, v in verdicts.items()} == {
-        "exact": (Label.INCONCLUSIVE, 1.0), "tuned": (Label.INCONCLUSIVE, 0.75)}
-    assert verdicts["exact"].ci == pytest.approx((0.875, 1.125)) and verdicts["tuned"].ci == pytest.approx((0.625, 0.875))
+        "exact": (Label.INCONCLUSIVE, 1.0),
+        "tuned": (Label.INCONCLUSIVE, 0.75),
+    }
+    assert verdicts["exact"].ci == pytest.approx((0.875, 1.125)) and verdicts["tuned"].ci == pytest.approx(
+        (0.625, 0.875)
+    )
 
 
 def test_a_verdict_read_where_its_lens_is_far_from_the_output_is_marked():
@@ -529,8 +643,9 @@ def test_a_verdict_read_where_its_lens_is_far_from_the_output_is_marked():
     bound = THRESHOLDS["fidelity"]["bound"]
 
     def kl_from_block(late: float):
-        return uniform(lambda fact: make_trace(fact, [1] * N_LAYERS, [0.9] * N_LAYERS,
-                                               kl=[50.0] * 15 + [late] * 5))  # blocks 15-19: depth 0.8 on
+        return uniform(
+            lambda fact: make_trace(fact, [1] * N_LAYERS, [0.9] * N_LAYERS, kl=[50.0] * 15 + [late] * 5)
+        )  # blocks 15-19: depth 0.8 on
 
     for late, marked in ((bound / 2, False), (bound * 2, True)):
         findings = kl_from_block(late)
@@ -542,9 +657,16 @@ def test_a_verdict_read_where_its_lens_is_far_from_the_output_is_marked():
 def english_leading(english, other=None):
     """The German answer far down early, rank 50 in the middle, top-1 in the final third; its English answer
     (and another fact's) at the given ranks."""
+
     def make(fact):
-        return make_trace(fact, [1000] * 7 + [50] * 6 + [1] * 7, [1e-4] * 7 + [0.01] * 6 + [0.6] * 7,
-                          english_ranks=english, other_english_ranks=other)
+        return make_trace(
+            fact,
+            [1000] * 7 + [50] * 6 + [1] * 7,
+            [1e-4] * 7 + [0.01] * 6 + [0.6] * 7,
+            english_ranks=english,
+            other_english_ranks=other,
+        )
+
     return make
 
 
@@ -556,7 +678,16 @@ def test_latent_english_holds_where_english_leads_the_middle_and_german_takes_ov
     early = [1000] * 3 + [2] * 4 + [100] * 13  # English leads only before the middle: German ahead from block 7
     assert judged(module, uniform(english_leading(early)), prompt_set="capitals_german") == Label.REFUTED
     # The control: another fact's English answer leads as often (holds), or not.
-    assert judged(module, uniform(english_leading(leads, other=leads)), control="other English answer",
-                  prompt_set="capitals_german") == Label.HOLDS
-    assert judged(module, uniform(english_leading(leads)), control="other English answer",
-                  prompt_set="capitals_german") == Label.REFUTED
+    assert (
+        judged(
+            module,
+            uniform(english_leading(leads, other=leads)),
+            control="other English answer",
+            prompt_set="capitals_german",
+        )
+        == Label.HOLDS
+    )
+    assert (
+        judged(module, uniform(english_leading(leads)), control="other English answer", prompt_set="capitals_german")
+        == Label.REFUTED
+    )

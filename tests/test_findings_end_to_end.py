@@ -25,9 +25,27 @@ def start_findings(reports: Path, *extra: str, **env: str) -> subprocess.Popen:
     side by side: most of a small model's run is Python, one core each, so together they take little more than
     the longest)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "pytest", "findings/", "-m", "smollm2", "-q", "--tb=line", "-p", "no:cacheprovider",
-         "--lens", "exact", "--reports", str(reports), *extra],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "findings/",
+            "-m",
+            "smollm2",
+            "-q",
+            "--tb=line",
+            "-p",
+            "no:cacheprovider",
+            "--lens",
+            "exact",
+            "--reports",
+            str(reports),
+            *extra,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env=os.environ | {"OMP_NUM_THREADS": "1"} | env,
     )
 
@@ -40,8 +58,12 @@ def finished(process: subprocess.Popen) -> subprocess.CompletedProcess:
 def differences(ours, theirs, where: str = "") -> tuple[float, list[str]]:
     """The largest difference between two runs' numbers, and where they differ otherwise (another verdict,
     another string, another shape), over two findings.json documents or any part of them."""
-    if isinstance(ours, bool) or isinstance(theirs, bool) or not isinstance(ours, (int, float)) \
-            or not isinstance(theirs, (int, float)):
+    if (
+        isinstance(ours, bool)
+        or isinstance(theirs, bool)
+        or not isinstance(ours, (int, float))
+        or not isinstance(theirs, (int, float))
+    ):
         if isinstance(ours, dict) and isinstance(theirs, dict):
             if ours.keys() != theirs.keys():
                 return 0.0, [f"{where}: keys {sorted(ours.keys() ^ theirs.keys())}"]
@@ -65,10 +87,21 @@ def smollm2_runs(tmp_path_factory, smollm2):  # smollm2: fetched and cached befo
     jobs = tmp_path_factory.mktemp("jobs")  # nothing kept by an earlier run answers for this one
     started = {
         "local": (start_findings(local, "-k", CAPITALS_WITHOUT_PATCHING), local),
-        "remote": (start_findings(remote, "-k", CAPITALS_WITHOUT_PATCHING, LENS_NDIF="simulate",
-                                  LENS_JOBS_DIR=str(jobs)), remote, jobs),
-        "perturbed": (start_findings(perturbed, "-p", "tests.perturb", "-k",
-                                     "snapshot and capitals] or convergence_depth and capitals-exact]"), perturbed),
+        "remote": (
+            start_findings(remote, "-k", CAPITALS_WITHOUT_PATCHING, LENS_NDIF="simulate", LENS_JOBS_DIR=str(jobs)),
+            remote,
+            jobs,
+        ),
+        "perturbed": (
+            start_findings(
+                perturbed,
+                "-p",
+                "tests.perturb",
+                "-k",
+                "snapshot and capitals] or convergence_depth and capitals-exact]",
+            ),
+            perturbed,
+        ),
     }
     return {name: (finished(process), *more) for name, (process, *more) in started.items()}
 
@@ -102,7 +135,11 @@ def test_the_report_shows_every_claim_and_resolves_every_figure(smollm2_run):
     assert "| smollm2, logit " in header and "gemma3" not in header
     links = re.findall(r"!\[[^\]]*\]\((figures/[^)]+)\)", report)
     assert sorted(Path(link).stem for link in links) == [
-        "smollm2-answer-by-depth", "smollm2-attention", "smollm2-fidelity-capitals-exact", "smollm2-logit-lens"]
+        "smollm2-answer-by-depth",
+        "smollm2-attention",
+        "smollm2-fidelity-capitals-exact",
+        "smollm2-logit-lens",
+    ]
     for link in links:
         png = (reports / link).read_bytes()
         assert png.startswith(b"\x89PNG") and len(png) > 10_000

@@ -35,22 +35,28 @@ def trace_after(model, kept):
     return read(model, residuals, [r.first for _, r in kept])
 
 
-SMOLLM2_CHAT = ("<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
-                "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n")
+SMOLLM2_CHAT = (
+    "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+    "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n"
+)
 """SmolLM2's chat template with its default system turn, written out: the reply's first token comes next."""
 
 
-@pytest.mark.parametrize("answer, token_id, token, n_tokens", [
-    # Ids from SmolLM2's vocabulary: with no space before it, "Berlin" is "Ber" + "lin" (" Berlin" is one
-    # token, 11452, but a reply does not start with a space); "Paris" is one token.
-    ("Berlin", 24726, "Ber", 2),
-    ("Paris", 38634, "Paris", 1),
-])
+@pytest.mark.parametrize(
+    "answer, token_id, token, n_tokens",
+    [
+        # Ids from SmolLM2's vocabulary: with no space before it, "Berlin" is "Ber" + "lin" (" Berlin" is one
+        # token, 11452, but a reply does not start with a space); "Paris" is one token.
+        ("Berlin", 24726, "Ber", 2),
+        ("Paris", 38634, "Paris", 1),
+    ],
+)
 def test_the_chat_form_reads_where_the_assistants_reply_begins(smollm2, answer, token_id, token, n_tokens):
     prompt = chat_prompt(smollm2.tokenizer, NOTES_FACT.qa)
     assert prompt == SMOLLM2_CHAT.format("Question: What is the capital of Germany? Answer:")
     assert answer_token(smollm2.tokenizer, prompt, answer) == AnswerToken(
-        text=answer, token_id=token_id, token=token, n_tokens=n_tokens, lead="")
+        text=answer, token_id=token_id, token=token, n_tokens=n_tokens, lead=""
+    )
 
 
 def test_no_answer_in_the_chat_form_starts_with_a_whitespace_token(smollm2):

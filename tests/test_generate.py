@@ -8,16 +8,19 @@ from lens.reads.generate import _continuation, continue_greedy
 from lens.tokens import spells
 
 
-@pytest.mark.parametrize("text, words, expected", [
-    (" Berlin.\n\nThe", ["Berlin"], "Berlin"),
-    (" berlin is", ["Berlin"], "Berlin"),            # case does not matter
-    (" Berliner Dom", ["Berlin"], None),             # a whole word, not a prefix
-    ("\n\nKiev is the", ["Kyiv", "Kiev"], "Kiev"),   # an alias, after a line break
-    (" 7.", ["7", "seven"], "7"),
-    (" 70", ["7"], None),
-    ("\n\nA: Germany", ["Berlin"], None),
-    ("", ["Berlin"], None),
-])
+@pytest.mark.parametrize(
+    "text, words, expected",
+    [
+        (" Berlin.\n\nThe", ["Berlin"], "Berlin"),
+        (" berlin is", ["Berlin"], "Berlin"),  # case does not matter
+        (" Berliner Dom", ["Berlin"], None),  # a whole word, not a prefix
+        ("\n\nKiev is the", ["Kyiv", "Kiev"], "Kiev"),  # an alias, after a line break
+        (" 7.", ["7", "seven"], "7"),
+        (" 70", ["7"], None),
+        ("\n\nA: Germany", ["Berlin"], None),
+        ("", ["Berlin"], None),
+    ],
+)
 def test_what_a_continuation_spells(text, words, expected):
     assert spells(text, words) == expected
 
@@ -74,15 +77,19 @@ def test_the_margin_is_the_narrowest_choice_among_the_tokens_that_decided_the_fi
     assert _continuation(tokenizer, "x", (), (0.2,)).margin == 0.2  # ended at once: the end token's choice
 
 
-@pytest.mark.parametrize("text, answers, expected", [
-    ("\n 11, which is", ["11"], 5),           # the lead, "1", "1", then "," ends the word and 11 is spelled
-    ("\n 11, which is", ["11, which"], 12),   # an answer of more words: until the character after it (letters)
-    ("\n 11, which is", ["7"], 5),            # departed from every answer once the word ended
-    ("\n 1", ["11"], None),                   # the word not ended yet
-    ("\n ", ["11"], None),                    # whitespace only
-])
+@pytest.mark.parametrize(
+    "text, answers, expected",
+    [
+        ("\n 11, which is", ["11"], 5),  # the lead, "1", "1", then "," ends the word and 11 is spelled
+        ("\n 11, which is", ["11, which"], 12),  # an answer of more words: until the character after it (letters)
+        ("\n 11, which is", ["7"], 5),  # departed from every answer once the word ended
+        ("\n 1", ["11"], None),  # the word not ended yet
+        ("\n ", ["11"], None),  # whitespace only
+    ],
+)
 def test_a_continuation_is_decided_once_its_first_word_ended_and_no_answer_is_still_possible(
-        tokenizer, text, answers, expected):
+    tokenizer, text, answers, expected
+):
     from lens.reads.generate import decided
 
     ids = tokenizer(text)["input_ids"]
@@ -101,6 +108,6 @@ def test_stopping_where_a_continuation_is_decided_changes_nothing_before_it(tiny
     got = continue_greedy(tiny_model, prompts, answers=answers)
     for whole, short, words in zip(full, got, answers):
         cut = decided(tiny_model.tokenizer, whole.ids, words)
-        assert short.ids == whole.ids[:cut] and short.margins == whole.margins[:cut if cut else len(whole.margins)]
+        assert short.ids == whole.ids[:cut] and short.margins == whole.margins[: cut if cut else len(whole.margins)]
         assert short.spells(words) == whole.spells(words) and short.margin == whole.margin
     assert sum(len(short.ids) < len(whole.ids) for short, whole in zip(got, full)) >= 2  # stopped early

@@ -42,8 +42,10 @@ def test_lens_imports_no_pytest_suite_or_findings():
 
 
 def test_the_public_api_is_every_name_lens_exports_imported_on_first_use():
-    code = ("import sys, lens; before = 'torch' in sys.modules; "
-            "print(before, all(getattr(lens, name) is not None for name in lens.__all__), 'torch' in sys.modules)")
+    code = (
+        "import sys, lens; before = 'torch' in sys.modules; "
+        "print(before, all(getattr(lens, name) is not None for name in lens.__all__), 'torch' in sys.modules)"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert done.stdout.strip() == "False True True"
 
@@ -101,8 +103,15 @@ def external(root: Path) -> dict[str, set[str]]:
 
 def layer(module: str) -> int:
     """The layer of a module: the one whose prefix matches it most closely."""
-    best = max(((len(prefix), i) for i, prefixes in enumerate(LAYERS) for prefix in prefixes
-                if module == prefix or module.startswith(prefix + ".")), default=None)
+    best = max(
+        (
+            (len(prefix), i)
+            for i, prefixes in enumerate(LAYERS)
+            for prefix in prefixes
+            if module == prefix or module.startswith(prefix + ".")
+        ),
+        default=None,
+    )
     assert best is not None, f"{module} is in no layer: add it to LAYERS"
     return best[1]
 
@@ -156,21 +165,28 @@ def test_no_layer_imports_one_above_it():
 
 
 def test_lens_imports_no_pytest_suite_or_findings_anywhere_in_its_code():
-    named = {m: found & {"pytest", "_pytest", "suite", "findings"} for m, found in external(ROOT).items()
-             if m == "lens" or m.startswith("lens.")}
+    named = {
+        m: found & {"pytest", "_pytest", "suite", "findings"}
+        for m, found in external(ROOT).items()
+        if m == "lens" or m.startswith("lens.")
+    }
     assert {m: found for m, found in named.items() if found} == {}
 
 
 def test_no_module_of_lens_is_over_400_lines():
-    long = {str(path.relative_to(ROOT)): n for path in (ROOT / "lens").rglob("*.py")
-            if (n := len(path.read_text().splitlines())) > 400}
+    long = {
+        str(path.relative_to(ROOT)): n
+        for path in (ROOT / "lens").rglob("*.py")
+        if (n := len(path.read_text().splitlines())) > 400
+    }
     assert long == {}
 
 
 def test_the_walk_finds_a_circle_and_an_upward_import_where_there_is_one():
     assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert upward({"lens.models.loader": {"lens.reads.trace"}, "lens.reads.trace": {"lens.models.model"}}) == [
-        ("lens.models.loader", "lens.reads.trace")]
+        ("lens.models.loader", "lens.reads.trace")
+    ]
 
 
 def test_the_walk_reads_a_package_import_as_its_submodule():

@@ -16,16 +16,18 @@ from lens.cli import main
 from lens.errors import LensError, NotRemote
 from lens.lenses.jacobian import jacobian_lens, published_entry, published_names
 from lens.lenses.lenses import JacobianLens
-from lens.lenses.registry import LENSES, lens_for
+from lens.lenses.registry import lens_for
 from lens.reads.trace import collect, read
 from lens.remote import simulated
 from tests.conftest import random_hf_model, random_model
 from tests.reference import assert_the_output_at_the_last_block
 
 PROMPTS = ["The capital of Germany is", "Question: What is the capital of France? Answer:"]
-CORPUS = ["Berlin is the capital of Germany. Rome is the capital of Italy.",
-          "Question: What is the capital of France? Answer: Paris",
-          "The capital of Germany is Berlin. The capital of France is Paris."]
+CORPUS = [
+    "Berlin is the capital of Germany. Rome is the capital of Italy.",
+    "Question: What is the capital of France? Answer: Paris",
+    "The capital of Germany is Berlin. The capital of France is Paris.",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -51,8 +53,10 @@ def save_like_the_reference(path, n_layers: int, d_model: int, seed: int = 0, **
     {"J": {block: float16 (d, d)}, "n_prompts", "source_layers", "d_model"}, one matrix per block but the last
     (random here, near the identity, so every block reads differently); `changes` override the payload."""
     g = torch.Generator().manual_seed(seed)
-    matrices = {layer: (torch.eye(d_model) + 0.3 * torch.randn(d_model, d_model, generator=g)).half()
-                for layer in range(n_layers - 1)}
+    matrices = {
+        layer: (torch.eye(d_model) + 0.3 * torch.randn(d_model, d_model, generator=g)).half()
+        for layer in range(n_layers - 1)
+    }
     payload = {"J": matrices, "n_prompts": 7, "source_layers": sorted(matrices), "d_model": d_model} | changes
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(payload, path)
@@ -65,7 +69,8 @@ def shape_of(model) -> tuple[int, int]:
 
 @pytest.mark.parametrize("arch", ["llama", "gemma2"])
 def test_an_artefact_reads_as_the_final_norm_and_unembedding_of_J_h_and_the_last_block_as_it_is(
-        request, tmp_path, arch):
+    request, tmp_path, arch
+):
     model = request.getfixturevalue(arch)
     matrices = save_like_the_reference(tmp_path / "lens.pt", *shape_of(model))
     lens = jacobian_lens(model, tmp_path)  # a folder with lens.pt, as TransformerLens's from_pretrained reads it
@@ -131,9 +136,17 @@ def test_a_fit_checkpoint_loads_as_its_mean(llama, tmp_path):
     """The reference's fit checkpoints (running sums over `n_done` prompts) load too: TransformerLens's `load`."""
     n_layers, d_model = shape_of(llama)
     matrices = save_like_the_reference(tmp_path / "a.pt", n_layers, d_model)
-    torch.save({"jacobian_sum": {layer: 4 * m for layer, m in matrices.items()}, "n_done": 4, "next_idx": 4,
-                "source_layers": sorted(matrices), "target_layer": n_layers - 1, "skip_first": 16},
-               tmp_path / "checkpoint.pt")
+    torch.save(
+        {
+            "jacobian_sum": {layer: 4 * m for layer, m in matrices.items()},
+            "n_done": 4,
+            "next_idx": 4,
+            "source_layers": sorted(matrices),
+            "target_layer": n_layers - 1,
+            "skip_first": 16,
+        },
+        tmp_path / "checkpoint.pt",
+    )
     resid = torch.randn(2, n_layers, d_model)
     from_checkpoint = jacobian_lens(llama, tmp_path / "checkpoint.pt").block_logits(llama, resid)
     from_artefact = jacobian_lens(llama, tmp_path / "a.pt").block_logits(llama, resid)
@@ -186,8 +199,11 @@ def test_the_published_lenses_are_transformer_lens_registrys_and_a_model_with_no
     repo, filename, revision = published_entry("Qwen/Qwen3-8B")  # a Hub id resolves through the aliases
     assert repo == "neuronpedia/jacobian-lens" and filename.startswith("qwen3-8b/") and len(revision) == 40
     assert published_entry("meta-llama/Meta-Llama-3-8B") is None  # Llama 3, not 3.1: none published
-    with pytest.raises(LensError, match=rf"^TransformerLens publishes no Jacobian lens for tiny-llama \(it does for "
-                                        rf"{len(names)} models, e.g. .*\): name one with 'hub:<name>' or give a file$"):
+    with pytest.raises(
+        LensError,
+        match=rf"^TransformerLens publishes no Jacobian lens for tiny-llama \(it does for "
+        rf"{len(names)} models, e.g. .*\): name one with 'hub:<name>' or give a file$",
+    ):
         jacobian_lens(llama)
     with pytest.raises(LensError, match="publishes no Jacobian lens for nobody/nothing"):
         jacobian_lens(llama, "hub:nobody/nothing")
@@ -212,11 +228,16 @@ def test_the_published_lens_is_fetched_from_the_pinned_commit_and_offline_says_s
     repo, filename, revision = published_entry("gemma-2-9b")
     with pytest.raises(LensError, match=r"^cannot reach the Hugging Face Hub for the Jacobian lens of gemma-2-9b"):
         jacobian_lens(llama, "hub:gemma-2-9b")
-    with pytest.raises(LensError, match=r"^TransformerLens's Jacobian lens for google/gemma-2-9b is not in the "
-                                        r"Hugging Face cache: fetch it once \(0\.0 GB\) with --jacobian-lens hub$"):
+    with pytest.raises(
+        LensError,
+        match=r"^TransformerLens's Jacobian lens for google/gemma-2-9b is not in the "
+        r"Hugging Face cache: fetch it once \(0\.0 GB\) with --jacobian-lens hub$",
+    ):
         jacobian_lens(replace(llama, spec=SimpleNamespace(name="gemma2", repo="google/gemma-2-9b")))
-    assert calls == [dict(repo_id=repo, filename=filename, revision=revision, local_files_only=False),
-                     dict(repo_id=repo, filename=filename, revision=revision, local_files_only=True)]
+    assert calls == [
+        dict(repo_id=repo, filename=filename, revision=revision, local_files_only=False),
+        dict(repo_id=repo, filename=filename, revision=revision, local_files_only=True),
+    ]
 
     def fetched(**kwargs):  # the Hub answering: the file as it would land in the Hugging Face cache
         save_like_the_reference(tmp_path / "hub" / kwargs["filename"], *shape_of(llama))
@@ -251,7 +272,8 @@ def test_the_command_traces_with_the_jacobian_lens_and_refuses_in_one_line(capsy
 
 
 def test_the_lens_models_toml_names_is_the_models_default_and_its_name_is_accepted_as_the_model(
-        llama, tmp_path, monkeypatch):
+    llama, tmp_path, monkeypatch
+):
     """models.toml's `jacobian_lens` (a registry name) is what the findings look for, in the cache only, saying
     `lens download` fetches it; an artefact fitted under that name reads for the model it is named for, and no
     other name does."""
@@ -262,8 +284,11 @@ def test_the_lens_models_toml_names_is_the_models_default_and_its_name_is_accept
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-hf-cache"))
     named = replace(llama, spec=HubModel(name="tiny", repo="org/tiny", jacobian_lens="qwen3-8b"))
-    with pytest.raises(LensError, match=r"^TransformerLens's Jacobian lens for qwen3-8b is not in the Hugging Face "
-                                        r"cache: fetch it once \(0\.0 GB\) with `lens download tiny`$"):
+    with pytest.raises(
+        LensError,
+        match=r"^TransformerLens's Jacobian lens for qwen3-8b is not in the Hugging Face "
+        r"cache: fetch it once \(0\.0 GB\) with `lens download tiny`$",
+    ):
         jacobian_lens(named)
     save_like_the_reference(tmp_path / "named.pt", *shape_of(llama), metadata={"model_name": "qwen3-8b"})
     assert jacobian_lens(named, tmp_path / "named.pt").n_layers == llama.n_layers

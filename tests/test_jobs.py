@@ -52,8 +52,10 @@ class Queue:
 
 
 def batches(n: int) -> list[jobs.Job]:
-    return [jobs.Job("lens", {"input_ids": torch.tensor([[i, 1, 2]])}, {"top_k": 5}, prompts=16, bytes_back=30_000)
-            for i in range(n)]
+    return [
+        jobs.Job("lens", {"input_ids": torch.tensor([[i, 1, 2]])}, {"top_k": 5}, prompts=16, bytes_back=30_000)
+        for i in range(n)
+    ]
 
 
 @pytest.fixture(autouse=True)
@@ -66,8 +68,9 @@ def test_every_job_comes_back_in_order_with_an_estimate_first_and_a_line_each():
     results = jobs.run(Queue(polls=3), batches(6), "the lens over 96 prompts", out=out)
     assert [int(r["first"]) for r in results] == list(range(6))
     lines = out.getvalue().splitlines()
-    assert lines[0] == ("m on NDIF: the lens over 96 prompts: 96 prompts in 6 jobs; about 12.0 KB to send and "
-                        "175.8 KB to come back")
+    assert lines[0] == (
+        "m on NDIF: the lens over 96 prompts: 96 prompts in 6 jobs; about 12.0 KB to send and 175.8 KB to come back"
+    )
     assert len(lines) == 7 and all("m on NDIF: the lens over 96 prompts: job " in line for line in lines[1:])
     assert lines[-1].startswith("m on NDIF: the lens over 96 prompts: job 6/6 back after ")
 
@@ -126,9 +129,12 @@ def age(note, hours: float) -> None:
 def test_other_code_or_other_inputs_are_other_jobs():
     job = batches(1)[0]
     assert job.key("test/m@w", "code-1") == batches(1)[0].key("test/m@w", "code-1")
-    others = [job.key("test/m@w", "code-2"), job.key("test/other@w", "code-1"),
-              jobs.Job("lens", job.inputs, {"top_k": 6}).key("test/m@w", "code-1"),
-              jobs.Job("lens", {"input_ids": torch.tensor([[0, 1, 3]])}, {"top_k": 5}).key("test/m@w", "code-1")]
+    others = [
+        job.key("test/m@w", "code-2"),
+        job.key("test/other@w", "code-1"),
+        jobs.Job("lens", job.inputs, {"top_k": 6}).key("test/m@w", "code-1"),
+        jobs.Job("lens", {"input_ids": torch.tensor([[0, 1, 3]])}, {"top_k": 5}).key("test/m@w", "code-1"),
+    ]
     assert len({job.key("test/m@w", "code-1"), *others}) == 5
 
 
@@ -187,14 +193,26 @@ def test_jobs_go_to_ndif_without_waiting_and_are_polled_through_every_status(tin
         assert a == b
 
 
-@pytest.mark.parametrize("fault, link, said", [
-    ("drop", [200], r"cannot reach NDIF at http://127\.0\.0\.1:\d+ \(.+\): check the network connection"),
-    (503, [200], r"NDIF at http://127\.0\.0\.1:\d+ answered 503 Service Unavailable while job job-1 was polled: "
-                 r"try again later \(https://discuss\.ndif\.us\)"),
-    ("COMPLETED", [403, 200], r"the link to the result of job job-1 was refused \(403 Forbidden\): NDIF keeps a "
-                              r"result 2 hours after its job completes, though it completed less than 2 hours ago: "
-                              r"run again to ask for it again"),
-], ids=["connection-lost", "5xx", "link-refused"])
+@pytest.mark.parametrize(
+    "fault, link, said",
+    [
+        ("drop", [200], r"cannot reach NDIF at http://127\.0\.0\.1:\d+ \(.+\): check the network connection"),
+        (
+            503,
+            [200],
+            r"NDIF at http://127\.0\.0\.1:\d+ answered 503 Service Unavailable while job job-1 was polled: "
+            r"try again later \(https://discuss\.ndif\.us\)",
+        ),
+        (
+            "COMPLETED",
+            [403, 200],
+            r"the link to the result of job job-1 was refused \(403 Forbidden\): NDIF keeps a "
+            r"result 2 hours after its job completes, though it completed less than 2 hours ago: "
+            r"run again to ask for it again",
+        ),
+    ],
+    ids=["connection-lost", "5xx", "link-refused"],
+)
 def test_a_failure_while_polling_leaves_the_note_and_the_rerun_fetches_the_same_job(tiny, fault, link, said):
     model, expected = tiny
     with FakeNDIF(statuses=["QUEUED", fault, "COMPLETED"], link=link) as fake:
@@ -203,8 +221,11 @@ def test_a_failure_while_polling_leaves_the_note_and_the_rerun_fetches_the_same_
             far.grid(PROMPT)
         line = str(stopped.value)
         assert "\n" not in line and "API key" not in line
-        assert re.fullmatch(said + r" \(1 job sent to NDIF is noted: the next run fetches them by their id, "
-                                   r"without sending them again\)", line), line
+        assert re.fullmatch(
+            said + r" \(1 job sent to NDIF is noted: the next run fetches them by their id, "
+            r"without sending them again\)",
+            line,
+        ), line
         (note,) = jobs_dir_files(far, "*.job")
         assert jobs._noted(note).job_id == "job-1"
         assert same(far.grid(PROMPT), expected)  # the rerun
@@ -235,8 +256,10 @@ def test_a_result_whose_link_may_have_expired_is_sent_again_in_the_same_run(tiny
         with contextlib.redirect_stderr(out):
             assert same(far.grid(PROMPT), expected)
     assert [r["id"] for r in fake.requests] == ["job-1", "job-2"] and fake.downloads == {"job-1": 1, "job-2": 1}
-    assert ("tiny-llama on NDIF: the logit-lens grid: job 1/1 came back without its result, which NDIF keeps 2 "
-            "hours after a job completes: sending it again") in out.getvalue().splitlines()
+    assert (
+        "tiny-llama on NDIF: the logit-lens grid: job 1/1 came back without its result, which NDIF keeps 2 "
+        "hours after a job completes: sending it again"
+    ) in out.getvalue().splitlines()
 
 
 def test_a_job_ndif_has_no_record_of_ends_in_one_line_and_is_sent_again_by_the_next_run(tiny, monkeypatch):
@@ -245,8 +268,11 @@ def test_a_job_ndif_has_no_record_of_ends_in_one_line_and_is_sent_again_by_the_n
     model, expected = tiny
     with FakeNDIF(statuses={"job-1": [404]}) as fake:
         far = on(fake, model)
-        with pytest.raises(LensError, match=r"^NDIF has no record of job job-1 \(404 for 0 s\): run again to send "
-                                            r"it again$"):
+        with pytest.raises(
+            LensError,
+            match=r"^NDIF has no record of job job-1 \(404 for 0 s\): run again to send "
+            r"it again$",
+        ):
             far.grid(PROMPT)
         assert not jobs_dir_files(far, "*.job")
         assert same(far.grid(PROMPT), expected)
@@ -258,8 +284,11 @@ def test_polling_has_a_deadline_after_which_the_job_stays_noted(tiny, monkeypatc
     monkeypatch.setattr(jobs, "DEADLINE_SECONDS", 0.0)
     with FakeNDIF(statuses=["QUEUED", "COMPLETED"]) as fake:
         far = on(fake, model)
-        with pytest.raises(LensError, match=r"^job job-1 is not back from NDIF after 0 s: run again later to fetch "
-                                            r"it \(1 job sent to NDIF is noted"):
+        with pytest.raises(
+            LensError,
+            match=r"^job job-1 is not back from NDIF after 0 s: run again later to fetch "
+            r"it \(1 job sent to NDIF is noted",
+        ):
             far.grid(PROMPT)
         monkeypatch.setattr(jobs, "DEADLINE_SECONDS", 3600.0)
         assert same(far.grid(PROMPT), expected)
@@ -273,8 +302,9 @@ def test_a_job_ndif_failed_is_told_by_its_exception_and_sent_again_by_the_next_r
         far = on(fake, model)
         with pytest.raises(jobs.JobFailed) as refused:
             far.grid(PROMPT)
-        assert str(refused.value) == ("NDIF could not run tiny-llama: RuntimeError: CUDA out of memory. Tried to "
-                                      "allocate 2.00 GiB")
+        assert str(refused.value) == (
+            "NDIF could not run tiny-llama: RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB"
+        )
         assert not jobs_dir_files(far, "*.job")
         assert same(far.grid(PROMPT), expected)
     assert [r["id"] for r in fake.requests] == ["job-1", "job-2"]

@@ -50,12 +50,12 @@ def test_the_logit_and_raw_lenses_are_read_on_ndif_the_others_are_refused_there(
 def example() -> tuple[str, str]:
     """CONTRIBUTING.md's worked example: the lens's module and its registry line."""
     text = (ROOT / "CONTRIBUTING.md").read_text()
-    section = text[text.index("## Add a lens"):text.index("## Add a model")]
+    section = text[text.index("## Add a lens") : text.index("## Add a model")]
     module, line = re.findall(r"```python\n(.*?)```", section, re.S)
     return module, line.rstrip("\n")
 
 
-SCRIPT = '''
+SCRIPT = """
 import importlib.util, sys
 import lens.lenses
 lens.lenses.__path__.append(sys.argv[1])  # the example's module, as if it were lens/lenses/centered.py
@@ -91,14 +91,27 @@ except NotRemote:
 else:
     raise AssertionError("a lens read here was read on NDIF")
 print("read through", traced.lens)
-'''
+"""
 
 
 def test_a_new_lens_is_its_module_and_one_registry_line(tmp_path, tiny_tokenizer):
     module, line = example()
     assert line.strip().startswith('LensKind("centered"') and len(line.splitlines()) == 1
     (tmp_path / "centered.py").write_text(module)
-    done = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path), str(ROOT / "lens" / "lenses" / "registry.py"),
-                           line, str(tiny_tokenizer)], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            SCRIPT,
+            str(tmp_path),
+            str(ROOT / "lens" / "lenses" / "registry.py"),
+            line,
+            str(tiny_tokenizer),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == "read through centered"

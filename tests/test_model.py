@@ -31,14 +31,28 @@ def here_and_there(tiny_tokenizer):
 
 
 def test_a_model_here_and_one_on_ndif_answer_every_member_of_the_protocol(here_and_there):
-    assert members() >= {"name", "n_layers", "n_ctx", "softcap", "tokenizer", "device", "dtype", "weights_id",
-                         "spot_checks", "runs_through"}
+    assert members() >= {
+        "name",
+        "n_layers",
+        "n_ctx",
+        "softcap",
+        "tokenizer",
+        "device",
+        "dtype",
+        "weights_id",
+        "spot_checks",
+        "runs_through",
+    }
     for model in here_and_there:
         missing = [name for name in members() if not hasattr(model, name)]
         assert missing == [], f"{type(model).__name__} lacks {missing}"
     here, there = here_and_there
-    assert (here.name, here.n_layers, here.n_ctx, here.softcap) == (there.name, there.n_layers, there.n_ctx,
-                                                                     there.softcap)
+    assert (here.name, here.n_layers, here.n_ctx, here.softcap) == (
+        there.name,
+        there.n_layers,
+        there.n_ctx,
+        there.softcap,
+    )
     assert here.runs_through("bridge") == "bridge" and there.runs_through("bridge") == "nnsight"
     assert there.spot_checks is False  # nothing runs here to check against the CPU
 
@@ -53,13 +67,18 @@ def test_a_read_that_needs_the_models_modules_here_says_so_in_one_line(here_and_
 
     _, there = here_and_there
     with pytest.raises(NotRemote, match="runs on NDIF: its modules are not here"):
-        there.bridge
+        _ = there.bridge
 
 
 def test_no_module_outside_the_remote_package_asks_a_model_whether_it_is_remote():
     root = Path(__file__).parent.parent
     asks = re.compile(r"""getattr\([^)]*["']remote["']|\bmodel\.remote\b|\.remote\s*(is|==)""")
-    found = [f"{path.relative_to(root)}:{n}" for folder in ("lens", "suite", "findings")
-             for path in (root / folder).rglob("*.py") if "remote" not in path.relative_to(root).parts[1:2]
-             for n, line in enumerate(path.read_text().splitlines(), 1) if asks.search(line)]
+    found = [
+        f"{path.relative_to(root)}:{n}"
+        for folder in ("lens", "suite", "findings")
+        for path in (root / folder).rglob("*.py")
+        if "remote" not in path.relative_to(root).parts[1:2]
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if asks.search(line)
+    ]
     assert found == []

@@ -40,8 +40,7 @@ def test_load_offloads_by_the_planned_size_against_the_memory_free_now(tiny_fold
 
 @pytest.mark.slow
 def test_smollm2_offloaded_mostly_to_disk_gives_the_in_memory_lens(smollm2, tmp_path):
-    offloaded = load("smollm2", device="cpu", offload=True, max_memory={"cpu": "250MB"},
-                     offload_folder=tmp_path)
+    offloaded = load("smollm2", device="cpu", offload=True, max_memory={"cpu": "250MB"}, offload_folder=tmp_path)
     placement = Counter(offloaded.hf_model.hf_device_map.values())
     assert offloaded.offloaded and placement["disk"] > placement["cpu"] > 0
     # Disk-offloaded weights are not in memory: accelerate reads them from the checkpoint per call.

@@ -23,7 +23,9 @@ def one_patch(twin, tokenizer, layer, position, answer_id):
     corrupt = tokenizer([CORRUPT], return_tensors="pt")
     store = {}
     block = twin.model.layers[layer]
-    handle = block.register_forward_hook(lambda m, i, o: store.setdefault("clean", (o[0] if isinstance(o, tuple) else o).clone()))
+    handle = block.register_forward_hook(
+        lambda m, i, o: store.setdefault("clean", (o[0] if isinstance(o, tuple) else o).clone())
+    )
     with torch.inference_mode():
         p_clean = twin(**clean).logits[0, -1].softmax(-1)[answer_id]
     handle.remove()

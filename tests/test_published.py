@@ -24,8 +24,11 @@ from lens.lenses.tuned import CONFIG, PARAMS
 from lens.models.registry import HubModel, PublishedTuned, registry
 from tests.conftest import random_hf_model, random_model
 
-ENTRY = PublishedTuned(repo="someone/tuned-lenses", path="tuned-lens--tiny-llama--pile-val",
-                       trained="by someone on the Pile validation split")
+ENTRY = PublishedTuned(
+    repo="someone/tuned-lenses",
+    path="tuned-lens--tiny-llama--pile-val",
+    trained="by someone on the Pile validation split",
+)
 REPO = "tiny-org/Tiny-Llama"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -66,8 +69,15 @@ def save_published(folder, model, base_model: str = REPO, seed: int = 3) -> torc
         torch.nn.init.normal_(t.bias, std=0.3)
     folder.mkdir(parents=True, exist_ok=True)
     torch.save(translators.state_dict(), folder / PARAMS)
-    config = {"base_model_name_or_path": base_model, "d_model": d, "num_hidden_layers": n, "bias": True,
-              "base_model_revision": None, "unembed_hash": "x", "lens_type": "linear_tuned_lens"}
+    config = {
+        "base_model_name_or_path": base_model,
+        "d_model": d,
+        "num_hidden_layers": n,
+        "bias": True,
+        "base_model_revision": None,
+        "unembed_hash": "x",
+        "lens_type": "linear_tuned_lens",
+    }
     (folder / CONFIG).write_text(json.dumps(config))
     return translators
 
@@ -75,6 +85,7 @@ def save_published(folder, model, base_model: str = REPO, seed: int = 3) -> torc
 @pytest.fixture
 def no_training(monkeypatch):
     """lens_for may not train: any call fails the test."""
+
     def refuse(*args, **kwargs):
         raise AssertionError("lens_for trained a tuned lens where a published one is here")
 
@@ -82,12 +93,15 @@ def no_training(monkeypatch):
 
 
 def test_a_published_folder_is_preferred_over_training_and_reads_as_its_saved_params(
-        llama, tmp_path, monkeypatch, no_training):
+    llama, tmp_path, monkeypatch, no_training
+):
     translators = save_published(tmp_path / "published" / ENTRY.repo / ENTRY.path, llama)
     monkeypatch.setenv(PUBLISHED_DIR, str(tmp_path / "published"))
     lens = model_findings.lens_for(llama, "tuned")
-    assert lens.source == ("published: someone/tuned-lenses/tuned-lens--tiny-llama--pile-val (tuned-lens, "
-                           "KL-trained; by someone on the Pile validation split)")
+    assert lens.source == (
+        "published: someone/tuned-lenses/tuned-lens--tiny-llama--pile-val (tuned-lens, "
+        "KL-trained; by someone on the Pile validation split)"
+    )
     twin = random_hf_model("llama", llama.tokenizer)  # the same weights (seed 0), no bridge around them
     torch.manual_seed(1)
     resid = torch.randn(3, llama.n_layers, int(llama.bridge.cfg.d_model))
@@ -113,12 +127,15 @@ def hf_cache_copy(tmp_path, model, entry: PublishedTuned, commit: str = COMMIT) 
 
 @pytest.mark.parametrize("repo_type", ["model", "space"])
 def test_a_published_lens_in_the_hugging_face_cache_is_found_offline_at_its_revision(
-        llama, tmp_path, repo_type, no_training):
+    llama, tmp_path, repo_type, no_training
+):
     entry = replace(ENTRY, repo_type=repo_type)
     assert local_folder(entry) is None
     hf_cache_copy(tmp_path, llama, entry)
-    assert local_folder(entry) == tmp_path / "hf-cache" / f"{repo_type}s--someone--tuned-lenses" / "snapshots" / \
-        COMMIT / entry.path
+    assert (
+        local_folder(entry)
+        == tmp_path / "hf-cache" / f"{repo_type}s--someone--tuned-lenses" / "snapshots" / COMMIT / entry.path
+    )
     assert local_folder(replace(entry, revision=COMMIT)) == local_folder(entry)
     assert local_folder(replace(entry, revision="f" * 40)) is None  # another commit than models.toml pins
     lens = model_findings.lens_for(replace(llama, spec=replace(llama.spec, tuned_lens=entry)), "tuned")
@@ -137,8 +154,10 @@ def test_a_named_lens_that_is_not_here_falls_back_to_training_with_a_one_line_no
     lens = model_findings.lens_for(llama, "tuned")
     assert trained == ["tiny-llama"]
     notes = [line for line in capsys.readouterr().err.splitlines() if "published" in line]
-    assert notes == [f"tiny-llama's published tuned lens ({ENTRY.where}) is not here: training one here instead "
-                     "(fetch it with `lens download tiny-llama`)"]
+    assert notes == [
+        f"tiny-llama's published tuned lens ({ENTRY.where}) is not here: training one here instead "
+        "(fetch it with `lens download tiny-llama`)"
+    ]
     assert lens.source.startswith(f"trained here: {train.RECIPE}, ") and " tokens of " in lens.source
 
 
@@ -161,13 +180,16 @@ def broken_copies(root, model) -> dict[str, str]:
     torch.save(state, root / "short" / PARAMS)
     cases["short"] = "translator 2's bias is missing"
     save_published(root / "v0.3", model, base_model="tiny-org/Tiny-Llama-v0.3")  # same shape, other weights
-    cases["v0.3"] = (r"was trained for tiny-org/Tiny-Llama-v0.3, not tiny-llama \(tiny-org/Tiny-Llama\): name a lens "
-                     "for tiny-org/Tiny-Llama in models.toml")
+    cases["v0.3"] = (
+        r"was trained for tiny-org/Tiny-Llama-v0.3, not tiny-llama \(tiny-org/Tiny-Llama\): name a lens "
+        "for tiny-org/Tiny-Llama in models.toml"
+    )
     return cases
 
 
 def test_a_broken_copy_or_a_lens_for_other_weights_is_refused_in_one_line_and_nothing_is_trained(
-        llama, tmp_path, monkeypatch, no_training):
+    llama, tmp_path, monkeypatch, no_training
+):
     root = tmp_path / "published" / ENTRY.repo
     monkeypatch.setenv(PUBLISHED_DIR, str(tmp_path / "published"))
     for path, message in broken_copies(root, llama).items():
@@ -178,7 +200,8 @@ def test_a_broken_copy_or_a_lens_for_other_weights_is_refused_in_one_line_and_no
 
 
 def test_a_lens_trained_from_a_local_copy_of_the_same_repo_is_not_taken_for_another_models(
-        llama, tmp_path, monkeypatch, no_training):
+    llama, tmp_path, monkeypatch, no_training
+):
     save_published(tmp_path / "published" / ENTRY.repo / ENTRY.path, llama, base_model="/scratch/hf/Tiny-Llama/")
     monkeypatch.setenv(PUBLISHED_DIR, str(tmp_path / "published"))
     assert model_findings.lens_for(llama, "tuned").source.startswith("published: ")
@@ -202,19 +225,26 @@ def test_fetching_asks_the_hub_where_models_toml_says_and_offline_says_what_it_m
     calls = spy_on_the_hub(monkeypatch)
     spec = registry()["qwen3"]
     line = fetch_published(spec)
-    assert line == (f"qwen3: could not fetch its tuned lens ({spec.tuned_lens.where}) and its Jacobian lens "
-                    f"({spec.jacobian_lens}) (no network, or HF_HUB_OFFLINE=1 is set); the findings train its tuned "
-                    "lens here and skip its Jacobian-lens verdicts meanwhile: run `lens download qwen3` again to "
-                    "fetch it")
+    assert line == (
+        f"qwen3: could not fetch its tuned lens ({spec.tuned_lens.where}) and its Jacobian lens "
+        f"({spec.jacobian_lens}) (no network, or HF_HUB_OFFLINE=1 is set); the findings train its tuned "
+        "lens here and skip its Jacobian-lens verdicts meanwhile: run `lens download qwen3` again to "
+        "fetch it"
+    )
     repo, filename, revision = published_entry(spec.jacobian_lens)
-    assert calls == [((spec.tuned_lens.repo, CONFIG), dict(subfolder=spec.tuned_lens.path, repo_type="model",
-                                                           revision=None)),
-                     ((), dict(repo_id=repo, filename=filename, revision=revision))]
+    assert calls == [
+        ((spec.tuned_lens.repo, CONFIG), dict(subfolder=spec.tuned_lens.path, repo_type="model", revision=None)),
+        ((), dict(repo_id=repo, filename=filename, revision=revision)),
+    ]
     calls.clear()
     llama3 = registry()["llama3"]
     assert "could not fetch its tuned lens" in fetch_published(llama3)
-    assert calls == [((llama3.tuned_lens.repo, CONFIG), dict(subfolder="lens/meta-llama/Meta-Llama-3-8B",
-                                                             repo_type="space", revision=llama3.tuned_lens.revision))]
+    assert calls == [
+        (
+            (llama3.tuned_lens.repo, CONFIG),
+            dict(subfolder="lens/meta-llama/Meta-Llama-3-8B", repo_type="space", revision=llama3.tuned_lens.revision),
+        )
+    ]
 
 
 def test_a_fetched_lens_is_not_fetched_again_and_counts_as_here(llama, tmp_path, monkeypatch):
@@ -222,19 +252,23 @@ def test_a_fetched_lens_is_not_fetched_again_and_counts_as_here(llama, tmp_path,
     spec = HubModel(name="tiny-llama", repo=REPO, tuned_lens=ENTRY)
     assert fetch_published(spec) is None  # offline, from the cache: nothing missed
     assert fetch_published(HubModel(name="other", repo="org/other")) == (
-        "other: models.toml names no published lens for it (the findings train its tuned lens here)")
+        "other: models.toml names no published lens for it (the findings train its tuned lens here)"
+    )
     assert fetch_published(HubModel(name="other", repo="org/other"), quiet=True) is None
 
 
 def test_download_fetches_each_models_lenses_and_goes_on_offline(capsys, monkeypatch):
     fetched = []
-    monkeypatch.setattr("lens.models.fetch.fetch_from_hub", lambda repo, quiet: fetched.append(repo))  # the weights: here
+    monkeypatch.setattr(
+        "lens.models.fetch.fetch_from_hub", lambda repo, quiet: fetched.append(repo)
+    )  # the weights: here
     status = main(["download", "llama3", "mistral", "qwen3"])
     out, err = capsys.readouterr()
     assert status == 0 and out == "" and fetched == [registry()[n].repo for n in ("llama3", "mistral", "qwen3")]
     lines = err.splitlines()
     assert [line.split(":")[1].strip() for line in lines] == ["llama3", "mistral", "qwen3"]
     assert lines[0].startswith("lens: llama3: could not fetch its tuned lens (AlignmentResearch/tuned-lens/lens/")
-    assert lines[1] == ("lens: mistral: models.toml names no published lens for it (the findings train its tuned "
-                        "lens here)")
+    assert lines[1] == (
+        "lens: mistral: models.toml names no published lens for it (the findings train its tuned lens here)"
+    )
     assert lines[2].startswith("lens: qwen3: could not fetch its tuned lens (") and "and its Jacobian lens" in lines[2]

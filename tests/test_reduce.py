@@ -95,10 +95,16 @@ def test_a_prompt_of_an_80_block_model_comes_back_in_at_most_32_kb(tiny_tokenize
     from tests.conftest import SIZES
 
     tokenizer = hf.AutoTokenizer.from_pretrained(tiny_tokenizer)
-    config = hf.LlamaConfig(vocab_size=len(tokenizer), bos_token_id=0, eos_token_id=1, pad_token_id=2,
-                            **{**SIZES, "num_hidden_layers": 80})
-    deep = wrap(LocalFolder(name="deep", path=tiny_tokenizer), hf.AutoModelForCausalLM.from_config(config),
-                tokenizer, device="cpu", weights_id="random")
+    config = hf.LlamaConfig(
+        vocab_size=len(tokenizer), bos_token_id=0, eos_token_id=1, pad_token_id=2, **{**SIZES, "num_hidden_layers": 80}
+    )
+    deep = wrap(
+        LocalFolder(name="deep", path=tiny_tokenizer),
+        hf.AutoModelForCausalLM.from_config(config),
+        tokenizer,
+        device="cpu",
+        weights_id="random",
+    )
     prompts = [f"The capital of Germany is{' the' * i}" for i in range(16)]
 
     def token(i: int) -> AnswerToken:
@@ -106,8 +112,7 @@ def test_a_prompt_of_an_80_block_model_comes_back_in_at_most_32_kb(tiny_tokenize
 
     answers = [token(300 + i) for i in range(16)]
     watch = [[token(10 * i + k) for k in range(16)] for i in range(16)]  # with the answer: 17
-    wanted = Wanted(answers=answers, lenses={"exact": watch, "raw": None},
-                    output_ids=[list(range(100, 165))] * 16)
+    wanted = Wanted(answers=answers, lenses={"exact": watch, "raw": None}, output_ids=[list(range(100, 165))] * 16)
     remote = simulated(deep)
     collect(remote, prompts, leads=[[]] * 16, backend="nnsight", wanted=wanted)
     (kept,) = jobs.jobs_dir(remote.identity).glob("lens-*.pt")

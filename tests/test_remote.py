@@ -55,8 +55,9 @@ def connect_to(tiny_tokenizer, monkeypatch):
 
     def connect(repo: str, canonical: str, *entries: ndif.Entry) -> remote.RemoteModel:
         payload = ndif.status(*entries, *RUNNING_ELSEWHERE)
-        monkeypatch.setattr(httpx, "get", lambda url, **kw: httpx.Response(200, json=payload,
-                                                                           request=httpx.Request("GET", url)))
+        monkeypatch.setattr(
+            httpx, "get", lambda url, **kw: httpx.Response(200, json=payload, request=httpx.Request("GET", url))
+        )
         monkeypatch.setitem(id_cache, repo, canonical)  # what the Hub answers nnsight for `repo`
         return remote.connect(repo)
 
@@ -73,23 +74,35 @@ def test_a_model_ndif_runs_for_every_key_is_accepted_under_the_hubs_spelling(con
 @pytest.mark.parametrize(
     "entries, message",
     [
-        ([ndif.hot("test/m", dedicated=False)],
-         'NDIF runs test/m now but not as a dedicated model, which it refuses to an ordinary API key ("Model is not '
-         'dedicated and hotswapping is not supported for this API key"): see https://nnsight.net/status/ for when '
-         "it is scheduled, or set NDIF_HOTSWAPPING=1 if your key has hotswapping access"),
-        ([ndif.hot("test/m", state="DEPLOYING")],
-         "NDIF lists test/m but it is not running now (HOT, DEPLOYING): try again in a few minutes"),
-        ([ndif.hot("test/m", state="UNHEALTHY")],
-         "NDIF lists test/m but it is not running now (HOT, UNHEALTHY): try again later (https://discuss.ndif.us)"),
-        ([ndif.warm("test/m")],
-         "NDIF lists test/m but it is not running now (WARM): see https://nnsight.net/status/ for when it is "
-         "scheduled (running now: other/served)"),
-        ([ndif.cold("test/m")],
-         "NDIF lists test/m but it is not running now (COLD): see https://nnsight.net/status/ for when it is "
-         "scheduled (running now: other/served)"),
-        ([ndif.hot("test/m", task="text-classification")],
-         "NDIF runs test/m only as TransformersModel for text-classification, not as TransformersModel for "
-         "text-generation that nnsight sends: run it here instead"),
+        (
+            [ndif.hot("test/m", dedicated=False)],
+            'NDIF runs test/m now but not as a dedicated model, which it refuses to an ordinary API key ("Model is not '
+            'dedicated and hotswapping is not supported for this API key"): see https://nnsight.net/status/ for when '
+            "it is scheduled, or set NDIF_HOTSWAPPING=1 if your key has hotswapping access",
+        ),
+        (
+            [ndif.hot("test/m", state="DEPLOYING")],
+            "NDIF lists test/m but it is not running now (HOT, DEPLOYING): try again in a few minutes",
+        ),
+        (
+            [ndif.hot("test/m", state="UNHEALTHY")],
+            "NDIF lists test/m but it is not running now (HOT, UNHEALTHY): try again later (https://discuss.ndif.us)",
+        ),
+        (
+            [ndif.warm("test/m")],
+            "NDIF lists test/m but it is not running now (WARM): see https://nnsight.net/status/ for when it is "
+            "scheduled (running now: other/served)",
+        ),
+        (
+            [ndif.cold("test/m")],
+            "NDIF lists test/m but it is not running now (COLD): see https://nnsight.net/status/ for when it is "
+            "scheduled (running now: other/served)",
+        ),
+        (
+            [ndif.hot("test/m", task="text-classification")],
+            "NDIF runs test/m only as TransformersModel for text-classification, not as TransformersModel for "
+            "text-generation that nnsight sends: run it here instead",
+        ),
         ([], "NDIF does not host test/m: only the models NDIF runs now run there (now: other/served)"),
     ],
     ids=["not-dedicated", "deploying", "unhealthy", "warm", "cold", "other-task", "absent"],
@@ -104,8 +117,10 @@ def test_a_model_listed_under_another_spelling_than_the_hubs_is_refused(connect_
     # nnsight sends the Hub's spelling: a deployment under the one typed is not the one NDIF would run.
     with pytest.raises(LensError) as refused:
         connect_to("old-org/m", "test/m", ndif.hot("old-org/m"))
-    assert str(refused.value) == ("NDIF does not host test/m (the Hub's name for old-org/m): only the models NDIF "
-                                  "runs now run there (now: old-org/m, other/served)")
+    assert str(refused.value) == (
+        "NDIF does not host test/m (the Hub's name for old-org/m): only the models NDIF "
+        "runs now run there (now: old-org/m, other/served)"
+    )
 
 
 def test_a_key_with_hotswapping_access_is_not_held_to_what_runs_now(connect_to, monkeypatch):
@@ -117,8 +132,16 @@ def test_a_key_with_hotswapping_access_is_not_held_to_what_runs_now(connect_to, 
 
 
 def an_ndif_model(repo: str = "test/m") -> remote.RemoteModel:
-    return remote.RemoteModel(spec=HubModel(name="m", repo=repo), repo=repo, nn=None, tokenizer=None, n_layers=1,
-                              n_ctx=1, softcap=None, host=HOST)
+    return remote.RemoteModel(
+        spec=HubModel(name="m", repo=repo),
+        repo=repo,
+        nn=None,
+        tokenizer=None,
+        n_layers=1,
+        n_ctx=1,
+        softcap=None,
+        host=HOST,
+    )
 
 
 def test_a_server_error_is_told_by_its_exception_not_by_its_traceback():
@@ -156,8 +179,10 @@ def test_an_nnsight_older_than_ndifs_is_told_with_both_versions():
     from nnsight.intervention.backends.remote import RemoteError
 
     line = str(explain(RemoteError(ndif.too_old("0.8.1", "0.9.0")), "test/m", HOST))
-    assert line == ("NDIF needs nnsight >= 0.9.0 (this environment has 0.8.1): try it with "
-                    "`./run upgrade-check nnsight==0.9.0`, then keep it with `./run upgrade-check --take`")
+    assert line == (
+        "NDIF needs nnsight >= 0.9.0 (this environment has 0.8.1): try it with "
+        "`./run upgrade-check nnsight==0.9.0`, then keep it with `./run upgrade-check --take`"
+    )
 
 
 def test_a_hub_failure_as_the_trace_starts_is_told_as_the_hubs(tiny_tokenizer, monkeypatch):
@@ -172,18 +197,29 @@ def test_a_hub_failure_as_the_trace_starts_is_told_as_the_hubs(tiny_tokenizer, m
 
     model = random_model("llama", tiny_tokenizer)
     model.hf_model.name_or_path = "test/hubless"
-    monkeypatch.delitem(importlib.import_module("nnsight.modeling.huggingface")._ID_CACHE, "test/hubless",
-                        raising=False)
+    monkeypatch.delitem(
+        importlib.import_module("nnsight.modeling.huggingface")._ID_CACHE, "test/hubless", raising=False
+    )
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
     host = f"http://127.0.0.1:{_closed_port()}"
     monkeypatch.setattr(CONFIG.API, "HOST", host)
     monkeypatch.setattr(CONFIG.API, "APIKEY", "dummy")
-    far = remote.RemoteModel(spec=HubModel(name="hubless", repo="test/hubless"), repo="test/hubless",
-                             nn=nnsight_model(model), tokenizer=model.tokenizer, n_layers=model.n_layers,
-                             n_ctx=model.n_ctx, softcap=None, host=host)
-    with pytest.raises(LensError, match=r"^cannot reach the Hugging Face Hub to name test/hubless to NDIF \(.+\): "
-                                        r"check the network connection$"):
+    far = remote.RemoteModel(
+        spec=HubModel(name="hubless", repo="test/hubless"),
+        repo="test/hubless",
+        nn=nnsight_model(model),
+        tokenizer=model.tokenizer,
+        n_layers=model.n_layers,
+        n_ctx=model.n_ctx,
+        softcap=None,
+        host=host,
+    )
+    with pytest.raises(
+        LensError,
+        match=r"^cannot reach the Hugging Face Hub to name test/hubless to NDIF \(.+\): "
+        r"check the network connection$",
+    ):
         trace(far, ["Rome is the capital of"], [" Italy"], backend="nnsight")
 
 
@@ -192,8 +228,10 @@ def test_an_older_ndifs_refusal_of_another_python_says_which_python_to_use():
 
     refused = RemoteError(f"Failed to send request: {ndif.python_mismatch('3.11', '3.12')}")
     line = str(explain(refused, "test/m", HOST))
-    assert line == ("NDIF refuses Python 3.11: it needs Python 3.12; make the project's environment with it: "
-                    "`rm -rf .venv && python3.12 -m venv .venv`, then `./run` installs the locked libraries into it")
+    assert line == (
+        "NDIF refuses Python 3.11: it needs Python 3.12; make the project's environment with it: "
+        "`rm -rf .venv && python3.12 -m venv .venv`, then `./run` installs the locked libraries into it"
+    )
 
 
 # ---- against a stand-in NDIF: what it refuses as a request arrives ---------------------------------------------
@@ -202,19 +240,30 @@ HERE = f"{sys.version_info.major}.{sys.version_info.minor}"
 NEXT = f"{sys.version_info.major}.{sys.version_info.minor + 1}"
 
 
-@pytest.mark.parametrize("refusing, said", [
-    ({"min_python": NEXT},
-     f"NDIF refuses Python {HERE}: it needs Python {NEXT} or newer; make the project's environment with it: "
-     f"`rm -rf .venv && python{NEXT} -m venv .venv`, then `./run` installs the locked libraries into it"),
-    ({"min_nnsight": "9.0.0"},
-     "NDIF needs nnsight >= 9.0.0 (this environment has 0.8.1): try it with `./run upgrade-check nnsight==9.0.0`, "
-     "then keep it with `./run upgrade-check --take`"),
-    ({"key": "another"},
-     f"NDIF refused the API key (Failed to send request: {ndif.KEY_REFUSED}): check NDIF_API_KEY (get one at "
-     "https://login.ndif.us)"),
-], ids=["python", "nnsight", "key"])
-def test_what_ndif_refuses_as_a_job_arrives_is_one_line_and_nothing_is_noted(tiny_tokenizer, monkeypatch, refusing,
-                                                                             said):
+@pytest.mark.parametrize(
+    "refusing, said",
+    [
+        (
+            {"min_python": NEXT},
+            f"NDIF refuses Python {HERE}: it needs Python {NEXT} or newer; make the project's environment with it: "
+            f"`rm -rf .venv && python{NEXT} -m venv .venv`, then `./run` installs the locked libraries into it",
+        ),
+        (
+            {"min_nnsight": "9.0.0"},
+            "NDIF needs nnsight >= 9.0.0 (this environment has 0.8.1): try it with "
+            "`./run upgrade-check nnsight==9.0.0`, then keep it with `./run upgrade-check --take`",
+        ),
+        (
+            {"key": "another"},
+            f"NDIF refused the API key (Failed to send request: {ndif.KEY_REFUSED}): check NDIF_API_KEY (get one at "
+            "https://login.ndif.us)",
+        ),
+    ],
+    ids=["python", "nnsight", "key"],
+)
+def test_what_ndif_refuses_as_a_job_arrives_is_one_line_and_nothing_is_noted(
+    tiny_tokenizer, monkeypatch, refusing, said
+):
     from nnsight import CONFIG
 
     from lens.remote import jobs
@@ -244,8 +293,7 @@ def test_the_reduction_is_made_where_the_lens_logits_are_whatever_device_the_out
     assert reduced["ids_ranks"].shape == (2, 3, 2) and reduced["kl"].shape == (2, 3, 2)
 
 
-def test_a_tied_embedding_model_with_its_unembedding_on_another_device_than_its_last_block(tiny_tokenizer,
-                                                                                          monkeypatch):
+def test_a_tied_embedding_model_with_its_unembedding_on_another_device_than_its_last_block(tiny_tokenizer, monkeypatch):
     # device_map="auto" keeps a tied unembedding with the embedding, on the first GPU, and the last block on the
     # last: the lens's logits come out on the first, the output is read after the last block. Here accelerate's
     # hooks put the unembedding on the meta device (shapes, no values), the blocks and the final norm on the CPU.
@@ -275,9 +323,20 @@ def test_a_tied_embedding_model_with_its_unembedding_on_another_device_than_its_
     layers, norm, head = parts(nn)
     save = nnsight.save
     with nn.trace(dict(batch), backend=blocks.SimulatedNDIF(nn), logits_to_keep=1):
-        reduced = save(lens_figures(nn, layers, norm, head, None, ("exact", "raw"),
-                                    {"exact": torch.tensor([[5, 7], [9, 9]]), "raw": torch.tensor([[5], [9]])},
-                                    torch.tensor([[4], [8]]), 3, (1.0,)))
+        reduced = save(
+            lens_figures(
+                nn,
+                layers,
+                norm,
+                head,
+                None,
+                ("exact", "raw"),
+                {"exact": torch.tensor([[5, 7], [9, 9]]), "raw": torch.tensor([[5], [9]])},
+                torch.tensor([[4], [8]]),
+                3,
+                (1.0,),
+            )
+        )
     assert reduced["exact"]["ids_ranks"].shape == (2, SIZES["num_hidden_layers"], 2)
     assert reduced["raw"]["top_ids"].device.type == "meta"  # reduced where the unembedding is
 
@@ -298,8 +357,26 @@ class Keep:
         self.blob = RequestModel.serialize(tracer, self.compress)
 
 
-SANDBOX = ("builtins", "torch", "torch.", "collections", "collections.", "math", "typing", "typing.", "numpy",
-           "numpy.", "operator", "_operator", "enum", "time", "copyreg", "pickle", "cloudpickle", "cloudpickle.")
+SANDBOX = (
+    "builtins",
+    "torch",
+    "torch.",
+    "collections",
+    "collections.",
+    "math",
+    "typing",
+    "typing.",
+    "numpy",
+    "numpy.",
+    "operator",
+    "_operator",
+    "enum",
+    "time",
+    "copyreg",
+    "pickle",
+    "cloudpickle",
+    "cloudpickle.",
+)
 """The modules but nnsight's that NDIF's last public sandbox whitelist lets a request name while it is unpacked
 (src/services/ray/src/ray/nn/security/whitelist.yaml: its modules and deserialization modules)."""
 
@@ -326,8 +403,9 @@ def canonical_modules(nn, batch) -> set[str]:
     return found
 
 
-def test_the_shipped_requests_run_from_their_serialized_form_where_no_lens_is(tiny_tokenizer, tiny_folder, tmp_path,
-                                                                            monkeypatch):
+def test_the_shipped_requests_run_from_their_serialized_form_where_no_lens_is(
+    tiny_tokenizer, tiny_folder, tmp_path, monkeypatch
+):
     # Each kind of job (the lens, its own continuation, the grid, patching), serialized as nnsight sends it, is
     # unpacked and run in a fresh process where `lens` cannot be imported and only the modules NDIF's sandbox
     # allows may be named (nnsight's own request format, torch, collections...: never `nnsight` itself), on the
@@ -373,9 +451,14 @@ def test_the_shipped_requests_run_from_their_serialized_form_where_no_lens_is(ti
         assert not [m for m in names if not any(m == a or a.endswith(".") and m.startswith(a) for a in allowed)]
         (folder / f"{n}-{job.kind}.request").write_bytes(bytes([keep.compress]) + keep.blob)
     env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
-    server = subprocess.run([sys.executable, str(ROOT / "tests" / "ndif.py"), str(tiny_folder), str(folder),
-                             json.dumps(sorted(allowed))], env=env, cwd=tmp_path, capture_output=True, text=True,
-                            timeout=600)
+    server = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "ndif.py"), str(tiny_folder), str(folder), json.dumps(sorted(allowed))],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert server.returncode == 0, server.stderr[-4000:]
     for n, (job, result) in enumerate(ran):
         assert equal(torch.load(folder / f"{n}-{job.kind}.result")["out"], result), job.kind

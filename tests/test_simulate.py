@@ -43,8 +43,9 @@ def test_a_depth_out_of_range_or_an_unknown_name_is_refused():
 @pytest.mark.parametrize("name", sorted(PUBLISHED))
 def test_random_weights_are_filled_fast_and_everything_else_as_transformers_initialises_it(name):
     config = simulate.config_of(name, 2)
-    for key, value in dict(hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2,
-                           vocab_size=500, head_dim=16).items():
+    for key, value in dict(
+        hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2, vocab_size=500, head_dim=16
+    ).items():
         setattr(config, key, value)
     ours = simulate.random_model(config, torch.float32)
     torch.manual_seed(0)
@@ -83,11 +84,17 @@ def test_a_model_read_through_a_mapped_tokenizer_is_read_at_its_own_vocabulary(t
     """The lens reads the model's vocabulary (here larger than the tokenizer's), and its last block is the output."""
     tokenizer = hf.AutoTokenizer.from_pretrained(tiny_tokenizer)
     config = simulate.config_of("llama3", 2)
-    for key, value in dict(hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2,
-                           vocab_size=1000).items():
+    for key, value in dict(
+        hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2, vocab_size=1000
+    ).items():
         setattr(config, key, value)
-    model = wrap(LocalFolder(name="sim", path=tiny_tokenizer), simulate.random_model(config, torch.float32),
-                 simulate.mapped_tokenizer(tokenizer, 1000), "cpu", "simulated")
+    model = wrap(
+        LocalFolder(name="sim", path=tiny_tokenizer),
+        simulate.random_model(config, torch.float32),
+        simulate.mapped_tokenizer(tokenizer, 1000),
+        "cpu",
+        "simulated",
+    )
     [read] = trace(model, ["The capital of Germany is"], [" Berlin"])
     assert int(model.bridge.cfg.d_vocab) == 1000
     assert read.final_max_abs_diff <= 1e-4 * read.output_max_abs_logit

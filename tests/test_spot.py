@@ -14,8 +14,9 @@ def wrong_kernel(model, block: int):
     """Every later forward pass of `block` returns 20% too much, as the MPS bug's 10-30% of scale does."""
     layer = model.hf_model.get_decoder().layers[block]
     original = getattr(layer, "original_component", layer)
-    return original.register_forward_hook(lambda module, args, output: (output[0] * 1.2, *output[1:])
-                                          if isinstance(output, tuple) else output * 1.2)
+    return original.register_forward_hook(
+        lambda module, args, output: (output[0] * 1.2, *output[1:]) if isinstance(output, tuple) else output * 1.2
+    )
 
 
 def test_a_clean_model_agrees_block_by_block(tiny_model):

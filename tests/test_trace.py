@@ -142,7 +142,9 @@ def test_answers_follow_their_first_token_in_context(smollm2):
     berlin = answer_token(tok, "The capital of Germany is", " Berlin")
     assert (berlin.token, berlin.n_tokens, berlin.note) == (" Berlin", 1, None)
     long = answer_token(tok, "The capital of Burkina Faso is", " Ouagadougou")
-    assert long.n_tokens > 1 and long.token == tok.decode([tok(" Ouagadougou", add_special_tokens=False)["input_ids"][0]])
+    assert long.n_tokens > 1 and long.token == tok.decode(
+        [tok(" Ouagadougou", add_special_tokens=False)["input_ids"][0]]
+    )
     assert "follows its first" in long.note
 
 

@@ -15,6 +15,7 @@ import torch
 import lens.lenses.train_tuned as train
 from lens.cli import main
 from lens.errors import LensError
+from lens.lenses import tuned_held_out, tuned_text
 from lens.lenses.lenses import EXACT, TunedLens
 from lens.lenses.tuned import CONFIG, PARAMS, read_folder, trained_folder, tuned_lens
 from lens.reads.trace import collect, read
@@ -50,15 +51,23 @@ def save_like_tuned_lens(folder, model, seed: int = 0, bias: bool = True, n_laye
             torch.nn.init.normal_(t.bias, std=0.3)
     folder.mkdir(parents=True, exist_ok=True)
     torch.save(translators.state_dict(), folder / PARAMS)
-    config = {"base_model_name_or_path": "tiny", "d_model": d, "num_hidden_layers": n, "bias": bias,
-              "base_model_revision": None, "unembed_hash": "x", "lens_type": "linear_tuned_lens"}
+    config = {
+        "base_model_name_or_path": "tiny",
+        "d_model": d,
+        "num_hidden_layers": n,
+        "bias": bias,
+        "base_model_revision": None,
+        "unembed_hash": "x",
+        "lens_type": "linear_tuned_lens",
+    }
     (folder / CONFIG).write_text(json.dumps(config))
     return translators
 
 
 @pytest.mark.parametrize("bias", [True, False])
 def test_a_published_folder_reads_as_h_plus_Ah_plus_b_through_the_final_norm_and_unembedding(
-        llama, tmp_path, tiny_tokenizer, bias):
+    llama, tmp_path, tiny_tokenizer, bias
+):
     translators = save_like_tuned_lens(tmp_path / "lens", llama, bias=bias)
     lens = tuned_lens(llama, tmp_path / "lens")
     twin = random_hf_model("llama", llama.tokenizer)  # the same weights (seed 0), no bridge around them
@@ -142,15 +151,20 @@ def test_a_trained_tuned_lens_reads_early_what_the_logit_lens_reads_only_at_the_
     assert (settled(exact, output) == n - 1).float().mean() > 0.9  # the logit lens: only at the last block
     assert (settled(tuned, output) == 0).float().mean() > 0.9  # the tuned lens: from block 0 (the rest: near-ties)
     logp = torch.log_softmax(output, -1)[:, None]
-    kl = {name: (logp.exp() * (logp - torch.log_softmax(x, -1))).sum(-1).mean(0)
-          for name, x in (("exact", exact), ("tuned", tuned))}
+    kl = {
+        name: (logp.exp() * (logp - torch.log_softmax(x, -1))).sum(-1).mean(0)
+        for name, x in (("exact", exact), ("tuned", tuned))
+    }
     assert (kl["tuned"][:-1] < 0.05).all() and (kl["exact"][:-1] > 0.5).all()
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"d_model": 32}, "is for 4 blocks of width 32, tiny-llama has 4 of width 64"),
-    ({"n_layers": 6}, "is for 6 blocks of width 64, tiny-llama has 4 of width 64"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"d_model": 32}, "is for 4 blocks of width 32, tiny-llama has 4 of width 64"),
+        ({"n_layers": 6}, "is for 6 blocks of width 64, tiny-llama has 4 of width 64"),
+    ],
+)
 def test_a_lens_for_another_shape_is_refused_in_one_line(llama, tmp_path, change, message):
     save_like_tuned_lens(tmp_path / "other", llama, **change)
     before = sorted(p.name for p in tmp_path.rglob("*"))
@@ -169,8 +183,12 @@ def test_broken_lens_folders_are_refused_in_one_line(llama, tmp_path):
     del state["3.weight"]
     torch.save(state, tmp_path / "short" / PARAMS)
     (tmp_path / "empty").mkdir()
-    cases = {"cut": "cannot be read", "short": "translator 3's weight is missing", "empty": "has no config.json",
-             "nowhere": "no tuned lens folder at"}
+    cases = {
+        "cut": "cannot be read",
+        "short": "translator 3's weight is missing",
+        "empty": "has no config.json",
+        "nowhere": "no tuned lens folder at",
+    }
     for name, message in cases.items():
         with pytest.raises(LensError, match=message) as error:
             tuned_lens(llama, tmp_path / name)
@@ -199,7 +217,7 @@ def test_the_published_lens_is_looked_up_on_the_hub_and_offline_says_so(llama, m
     with pytest.raises(LensError, match=f"cannot reach the Hugging Face Hub for the tuned lens of {resource}") as error:
         tuned_lens(llama, f"hub:{resource}")
     assert "\n" not in str(error.value)
-    (args, kwargs), = calls
+    ((args, kwargs),) = calls
     assert args[:2] == ("AlignmentResearch/tuned-lens", "config.json")
     assert kwargs == {"subfolder": f"lens/{resource}", "repo_type": "space"}
     with pytest.raises(LensError, match="tiny-llama is no Hub model"):
@@ -225,7 +243,9 @@ def test_a_training_is_kept_and_a_second_costs_nothing(llama, monkeypatch):
     torch.testing.assert_close(second.lens.weight, first.lens.weight)
     assert tuned_lens(llama).weight.shape == first.lens.weight.shape
     with pytest.raises(AssertionError, match="trained again"):  # another text is another lens
-        train.train_tuned(llama, train.Corpus("other", tuple(f"paragraph {i} " * 40 for i in range(10))), tokens=512)
+        train.train_tuned(
+            llama, tuned_text.Corpus("other", tuple(f"paragraph {i} " * 40 for i in range(10))), tokens=512
+        )
 
 
 def test_an_interrupted_training_leaves_no_half_written_lens(llama, monkeypatch):
@@ -266,13 +286,13 @@ def test_a_lens_trained_here_loads_as_a_published_one(llama):
 def test_a_short_or_missing_text_is_refused(tmp_path):
     (tmp_path / "few.txt").write_text("one\n\ntwo\n\nthree")
     with pytest.raises(LensError, match="has 3 paragraphs: give at least 5"):
-        train.file_corpus(tmp_path / "few.txt")
+        tuned_text.file_corpus(tmp_path / "few.txt")
     with pytest.raises(LensError, match="cannot read"):
-        train.file_corpus(tmp_path / "none.txt")
+        tuned_text.file_corpus(tmp_path / "none.txt")
 
 
 def test_the_default_corpus_holds_out_one_topic_in_five_and_is_not_about_the_findings():
-    corpus = train.default_corpus()
+    corpus = tuned_text.default_corpus()
     train_text, held = corpus.train, corpus.held_out
     assert len(held) > 20_000 and len(train_text) > 3 * len(held)
     held_topics = [p for i, p in enumerate(corpus.paragraphs) if i % 5 == 4]
@@ -310,8 +330,8 @@ def test_the_command_trains_then_traces_with_the_tuned_lens(capsys, tiny_folder)
 @pytest.mark.slow
 def test_on_held_out_text_the_tuned_lens_is_closer_to_smollm2s_output_at_every_block_but_the_last(smollm2):
     trained = train.train_tuned(smollm2)
-    exact, tuned = train.held_out_kl(smollm2, (EXACT, trained.lens))
-    assert exact.tokens == tuned.tokens >= train.HELD_OUT_TOKENS
+    exact, tuned = tuned_held_out.held_out_kl(smollm2, (EXACT, trained.lens))
+    assert exact.tokens == tuned.tokens >= tuned_held_out.HELD_OUT_TOKENS
     assert all(t < e for t, e in zip(tuned.kl[:-1], exact.kl[:-1])), (exact.kl, tuned.kl)
     assert exact.kl[-1] == pytest.approx(0, abs=1e-4) and tuned.kl[-1] == pytest.approx(0, abs=1e-4)
     assert tuned.kl[0] < exact.kl[0] / 2  # not closer by a hair: the early blocks are where the logit lens is off

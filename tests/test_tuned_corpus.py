@@ -41,8 +41,17 @@ def test_the_arithmetic_is_other_operands_and_the_check_would_see_a_judged_sum()
 def test_every_judged_form_has_prompts_and_one_subject_in_five_is_held_out():
     prompts = tuned_corpus.prompts()
     kinds = {p.kind for p in prompts}
-    assert {"completion", "qa", "reverse", "german_completion", "german_qa", "arithmetic_completion",
-            "arithmetic_qa", "history_completion", "history_qa"} <= kinds
+    assert {
+        "completion",
+        "qa",
+        "reverse",
+        "german_completion",
+        "german_qa",
+        "arithmetic_completion",
+        "arithmetic_qa",
+        "history_completion",
+        "history_qa",
+    } <= kinds
     held = [p for p in prompts if p.held_out]
     assert 0.15 < len(held) / len(prompts) < 0.25
     trained = {p.text for p in prompts if not p.held_out}

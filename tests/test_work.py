@@ -48,8 +48,14 @@ def test_before_a_run_the_counts_bound_what_the_run_decides(run):
     least the run's own; what does not depend on the readings is the same."""
     model, result = run
     counted = {phase["name"]: phase["counted"] for phase in result["phases"] if phase["planned"]}
-    shape = Shape(n_layers=model.n_layers, d_model=int(model.bridge.cfg.d_model), vocab=int(model.bridge.cfg.d_vocab),
-                  parameters=1, embedding=0, weight_bytes=1)
+    shape = Shape(
+        n_layers=model.n_layers,
+        d_model=int(model.bridge.cfg.d_model),
+        vocab=int(model.bridge.cfg.d_vocab),
+        parameters=1,
+        embedding=0,
+        weight_bytes=1,
+    )
     with pytest.MonkeyPatch.context() as patched:
         patched.setattr("findings.work.SETS", {name: facts[:FACTS] for name, facts in SETS.items()})
         patched.setattr("findings.data.SETS", {name: facts[:FACTS] for name, facts in SETS.items()})
@@ -79,22 +85,30 @@ def _phase(artefact: str) -> str:
 def test_a_selection_computes_only_what_its_tests_read():
     every = artefacts(chat=True, lenses=["tuned"])
     assert ("readings", "capitals", "chat") in every and "patching" in every and ("tuned", "lens") in every
-    one = artefacts(chat=True, lenses=["tuned"], tests=[
-        "findings/test_08_norm_correction.py::test_norm_correction[smollm2-arithmetic]"])
-    assert {key[0] if isinstance(key, tuple) else key for key in one} == {
-        "readings", "exclusions", "residuals", "lens"}
+    one = artefacts(
+        chat=True,
+        lenses=["tuned"],
+        tests=["findings/test_08_norm_correction.py::test_norm_correction[smollm2-arithmetic]"],
+    )
+    assert {key[0] if isinstance(key, tuple) else key for key in one} == {"readings", "exclusions", "residuals", "lens"}
     assert {key[1] for key in one} == {"arithmetic"}
     assert ("lens", "arithmetic", "qa", "raw") in one and ("tuned", "lens") not in one
-    tuned = artefacts(chat=False, lenses=["tuned"], tests=[
-        "findings/test_01_convergence_depth.py::test_convergence_depth[llama3-capitals-tuned]"])
+    tuned = artefacts(
+        chat=False,
+        lenses=["tuned"],
+        tests=["findings/test_01_convergence_depth.py::test_convergence_depth[llama3-capitals-tuned]"],
+    )
     assert ("tuned", "lens") in tuned and ("lens", "capitals", "reverse", "tuned") in tuned
     assert "patching" not in tuned and "grid" not in tuned
-    patching = artefacts(chat=False, lenses=[], tests=[
-        "findings/test_14_patching_handover.py::test_patching_handover[gemma3-capitals]"])
+    patching = artefacts(
+        chat=False, lenses=[], tests=["findings/test_14_patching_handover.py::test_patching_handover[gemma3-capitals]"]
+    )
     assert {"subject_positions", "patching", "notes_patching"} <= set(patching)
     assert claim_of("findings/test_layer_snapshots.py::test_layer_snapshot[smollm2-capitals]") is None
-    assert claim_of("findings/test_14_patching_handover.py::test_patching_handover[gemma3-capitals]") == \
-        "patching_handover"
+    assert (
+        claim_of("findings/test_14_patching_handover.py::test_patching_handover[gemma3-capitals]")
+        == "patching_handover"
+    )
 
 
 def test_what_a_new_claim_reads_besides_the_lens_is_counted_from_its_own_section(monkeypatch):
@@ -113,11 +127,18 @@ def test_what_a_new_claim_reads_besides_the_lens_is_counted_from_its_own_section
 def test_readings_change_the_counts_where_the_run_decides(run):
     """Counted with a reading where every continuation ended after one token, continuations take one pass a batch."""
     model, result = run
-    shape = Shape(n_layers=model.n_layers, d_model=64, vocab=int(model.bridge.cfg.d_vocab), parameters=1,
-                  embedding=0, weight_bytes=1)
+    shape = Shape(
+        n_layers=model.n_layers,
+        d_model=64,
+        vocab=int(model.bridge.cfg.d_vocab),
+        parameters=1,
+        embedding=0,
+        weight_bytes=1,
+    )
     keys = [("readings", "capitals", "completion")]
-    readings = Readings(leads={}, steps={("capitals", "completion"): [1] * len(SETS["capitals"])}, usable={},
-                        answered=[])
+    readings = Readings(
+        leads={}, steps={("capitals", "completion"): [1] * len(SETS["capitals"])}, usable={}, answered=[]
+    )
     from findings.work import Counter
 
     short = Counter(model.tokenizer, shape.n_layers, shape.d_model, shape.vocab, readings=readings).work(keys[0])

@@ -1,5 +1,6 @@
 """TransformerLens's Jacobian lens on disk: read an artefact from a file or folder, or TransformerLens's published
-one for a model from the Hugging Face Hub, and check it against the model it will read (`lens.lenses.lenses.JacobianLens`).
+one for a model from the Hugging Face Hub, and check it against the model it will read
+(`lens.lenses.lenses.JacobianLens`).
 
 The format is TransformerLens's (`transformer_lens/tools/analysis/jacobian_lens.py`, `JacobianLens.save`/`load`),
 itself the reference implementation's (anthropics/jacobian-lens): `torch.save` of a dict
@@ -60,8 +61,10 @@ def artefact_path(path: Path) -> Path:
     if path.is_file():
         return path
     if not path.is_dir():
-        raise LensError(f"no Jacobian lens at {path}: give a .pt file in TransformerLens's format, a folder with "
-                        f"{DEFAULT_FILE}, 'hub' or 'hub:<name>'")
+        raise LensError(
+            f"no Jacobian lens at {path}: give a .pt file in TransformerLens's format, a folder with "
+            f"{DEFAULT_FILE}, 'hub' or 'hub:<name>'"
+        )
     if (path / DEFAULT_FILE).is_file():
         return path / DEFAULT_FILE
     found = sorted(path.glob("*.pt"))
@@ -78,8 +81,9 @@ def read_file(path: Path, model: LoadedModel, source: str | None = None) -> Jaco
     try:
         artefact = Artefact.load(str(path))
     except Exception as error:  # a truncated or foreign file, a wrong schema: torch and TL raise many types
-        raise LensError(f"{path} is not a Jacobian lens TransformerLens can read ({type(error).__name__}: "
-                        f"{_first_line(error)})") from None
+        raise LensError(
+            f"{path} is not a Jacobian lens TransformerLens can read ({type(error).__name__}: {_first_line(error)})"
+        ) from None
     return checked(artefact, model, source or str(path))
 
 
@@ -91,35 +95,48 @@ def checked(artefact: Any, model: LoadedModel, source: str) -> JacobianLens:
 
     n_layers, d_model = model.n_layers, int(model.bridge.cfg.d_model)
     if artefact.d_model != d_model:
-        raise LensError(f"the Jacobian lens in {source} is for width {artefact.d_model}, {model.name} has width "
-                        f"{d_model}: use a lens fitted for this model")
+        raise LensError(
+            f"the Jacobian lens in {source} is for width {artefact.d_model}, {model.name} has width "
+            f"{d_model}: use a lens fitted for this model"
+        )
     layers = artefact.source_layers
     if layers != list(range(n_layers - 1)):
-        raise LensError(f"the Jacobian lens in {source} has matrices for blocks {_span(layers)}, {model.name} needs "
-                        f"one for each of blocks 0..{n_layers - 2} (and none for its last, {n_layers - 1})")
+        raise LensError(
+            f"the Jacobian lens in {source} has matrices for blocks {_span(layers)}, {model.name} needs "
+            f"one for each of blocks 0..{n_layers - 2} (and none for its last, {n_layers - 1})"
+        )
     bad = [layer for layer, matrix in artefact.jacobians.items() if not bool(matrix.isfinite().all())]
     if bad:
-        raise LensError(f"the Jacobian lens in {source} has non-finite entries at blocks {_span(bad)}: fetch or "
-                        "fit it again")
+        raise LensError(
+            f"the Jacobian lens in {source} has non-finite entries at blocks {_span(bad)}: fetch or fit it again"
+        )
     metadata = dict(artefact.metadata)
     fitted_for = metadata.pop("model_name", None)
-    names = {model.name, str(model.bridge.cfg.model_name), getattr(model.spec, "repo", None),
-             getattr(model.spec, "jacobian_lens", None)}  # models.toml names this lens for this model
+    names = {
+        model.name,
+        str(model.bridge.cfg.model_name),
+        getattr(model.spec, "repo", None),
+        getattr(model.spec, "jacobian_lens", None),
+    }  # models.toml names this lens for this model
     if fitted_for is not None and fitted_for not in names:
         raise LensError(f"the Jacobian lens in {source} was fitted for {fitted_for}, not {model.name}")
     revision = metadata.pop("model_revision", None)
     if revision is not None and re.fullmatch(r"[0-9a-f]{40}", model.weights_id) and revision != model.weights_id:
-        raise LensError(f"the Jacobian lens in {source} was fitted for revision {revision} of {fitted_for}, "
-                        f"{model.name} is {model.weights_id}")
+        raise LensError(
+            f"the Jacobian lens in {source} was fitted for revision {revision} of {fitted_for}, "
+            f"{model.name} is {model.weights_id}"
+        )
     # The name and revision are checked above against every name the model goes by here (TransformerLens knows
     # only the bridge's); the rest of TransformerLens's check is its own.
-    transporter = Artefact(artefact.jacobians, n_prompts=artefact.n_prompts, d_model=artefact.d_model,
-                           metadata=metadata)
+    transporter = Artefact(
+        artefact.jacobians, n_prompts=artefact.n_prompts, d_model=artefact.d_model, metadata=metadata
+    )
     try:
         transporter.validate_model(model.bridge)
     except (TypeError, ValueError) as error:
-        raise LensError(f"TransformerLens refuses the Jacobian lens in {source} for {model.name}: "
-                        f"{_first_line(error)}") from None
+        raise LensError(
+            f"TransformerLens refuses the Jacobian lens in {source} for {model.name}: {_first_line(error)}"
+        ) from None
     return JacobianLens(transporter=transporter, n_layers=n_layers, source=source)
 
 
@@ -161,26 +178,36 @@ def published(model: LoadedModel, name: str | None = None, download: bool = True
     entry = published_entry(name) if name else None
     if entry is None:
         known = published_names()
-        raise LensError(f"TransformerLens publishes no Jacobian lens for {name or model.name} (it does for "
-                        f"{len(known)} models, e.g. {', '.join(known[:3])}): name one with 'hub:<name>' or give a file")
+        raise LensError(
+            f"TransformerLens publishes no Jacobian lens for {name or model.name} (it does for "
+            f"{len(known)} models, e.g. {', '.join(known[:3])}): name one with 'hub:<name>' or give a file"
+        )
     repo_id, filename, revision = entry
     size = 2 * (model.n_layers - 1) * int(model.bridge.cfg.d_model) ** 2  # float16 matrices
     try:
-        path = call_hf_with_retry(hf_hub_download, repo_id=repo_id, filename=filename, revision=revision,
-                                  local_files_only=not download)
+        path = call_hf_with_retry(
+            hf_hub_download, repo_id=repo_id, filename=filename, revision=revision, local_files_only=not download
+        )
     except (LocalEntryNotFoundError, OfflineModeIsEnabled):
         if not download:
             how = f"`{command(f'download {model.name}')}`" if name == named else "--jacobian-lens hub"
-            raise LensError(f"TransformerLens's Jacobian lens for {name} is not in the Hugging Face cache: fetch it "
-                            f"once ({size / 1e9:.1f} GB) with {how}") from None
-        raise LensError(f"cannot reach the Hugging Face Hub for the Jacobian lens of {name} (no network, or "
-                        "HF_HUB_OFFLINE=1 is set): connect, or give a file") from None
+            raise LensError(
+                f"TransformerLens's Jacobian lens for {name} is not in the Hugging Face cache: fetch it "
+                f"once ({size / 1e9:.1f} GB) with {how}"
+            ) from None
+        raise LensError(
+            f"cannot reach the Hugging Face Hub for the Jacobian lens of {name} (no network, or "
+            "HF_HUB_OFFLINE=1 is set): connect, or give a file"
+        ) from None
     except (EntryNotFoundError, RepositoryNotFoundError):
-        raise LensError(f"huggingface.co/{repo_id} has no {filename} at {revision}: TransformerLens's registry is "
-                        "out of date; give a file") from None
+        raise LensError(
+            f"huggingface.co/{repo_id} has no {filename} at {revision}: TransformerLens's registry is "
+            "out of date; give a file"
+        ) from None
     except HfHubHTTPError as error:
-        raise LensError(f"the Hugging Face Hub refused the Jacobian lens of {name} ({error.__class__.__name__}): "
-                        "try again later") from None
+        raise LensError(
+            f"the Hugging Face Hub refused the Jacobian lens of {name} ({error.__class__.__name__}): try again later"
+        ) from None
     return read_file(Path(path), model, source=f"hub:{name}")
 
 

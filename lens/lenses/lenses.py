@@ -6,7 +6,8 @@ norm: what you get if you forget the norm, kept to measure how much the norm mat
 al. 2023) reads each block's output through that block's own affine translator first, then the exact lens: no
 translator at the last block, so there too it *is* the output (`lens.lenses.tuned` loads, saves and finds one;
 `lens.lenses.train_tuned` trains one). `JacobianLens` (TransformerLens's, Gurnee et al. 2026) reads block l's output h
-as the exact lens of J_l h, J_l a fitted (d_model, d_model) matrix; the last block as it is (`lens.lenses.jacobian` loads one).
+as the exact lens of J_l h, J_l a fitted (d_model, d_model) matrix; the last block as it is
+(`lens.lenses.jacobian` loads one).
 """
 
 from __future__ import annotations
@@ -87,16 +88,20 @@ class BlockwiseLens(Lens):
 
     def block_logits(self, model: LoadedModel, resid: torch.Tensor) -> torch.Tensor:
         if tuple(resid.shape[-2:]) != (self.n_layers, self.d_model):
-            raise ValueError(f"the {self.title} lens reads {self.n_layers} blocks of width {self.d_model}, not "
-                             f"{tuple(resid.shape[-2:])}")
+            raise ValueError(
+                f"the {self.title} lens reads {self.n_layers} blocks of width {self.d_model}, not "
+                f"{tuple(resid.shape[-2:])}"
+            )
         moved = self.move(resid).to(resid.dtype)  # the norm in the model's dtype, as for the exact lens
         *lead, n_layers, d_model = resid.shape
         rows = exact_logits(model.bridge.ln_final, model.bridge.unembed, moved.reshape(-1, d_model), model.softcap)
         return rows.reshape(*lead, n_layers, -1)
 
     def logits(self, model: LoadedModel, resid: torch.Tensor) -> torch.Tensor:
-        raise ValueError(f"the {self.title} lens reads each block through its own {self.through}: call block_logits "
-                         "with the block outputs, (..., n_layers, d_model)")
+        raise ValueError(
+            f"the {self.title} lens reads each block through its own {self.through}: call block_logits "
+            "with the block outputs, (..., n_layers, d_model)"
+        )
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)

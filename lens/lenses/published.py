@@ -38,8 +38,19 @@ def local_folder(entry: PublishedTuned) -> Path | None:
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     try:
-        paths = [Path(hf_hub_download(entry.repo, name, subfolder=entry.path, repo_type=entry.repo_type,
-                                      revision=entry.revision, local_files_only=True)) for name in (CONFIG, PARAMS)]
+        paths = [
+            Path(
+                hf_hub_download(
+                    entry.repo,
+                    name,
+                    subfolder=entry.path,
+                    repo_type=entry.repo_type,
+                    revision=entry.revision,
+                    local_files_only=True,
+                )
+            )
+            for name in (CONFIG, PARAMS)
+        ]
     except LocalEntryNotFoundError:
         return None
     return paths[0].parent
@@ -55,8 +66,10 @@ def published_tuned_lens(model: LoadedModel, say: Callable[[str], None] | None =
     folder = local_folder(entry)
     if folder is None:
         if say is not None:
-            say(f"{model.name}'s published tuned lens ({entry.where}) is not here: training one here instead "
-                f"(fetch it with `{command(f'download {model.name}')}`)")
+            say(
+                f"{model.name}'s published tuned lens ({entry.where}) is not here: training one here instead "
+                f"(fetch it with `{command(f'download {model.name}')}`)"
+            )
         return None
     _check_base_model(folder, model)
     return read_folder(folder, model, source=entry.provenance)
@@ -85,8 +98,10 @@ def _check_base_model(folder: Path, model: LoadedModel) -> None:
     if not isinstance(named, str) or not named or not repo:
         return
     if _last_part(named) != _last_part(repo):
-        raise LensError(f"the published tuned lens in {folder} was trained for {named}, not {model.name} ({repo}): "
-                        f"name a lens for {repo} in models.toml, or drop its `tuned_lens` to train one here")
+        raise LensError(
+            f"the published tuned lens in {folder} was trained for {named}, not {model.name} ({repo}): "
+            f"name a lens for {repo} in models.toml, or drop its `tuned_lens` to train one here"
+        )
 
 
 def _last_part(name: str) -> str:
@@ -99,14 +114,27 @@ def fetch_published(spec: ModelSpec, quiet: bool = False) -> str | None:
     rest is fetched: nothing stops at the first); None where all are here."""
     wanted: list[tuple[str, str, Callable[[], object]]] = []  # (what, what the findings do without it, fetch)
     if spec.tuned_lens is not None:
-        wanted.append((f"its tuned lens ({spec.tuned_lens.where})", "train its tuned lens here",
-                       lambda: _fetch_tuned(spec.tuned_lens)))
+        wanted.append(
+            (
+                f"its tuned lens ({spec.tuned_lens.where})",
+                "train its tuned lens here",
+                lambda: _fetch_tuned(spec.tuned_lens),
+            )
+        )
     if spec.jacobian_lens is not None:
-        wanted.append((f"its Jacobian lens ({spec.jacobian_lens})", "skip its Jacobian-lens verdicts",
-                       lambda: _fetch_jacobian(spec.jacobian_lens)))
+        wanted.append(
+            (
+                f"its Jacobian lens ({spec.jacobian_lens})",
+                "skip its Jacobian-lens verdicts",
+                lambda: _fetch_jacobian(spec.jacobian_lens),
+            )
+        )
     if not wanted:
-        return None if quiet else (f"{spec.name}: models.toml names no published lens for it (the findings train its "
-                                   "tuned lens here)")
+        return (
+            None
+            if quiet
+            else (f"{spec.name}: models.toml names no published lens for it (the findings train its tuned lens here)")
+        )
     from huggingface_hub.errors import (
         EntryNotFoundError,
         GatedRepoError,
@@ -141,8 +169,10 @@ def fetch_published(spec: ModelSpec, quiet: bool = False) -> str | None:
             why.append(reason)
     if not missed:
         return None
-    return (f"{spec.name}: could not fetch {' and '.join(missed)} ({'; '.join(why)}); the findings "
-            f"{' and '.join(meanwhile)} meanwhile: run `{command(f'download {spec.name}')}` again to fetch it")
+    return (
+        f"{spec.name}: could not fetch {' and '.join(missed)} ({'; '.join(why)}); the findings "
+        f"{' and '.join(meanwhile)} meanwhile: run `{command(f'download {spec.name}')}` again to fetch it"
+    )
 
 
 def _fetch_tuned(entry: PublishedTuned) -> Path:
@@ -150,8 +180,12 @@ def _fetch_tuned(entry: PublishedTuned) -> Path:
     downloads them; the folder holding them."""
     from huggingface_hub import hf_hub_download
 
-    paths = [Path(hf_hub_download(entry.repo, name, subfolder=entry.path, repo_type=entry.repo_type,
-                                  revision=entry.revision)) for name in (CONFIG, PARAMS)]
+    paths = [
+        Path(
+            hf_hub_download(entry.repo, name, subfolder=entry.path, repo_type=entry.repo_type, revision=entry.revision)
+        )
+        for name in (CONFIG, PARAMS)
+    ]
     return paths[0].parent
 
 

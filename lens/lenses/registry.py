@@ -48,19 +48,35 @@ class LensKind:
 
 
 KINDS = (
-    LensKind("exact", "logit", "the logit lens: the model's own final norm, unembedding and soft-cap (default)",
-             run="lens.lenses.lenses:EXACT", in_jobs=True),
-    LensKind("raw", "raw", "the residual unembedded without the final norm", run="lens.lenses.lenses:RAW",
-             in_jobs=True),
-    LensKind("tuned", "tuned", "a translator per block first (`lens train-tuned MODEL`, or --tuned-lens)",
-             run="lens.lenses.published:tuned_lens_for_run", load="lens.lenses.tuned:tuned_lens",
-             source="a folder in tuned-lens's format, 'hub' (tuned-lens's published lens for the model's Hub repo) or "
-                    "'hub:<repo id>'; default: the lens trained here"),
-    LensKind("jacobian", "Jacobian", "TransformerLens's Jacobian lens, a matrix per block first (--jacobian-lens)",
-             run="lens.lenses.jacobian:jacobian_lens_for_run", load="lens.lenses.jacobian:jacobian_lens",
-             source="a .pt file in TransformerLens's format (or a folder with lens.pt), 'hub' (TransformerLens's "
-                    "published lens for the model's Hub repo, fetched once) or 'hub:<name>'; default: the published "
-                    "lens if already in the Hugging Face cache"),
+    LensKind(
+        "exact",
+        "logit",
+        "the logit lens: the model's own final norm, unembedding and soft-cap (default)",
+        run="lens.lenses.lenses:EXACT",
+        in_jobs=True,
+    ),
+    LensKind(
+        "raw", "raw", "the residual unembedded without the final norm", run="lens.lenses.lenses:RAW", in_jobs=True
+    ),
+    LensKind(
+        "tuned",
+        "tuned",
+        "a translator per block first (`lens train-tuned MODEL`, or --tuned-lens)",
+        run="lens.lenses.published:tuned_lens_for_run",
+        load="lens.lenses.tuned:tuned_lens",
+        source="a folder in tuned-lens's format, 'hub' (tuned-lens's published lens for the model's Hub repo) or "
+        "'hub:<repo id>'; default: the lens trained here",
+    ),
+    LensKind(
+        "jacobian",
+        "Jacobian",
+        "TransformerLens's Jacobian lens, a matrix per block first (--jacobian-lens)",
+        run="lens.lenses.jacobian:jacobian_lens_for_run",
+        load="lens.lenses.jacobian:jacobian_lens",
+        source="a .pt file in TransformerLens's format (or a folder with lens.pt), 'hub' (TransformerLens's "
+        "published lens for the model's Hub repo, fetched once) or 'hub:<name>'; default: the published "
+        "lens if already in the Hugging Face cache",
+    ),
 )
 """Every lens, in the order reports list them."""
 LENSES = tuple(kind.name for kind in KINDS)

@@ -1,4 +1,4 @@
-"""Training a tuned lens here, and measuring it on held-out text: `lens train-tuned MODEL [--text FILE]`.
+"""Training a tuned lens here (`lens train-tuned MODEL [--text FILE]`), with the held-out KL its training records.
 
 The lens is fitted on what it is read on: the last position of short prompts of the kinds the findings ask (a
 completion, a question and answer, the reverse completion, German forms, arithmetic, history), over subjects no
@@ -17,11 +17,10 @@ Gemma 3's vocabulary is 5 times SmolLM2's.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -29,7 +28,7 @@ import torch
 
 from lens.errors import LensError
 from lens.lenses import tuned_corpus, tuned_fit
-from lens.lenses.lenses import EXACT, Lens, TunedLens
+from lens.lenses.lenses import TunedLens
 from lens.lenses.tuned import CONFIG, read_folder, trained_folder, trained_provenance, write_folder
 from lens.lenses.tuned_fit import (
     Rows,
@@ -40,6 +39,7 @@ from lens.lenses.tuned_fit import (
     top_tokens,
     translators,
 )
+from lens.lenses.tuned_text import Corpus, default_corpus
 from lens.models.bridge import plain_view
 from lens.models.model import LoadedModel
 from lens.progress import bar
@@ -60,8 +60,6 @@ HELD_OUT_PROMPTS = 64
 recorded held-out KL reads: the full-vocabulary KL costs (blocks x vocabulary x width) a position."""
 HELD_OUT_TEXT = 16
 """Held-out text positions the recorded held-out KL reads besides."""
-HELD_OUT_TOKENS = 512
-"""Held-out positions `held_out_kl` reads by default."""
 WINDOW = 128
 """Tokens per text window: short, as the prompts the lens reads are."""
 BATCH = 2
@@ -72,57 +70,6 @@ LEADS = 2
 """Whitespace tokens followed at most after a prompt (the model's own, as a read follows them)."""
 CHUNK_ELEMENTS = 2**25
 """Logits held at once when measuring (128 MiB of float32): Gemma 3's 18 blocks x 262,144 tokens, 7 rows."""
-HELD_OUT_EVERY = 5
-"""One paragraph in this many is held out (never trained on)."""
-
-
-@dataclass(frozen=True)
-class Corpus:
-    """Text to train a tuned lens on, as paragraphs: every `HELD_OUT_EVERY`-th one is held out."""
-
-    name: str
-    paragraphs: tuple[str, ...]
-
-    @property
-    def train(self) -> str:
-        return "\n\n".join(p for i, p in enumerate(self.paragraphs) if i % HELD_OUT_EVERY != HELD_OUT_EVERY - 1)
-
-    @property
-    def held_out(self) -> str:
-        return "\n\n".join(p for i, p in enumerate(self.paragraphs) if i % HELD_OUT_EVERY == HELD_OUT_EVERY - 1)
-
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256("\0".join(self.paragraphs).encode()).hexdigest()
-
-
-def default_corpus() -> Corpus:
-    """The Python language reference's topics as `help()` shows them (`pydoc_data.topics`, in every CPython).
-
-    Why this text: it is on every machine that runs `lens` (no network, no download, the same bytes for the same
-    Python), it is English prose with some code, as much of what these models were trained on is, and it is
-    about none of what the findings ask (capitals, arithmetic facts, history; no prompt set's text). It is the
-    general text beside the prompts (`TEXT_SHARE` of the weight): alone, one register, a lens fitted on it was
-    4 to 5 nats from the output on the judged capitals at SmolLM2's block 22 and Gemma 3's block 15."""
-    from pydoc_data.topics import topics
-
-    return Corpus(name="pydoc_data.topics (the Python language reference)",
-                  paragraphs=tuple(topics[key].strip() for key in sorted(topics)))
-
-
-def file_corpus(path: str | Path) -> Corpus:
-    """A text file as a corpus: paragraphs separated by blank lines (at least `HELD_OUT_EVERY`, so one can be
-    held out)."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise LensError(f"cannot read {path} as UTF-8 text ({error.__class__.__name__}): give a text file") from None
-    paragraphs = tuple(p.strip() for p in text.split("\n\n") if p.strip())
-    if len(paragraphs) < HELD_OUT_EVERY:
-        raise LensError(f"{path} has {len(paragraphs)} paragraphs: give at least {HELD_OUT_EVERY}, separated by "
-                        "blank lines (one in five is held out)")
-    return Corpus(name=str(path), paragraphs=paragraphs)
 
 
 @dataclass(frozen=True)
@@ -151,23 +98,44 @@ class HeldOutRows:
     output_logp: torch.Tensor
 
 
-def train_tuned(model: LoadedModel, corpus: Corpus | None = None, tokens: int = TOKENS, force: bool = False,
-                say: Callable[[str], None] | None = None) -> Trained:
+def train_tuned(
+    model: LoadedModel,
+    corpus: Corpus | None = None,
+    tokens: int = TOKENS,
+    force: bool = False,
+    say: Callable[[str], None] | None = None,
+) -> Trained:
     """The model's tuned lens: the one kept for its weights and this recipe, or one trained now and kept
     (`lens.lenses.tuned.trained_folder`, written atomically; its recipe, corpus and held-out KL in its config). `say`
     gets the estimate line before the work."""
     corpus = corpus or default_corpus()
     folder = trained_folder(model)
     prompts = tuned_corpus.prompts()
-    recipe = {"recipe": RECIPE, "corpus_sha256": corpus.sha256, "prompts_sha256": tuned_corpus.sha256(),
-              "tokens": tokens, "text_share": TEXT_SHARE, "window": WINDOW, "ridge": tuned_fit.RIDGE,
-              "top_k": tuned_fit.TOP_K, "tail_samples": tuned_fit.TAIL_SAMPLES, "steps": tuned_fit.STEPS,
-              "lr": tuned_fit.LR, "batch_rows": tuned_fit.BATCH_ROWS}
+    recipe = {
+        "recipe": RECIPE,
+        "corpus_sha256": corpus.sha256,
+        "prompts_sha256": tuned_corpus.sha256(),
+        "tokens": tokens,
+        "text_share": TEXT_SHARE,
+        "window": WINDOW,
+        "ridge": tuned_fit.RIDGE,
+        "top_k": tuned_fit.TOP_K,
+        "tail_samples": tuned_fit.TAIL_SAMPLES,
+        "steps": tuned_fit.STEPS,
+        "lr": tuned_fit.LR,
+        "batch_rows": tuned_fit.BATCH_ROWS,
+    }
     kept = _kept(folder)
     if not force and kept and all(kept.get(k) == v for k, v in recipe.items()):
-        return Trained(read_folder(folder, model, source=trained_provenance(folder)), folder, True,
-                       float(kept["seconds"]), int(kept["read_tokens"]), kept["corpus"],
-                       tuple(kept.get("held_out_kl", ())))
+        return Trained(
+            read_folder(folder, model, source=trained_provenance(folder)),
+            folder,
+            True,
+            float(kept["seconds"]),
+            int(kept["read_tokens"]),
+            kept["corpus"],
+            tuple(kept.get("held_out_kl", ())),
+        )
     start = time.perf_counter()
     d = int(model.bridge.cfg.d_model)
     train_prompts = [p.text for p in prompts if not p.held_out]
@@ -175,9 +143,11 @@ def train_tuned(model: LoadedModel, corpus: Corpus | None = None, tokens: int = 
     held_prompts = [held[int(i * len(held) / HELD_OUT_PROMPTS)] for i in range(min(HELD_OUT_PROMPTS, len(held)))]
     windows = token_windows(model, corpus.train, tokens)
     batches = -(-len(train_prompts) // PROMPT_BATCH) + -(-len(windows) // BATCH)
-    line = (f"training a tuned lens for {model.name} on {model.device}: {model.n_layers - 1} translators of {d} x {d}, "
-            f"on {len(train_prompts)} prompts and {windows.numel():,} tokens of {corpus.name}, then "
-            f"{tuned_fit.STEPS} KL steps; {{eta}}")
+    line = (
+        f"training a tuned lens for {model.name} on {model.device}: {model.n_layers - 1} translators of {d} x {d}, "
+        f"on {len(train_prompts)} prompts and {windows.numel():,} tokens of {corpus.name}, then "
+        f"{tuned_fit.STEPS} KL steps; {{eta}}"
+    )
     announce = _Announcer(batches, say, line)
     prompt_resid, prompt_ids, prompt_logp = _reduced(prompt_reads(model, train_prompts, announce))
     if len(prompt_resid) + windows.numel() - len(windows) < 2 * (d + 1):
@@ -187,28 +157,55 @@ def train_tuned(model: LoadedModel, corpus: Corpus | None = None, tokens: int = 
     text_resid, text_ids, text_logp = _reduced(_text_reads(model, windows, announce))
     reads = len(prompt_resid) + len(text_resid)
     if reads < 2 * (d + 1):
-        raise LensError(f"{corpus.name} and the prompts give {reads} training positions for {model.name}: a tuned "
-                        f"lens of width {d} needs at least {2 * (d + 1)}: give a longer text (--tokens, --text)")
-    weight = torch.cat([torch.full((len(prompt_resid),), (1 - TEXT_SHARE) / len(prompt_resid)),
-                        torch.full((len(text_resid),), TEXT_SHARE / len(text_resid))])
-    rows = Rows(torch.cat([prompt_resid, text_resid]), torch.cat([prompt_ids, text_ids]),
-                torch.cat([prompt_logp, text_logp]), weight)
+        raise LensError(
+            f"{corpus.name} and the prompts give {reads} training positions for {model.name}: a tuned "
+            f"lens of width {d} needs at least {2 * (d + 1)}: give a longer text (--tokens, --text)"
+        )
+    weight = torch.cat(
+        [
+            torch.full((len(prompt_resid),), (1 - TEXT_SHARE) / len(prompt_resid)),
+            torch.full((len(text_resid),), TEXT_SHARE / len(text_resid)),
+        ]
+    )
+    rows = Rows(
+        torch.cat([prompt_resid, text_resid]),
+        torch.cat([prompt_ids, text_ids]),
+        torch.cat([prompt_logp, text_logp]),
+        weight,
+    )
     del prompt_resid, text_resid
-    maps = refine(model, rows, least_squares([(rows.resid, rows.weight)]),
-                  progress=lambda steps: bar(steps, total=tuned_fit.STEPS, desc=f"{model.name}: KL steps", unit="step"))
+    maps = refine(
+        model,
+        rows,
+        least_squares([(rows.resid, rows.weight)]),
+        progress=lambda steps: bar(steps, total=tuned_fit.STEPS, desc=f"{model.name}: KL steps", unit="step"),
+    )
     del rows
     weight, bias = translators(maps)
     lens = TunedLens(weight=weight, bias=bias, source=f"trained here ({folder})")
     measured = held_out_rows(model, held_prompts, token_windows(model, corpus.held_out, HELD_OUT_TEXT))
     held_out = tuple(round(v, 4) for v in rows_kl(model, lens.move, measured.resid, measured.output_logp).tolist())
     seconds = time.perf_counter() - start
-    record = recipe | {"corpus": f"{len(train_prompts)} held-out prompts (lens/tuned_corpus.toml) and {corpus.name}",
-                       "read_tokens": reads, "seconds": round(seconds, 2), "device": model.device,
-                       "dtype": str(model.dtype).removeprefix("torch."), "weights_id": model.weights_id,
-                       "held_out_positions": len(measured.resid), "held_out_kl": held_out}
+    record = recipe | {
+        "corpus": f"{len(train_prompts)} held-out prompts (lens/tuned_corpus.toml) and {corpus.name}",
+        "read_tokens": reads,
+        "seconds": round(seconds, 2),
+        "device": model.device,
+        "dtype": str(model.dtype).removeprefix("torch."),
+        "weights_id": model.weights_id,
+        "held_out_positions": len(measured.resid),
+        "held_out_kl": held_out,
+    }
     write_folder(lens, folder, model, extra=record)
-    return Trained(read_folder(folder, model, source=trained_provenance(folder)), folder, False, seconds, reads,
-                   record["corpus"], held_out)
+    return Trained(
+        read_folder(folder, model, source=trained_provenance(folder)),
+        folder,
+        False,
+        seconds,
+        reads,
+        record["corpus"],
+        held_out,
+    )
 
 
 def _kept(folder: Path) -> dict | None:
@@ -228,8 +225,12 @@ class _Announcer:
     def done_one(self) -> None:
         if self.say is not None:
             took = time.perf_counter() - self.started
-            self.say(self.line.format(eta=f"about {took * self.total:.0f} s of forward passes (timed on the first "
-                                          f"of {self.total} batches), then the fit"))
+            self.say(
+                self.line.format(
+                    eta=f"about {took * self.total:.0f} s of forward passes (timed on the first "
+                    f"of {self.total} batches), then the fit"
+                )
+            )
             self.say = None
 
 
@@ -251,8 +252,9 @@ def _stack(reads: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Te
     return torch.cat([r.float().cpu() for r in resid]), torch.cat([lg.float().cpu() for lg in logits])
 
 
-def prompt_reads(model: LoadedModel, prompts: Sequence[str],
-                 announce: _Announcer | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def prompt_reads(
+    model: LoadedModel, prompts: Sequence[str], announce: _Announcer | None = None
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Per batch, every block's output and the output logits where a read follows each prompt: at its last
     token, and after each whitespace token the model writes first (up to `LEADS`), as the findings read it. The
     model as transformers built it, its decoder layers' outputs hooked; a whitespace token costs one position (the
@@ -267,8 +269,9 @@ def prompt_reads(model: LoadedModel, prompts: Sequence[str],
     hooks = [layer.register_forward_hook(keep) for layer in hf.get_decoder().layers]
     sequences = sorted((prompt_ids(tokenizer, p) for p in prompts), key=len)
     try:
-        for start in bar(range(0, len(sequences), PROMPT_BATCH), desc=f"{model.name}: {len(sequences)} prompts",
-                         unit="batch"):
+        for start in bar(
+            range(0, len(sequences), PROMPT_BATCH), desc=f"{model.name}: {len(sequences)} prompts", unit="batch"
+        ):
             batch = encode_ids(tokenizer, sequences[start : start + PROMPT_BATCH], model.n_ctx)
             ids, mask = batch["input_ids"].to(model.device), batch["attention_mask"].to(model.device)
             leading = torch.ones(len(ids), dtype=torch.bool, device=model.device)
@@ -276,13 +279,19 @@ def prompt_reads(model: LoadedModel, prompts: Sequence[str],
             for lead in range(LEADS + 1):
                 captured.clear()
                 with torch.inference_mode():
-                    out = hf(input_ids=ids, attention_mask=mask, past_key_values=cache, use_cache=lead < LEADS,
-                             logits_to_keep=1)
+                    out = hf(
+                        input_ids=ids,
+                        attention_mask=mask,
+                        past_key_values=cache,
+                        use_cache=lead < LEADS,
+                        logits_to_keep=1,
+                    )
                 logits = out.logits[:, -1]
                 yield torch.stack(captured, dim=1)[leading], logits[leading]
                 ids = logits.argmax(-1, keepdim=True)
-                leading &= torch.tensor([is_space(tokenizer.decode([t])) for t in ids[:, 0].tolist()],
-                                        device=model.device)
+                leading &= torch.tensor(
+                    [is_space(tokenizer.decode([t])) for t in ids[:, 0].tolist()], device=model.device
+                )
                 if not leading.any():
                     break
                 mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
@@ -294,10 +303,15 @@ def prompt_reads(model: LoadedModel, prompts: Sequence[str],
             hook.remove()
 
 
-def _text_reads(model: LoadedModel, windows: torch.Tensor,
-                announce: _Announcer | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    for resid, logits in bar(block_outputs(model, windows, logits=True, batch_size=BATCH),
-                             total=-(-len(windows) // BATCH), desc=f"{model.name}: text", unit="batch"):
+def _text_reads(
+    model: LoadedModel, windows: torch.Tensor, announce: _Announcer | None = None
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    for resid, logits in bar(
+        block_outputs(model, windows, logits=True, batch_size=BATCH),
+        total=-(-len(windows) // BATCH),
+        desc=f"{model.name}: text",
+        unit="batch",
+    ):
         if announce is not None:
             announce.done_one()
         yield resid, logits
@@ -305,8 +319,10 @@ def _text_reads(model: LoadedModel, windows: torch.Tensor,
 
 def held_out_rows(model: LoadedModel, prompts: Sequence[str], windows: torch.Tensor) -> HeldOutRows:
     """The held-out prompts' read positions and held-out text positions, with the output's full distribution."""
-    text = [(resid[:HELD_OUT_TEXT], logits[:HELD_OUT_TEXT])
-            for resid, logits in block_outputs(model, windows[:1], logits=True, batch_size=1)]
+    text = [
+        (resid[:HELD_OUT_TEXT], logits[:HELD_OUT_TEXT])
+        for resid, logits in block_outputs(model, windows[:1], logits=True, batch_size=1)
+    ]
     resid, logits = _stack([*prompt_reads(model, prompts), *text])
     return HeldOutRows(resid, torch.log_softmax(logits, dim=-1))
 
@@ -319,7 +335,7 @@ def token_windows(model: LoadedModel, text: str, tokens: int) -> torch.Tensor:
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     plain = tokenizer("x", add_special_tokens=False)["input_ids"]
     special = tokenizer("x")["input_ids"]
-    prefix = special[: len(special) - len(plain)] if special[len(special) - len(plain):] == plain else []
+    prefix = special[: len(special) - len(plain)] if special[len(special) - len(plain) :] == plain else []
     step = WINDOW - len(prefix)
     n_windows = min(-(-tokens // (WINDOW - 1)), len(ids) // step)
     if n_windows < 1:
@@ -334,65 +350,9 @@ def block_outputs(model: LoadedModel, windows: torch.Tensor, logits: bool = Fals
     for start in range(0, len(windows), batch_size):
         batch = windows[start : start + batch_size].to(model.device)
         with torch.inference_mode():
-            out, cache = model.bridge.run_with_cache(batch, names_filter=names,
-                                                     **({} if logits else {"logits_to_keep": 1}))
+            out, cache = model.bridge.run_with_cache(
+                batch, names_filter=names, **({} if logits else {"logits_to_keep": 1})
+            )
         resid = torch.stack([cache[name][:, 1:] for name in names], dim=2)
         rows = resid.reshape(-1, model.n_layers, resid.shape[-1])
         yield rows, (out[:, 1:].reshape(-1, out.shape[-1]) if logits else None)
-
-
-@dataclass(frozen=True)
-class HeldOut:
-    """Mean KL(model output || lens) per block over held-out positions, in nats."""
-
-    model: str
-    lens: str
-    kl: tuple[float, ...]
-    """Per block, 0-based."""
-    tokens: int
-
-
-def held_out_kl(model: LoadedModel, lenses: tuple[Lens, ...] = (EXACT,), corpus: Corpus | None = None,
-                tokens: int = HELD_OUT_TOKENS) -> list[HeldOut]:
-    """Each lens's mean KL from the model's own output distribution to the lens's, per block, over `tokens` read
-    positions of the corpus's held-out paragraphs (never trained on): how close each block's reading is to the
-    output on text the lens has not seen."""
-    corpus = corpus or default_corpus()
-    windows = token_windows(model, corpus.held_out, tokens)
-    sums = {lens.name: torch.zeros(model.n_layers, dtype=torch.float64) for lens in lenses}
-    rows = 0
-    vocab = int(model.bridge.cfg.d_vocab)
-    chunk = max(1, CHUNK_ELEMENTS // (model.n_layers * vocab))
-    for resid, output in bar(block_outputs(model, windows, logits=True, batch_size=2), total=-(-len(windows) // 2),
-                             desc=f"{model.name}: held-out KL", unit="batch"):
-        for start in range(0, resid.shape[0], chunk):
-            with torch.inference_mode():
-                logp = torch.log_softmax(output[start : start + chunk].float(), dim=-1)[:, None]
-                for lens in lenses:
-                    logq = torch.log_softmax(lens.block_logits(model, resid[start : start + chunk]).float(), dim=-1)
-                    sums[lens.name] += (logp.exp() * (logp - logq)).sum(-1).sum(0).cpu().double()  # MPS has no float64
-        rows += resid.shape[0]
-    return [HeldOut(model.name, name, tuple((total / rows).tolist()), rows) for name, total in sums.items()]
-
-
-def report(trained: Trained, measured: list[HeldOut] | None = None) -> str:
-    """What a training gave, in a few lines: where it is kept, its cost, the held-out KL its training recorded
-    and, where measured, the held-out text's per lens."""
-    cost = "kept from an earlier training" if trained.cached else "trained now"
-    lines = [f"tuned lens {cost}: {trained.folder} ({trained.tokens:,} positions: {trained.corpus}; "
-             f"{trained.seconds:.1f} s)"]
-    tables = []
-    if trained.held_out:
-        tables.append(("held-out prompts and text, as training measured it", ["tuned"], [list(trained.held_out)]))
-    if measured:
-        tables.append(("held-out text", [m.lens for m in measured], [list(m.kl) for m in measured]))
-    for title, names, columns in tables:
-        lines.append(f"KL(output || lens) on {title}, nats, per block: " + ", ".join(names))
-        for layer, values in enumerate(zip(*columns)):
-            lines.append(f"  {layer:>3}  " + "  ".join(f"{v:8.3f}" for v in values))
-    return "\n".join(lines)
-
-
-def as_dict(measured: list[HeldOut]) -> list[dict]:
-    """Held-out figures as JSON-ready dicts."""
-    return [asdict(m) for m in measured]

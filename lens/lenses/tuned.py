@@ -54,8 +54,9 @@ def tuned_lens(model: LoadedModel, source: str | Path | None = None) -> TunedLen
     if source == "hub" or source.startswith("hub:"):
         return published(model, source.removeprefix("hub").removeprefix(":") or None)
     if not Path(source).is_dir():
-        raise LensError(f"no tuned lens folder at {source}: give a folder with {CONFIG} and {PARAMS}, 'hub', or "
-                        f"'hub:<repo id>'")
+        raise LensError(
+            f"no tuned lens folder at {source}: give a folder with {CONFIG} and {PARAMS}, 'hub', or 'hub:<repo id>'"
+        )
     return read_folder(Path(source), model)
 
 
@@ -91,30 +92,36 @@ def read_folder(folder: Path, model: LoadedModel, source: str | None = None) -> 
     config_path, params_path = folder / CONFIG, folder / PARAMS
     for path in (config_path, params_path):
         if not path.is_file():
-            raise LensError(f"{folder} is not a tuned lens: it has no {path.name} (tuned-lens's format: {CONFIG} "
-                            f"and {PARAMS})")
+            raise LensError(
+                f"{folder} is not a tuned lens: it has no {path.name} (tuned-lens's format: {CONFIG} and {PARAMS})"
+            )
     try:
         config = json.loads(config_path.read_text())
         n_layers, d_model = int(config["num_hidden_layers"]), int(config["d_model"])
     except (ValueError, KeyError, TypeError) as error:
-        raise LensError(f"{config_path} is not a tuned lens's config ({error!r}): fetch or train the lens "
-                        "again") from None
+        raise LensError(
+            f"{config_path} is not a tuned lens's config ({error!r}): fetch or train the lens again"
+        ) from None
     want_layers, want_d = model.n_layers, int(model.bridge.cfg.d_model)
     if (n_layers, d_model) != (want_layers, want_d):
-        raise LensError(f"the tuned lens in {folder} is for {n_layers} blocks of width {d_model}, {model.name} has "
-                        f"{want_layers} of width {want_d}: use a lens for this model "
-                        f"(`{command(f'train-tuned {model.name}')}`)")
+        raise LensError(
+            f"the tuned lens in {folder} is for {n_layers} blocks of width {d_model}, {model.name} has "
+            f"{want_layers} of width {want_d}: use a lens for this model "
+            f"(`{command(f'train-tuned {model.name}')}`)"
+        )
     try:
         state = torch.load(params_path, map_location="cpu", weights_only=True)
     except Exception as error:  # a truncated or foreign file: torch raises many types
-        raise LensError(f"{params_path} cannot be read ({type(error).__name__}): fetch or train the lens "
-                        "again") from None
+        raise LensError(
+            f"{params_path} cannot be read ({type(error).__name__}): fetch or train the lens again"
+        ) from None
     weight, bias = _translators(state, n_layers, d_model, bool(config.get("bias", True)), params_path)
     return TunedLens(weight=weight, bias=bias, source=source or str(folder))
 
 
-def _translators(state: Any, n_layers: int, d_model: int, has_bias: bool,
-                 path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+def _translators(
+    state: Any, n_layers: int, d_model: int, has_bias: bool, path: Path
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Blocks 0 .. n_layers - 2's translators (tuned-lens's 1 .. n_layers - 1) from the state dict, as float32."""
     if not isinstance(state, dict):
         raise LensError(f"{path} holds no state dict of translators: fetch or train the lens again")
@@ -122,11 +129,14 @@ def _translators(state: Any, n_layers: int, d_model: int, has_bias: bool,
     for i in range(1, n_layers):
         w, b = state.get(f"{i}.weight"), state.get(f"{i}.bias")
         if not isinstance(w, torch.Tensor) or tuple(w.shape) != (d_model, d_model):
-            raise LensError(f"{path}: translator {i}'s weight is {_shape(w)}, not ({d_model}, {d_model}): fetch or "
-                            "train the lens again")
+            raise LensError(
+                f"{path}: translator {i}'s weight is {_shape(w)}, not ({d_model}, {d_model}): fetch or "
+                "train the lens again"
+            )
         if has_bias and (not isinstance(b, torch.Tensor) or tuple(b.shape) != (d_model,)):
-            raise LensError(f"{path}: translator {i}'s bias is {_shape(b)}, not ({d_model},): fetch or train the "
-                            "lens again")
+            raise LensError(
+                f"{path}: translator {i}'s bias is {_shape(b)}, not ({d_model},): fetch or train the lens again"
+            )
         weights.append(w.float())
         biases.append(b.float() if has_bias else torch.zeros(d_model))
     return torch.stack(weights), torch.stack(biases)
@@ -203,19 +213,29 @@ def published(model: LoadedModel, resource_id: str | None = None) -> TunedLens:
 
     resource_id = resource_id or getattr(model.spec, "repo", None)
     if not resource_id:
-        raise LensError(f"{model.name} is no Hub model: name the published lens, e.g. "
-                        f"'hub:meta-llama/Meta-Llama-3-8B', or train one with `{command(f'train-tuned {model.name}')}`")
+        raise LensError(
+            f"{model.name} is no Hub model: name the published lens, e.g. "
+            f"'hub:meta-llama/Meta-Llama-3-8B', or train one with `{command(f'train-tuned {model.name}')}`"
+        )
     try:
-        paths = [Path(hf_hub_download(TUNED_LENS_SPACE, name, subfolder=f"lens/{resource_id}", repo_type="space"))
-                 for name in (CONFIG, PARAMS)]
+        paths = [
+            Path(hf_hub_download(TUNED_LENS_SPACE, name, subfolder=f"lens/{resource_id}", repo_type="space"))
+            for name in (CONFIG, PARAMS)
+        ]
     except (LocalEntryNotFoundError, OfflineModeIsEnabled):
-        raise LensError(f"cannot reach the Hugging Face Hub for the tuned lens of {resource_id} (no network, or "
-                        f"HF_HUB_OFFLINE=1 is set): connect, or train one with "
-                        f"`{command(f'train-tuned {model.name}')}`") from None
+        raise LensError(
+            f"cannot reach the Hugging Face Hub for the tuned lens of {resource_id} (no network, or "
+            f"HF_HUB_OFFLINE=1 is set): connect, or train one with "
+            f"`{command(f'train-tuned {model.name}')}`"
+        ) from None
     except (EntryNotFoundError, RepositoryNotFoundError):
-        raise LensError(f"tuned-lens publishes no lens for {resource_id} (huggingface.co/spaces/{TUNED_LENS_SPACE}): "
-                        f"train one with `{command(f'train-tuned {model.name}')}`") from None
+        raise LensError(
+            f"tuned-lens publishes no lens for {resource_id} (huggingface.co/spaces/{TUNED_LENS_SPACE}): "
+            f"train one with `{command(f'train-tuned {model.name}')}`"
+        ) from None
     except HfHubHTTPError as error:
-        raise LensError(f"the Hugging Face Hub refused the tuned lens of {resource_id} ({error.__class__.__name__}): "
-                        "try again later") from None
+        raise LensError(
+            f"the Hugging Face Hub refused the tuned lens of {resource_id} ({error.__class__.__name__}): "
+            "try again later"
+        ) from None
     return read_folder(paths[0].parent, model, source=f"hub:{resource_id}")

@@ -65,9 +65,13 @@ def arithmetic_operands(spec: dict) -> list[tuple[int, str, int]]:
     """`count` (a, operator, b) evenly spaced over those the file allows: a result of at least `min_result`, or
     an operand above `or_operand_above` and a positive result."""
     results = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
-    allowed = [(a, op, b) for op in spec["operators"] for a in range(2, spec["max_operand"] + 1)
-               for b in range(2, spec["max_operand"] + 1)
-               if (r := results[op](a, b)) >= spec["min_result"] or (max(a, b) > spec["or_operand_above"] and r > 0)]
+    allowed = [
+        (a, op, b)
+        for op in spec["operators"]
+        for a in range(2, spec["max_operand"] + 1)
+        for b in range(2, spec["max_operand"] + 1)
+        if (r := results[op](a, b)) >= spec["min_result"] or (max(a, b) > spec["or_operand_above"] and r > 0)
+    ]
     step = len(allowed) / spec["count"]
     return [allowed[int(k * step)] for k in range(spec["count"])]
 

@@ -114,9 +114,16 @@ def fit_translators(batches: Iterable[torch.Tensor]) -> tuple[torch.Tensor, torc
     return translators(least_squares((resid, None) for resid in batches).maps)
 
 
-def refine(model: LoadedModel, rows: Rows, start: LeastSquares, steps: int = STEPS, lr: float = LR,
-           batch: int = BATCH_ROWS, seed: int = 0,
-           progress: Callable[[Iterable[int]], Iterable[int]] = iter) -> torch.Tensor:
+def refine(
+    model: LoadedModel,
+    rows: Rows,
+    start: LeastSquares,
+    steps: int = STEPS,
+    lr: float = LR,
+    batch: int = BATCH_ROWS,
+    seed: int = 0,
+    progress: Callable[[Iterable[int]], Iterable[int]] = iter,
+) -> torch.Tensor:
     """The least-squares maps after `steps` Adam steps on the bounded KL (module docstring), every block at once:
     the new maps, (n_layers - 1, d_model + 1, d_model)."""
     device = model.device
@@ -124,8 +131,9 @@ def refine(model: LoadedModel, rows: Rows, start: LeastSquares, steps: int = STE
     n_blocks = start.maps.shape[0]
     cholesky = start.cholesky.to(device)
     x = torch.cat([rows.resid[:, :-1].float(), torch.ones(len(rows.weight), n_blocks, 1)], dim=-1)
-    whitened = torch.linalg.solve_triangular(cholesky, x.to(device).transpose(0, 1).transpose(1, 2),
-                                             upper=False).transpose(1, 2)  # (blocks, rows, d + 1), unit covariance
+    whitened = torch.linalg.solve_triangular(
+        cholesky, x.to(device).transpose(0, 1).transpose(1, 2), upper=False
+    ).transpose(1, 2)  # (blocks, rows, d + 1), unit covariance
     maps = torch.nn.Parameter(cholesky.transpose(1, 2) @ start.maps.to(device) / start.scale)
     optimizer = torch.optim.Adam([maps], lr=lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / steps)  # to 0: no late wander
@@ -150,8 +158,15 @@ def unembedding(model: LoadedModel) -> tuple[torch.Tensor, torch.Tensor | None]:
     return head.weight.detach().float(), None if bias is None else bias.detach().float()
 
 
-def bounded_kl(model: LoadedModel, moved: torch.Tensor, top_ids: torch.Tensor, top_logp: torch.Tensor,
-               unembed: torch.Tensor, bias: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
+def bounded_kl(
+    model: LoadedModel,
+    moved: torch.Tensor,
+    top_ids: torch.Tensor,
+    top_logp: torch.Tensor,
+    unembed: torch.Tensor,
+    bias: torch.Tensor | None,
+    generator: torch.Generator,
+) -> torch.Tensor:
     """Per row and block, the KL from the output to the lens over the output's top tokens plus one bucket for the
     rest, the lens's normaliser exact over the rows' top tokens and estimated over the rest by uniform draws.
 
@@ -174,18 +189,24 @@ def bounded_kl(model: LoadedModel, moved: torch.Tensor, top_ids: torch.Tensor, t
     if model.softcap:
         logits = torch.tanh(logits / model.softcap) * model.softcap
     if len(drawn):  # each drawn token stands for len(rest) / TAIL_SAMPLES of the tail
-        logits[..., len(columns):] += math.log(len(rest) / len(drawn))
+        logits[..., len(columns) :] += math.log(len(rest) / len(drawn))
     log_norm = torch.logsumexp(logits, dim=-1, keepdim=True)
     blocks = moved.shape[1]
     lens_top = logits[..., : len(columns)].gather(-1, position[:, None, :].expand(-1, blocks, -1)) - log_norm
     out_tail = torch.log1p(-top_logp.exp().sum(-1).clamp(max=1 - 1e-6))
     lens_tail = torch.log1p(-lens_top.exp().sum(-1).clamp(max=1 - 1e-6))
-    return ((top_logp.exp()[:, None] * (top_logp[:, None] - lens_top)).sum(-1)
-            + out_tail.exp()[:, None] * (out_tail[:, None] - lens_tail))
+    return (top_logp.exp()[:, None] * (top_logp[:, None] - lens_top)).sum(-1) + out_tail.exp()[:, None] * (
+        out_tail[:, None] - lens_tail
+    )
 
 
-def rows_kl(model: LoadedModel, moved: Callable[[torch.Tensor], torch.Tensor], resid: torch.Tensor,
-            output_logp: torch.Tensor, chunk: int = 8) -> torch.Tensor:
+def rows_kl(
+    model: LoadedModel,
+    moved: Callable[[torch.Tensor], torch.Tensor],
+    resid: torch.Tensor,
+    output_logp: torch.Tensor,
+    chunk: int = 8,
+) -> torch.Tensor:
     """Mean exact KL(output || lens) per block over rows, full vocabulary, float32: `moved` turns block outputs
     (rows, n_layers, d_model) into what the exact lens reads (the identity: the logit lens), `output_logp` is the
     output's log-softmax (rows, vocab). (n_layers,), in nats."""
@@ -193,8 +214,9 @@ def rows_kl(model: LoadedModel, moved: Callable[[torch.Tensor], torch.Tensor], r
     with torch.inference_mode():
         for start in range(0, len(resid), chunk):
             h = moved(resid[start : start + chunk].to(model.device).float()).to(model.dtype)
-            logq = torch.log_softmax(exact_logits(model.bridge.ln_final, model.bridge.unembed, h,
-                                                  model.softcap).float(), dim=-1)
+            logq = torch.log_softmax(
+                exact_logits(model.bridge.ln_final, model.bridge.unembed, h, model.softcap).float(), dim=-1
+            )
             logp = output_logp[start : start + chunk].to(model.device).float()[:, None]
             total += (logp.exp() * (logp - logq)).sum(-1).sum(0).double().cpu()
     return total / max(len(resid), 1)

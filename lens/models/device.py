@@ -72,9 +72,9 @@ def choose_dtype(n_params: int, device: str, override: str | None = None) -> tor
 
 RELATIVE_TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 3e-2, torch.float16: 1e-2}
 """Largest difference, relative to the scale of what is compared, that a dtype's own rounding explains: the
-last block's lens against the output (lens.reads.check), a block on the device against the CPU (lens.models.spot). float32
-kernels differ by about 1e-6 of the scale; bfloat16 and float16 round to 8 and 11 bits (0.8% and 0.1%), a
-few roundings a block. The known MPS matmul errors are 10-30%."""
+last block's lens against the output (lens.reads.check), a block on the device against the CPU (lens.models.spot).
+float32 kernels differ by about 1e-6 of the scale; bfloat16 and float16 round to 8 and 11 bits (0.8% and 0.1%), a few
+roundings a block. The known MPS matmul errors are 10-30%."""
 
 MPS_SAFE_MATMUL_TORCH = "2.14.0"
 """torch 2.7-2.13 compute 2-D matmuls with a reduction over 32768 wrongly on M1/M2 GPUs, silently, 10-30% of
@@ -91,10 +91,14 @@ def mps_matmul_hazard(reductions: dict[str, int], torch_version: str = torch.__v
     version = Version(torch_version.split("+")[0])
     for what, size in reductions.items():
         if version < Version(MPS_SAFE_MATMUL_TORCH) and size > 32768:
-            return (f"torch {version} computes matmuls over more than 32768 values wrongly on Apple GPUs, without an "
-                    f"error (PyTorch issue 193487), and this model's {what} is {size}: install torch 2.14.1 or newer "
-                    "(`./run` does on macOS) or run with --device cpu")
+            return (
+                f"torch {version} computes matmuls over more than 32768 values wrongly on Apple GPUs, without an "
+                f"error (PyTorch issue 193487), and this model's {what} is {size}: install torch 2.14.1 or newer "
+                "(`./run` does on macOS) or run with --device cpu"
+            )
         if what == "prompt length" and size >= 32767:
-            return (f"batched matmuls over 32767 or more values are wrong on Apple GPUs on every torch so far (PyTorch "
-                    f"issue 195163), and this {what} is {size} tokens: shorten it or run with --device cpu")
+            return (
+                f"batched matmuls over 32767 or more values are wrong on Apple GPUs on every torch so far (PyTorch "
+                f"issue 195163), and this {what} is {size} tokens: shorten it or run with --device cpu"
+            )
     return None

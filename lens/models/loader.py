@@ -103,8 +103,9 @@ def plan(name_or_path: str, device: str | None = None, dtype: str | None = None)
     config = AutoConfig.from_pretrained(folder, local_files_only=True)
     if device.startswith("mps"):
         text = config.get_text_config()
-        hazard = mps_matmul_hazard({"hidden size": getattr(text, "hidden_size", 0),
-                                    "MLP width": getattr(text, "intermediate_size", 0) or 0})
+        hazard = mps_matmul_hazard(
+            {"hidden size": getattr(text, "hidden_size", 0), "MLP width": getattr(text, "intermediate_size", 0) or 0}
+        )
         if hazard:
             raise LensError(f"refusing {spec.name} on mps: {hazard}")
     n_params = _count_params(config)
@@ -112,7 +113,11 @@ def plan(name_or_path: str, device: str | None = None, dtype: str | None = None)
 
 
 def wrap(
-    spec: ModelSpec, hf_model: Any, tokenizer: Any, device: str, weights_id: str,
+    spec: ModelSpec,
+    hf_model: Any,
+    tokenizer: Any,
+    device: str,
+    weights_id: str,
     offloaded: bool = False,
 ) -> LoadedModel:
     """Wrap a loaded Hugging Face model (on its device) and its tokenizer in a TransformerBridge."""
@@ -123,7 +128,10 @@ def wrap(
     hf_model.config.architectures = hf_model.config.architectures or [type(hf_model).__name__]
     dtype = next(hf_model.parameters()).dtype
     bridge = TransformerBridge.boot_transformers(
-        spec.name, hf_model=hf_model, tokenizer=tokenizer, dtype=dtype,
+        spec.name,
+        hf_model=hf_model,
+        tokenizer=tokenizer,
+        dtype=dtype,
         **({} if offloaded else {"device": device}),
     )
     if offloaded and bridge.cfg.device in (None, "meta"):
@@ -134,9 +142,13 @@ def wrap(
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return LoadedModel(
-        spec=spec, bridge=bridge, tokenizer=tokenizer,
+        spec=spec,
+        bridge=bridge,
+        tokenizer=tokenizer,
         device=str(bridge.cfg.device) if offloaded else device,
-        dtype=dtype, weights_id=weights_id, offloaded=offloaded,
+        dtype=dtype,
+        weights_id=weights_id,
+        offloaded=offloaded,
     )
 
 
@@ -159,8 +171,11 @@ def _count_params(config: Any) -> int:
         model = AutoModelForCausalLM.from_config(config)
     n = sum(p.numel() for p in model.parameters())
     head, embedding = model.get_output_embeddings(), model.get_input_embeddings()
-    if (getattr(config.get_text_config(), "tie_word_embeddings", False) and head is not None
-            and head.weight is not embedding.weight):
+    if (
+        getattr(config.get_text_config(), "tie_word_embeddings", False)
+        and head is not None
+        and head.weight is not embedding.weight
+    ):
         n -= head.weight.numel()  # tied (SmolLM2, Gemma): one tensor once loaded, not two
     return n
 

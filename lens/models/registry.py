@@ -126,17 +126,17 @@ class HubModel(ModelSpec):
 
     def fetch(self, quiet: bool = False) -> None:
         if self.remote:
-            raise LensError(f"{self.name} runs on NDIF: nothing to download (`{command(f'trace {self.name} ...')}` or "
-                            f"`./run findings -m {self.name}`, with NDIF_API_KEY set)")
+            raise LensError(
+                f"{self.name} runs on NDIF: nothing to download (`{command(f'trace {self.name} ...')}` or "
+                f"`./run findings -m {self.name}`, with NDIF_API_KEY set)"
+            )
         fetch.fetch_from_hub(self.repo, quiet)
 
     def weights_folder(self) -> tuple[Path, str]:
         folder = fetch.hub_folder(self.repo)
         size = f" (about {self.size_gb:g} GB)" if self.size_gb else ""
         if folder is None:
-            raise LensError(
-                f"{self.name} ({self.repo}) is not downloaded here: run `{self.download_command()}`{size}"
-            )
+            raise LensError(f"{self.name} ({self.repo}) is not downloaded here: run `{self.download_command()}`{size}")
         if not any(folder.glob("*.safetensors")):
             raise LensError(
                 f"{self.name} ({self.repo}) has no weights in the local cache: run `{self.download_command()}`"

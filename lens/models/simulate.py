@@ -76,8 +76,14 @@ class Shape:
 
     def at_depth(self, depth: int) -> Shape:
         """The same architecture with `depth` blocks."""
-        return Shape(self.name, depth, self.d_model, self.vocab,
-                     self.parameters + (depth - self.n_layers) * self.block_parameters, self.block_parameters)
+        return Shape(
+            self.name,
+            depth,
+            self.d_model,
+            self.vocab,
+            self.parameters + (depth - self.n_layers) * self.block_parameters,
+            self.block_parameters,
+        )
 
 
 def shape_of(name: str, depth: int | None = None) -> Shape:
@@ -166,7 +172,7 @@ def random_model(config: Any, dtype: torch.dtype, seed: int = SEED) -> Any:
                     while done < flat.numel():
                         start = int(torch.randint(0, POOL // 2, (1,), generator=generator))
                         take = min(flat.numel() - done, POOL - start)
-                        flat[done:done + take].copy_(pool[start:start + take])
+                        flat[done : done + take].copy_(pool[start : start + take])
                         done += take
                 elif not (own and all(p.dim() < 2 for p in own)):
                     param.zero_()  # a bias beside a matrix: transformers' init makes it zero
@@ -184,8 +190,9 @@ def embedded_tokenizer(name: str = TOKENIZER) -> Any:
     return AutoTokenizer.from_pretrained(folder, local_files_only=True)
 
 
-def build(name: str, depth: int | None = None, dtype: str = "bfloat16", tokenizer: str = TOKENIZER,
-          seed: int = SEED) -> LoadedModel:
+def build(
+    name: str, depth: int | None = None, dtype: str = "bfloat16", tokenizer: str = TOKENIZER, seed: int = SEED
+) -> LoadedModel:
     """The architecture with random weights (seed `seed`) in `dtype` on the CPU, at `depth` blocks (None: its
     own), wrapped for the lens as `lens.load` wraps a real model. Its spec is the registry's (chat form, published
     lenses named); its `weights_id` says what it is, so nothing kept for real weights is read for it."""
@@ -199,6 +206,8 @@ def build(name: str, depth: int | None = None, dtype: str = "bfloat16", tokenize
     text = embedded_tokenizer(tokenizer)
     hf_model = random_model(config, DTYPES[dtype], seed)
     digest = hashlib.sha256(json.dumps(config_values(name), sort_keys=True).encode()).hexdigest()[:12]
-    weights_id = (f"simulated {name}: random weights (seed {seed}), {config.num_hidden_layers} blocks, "
-                  f"config {digest}, {tokenizer}'s tokenizer")
+    weights_id = (
+        f"simulated {name}: random weights (seed {seed}), {config.num_hidden_layers} blocks, "
+        f"config {digest}, {tokenizer}'s tokenizer"
+    )
     return wrap(resolve(name), hf_model, mapped_tokenizer(text, config.vocab_size), "cpu", weights_id)

@@ -43,8 +43,10 @@ class SpotCheck:
 
     def summary(self) -> str:
         verdict = "agrees with" if self.agrees else "DISAGREES with"
-        return (f"{self.model} on {self.device} {verdict} the CPU on a spot check: block {self.worst_block} "
-                f"differs by {self.worst:.1e} of its scale (tolerance {self.tolerance:.0e})")
+        return (
+            f"{self.model} on {self.device} {verdict} the CPU on a spot check: block {self.worst_block} "
+            f"differs by {self.worst:.1e} of its scale (tolerance {self.tolerance:.0e})"
+        )
 
 
 @torch.inference_mode()
@@ -61,13 +63,16 @@ def spot_check(model: LoadedModel, sequence: list[int]) -> SpotCheck:
 
         def post(module, args, kwargs, output):
             seen[i] = (*seen[i], output[0] if isinstance(output, tuple) else output)
+
         return pre, post
 
     handles = []
     for i, layer in enumerate(layers):
         pre, post = keep(i)
-        handles += [layer.register_forward_pre_hook(pre, with_kwargs=True),
-                    layer.register_forward_hook(post, with_kwargs=True)]
+        handles += [
+            layer.register_forward_pre_hook(pre, with_kwargs=True),
+            layer.register_forward_hook(post, with_kwargs=True),
+        ]
     try:
         batch = {k: v.to(model.device) for k, v in encode_ids(model.tokenizer, [sequence], model.n_ctx).items()}
         hf(**batch, logits_to_keep=1, use_cache=False)

@@ -2,7 +2,8 @@
 
 Each backend runs a batch once and keeps, per prompt, only what the lens needs at the last position: every
 block's output (the residual stream after the block) and the model's output logits. The lens arithmetic
-(final norm, unembedding, soft-cap) and the statistics stay one implementation (`lens.lenses.lenses`, `lens.reads.trace`).
+(final norm, unembedding, soft-cap) and the statistics stay one implementation (`lens.lenses.lenses`,
+`lens.reads.trace`).
 
 - `bridge`: `TransformerBridge.run_with_cache`, caching only the blocks' `hook_out`.
 - `nnsight`: nnsight's `TransformersModel` around the Hugging Face model as transformers built it, reading

@@ -70,8 +70,14 @@ def lens_probabilities(
         return torch.softmax(EXACT.logits(model, resid).float(), dim=-1).cpu()
 
 
-def compare(model: LoadedModel, probs: torch.Tensor, reference: torch.Tensor, reference_name: str,
-            tolerance: float | None = None, backend: str = "bridge") -> DeviceCheck:
+def compare(
+    model: LoadedModel,
+    probs: torch.Tensor,
+    reference: torch.Tensor,
+    reference_name: str,
+    tolerance: float | None = None,
+    backend: str = "bridge",
+) -> DeviceCheck:
     """Compare a model's lens probabilities with a reference computation's, of the same prompts (tolerance:
     by the model's dtype unless given)."""
     tolerance = TOLERANCE[model.dtype] if tolerance is None else tolerance
@@ -93,8 +99,12 @@ def compare(model: LoadedModel, probs: torch.Tensor, reference: torch.Tensor, re
 def compare_models(model: LoadedModel, reference: LoadedModel) -> DeviceCheck:
     """The lens of `model` against that of `reference`, the same weights loaded another way
     (another dtype, device or loader)."""
-    return compare(model, lens_probabilities(model), lens_probabilities(reference),
-                   f"{reference.name} on {reference.device} ({str(reference.dtype).removeprefix('torch.')})")
+    return compare(
+        model,
+        lens_probabilities(model),
+        lens_probabilities(reference),
+        f"{reference.name} on {reference.device} ({str(reference.dtype).removeprefix('torch.')})",
+    )
 
 
 def check_device(model: LoadedModel) -> DeviceCheck:
@@ -121,5 +131,11 @@ def compare_backends(
     and dtype), within `BACKEND_TOLERANCE` at every layer."""
     if backend == "bridge":
         raise LensError("the bridge backend is the reference: `lens check --backend nnsight` compares nnsight with it")
-    return compare(model, lens_probabilities(model, prompts, backend), lens_probabilities(model, prompts),
-                   "the bridge backend", tolerance=BACKEND_TOLERANCE, backend=backend)
+    return compare(
+        model,
+        lens_probabilities(model, prompts, backend),
+        lens_probabilities(model, prompts),
+        "the bridge backend",
+        tolerance=BACKEND_TOLERANCE,
+        backend=backend,
+    )

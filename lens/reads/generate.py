@@ -57,8 +57,13 @@ class Continuation:
 
 
 @torch.inference_mode()
-def continue_greedy(model: Model, prompts: Sequence[str], max_new_tokens: int = MAX_NEW_TOKENS,
-                    batch_size: int = 16, answers: Sequence[Sequence[str]] | None = None) -> list[Continuation]:
+def continue_greedy(
+    model: Model,
+    prompts: Sequence[str],
+    max_new_tokens: int = MAX_NEW_TOKENS,
+    batch_size: int = 16,
+    answers: Sequence[Sequence[str]] | None = None,
+) -> list[Continuation]:
     """Each prompt's greedy continuation by the model (the Hugging Face model as transformers built it, so
     the bridge's hooks play no part), in batches of left-padded prompts; a model on NDIF's there, one job
     per batch (`lens.remote`). With `answers` (per prompt, the words that would answer it), a continuation
@@ -68,13 +73,16 @@ def continue_greedy(model: Model, prompts: Sequence[str], max_new_tokens: int = 
     words = list(answers) if answers is not None else [None] * len(prompts)
     config, rows, margins = generated(model, prompts, max_new_tokens, batch_size, answers)
     stop = set(_end_ids(config, tokenizer))
-    return [_continued(tokenizer, prompt, row, margin, stop, w)
-            for prompt, row, margin, w in zip(prompts, rows, margins, words)]
+    return [
+        _continued(tokenizer, prompt, row, margin, stop, w)
+        for prompt, row, margin, w in zip(prompts, rows, margins, words)
+    ]
 
 
 @functools.singledispatch
-def generated(model: Model, prompts: Sequence[str], max_new_tokens: int, batch_size: int,
-              answers: Sequence[Sequence[str]] | None) -> tuple[Any, list[list[int]], list[list[float]]]:
+def generated(
+    model: Model, prompts: Sequence[str], max_new_tokens: int, batch_size: int, answers: Sequence[Sequence[str]] | None
+) -> tuple[Any, list[list[int]], list[list[float]]]:
     """`continue_greedy`'s generation here: the generation config it ran under, and per prompt the token ids
     generated and their margins, each batch stopped once every row is decided (a model on NDIF generates there:
     `lens.remote.reads`)."""
@@ -89,9 +97,18 @@ def generated(model: Model, prompts: Sequence[str], max_new_tokens: int, batch_s
         batch = {k: v.to(model.device) for k, v in encode(tokenizer, chunk, model.n_ctx).items()}
         width = batch["input_ids"].shape[1]
         until = None if answers is None else StoppingCriteriaList([_Decided(tokenizer, chunk_words, width)])
-        out = hf.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, top_p=None, top_k=None,
-                          temperature=None, pad_token_id=tokenizer.pad_token_id, stopping_criteria=until,
-                          return_dict_in_generate=True, output_logits=True)
+        out = hf.generate(
+            **batch,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            top_p=None,
+            top_k=None,
+            temperature=None,
+            pad_token_id=tokenizer.pad_token_id,
+            stopping_criteria=until,
+            return_dict_in_generate=True,
+            output_logits=True,
+        )
         rows += out.sequences[:, width:].tolist()
         margins += margins_of(out.logits).tolist()
     return hf.generation_config, rows, margins
@@ -120,14 +137,17 @@ class _Decided(StoppingCriteria):
         self.tokenizer, self.answers, self.width = tokenizer, answers, width
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
-        rows = input_ids[:, self.width:].tolist()
-        done = [words is not None and decided(self.tokenizer, row, words) is not None
-                for row, words in zip(rows, self.answers)]
+        rows = input_ids[:, self.width :].tolist()
+        done = [
+            words is not None and decided(self.tokenizer, row, words) is not None
+            for row, words in zip(rows, self.answers)
+        ]
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
-def _continued(tokenizer, prompt: str, row: list[int], margins: list[float], stop: set[int],
-               answers: Sequence[str] | None = None) -> Continuation:
+def _continued(
+    tokenizer, prompt: str, row: list[int], margins: list[float], stop: set[int], answers: Sequence[str] | None = None
+) -> Continuation:
     """A generated row up to its first end-of-sequence token (not included), with the margins of the tokens
     written and of the end token, where one came: it was a choice too. With `answers`, up to where it was
     decided instead, if that comes first (nothing after it was needed, or generated here)."""
@@ -159,8 +179,16 @@ def _continuation(tokenizer, prompt: str, ids: tuple[int, ...], margins: tuple[f
         first = AnswerToken(text=token, token_id=ids[start], token=token, n_tokens=1)
     # A reply of whitespace or nothing was decided by the token that ended it.
     deciding = (len(ids) if end is None else end) if first is not None else len(ids) + 1
-    return Continuation(prompt=prompt, ids=ids, text=tokenizer.decode(list(ids)), lead_ids=lead_ids,
-                        lead=tokenizer.decode(list(lead_ids)), first=first, margins=margins, deciding=deciding)
+    return Continuation(
+        prompt=prompt,
+        ids=ids,
+        text=tokenizer.decode(list(ids)),
+        lead_ids=lead_ids,
+        lead=tokenizer.decode(list(lead_ids)),
+        first=first,
+        margins=margins,
+        deciding=deciding,
+    )
 
 
 def _end_ids(generation_config, tokenizer) -> list[int]:

@@ -1,7 +1,7 @@
 """Code that runs inside an nnsight trace: on the model here, and on NDIF inside a job (`lens.remote`).
 
-It travels with a remote request by value, as `lens.reads.reduce` and `lens.lenses.lenses` do (NDIF has no `lens` package,
-and its sandbox imports torch but little else), so it holds plain functions over envoys and tensors.
+It travels with a remote request by value, as `lens.reads.reduce` and `lens.lenses.lenses` do (NDIF has no
+`lens` package, and its sandbox imports torch but little else), so it holds plain functions over envoys and tensors.
 """
 
 from __future__ import annotations
@@ -28,9 +28,18 @@ def last_block_outputs(layers: Any, position: int | None = -1) -> torch.Tensor:
     return torch.stack([hidden.to(kept[-1].device) for hidden in kept], dim=1)
 
 
-def lens_figures(nn: Any, layers: Any, norm: Any, head: Any, softcap: float | None, lenses: Sequence[str],
-                 ids: dict[str, torch.Tensor], output_ids: torch.Tensor, top_k: int,
-                 temperatures: Sequence[float]) -> dict[str, dict[str, torch.Tensor]]:
+def lens_figures(
+    nn: Any,
+    layers: Any,
+    norm: Any,
+    head: Any,
+    softcap: float | None,
+    lenses: Sequence[str],
+    ids: dict[str, torch.Tensor],
+    output_ids: torch.Tensor,
+    top_k: int,
+    temperatures: Sequence[float],
+) -> dict[str, dict[str, torch.Tensor]]:
     """Inside a trace over a batch: each lens ("exact": final norm, unembedding, soft-cap; "raw": the unembedding
     alone) reduced at the last position (`lens.reads.reduce.reduce_lenses`). On a model spread over several GPUs the
     lens's logits come out where the unembedding is (with a tied embedding, the first GPU), not where the last

@@ -68,8 +68,9 @@ def patch_residuals(
 
 
 @torch.inference_mode()
-def patch_many(model: Model, cases: Sequence[tuple[str, str, str, Sequence[int] | None]],
-               desc: str = "") -> list[Patching]:
+def patch_many(
+    model: Model, cases: Sequence[tuple[str, str, str, Sequence[int] | None]], desc: str = ""
+) -> list[Patching]:
     """`patch_residuals` for each (clean, corrupt, answer, positions); a model on NDIF's there, one forward per
     case where the clean prompt rides in the same batch as its corrupted rows, a few cases per session job
     (`lens.remote`), only p(answer) per row coming back."""
@@ -95,8 +96,9 @@ def case_of(model: Model, clean: str, corrupt: str, answer: str, positions: Sequ
     if followed.lead:
         raise LensError(f"{answer!r} starts with a whitespace token: patching follows answers that do not")
     chosen = sorted({p % n_pos for p in positions}) if positions is not None else list(range(n_pos))
-    return Case(clean, corrupt, answer, clean_batch["input_ids"], corrupt_batch["input_ids"], followed.token_id,
-                tuple(chosen))
+    return Case(
+        clean, corrupt, answer, clean_batch["input_ids"], corrupt_batch["input_ids"], followed.token_id, tuple(chosen)
+    )
 
 
 def _patched_rows(model: LoadedModel, case: Case) -> torch.Tensor:
@@ -125,7 +127,9 @@ def _patched_rows(model: LoadedModel, case: Case) -> torch.Tensor:
 
     ids = case.corrupt_ids.to(device).expand(rows, -1)
     patched = model.bridge.run_with_hooks(
-        ids, fwd_hooks=[(names[layer], hook_for(layer)) for layer in range(model.n_layers)], logits_to_keep=1,
+        ids,
+        fwd_hooks=[(names[layer], hook_for(layer)) for layer in range(model.n_layers)],
+        logits_to_keep=1,
     )
     return torch.cat([p_answer(clean_logits), corrupt_p, p_answer(patched)]).cpu()
 
@@ -139,8 +143,13 @@ def _patching(model: Model, case: Case, p: torch.Tensor) -> Patching:
     restored = ((p[2:] - p_corrupt) / gap if gap else torch.zeros(len(p) - 2)).reshape(model.n_layers, k)
     decode = model.tokenizer.decode
     return Patching(
-        model=model.name, clean=case.clean, corrupt=case.corrupt, answer=case.answer,
+        model=model.name,
+        clean=case.clean,
+        corrupt=case.corrupt,
+        answer=case.answer,
         tokens=tuple(decode([i]) for i in case.clean_ids[0].tolist()),
-        p_clean=p_clean, p_corrupt=p_corrupt,
-        restored=tuple(tuple(row) for row in restored.tolist()), positions=case.positions,
+        p_clean=p_clean,
+        p_corrupt=p_corrupt,
+        restored=tuple(tuple(row) for row in restored.tolist()),
+        positions=case.positions,
     )

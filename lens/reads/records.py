@@ -44,7 +44,8 @@ class Wanted:
     answers: Sequence[str | AnswerToken | None] | None = None
     """Per prompt, the answer `read` follows (as its `answers`)."""
     lenses: Mapping[str, Sequence[Sequence[str | AnswerToken]] | None] = field(
-        default_factory=lambda: {EXACT.name: None})
+        default_factory=lambda: {EXACT.name: None}
+    )
     """Lens name (`lens.lenses.registry.LENSES`) -> per prompt the words `read` watches through it (None: the answers
     only)."""
     top_k: int = 5

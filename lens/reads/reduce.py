@@ -42,8 +42,14 @@ CPU over 262,144 logits a row: 1 value 0.06 s against 0.61 s, 12 values 0.57 aga
 twice as slow)."""
 
 
-def reduce(logits: torch.Tensor, output: torch.Tensor, ids: torch.Tensor, top_k: int,
-           temperatures: Sequence[float], output_ids: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+def reduce(
+    logits: torch.Tensor,
+    output: torch.Tensor,
+    ids: torch.Tensor,
+    top_k: int,
+    temperatures: Sequence[float],
+    output_ids: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
     """The reduced lens of a chunk of prompts, in float32 whatever the autocast (NDIF runs jobs under bfloat16's).
 
     Args:
@@ -66,8 +72,14 @@ def reduce(logits: torch.Tensor, output: torch.Tensor, ids: torch.Tensor, top_k:
     return _reduce(logits, output, ids, top_k, temperatures, output_ids)  # a device without autocast (meta)
 
 
-def _reduce(logits: torch.Tensor, output: torch.Tensor, ids: torch.Tensor, top_k: int,
-            temperatures: Sequence[float], output_ids: torch.Tensor | None) -> dict[str, torch.Tensor]:
+def _reduce(
+    logits: torch.Tensor,
+    output: torch.Tensor,
+    ids: torch.Tensor,
+    top_k: int,
+    temperatures: Sequence[float],
+    output_ids: torch.Tensor | None,
+) -> dict[str, torch.Tensor]:
     """`reduce`, under whatever autocast the caller left, on the logits' device (a model spread over GPUs puts the
     lens's logits where the unembedding is, the output maybe elsewhere)."""
     z, out = logits.float(), output.to(logits.device).float()
@@ -80,11 +92,14 @@ def _reduce(logits: torch.Tensor, output: torch.Tensor, ids: torch.Tensor, top_k
     reduced = {
         "ids_logits": ids_z,
         "ids_ranks": ranks_of(z.reshape(b * n_layers, vocab), ids_z.reshape(b * n_layers, -1))
-        .reshape(ids_z.shape).to(RANK_DTYPE),
+        .reshape(ids_z.shape)
+        .to(RANK_DTYPE),
         "out_ids_logits": out_ids_z,
         "out_ids_ranks": ranks_of(out, out_ids_z).to(RANK_DTYPE),
-        "top_ids": top_i.to(RANK_DTYPE), "top_logits": top_z,
-        "out_top_ids": out_top_i.to(RANK_DTYPE), "out_top_logits": out_top_z,
+        "top_ids": top_i.to(RANK_DTYPE),
+        "top_logits": top_z,
+        "out_top_ids": out_top_i.to(RANK_DTYPE),
+        "out_top_logits": out_top_z,
         "final_diff": (z[:, -1] - out).abs().amax(-1),
         "out_max_abs": out.abs().amax(-1),
     }
@@ -96,8 +111,15 @@ def _reduce(logits: torch.Tensor, output: torch.Tensor, ids: torch.Tensor, top_k
     return reduced
 
 
-def _at_temperature(z: torch.Tensor, out: torch.Tensor, top_z: torch.Tensor, top_i: torch.Tensor,
-                    out_top_z: torch.Tensor, out_top_i: torch.Tensor, t: float) -> tuple[torch.Tensor, ...]:
+def _at_temperature(
+    z: torch.Tensor,
+    out: torch.Tensor,
+    top_z: torch.Tensor,
+    top_i: torch.Tensor,
+    out_top_z: torch.Tensor,
+    out_top_i: torch.Tensor,
+    t: float,
+) -> tuple[torch.Tensor, ...]:
     """At one temperature: each block's log-normaliser, entropy and KL(output || block), the output's own two.
 
     The log-normaliser is read off the top token (`z_top / T - log p_top`, with log p_top near 0, so no
@@ -126,33 +148,45 @@ def ranks_of(logits: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         return ranks
     if values.shape[-1] <= COMPARE_UP_TO:
         for start in range(0, logits.shape[0], COMPARE_ROWS):
-            rows, row_values = logits[start:start + COMPARE_ROWS], values[start:start + COMPARE_ROWS]
-            ranks[start:start + COMPARE_ROWS] = torch.stack(
-                [(rows > row_values[:, k:k + 1]).sum(-1) for k in range(row_values.shape[-1])], dim=-1) + 1
+            rows, row_values = logits[start : start + COMPARE_ROWS], values[start : start + COMPARE_ROWS]
+            ranks[start : start + COMPARE_ROWS] = (
+                torch.stack([(rows > row_values[:, k : k + 1]).sum(-1) for k in range(row_values.shape[-1])], dim=-1)
+                + 1
+            )
         return ranks
     for start in range(0, logits.shape[0], RANK_ROWS):
-        rows, row_values = logits[start:start + RANK_ROWS], values[start:start + RANK_ROWS]
+        rows, row_values = logits[start : start + RANK_ROWS], values[start : start + RANK_ROWS]
         ordered, order = row_values.sort(dim=-1)
         below = torch.searchsorted(ordered.contiguous(), rows.contiguous())
         counts = torch.zeros(rows.shape[0], row_values.shape[-1] + 1, dtype=torch.long, device=rows.device)
         counts.scatter_add_(1, below, torch.ones_like(below))
         exceed = counts.flip(1).cumsum(1).flip(1)[:, 1:]  # exceed[k]: logits above the k-th smallest value
-        ranks[start:start + RANK_ROWS] = torch.empty_like(exceed).scatter_(1, order, exceed + 1)
+        ranks[start : start + RANK_ROWS] = torch.empty_like(exceed).scatter_(1, order, exceed + 1)
     return ranks
 
 
-def chunks(n: int, n_layers: int, vocab: int, max_elements: int = MAX_LENS_ELEMENTS,
-           batch: int = BATCH) -> list[tuple[int, int]]:
+def chunks(
+    n: int, n_layers: int, vocab: int, max_elements: int = MAX_LENS_ELEMENTS, batch: int = BATCH
+) -> list[tuple[int, int]]:
     """(start, stop) of the prompts reduced together: as many as keep one lens's logits within `max_elements`,
     never across a batch of `batch` prompts (so a job of one batch is chunked as the same prompts are here)."""
     step = max(1, min(batch, max_elements // (n_layers * vocab)))
-    return [(start, min(first + batch, n, start + step)) for first in range(0, n, batch)
-            for start in range(first, min(first + batch, n), step)]
+    return [
+        (start, min(first + batch, n, start + step))
+        for first in range(0, n, batch)
+        for start in range(first, min(first + batch, n), step)
+    ]
 
 
-def reduce_lenses(lenses: dict[str, Callable[[torch.Tensor], torch.Tensor]], resid: torch.Tensor,
-                  output: torch.Tensor, ids: dict[str, torch.Tensor], top_k: int, temperatures: Sequence[float],
-                  output_ids: torch.Tensor | None) -> dict[str, dict[str, torch.Tensor]]:
+def reduce_lenses(
+    lenses: dict[str, Callable[[torch.Tensor], torch.Tensor]],
+    resid: torch.Tensor,
+    output: torch.Tensor,
+    ids: dict[str, torch.Tensor],
+    top_k: int,
+    temperatures: Sequence[float],
+    output_ids: torch.Tensor | None,
+) -> dict[str, dict[str, torch.Tensor]]:
     """`reduce` for each lens (name -> residual stream (rows, d_model) to logits) over a batch's block outputs
     (prompts, n_layers, d_model), in the chunks `lens.reads.trace.read` takes (`chunks`). What a remote job runs where
     the model is; the output ids go with the first lens."""
@@ -165,10 +199,12 @@ def reduce_lenses(lenses: dict[str, Callable[[torch.Tensor], torch.Tensor]], res
         for name, logits_of in lenses.items():
             logits = logits_of(rows).reshape(stop - start, n_layers, vocab)
             extra = output_ids[start:stop] if output_ids is not None and name == first else None
-            parts[name].append(reduce(logits, output[start:stop], ids[name][start:stop], top_k, temperatures,
-                                      extra))
-    return {name: {key: torch.cat([part[key] for part in chunks]) for key in chunks[0]}
-            for name, chunks in parts.items() if chunks}
+            parts[name].append(reduce(logits, output[start:stop], ids[name][start:stop], top_k, temperatures, extra))
+    return {
+        name: {key: torch.cat([part[key] for part in chunks]) for key in chunks[0]}
+        for name, chunks in parts.items()
+        if chunks
+    }
 
 
 def top1(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -53,13 +53,21 @@ def collect(
         answers = list(answers) if answers is not None else [None] * len(prompts)
         texts = [p + answer_token(tokenizer, p, a).lead if a is not None else p for p, a in zip(prompts, answers)]
         sequences = [prompt_ids(tokenizer, text) for text in texts]
-    return residuals_of(model, tuple(prompts), tuple(texts), sequences, wanted or Wanted(answers=answers), backend,
-                        batch_size)
+    return residuals_of(
+        model, tuple(prompts), tuple(texts), sequences, wanted or Wanted(answers=answers), backend, batch_size
+    )
 
 
 @functools.singledispatch
-def residuals_of(model: Model, prompts: tuple[str, ...], texts: tuple[str, ...], sequences: list[list[int]],
-                 wanted: Wanted, backend: str, batch_size: int) -> Residuals:
+def residuals_of(
+    model: Model,
+    prompts: tuple[str, ...],
+    texts: tuple[str, ...],
+    sequences: list[list[int]],
+    wanted: Wanted,
+    backend: str,
+    batch_size: int,
+) -> Residuals:
     """`collect`'s forward passes over token sequences, a batch at a time, keeping the block outputs and output
     logits at the last position (a model on NDIF reduces its lens there instead, for `wanted`: `lens.remote.reads`).
     """
@@ -70,8 +78,9 @@ def residuals_of(model: Model, prompts: tuple[str, ...], texts: tuple[str, ...],
         reads.append(forward(model, encode_ids(model.tokenizer, chunk, model.n_ctx), backend))
     if spot_checks(model):  # a wrong kernel can turn up long after the load check (lens.models.spot)
         require_agreement(model, sequences[0])
-    return Residuals(prompts, texts, torch.cat([r.resid for r in reads]),
-                     torch.cat([r.output_logits for r in reads]), backend)
+    return Residuals(
+        prompts, texts, torch.cat([r.resid for r in reads]), torch.cat([r.output_logits for r in reads]), backend
+    )
 
 
 @torch.inference_mode()
@@ -113,8 +122,10 @@ def read_at(
     n = len(residuals.prompts)
     answers = list(answers) if answers is not None else [None] * n
     watch = list(watch) if watch is not None else [()] * n
-    followed = [followed_for(model, prompt, text, a, ws)
-                for prompt, text, a, ws in zip(residuals.prompts, residuals.read_after, answers, watch)]
+    followed = [
+        followed_for(model, prompt, text, a, ws)
+        for prompt, text, a, ws in zip(residuals.prompts, residuals.read_after, answers, watch)
+    ]
     if residuals.reduced is not None:
         return _read_reduced(model, residuals, tuple(temperatures), followed, top_k, lens)
     vocab = residuals.output_logits.shape[-1]
@@ -123,37 +134,70 @@ def read_at(
     traces: dict[float, list[Trace]] = {t: [] for t in temperatures}
     for start, stop in chunks(n, model.n_layers, vocab):  # as a remote job chunks the same prompts
         ids = [f.ids() for f in followed[start:stop]]
-        reduced = reduce(_lens_logits(model, residuals, lens, start, stop), residuals.output_logits[start:stop],
-                         padded_ids(ids), top_k, tuple(temperatures))
+        reduced = reduce(
+            _lens_logits(model, residuals, lens, start, stop),
+            residuals.output_logits[start:stop],
+            padded_ids(ids),
+            top_k,
+            tuple(temperatures),
+        )
         for k, temperature in enumerate(temperatures):
-            traces[temperature] += _traces(model, lens.name, residuals.prompts[start:stop],
-                                           residuals.read_after[start:stop], followed[start:stop], ids, reduced,
-                                           k, temperature, top_k)
+            traces[temperature] += _traces(
+                model,
+                lens.name,
+                residuals.prompts[start:stop],
+                residuals.read_after[start:stop],
+                followed[start:stop],
+                ids,
+                reduced,
+                k,
+                temperature,
+                top_k,
+            )
     return traces
 
 
-def _read_reduced(model, residuals: Residuals, temperatures: tuple[float, ...], followed: list[Followed],
-                  top_k: int, lens: Lens) -> dict[float, list[Trace]]:
+def _read_reduced(
+    model, residuals: Residuals, temperatures: tuple[float, ...], followed: list[Followed], top_k: int, lens: Lens
+) -> dict[float, list[Trace]]:
     """`read_at` of a lens reduced where the model ran: only what `Wanted` asked for is there to read."""
     reduced = residuals.reduced
     if lens.name not in reduced.lenses:
-        raise LensError(f"{model.name} was reduced remotely for the {', '.join(reduced.lenses)} lens only: collect "
-                        f"it with the {lens.name} lens in `Wanted.lenses`")
+        raise LensError(
+            f"{model.name} was reduced remotely for the {', '.join(reduced.lenses)} lens only: collect "
+            f"it with the {lens.name} lens in `Wanted.lenses`"
+        )
     missing = [t for t in temperatures if t not in reduced.temperatures]
     if missing or top_k > reduced.top_k:
-        raise LensError(f"{model.name} was reduced remotely at temperature {reduced.temperatures} with the top "
-                        f"{reduced.top_k}: collect it with temperature {missing or temperatures} and top-k {top_k} "
-                        "in `Wanted`")
+        raise LensError(
+            f"{model.name} was reduced remotely at temperature {reduced.temperatures} with the top "
+            f"{reduced.top_k}: collect it with temperature {missing or temperatures} and top-k {top_k} "
+            "in `Wanted`"
+        )
     planned = reduced.ids[lens.name]
     for prompt, f, ids in zip(residuals.prompts, followed, planned):
         absent = set(f.ids()) - set(ids)
         if absent:
-            raise LensError(f"{model.name} was reduced remotely without following token ids {sorted(absent)} after "
-                            f"{prompt!r}: collect it with them in `Wanted`")
+            raise LensError(
+                f"{model.name} was reduced remotely without following token ids {sorted(absent)} after "
+                f"{prompt!r}: collect it with them in `Wanted`"
+            )
     indices = [reduced.temperatures.index(t) for t in temperatures]
-    return {t: _traces(model, lens.name, residuals.prompts, residuals.read_after, followed, planned,
-                       reduced.lenses[lens.name], k, t, top_k)
-            for t, k in zip(temperatures, indices)}
+    return {
+        t: _traces(
+            model,
+            lens.name,
+            residuals.prompts,
+            residuals.read_after,
+            followed,
+            planned,
+            reduced.lenses[lens.name],
+            k,
+            t,
+            top_k,
+        )
+        for t, k in zip(temperatures, indices)
+    }
 
 
 def output_probabilities(residuals: Residuals, ids: Sequence[Sequence[int]]) -> list[list[float]]:
@@ -173,8 +217,10 @@ def output_probabilities(residuals: Residuals, ids: Sequence[Sequence[int]]) -> 
         columns |= {t: ("out_ids_logits", c) for c, t in enumerate(reduced.ids[name][j])}
         absent = set(row) - set(columns)
         if absent:
-            raise LensError(f"the output probability of token ids {sorted(absent)} was not reduced remotely: collect "
-                            "them in `Wanted.output_ids`")
+            raise LensError(
+                f"the output probability of token ids {sorted(absent)} was not reduced remotely: collect "
+                "them in `Wanted.output_ids`"
+            )
         lse = tensors["out_lse"][j, k]
         out.append([float((tensors[columns[t][0]][j, columns[t][1]] - lse).exp()) for t in row])
     return out
@@ -190,8 +236,12 @@ def trace(
     """The lens for a batch of prompts: one forward pass per batch through `backend` (see `collect`), then
     `read` (same options)."""
     lens = options.get("lens", EXACT)
-    wanted = Wanted(answers=answers, lenses={lens.name: options.get("watch")}, top_k=options.get("top_k", 5),
-                    temperatures=(options.get("temperature", 1.0),))
+    wanted = Wanted(
+        answers=answers,
+        lenses={lens.name: options.get("watch")},
+        top_k=options.get("top_k", 5),
+        temperatures=(options.get("temperature", 1.0),),
+    )
     return read(model, collect(model, prompts, answers, backend=backend, wanted=wanted), answers, **options)
 
 
@@ -203,12 +253,14 @@ def _lens_logits(model: LoadedModel, residuals: Residuals, lens: Lens, start: in
 def padded_ids(rows: Sequence[Sequence[int]]) -> torch.Tensor:
     """Rows of token ids as one (rows, longest) tensor, a shorter row repeating its first id (an empty one: 0)."""
     width = max((len(row) for row in rows), default=0)
-    return torch.tensor([list(row) + [row[0] if row else 0] * (width - len(row)) for row in rows],
-                        dtype=torch.long).reshape(len(rows), width)
+    return torch.tensor(
+        [list(row) + [row[0] if row else 0] * (width - len(row)) for row in rows], dtype=torch.long
+    ).reshape(len(rows), width)
 
 
-def followed_for(model, prompt: str, text: str, answer: str | AnswerToken | None,
-                 watch: Sequence[str | AnswerToken]) -> Followed:
+def followed_for(
+    model, prompt: str, text: str, answer: str | AnswerToken | None, watch: Sequence[str | AnswerToken]
+) -> Followed:
     """What a read follows for one prompt read after `text`: its answer's token and the followable watched ones."""
     ans = answer_token(model.tokenizer, prompt, answer) if isinstance(answer, str) else answer
     if isinstance(answer, str) and prompt + ans.lead != text:
@@ -235,9 +287,18 @@ class Followed:
         return sorted({t.token_id for t in ([self.answer] if self.answer else []) + list(self.watched)})
 
 
-def _traces(model, lens: str, prompts: Sequence[str], read_after: Sequence[str], followed: Sequence[Followed],
-            columns: Sequence[Sequence[int]], reduced: dict[str, torch.Tensor], k: int, temperature: float,
-            top_k: int) -> list[Trace]:
+def _traces(
+    model,
+    lens: str,
+    prompts: Sequence[str],
+    read_after: Sequence[str],
+    followed: Sequence[Followed],
+    columns: Sequence[Sequence[int]],
+    reduced: dict[str, torch.Tensor],
+    k: int,
+    temperature: float,
+    top_k: int,
+) -> list[Trace]:
     """One Trace per prompt from the reduced lens (`lens.reads.reduce.reduce`) at its k-th temperature; `columns`: per
     prompt, the token id of each followed column."""
     decode = model.tokenizer.decode

@@ -38,15 +38,34 @@ def run_job(model: Any, job: jobs.Job, backend: Any) -> Any:
         try:
             if job.kind == "lens":
                 with nn.trace(dict(job.inputs), backend=backend, logits_to_keep=1):
-                    out = save(lens_figures(
-                        nn, layers, norm, head, args["softcap"], args["lenses"], args["ids"], args["output_ids"],
-                        args["top_k"], args["temperatures"]))
+                    out = save(
+                        lens_figures(
+                            nn,
+                            layers,
+                            norm,
+                            head,
+                            args["softcap"],
+                            args["lenses"],
+                            args["ids"],
+                            args["output_ids"],
+                            args["top_k"],
+                            args["temperatures"],
+                        )
+                    )
             elif job.kind == "continuation":
                 width = job.inputs["input_ids"].shape[1]
-                with nn.generate(dict(job.inputs), backend=backend, max_new_tokens=args["max_new_tokens"],
-                                 do_sample=False, top_p=None, top_k=None, temperature=None,
-                                 pad_token_id=args["pad"], return_dict_in_generate=True,
-                                 output_logits=True) as tracer:
+                with nn.generate(
+                    dict(job.inputs),
+                    backend=backend,
+                    max_new_tokens=args["max_new_tokens"],
+                    do_sample=False,
+                    top_p=None,
+                    top_k=None,
+                    temperature=None,
+                    pad_token_id=args["pad"],
+                    return_dict_in_generate=True,
+                    output_logits=True,
+                ) as tracer:
                     generated = tracer.result  # not views: only these travel
                     out = save((generated.sequences[:, width:].clone(), margins(generated.logits)))
             elif job.kind == "grid":
@@ -79,8 +98,8 @@ def code_version() -> str:
 
 
 def ship_code() -> None:
-    """Send the code a job calls (`lens.reads.intrace`, `lens.reads.reduce`, `lens.lenses.lenses`) with each request, by value: NDIF
-    has no `lens` package."""
+    """Send the code a job calls (`lens.reads.intrace`, `lens.reads.reduce`, `lens.lenses.lenses`) with each
+    request, by value: NDIF has no `lens` package."""
     import nnsight
 
     from lens.models import exact
@@ -139,8 +158,9 @@ def _simulation_backend() -> type:
             try:
                 hidden = self._hide_local_modules()
                 try:
-                    restored = RequestModel.deserialize(blob, self.model._remoteable_persistent_objects(),
-                                                        compress=False)
+                    restored = RequestModel.deserialize(
+                        blob, self.model._remoteable_persistent_objects(), compress=False
+                    )
                 finally:
                     self._restore(hidden)
                 with _no_lens():

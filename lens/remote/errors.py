@@ -18,12 +18,16 @@ SCHEDULE_URL = "https://nnsight.net/status/"
 NOT_DEDICATED = "Model is not dedicated and hotswapping is not supported for this API key"
 """NDIF's words for a request an ordinary key makes of a model that is not dedicated."""
 
-TOO_OLD = re.compile(r"Client nnsight version (\S+) is incompatible with the server nnsight version\. "
-                     r"The minimum supported version is (\S+)\. ")
+TOO_OLD = re.compile(
+    r"Client nnsight version (\S+) is incompatible with the server nnsight version\. "
+    r"The minimum supported version is (\S+)\. "
+)
 """NDIF's refusal of a client older than its own nnsight (its `validate_nnsight_version`)."""
 
-PYTHON_REFUSED = re.compile(r"Client python version (\S+) (?:is incompatible with the server\. The minimum supported "
-                            r"version is|does not match server version:) (\d+(?:\.\d+)*)")
+PYTHON_REFUSED = re.compile(
+    r"Client python version (\S+) (?:is incompatible with the server\. The minimum supported "
+    r"version is|does not match server version:) (\d+(?:\.\d+)*)"
+)
 """NDIF's refusal of the client's Python (its `validate_python_version`): older than its minimum, which defaults to
 the server's own Python (3.12 in its environment); an older server wanted the same minor version exactly."""
 
@@ -39,15 +43,18 @@ def explain(error: Exception, repo: str, host: str) -> LensError:
     version = TOO_OLD.search(str(error))
     if version:
         client, minimum = version.groups()
-        return LensError(f"NDIF needs nnsight >= {minimum} (this environment has {client}): try it with "
-                         f"`./run upgrade-check nnsight=={minimum}`, then keep it with "
-                         "`./run upgrade-check --take`")
+        return LensError(
+            f"NDIF needs nnsight >= {minimum} (this environment has {client}): try it with "
+            f"`./run upgrade-check nnsight=={minimum}`, then keep it with "
+            "`./run upgrade-check --take`"
+        )
     python = PYTHON_REFUSED.search(str(error))
     if python:
         return _python_refused(*python.groups(), exactly="does not match" in str(error))
     if "not dedicated" in lowered or "hotswap" in lowered:  # NDIF's words for a model it does not run now
-        return LensError(f"NDIF does not run {repo} for this API key now ({text}): see {SCHEDULE_URL} "
-                         "for when it is scheduled")
+        return LensError(
+            f"NDIF does not run {repo} for this API key now ({text}): see {SCHEDULE_URL} for when it is scheduled"
+        )
     if any(word in lowered for word in ("api key", "api-key", "unauthorized", " 401")):  # NDIF's words (a 401)
         return LensError(f"NDIF refused the API key ({text}): check NDIF_API_KEY (get one at {KEY_URL})")
     if isinstance(error, websocket.WebSocketBadStatusException):
@@ -61,9 +68,11 @@ def explain(error: Exception, repo: str, host: str) -> LensError:
 def _python_refused(client: str, needed: str, exactly: bool = False) -> LensError:
     """One line for NDIF's refusal of this Python: which Python to make the environment with, and how."""
     wants = f"Python {needed}" + ("" if exactly else " or newer")
-    return LensError(f"NDIF refuses Python {client}: it needs {wants}; make the project's environment with "
-                     f"it: `rm -rf .venv && python{needed} -m venv .venv`, then `./run` installs the locked libraries "
-                     "into it")
+    return LensError(
+        f"NDIF refuses Python {client}: it needs {wants}; make the project's environment with "
+        f"it: `rm -rf .venv && python{needed} -m venv .venv`, then `./run` installs the locked libraries "
+        "into it"
+    )
 
 
 def nnsight_command() -> str:
@@ -83,13 +92,16 @@ def hub_error(repo: str, error: BaseException) -> LensError:
 
     text = first_line(error)
     if isinstance(error, OfflineModeIsEnabled):
-        return LensError(f"a run on NDIF asks the Hugging Face Hub how it spells {repo} (NDIF knows models by that "
-                         "name), but HF_HUB_OFFLINE is set: unset it")
+        return LensError(
+            f"a run on NDIF asks the Hugging Face Hub how it spells {repo} (NDIF knows models by that "
+            "name), but HF_HUB_OFFLINE is set: unset it"
+        )
     if isinstance(error, HfHubHTTPError):
-        return LensError(f"the Hugging Face Hub refused to name {repo} to NDIF ({text}): check the repo id, and for "
-                         "a gated model accept its licence and log in with `hf auth login`")
-    return LensError(f"cannot reach the Hugging Face Hub to name {repo} to NDIF ({text}): check the network "
-                     "connection")
+        return LensError(
+            f"the Hugging Face Hub refused to name {repo} to NDIF ({text}): check the repo id, and for "
+            "a gated model accept its licence and log in with `hf auth login`"
+        )
+    return LensError(f"cannot reach the Hugging Face Hub to name {repo} to NDIF ({text}): check the network connection")
 
 
 def _raised_by_the_hub(error: BaseException) -> bool:
@@ -110,8 +122,9 @@ def _is_network_error(error: BaseException) -> bool:
     import httpx
     import websocket
 
-    return isinstance(error, (httpx.TransportError, websocket.WebSocketException, ConnectionError, TimeoutError,
-                              OSError))
+    return isinstance(
+        error, (httpx.TransportError, websocket.WebSocketException, ConnectionError, TimeoutError, OSError)
+    )
 
 
 def first_line(error: BaseException) -> str:

@@ -137,16 +137,21 @@ def run(runner: Runner, jobs: Sequence[Job], what: str, out=None) -> list[Any]:
     out = out or sys.stderr
     folder = jobs_dir(runner.identity)
     keys = [job.key(runner.identity, runner.code_version) for job in jobs]
-    results: dict[int, Any] = {i: _load(folder / f"{key}.pt") for i, key in enumerate(keys)
-                               if (folder / f"{key}.pt").is_file()}
+    results: dict[int, Any] = {
+        i: _load(folder / f"{key}.pt") for i, key in enumerate(keys) if (folder / f"{key}.pt").is_file()
+    }
     todo = [i for i in range(len(jobs)) if i not in results]
     prompts = sum(job.prompts for job in jobs)
     if todo:
         sent = runner.request_bytes(jobs[todo[0]]) * len(todo)
         back = sum(jobs[i].bytes_back for i in todo)
         cached = f" ({len(results)} already here)" if results else ""
-        print(f"{runner.name} on NDIF: {what}: {count(prompts, 'prompt')} in {count(len(jobs), 'job')}{cached}; "
-              f"about {_size(sent)} to send and {_size(back)} to come back", file=out, flush=True)
+        print(
+            f"{runner.name} on NDIF: {what}: {count(prompts, 'prompt')} in {count(len(jobs), 'job')}{cached}; "
+            f"about {_size(sent)} to send and {_size(back)} to come back",
+            file=out,
+            flush=True,
+        )
     notes = {i: folder / f"{keys[i]}.job" for i in todo}
     waiting: dict[int, Note] = {}
     for i in todo:  # jobs an interrupted run submitted: polled again by their id, not sent twice
@@ -196,8 +201,10 @@ def run(runner: Runner, jobs: Sequence[Job], what: str, out=None) -> list[Any]:
                     if note.may_be_gone(now):
                         again(i, "came back without its result, which NDIF keeps 2 hours after a job completes")
                         continue
-                    raise ResultRefused(f"{refused}, though it completed less than 2 hours ago: run again to ask "
-                                        f"for it again ({_kept(waiting)})") from refused
+                    raise ResultRefused(
+                        f"{refused}, though it completed less than 2 hours ago: run again to ask "
+                        f"for it again ({_kept(waiting)})"
+                    ) from refused
                 except LensError as error:  # NDIF not reached, or answering 5xx: the job is still there
                     raise LensError(f"{error} ({_kept(waiting)})") from error
                 if isinstance(polled, Pending):
@@ -208,15 +215,16 @@ def run(runner: Runner, jobs: Sequence[Job], what: str, out=None) -> list[Any]:
                             _note(notes[i], note)
                         continue
                     if note.may_be_gone(now):
-                        again(i, "is no longer known to NDIF (404), which keeps a result 2 hours after a job "
-                                 "completes")
+                        again(i, "is no longer known to NDIF (404), which keeps a result 2 hours after a job completes")
                         continue
                     note.unknown = note.unknown or now
                     if now - note.unknown > UNKNOWN_SECONDS:
                         notes[i].unlink(missing_ok=True)  # nothing to fetch: the next run sends it again
                         del waiting[i]
-                        raise LensError(f"NDIF has no record of job {note.job_id} (404 for "
-                                        f"{now - note.unknown:.0f} s): run again to send it again")
+                        raise LensError(
+                            f"NDIF has no record of job {note.job_id} (404 for "
+                            f"{now - note.unknown:.0f} s): run again to send it again"
+                        )
                     continue
                 results[i] = _keep(folder / f"{keys[i]}.pt", polled)
                 notes[i].unlink(missing_ok=True)
@@ -225,8 +233,10 @@ def run(runner: Runner, jobs: Sequence[Job], what: str, out=None) -> list[Any]:
                 _progress(runner, what, finished, len(jobs), jobs[i], now - note.sent, folder / f"{keys[i]}.pt", out)
             late = [note for note in waiting.values() if time.time() - note.waiting > DEADLINE_SECONDS]
             if late:
-                raise LensError(f"job {late[0].job_id} is not back from NDIF after {_duration(DEADLINE_SECONDS)}: "
-                                f"run again later to fetch it ({_kept(waiting)})")
+                raise LensError(
+                    f"job {late[0].job_id} is not back from NDIF after {_duration(DEADLINE_SECONDS)}: "
+                    f"run again later to fetch it ({_kept(waiting)})"
+                )
     finally:
         for i, note in waiting.items():  # when each was last seen not finished, for the next run
             _note(notes[i], note)
@@ -235,8 +245,10 @@ def run(runner: Runner, jobs: Sequence[Job], what: str, out=None) -> list[Any]:
 
 def _kept(waiting: dict[int, Note]) -> str:
     """What a stopped run leaves for the next: its jobs on NDIF, noted to be fetched, not sent again."""
-    return (f"{count(len(waiting), 'job')} sent to NDIF {'is' if len(waiting) == 1 else 'are'} noted: the next "
-            "run fetches them by their id, without sending them again")
+    return (
+        f"{count(len(waiting), 'job')} sent to NDIF {'is' if len(waiting) == 1 else 'are'} noted: the next "
+        "run fetches them by their id, without sending them again"
+    )
 
 
 def jobs_dir(identity: str) -> Path:
@@ -264,8 +276,12 @@ def result_bytes(result: Any) -> int:
 def _progress(runner: Runner, what: str, done: int, total: int, job: Job, seconds: float, path: Path, out) -> None:
     """One line per finished job."""
     took = f" after {seconds:.0f} s" if seconds else ""
-    print(f"{runner.name} on NDIF: {what}: job {done}/{total} back{took} ({count(job.prompts, 'prompt')}, "
-          f"{_size(path.stat().st_size)})", file=out, flush=True)
+    print(
+        f"{runner.name} on NDIF: {what}: job {done}/{total} back{took} ({count(job.prompts, 'prompt')}, "
+        f"{_size(path.stat().st_size)})",
+        file=out,
+        flush=True,
+    )
 
 
 def _noted(path: Path) -> Note | None:
@@ -330,7 +346,7 @@ def _hash_into(digest: Any, value: Any) -> None:
 
 
 def count(n: int, thing: str) -> str:
-    """"1 job", "3 jobs"."""
+    """ "1 job", "3 jobs"."""
     return f"{n} {thing}{'' if n == 1 else 's'}"
 
 

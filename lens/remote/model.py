@@ -96,9 +96,15 @@ class RemoteModel:
     def hf_model(self) -> Any:
         return self.bridge
 
-    def reduce_lens(self, sequences: Sequence[Sequence[int]], ids: dict[str, tuple[tuple[int, ...], ...]],
-                    output_ids: tuple[tuple[int, ...], ...], top_k: int, temperatures: tuple[float, ...],
-                    batch_size: int = BATCH) -> dict[str, dict[str, torch.Tensor]]:
+    def reduce_lens(
+        self,
+        sequences: Sequence[Sequence[int]],
+        ids: dict[str, tuple[tuple[int, ...], ...]],
+        output_ids: tuple[tuple[int, ...], ...],
+        top_k: int,
+        temperatures: tuple[float, ...],
+        batch_size: int = BATCH,
+    ) -> dict[str, dict[str, torch.Tensor]]:
         """The lens of each token sequence, read after its last token, reduced on NDIF (`lens.reads.reduce`) for each
         lens named in `ids` (per prompt the token ids it follows), one job per batch."""
         jobs_ = []
@@ -107,53 +113,69 @@ class RemoteModel:
             batch = encode_ids(self.tokenizer, [list(s) for s in sequences[start:stop]], self.n_ctx)
             follow = {name: padded_ids(rows[start:stop]) for name, rows in ids.items()}
             extra = padded_ids(output_ids[start:stop])
-            args = {"lenses": tuple(ids), "ids": follow, "output_ids": extra, "top_k": top_k,
-                    "temperatures": tuple(temperatures), "softcap": self.softcap}
-            jobs_.append(jobs.Job("lens", dict(batch), args, stop - start,
-                                  results.lens_job_bytes(self.n_layers, args)))
+            args = {
+                "lenses": tuple(ids),
+                "ids": follow,
+                "output_ids": extra,
+                "top_k": top_k,
+                "temperatures": tuple(temperatures),
+                "softcap": self.softcap,
+            }
+            jobs_.append(jobs.Job("lens", dict(batch), args, stop - start, results.lens_job_bytes(self.n_layers, args)))
         done = jobs.run(self, jobs_, f"the lens over {jobs.count(len(sequences), 'prompt')}")
         joined = {name: results.join([result[name] for result in done]) for name in ids}
         if "exact" in joined:
             results.require_exact(self, joined["exact"])
         return joined
-    def continuations(self, prompts: Sequence[str], max_new_tokens: int,
-                      batch_size: int = BATCH) -> tuple[list[list[int]], list[list[float]]]:
+
+    def continuations(
+        self, prompts: Sequence[str], max_new_tokens: int, batch_size: int = BATCH
+    ) -> tuple[list[list[int]], list[list[float]]]:
         """Each prompt's greedy continuation by the model on NDIF (`max_new_tokens` token ids) and its margins
         (`lens.reads.reduce.margins`), one job per batch."""
         jobs_ = []
         for start in range(0, len(prompts), batch_size):
-            batch = encode(self.tokenizer, list(prompts[start:start + batch_size]), self.n_ctx)
+            batch = encode(self.tokenizer, list(prompts[start : start + batch_size]), self.n_ctx)
             n = batch["input_ids"].shape[0]
             pad = self.tokenizer.pad_token_id
             args = {"max_new_tokens": max_new_tokens, "pad": self.tokenizer.eos_token_id if pad is None else pad}
-            jobs_.append(jobs.Job("continuation", dict(batch), args, n,
-                                  results.continuation_bytes(n, max_new_tokens)))
+            jobs_.append(jobs.Job("continuation", dict(batch), args, n, results.continuation_bytes(n, max_new_tokens)))
         done = jobs.run(self, jobs_, f"its own continuation of {jobs.count(len(prompts), 'prompt')}")
-        return ([row for ids, _ in done for row in ids.tolist()],
-                [row for _, margin in done for row in margin.tolist()])
+        return (
+            [row for ids, _ in done for row in ids.tolist()],
+            [row for _, margin in done for row in margin.tolist()],
+        )
+
     def grid(self, prompt: str) -> dict[str, torch.Tensor]:
         """The exact lens's top token and its probability at every (block, position) of one prompt, on NDIF."""
         batch = encode(self.tokenizer, [prompt], self.n_ctx)
         cells = self.n_layers * batch["input_ids"].shape[1]
-        (result,) = jobs.run(self, [jobs.Job("grid", dict(batch), {"softcap": self.softcap}, 1,
-                                             jobs.saved_bytes(cells * 8, 2))],
-                             "the logit-lens grid")
+        (result,) = jobs.run(
+            self,
+            [jobs.Job("grid", dict(batch), {"softcap": self.softcap}, 1, jobs.saved_bytes(cells * 8, 2))],
+            "the logit-lens grid",
+        )
         return result
+
     def patch(self, cases: Sequence[Any]) -> list[torch.Tensor]:
         """Activation patching of each case (`lens.reads.patching.Case`) on NDIF: one forward per case whose batch holds
         the clean prompt, the corrupted one and a corrupted row per (block, position) patched from the clean row
         in the same pass; `PATCHES_PER_JOB` cases per session job; p(answer) per row comes back."""
         jobs_ = []
         for start in range(0, len(cases), PATCHES_PER_JOB):
-            chunk = cases[start:start + PATCHES_PER_JOB]
+            chunk = cases[start : start + PATCHES_PER_JOB]
             inputs, rows = [], 0
             for case in chunk:
                 k = len(case.positions)
                 ids = torch.cat([case.clean_ids, case.corrupt_ids, case.corrupt_ids.expand(self.n_layers * k, -1)])
                 inputs.append({"input_ids": ids, "attention_mask": torch.ones_like(ids)})
                 rows += ids.shape[0]
-            args = {"inputs": inputs, "k": [len(c.positions) for c in chunk],
-                    "where": [torch.tensor(c.positions) for c in chunk], "target": [c.target for c in chunk]}
+            args = {
+                "inputs": inputs,
+                "k": [len(c.positions) for c in chunk],
+                "where": [torch.tensor(c.positions) for c in chunk],
+                "target": [c.target for c in chunk],
+            }
             jobs_.append(jobs.Job("patching", {}, args, len(chunk), jobs.saved_bytes(4 * rows, len(chunk))))
         done = jobs.run(self, jobs_, f"patching {jobs.count(len(cases), 'prompt')}")
         return [p for result in done for p in result]
@@ -179,6 +201,16 @@ def simulated(model: Any) -> RemoteModel:
     computes (tests, and `LENS_NDIF=simulate`)."""
     spec = model.spec
     nn = nnsight_model(model)
-    return RemoteModel(spec=spec, repo=getattr(spec, "repo", spec.name), nn=nn, tokenizer=model.tokenizer,
-                       n_layers=model.n_layers, n_ctx=model.n_ctx, softcap=model.softcap, host="here", via="local",
-                       dtype=model.dtype, weights_id=model.weights_id)
+    return RemoteModel(
+        spec=spec,
+        repo=getattr(spec, "repo", spec.name),
+        nn=nn,
+        tokenizer=model.tokenizer,
+        n_layers=model.n_layers,
+        n_ctx=model.n_ctx,
+        softcap=model.softcap,
+        host="here",
+        via="local",
+        dtype=model.dtype,
+        weights_id=model.weights_id,
+    )

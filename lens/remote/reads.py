@@ -22,14 +22,23 @@ from lens.remote.model import RemoteModel
 IN_JOBS = tuple(kind.name for kind in KINDS if kind.in_jobs)
 """The lenses a remote job reduces where the model runs (`lens.reads.intrace`): a tuned or Jacobian lens's matrices
 stay here."""
-NOT_ON_NDIF = ("attention patterns are not read on NDIF: it runs models with fused attention (sdpa), which never "
-               "forms them, and recomputing them from queries and keys needs each architecture's rotary embedding")
+NOT_ON_NDIF = (
+    "attention patterns are not read on NDIF: it runs models with fused attention (sdpa), which never "
+    "forms them, and recomputing them from queries and keys needs each architecture's rotary embedding"
+)
 """Why a remote model's attention is refused."""
 
 
 @residuals_of.register(RemoteModel)
-def _reduced(model: RemoteModel, prompts: tuple[str, ...], texts: tuple[str, ...], sequences: list[list[int]],
-             wanted: Wanted, backend: str, batch_size: int) -> Residuals:
+def _reduced(
+    model: RemoteModel,
+    prompts: tuple[str, ...],
+    texts: tuple[str, ...],
+    sequences: list[list[int]],
+    wanted: Wanted,
+    backend: str,
+    batch_size: int,
+) -> Residuals:
     """`collect` on NDIF: its batches' lens reduced there, one job per batch, for what `wanted` says the reads
     will ask."""
     if backend != "nnsight":
@@ -39,18 +48,28 @@ def _reduced(model: RemoteModel, prompts: tuple[str, ...], texts: tuple[str, ...
     ids = {}
     unknown = [name for name in wanted.lenses if name not in IN_JOBS]
     if unknown:
-        raise LensError(f"{model.name} runs remotely, where only the {' and '.join(IN_JOBS)} lenses are read, "
-                        f"not {', '.join(unknown)}: run it here to read them")
+        raise LensError(
+            f"{model.name} runs remotely, where only the {' and '.join(IN_JOBS)} lenses are read, "
+            f"not {', '.join(unknown)}: run it here to read them"
+        )
     for name, watch in wanted.lenses.items():
         watch = list(watch) if watch is not None else [()] * n
-        ids[name] = tuple(tuple(followed_for(model, prompt, text, a, ws).ids())
-                          for prompt, text, a, ws in zip(prompts, texts, answers, watch))
+        ids[name] = tuple(
+            tuple(followed_for(model, prompt, text, a, ws).ids())
+            for prompt, text, a, ws in zip(prompts, texts, answers, watch)
+        )
     output_ids = tuple(tuple(row) for row in wanted.output_ids) if wanted.output_ids is not None else ((),) * n
     if not 1 <= wanted.top_k:
         raise LensError("--top-k must be at least 1")
     reduced = model.reduce_lens(sequences, ids, output_ids, wanted.top_k, tuple(wanted.temperatures), batch_size)
-    return Residuals(prompts, texts, None, None, "nnsight",
-                     Reduced(reduced, ids, output_ids, wanted.top_k, tuple(wanted.temperatures)))
+    return Residuals(
+        prompts,
+        texts,
+        None,
+        None,
+        "nnsight",
+        Reduced(reduced, ids, output_ids, wanted.top_k, tuple(wanted.temperatures)),
+    )
 
 
 @grid_cells.register(RemoteModel)
@@ -61,8 +80,13 @@ def _grid(model: RemoteModel, prompt: str, batch: dict[str, torch.Tensor]) -> tu
 
 
 @generated.register(RemoteModel)
-def _generated(model: RemoteModel, prompts: Sequence[str], max_new_tokens: int, batch_size: int,
-               answers: Sequence[Sequence[str]] | None) -> tuple[Any, list[list[int]], list[list[float]]]:
+def _generated(
+    model: RemoteModel,
+    prompts: Sequence[str],
+    max_new_tokens: int,
+    batch_size: int,
+    answers: Sequence[Sequence[str]] | None,
+) -> tuple[Any, list[list[int]], list[list[float]]]:
     """The model's own continuation generated on NDIF, one job per batch, in full: `continue_greedy` cuts each
     where it is decided."""
     rows, margins = model.continuations(prompts, max_new_tokens, batch_size)
@@ -84,6 +108,8 @@ def _attention(model: RemoteModel, prompt: str) -> AttentionFromLast:
 def _lens(model: RemoteModel, name: str, say: Say | None = None) -> Any:
     """Only the lenses its jobs reduce there (`IN_JOBS`)."""
     if not lens_kind(name).in_jobs:
-        raise NotRemote(f"the {name} lens is not read on NDIF: its matrices are applied here, and a job there runs "
-                        "the model's own modules only")
+        raise NotRemote(
+            f"the {name} lens is not read on NDIF: its matrices are applied here, and a job there runs "
+            "the model's own modules only"
+        )
     return lens_kind(name).for_run(model, say)

@@ -25,14 +25,16 @@ def continuation_bytes(prompts: int, max_new_tokens: int) -> int:
     return jobs.saved_bytes(prompts * max_new_tokens * (8 + 4), 2)
 
 
-def lens_bytes(n_layers: int, prompts: int, followed: dict[str, int], top_k: int = 5, temperatures: int = 1,
-               candidates: int = 0) -> int:
+def lens_bytes(
+    n_layers: int, prompts: int, followed: dict[str, int], top_k: int = 5, temperatures: int = 1, candidates: int = 0
+) -> int:
     """The size of a lens job's result (`lens.reads.reduce.reduce` per lens, as saved): `prompts` prompts, each lens
     following `followed[lens]` tokens, with the output logits of `candidates` more ids."""
     total, tensors = 4 * prompts * candidates, 1
     for f in followed.values():
-        total += 4 * prompts * (n_layers * (2 * f + 2 * top_k + 3 * temperatures) + 2 * f + 2 * top_k
-                                + 2 * temperatures + 2)
+        total += (
+            4 * prompts * (n_layers * (2 * f + 2 * top_k + 3 * temperatures) + 2 * f + 2 * top_k + 2 * temperatures + 2)
+        )
         tensors += 15
     return jobs.saved_bytes(total, tensors)
 
@@ -55,5 +57,7 @@ def require_exact(model: Any, reduced: dict[str, torch.Tensor]) -> None:
     relative = float((reduced["final_diff"] / reduced["out_max_abs"].clamp_min(1e-12)).max())
     tolerance = RELATIVE_TOLERANCE.get(model.dtype, RELATIVE_TOLERANCE[torch.bfloat16])
     if not relative <= tolerance:
-        raise LensError(f"the lens is not exact on {model.repo} as NDIF runs it: its last block differs from the "
-                        f"output by {relative:.1e} of the logits' scale (tolerance {tolerance:.0e})")
+        raise LensError(
+            f"the lens is not exact on {model.repo} as NDIF runs it: its last block differs from the "
+            f"output by {relative:.1e} of the logits' scale (tolerance {tolerance:.0e})"
+        )

@@ -32,14 +32,18 @@ def connect(name_or_path: str) -> RemoteModel:
     the model from its config on the meta device (its weights are never downloaded)."""
     spec = resolve(name_or_path)
     if not isinstance(spec, HubModel):
-        raise LensError(f"--remote runs Hugging Face Hub models on NDIF by repo id (org/name); {name_or_path} is "
-                        f"{spec.where()}: drop --remote to run it here")
+        raise LensError(
+            f"--remote runs Hugging Face Hub models on NDIF by repo id (org/name); {name_or_path} is "
+            f"{spec.where()}: drop --remote to run it here"
+        )
     from nnsight import CONFIG
 
     key = os.environ.get("NDIF_API_KEY") or CONFIG.API.APIKEY
     if not key:
-        raise LensError(f"a run on NDIF needs an API key: set NDIF_API_KEY=... (get one at {KEY_URL}), "
-                        f"or store it once with `{nnsight_command()} login`")
+        raise LensError(
+            f"a run on NDIF needs an API key: set NDIF_API_KEY=... (get one at {KEY_URL}), "
+            f"or store it once with `{nnsight_command()} login`"
+        )
     host = (os.environ.get("NDIF_HOST") or CONFIG.API.HOST).rstrip("/")
     CONFIG.API.APIKEY, CONFIG.API.HOST = key, host  # what nnsight's remote backend sends, this process only
     deployments = ndif_deployments(host)
@@ -50,9 +54,16 @@ def connect(name_or_path: str) -> RemoteModel:
     config = nn._module.config
     cap = getattr(config, "final_logit_softcapping", None)
     return RemoteModel(
-        spec=spec, repo=spec.repo, nn=nn, tokenizer=nn.tokenizer, n_layers=int(config.num_hidden_layers),
+        spec=spec,
+        repo=spec.repo,
+        nn=nn,
+        tokenizer=nn.tokenizer,
+        n_layers=int(config.num_hidden_layers),
         n_ctx=int(getattr(config, "max_position_embeddings", None) or nn.tokenizer.model_max_length),
-        softcap=float(cap) if cap else None, host=host, model_key=model_key, weights_id=model_key,
+        softcap=float(cap) if cap else None,
+        host=host,
+        model_key=model_key,
+        weights_id=model_key,
     )
 
 
@@ -92,20 +103,24 @@ def ndif_deployments(host: str) -> list[Deployment] | None:
     except httpx.TransportError as error:
         raise LensError(f"cannot reach NDIF at {host} ({first_line(error)}): check the network connection") from error
     except httpx.HTTPStatusError as error:
-        raise LensError(f"NDIF at {host} answered {error.response.status_code}: try again later "
-                        "(https://discuss.ndif.us)") from error
+        raise LensError(
+            f"NDIF at {host} answered {error.response.status_code}: try again later (https://discuss.ndif.us)"
+        ) from error
     except (ValueError, AttributeError):  # not JSON, or not an object
         return None
     if not isinstance(deployments, dict):
         return None
     return [
         Deployment(
-            repo_id=str(entry.get("repo_id", name)), level=str(entry.get("deployment_level", "")).upper(),
-            state=entry.get("application_state"), dedicated=bool(entry.get("dedicated")),
-            model_key=entry.get("model_key") or (name.removeprefix("ModelActor:") if name.startswith("ModelActor:")
-                                                 else None),
+            repo_id=str(entry.get("repo_id", name)),
+            level=str(entry.get("deployment_level", "")).upper(),
+            state=entry.get("application_state"),
+            dedicated=bool(entry.get("dedicated")),
+            model_key=entry.get("model_key")
+            or (name.removeprefix("ModelActor:") if name.startswith("ModelActor:") else None),
         )
-        for name, entry in deployments.items() if isinstance(entry, dict)
+        for name, entry in deployments.items()
+        if isinstance(entry, dict)
     ]
 
 
@@ -133,16 +148,22 @@ def _require_hosted(model_key: str, deployments: list[Deployment] | None, asked:
         raise LensError(f"NDIF does not host {repo}{alias}: only the models NDIF runs now run there (now: {now})")
     if not same and any(d.model_key for d in listed):
         theirs = sorted({_key_summary(d.model_key) for d in listed if d.model_key})
-        raise LensError(f"NDIF runs {repo} only as {' and '.join(theirs)}, not as {_key_summary(model_key)} that "
-                        "nnsight sends: run it here instead")
+        raise LensError(
+            f"NDIF runs {repo} only as {' and '.join(theirs)}, not as {_key_summary(model_key)} that "
+            "nnsight sends: run it here instead"
+        )
     best = min(same or listed, key=lambda d: (d.level != "HOT", d.state != "RUNNING"))
     if best.level == "HOT" and best.state == "RUNNING":
-        raise LensError(f"NDIF runs {repo} now but not as a dedicated model, which it refuses to an ordinary API key "
-                        f"(\"{NOT_DEDICATED}\"): see {SCHEDULE_URL} for when it is scheduled, or set "
-                        "NDIF_HOTSWAPPING=1 if your key has hotswapping access")
+        raise LensError(
+            f"NDIF runs {repo} now but not as a dedicated model, which it refuses to an ordinary API key "
+            f'("{NOT_DEDICATED}"): see {SCHEDULE_URL} for when it is scheduled, or set '
+            "NDIF_HOTSWAPPING=1 if your key has hotswapping access"
+        )
     wait = {"DEPLOYING": "try again in a few minutes", "UNHEALTHY": "try again later (https://discuss.ndif.us)"}
-    raise LensError(f"NDIF lists {repo} but it is not running now ({best.where()}): "
-                    + wait.get(best.state or "", f"see {SCHEDULE_URL} for when it is scheduled (running now: {now})"))
+    raise LensError(
+        f"NDIF lists {repo} but it is not running now ({best.where()}): "
+        + wait.get(best.state or "", f"see {SCHEDULE_URL} for when it is scheduled (running now: {now})")
+    )
 
 
 def _key_parts(model_key: str) -> tuple[str, dict]:
@@ -159,8 +180,9 @@ def _key_summary(model_key: str) -> str:
     """A model key in words: its class, its task and a revision other than main."""
     path, fields = _key_parts(model_key)
     revision = fields.get("revision") or "main"
-    return (f"{path.rsplit('.', 1)[-1]} for {fields.get('task') or 'no task'}"
-            + ("" if revision == "main" else f" at revision {revision}"))
+    return f"{path.rsplit('.', 1)[-1]} for {fields.get('task') or 'no task'}" + (
+        "" if revision == "main" else f" at revision {revision}"
+    )
 
 
 def _model_key(nn: Any, repo: str) -> str:
@@ -179,8 +201,12 @@ def _meta_model(repo: str) -> Any:
     try:
         return TransformersModel(repo, task="text-generation")  # not dispatched: nothing but config + tokenizer
     except GatedRepoError as error:
-        raise LensError(f"{repo} is gated: accept its licence on https://huggingface.co/{repo} and log in with "
-                        "`hf auth login` (a run on NDIF reads its config and tokenizer, never the weights)") from error
+        raise LensError(
+            f"{repo} is gated: accept its licence on https://huggingface.co/{repo} and log in with "
+            "`hf auth login` (a run on NDIF reads its config and tokenizer, never the weights)"
+        ) from error
     except (OSError, ValueError) as error:
-        raise LensError(f"cannot read {repo}'s config and tokenizer from the Hugging Face Hub "
-                        f"({first_line(error)}): a run on NDIF needs them (never the weights)") from error
+        raise LensError(
+            f"cannot read {repo}'s config and tokenizer from the Hugging Face Hub "
+            f"({first_line(error)}): a run on NDIF needs them (never the weights)"
+        ) from error

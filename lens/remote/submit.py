@@ -38,8 +38,9 @@ def poll(model: Any, job_id: str) -> Any:
         raise explain(error, model.repo, model.host) from error
     status = None if backend.status is None else str(getattr(backend.status, "value", backend.status))
     if result is None and status == "COMPLETED":
-        raise jobs.JobFailed(f"NDIF completed job {job_id} on {model.repo} without a result: run again to send it "
-                             "again")
+        raise jobs.JobFailed(
+            f"NDIF completed job {job_id} on {model.repo} without a result: run again to send it again"
+        )
     if result is None:
         return jobs.Pending(status)
     return result["out"]
@@ -50,13 +51,19 @@ def _polling_error(model: Any, job_id: str, error: Any) -> LensError:
     still there), or at the link to its result (kept two hours after the job completes: not the API key)."""
     code, reason = error.response.status_code, error.response.reason_phrase
     if not str(error.request.url).startswith(f"{model.host}/response/"):
-        return jobs.ResultRefused(f"the link to the result of job {job_id} was refused ({code} {reason}): NDIF "
-                                  "keeps a result 2 hours after its job completes")
+        return jobs.ResultRefused(
+            f"the link to the result of job {job_id} was refused ({code} {reason}): NDIF "
+            "keeps a result 2 hours after its job completes"
+        )
     if code in (401, 403):
-        return LensError(f"NDIF refused the API key while job {job_id} was polled ({code} {reason}): check "
-                         f"NDIF_API_KEY (get one at {KEY_URL})")
-    return LensError(f"NDIF at {model.host} answered {code} {reason} while job {job_id} was polled: try again "
-                     "later (https://discuss.ndif.us)")
+        return LensError(
+            f"NDIF refused the API key while job {job_id} was polled ({code} {reason}): check "
+            f"NDIF_API_KEY (get one at {KEY_URL})"
+        )
+    return LensError(
+        f"NDIF at {model.host} answered {code} {reason} while job {job_id} was polled: try again "
+        "later (https://discuss.ndif.us)"
+    )
 
 
 def _backend(model: Any, job_id: str | None = None) -> Any:

@@ -55,17 +55,25 @@ def paths_named(source: str) -> list[str]:
     """The package of claims' paths a module's code names: a string "findings/..." or "pytest findings/", or
     "findings" joined into a path (docstrings aside: they may say where the claims live)."""
     tree = ast.parse(source)
-    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
-                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef)) and node.body
-                  and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef))
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
             if node.value.startswith("findings/") or " findings/" in node.value:
                 found.append(node.value)
         elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
-            found += [side.value for side in (node.left, node.right)
-                      if isinstance(side, ast.Constant) and side.value == "findings"]
+            found += [
+                side.value
+                for side in (node.left, node.right)
+                if isinstance(side, ast.Constant) and side.value == "findings"
+            ]
         elif isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Path":
             found += [arg.value for arg in node.args if isinstance(arg, ast.Constant) and arg.value == "findings"]
     return found
@@ -74,12 +82,18 @@ def paths_named(source: str) -> list[str]:
 def test_no_code_of_the_suite_names_a_path_of_the_package_of_claims():
     named = paths_named('x = Path("findings") / "claims.toml"\ny = root / "findings"\nz = "pytest findings/ -m a"')
     assert sorted(named) == ["findings", "findings", "pytest findings/ -m a"]  # the walk finds what it looks for
-    assert {path.name: paths_named(path.read_text()) for path in (ROOT / "suite").glob("*.py")
-            if paths_named(path.read_text())} == {}
+    assert {
+        path.name: paths_named(path.read_text())
+        for path in (ROOT / "suite").glob("*.py")
+        if paths_named(path.read_text())
+    } == {}
 
 
 def test_no_module_of_the_suite_loads_the_tests():
     """The upgrade check once loaded tests.perturb; a test that wants a plugin in a candidate run passes `-p` itself."""
-    loads = {path.name for path in (ROOT / "suite").glob("*.py")
-             if re.search(r"\btests\.\w+|from tests\b|import tests\b", path.read_text())}
+    loads = {
+        path.name
+        for path in (ROOT / "suite").glob("*.py")
+        if re.search(r"\btests\.\w+|from tests\b|import tests\b", path.read_text())
+    }
     assert loads == set()

@@ -66,11 +66,14 @@ def test_an_unwritable_or_unreadable_cache_loses_the_timings_and_nothing_else(tm
     assert Timings.load(tmp_path / TIMINGS).runs == {}
 
 
-@pytest.mark.parametrize("seconds, unmeasured, said", [
-    (None, 3, "3 tests; time unknown: first run of these tests with this model on this device"),
-    (200.0, 0, "3 tests; about 3 min (as measured here before)"),
-    (40.0, 1, "3 tests; about 40 s (as measured here before), and 1 tests never measured here"),
-])
+@pytest.mark.parametrize(
+    "seconds, unmeasured, said",
+    [
+        (None, 3, "3 tests; time unknown: first run of these tests with this model on this device"),
+        (200.0, 0, "3 tests; about 3 min (as measured here before)"),
+        (40.0, 1, "3 tests; about 40 s (as measured here before), and 1 tests never measured here"),
+    ],
+)
 def test_the_line_gives_the_work_and_the_time_measured_before(tmp_path, seconds, unmeasured, said):
     timings = Timings(path=tmp_path / TIMINGS)
     if seconds is not None:
@@ -82,22 +85,39 @@ def test_the_line_gives_the_work_and_the_time_measured_before(tmp_path, seconds,
 
 
 SHAPE = Shape(n_layers=2, d_model=4, vocab=10, parameters=200, embedding=80, weight_bytes=800)
-TABLES = {"cpu float32": Throughput(kind="cpu float32", per_pass=1.0, per_pass_byte=0.01, per_flop=0.001,
-                                    per_logit=0.1, per_fit_flop=0.5, per_spot_byte=0.002, per_test=3.0,
-                                    load_bytes_per_second=100.0, source="measured here: a test")}
+TABLES = {
+    "cpu float32": Throughput(
+        kind="cpu float32",
+        per_pass=1.0,
+        per_pass_byte=0.01,
+        per_flop=0.001,
+        per_logit=0.1,
+        per_fit_flop=0.5,
+        per_spot_byte=0.002,
+        per_test=3.0,
+        load_bytes_per_second=100.0,
+        source="measured here: a test",
+    )
+}
 
 
 def test_the_cost_model_prices_each_unit_of_work_as_its_table_says():
     tp = TABLES["cpu float32"]
     work = Work(passes=2, tokens=5, unembedded=3, reduced=4, moved=6, fitted=1, gram_rows=7, spots=1)
-    by_hand = (2 * (1.0 + 800 * 0.01)            # a pass: its fixed cost and every weight read once
-               + 2 * 0.001 * (5 * 120            # tokens through the 120 parameters that are not embeddings
-                              + 3 * 4 * 10       # rows unembedded: d_model x vocab each
-                              + 6 * 4 * 4        # rows moved through a d_model x d_model matrix
-                              + 2 * 7 * 25)      # Gram matrices: (d + 1)^2 for each row summed, twice
-               + 0.1 * 4 * 10                    # rows reduced over the vocabulary
-               + 0.5 * 3 * 125                   # a fit's solve: 3 (d + 1)^3
-               + 0.002 * 800)                    # a spot check: the weights once more
+    by_hand = (
+        2 * (1.0 + 800 * 0.01)  # a pass: its fixed cost and every weight read once
+        + 2
+        * 0.001
+        * (
+            5 * 120  # tokens through the 120 parameters that are not embeddings
+            + 3 * 4 * 10  # rows unembedded: d_model x vocab each
+            + 6 * 4 * 4  # rows moved through a d_model x d_model matrix
+            + 2 * 7 * 25
+        )  # Gram matrices: (d + 1)^2 for each row summed, twice
+        + 0.1 * 4 * 10  # rows reduced over the vocabulary
+        + 0.5 * 3 * 125  # a fit's solve: 3 (d + 1)^3
+        + 0.002 * 800
+    )  # a spot check: the weights once more
     assert tp.seconds(work, SHAPE) == pytest.approx(by_hand)
     assert tp.seconds(work + work, SHAPE) == pytest.approx(2 * by_hand)
     assert tp.load_seconds(SHAPE) == 8.0
@@ -110,8 +130,10 @@ def test_a_first_run_is_estimated_by_the_cost_model_not_left_unknown(tmp_path):
     assert found.modelled == pytest.approx(2 * 9.0 + 4.0 + 8.0 + 2 * 3.0)  # passes, reads, the load, 2 tests
     line = found.line()
     assert "time unknown" not in line
-    assert "about 36 s on a first run (cost model: 2 forward passes over 0 tokens, the lens over 4 rows of 10 " \
-           "tokens, at cpu float32 throughput measured here)" in line
+    assert (
+        "about 36 s on a first run (cost model: 2 forward passes over 0 tokens, the lens over 4 rows of 10 "
+        "tokens, at cpu float32 throughput measured here)" in line
+    )
 
 
 def test_what_was_measured_before_counts_as_measured_and_the_rest_by_the_cost_model(tmp_path):
@@ -126,8 +148,11 @@ def test_what_was_measured_before_counts_as_measured_and_the_rest_by_the_cost_mo
     assert found.unmeasured == 1
     assert "about 70 s (66 s as measured here before, 4 s by the cost model" in found.line()
     timings.seconds(run, ("lens", "capitals", "qa", "exact"), 5.0)
-    assert estimate(timings, "llama3", 1, "float32", "cpu", ["a"], plan, TABLES).line().endswith(
-        "about 68 s (as measured here before)")
+    assert (
+        estimate(timings, "llama3", 1, "float32", "cpu", ["a"], plan, TABLES)
+        .line()
+        .endswith("about 68 s (as measured here before)")
+    )
 
 
 def test_a_device_without_a_table_is_priced_by_another_and_says_so():

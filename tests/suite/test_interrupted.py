@@ -57,8 +57,7 @@ def project(tmp_path, tiny_folder):
     (tmp_path / "pytest.ini").write_text("[pytest]\nstrict_markers = true\n")
     (tmp_path / "findings").mkdir()
     for n in range(1, CLAIMS + 1):
-        (tmp_path / "findings" / f"test_{n:02d}_claim.py").write_text(
-            CLAIM.format(n=n, last=CLAIMS, before=CLAIMS - 1))
+        (tmp_path / "findings" / f"test_{n:02d}_claim.py").write_text(CLAIM.format(n=n, last=CLAIMS, before=CLAIMS - 1))
     for name in ("alpha", "beta"):
         shutil.copytree(tiny_folder, tmp_path / name)
     return tmp_path
@@ -68,11 +67,32 @@ def start(project: Path, **env: str) -> subprocess.Popen:
     """The findings on both models in a process of their own, with SIGINT as a terminal's Ctrl-C finds it (a
     background job starts with it ignored, and Python then never raises KeyboardInterrupt)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "pytest", "findings", "-p", "suite.plugin", "-p", "no:cacheprovider", "-q",
-         "--model", str(project / "alpha"), "--model", str(project / "beta")],
-        cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env=os.environ | {"PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-                          "COMPUTED": str(project / "computed.txt"), "OMP_NUM_THREADS": "1"} | env,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "findings",
+            "-p",
+            "suite.plugin",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "--model",
+            str(project / "alpha"),
+            "--model",
+            str(project / "beta"),
+        ],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=os.environ
+        | {
+            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+            "COMPUTED": str(project / "computed.txt"),
+            "OMP_NUM_THREADS": "1",
+        }
+        | env,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
@@ -139,8 +159,17 @@ def test_a_run_killed_outright_leaves_its_journal_and_the_next_run_reports_it(pr
     assert "run.json" in entries and not [name for name in entries if name.startswith(".")]  # whole files only
     # The next run, whatever it runs (here nothing: in this process, cheaper, and no model loads), reports it.
     monkeypatch.chdir(project)
-    later = pytester.runpytest_inprocess("findings", "-p", "suite.plugin", "-p", "no:cacheprovider",
-                                         "--model", str(project / "beta"), "-k", "no_such_test")
+    later = pytester.runpytest_inprocess(
+        "findings",
+        "-p",
+        "suite.plugin",
+        "-p",
+        "no:cacheprovider",
+        "--model",
+        str(project / "beta"),
+        "-k",
+        "no_such_test",
+    )
     assert later.ret == pytest.ExitCode.NO_TESTS_COLLECTED
     data = findings(project)
     assert claims_of(data, "alpha") == [1, 2, 3, 4] and data["runs"]["alpha"]["partial"] == [4, 5]

@@ -21,8 +21,13 @@ def imported(stderr: str) -> set[str]:
 
 def test_the_report_renders_from_findings_json_without_importing_torch(tmp_path):
     (tmp_path / RESULTS).write_text(dumps(results("2026-12-03 10:00 UTC", {"a": [result(), result(["gemma3"])]})))
-    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "suite", "report", "--reports", str(tmp_path)],
-                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "suite", "report", "--reports", str(tmp_path)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == str(tmp_path / "findings.md")
     assert "holds 0.80" in (tmp_path / "findings.md").read_text()

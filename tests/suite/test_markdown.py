@@ -35,15 +35,25 @@ def test_a_groups_columns_stay_in_one_part_where_they_fit_together(sizes):
     headers = ["key", *(f"c{c}" for c in range(7))]
     found = parts(table(rows, headers, groups=sizes, width=60))
     starts = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
-    groups = [set(headers[1 + a:1 + b]) for a, b in zip(starts, starts[1:])]
+    groups = [set(headers[1 + a : 1 + b]) for a, b in zip(starts, starts[1:])]
     for group in groups:
         together = [part for part in found if group & set(part)]
         fits = len(table([rows[0][:1] + ["v" * 12] * len(group)], ["key", *group], width=1000).splitlines()[0]) <= 60
         assert len(together) == 1 or not fits
 
 
-@pytest.mark.parametrize(("given", "name"), [("exact", "logit"), ("logit lens", "logit"), ("tuned", "tuned"),
-                                             ("tuned lens", "tuned"), ("jacobian", "Jacobian"),
-                                             ("Jacobian lens", "Jacobian"), ("raw", "raw"), ("other", "other")])
+@pytest.mark.parametrize(
+    ("given", "name"),
+    [
+        ("exact", "logit"),
+        ("logit lens", "logit"),
+        ("tuned", "tuned"),
+        ("tuned lens", "tuned"),
+        ("jacobian", "Jacobian"),
+        ("Jacobian lens", "Jacobian"),
+        ("raw", "raw"),
+        ("other", "other"),
+    ],
+)
 def test_each_lens_has_one_name_whichever_way_the_results_spell_it(given, name):
     assert lens_name(given) == name

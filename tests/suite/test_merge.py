@@ -11,16 +11,24 @@ from tests.suite.built import result, results
 
 
 def test_a_run_replaces_its_own_results_and_keeps_the_rest():
-    previous = results("mon", {
-        "a": [result(["llama3"]), result(["mistral"]), result(["llama3"], "history")],
-        "b": [result(["mistral"])],
-    }, warnings=(DataWarning("mistral", "capitals", "old"), DataWarning("llama3", "capitals", "gone")))
-    current = results("tue", {"a": [result(["llama3"], label="refuted")]},
-                      warnings=(DataWarning("llama3", "capitals", "new"),))
+    previous = results(
+        "mon",
+        {
+            "a": [result(["llama3"]), result(["mistral"]), result(["llama3"], "history")],
+            "b": [result(["mistral"])],
+        },
+        warnings=(DataWarning("mistral", "capitals", "old"), DataWarning("llama3", "capitals", "gone")),
+    )
+    current = results(
+        "tue", {"a": [result(["llama3"], label="refuted")]}, warnings=(DataWarning("llama3", "capitals", "new"),)
+    )
     merged = merge(previous, current)
     a = {r.key[:2]: r.verdict.verdict for r in merged.claims["a"].results}
-    assert a == {(("llama3",), "capitals"): "refuted", (("mistral",), "capitals"): "holds",
-                 (("llama3",), "history"): "holds"}
+    assert a == {
+        (("llama3",), "capitals"): "refuted",
+        (("mistral",), "capitals"): "holds",
+        (("llama3",), "history"): "holds",
+    }
     assert merged.claims["b"] == previous.claims["b"]
     assert {m: run.date for m, run in merged.runs.items()} == {"llama3": "tue", "mistral": "mon"}
     assert {w.text for w in merged.warnings} == {"old", "new"}
@@ -39,16 +47,24 @@ def test_figures_of_a_model_run_again_are_replaced_and_the_others_kept():
     def figure(model, p):
         return ClaimFigure("a", DepthCurves(model=model, name="answer-by-depth", depth=[1.0], p={"c": [[p]]}))
 
-    previous = results("mon", {"a": [result(["llama3"]), result(["mistral"])]},
-                       figures=(figure("llama3", 0.1), figure("mistral", 0.2)))
+    previous = results(
+        "mon", {"a": [result(["llama3"]), result(["mistral"])]}, figures=(figure("llama3", 0.1), figure("mistral", 0.2))
+    )
     current = results("tue", {"a": [result(["llama3"])]}, figures=(figure("llama3", 0.9),))
     assert merge(previous, current).figures == (figure("mistral", 0.2), figure("llama3", 0.9))
 
 
 def test_the_overlay_draws_each_models_median_curve():
-    curves = [DepthCurves(model=m, name="answer-by-depth", depth=[0.5, 1.0], p={"completion": p},
-                          rank={"completion": [[1, 1]] * len(p)})
-              for m, p in (("a", [[0.1, 0.2], [0.3, 0.9], [0.2, 0.4]]), ("b", [[0.0, 1.0]]))]
+    curves = [
+        DepthCurves(
+            model=m,
+            name="answer-by-depth",
+            depth=[0.5, 1.0],
+            p={"completion": p},
+            rank={"completion": [[1, 1]] * len(p)},
+        )
+        for m, p in (("a", [[0.1, 0.2], [0.3, 0.9], [0.2, 0.4]]), ("b", [[0.0, 1.0]]))
+    ]
     [overlay] = overlays(curves + [DepthCurves(model="c", name="other")])
     assert overlay.median["a"]["completion"] == [0.2, 0.4]  # the medians of each depth's three prompts
     assert overlay.median["b"]["completion"] == [0.0, 1.0]

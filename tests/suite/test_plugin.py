@@ -26,6 +26,7 @@ def _embedded_models_present(tmp_path_factory, monkeypatch):
         spec.gguf_path.parent.mkdir(parents=True, exist_ok=True)
         spec.gguf_path.write_bytes(b"")
 
+
 FAKE_CLAIM = '''
 """Fake claim: the answer is always right.
 
@@ -105,9 +106,15 @@ def test_verdicts_skips_failures_and_figures_reach_the_report(fake_findings, xdi
     matrix = report.split("## Verdicts")[1].split("## Changes")[0]
     assert "| holds " in matrix and "| refuted " in matrix and "skipped [" in matrix and "failed [" in matrix
     assert "lens download gemma3" in matrix and "boom" in matrix
-    outcome.stdout.fnmatch_lines(["*= findings =*", "smollm2 *capitals *1 holds", "gemma3 *capitals *1 refuted",
-                                  "smollm2 * 1 failed, 1 skipped",
-                                  f"report: {fake_findings.path / 'reports' / 'findings.md'}"])
+    outcome.stdout.fnmatch_lines(
+        [
+            "*= findings =*",
+            "smollm2 *capitals *1 holds",
+            "gemma3 *capitals *1 refuted",
+            "smollm2 * 1 failed, 1 skipped",
+            f"report: {fake_findings.path / 'reports' / 'findings.md'}",
+        ]
+    )
     claim_section = report.split("### 1. Fake claim: the answer is always right")[1].split("### 2.")[0]
     assert "Per-prompt figures: `findings.json`, under `claims.fake_claim`." in claim_section
     evidence = by_model(data, "fake_claim")[("smollm2",)]["verdict"]["evidence"]
@@ -201,8 +208,10 @@ def test_results_accumulate_a_run_replaces_only_what_it_ran(fake_findings):
     # Each run in the header with the columns it made: smollm2's column is partly the first run's, partly this one's.
     head = report.split("## Data warnings")[0]
     later = data["runs"]["smollm2"]
-    assert f"- smollm2 logit (2 of 3 results); gemma3 logit: {first['runs']['gemma3']['date']}, " \
-           f"`{first['runs']['gemma3']['command']}`;" in head
+    assert (
+        f"- smollm2 logit (2 of 3 results); gemma3 logit: {first['runs']['gemma3']['date']}, "
+        f"`{first['runs']['gemma3']['command']}`;" in head
+    )
     assert f"- smollm2 logit (1 of 3 results): {later['date']}, `{later['command']}`;" in head
     assert {f["model"] for f in data["figures"]} == {"smollm2", "gemma3"}
     assert f"kept from earlier runs: gemma3 ({first['runs']['gemma3']['date']})" in outcome.stdout.str()
@@ -217,8 +226,11 @@ def test_the_report_rerenders_without_models(fake_findings, capsys):
     assert capsys.readouterr().out == f"{reports / 'findings.md'}\n"
     assert "### 1. Fake claim" in (reports / "findings.md").read_text()
     # `python -m suite` itself, its exit status and its one line, in a process of its own:
-    done = subprocess.run([sys.executable, "-m", "suite", "report", "--reports", str(fake_findings.path / "nowhere")],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "suite", "report", "--reports", str(fake_findings.path / "nowhere")],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 2 and "run the findings first" in done.stderr and done.stderr.count("\n") == 1
 
 
@@ -281,7 +293,9 @@ def test_a_verdict_is_checked_against_the_recorded_one(pytester, recorded, now, 
     result = run(pytester, "findings", "--model", "smollm2")
     result.assert_outcomes(**outcome)
     if (recorded, now) == ("refuted", "inconclusive"):
-        result.stdout.fnmatch_lines(["*VerdictChanged: judged on smollm2 (capitals): recorded refuted (f), now inconclusive*"])
+        result.stdout.fnmatch_lines(
+            ["*VerdictChanged: judged on smollm2 (capitals): recorded refuted (f), now inconclusive*"]
+        )
     if (recorded, now) == ("holds", "refuted"):
         result.stdout.fnmatch_lines(["*ClaimNotHeld: judged on smollm2 (capitals): refuted (recorded holds: f)*"])
 
@@ -304,13 +318,17 @@ def test_controlled(model_name, judge_claim):
 '''
 
 
-@pytest.mark.parametrize("claim, control, outcome, caveat", [
-    ("holds", "refuted", {"passed": 1}, None),  # the control fails: the effect is the claim's own
-    ("holds", "holds", {"passed": 1}, "the control holds too"),  # the effect is there without the mechanism too
-    ("refuted", "holds", {"failed": 1}, "the control holds where the claim does not"),  # a control never rescues
-])
+@pytest.mark.parametrize(
+    "claim, control, outcome, caveat",
+    [
+        ("holds", "refuted", {"passed": 1}, None),  # the control fails: the effect is the claim's own
+        ("holds", "holds", {"passed": 1}, "the control holds too"),  # the effect is there without the mechanism too
+        ("refuted", "holds", {"failed": 1}, "the control holds where the claim does not"),  # a control never rescues
+    ],
+)
 def test_the_findings_judge_records_a_control_beside_its_claim_and_never_fails_on_it(
-        fake_findings, claim, control, outcome, caveat):
+    fake_findings, claim, control, outcome, caveat
+):
     """findings/conftest.py's `judge_claim`, the skeleton of every claim's test, on a fake claim."""
     path = fake_findings.path
     for test in (path / "findings").iterdir():

@@ -13,30 +13,44 @@ from suite.statistics import Beside, Label, Verdict
 from tests.suite.built import results
 
 TOLERANCE = {"share": 0.05, "log_ratio": 0.3, "n": 2}
-BASE = Verdict(claim="c", models=("m",), prompt_set="s", verdict=Label.HOLDS, statistic="share", value=0.8,
-               ci=(0.7, 0.9), rule="r", n=60, kind="share", beside=(Beside("answered in Q&A", 0.4),))
+BASE = Verdict(
+    claim="c",
+    models=("m",),
+    prompt_set="s",
+    verdict=Label.HOLDS,
+    statistic="share",
+    value=0.8,
+    ci=(0.7, 0.9),
+    rule="r",
+    n=60,
+    kind="share",
+    beside=(Beside("answered in Q&A", 0.4),),
+)
 
 
 def _recorded(verdict: Verdict) -> Expected:
     return Expected.of(verdict)
 
 
-@pytest.mark.parametrize("change, drift", [
-    ({}, None),
-    ({"value": 0.84}, None),                  # a near-tie: within 0.05
-    ({"value": 0.85}, None),                  # at the tolerance itself
-    ({"value": 0.75}, None),                  # 0.8 - 0.75 is 0.05000000000000004 in floats: float error allowed
-    ({"value": 0.851}, "the figure moved from 0.8 to 0.851 (tolerance 0.05)"),
-    ({"value": 0.749}, "the figure moved from 0.8 to 0.749 (tolerance 0.05)"),
-    ({"value": 0.86}, "the figure moved from 0.8 to 0.86 (tolerance 0.05)"),  # though inside the old interval
-    ({"n": 62}, None),                        # two facts at a reply's near-tie
-    ({"n": 58}, None),
-    ({"n": 63}, "n changed from 60 to 63 (tolerance 2)"),
-    ({"n": 57}, "n changed from 60 to 57 (tolerance 2)"),
-    ({"n": 63, "value": 0.9}, "n changed from 60 to 63 (tolerance 2)"),  # n is said first
-    ({"value": math.nan}, "the figure moved from 0.8 to nan (tolerance 0.05)"),  # the figure vanished
-    ({"verdict": "no data", "n": 0, "value": math.nan}, "the data changed (no data on one side only)"),
-])
+@pytest.mark.parametrize(
+    "change, drift",
+    [
+        ({}, None),
+        ({"value": 0.84}, None),  # a near-tie: within 0.05
+        ({"value": 0.85}, None),  # at the tolerance itself
+        ({"value": 0.75}, None),  # 0.8 - 0.75 is 0.05000000000000004 in floats: float error allowed
+        ({"value": 0.851}, "the figure moved from 0.8 to 0.851 (tolerance 0.05)"),
+        ({"value": 0.749}, "the figure moved from 0.8 to 0.749 (tolerance 0.05)"),
+        ({"value": 0.86}, "the figure moved from 0.8 to 0.86 (tolerance 0.05)"),  # though inside the old interval
+        ({"n": 62}, None),  # two facts at a reply's near-tie
+        ({"n": 58}, None),
+        ({"n": 63}, "n changed from 60 to 63 (tolerance 2)"),
+        ({"n": 57}, "n changed from 60 to 57 (tolerance 2)"),
+        ({"n": 63, "value": 0.9}, "n changed from 60 to 63 (tolerance 2)"),  # n is said first
+        ({"value": math.nan}, "the figure moved from 0.8 to nan (tolerance 0.05)"),  # the figure vanished
+        ({"verdict": "no data", "n": 0, "value": math.nan}, "the data changed (no data on one side only)"),
+    ],
+)
 def test_figure_drift(change, drift):
     assert figure_drift(replace(BASE, **change), _recorded(BASE), TOLERANCE) == drift
 
@@ -76,8 +90,9 @@ def test_each_kind_has_its_own_tolerance():
 def test_a_verdict_whose_figure_is_nan_is_written_and_loaded_back_as_nan(tmp_path):
     from suite.recorded import Recorded, write_recorded
 
-    undecided = replace(BASE, verdict="inconclusive", value=math.nan, ci=(math.nan, 0.4),
-                        beside=(Beside("answered in Q&A", math.nan),))
+    undecided = replace(
+        BASE, verdict="inconclusive", value=math.nan, ci=(math.nan, 0.4), beside=(Beside("answered in Q&A", math.nan),)
+    )
     path = tmp_path / "expected.toml"
     write_recorded(results("mon", {"c": [Result(("m",), "s", "passed", None, verdict=undecided)]}), path)
     assert "value = nan, ci = [nan, 0.4]" in path.read_text()  # TOML's own nan, not a string
@@ -90,8 +105,10 @@ def test_a_verdict_whose_figure_is_nan_is_written_and_loaded_back_as_nan(tmp_pat
 
 def test_the_recorded_file_round_trips_with_nan():
     empty = replace(BASE, verdict="no data", value=math.nan, ci=(math.nan, math.nan), n=0)
-    rows = [Result(("m",), "s", "passed", None, verdict=BASE),
-            Result(("m",), "t", "skipped", None, verdict=replace(empty, prompt_set="t"))]
+    rows = [
+        Result(("m",), "s", "passed", None, verdict=BASE),
+        Result(("m",), "t", "skipped", None, verdict=replace(empty, prompt_set="t")),
+    ]
     data = tomllib.loads(render_recorded(results("mon", {"c": rows})))["c"]["m"]
     assert data["s"]["value"] == 0.8 and data["s"]["beside"][0]["value"] == 0.4 and data["s"]["kind"] == "share"
     assert math.isnan(data["t"]["value"]) and data["t"]["n"] == 0
@@ -126,8 +143,18 @@ def test_a_verdict_through_another_lens_is_recorded_and_found_under_its_own_key(
 
     tuned = replace(BASE, lens="tuned", verdict="refuted", value=0.3, ci=(0.2, 0.4))
     path = tmp_path / "expected.toml"
-    write_recorded(results("mon", {"c": [Result(("m",), "s", "passed", None, verdict=BASE),
-                                         Result(("m",), "s", "passed", None, verdict=tuned, lens="tuned")]}), path)
+    write_recorded(
+        results(
+            "mon",
+            {
+                "c": [
+                    Result(("m",), "s", "passed", None, verdict=BASE),
+                    Result(("m",), "s", "passed", None, verdict=tuned, lens="tuned"),
+                ]
+            },
+        ),
+        path,
+    )
     recorded = Recorded.load(path, TOLERANCE)
     assert recorded.get(BASE).verdict == Label.HOLDS and recorded.get(tuned).verdict == Label.REFUTED
     assert '[c."m@tuned"]' in path.read_text()

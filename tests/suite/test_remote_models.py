@@ -33,8 +33,15 @@ def test_the_registry_has_the_models_ndif_serves_to_every_key():
 
 
 def far_model(host: str = "https://api.ndif.us") -> SimpleNamespace:
-    return SimpleNamespace(name=BIG, host=host, device="ndif (api.ndif.us)", dtype=torch.bfloat16, n_layers=80,
-                           weights_id="nnsight.modeling.transformers.TransformersModel:{...}", remote=True)
+    return SimpleNamespace(
+        name=BIG,
+        host=host,
+        device="ndif (api.ndif.us)",
+        dtype=torch.bfloat16,
+        n_layers=80,
+        weights_id="nnsight.modeling.transformers.TransformersModel:{...}",
+        remote=True,
+    )
 
 
 def test_a_model_on_ndif_runs_only_when_asked_for(monkeypatch):
@@ -54,7 +61,11 @@ def test_a_model_on_ndif_asked_for_is_connected_at_once_and_recorded_as_run_ther
     assert artefacts.get("x", lambda model: model.name) == BIG
     record = artefacts.record
     assert (record.device, record.dtype, record.backend, record.n_layers) == (
-        "ndif (api.ndif.us)", "bfloat16", "nnsight", 80)
+        "ndif (api.ndif.us)",
+        "bfloat16",
+        "nnsight",
+        80,
+    )
     assert record.source.endswith("(Hugging Face meta-llama/Llama-3.1-70B, on NDIF)")
 
 
@@ -66,8 +77,10 @@ def test_a_model_on_ndif_that_cannot_be_reached_ends_the_run_in_one_line(monkeyp
     with pytest.raises(pytest.exit.Exception) as stop:
         SuiteSession.from_values([], device=None, markexpr=BIG)
     assert stop.value.returncode == 2
-    assert str(stop.value.msg) == (f"{BIG} runs on NDIF: cannot reach NDIF at https://api.ndif.us (Connection "
-                                   "refused): check the network connection")
+    assert str(stop.value.msg) == (
+        f"{BIG} runs on NDIF: cannot reach NDIF at https://api.ndif.us (Connection "
+        "refused): check the network connection"
+    )
 
 
 def test_what_ndif_cannot_give_skips_with_its_reason_every_time(monkeypatch):
@@ -105,9 +118,14 @@ def findings(*argv: str, **env: str) -> tuple[subprocess.CompletedProcess, float
     """`pytest findings/ ARGV` in a fresh process, with neither an NDIF key nor nnsight's configuration file."""
     base = {k: v for k, v in os.environ.items() if k not in ("NDIF_API_KEY", "NDIF_HOST")}
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "pytest", "findings/", "-p", "no:cacheprovider", *argv], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300,
-                          env=base | {"NNSIGHT_CONFIG": os.devnull, "PYTHONPATH": str(ROOT)} | env)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "findings/", "-p", "no:cacheprovider", *argv],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=base | {"NNSIGHT_CONFIG": os.devnull, "PYTHONPATH": str(ROOT)} | env,
+    )
     return done, time.perf_counter() - start
 
 
@@ -119,8 +137,9 @@ def assert_stops_in_one_line(done: subprocess.CompletedProcess, message: str) ->
 
 def test_findings_on_ndif_without_a_key_stop_at_once_with_one_line():
     done, took = findings("-m", BIG)
-    assert_stops_in_one_line(done, "a run on NDIF needs an API key: set NDIF_API_KEY=... (get one at "
-                                   "https://login.ndif.us)")
+    assert_stops_in_one_line(
+        done, "a run on NDIF needs an API key: set NDIF_API_KEY=... (get one at https://login.ndif.us)"
+    )
     assert took < 60  # nothing loaded
 
 
@@ -139,12 +158,15 @@ def test_the_run_says_what_it_will_send_a_model_on_ndif_before_it_sends_anything
 
     monkeypatch.setattr(lens.remote, "connect", lambda name: far_model())
     session = SuiteSession.from_values([], device=None, markexpr=BIG)
-    session.selected[BIG] = [f"findings/test_01_convergence_depth.py::test_convergence_depth[{BIG}-{name}]"
-                             for name in SETS] + [f"findings/test_14_patching_handover.py::test_x[{BIG}-capitals]"]
+    session.selected[BIG] = [
+        f"findings/test_01_convergence_depth.py::test_convergence_depth[{BIG}-{name}]" for name in SETS
+    ] + [f"findings/test_14_patching_handover.py::test_x[{BIG}-capitals]"]
     session.remote_plan = lambda name, model, tests: ndif_plan(False, model, tests)
     session.artefacts(BIG).get("x", lambda model: 1)
     said = capsys.readouterr().err
     # The four sets in every form (753 prompts), a job per 16 for the continuation and one for the lens, the grid,
     # patching 65 capitals 8 a job and the notes' fact at every position.
-    assert f"{BIG} runs on NDIF (https://api.ndif.us): nothing loads here; the selected tests send 753 prompts in " \
-           "about 117 jobs, and at most about 17.3 MB comes back;" in said
+    assert (
+        f"{BIG} runs on NDIF (https://api.ndif.us): nothing loads here; the selected tests send 753 prompts in "
+        "about 117 jobs, and at most about 17.3 MB comes back;" in said
+    )

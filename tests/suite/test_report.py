@@ -10,8 +10,11 @@ from tests.suite.built import result, results
 
 
 def test_written_results_load_back_as_they_were_and_render_the_same(tmp_path):
-    written = results("2026-11-30 10:00 UTC", {"a": [result(["llama3"]), result(["mistral"], label="refuted")],
-                                               "b": [result(["llama3"], label=None)]}, changes={"llama3": []})
+    written = results(
+        "2026-11-30 10:00 UTC",
+        {"a": [result(["llama3"]), result(["mistral"], label="refuted")], "b": [result(["llama3"], label=None)]},
+        changes={"llama3": []},
+    )
     write_report(written, tmp_path)
     assert set_aside_if_unreadable(tmp_path) is None
     loaded = load_results(tmp_path)
@@ -23,14 +26,21 @@ def test_written_results_load_back_as_they_were_and_render_the_same(tmp_path):
 def test_the_family_lines_count_decided_cells_at_their_own_directional_error_and_holm_survivors():
     """Two decided cells at 95% and one at 98.3%, one inconclusive: 0.025 + 0.025 + 0.00833 expected wrong by
     chance (inconclusive counts nothing); Holm over each model and lens keeps the ones whose p survives."""
+
     def judged(label, p, confidence=0.95, prompt_set="capitals", models=("smollm2",)):
         found = result(models, prompt_set, label=label)
         return replace(found, verdict=replace(found.verdict, p=p, confidence=confidence))
 
-    done = results("2026-11-30 10:00 UTC", {
-        "a": [judged("holds", 0.001), judged("refuted", 0.04, models=("gemma3",))],
-        "b": [judged("holds", 0.02, confidence=1 - 0.05 / 3, prompt_set="arithmetic"),
-              judged("inconclusive", 0.3, prompt_set="arithmetic")]}).with_holm()
+    done = results(
+        "2026-11-30 10:00 UTC",
+        {
+            "a": [judged("holds", 0.001), judged("refuted", 0.04, models=("gemma3",))],
+            "b": [
+                judged("holds", 0.02, confidence=1 - 0.05 / 3, prompt_set="arithmetic"),
+                judged("inconclusive", 0.3, prompt_set="arithmetic"),
+            ],
+        },
+    ).with_holm()
     text = render(done, {})
     expected = 0.025 + 0.025 + 0.05 / 6
     assert "3 verdicts decided in this report (every prompt set, lens and model)" in text

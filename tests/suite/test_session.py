@@ -19,8 +19,13 @@ def loads(monkeypatch):
     from lens.models.registry import PyPIModel
 
     monkeypatch.setattr(PyPIModel, "is_present", lambda self: True)
-    monkeypatch.setattr(lens.models.loader, "plan", lambda name, device=None, dtype=None: SimpleNamespace(
-        dtype=getattr(torch, dtype or "float32"), parameters=1_000, device="cpu", weights_id="w", folder=None))
+    monkeypatch.setattr(
+        lens.models.loader,
+        "plan",
+        lambda name, device=None, dtype=None: SimpleNamespace(
+            dtype=getattr(torch, dtype or "float32"), parameters=1_000, device="cpu", weights_id="w", folder=None
+        ),
+    )
     log = []
 
     def load(name, device=None, planned=None):
@@ -89,17 +94,28 @@ def test_models_without_weights_are_not_collected_but_named_with_their_fetch_com
 
 
 def test_asking_for_a_model_without_weights_ends_the_run_with_the_command(hub_absent):
-    with pytest.raises(pytest.exit.Exception, match=rf"{hub_absent[0]}'s weights are not here: fetch them with `.*download {hub_absent[0]}`") as stop:
+    with pytest.raises(
+        pytest.exit.Exception,
+        match=rf"{hub_absent[0]}'s weights are not here: fetch them with `.*download {hub_absent[0]}`",
+    ) as stop:
         SuiteSession.from_values([], device=None, markexpr=f"{hub_absent[0]} and not slow")
     assert stop.value.returncode == 2
     with pytest.raises(pytest.exit.Exception):
         SuiteSession.from_values([hub_absent[0]], device=None)
 
 
-@pytest.mark.parametrize("markexpr, asked", [
-    ("{absent}", True), ("{absent} or smollm2", True), ("{absent} and not slow", True),
-    ("not {absent}", False), ("not slow", False), ("smollm2", False), ("", False),
-])
+@pytest.mark.parametrize(
+    "markexpr, asked",
+    [
+        ("{absent}", True),
+        ("{absent} or smollm2", True),
+        ("{absent} and not slow", True),
+        ("not {absent}", False),
+        ("not slow", False),
+        ("smollm2", False),
+        ("", False),
+    ],
+)
 def test_a_marker_expression_asks_for_the_models_it_selects_by_name(hub_absent, markexpr, asked):
     expression = markexpr.format(absent=hub_absent[0])
     if asked:
@@ -143,6 +159,7 @@ def test_each_artefact_is_timed_for_its_own_work_and_noted_for_the_test_that_rea
             if then:
                 then()
             return seconds
+
         return compute
 
     session = SuiteSession({EMBEDDED[0]: EMBEDDED[0]}, device=None)
@@ -158,19 +175,22 @@ def test_each_artefact_is_timed_for_its_own_work_and_noted_for_the_test_that_rea
     assert session.timings.expected(run, ["t2"])[0] == pytest.approx(5.0 + kept["seconds"]["load"])
 
 
-@pytest.mark.parametrize("markexpr, asked", [
-    ("llama3", {"llama3"}),
-    ("smollm2 or gemma3", {"smollm2", "gemma3"}),
-    ("(smollm2 or gemma3) and not slow", {"smollm2", "gemma3"}),
-    ("llama3 and slow", {"llama3"}),
-    ("not llama3", set()),  # every other model's tests: llama3's weights are not demanded
-    ("not slow", set()),
-    ("slow", set()),  # every model's tests, none by name
-    ("not smollm2 and not gemma3", set()),
-    ("smollm2 or not gemma3", set()),  # selects tests without any model marker too
-    ("", set()),
-    ("llama3 or", set()),  # malformed: pytest itself says so
-])
+@pytest.mark.parametrize(
+    "markexpr, asked",
+    [
+        ("llama3", {"llama3"}),
+        ("smollm2 or gemma3", {"smollm2", "gemma3"}),
+        ("(smollm2 or gemma3) and not slow", {"smollm2", "gemma3"}),
+        ("llama3 and slow", {"llama3"}),
+        ("not llama3", set()),  # every other model's tests: llama3's weights are not demanded
+        ("not slow", set()),
+        ("slow", set()),  # every model's tests, none by name
+        ("not smollm2 and not gemma3", set()),
+        ("smollm2 or not gemma3", set()),  # selects tests without any model marker too
+        ("", set()),
+        ("llama3 or", set()),  # malformed: pytest itself says so
+    ],
+)
 def test_a_marker_expression_names_a_model_only_where_it_selects_that_models_tests_alone(markexpr, asked):
     from suite.session import _asks_for
 

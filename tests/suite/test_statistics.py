@@ -45,23 +45,32 @@ def test_the_same_seed_gives_the_same_interval():
 
 @pytest.mark.parametrize(
     "ci, expected",
-    [((0.6, 0.9), Label.HOLDS), ((0.5, 0.9), Label.INCONCLUSIVE), ((0.2, 0.5), Label.REFUTED),
-     ((0.3, 0.6), Label.INCONCLUSIVE)],
+    [
+        ((0.6, 0.9), Label.HOLDS),
+        ((0.5, 0.9), Label.INCONCLUSIVE),
+        ((0.2, 0.5), Label.REFUTED),
+        ((0.3, 0.6), Label.INCONCLUSIVE),
+    ],
 )
 def test_above_a_majority(ci, expected):
     assert above(ci, 0.5) == expected
 
 
-@pytest.mark.parametrize("ci, expected", [((1.0, 1.2), Label.HOLDS), ((0.2, 0.9), Label.REFUTED),
-                                         ((0.9, 1.1), Label.INCONCLUSIVE)])
+@pytest.mark.parametrize(
+    "ci, expected", [((1.0, 1.2), Label.HOLDS), ((0.2, 0.9), Label.REFUTED), ((0.9, 1.1), Label.INCONCLUSIVE)]
+)
 def test_at_least(ci, expected):
     assert at_least(ci, 1.0) == expected
 
 
 @pytest.mark.parametrize(
     "ci, expected",
-    [((0.8, 0.85), Label.HOLDS), ((0.95, 1.0), Label.REFUTED), ((0.5, 0.7), Label.REFUTED),
-     ((0.72, 0.89), Label.INCONCLUSIVE)],
+    [
+        ((0.8, 0.85), Label.HOLDS),
+        ((0.95, 1.0), Label.REFUTED),
+        ((0.5, 0.7), Label.REFUTED),
+        ((0.72, 0.89), Label.INCONCLUSIVE),
+    ],
 )
 def test_within_a_band(ci, expected):
     assert within(ci, (0.75, 0.90)) == expected
@@ -175,22 +184,52 @@ def test_holm_by_hand():
 
 
 def verdict(word: str, p: float | None, models=("m",), lens="exact", control=False, confidence=0.95) -> Verdict:
-    return Verdict(claim="c", models=models, prompt_set="s", verdict=word, statistic="x", value=0.0, ci=(0, 0),
-                   rule="r", n=30, p=p, lens=lens, control=control, confidence=confidence)
+    return Verdict(
+        claim="c",
+        models=models,
+        prompt_set="s",
+        verdict=word,
+        statistic="x",
+        value=0.0,
+        ci=(0, 0),
+        rule="r",
+        n=30,
+        p=p,
+        lens=lens,
+        control=control,
+        confidence=confidence,
+    )
 
 
 def test_holm_adjusts_each_model_and_lens_as_one_family():
-    family = [verdict(Label.HOLDS, 0.01), verdict(Label.REFUTED, 0.04), verdict(Label.HOLDS, 0.03),
-              verdict(Label.REFUTED, 0.005), verdict(Label.INCONCLUSIVE, 0.2), verdict(Label.TOO_FEW, 1.0),
-              verdict(Label.NO_DATA, None),
-              verdict(Label.HOLDS, 0.04, models=("other",)), verdict(Label.HOLDS, 0.04, lens="tuned"),
-              verdict(Label.HOLDS, 0.001, control=True)]
+    family = [
+        verdict(Label.HOLDS, 0.01),
+        verdict(Label.REFUTED, 0.04),
+        verdict(Label.HOLDS, 0.03),
+        verdict(Label.REFUTED, 0.005),
+        verdict(Label.INCONCLUSIVE, 0.2),
+        verdict(Label.TOO_FEW, 1.0),
+        verdict(Label.NO_DATA, None),
+        verdict(Label.HOLDS, 0.04, models=("other",)),
+        verdict(Label.HOLDS, 0.04, lens="tuned"),
+        verdict(Label.HOLDS, 0.001, control=True),
+    ]
     adjusted = [v.holm for v in holm_adjusted(family)]
     # The first five (p 0.01, 0.04, 0.03, 0.005, 0.2) are one family of m = 5: 0.005 <= 0.01 and 0.01 <= 0.0125
     # survive, 0.03 > 0.0167 stops the rest. Too few and no data keep their word; another model or lens is
     # a family of its own (one verdict: 0.04 <= 0.05 survives); a control is no claim and is not adjusted.
-    assert adjusted == [Label.HOLDS, Label.INCONCLUSIVE, Label.INCONCLUSIVE, Label.REFUTED, Label.INCONCLUSIVE,
-                        Label.TOO_FEW, Label.NO_DATA, Label.HOLDS, Label.HOLDS, None]
+    assert adjusted == [
+        Label.HOLDS,
+        Label.INCONCLUSIVE,
+        Label.INCONCLUSIVE,
+        Label.REFUTED,
+        Label.INCONCLUSIVE,
+        Label.TOO_FEW,
+        Label.NO_DATA,
+        Label.HOLDS,
+        Label.HOLDS,
+        None,
+    ]
     assert "Holm: inconclusive" in holm_adjusted(family)[1].cell
 
 

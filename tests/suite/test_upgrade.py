@@ -44,8 +44,10 @@ replies = 0
 
 
 def rows(logp, followed=" B"):
-    return [{"prompt": "p", "layer": layer, "followed": followed, "logp": value, "rank": 3, "top": [["a", 0.5]]}
-            for layer, value in enumerate(logp)]
+    return [
+        {"prompt": "p", "layer": layer, "followed": followed, "logp": value, "rank": 3, "top": [["a", 0.5]]}
+        for layer, value in enumerate(logp)
+    ]
 
 
 def lay_out(root, old_logp, new_logp, outcome="passed", message=None, followed=" B"):
@@ -67,8 +69,13 @@ def test_nothing_moved_is_safe_to_take(tmp_path):
 
 
 def test_drift_is_named_by_model_set_and_layer_and_a_moved_figure_by_claim(tmp_path):
-    lay_out(tmp_path, [-1.0, -0.5, -0.2], [-1.0, -0.9, -0.2], outcome="failed",
-            message="c on m (capitals): the figure moved from 0.8 to 0.9 (tolerance 0.03)")
+    lay_out(
+        tmp_path,
+        [-1.0, -0.5, -0.2],
+        [-1.0, -0.9, -0.2],
+        outcome="failed",
+        message="c on m (capitals): the figure moved from 0.8 to 0.9 (tolerance 0.03)",
+    )
     text, quiet = report(tmp_path, tmp_path / HOME, {}, 1)
     assert not quiet and "Review these" in text
     assert "m-capitals: layers 1 (1)" in text and "the figure moved from 0.8 to 0.9" in text

@@ -40,8 +40,7 @@ def test_the_decision_rule_at_5_12_and_30_facts(n):
         # Each decided exactly where scipy's exact interval (an independent computation) lies beyond 0.5.
         for k, verdict in reached.items():
             ci = binomtest(k, n).proportion_ci(method="exact")
-            assert verdict == (Label.HOLDS if ci.low > 0.5 else Label.REFUTED if ci.high <= 0.5
-                               else Label.INCONCLUSIVE)
+            assert verdict == (Label.HOLDS if ci.low > 0.5 else Label.REFUTED if ci.high <= 0.5 else Label.INCONCLUSIVE)
 
 
 def test_no_data_only_without_data_and_a_decided_interval_is_never_withheld():
@@ -53,8 +52,9 @@ def test_no_data_only_without_data_and_a_decided_interval_is_never_withheld():
 @pytest.mark.parametrize("n", [5, 12, 30])
 def test_a_median_is_decidable_where_a_share_of_half_the_facts_is(n):
     rows = [Evidence(f"f{i}", {"depth": 0.8}) for i in range(n)]
-    verdict = median_verdict(rows, key="depth", rule=Rule("within", (0.75, 0.9)), kind="depth", statistic="d",
-                             scope=SCOPE, resampling=FAST)
+    verdict = median_verdict(
+        rows, key="depth", rule=Rule("within", (0.75, 0.9)), kind="depth", statistic="d", scope=SCOPE, resampling=FAST
+    )
     assert verdict.verdict == (Label.TOO_FEW if n == 5 else Label.HOLDS)
     assert decidable(n, 0.95) == (n != 5)
 
@@ -71,7 +71,7 @@ def test_what_a_cell_could_detect_matches_a_brute_force_power_search():
 def test_the_family_error_by_hand():
     # A decision is directional: a verdict decided at 95% errs at most 2.5%, at 98.3% at most 0.83%.
     expected, any_wrong = family_error([0.95] * 20)
-    assert expected == pytest.approx(0.5) and any_wrong == pytest.approx(1 - 0.975 ** 20)
+    assert expected == pytest.approx(0.5) and any_wrong == pytest.approx(1 - 0.975**20)
     expected, any_wrong = family_error([0.95, 1 - 0.05 / 3, 1 - 0.05 / 3])
     assert expected == pytest.approx(0.025 + 2 * 0.05 / 6)
     assert any_wrong == pytest.approx(1 - 0.975 * (1 - 0.05 / 6) ** 2)
@@ -80,7 +80,7 @@ def test_the_family_error_by_hand():
 def test_the_p_value_of_a_decision_by_hand():
     # 10 of 10 against a majority: the exact interval's lower end (alpha/2) ** (1/10) exceeds 0.5 exactly when
     # alpha > 2 * 0.5 ** 10, the two-sided binomial p-value of 10 of 10.
-    assert shares(10, 10).p == pytest.approx(2 * 0.5 ** 10, rel=1e-4)
+    assert shares(10, 10).p == pytest.approx(2 * 0.5**10, rel=1e-4)
     assert shares(10, 10).p == pytest.approx(binomtest(10, 10, 0.5).pvalue, rel=1e-4)
     # 6 of 12 sits on the threshold: no confidence decides.
     assert shares(6, 12).p == 1.0
@@ -106,8 +106,7 @@ def test_a_control_that_holds_too_is_a_caveat_and_one_that_does_not_is_not():
 
 
 def test_caveats_of_shared_first_tokens_travel_to_the_verdict():
-    rows = [Evidence(f"f{i}", {"flag": True}, "f0: ' K' also starts Kopenhagen" if i == 0 else None)
-            for i in range(12)]
+    rows = [Evidence(f"f{i}", {"flag": True}, "f0: ' K' also starts Kopenhagen" if i == 0 else None) for i in range(12)]
     verdict = share_verdict(rows, flag="flag", threshold=0.5, statistic="s", scope=SCOPE, resampling=FAST)
     assert verdict.verdict == Label.HOLDS and "Kopenhagen" in verdict.caveats[0] and verdict.n == 12
 

@@ -9,8 +9,12 @@ LIBS = {"torch": "2.13.0", "transformers": "5.23.0"}
 
 
 def results(outcome="passed", snapshot_failed=0, model="smollm2", dtype="float32"):
-    return built.results("2026-11-30 10:00 UTC", {"c": [built.result([model], outcome=outcome)]}, dtype=dtype,
-                         checks={model: {"test_layer_snapshot": {"passed": 3, "failed": snapshot_failed, "skipped": 0}}})
+    return built.results(
+        "2026-11-30 10:00 UTC",
+        {"c": [built.result([model], outcome=outcome)]},
+        dtype=dtype,
+        checks={model: {"test_layer_snapshot": {"passed": 3, "failed": snapshot_failed, "skipped": 0}}},
+    )
 
 
 def test_held_means_no_claim_failed_no_recorded_verdict_flipped_and_no_snapshot_failed():
@@ -28,6 +32,8 @@ def test_runs_accumulate_per_library_set_device_and_dtype(tmp_path):
     entries = update_versions(results(), tmp_path, {**LIBS, "torch": "2.14.1"})
     assert json.loads((tmp_path / "versions.json").read_text()) == entries
     assert [(e["libraries"]["torch"], e["dtype"], sorted(e["models"])) for e in entries] == [
-        ("2.13.0", "float32", ["gemma3", "smollm2"]), ("2.13.0", "bfloat16", ["smollm2"]),
-        ("2.14.1", "float32", ["smollm2"])]
+        ("2.13.0", "float32", ["gemma3", "smollm2"]),
+        ("2.13.0", "bfloat16", ["smollm2"]),
+        ("2.14.1", "float32", ["smollm2"]),
+    ]
     assert entries[1]["models"]["smollm2"]["held"] is False
