@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
+from lens.lenses.registry import KINDS
+
 WIDTH = 160
 """The widest a table line may be (the first screen is read without scrolling sideways)."""
 
-LENS_NAMES = {"exact": "logit", "raw": "raw", "tuned": "tuned", "jacobian": "Jacobian"}
-"""How the report names each lens of `lens.lenses.LENSES` (findings.json keeps their ids)."""
+LENS_NAMES = {kind.name: kind.title for kind in KINDS}
+"""How the report names each lens of the lens registry (findings.json keeps their ids)."""
 
 
 def lens_name(lens: str) -> str:

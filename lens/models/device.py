@@ -72,7 +72,7 @@ def choose_dtype(n_params: int, device: str, override: str | None = None) -> tor
 
 RELATIVE_TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 3e-2, torch.float16: 1e-2}
 """Largest difference, relative to the scale of what is compared, that a dtype's own rounding explains: the
-last block's lens against the output (lens.reads.check), a block on the device against the CPU (lens.models.spot).
+last block's lens against the output (lens.models.exact), a block on the device against the CPU (lens.models.spot).
 float32 kernels differ by about 1e-6 of the scale; bfloat16 and float16 round to 8 and 11 bits (0.8% and 0.1%), a few
 roundings a block. The known MPS matmul errors are 10-30%."""
 

@@ -1,6 +1,6 @@
 """Code that runs inside an nnsight trace: on the model here, and on NDIF inside a job (`lens.remote`).
 
-It travels with a remote request by value, as `lens.reads.reduce` and `lens.lenses.lenses` do (NDIF has no
+It travels with a remote request by value, as `lens.reads.reduce` and `lens.models.exact` do (NDIF has no
 `lens` package, and its sandbox imports torch but little else), so it holds plain functions over envoys and tensors.
 """
 

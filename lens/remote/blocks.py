@@ -98,7 +98,7 @@ def code_version() -> str:
 
 
 def ship_code() -> None:
-    """Send the code a job calls (`lens.reads.intrace`, `lens.reads.reduce`, `lens.lenses.lenses`) with each
+    """Send the code a job calls (`lens.reads.intrace`, `lens.reads.reduce`, `lens.models.exact`) with each
     request, by value: NDIF has no `lens` package."""
     import nnsight
 
