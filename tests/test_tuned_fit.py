@@ -1,7 +1,8 @@
 """The tuned lens's fit (lens/tuned_fit.py) on a tiny random model: the exact KL it is measured by is the KL of
 transformers' own hidden states through the model's own norm and unembedding, the bounded KL of the steps is that
 same KL when no token is left in its tail, and the KL steps bring the lens closer to the output on held-out
-prompts than the least-squares fit they start from."""
+prompts than the least-squares fit they start from; fitted a few blocks at a time (as an 8B is, for memory), the maps
+are those of every block at once."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from lens.lenses.lenses import TunedLens
 from lens.lenses.tuned_fit import (
     Rows,
     bounded_kl,
+    groups,
     least_squares,
     refine,
     rows_kl,
@@ -90,3 +92,29 @@ def test_the_kl_steps_lower_held_out_kl_against_the_least_squares_start(gemma3):
     assert (after[:-1] < before[:-1]).all(), (before, after)
     assert after[:-1].mean() < 0.95 * before[:-1].mean()
     assert after[-1] == pytest.approx(0, abs=1e-5)  # the last block is the output, under either
+
+
+def test_blocks_fitted_a_group_at_a_time_give_the_maps_of_every_block_at_once(gemma3):
+    resid, logits = train._stack(train.prompt_reads(gemma3, PROMPTS))
+    ids, logp = top_tokens(logits)
+    rows = Rows(resid.bfloat16(), ids, logp, torch.rand(len(resid)) + 0.5)  # kept as an 8B's are: its dtype
+    n_blocks, d = resid.shape[1] - 1, resid.shape[2]
+    at_once = refine(gemma3, rows, least_squares([(rows.resid, rows.weight)]), steps=5, lr=3e-4)
+    parts = [range(0, 1), range(1, 3), range(3, n_blocks)]
+    by_group = torch.cat(
+        [
+            refine(gemma3, rows, least_squares([(rows.resid, rows.weight)], blocks=g), steps=5, lr=3e-4, blocks=g)
+            for g in parts
+        ]
+    )
+    assert by_group.shape == at_once.shape == (n_blocks, d + 1, d)
+    torch.testing.assert_close(by_group, at_once, atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(at_once, least_squares([(rows.resid, rows.weight)]).maps)  # the steps moved them
+    with pytest.raises(ValueError, match="refining 2 blocks from a start fitted on 1"):
+        refine(gemma3, rows, least_squares([(rows.resid, rows.weight)], blocks=range(0, 1)), blocks=range(0, 2))
+
+
+def test_an_8b_is_fitted_a_block_at_a_time_and_the_embedded_models_at_once():
+    assert groups(8194, 31, 4096) == [range(i, i + 1) for i in range(31)]  # 134 MB of float32 rows a block
+    assert groups(1760, 29, 576) == [range(0, 29)]  # SmolLM2: 4 MB a block
+    assert groups(10, 5, 2**26) == [range(i, i + 1) for i in range(5)]  # at least one block, however wide

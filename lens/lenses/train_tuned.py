@@ -10,7 +10,8 @@ in five are held out, never trained on: the held-out KL is measured on them.
 The fit (recipe `RECIPE`, `lens.lenses.tuned_fit`): per block, the weighted ridge least-squares affine map from the
 block's output to the last block's output, then `tuned_fit.STEPS` Adam steps on the KL from the model's output
 distribution to the lens's, bounded to the output's top 32 tokens plus a tail bucket (its normaliser estimated from
-1,024 drawn tokens), every block at once, in the least squares' whitened coordinates. Why not the full-vocabulary
+1,024 drawn tokens), in the least squares' whitened coordinates; blocks a group at a time (`tuned_fit.groups`: all
+at once for the embedded models, one by one at 8B, where all at once did not fit in 24 GB). Why not the full-vocabulary
 KL of tuned-lens: one such step over 256 rows and SmolLM2's 29 translators took 15 s on this 2-core CPU, and
 Gemma 3's vocabulary is 5 times SmolLM2's.
 """
@@ -33,6 +34,7 @@ from lens.lenses.tuned import CONFIG, read_folder, trained_folder, trained_prove
 from lens.lenses.tuned_fit import (
     Rows,
     fit_translators,
+    groups,
     least_squares,
     refine,
     rows_kl,
@@ -174,14 +176,20 @@ def train_tuned(
         weight,
     )
     del prompt_resid, text_resid
-    maps = refine(
-        model,
-        rows,
-        least_squares([(rows.resid, rows.weight)]),
-        progress=lambda steps: bar(steps, total=tuned_fit.STEPS, desc=f"{model.name}: KL steps", unit="step"),
-    )
+    n_blocks = model.n_layers - 1
+    maps = torch.empty(n_blocks, d + 1, d)
+    parts = groups(len(weight), n_blocks, d)
+    ticks = bar(range(len(parts) * tuned_fit.STEPS), desc=f"{model.name}: KL steps", unit="step")  # one bar for all
+    for group in parts:
+        start_maps = least_squares([(rows.resid, rows.weight)], blocks=group)
+        maps[group.start : group.stop] = refine(
+            model, rows, start_maps, blocks=group, progress=lambda steps: (s for s, _ in zip(steps, ticks))
+        )
+        del start_maps
+    next(ticks, None)  # closes the bar
     del rows
     weight, bias = translators(maps)
+    del maps
     lens = TunedLens(weight=weight, bias=bias, source=f"trained here ({folder})")
     measured = held_out_rows(model, held_prompts, token_windows(model, corpus.held_out, HELD_OUT_TEXT))
     held_out = tuple(round(v, 4) for v in rows_kl(model, lens.move, measured.resid, measured.output_logp).tolist())
@@ -235,12 +243,13 @@ class _Announcer:
 
 
 def _reduced(reads: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Batches of (block outputs, output logits) as block outputs (float32) and the output's top tokens and their
-    log-probabilities: a batch's full logits are dropped as soon as it is read (Gemma 3's are 1 MiB a position)."""
+    """Batches of (block outputs, output logits) as block outputs (in the model's dtype) and the output's top tokens
+    and their log-probabilities: a batch's full logits are dropped as soon as it is read (Gemma 3's are 1 MiB a
+    position)."""
     resid, ids, logp = [], [], []
     for r, logits in reads:
         top = top_tokens(logits)
-        resid.append(r.float().cpu())
+        resid.append(r.cpu())
         ids.append(top[0].cpu())
         logp.append(top[1].cpu())
     return torch.cat(resid), torch.cat(ids), torch.cat(logp)

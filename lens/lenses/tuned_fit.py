@@ -13,7 +13,7 @@ learning rate suits every block.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -34,6 +34,16 @@ LR = 3e-5
 """Adam's learning rate, in whitened coordinates scaled to the target's size."""
 BATCH_ROWS = 128
 """Rows per step, drawn by weight."""
+GROUP_BYTES = 256 * 2**20
+"""Blocks are fitted a group at a time, each group's float32 block outputs at most this (at least one block): an
+8B's least squares and KL steps over every block at once held 4 copies of 4.4 GB and did not fit in 24 GB."""
+
+
+def groups(rows: int, n_blocks: int, d_model: int) -> list[range]:
+    """The blocks (all but the last) in groups whose float32 block outputs over `rows` fit in `GROUP_BYTES`: one
+    group for the embedded models (SmolLM2's 29 blocks of 1,760 rows are 117 MB), a block at a time for an 8B."""
+    size = max(1, GROUP_BYTES // (rows * (d_model + 1) * 4))
+    return [range(i, min(i + size, n_blocks)) for i in range(0, n_blocks, size)]
 
 
 @dataclass(frozen=True)
@@ -41,7 +51,7 @@ class Rows:
     """Block outputs at the positions a lens is fitted on, and the model's output there."""
 
     resid: torch.Tensor
-    """Every block's output, (rows, n_layers, d_model), float32."""
+    """Every block's output, (rows, n_layers, d_model), in the model's dtype (a bfloat16 8B's are 2.2 GB, not 4.4)."""
     top_ids: torch.Tensor
     """The output's `TOP_K` most probable tokens, (rows, TOP_K)."""
     top_logp: torch.Tensor
@@ -70,21 +80,25 @@ class LeastSquares:
     """The targets' RMS over the rows (by weight)."""
 
 
-def least_squares(batches: Iterable[tuple[torch.Tensor, torch.Tensor | None]], ridge: float = RIDGE) -> LeastSquares:
-    """Per block, the weighted ridge least-squares affine map from its output to the last block's output, from
-    batches of (block outputs (rows, n_layers, d_model), row weights (rows,) or None for 1). Only weighted sums of
-    x x^T and x y^T are kept, in float64 on the CPU."""
+def least_squares(
+    batches: Sequence[tuple[torch.Tensor, torch.Tensor | None]], ridge: float = RIDGE, blocks: range | None = None
+) -> LeastSquares:
+    """Per block (of `blocks`, default every block but the last), the weighted ridge least-squares affine map from
+    its output to the last block's output, from batches of (block outputs (rows, n_layers, d_model), row weights
+    (rows,) or None for 1). Only weighted sums of x x^T and x y^T are kept, in float64 on the CPU."""
     xx = xy = None
     total = square = 0.0
     for resid, weight in batches:
-        resid = resid.float().cpu()
         rows, n, d = resid.shape
+        picked = range(n - 1) if blocks is None else blocks
+        y = resid[:, -1].float().cpu()
         w = torch.ones(rows) if weight is None else weight.float().cpu()
         if xx is None:
-            xx = torch.zeros(n - 1, d + 1, d + 1, dtype=torch.float64)
-            xy = torch.zeros(n - 1, d + 1, d, dtype=torch.float64)
-        y = resid[:, -1]
-        x = torch.cat([resid[:, :-1], torch.ones(rows, n - 1, 1)], dim=-1).transpose(0, 1)
+            xx = torch.zeros(len(picked), d + 1, d + 1, dtype=torch.float64)
+            xy = torch.zeros(len(picked), d + 1, d, dtype=torch.float64)
+        h = resid[:, picked.start : picked.stop].float().cpu()
+        x = torch.cat([h, torch.ones(rows, len(picked), 1)], dim=-1).transpose(0, 1)
+        del h
         xw = x * w[None, :, None]
         xx += (xw.transpose(1, 2) @ x).double()
         xy += (xw.transpose(1, 2) @ y).double()
@@ -111,7 +125,7 @@ def translators(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def fit_translators(batches: Iterable[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """Tuned-lens translators (weight (n_layers - 1, d, d), bias (n_layers - 1, d)) fitted by least squares alone
     to batches of block outputs (rows, n_layers, d_model), every row weighted alike."""
-    return translators(least_squares((resid, None) for resid in batches).maps)
+    return translators(least_squares([(resid, None) for resid in batches]).maps)
 
 
 def refine(
@@ -123,17 +137,26 @@ def refine(
     batch: int = BATCH_ROWS,
     seed: int = 0,
     progress: Callable[[Iterable[int]], Iterable[int]] = iter,
+    blocks: range | None = None,
 ) -> torch.Tensor:
-    """The least-squares maps after `steps` Adam steps on the bounded KL (module docstring), every block at once:
-    the new maps, (n_layers - 1, d_model + 1, d_model)."""
+    """The least-squares maps of `blocks` (default every block but the last; `start` fitted on the same) after
+    `steps` Adam steps on the bounded KL (module docstring): the new maps, (len(blocks), d_model + 1, d_model). Each
+    block's loss moves only its own map, and every call draws the same rows and tail tokens (one seed), so blocks
+    refined a few at a time give the maps all of them at once would."""
     device = model.device
     generator = torch.Generator().manual_seed(seed)
     n_blocks = start.maps.shape[0]
+    picked = range(n_blocks) if blocks is None else blocks
+    if len(picked) != n_blocks:
+        raise ValueError(f"refining {len(picked)} blocks from a start fitted on {n_blocks}")
     cholesky = start.cholesky.to(device)
-    x = torch.cat([rows.resid[:, :-1].float(), torch.ones(len(rows.weight), n_blocks, 1)], dim=-1)
+    h = rows.resid[:, picked.start : picked.stop].float()
+    x = torch.cat([h, torch.ones(len(rows.weight), n_blocks, 1)], dim=-1)
+    del h
     whitened = torch.linalg.solve_triangular(
         cholesky, x.to(device).transpose(0, 1).transpose(1, 2), upper=False
     ).transpose(1, 2)  # (blocks, rows, d + 1), unit covariance
+    del x
     maps = torch.nn.Parameter(cholesky.transpose(1, 2) @ start.maps.to(device) / start.scale)
     optimizer = torch.optim.Adam([maps], lr=lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / steps)  # to 0: no late wander
@@ -152,10 +175,11 @@ def refine(
 
 
 def unembedding(model: LoadedModel) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The unembedding's rows (vocab, d_model) and bias (vocab,) or None, float32, as the exact lens applies them."""
+    """The unembedding's rows (vocab, d_model), in the model's dtype (no float32 copy: an 8B's is 2.1 GB; the
+    rows a step uses are gathered, then multiplied in bfloat16), and its bias (vocab,) or None, float32."""
     head = model.hf_model.get_output_embeddings()
     bias = getattr(head, "bias", None)
-    return head.weight.detach().float(), None if bias is None else bias.detach().float()
+    return head.weight.detach(), None if bias is None else bias.detach().float()
 
 
 def bounded_kl(
@@ -183,7 +207,7 @@ def bounded_kl(
     drawn = rest[torch.randint(len(rest), (TAIL_SAMPLES,), generator=generator).to(rest.device)] if len(rest) else rest
     ids = torch.cat([columns, drawn])
     normed = model.bridge.ln_final(moved.to(model.dtype)).float()
-    logits = (normed.bfloat16() @ unembed[ids].T.bfloat16()).float()
+    logits = (normed.bfloat16() @ unembed[ids].bfloat16().T).float()
     if bias is not None:
         logits = logits + bias[ids]
     if model.softcap:
