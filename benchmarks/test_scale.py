@@ -8,7 +8,8 @@ A simulated model runs at full depth where this machine's free memory holds it (
 depths, extrapolated to full depth per block (both time and memory grow linearly with the blocks: the weights, the
 block outputs kept, the lens's rows). `LENS_SCALE` names the models (comma-separated), `LENS_SCALE_FACTS` the facts
 per set of a simulated run, `LENS_SCALE_DEPTHS` the depths of a reduced one (default 4,8); set, it runs every simulated
-model at those depths, even one that would fit (two reduced runs cost less than one full run).
+model at those depths, even one that would fit (two reduced runs cost less than one full run); `LENS_SCALE_OUT` writes
+the figures to another file than benchmarks/scale.json (two runs side by side, one a core, each its own file).
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from benchmarks.scale import DEPARTURES, machine
 from suite.estimate import Shape, Work, throughput_for
 
 ROOT = Path(__file__).parent.parent
-OUT = Path(__file__).with_name("scale.json")
-REPORT = Path(__file__).with_name("scale.md")
+OUT = Path(os.environ.get("LENS_SCALE_OUT") or Path(__file__).with_name("scale.json"))
+"""The figures, merged into what the file holds (`LENS_SCALE_OUT`: another file, for runs side by side)."""
+REPORT = OUT.with_suffix(".md")
 EMBEDDED = ("smollm2", "gemma3")
 SIMULATED = ("llama3", "mistral", "gemma2", "qwen3")
 SCALE_FACTS = int(os.environ.get("LENS_SCALE_FACTS", "8"))
@@ -177,7 +179,10 @@ def test_scale(name, results, tmp_path):
         for phase in run["phases"]:
             if phase["planned"]:
                 mine, model = ({k: phase[side][k] for k in counted} for side in ("counted", "planned"))
-                assert mine == model, f"{name} {phase['name']}: the run counted {mine}, the cost model {model}"
+                if phase["name"] == "tuned lens":  # the model decides its leads; the KL steps gather, unhooked
+                    assert all(mine[k] <= model[k] for k in counted), f"{name}: the run counted {mine}, over {model}"
+                else:
+                    assert mine == model, f"{name} {phase['name']}: the run counted {mine}, the cost model {model}"
 
 
 def report(results: dict[str, dict]) -> str:

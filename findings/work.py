@@ -261,10 +261,11 @@ class Counter:
         """Training here (no published lens; `lens.lenses.train_tuned`): the corpus's training prompts, sorted by
         length, `PROMPT_BATCH` a pass, each batch followed by up to `LEADS` cached passes of one token a row while the
         model writes whitespace first (before a run: every one, the most); `TOKENS` of general text in windows of
-        `WINDOW`, `BATCH` a pass, every position unembedded; a least-squares fit per block but the last over every
-        read position; `STEPS` KL steps of `BATCH_ROWS` rows moved through every translator and unembedded on
-        their top tokens and the drawn tail (forward and backward: three times the forward's work); then the
-        held-out prompts and one text window measured over the whole vocabulary at every block."""
+        `WINDOW`, `BATCH` a pass, every position unembedded (more where the prompts and that text give fewer read
+        positions than twice the width plus 2: an 8B's 4,096 needs 8,194); a least-squares fit per block but the
+        last over every read position; `STEPS` KL steps of `BATCH_ROWS` rows moved through every translator and
+        unembedded on their top tokens and the drawn tail (forward and backward: three times the forward's work);
+        then the held-out prompts and one text window measured over the whole vocabulary at every block."""
         from lens.lenses import tuned_corpus, tuned_fit
         from lens.lenses.train_tuned import HELD_OUT_PROMPTS, HELD_OUT_TEXT, LEADS, PROMPT_BATCH
 
@@ -284,6 +285,8 @@ class Counter:
                     passes=1 + LEADS, tokens=len(chunk) * (max(chunk) + LEADS), unembedded=len(chunk) * (1 + LEADS)
                 )
         windows = -(-TUNED_TOKENS // (WINDOW - 1))
+        if len(train) + windows * (WINDOW - 1) < 2 * (self.d_model + 1):  # a wide model reads on in the text
+            windows = -(-(2 * (self.d_model + 1) - len(train)) // (WINDOW - 1))  # the most: no prompt's lead read
         for start in range(0, windows, TUNED_BATCH):
             rows = min(TUNED_BATCH, windows - start)
             work += Work(passes=1, tokens=rows * WINDOW, unembedded=rows * WINDOW)

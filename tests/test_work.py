@@ -5,6 +5,7 @@ a tiny random-weight Llama (benchmarks.scale, the bench's own runner); and what 
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -147,3 +148,46 @@ def test_readings_change_the_counts_where_the_run_decides(run):
     assert short.passes == batches and longest.passes == 8 * batches
     assert longest.tokens - short.tokens == 7 * len(SETS["capitals"])
     assert replace(short, passes=0, tokens=0, unembedded=0) == Work()
+
+
+@pytest.mark.slow  # trains a tuned lens of width 1,536
+def test_a_model_wider_than_its_reads_is_counted_reading_on_in_the_text(tiny_tokenizer, tmp_path, monkeypatch):
+    """A tuned lens of width d needs 2(d + 1) read positions (an 8B's 8,194); where the corpus's prompts and the
+    default text give fewer, training reads on in the text, and the cost model counts that text: the run's own
+    counts stay within what it planned, and not far under."""
+    import torch
+    import transformers as hf
+
+    from benchmarks.scale import Hooks
+    from findings.work import Counter
+    from lens.lenses import tuned_corpus
+    from lens.lenses.train_tuned import TOKENS, WINDOW, train_tuned
+    from lens.models.loader import wrap
+    from lens.models.registry import LocalFolder
+    from tests.conftest import SIZES
+
+    width = 1536
+    prompts = sum(not p.held_out for p in tuned_corpus.prompts())
+    assert 2 * (width + 1) > prompts * (1 + LEADS) + -(-TOKENS // (WINDOW - 1)) * (
+        WINDOW - 1
+    )  # reads on, however many leads
+    tokenizer = hf.AutoTokenizer.from_pretrained(tiny_tokenizer)
+    config = hf.LlamaConfig(
+        vocab_size=len(tokenizer), bos_token_id=0, eos_token_id=1, pad_token_id=2, **{**SIZES, "hidden_size": width}
+    )
+    torch.manual_seed(0)
+    hf_model = hf.AutoModelForCausalLM.from_config(config, attn_implementation="eager")
+    spec = LocalFolder(name="tiny-wide", path=Path(tiny_tokenizer), title="random wide llama")
+    model = wrap(spec, hf_model, tokenizer, device="cpu", weights_id="random-wide")
+    monkeypatch.setenv("LENS_CACHE_DIR", str(tmp_path))
+    hooks = Hooks(model)
+    try:
+        trained = train_tuned(model, force=True)
+    finally:
+        counted = hooks.take()
+        hooks.remove()
+    planned = Counter(model.tokenizer, model.n_layers, width, len(tokenizer)).work((TunedLens.name, "lens"))
+    assert trained.tokens >= 2 * (width + 1)
+    assert counted.passes <= planned.passes and counted.tokens <= planned.tokens, (counted, planned)
+    assert planned.tokens <= 1.5 * counted.tokens, (counted, planned)
+    assert planned.gram_rows >= (model.n_layers - 1) * trained.tokens
