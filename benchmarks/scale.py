@@ -12,9 +12,9 @@ unembedded rows counted by hooks on the model's embedding and unembedding, and t
 `findings.work.Counter` from the run's own readings (they should agree).
 
 Departures from a real run, said in the output: a simulated model answers nothing, so the phases that need
-answered facts (patching) run as if every fact were answered; its tuned lens is trained here (a real run reads a
-published one where it is in the Hugging Face cache) and its Jacobian lens has random matrices (of the published
-lens's shape, where models.toml names one). Verdicts, snapshots' comparison and the report are not run: the
+answered facts (patching) run as if every fact were answered whose reply starts without a whitespace lead; its
+tuned lens is trained here (a real run reads a published one where it is in the Hugging Face cache) and its
+Jacobian lens has random matrices (of the published lens's shape, where models.toml names one). Verdicts, snapshots' comparison and the report are not run: the
 snapshot phase serializes the traces as the snapshot test does.
 """
 
@@ -46,7 +46,8 @@ from suite.results import ModelRecord
 from suite.session import SuiteSession
 
 DEPARTURES = (
-    "a simulated model answers nothing: patching runs as if every capital were answered; its tuned lens is "
+    "a simulated model answers nothing: patching runs as if every capital were answered whose reply starts "
+    "without a whitespace lead; its tuned lens is "
     "trained here (a real run reads a published one where the Hugging Face cache has it); its Jacobian lens "
     "has random matrices of the published lens's shape"
 )
@@ -198,16 +199,21 @@ def computer(findings: dict[str, ModelFindings], simulated: bool) -> Callable[[H
         if key == (JacobianLens.name, "lens"):
             return exact.artefacts.get(key, random_jacobian if simulated else lambda m: lens_for(m, JacobianLens.name))
         if kind == "patching" and simulated:
-            facts, subjects = exact.facts(CAPITALS), exact.subject_positions()
-            answers = {
-                r.fact.id: r.followed.token
-                for r in exact.readings(CAPITALS, "completion")
-                if r.followed is not None and not r.lead_ids
-            }
+            facts, subjects, answers = exact.facts(CAPITALS), exact.subject_positions(), simulated_answers(exact)
             return exact.artefacts.get(key, lambda model: _patch_all(model, facts, subjects, answers))
         return getattr(exact, kind)()  # grid, attention, subject_positions, patching, notes_patching
 
     return compute
+
+
+def simulated_answers(exact: ModelFindings) -> dict[str, str]:
+    """The capitals a simulation patches, as if answered: every one whose reply the lens follows without a
+    whitespace lead (a real run patches those of them the model answers), with the token followed."""
+    return {
+        r.fact.id: r.followed.token
+        for r in exact.readings(CAPITALS, "completion")
+        if r.followed is not None and not r.lead_ids
+    }
 
 
 def snapshots(exact: ModelFindings) -> None:
@@ -297,8 +303,8 @@ def measure(
             with measured(snap):
                 snapshots(findings[EXACT.name])
             readings = Readings.of(findings[EXACT.name], keys)
-            if simulate:  # patched as if every capital were answered
-                readings = replace(readings, answered=[f.id for f in findings[EXACT.name].facts(CAPITALS)])
+            if simulate:  # patched as if answered
+                readings = replace(readings, answered=list(simulated_answers(findings[EXACT.name])))
             counter = Counter(
                 model.tokenizer,
                 model.n_layers,

@@ -220,11 +220,14 @@ def report(results: dict[str, dict]) -> str:
                 f"{c.get('passes', '')} | {c.get('tokens', '')} | {c.get('unembedded', '')} |"
             )
         total = sum(p["seconds"] for p in r["phases"])
+        cpu = sum(p.get("cpu_seconds", 0) for p in r["phases"])
         modelled = sum(est.values())
         measured_modelled = sum(took(p) for p in r["phases"] if p["name"] in est)
         lines += [
             "",
-            f"Total {total:.0f} s; the phases the cost model prices: measured {measured_modelled:.0f} s, "
+            f"Total {total:.0f} s wall, {cpu:.0f} s CPU (one thread: the wall time of an unshared machine; "
+            "extrapolated wall times carry the noise of other work); the phases the cost model prices: "
+            f"measured {measured_modelled:.0f} s, "
             f"estimated {modelled:.0f} s (x{modelled / max(measured_modelled, 1e-9):.2f}); "
             f"peak {max(p['peak_bytes'] for p in r['phases']) / 2**30:.1f} GiB.",
             "",
