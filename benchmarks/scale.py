@@ -14,8 +14,9 @@ unembedded rows counted by hooks on the model's embedding and unembedding, and t
 Departures from a real run, said in the output: a simulated model answers nothing, so the phases that need
 answered facts (patching) run as if every fact were answered whose reply starts without a whitespace lead; its
 tuned lens is trained here (a real run reads a published one where it is in the Hugging Face cache) and its
-Jacobian lens has random matrices (of the published lens's shape, where models.toml names one). Verdicts, snapshots' comparison and the report are not run: the
-snapshot phase serializes the traces as the snapshot test does.
+Jacobian lens has random matrices (of the published lens's shape, where models.toml names one). Verdicts,
+snapshots' comparison and the report are not run: the snapshot phase serializes the traces as the snapshot test
+does.
 """
 
 from __future__ import annotations
