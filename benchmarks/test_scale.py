@@ -38,22 +38,6 @@ REDUCED = "LENS_SCALE_DEPTHS" in os.environ
 """Reduced depths asked for: every simulated model runs at `DEPTHS`, whether or not it `fits` at full depth."""
 HEADROOM = 3 * 2**30
 """Free memory a full-depth run needs beyond its weights, block outputs kept for the tuned lens and the lens itself."""
-PHASES = (
-    "load",
-    "continuations",
-    "collect",
-    "read exact",
-    "read raw",
-    "candidates",
-    "tuned lens",
-    "read tuned",
-    "jacobian lens",
-    "read jacobian",
-    "grid",
-    "attention",
-    "patching",
-    "snapshots",
-)
 
 
 def selected() -> list[str]:
