@@ -9,7 +9,8 @@ run of the findings computes for the model (`findings.work.artefacts`), computed
 (`findings.model_findings.ModelFindings` on a suite session), phase by phase. Per phase: wall seconds, the peak
 resident memory (Linux: the kernel's high-water mark, reset at the phase's start), the forward passes, tokens and
 unembedded rows counted by hooks on the model's embedding and unembedding, and the same counted by
-`findings.work.Counter` from the run's own readings (they should agree).
+`findings.work.Counter` from the run's own readings (they should agree), and the phase's floor (`floor`): the CPU
+time of the same passes and unembedded rows done plain, after the run.
 
 Departures from a real run, said in the output: a simulated model answers nothing, so the phases that need
 answered facts (patching) run as if every fact were answered whose reply starts without a whitespace lead; its
@@ -28,6 +29,7 @@ import os
 import platform
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
@@ -45,6 +47,7 @@ from lens.lenses.lenses import EXACT, RAW, JacobianLens, TunedLens
 from lens.models.model import LoadedModel
 from suite.results import ModelRecord
 from suite.session import SuiteSession
+from suite.store import DIR_ENV
 
 DEPARTURES = (
     "a simulated model answers nothing: patching runs as if every capital were answered whose reply starts "
@@ -83,6 +86,8 @@ class Hooks:
 
         plain = plain_view(model.hf_model)
         self.work = Work()
+        self.shapes: dict[tuple[int, int], int] = {}
+        """(rows, tokens a row) of each pass since the last take, and how many passes had it."""
         self._handles = [
             plain.get_input_embeddings().register_forward_pre_hook(self._embedded),
             plain.get_output_embeddings().register_forward_pre_hook(self._unembedded),
@@ -91,19 +96,22 @@ class Hooks:
     def _embedded(self, module, args) -> None:
         ids = args[0]
         self.work += Work(passes=1, tokens=int(ids.numel()))
+        shape = (int(ids.shape[0]), int(ids.shape[-1])) if ids.dim() > 1 else (1, int(ids.shape[0]))
+        self.shapes[shape] = self.shapes.get(shape, 0) + 1
 
     def _unembedded(self, module, args) -> None:
         x = args[0]
         self.work += Work(unembedded=int(x.numel() // x.shape[-1]))
 
-    def take(self) -> Work:
-        """What was counted since the last take."""
-        work, self.work = self.work, Work()
-        return work
+    def take(self) -> tuple[Work, dict[tuple[int, int], int]]:
+        """What was counted since the last take, and the shapes of its passes."""
+        work, shapes, self.work, self.shapes = self.work, self.shapes, Work(), {}
+        return work, shapes
 
     def remove(self) -> None:
         for handle in self._handles:
             handle.remove()
+        self._handles = []
 
 
 @dataclass
@@ -123,6 +131,10 @@ class Phase:
     """Passes, tokens and unembedded rows counted by hooks on the model."""
     planned: dict[str, int] = field(default_factory=dict)
     """The same work as `findings.work.Counter` counts it from the run's readings."""
+    shapes: list[list[int]] = field(default_factory=list)
+    """[rows, tokens a row, passes] of the passes the hooks saw."""
+    floor_seconds: float | None = None
+    """CPU seconds of the phase's floor (`floor`): its passes plain and its rows unembedded plain."""
     artefacts: int = 0
 
 
@@ -140,8 +152,38 @@ def measured(phase: Phase, hooks: Hooks | None = None) -> Iterator[None]:
         phase.cpu_seconds += time.process_time() - cpu
         phase.peak_bytes = max(phase.peak_bytes, peak_bytes())
         if hooks is not None:
-            counted = Work(**phase.counted) + hooks.take() if phase.counted else hooks.take()
-            phase.counted = counted.as_dict()
+            work, shapes = hooks.take()
+            phase.counted = (Work(**phase.counted) + work if phase.counted else work).as_dict()
+            seen = {(r, n): k for r, n, k in phase.shapes}
+            for shape, k in shapes.items():
+                seen[shape] = seen.get(shape, 0) + k
+            phase.shapes = [[r, n, k] for (r, n), k in sorted(seen.items())]
+
+
+UNEMBED_CHUNK = 256
+"""Rows a plain unembedding takes at once in the floor (the lens reads unembed in batches too)."""
+
+
+def floor(model: LoadedModel, shapes: list[list[int]], rows: int) -> float:
+    """The CPU seconds of a phase's floor, the work its claims need and no more: each of its passes as a plain
+    forward of transformers' decoder (no cache, no lens, no hook: token ids of the same shape; a cached step costs
+    no less than one token a row) and `rows` rows through the final norm's output into the unembedding, plain."""
+    from lens.models.bridge import plain_view
+
+    plain = plain_view(model.hf_model)
+    decoder, head = plain.base_model, plain.get_output_embeddings()
+    device = next(head.parameters()).device
+    d = int(head.weight.shape[1])
+    cpu = time.process_time()
+    with torch.inference_mode():
+        for r, n, k in shapes:
+            ids = torch.zeros(r, n, dtype=torch.long, device=device)
+            for _ in range(k):
+                decoder(input_ids=ids, use_cache=False)
+        hidden = torch.zeros(min(rows, UNEMBED_CHUNK), d, dtype=head.weight.dtype, device=device)
+        for start in range(0, rows, UNEMBED_CHUNK):
+            head(hidden[: min(UNEMBED_CHUNK, rows - start)])
+    return time.process_time() - cpu
 
 
 def subset(k: int | None) -> dict[str, tuple]:
@@ -315,6 +357,11 @@ def measure(
             )
             for phase_name, work in counter.phases(keys).items():
                 phases[phase_name].planned = work.as_dict()
+            hooks.remove()
+            say(f"{name}: the floor of each phase ...")
+            for phase in phases.values():
+                if phase.planned:  # rows as planned: the tuned lens's KL steps gather their columns, unhooked
+                    phase.floor_seconds = floor(model, phase.shapes, phase.planned["unembedded"])
             sizes = {set_name: len(facts_) for set_name, facts_ in SETS.items()}
             lead_tokens = {f"{s} {f}": sum(map(len, leads)) for (s, f), leads in readings.leads.items()}
     finally:
@@ -369,14 +416,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--facts", type=int)
     parser.add_argument("--dtype")
     args = parser.parse_args(argv)
-    result = run(
-        args.model,
-        args.simulate,
-        args.depth,
-        args.facts,
-        args.dtype,
-        say=lambda line: print(line, file=sys.stderr, flush=True),
-    )
+    with tempfile.TemporaryDirectory() as readings:  # every reading computed: none read back from an earlier run
+        os.environ[DIR_ENV] = readings
+        result = run(
+            args.model,
+            args.simulate,
+            args.depth,
+            args.facts,
+            args.dtype,
+            say=lambda line: print(line, file=sys.stderr, flush=True),
+        )
     out = Path(args.out)
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(json.dumps(result, indent=1))

@@ -127,6 +127,9 @@ def extrapolated(low: dict, high: dict, full: int) -> dict:
                 start_bytes=round(line(q["start_bytes"], p["start_bytes"])),
                 counted={k: round(line(q["counted"][k], v)) for k, v in p["counted"].items()},
                 planned={k: round(line(q["planned"][k], v)) for k, v in p["planned"].items()},
+                floor_seconds=None
+                if p.get("floor_seconds") is None
+                else line(q.get("floor_seconds") or 0.0, p["floor_seconds"]),
             )
         )
     out["phases"] = phases
@@ -191,16 +194,19 @@ def report(results: dict[str, dict]) -> str:
         if r["simulated"]:
             lines += [f"Departures from a real run: {DEPARTURES}.", ""]
         lines += [
-            "| phase | wall s | CPU s | cost model s | peak GiB | passes | tokens | rows unembedded |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|",
+            "| phase | wall s | CPU s | cost model s | floor CPU s | x floor | peak GiB | passes | tokens | "
+            "rows unembedded |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         est = r.get("estimated", {})
         for p in r["phases"]:
             c = p["counted"] or {}
             e = f"{est[p['name']]:.1f}" if p["name"] in est else ""
+            floor = p.get("floor_seconds")
+            over = f"{took(p) / floor:.2f}" if floor else ""
             lines.append(
                 f"| {p['name']} | {p['seconds']:.1f} | {p.get('cpu_seconds', 0):.1f} | {e} | "
-                f"{p['peak_bytes'] / 2**30:.2f} | "
+                f"{'' if floor is None else f'{floor:.1f}'} | {over} | {p['peak_bytes'] / 2**30:.2f} | "
                 f"{c.get('passes', '')} | {c.get('tokens', '')} | {c.get('unembedded', '')} |"
             )
         total = sum(p["seconds"] for p in r["phases"])
@@ -216,6 +222,14 @@ def report(results: dict[str, dict]) -> str:
             f"peak {max(p['peak_bytes'] for p in r['phases']) / 2**30:.1f} GiB.",
             "",
         ]
+        if floor_of(r):
+            measured_floored = sum(took(p) for p in r["phases"] if p.get("floor_seconds") is not None)
+            lines += [
+                f"Against the floor (its passes and rows unembedded done plain: benchmarks/scale.py `floor`): the "
+                f"phases {measured_floored:.0f} CPU s, their floor {floor_of(r):.0f} CPU s "
+                f"(x{measured_floored / floor_of(r):.2f}).",
+                "",
+            ]
     for dtype, model in results.get("cost model", {}).items():
         lines += [
             f"## The cost model in {dtype}: fitted here, and each model estimated by a fit without it",
@@ -258,18 +272,29 @@ def report(results: dict[str, dict]) -> str:
     first = results.get("first runs", {})
     if first:
         lines += [
-            "## First runs of the findings (a fresh lens cache), whole, against the estimate printed before",
+            "## First runs of the findings (a fresh lens cache), whole, against the estimate printed before and "
+            "the floor",
             "",
-            "| model | tests | wall s | CPU s | estimated s | estimate / CPU |",
-            "|---|---:|---:|---:|---:|---:|",
+            "The floor: the CPU seconds of the forward passes and unembeddings the run needs, done plain (each "
+            "phase's, summed, as the model's own section above measured them).",
+            "",
+            "| model | tests | wall s | CPU s | estimated s | estimate / CPU | floor CPU s | CPU / floor |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
-        lines += [
-            f"| {name} | {f['tests']} | {f['seconds']:.0f} | {f['cpu_seconds']:.0f} | {f['estimated']:.0f} | "
-            f"{f['ratio']:.2f} |"
-            for name, f in first.items()
-        ]
+        for name, f in first.items():
+            floor = floor_of(results.get(name, {}))
+            over = f"{floor:.0f} | {f['cpu_seconds'] / floor:.2f}" if floor else " | "
+            lines.append(
+                f"| {name} | {f['tests']} | {f['seconds']:.0f} | {f['cpu_seconds']:.0f} | {f['estimated']:.0f} | "
+                f"{f['ratio']:.2f} | {over} |"
+            )
         lines += [""] + [f"- {f['line']}" for f in first.values()] + [""]
     return "\n".join(lines)
+
+
+def floor_of(result: dict) -> float:
+    """The CPU seconds of a run's floor: its phases' floors summed (0: none measured)."""
+    return sum(p.get("floor_seconds") or 0.0 for p in result.get("phases", []))
 
 
 FEATURES = ("per_pass", "per_pass_byte", "per_flop", "per_logit", "per_fit_flop")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.scale import measure
+from benchmarks.scale import Hooks, floor, measure
 from findings.data import SETS, THRESHOLDS
 from findings.work import Readings, artefacts, claim_of, plan_of, reads_of
 from lens.lenses.lenses import TunedLens
@@ -42,6 +42,25 @@ def test_the_counts_of_every_phase_are_the_runs_own(run):
         else:
             assert counted == planned, name
     assert phases["patching"]["counted"]["passes"] > 0  # every capital patched, as the simulation says
+
+
+def test_a_phase_s_floor_is_its_passes_and_rows_and_no_more(run):
+    """The bench's floor of a phase runs the passes the hooks saw, shape for shape, and unembeds the rows the
+    phase planned: hooks on the model, counting while it runs, see exactly that (its plain passes unembed
+    nothing; a floor that ran the whole causal LM would unembed every position)."""
+    model, result = run
+    floored = [phase for phase in result["phases"] if phase["planned"]]
+    assert floored and all(phase["floor_seconds"] > 0 for phase in floored if phase["shapes"])
+    for phase in floored:
+        hooks = Hooks(model)
+        try:
+            floor(model, phase["shapes"], phase["planned"]["unembedded"])
+        finally:
+            work, shapes = hooks.take()
+            hooks.remove()
+        assert shapes == {(rows, tokens): k for rows, tokens, k in phase["shapes"]}, phase["name"]
+        assert (work.passes, work.tokens) == (phase["counted"]["passes"], phase["counted"]["tokens"]), phase["name"]
+        assert work.unembedded == phase["planned"]["unembedded"], phase["name"]
 
 
 def test_before_a_run_the_counts_bound_what_the_run_decides(run):
@@ -158,7 +177,6 @@ def test_a_model_wider_than_its_reads_is_counted_reading_on_in_the_text(tiny_tok
     import torch
     import transformers as hf
 
-    from benchmarks.scale import Hooks
     from findings.work import Counter
     from lens.lenses import tuned_corpus
     from lens.lenses.train_tuned import TOKENS, WINDOW, train_tuned
@@ -184,7 +202,7 @@ def test_a_model_wider_than_its_reads_is_counted_reading_on_in_the_text(tiny_tok
     try:
         trained = train_tuned(model, force=True)
     finally:
-        counted = hooks.take()
+        counted, _ = hooks.take()
         hooks.remove()
     planned = Counter(model.tokenizer, model.n_layers, width, len(tokenizer)).work((TunedLens.name, "lens"))
     assert trained.tokens >= 2 * (width + 1)
