@@ -30,10 +30,10 @@ RANK_DTYPE = torch.int32
 RANK_ROWS = 32
 """Rows ranked at once by `searchsorted`: one prompt's blocks (measured: a whole chunk at once is 10% slower)."""
 LOG_P_FLOOR = -80.0
-"""log p below which a lens probability is taken as exp(-80) = 1.8e-35 (a normal float32) when the entropy sums
-p log p: exp of lower values takes a slow path on the CPU (measured: 5x on the raw lens's logits, thousands of
-nats wide), and it moves an entropy by under 1e-25 nats (262,144 tokens at log p -5,000). Log-probabilities
-are not floored."""
+"""A logit this far (at the temperature) below its row's largest is taken as that far below, e^-80 = 1.8e-35 (a
+normal float32), in the sums of e^y: exp of lower values takes a slow path on the CPU (measured: 5x on the raw
+lens's logits, thousands of nats wide), and it moves an entropy or a log-normaliser by under 1e-25 nats (262,144
+tokens at y = -5,000). The logits themselves are not floored."""
 COMPARE_ROWS = 2
 """Rows ranked at once by comparison, so a row stays in cache while each value is compared with it."""
 COMPARE_UP_TO = 16
@@ -82,7 +82,7 @@ def _reduce(
 ) -> dict[str, torch.Tensor]:
     """`reduce`, under whatever autocast the caller left, on the logits' device (a model spread over GPUs puts the
     lens's logits where the unembedding is, the output maybe elsewhere)."""
-    z, out = logits.float(), output.to(logits.device).float()
+    z, out = logits.detach().float(), output.detach().to(logits.device).float()  # figures: never differentiated
     b, n_layers, vocab = z.shape
     ids = ids.to(z.device, torch.long)
     top_z, top_i = z.topk(top_k, dim=-1)
@@ -122,17 +122,34 @@ def _at_temperature(
 ) -> tuple[torch.Tensor, ...]:
     """At one temperature: each block's log-normaliser, entropy and KL(output || block), the output's own two.
 
-    The log-normaliser is read off the top token (`z_top / T - log p_top`, with log p_top near 0, so no
-    precision is lost), which spares another pass over the vocabulary."""
-    logp = torch.log_softmax(z if t == 1 else z / t, dim=-1)  # z / 1 is z, copied: a pass over the vocabulary
+    A block's row at a time, so that the row stays in cache through its passes, from its logits shifted by their
+    largest, y = (z - max) / T <= 0. With s = sum e^y, log p = y - log s, so the log-normaliser is max / T + log s,
+    the entropy log s - sum(e^y y) / s and the KL from the output -H(q) - sum(q y) + log s: nothing of the
+    vocabulary's size is written but y and e^y, and nothing large cancels. Measured on the CPU, one thread, on
+    Gemma 3's 126 rows of 262,144 logits (one chunk): 0.08 s, against 0.22 s for a log-softmax and the sums each
+    over the whole chunk; and nearer float64's figures (entropy within 2e-5 nats, against 2e-4). The output's
+    log-normaliser is read off its top token (`z_top / T - log q_top`, with log q_top near 0)."""
     logq = torch.log_softmax(out if t == 1 else out / t, dim=-1)
-    p, q = logp.clamp_min(LOG_P_FLOOR).exp_(), logq.exp()
-    entropy = -torch.einsum("blv,blv->bl", p, logp)
+    q = logq.exp()
     out_entropy = -(q * logq).sum(-1)
-    kl = -out_entropy[:, None] - torch.einsum("bv,blv->bl", q, logp)
-    lse = top_z[..., 0] / t - logp.gather(-1, top_i[..., :1])[..., 0]
     out_lse = out_top_z[:, 0] / t - logq.gather(-1, out_top_i[:, :1])[:, 0]
-    return lse, entropy, kl.clamp_min(0.0), out_lse, out_entropy
+    b, n_layers, vocab = z.shape
+    rows = z.reshape(b * n_layers, vocab)
+    tops = top_z[..., 0].reshape(-1)
+    lse, entropy, kl = (torch.empty(b * n_layers, device=z.device) for _ in range(3))
+    y, e = torch.empty(vocab, device=z.device), torch.empty(vocab, device=z.device)
+    for r in range(b * n_layers):
+        torch.sub(rows[r], tops[r], out=y)  # the top-k's first is the row's largest
+        if t != 1:
+            y.div_(t)
+        torch.clamp(y, min=LOG_P_FLOOR, out=e).exp_()
+        sum_e = e.sum()
+        log_s = sum_e.log()
+        lse[r] = tops[r] / t + log_s
+        entropy[r] = log_s - torch.dot(e, y) / sum_e
+        kl[r] = log_s - torch.dot(q[r // n_layers], y)
+    kl = kl.reshape(b, n_layers) - out_entropy[:, None]
+    return lse.reshape(b, n_layers), entropy.reshape(b, n_layers), kl.clamp_min(0.0), out_lse, out_entropy
 
 
 def ranks_of(logits: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
