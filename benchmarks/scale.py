@@ -139,20 +139,22 @@ class Phase:
 
 
 @contextmanager
-def measured(phase: Phase, hooks: Hooks | None = None) -> Iterator[None]:
-    """Time a phase, keep its peak memory and its counted work (added to what the phase had)."""
+def measured(phase: Phase, hooks: Hooks | None = None) -> Iterator[dict]:
+    """Time a phase, keep its peak memory and its counted work (added to what the phase had); what was counted
+    this time is left in the dict it yields ("work", "shapes")."""
     gc.collect()
     phase.start_bytes = phase.start_bytes or psutil.Process().memory_info().rss
     peak_reset()
     start, cpu = time.perf_counter(), time.process_time()
+    taken: dict = {}
     try:
-        yield
+        yield taken
     finally:
         phase.seconds += time.perf_counter() - start
         phase.cpu_seconds += time.process_time() - cpu
         phase.peak_bytes = max(phase.peak_bytes, peak_bytes())
         if hooks is not None:
-            work, shapes = hooks.take()
+            work, shapes = taken["work"], taken["shapes"] = hooks.take()
             phase.counted = (Work(**phase.counted) + work if phase.counted else work).as_dict()
             seen = {(r, n): k for r, n, k in phase.shapes}
             for shape, k in shapes.items():
@@ -170,6 +172,8 @@ def floor(model: LoadedModel, shapes: list[list[int]], rows: int) -> float:
     no less than one token a row) and `rows` rows through the final norm's output into the unembedding, plain."""
     from lens.models.bridge import plain_view
 
+    if not shapes and not rows:
+        return 0.0  # a phase that only reduces (the candidates): no floor
     plain = plain_view(model.hf_model)
     decoder, head = plain.base_model, plain.get_output_embeddings()
     device = next(head.parameters()).device
@@ -330,11 +334,14 @@ def measure(
     try:
         with patch.dict(SETS, subset(facts)):
             keys = artefacts(chat, lenses)
+            counter = Counter(
+                model.tokenizer, model.n_layers, int(model.bridge.cfg.d_model), int(model.bridge.cfg.d_vocab)
+            )  # before the run's readings: the tuned lens's count needs none
             for key in keys:
                 phase = phases.setdefault(phase_of(key), Phase(phase_of(key)))
                 if not phase.artefacts:
                     say(f"{name}: {phase.name} ...")
-                with measured(phase, hooks):
+                with measured(phase, hooks) as taken:
                     try:
                         compute(key)
                     except BaseException as error:  # noqa: BLE001 (pytest.skip is a BaseException)
@@ -342,6 +349,12 @@ def measure(
                             raise
                         say(f"{name}: {key} skipped: {error}")
                 phase.artefacts += 1
+                # its floor at once, so that both run on the machine as it is then (another run beside this one
+                # slows both alike); the tuned lens's KL steps gather their columns, unhooked: its rows as planned
+                rows = counter.work(key).unembedded if key == (TunedLens.name, "lens") else taken["work"].unembedded
+                shapes = [[r, n, k] for (r, n), k in sorted(taken["shapes"].items())]
+                phase.floor_seconds = (phase.floor_seconds or 0.0) + floor(model, shapes, rows)
+                hooks.take()  # the floor's own passes are no phase's
             snap = phases.setdefault("snapshots", Phase("snapshots"))
             with measured(snap):
                 snapshots(findings[EXACT.name])
@@ -357,11 +370,6 @@ def measure(
             )
             for phase_name, work in counter.phases(keys).items():
                 phases[phase_name].planned = work.as_dict()
-            hooks.remove()
-            say(f"{name}: the floor of each phase ...")
-            for phase in phases.values():
-                if phase.planned:  # rows as planned: the tuned lens's KL steps gather their columns, unhooked
-                    phase.floor_seconds = floor(model, phase.shapes, phase.planned["unembedded"])
             sizes = {set_name: len(facts_) for set_name, facts_ in SETS.items()}
             lead_tokens = {f"{s} {f}": sum(map(len, leads)) for (s, f), leads in readings.leads.items()}
     finally:

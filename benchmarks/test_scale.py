@@ -225,9 +225,9 @@ def report(results: dict[str, dict]) -> str:
         if floor_of(r):
             measured_floored = sum(took(p) for p in r["phases"] if p.get("floor_seconds") is not None)
             lines += [
-                f"Against the floor (its passes and rows unembedded done plain: benchmarks/scale.py `floor`): the "
-                f"phases {measured_floored:.0f} CPU s, their floor {floor_of(r):.0f} CPU s "
-                f"(x{measured_floored / floor_of(r):.2f}).",
+                "Against the floor (each artefact's forward passes and rows unembedded done plain right after it, "
+                f"benchmarks/scale.py `floor`): the phases {measured_floored:.0f} CPU s, their floor "
+                f"{floor_of(r):.0f} CPU s (x{measured_floored / floor_of(r):.2f}).",
                 "",
             ]
     for dtype, model in results.get("cost model", {}).items():
@@ -275,8 +275,8 @@ def report(results: dict[str, dict]) -> str:
             "## First runs of the findings (a fresh lens cache), whole, against the estimate printed before and "
             "the floor",
             "",
-            "The floor: the CPU seconds of the forward passes and unembeddings the run needs, done plain (each "
-            "phase's, summed, as the model's own section above measured them).",
+            "The floor: the CPU seconds of the forward passes and unembeddings the run needs, done plain (its "
+            "phases' floors, summed, from the model's own section above: another run).",
             "",
             "| model | tests | wall s | CPU s | estimated s | estimate / CPU | floor CPU s | CPU / floor |",
             "|---|---:|---:|---:|---:|---:|---:|---:|",

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lens.reads.reduce import COMPARE_UP_TO, ranks_of, reduce
+from lens.reads.reduce import COMPARE_UP_TO, _ranks_on_device, ranks_of, reduce
 
 TEMPERATURES = (0.5, 1.0, 2.0)
 
@@ -48,12 +48,13 @@ def test_the_reduction_keeps_the_definitions_computed_over_the_whole_vocabulary(
 
 
 @pytest.mark.parametrize("k", [1, COMPARE_UP_TO, COMPARE_UP_TO + 1, 40])  # compared one by one, or searchsorted
-def test_ranks_count_the_logits_above_each_value_either_way(k):
+@pytest.mark.parametrize("rank", [ranks_of, _ranks_on_device])  # on the CPU by numpy; elsewhere by torch
+def test_ranks_count_the_logits_above_each_value_either_way(k, rank):
     torch.manual_seed(1)
     logits = torch.randn(7, 500).round(decimals=1)  # many ties
     values = logits[:, torch.randint(0, 500, (k,))]
     expected = (logits[:, None, :] > values[:, :, None]).sum(-1) + 1
-    assert torch.equal(ranks_of(logits, values), expected)
+    assert torch.equal(rank(logits, values), expected)
 
 
 def test_the_entropy_of_a_lens_thousands_of_nats_wide_is_its_definition():

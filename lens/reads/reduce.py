@@ -159,7 +159,14 @@ def ranks_of(logits: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     from log-probabilities, whose rounding reorders near-ties deep in the vocabulary (rank 10375 vs 10374 at
     another temperature). A few values per row: each compared with every logit; more: one pass over the
     vocabulary, each logit finding how many of its row's values lie strictly below it (searchsorted) and
-    counting those per slot (`COMPARE_UP_TO`)."""
+    counting those per slot (`COMPARE_UP_TO`). On the CPU, numpy counts them (`_ranks_here`)."""
+    if logits.device.type == "cpu" and values.device.type == "cpu" and values.shape[-1]:
+        return _ranks_here(logits, values)
+    return _ranks_on_device(logits, values)
+
+
+def _ranks_on_device(logits: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """`ranks_of` by torch, on whatever device the logits are."""
     ranks = torch.empty(values.shape, dtype=torch.long, device=values.device)
     if values.shape[-1] == 0:
         return ranks
@@ -180,6 +187,22 @@ def ranks_of(logits: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         exceed = counts.flip(1).cumsum(1).flip(1)[:, 1:]  # exceed[k]: logits above the k-th smallest value
         ranks[start : start + RANK_ROWS] = torch.empty_like(exceed).scatter_(1, order, exceed + 1)
     return ranks
+
+
+def _ranks_here(logits: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """`ranks_of` on the CPU: numpy's count of a comparison, a row and a value at a time (the row stays in cache).
+    Measured on one thread, 15 values a row: Gemma 3's 126 rows of 262,144 logits 0.047 s against torch's 0.43 s
+    (its sum of a comparison widens every element to int64); SmolLM2's 480 rows of 49,152 0.037 against 0.24 s.
+    numpy is imported here only: a remote job ranks on the model's device, in a sandbox that may not have it."""
+    import numpy as np
+
+    z, v = logits.detach().contiguous().numpy(), values.detach().numpy()
+    counts = np.empty(v.shape, dtype=np.int64)
+    for r in range(z.shape[0]):
+        row = z[r]
+        for k in range(v.shape[1]):
+            counts[r, k] = np.count_nonzero(row > v[r, k])
+    return torch.from_numpy(counts + 1)
 
 
 def chunks(
