@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lens.reads.reduce import COMPARE_UP_TO, _ranks_on_device, ranks_of, reduce
+from lens.reads.reduce import COMPARE_UP_TO, ROWS_AT_ONCE, _ranks_on_device, ranks_of, reduce
 
 TEMPERATURES = (0.5, 1.0, 2.0)
 
@@ -23,7 +23,9 @@ def chunk():
     return logits, output, ids, torch.tensor([[8, 9], [10, 11], [12, 13]])
 
 
-def test_the_reduction_keeps_the_definitions_computed_over_the_whole_vocabulary(chunk):
+@pytest.mark.parametrize("rows", [1, 3, 4])  # a row at a time (the CPU), a prompt's blocks unevenly, all at once
+def test_the_reduction_keeps_the_definitions_computed_over_the_whole_vocabulary(chunk, rows, monkeypatch):
+    monkeypatch.setitem(ROWS_AT_ONCE, "cpu", rows)
     logits, output, ids, extra = chunk
     got = reduce(logits, output, ids, 4, TEMPERATURES, extra)
     z, out = logits.double(), output.double()
