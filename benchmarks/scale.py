@@ -10,7 +10,7 @@ run of the findings computes for the model (`findings.work.artefacts`), computed
 resident memory (Linux: the kernel's high-water mark, reset at the phase's start), the forward passes, tokens and
 unembedded rows counted by hooks on the model's embedding and unembedding, and the same counted by
 `findings.work.Counter` from the run's own readings (they should agree), and the phase's floor (`floor`): the CPU
-time of the same passes and unembedded rows done plain, after the run.
+time of the same passes and unembedded rows done plain, each artefact's right after it.
 
 Departures from a real run, said in the output: a simulated model answers nothing, so the phases that need
 answered facts (patching) run as if every fact were answered whose reply starts without a whitespace lead; its
