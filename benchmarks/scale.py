@@ -31,7 +31,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -166,8 +166,9 @@ UNEMBED_CHUNK = 256
 """Rows a plain unembedding takes at once in the floor (the lens reads unembed in batches too)."""
 
 
-def floor(model: LoadedModel, shapes: list[list[int]], rows: int) -> float:
-    """The CPU seconds of a phase's floor, the work its claims need and no more: each of its passes as a plain
+def floor(model: LoadedModel, shapes: Mapping[tuple[int, int], int], rows: int) -> float:
+    """The CPU seconds of a phase's floor, the work its claims need and no more: each of its passes (`shapes`:
+    (rows, tokens a row) -> passes, as `Hooks` counts them) as a plain
     forward of transformers' decoder (no cache, no lens, no hook: token ids of the same shape; a cached step costs
     no less than one token a row) and `rows` rows through the final norm's output into the unembedding, plain."""
     from lens.models.bridge import plain_view
@@ -180,7 +181,7 @@ def floor(model: LoadedModel, shapes: list[list[int]], rows: int) -> float:
     d = int(head.weight.shape[1])
     cpu = time.process_time()
     with torch.inference_mode():
-        for r, n, k in shapes:
+        for (r, n), k in shapes.items():
             ids = torch.zeros(r, n, dtype=torch.long, device=device)
             for _ in range(k):
                 decoder(input_ids=ids, use_cache=False)
@@ -352,8 +353,7 @@ def measure(
                 # its floor at once, so that both run on the machine as it is then (another run beside this one
                 # slows both alike); the tuned lens's KL steps gather their columns, unhooked: its rows as planned
                 rows = counter.work(key).unembedded if key == (TunedLens.name, "lens") else taken["work"].unembedded
-                shapes = [[r, n, k] for (r, n), k in sorted(taken["shapes"].items())]
-                phase.floor_seconds = (phase.floor_seconds or 0.0) + floor(model, shapes, rows)
+                phase.floor_seconds = (phase.floor_seconds or 0.0) + floor(model, taken["shapes"], rows)
                 hooks.take()  # the floor's own passes are no phase's
             snap = phases.setdefault("snapshots", Phase("snapshots"))
             with measured(snap):

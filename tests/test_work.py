@@ -52,13 +52,14 @@ def test_a_phase_s_floor_is_its_passes_and_rows_and_no_more(run):
     floored = [phase for phase in result["phases"] if phase["planned"]]
     assert floored and all(phase["floor_seconds"] > 0 for phase in floored if phase["shapes"])
     for phase in floored:
+        seen = {(rows, tokens): k for rows, tokens, k in phase["shapes"]}
         hooks = Hooks(model)
         try:
-            floor(model, phase["shapes"], phase["planned"]["unembedded"])
+            floor(model, seen, phase["planned"]["unembedded"])
         finally:
             work, shapes = hooks.take()
             hooks.remove()
-        assert shapes == {(rows, tokens): k for rows, tokens, k in phase["shapes"]}, phase["name"]
+        assert shapes == seen, phase["name"]
         assert (work.passes, work.tokens) == (phase["counted"]["passes"], phase["counted"]["tokens"]), phase["name"]
         assert work.unembedded == phase["planned"]["unembedded"], phase["name"]
 

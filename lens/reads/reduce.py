@@ -154,8 +154,9 @@ def _at_temperature(
             sum_e = eb.sum(-1)
             log_s = sum_e.log()
             lse[prompt, start:stop] = top / t + log_s
-            entropy[prompt, start:stop] = log_s - eb.mul_(yb).sum(-1) / sum_e  # torch's sums: pairwise, exact
-            kl[prompt, start:stop] = log_s - torch.mul(yb, q[prompt], out=eb).sum(-1)  # to float32, unlike a dot
+            # products summed by torch's pairwise sum: nearer float64 than a BLAS dot over 262,144 terms (measured)
+            entropy[prompt, start:stop] = log_s - eb.mul_(yb).sum(-1) / sum_e
+            kl[prompt, start:stop] = log_s - torch.mul(yb, q[prompt], out=eb).sum(-1)
     kl -= out_entropy[:, None]
     return lse, entropy, kl.clamp_min(0.0), out_lse, out_entropy
 
