@@ -2,10 +2,11 @@
 
 The lens is fitted on what it is read on: the last position of short prompts of the kinds the findings ask (a
 completion, a question and answer, the reverse completion, German forms, arithmetic, history), over subjects no
-judged fact has (`lens/tuned_corpus.toml`), and the position after the whitespace the model writes first where it
-writes some (" " before a split digit), as a read follows it; plus general text, mixed in at a tenth of the
-weight (the Python language reference, `pydoc_data.topics`, on every machine). One subject in five and one topic
-in five are held out, never trained on: the held-out KL is measured on them.
+judged fact has (`lens/tuned_corpus.toml`: countries, states and provinces, other works and events), and the
+position after the whitespace the model writes first where it writes some (" " before a split digit), as a read
+follows it; plus general text, mixed in at a tenth of the weight (the Python language reference,
+`pydoc_data.topics`, on every machine). One subject in five and one topic in five are held out, never trained on:
+the held-out KL is measured on them.
 
 The fit (recipe `RECIPE`, `lens.lenses.tuned_fit`): per block, the weighted ridge least-squares affine map from the
 block's output to the last block's output, then `tuned_fit.STEPS` Adam steps on the KL from the model's output
@@ -51,7 +52,7 @@ __all__ = ["fit_translators"]  # the least-squares fit alone, for callers that f
 
 T = TypeVar("T")
 
-RECIPE = "lstsq-kl-prompts-v2"
+RECIPE = "lstsq-kl-prompts-v3"
 """Names how the lens was fitted: a kept lens trained by another recipe is trained again."""
 TOKENS = 512
 """Tokens of general text read (positions), beside the prompts."""

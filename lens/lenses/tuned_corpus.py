@@ -38,7 +38,8 @@ def data() -> dict:
 
 def prompts() -> tuple[Prompt, ...]:
     """Every prompt of the corpus, in a fixed order: per country its capital in every form and one more question
-    per form (rotating over currency, language, largest city, continent), then arithmetic, then history."""
+    per form (rotating over currency, language, largest city, continent), per region its capital in the English
+    forms, then arithmetic, then history."""
     spec = data()
     out: list[Prompt] = []
     templates = spec["templates"]
@@ -49,6 +50,11 @@ def prompts() -> tuple[Prompt, ...]:
             for template in chosen:
                 text = template.format(country=country, capital=capital, german=german)
                 out.append(Prompt(text[:1].upper() + text[1:], form, held))
+    regions = spec["regions"]
+    for i, (region, capital) in enumerate(regions["rows"]):
+        held = i % HELD_OUT_EVERY == HELD_OUT_EVERY - 1
+        for form, template in zip(regions["forms"], regions["templates"], strict=True):
+            out.append(Prompt(template.format(region=region, capital=capital), form, held))
     arithmetic = spec["arithmetic"]
     for i, (a, op, b) in enumerate(arithmetic_operands(arithmetic)):
         held = i % HELD_OUT_EVERY == HELD_OUT_EVERY - 1

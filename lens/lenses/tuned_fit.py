@@ -28,8 +28,10 @@ TOP_K = 32
 """Output tokens a row's KL keeps one by one; the rest of the vocabulary is one bucket."""
 TAIL_SAMPLES = 1024
 """Tokens drawn per step, outside the batch's top tokens, to estimate the rest of the lens's normaliser."""
-STEPS = 40
-"""Adam steps on the bounded KL."""
+STEPS = 200
+"""Adam steps on the bounded KL. In a trial with the corpus's regions, SmolLM2's mean KL to the output at block 22 on
+the judged capitals' completions was 1.97 nats after 40 steps and 1.70 after 200 (2026-12-03); 200 steps took its
+training from 72 s to 146 s here."""
 LR = 3e-5
 """Adam's learning rate, in whitened coordinates scaled to the target's size."""
 BATCH_ROWS = 128
