@@ -87,17 +87,10 @@ def render(results: Results, figures: dict[str, list[str]]) -> str:
     changes = results.changes or {}
     for model in results.ran:
         found = changes.get(model)
-        lines.append(
-            f"- {model}: "
-            + (
-                "no previous run to compare with"
-                if found is None
-                else "no verdict changed"
-                if not found
-                else "; ".join(found)
-            )
-            + "."
-        )
+        if found:
+            lines += [f"- {model}:", *(f"  - {change}" for change in found)]
+        else:
+            lines.append(f"- {model}: {'no previous run to compare with' if found is None else 'no verdict changed'}.")
     if results.by_construction:
         lines += ["", "## Settled by construction", "", results.by_construction.strip()]
     lines += [

@@ -71,53 +71,49 @@ def columns(results: Results) -> list[Column]:
 
 
 def header(results: Results) -> list[str]:
-    """The title, the runs each column comes from, the models not run, the lenses that could not run, the scope."""
+    """The title, the runs each column comes from, the models not run, the lenses that could not run, the scope:
+    tables and short lines, so the raw file reads as well as the rendered one."""
     lines = [
         "# Findings",
         "",
         "Each column holds its model's latest results through that lens, from the run named "
         "here (a run replaces what it ran, claim by prompt set and lens, and keeps the rest):",
         "",
+        *(_runs(results) or ["- none yet"]),
+        "",
     ]
-    lines += [f"- {line}" for line in _runs(results)] or ["- none yet"]
-    lines.append("")
     never = [m for m in results.model_order if m not in results.ran and m not in results.absent]
     if never:
         lines.append("Not run yet: " + "; ".join(f"{m} (`{findings_command('-m ' + m)}`)" for m in never) + ".  ")
     if results.absent:
-        lines.append(
-            "Weights not here, so not run: "
-            + "; ".join(f"{name} (fetch with `{command}`)" for name, command in results.absent.items())
-            + ".  "
-        )
+        lines += ["Weights not here, so not run (fetch, then run again):", ""]
+        lines += [f"- {name}: `{command}`" for name, command in results.absent.items()]
+        lines.append("")
     lost = unrun(results)
     for lens, why in lost.items():
         count = sum(hidden(r, lost) for e in results.claims.values() for r in e.results if r.lens == lens)
         reasons = list(dict.fromkeys(why.values()))
-        said = reasons[0] if len(reasons) == 1 else "; ".join(f"{model}: {reason}" for model, reason in why.items())
-        lines.append(
-            f"Could not run: the {lens_name(lens)} lens on {_and(list(why))} ({count} result"
-            f"{'s' if count != 1 else ''}, not listed under the claims): {said}.  "
+        said = (
+            f"Could not run: the {lens_name(lens)} lens on {_and(list(why))} ({count} result{'s' if count != 1 else ''}"
         )
-    return [*lines, "", *_scope(results)]
+        if len(reasons) == 1:
+            lines.append(f"{said}, not listed under the claims): {reasons[0]}.  ")
+        else:
+            lines += [f"{said}, not listed under the claims):", ""]
+            lines += [f"- {model}: {reason}" for model, reason in why.items()]
+            lines.append("")
+    return [*lines, *([""] if lines[-1] else []), *_scope(results)]
 
 
 def stamp(run: Run) -> str:
-    """A run's machine, versions and code: "Linux x86_64, Python 3.11.7, torch 2.13.0, ..., commit 3f2a9c1d0b7e"
-    (every library it records)."""
-    return ", ".join(
-        [
-            run.machine,
-            f"Python {run.python}",
-            *(f"{k} {v}" for k, v in run.libraries.items()),
-            f"commit {run.code.text}",
-        ]
-    )
+    """A run's machine and versions: "Linux x86_64, Python 3.11.7, torch 2.13.0, ..." (every library it records)."""
+    return ", ".join([run.machine, f"Python {run.python}", *(f"{k} {v}" for k, v in run.libraries.items())])
 
 
 def _runs(results: Results) -> list[str]:
     """One line per run that some column's results come from, oldest first: the columns (with how many of their
-    results, where the column has results of several runs), the run's date and command, its versions."""
+    results, where the column has results of several runs), the run's date, command and commit; under them, the
+    machine and versions once (numbered where the runs differ in them)."""
     lost, lenses = unrun(results), results.lenses()
     made: dict[str, tuple[Run, dict[Column, int]]] = {}
     for entry in results.claims.values():
@@ -133,8 +129,10 @@ def _runs(results: Results) -> list[str]:
         if not any(m == model for m, _ in total):
             run = replace(results.runs[model], partial=None)
             made.setdefault(json.dumps(run.to_dict(), sort_keys=True), (run, {}))[1][(model, "")] = 0
+    ordered = sorted(made.values(), key=lambda made_by: made_by[0].date)
+    machines = list(dict.fromkeys(stamp(run) for run, _ in ordered))
     lines = []
-    for run, counts in sorted(made.values(), key=lambda made_by: made_by[0].date):
+    for run, counts in ordered:
         by_model: dict[str, list[str]] = {}
         for (model, lens), n in sorted(
             counts.items(),
@@ -149,12 +147,18 @@ def _runs(results: Results) -> list[str]:
             for m in by_model
             if (p := results.runs[m].partial) and replace(results.runs[m], partial=None) == run
         ]
+        machine = f", machine {machines.index(stamp(run)) + 1}" if len(machines) > 1 else ""
         lines.append(
-            "; ".join(f"{model} {_and(shown)}" for model, shown in by_model.items())
+            "- "
+            + "; ".join(f"{model} {_and(shown)}" for model, shown in by_model.items())
             + f": {run.date}, `{run.command}`"
             + "".join(f", {s}" for s in stopped)
-            + f"; {stamp(run)}."
+            + f"; commit {run.code.text}{machine}."
         )
+    if len(machines) == 1:
+        lines += ["", f"Machine and versions: {machines[0]}."]
+    elif machines:
+        lines += ["", *(f"Machine {i}: {machine}.  " for i, machine in enumerate(machines, 1))]
     return lines
 
 
@@ -163,20 +167,23 @@ def _and(names: list[str]) -> str:
 
 
 def _scope(results: Results) -> list[str]:
-    """Which models every verdict is about, their size and quantisation."""
-    models = []
+    """Which models every verdict is about, their size and quantisation, as a table."""
+    rows = []
     for name in results.ran:
         record = results.models.get(name)
         if record is None:
-            models.append(name)
+            rows.append([name, "", "", "", ""])
             continue
-        size = f"{record.parameters / 1e6:,.0f}M parameters, " if record.parameters else ""
-        models.append(f"{name} ({record.source}; {size}{record.n_layers} blocks, {record.dtype} on {record.device})")
+        size = f"{record.parameters / 1e6:,.0f}M" if record.parameters else ""
+        rows.append([name, record.source, size, record.n_layers, f"{record.dtype} on {record.device}"])
+    lines = ["**Scope.** Every verdict is about the models it names, and only them" + (":" if rows else ": none.")]
+    if rows:
+        lines += ["", table(rows, ["model", "weights", "parameters", "blocks", "dtype"]), ""]
     return [
-        f"**Scope.** Every verdict is about the models it names, and only them: {'; '.join(models) or 'none'}. "
+        *lines,
         "The notes' claims concern 7-9B models (Llama 3 8B, Mistral 7B, Gemma 2 9B, Qwen3 8B); a verdict here "
         "says what holds on these models, not on those. Claims marked ° (exploratory) test the notes' next "
-        "steps, not claims they drew."
+        "steps, not claims they drew.",
     ]
 
 
@@ -274,14 +281,18 @@ def verdicts(results: Results, refs: dict[str, str], notes: Notes) -> list[str]:
         lines += _fidelity(results, prompt_set)
     lines += [
         "Each cell: the verdict, its figure and n (facts); the interval and the verdict after Holm's adjustment "
-        "are under the claim. † the verdict flips under another reasonable threshold (the claim's sensitivity); "
-        "‡ a caveat applies (under the claim); § not decided after Holm's adjustment over every verdict of "
-        "that model and lens in this report; ✗ the test failed (a figure moved beyond its tolerance from the "
-        "recorded one, the verdict is not the recorded one, or a claim with none recorded did not hold); a → b: "
-        "recorded a, now b. `too few`: no "
-        "outcome at that n could have decided; `no data`: n = 0; —: the claim is read through the logit lens "
-        'only. Under each claim, "could detect" is the smallest true share (of prompts, or of facts beyond '
-        "the threshold for a median) its n decides with 80% power.",
+        "are under the claim.",
+        "",
+        "- † the verdict flips under another reasonable threshold (the claim's sensitivity);",
+        "- ‡ a caveat applies (under the claim);",
+        "- § not decided after Holm's adjustment over every verdict of that model and lens in this report;",
+        "- ✗ the test failed (a figure moved beyond its tolerance from the recorded one, the verdict is not the "
+        "recorded one, or a claim with none recorded did not hold); a → b: recorded a, now b;",
+        "- `too few`: no outcome at that n could have decided; `no data`: n = 0; —: the claim is read through the "
+        "logit lens only.",
+        "",
+        'Under each claim, "could detect" is the smallest true share (of prompts, or of facts beyond the threshold '
+        "for a median) its n decides with 80% power.",
         "",
     ]
     lines += [f"[{i}] {reason}  " for i, reason in enumerate(notes.reasons, 1)]
@@ -342,7 +353,7 @@ def _lens_dependent(entries: list[ClaimResults], prompt_set: str | None, models:
             found.append(f"{entry.number}. {short_name(entry)} on {model}: {' / '.join(readings)}")
     if not found:
         return []
-    return ["Lens-dependent (the verdict differs between lenses): " + "; ".join(found) + ".", ""]
+    return ["Lens-dependent (the verdict differs between lenses):", "", *(f"- {line}" for line in found), ""]
 
 
 def family_line(results: Results, prompt_set: str | None) -> str:

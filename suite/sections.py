@@ -109,7 +109,7 @@ def models(results: Results) -> list[str]:
                 f"forward passes by the {record.backend} backend; weights `{record.weights}`.  "
             )
         stopped = f", stopped after {run.partial[0]} of its {run.partial[1]} tests" if run.partial else ""
-        lines += [f"Latest run {run.date} by `{run.command}`{stopped}: {stamp(run)}.", ""]
+        lines += [f"Latest run {run.date} by `{run.command}`{stopped}: {stamp(run)}, commit {run.code.text}.", ""]
         for test, counts in results.checks.get(model, {}).items():
             lines += [
                 f"`{test}`: {counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped.",

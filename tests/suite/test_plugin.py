@@ -177,7 +177,7 @@ def test_the_report_says_what_changed_since_each_models_previous_run(fake_findin
     change = "fake_claim (capitals): holds 0.80 [0.60, 0.90] n=7 → refuted 0.80 [0.60, 0.90] n=7"
     assert results(fake_findings)["changes"] == {"smollm2": [change], "gemma3": []}
     report = (fake_findings.path / "reports" / "findings.md").read_text()
-    assert f"- smollm2: {change}." in report and "- gemma3: no verdict changed." in report
+    assert f"- smollm2:\n  - {change}\n" in report and "- gemma3: no verdict changed." in report  # a line each
 
 
 def test_a_previous_report_in_an_older_layout_is_not_compared(fake_findings):

@@ -125,8 +125,8 @@ def test_cells_name_the_verdict_in_brief_and_the_lens_by_its_name():
     assert depth == ["0. [Depth][c1]", "holds 0.80 n=7", "refuted 0.80 n=7", "holds 0.80 n=7", "holds 0.80 n=7"]
     assert recall == ["1. [Recall][c2]", "holds 0.80 n=7", "—", "refuted 0.80 n=7", "—"]  # logit lens only
     assert (
-        "Lens-dependent (the verdict differs between lenses): 0. Depth on smollm2: holds (logit) / refuted "
-        "(tuned)." in screen
+        "Lens-dependent (the verdict differs between lenses):\n\n- 0. Depth on smollm2: holds (logit) / refuted "
+        "(tuned)\n" in screen
     )
     assert "exact" not in screen and "[c1]: #0-depth" in render(done, {})
 
@@ -169,14 +169,18 @@ def test_the_header_names_each_columns_own_run_command_date_and_versions():
     )
     done = replace(done, runs={"smollm2": replace(wednesday, partial=(1, 2)), "gemma3": monday})
     screen = first_screen(render(done, {}))
-    runs = [line for line in screen.split("## Data warnings")[0].splitlines() if line.startswith("- ")]
+    head = screen.split("## Data warnings")[0].splitlines()
+    runs = [line for line in head if line.startswith("- ")]
     assert runs == [
-        "- smollm2 logit (1 of 2 results); gemma3 logit: mon, `pytest findings/`; Linux x86_64, Python 3.11.7, "
-        "torch 2.13, commit unknown.",
-        "- smollm2 tuned: tue, `pytest findings/ -k tuned`; Linux x86_64, Python 3.11.7, torch 2.14, commit unknown.",
+        "- smollm2 logit (1 of 2 results); gemma3 logit: mon, `pytest findings/`; commit unknown, machine 1.",
+        "- smollm2 tuned: tue, `pytest findings/ -k tuned`; commit unknown, machine 2.",
         "- smollm2 logit (1 of 2 results): wed, `pytest findings/ -k recall`, smollm2 stopped after 1 of its 2 "
-        "tests; Linux x86_64, Python 3.11.7, torch 2.14, commit unknown.",
+        "tests; commit unknown, machine 2.",
     ]
+    assert [line for line in head if line.startswith("Machine")] == [
+        "Machine 1: Linux x86_64, Python 3.11.7, torch 2.13.  ",
+        "Machine 2: Linux x86_64, Python 3.11.7, torch 2.14.  ",
+    ]  # each machine and its versions once, under the runs
     assert "smollm2, logit (partial)" in screen
     older = replace(
         done,
@@ -184,10 +188,18 @@ def test_the_header_names_each_columns_own_run_command_date_and_versions():
     )  # a findings.json from before results had runs
     head = render(older, {}).split("## Data warnings")[0]
     assert [line for line in head.splitlines() if line.startswith("- ")] == [
-        "- gemma3 logit: mon, `pytest findings/`; Linux x86_64, Python 3.11.7, torch 2.13, commit unknown.",
+        "- gemma3 logit: mon, `pytest findings/`; commit unknown, machine 1.",
         "- smollm2 logit and tuned: wed, `pytest findings/ -k recall`, smollm2 stopped after 1 of its 2 tests; "
-        "Linux x86_64, Python 3.11.7, torch 2.14, commit unknown.",
+        "commit unknown, machine 2.",
     ]
+    alike = replace(older, runs={m: replace(r, libraries={"torch": "2.13"}) for m, r in older.runs.items()})
+    alike = replace(
+        alike,
+        claims={c: replace(e, results=tuple(replace(r, run=None) for r in e.results)) for c, e in alike.claims.items()},
+    )
+    one = render(alike, {}).split("## Data warnings")[0].splitlines()
+    assert "Machine and versions: Linux x86_64, Python 3.11.7, torch 2.13." in one
+    assert not any(line.startswith("- ") and "machine" in line for line in one)  # one machine: not numbered
 
 
 def test_the_data_warnings_table_counts_what_the_full_lists_at_the_end_list():
@@ -255,11 +267,12 @@ def test_a_lens_that_could_not_run_is_named_once_with_its_models_and_why():
     hidden = sum(r.lens == "jacobian" for e in done.claims.values() for r in e.results)
     assert unrun == [
         "Could not run: the tuned lens on gemma3 (1 result, not listed under the claims): no tuned lens for gemma3.  ",
-        f"Could not run: the Jacobian lens on smollm2 and gemma3 ({hidden} results, not listed under the claims): "
-        f"smollm2: {nowhere.format('smollm2')}; gemma3: {nowhere.format('gemma3')}.  ",
+        f"Could not run: the Jacobian lens on smollm2 and gemma3 ({hidden} results, not listed under the claims):",
     ]
+    why = screen.split(unrun[1])[1].split("\n\n")[1].splitlines()
+    assert why == [f"- smollm2: {nowhere.format('smollm2')}", f"- gemma3: {nowhere.format('gemma3')}"]  # a line each
     assert text.count(nowhere.format("smollm2")) == 1 and "needs two models" not in text
-    assert "Jacobian" not in "\n".join(line for line in screen.splitlines() if line not in unrun)  # no column
+    assert "Jacobian" not in "\n".join(line for line in screen.splitlines() if line not in unrun + why)  # no column
     assert [h for t in tables(screen.split("## Verdicts")[1]) for h in t[0]][:4] == [
         "claim",
         "smollm2, logit",
