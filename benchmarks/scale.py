@@ -361,13 +361,7 @@ def measure(
             readings = Readings.of(findings[EXACT.name], keys)
             if simulate:  # patched as if answered
                 readings = replace(readings, answered=list(simulated_answers(findings[EXACT.name])))
-            counter = Counter(
-                model.tokenizer,
-                model.n_layers,
-                int(model.bridge.cfg.d_model),
-                int(model.bridge.cfg.d_vocab),
-                readings=readings,
-            )
+            counter.readings = readings  # the run's own: the other phases' counts need them
             for phase_name, work in counter.phases(keys).items():
                 phases[phase_name].planned = work.as_dict()
             sizes = {set_name: len(facts_) for set_name, facts_ in SETS.items()}
