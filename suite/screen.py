@@ -93,13 +93,13 @@ def header(results: Results) -> list[str]:
     for lens, why in lost.items():
         count = sum(hidden(r, lost) for e in results.claims.values() for r in e.results if r.lens == lens)
         reasons = list(dict.fromkeys(why.values()))
-        said = (
+        opening = (
             f"Could not run: the {lens_name(lens)} lens on {_and(list(why))} ({count} result{'s' if count != 1 else ''}"
         )
         if len(reasons) == 1:
-            lines.append(f"{said}, not listed under the claims): {reasons[0]}.  ")
+            lines.append(f"{opening}, not listed under the claims): {reasons[0]}.  ")
         else:
-            lines += [f"{said}, not listed under the claims):", ""]
+            lines += [f"{opening}, not listed under the claims):", ""]
             lines += [f"- {model}: {reason}" for model, reason in why.items()]
             lines.append("")
     return [*lines, *([""] if lines[-1] else []), *_scope(results)]
@@ -181,9 +181,9 @@ def _scope(results: Results) -> list[str]:
         lines += ["", table(rows, ["model", "weights", "parameters", "blocks", "dtype"]), ""]
     return [
         *lines,
-        "The notes' claims concern 7-9B models (Llama 3 8B, Mistral 7B, Gemma 2 9B, Qwen3 8B); a verdict here "
-        "says what holds on these models, not on those. Claims marked ° (exploratory) test the notes' next "
-        "steps, not claims they drew.",
+        "The notes' claims concern 7-9B models (Llama 3 8B, Mistral 7B, Gemma 2 9B, Qwen3 8B);",  # one paragraph
+        "a verdict here says what holds on these models, not on those.",
+        "Claims marked ° (exploratory) test the notes' next steps, not claims they drew.",
     ]
 
 
@@ -369,12 +369,15 @@ def family_line(results: Results, prompt_set: str | None) -> str:
     levels = sorted({v.confidence for v in decided})
     expected, any_wrong = family_error([v.confidence for v in decided])
     kept = sum(v.holm == v.verdict for v in decided)
-    return (
-        f"{len(decided)} verdicts decided {where}, each at {' or '.join(f'{c:.1%}' for c in levels)}, each "
-        f"erring in its direction at most half its remainder: by chance alone about {expected:.2f} may be wrong "
-        f"(were they independent, the chance that at least one is: {any_wrong:.0%}). After Holm's adjustment "
-        f"per model and lens, {kept} of the {len(decided)} stay decided, with at most a 5% chance of any wrong "
-        "in each model and lens."
+    return "\n".join(  # one paragraph, a clause a line: the raw file scans as the rendered one reads
+        [
+            f"{len(decided)} verdicts decided {where}, each at {' or '.join(f'{c:.1%}' for c in levels)}, each "
+            "erring in its direction at most half its remainder:",
+            f"by chance alone about {expected:.2f} may be wrong (were they independent, the chance that at least "
+            f"one is: {any_wrong:.0%}).",
+            f"After Holm's adjustment per model and lens, {kept} of the {len(decided)} stay decided, with at most a "
+            "5% chance of any wrong in each model and lens.",
+        ]
     )
 
 
@@ -412,7 +415,7 @@ def _fidelity(results: Results, prompt_set: str | None) -> list[str]:
         "",
         table(rows, ["model", "lens, form", "prompts", *(f"at {d:.0%}" for d in FIDELITY_DEPTHS), "max from 75%"]),
         "",
-        *(["Which lens made each column: " + "; ".join(sources) + ".", ""] if sources else []),
-        " ".join(f"![{f.file}](figures/{f.file})" for f in found),
+        *(["Which lens made each column:", "", *(f"- {source}" for source in sources), ""] if sources else []),
+        "\n".join(f"![{f.file}](figures/{f.file})" for f in found),  # one paragraph: side by side, rendered
         "",
     ]
